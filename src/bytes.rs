@@ -1,0 +1,387 @@
+//! Little-endian byte and bit I/O shared by the entropy coder and the container.
+//!
+//! Readers never panic on short or malformed input: every read is bounds-checked and reports
+//! [`Malformed`], which the chunk and container layers turn into an error naming the chunk.
+
+/// Decoding found bytes that cannot be what the encoder wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed(pub String);
+
+impl Malformed {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        Malformed(msg.into())
+    }
+}
+
+pub(crate) type DecodeResult<T> = Result<T, Malformed>;
+
+/// Appends `v` as an unsigned LEB128 varint.
+#[inline]
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends `v` zigzag-encoded as a varint.
+#[inline]
+pub(crate) fn put_ivarint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, zigzag64(v));
+}
+
+#[inline(always)]
+pub(crate) fn zigzag64(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline(always)]
+pub(crate) fn unzigzag64(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+#[inline(always)]
+pub(crate) fn zigzag32(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+#[inline(always)]
+pub(crate) fn unzigzag32(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+/// Appends a length-prefixed byte section.
+pub(crate) fn put_section(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_uvarint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A bounds-checked cursor over a byte slice.
+#[derive(Debug, Clone)]
+pub(crate) struct ByteReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        ByteReader { data, pos: 0 }
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(Malformed(format!(
+                "needs {n} more bytes at offset {} but only {} remain",
+                self.pos,
+                self.remaining()
+            )));
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> DecodeResult<[u8; N]> {
+        let s = self.bytes(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    pub(crate) fn u8(&mut self) -> DecodeResult<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> DecodeResult<u16> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> DecodeResult<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> DecodeResult<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn f64(&mut self) -> DecodeResult<f64> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn uvarint(&mut self) -> DecodeResult<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                if shift == 63 && b > 1 {
+                    break;
+                }
+                return Ok(v);
+            }
+        }
+        Err(Malformed::new("varint longer than 64 bits"))
+    }
+
+    /// A varint that must fit in `usize` and be at most `max`.
+    pub(crate) fn uvarint_max(&mut self, max: u64, what: &str) -> DecodeResult<usize> {
+        let v = self.uvarint()?;
+        if v > max {
+            return Err(Malformed(format!(
+                "{what} is {v}, more than the possible {max}"
+            )));
+        }
+        Ok(v as usize)
+    }
+
+    pub(crate) fn ivarint(&mut self) -> DecodeResult<i64> {
+        Ok(unzigzag64(self.uvarint()?))
+    }
+
+    /// A length-prefixed section, as written by [`put_section`].
+    pub(crate) fn section(&mut self) -> DecodeResult<&'a [u8]> {
+        let n = self.uvarint_max(self.remaining() as u64, "section length")?;
+        self.bytes(n)
+    }
+}
+
+/// Writes bit fields least-significant bit first.
+#[derive(Debug, Default)]
+pub(crate) struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    fill: u32,
+}
+
+impl BitWriter {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        BitWriter {
+            out: Vec::with_capacity(bytes),
+            acc: 0,
+            fill: 0,
+        }
+    }
+
+    /// Writes the low `nbits` bits of `v` (`nbits` ≤ 32).
+    #[inline(always)]
+    pub(crate) fn write(&mut self, v: u32, nbits: u32) {
+        debug_assert!(nbits <= 32);
+        debug_assert!(nbits == 32 || v >> nbits == 0);
+        self.acc |= (v as u64) << self.fill;
+        self.fill += nbits;
+        if self.fill >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.fill -= 32;
+        }
+    }
+
+    /// Elias-gamma code of `v + 1`, for small non-negative integers.
+    pub(crate) fn write_gamma(&mut self, v: u32) {
+        let x = v as u64 + 1;
+        let n = 63 - x.leading_zeros(); // floor(log2 x)
+        // n zero bits, then the n+1 bits of x from the top; written LSB first as: n zeros, a one,
+        // then the low n bits of x.
+        self.write(0, n.min(32));
+        if n > 32 {
+            self.write(0, n - 32);
+        }
+        self.write(1, 1);
+        let low = x & ((1u64 << n) - 1);
+        if n > 32 {
+            self.write(low as u32, 32);
+            self.write((low >> 32) as u32, n - 32);
+        } else {
+            self.write(low as u32, n);
+        }
+    }
+
+    /// Bits written so far.
+    pub(crate) fn bit_len(&self) -> u64 {
+        self.out.len() as u64 * 8 + self.fill as u64
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        let bytes = self.fill.div_ceil(8) as usize;
+        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        self.out
+    }
+}
+
+/// Reads bit fields written by [`BitWriter`]. Reading past the end yields zero bits and is
+/// reported by [`BitReader::finish`].
+#[derive(Debug)]
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    fill: u32,
+    /// Bits moved into `acc` so far, padding zeros past the end included.
+    loaded: u64,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        BitReader {
+            data,
+            pos: 0,
+            acc: 0,
+            fill: 0,
+            loaded: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn refill(&mut self) {
+        if let Some(w) = self.data.get(self.pos..self.pos + 4) {
+            let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            self.acc |= (w as u64) << self.fill;
+            self.pos += 4;
+            self.fill += 32;
+            self.loaded += 32;
+        } else {
+            self.refill_tail();
+        }
+    }
+
+    #[cold]
+    fn refill_tail(&mut self) {
+        let mut w = 0u32;
+        for i in 0..4 {
+            match self.data.get(self.pos) {
+                Some(&b) => {
+                    w |= (b as u32) << (8 * i);
+                    self.pos += 1;
+                }
+                None => break,
+            }
+        }
+        self.acc |= (w as u64) << self.fill;
+        self.fill += 32;
+        self.loaded += 32;
+    }
+
+    /// Reads `nbits` bits (`nbits` ≤ 32).
+    #[inline(always)]
+    pub(crate) fn read(&mut self, nbits: u32) -> u32 {
+        debug_assert!(nbits <= 32);
+        if self.fill < nbits {
+            self.refill();
+        }
+        let v = (self.acc & ((1u64 << nbits) - 1)) as u32;
+        self.acc >>= nbits;
+        self.fill -= nbits;
+        v
+    }
+
+    pub(crate) fn read_gamma(&mut self) -> DecodeResult<u32> {
+        let mut n = 0u32;
+        while self.read(1) == 0 {
+            n += 1;
+            if n > 32 {
+                return Err(Malformed::new("bad Elias-gamma code"));
+            }
+        }
+        let low = if n > 32 { 0 } else { self.read(n) as u64 };
+        let x = (1u64 << n) | low;
+        Ok((x - 1) as u32)
+    }
+
+    /// Fails if more bits were read than the input holds.
+    pub(crate) fn finish(&self) -> DecodeResult<()> {
+        let consumed_bits = self.loaded - self.fill as u64;
+        if consumed_bits > self.data.len() as u64 * 8 {
+            return Err(Malformed::new(
+                "bit stream is shorter than its contents need",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip() {
+        let vals = [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX];
+        let mut buf = Vec::new();
+        for &v in &vals {
+            put_uvarint(&mut buf, v);
+        }
+        for &v in &[-1i64, 0, 1, i64::MIN, i64::MAX] {
+            put_ivarint(&mut buf, v);
+        }
+        let mut r = ByteReader::new(&buf);
+        for &v in &vals {
+            assert_eq!(r.uvarint().unwrap(), v);
+        }
+        for &v in &[-1i64, 0, 1, i64::MIN, i64::MAX] {
+            assert_eq!(r.ivarint().unwrap(), v);
+        }
+        assert!(r.is_empty());
+        assert!(r.u8().is_err());
+        // An over-long varint is rejected, not wrapped.
+        assert!(ByteReader::new(&[0xff; 11]).uvarint().is_err());
+    }
+
+    #[test]
+    fn zigzag_is_a_bijection_on_edges() {
+        for v in [0i32, 1, -1, i32::MAX, i32::MIN, 12345, -12345] {
+            assert_eq!(unzigzag32(zigzag32(v)), v);
+        }
+        assert_eq!(zigzag32(-1), 1);
+        assert_eq!(zigzag32(1), 2);
+    }
+
+    #[test]
+    fn bits_round_trip() {
+        let mut w = BitWriter::new();
+        let fields: Vec<(u32, u32)> = (0..1000u32)
+            .map(|i| {
+                (
+                    i.wrapping_mul(2654435761) >> (i % 33).min(31),
+                    32 - (i % 33).min(31),
+                )
+            })
+            .collect();
+        for &(v, n) in &fields {
+            let v = if n == 32 { v } else { v & ((1 << n) - 1) };
+            w.write(v, n);
+        }
+        for g in [0u32, 1, 2, 3, 100, 65535, u32::MAX - 1] {
+            w.write_gamma(g);
+        }
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        for &(v, n) in &fields {
+            let v = if n == 32 { v } else { v & ((1 << n) - 1) };
+            assert_eq!(r.read(n), v);
+        }
+        for g in [0u32, 1, 2, 3, 100, 65535, u32::MAX - 1] {
+            assert_eq!(r.read_gamma().unwrap(), g);
+        }
+        r.finish().unwrap();
+        let _ = r.read(32);
+        let _ = r.read(32);
+        assert!(r.finish().is_err());
+    }
+}

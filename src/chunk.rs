@@ -1,0 +1,527 @@
+//! The chunk codec: whole records in, one self-contained payload out, and back.
+//!
+//! A chunk is coded column by column (a table's columns; a field is one column of all its
+//! values), each column in a length-prefixed section so a reader can skip or split them:
+//!
+//! ```text
+//! payload  := section(column 0) section(column 1) ...
+//! column   := 0x00 predictor:u8 step:f64 exceptions codes      (quantized)
+//!           | 0x01 lossless                                    (bit-exact, see `lossless`)
+//! ```
+//!
+//! `exceptions` is [`Exceptions::write`]'s block and `codes` a [`CodeCoder`] stream holding one
+//! code per value that is not an exception. When the coded payload is not smaller than the raw
+//! values, the chunk stores them raw or LZ4-compressed instead and says so in its payload kind
+//! (the container's chunk flags).
+//!
+//! Columns are coded in order and each may refer to the reconstruction of the ones before it
+//! (the decoder has those, not the originals): the lossless transforms use the previous column,
+//! and the learned predictor will predict from reconstructed columns the same way.
+
+use std::sync::Arc;
+
+use crate::array::Layout;
+use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section};
+use crate::element::Element;
+use crate::entropy::CodeCoder;
+use crate::lossless::{self, LosslessScratch, Reference};
+use crate::normalize::Normalization;
+use crate::predict::Predictor;
+use crate::residual::{Exceptions, Quantizer};
+
+/// How a chunk's payload is stored (the low bits of the chunk flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// Column sections, as described in the module docs.
+    Coded = 0,
+    /// The values as little-endian bytes, row-major.
+    Raw = 1,
+    /// The raw bytes, LZ4-compressed (block format).
+    Lz4 = 2,
+}
+
+impl PayloadKind {
+    pub(crate) fn from_flags(flags: u16) -> Option<Self> {
+        match flags & 0x3 {
+            0 => Some(PayloadKind::Coded),
+            1 => Some(PayloadKind::Raw),
+            2 => Some(PayloadKind::Lz4),
+            _ => None,
+        }
+    }
+}
+
+const KIND_QUANTIZED: u8 = 0;
+const KIND_LOSSLESS: u8 = 1;
+
+/// A column's coding parameters, shared by every chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColumnParams {
+    /// Resolved absolute bound (0 = bit-exact).
+    pub bound: f64,
+    /// Normalization (the plain predictor predicts its offset).
+    pub norm: Normalization,
+}
+
+/// What every chunk of one container shares (from its header).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodecParams {
+    /// Table or field.
+    pub layout: Layout,
+    /// Values per record.
+    pub record_len: usize,
+    /// For fields: values per row of the last axis, the stride of the lossless reference
+    /// (0 = none).
+    pub row_len: usize,
+    /// Per column (one for a field).
+    pub columns: Vec<ColumnParams>,
+}
+
+impl CodecParams {
+    fn geometry(&self, values: usize) -> (usize, usize) {
+        match self.layout {
+            Layout::Table => (self.record_len, values / self.record_len.max(1)),
+            Layout::Field => (1, values),
+        }
+    }
+
+    fn reference<'a, T>(&self, j: usize, rows: usize, done: &'a [T]) -> Reference<'a, T> {
+        match self.layout {
+            Layout::Table if j > 0 => Reference::Column(&done[(j - 1) * rows..j * rows]),
+            Layout::Table => Reference::None,
+            Layout::Field if self.row_len > 0 && self.row_len < rows => {
+                Reference::Stride(self.row_len)
+            }
+            Layout::Field => Reference::None,
+        }
+    }
+}
+
+/// Per-worker state for coding chunks of element type `T`.
+#[derive(Debug)]
+pub(crate) struct ChunkCodec<T: Element> {
+    params: Arc<CodecParams>,
+    coder: CodeCoder,
+    ll: LosslessScratch,
+    codes: Vec<i32>,
+    exc: Exceptions<T>,
+    cols: Vec<T>,
+    recon: Vec<T>,
+    col_out: Vec<u8>,
+    alt_out: Vec<u8>,
+}
+
+/// Copies row-major `data` (`width` values per row) into column-major `out`.
+fn rows_to_columns<T: Copy>(data: &[T], width: usize, out: &mut [T]) {
+    let rows = data.len() / width;
+    const BLOCK: usize = 64;
+    for r0 in (0..rows).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(rows);
+        for j in 0..width {
+            let col = &mut out[j * rows + r0..j * rows + r1];
+            for (k, o) in col.iter_mut().enumerate() {
+                *o = data[(r0 + k) * width + j];
+            }
+        }
+    }
+}
+
+/// Copies column-major `cols` back to row-major `out`.
+fn columns_to_rows<T: Copy>(cols: &[T], width: usize, out: &mut [T]) {
+    let rows = cols.len() / width;
+    const BLOCK: usize = 64;
+    for r0 in (0..rows).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(rows);
+        for j in 0..width {
+            let col = &cols[j * rows + r0..j * rows + r1];
+            for (k, &v) in col.iter().enumerate() {
+                out[(r0 + k) * width + j] = v;
+            }
+        }
+    }
+}
+
+impl<T: Element> ChunkCodec<T> {
+    /// A codec for chunks described by `params`.
+    pub(crate) fn new(params: Arc<CodecParams>) -> Self {
+        ChunkCodec {
+            params,
+            coder: CodeCoder::new(),
+            ll: LosslessScratch::default(),
+            codes: Vec::new(),
+            exc: Exceptions::default(),
+            cols: Vec::new(),
+            recon: Vec::new(),
+            col_out: Vec::new(),
+            alt_out: Vec::new(),
+        }
+    }
+
+    /// Codes whole records (`data.len()` a multiple of the record length) into `out` (replacing
+    /// its contents) and returns how the payload is stored.
+    pub(crate) fn encode(&mut self, data: &[T], out: &mut Vec<u8>) -> PayloadKind {
+        out.clear();
+        let params = Arc::clone(&self.params);
+        debug_assert_eq!(data.len() % params.record_len.max(1), 0);
+        let (ncols, rows) = params.geometry(data.len());
+        let source: &[T] = if params.layout == Layout::Table {
+            self.cols.resize(data.len(), T::from_f64(0.0));
+            rows_to_columns(data, ncols, &mut self.cols);
+            &self.cols
+        } else {
+            data
+        };
+        self.recon.resize(data.len(), T::from_f64(0.0));
+        for j in 0..ncols {
+            let col = &source[j * rows..(j + 1) * rows];
+            let (done, rest) = self.recon.split_at_mut(j * rows);
+            let recon = &mut rest[..rows];
+            let reference = params.reference(j, rows, done);
+            let cp = &params.columns[j.min(params.columns.len() - 1)];
+            self.col_out.clear();
+            encode_column(
+                col,
+                reference,
+                cp,
+                recon,
+                &mut self.coder,
+                &mut self.ll,
+                &mut self.codes,
+                &mut self.exc,
+                &mut self.col_out,
+                &mut self.alt_out,
+            );
+            put_section(out, &self.col_out);
+        }
+        let raw_len = data.len() * T::BYTES;
+        if out.len() >= raw_len {
+            let raw = le_bytes(data);
+            let packed = lz4_flex::block::compress(&raw);
+            out.clear();
+            if packed.len() < raw.len() {
+                out.extend_from_slice(&packed);
+                return PayloadKind::Lz4;
+            }
+            out.extend_from_slice(&raw);
+            return PayloadKind::Raw;
+        }
+        PayloadKind::Coded
+    }
+
+    /// Decodes a payload holding `values` values, appending them row-major to `out`.
+    pub(crate) fn decode(
+        &mut self,
+        kind: PayloadKind,
+        payload: &[u8],
+        values: usize,
+        out: &mut Vec<T>,
+    ) -> DecodeResult<()> {
+        let params = Arc::clone(&self.params);
+        if values % params.record_len.max(1) != 0 {
+            return Err(Malformed::new(
+                "value count is not a whole number of records",
+            ));
+        }
+        match kind {
+            PayloadKind::Raw => return push_le_values(payload, values, out),
+            PayloadKind::Lz4 => {
+                let raw = lz4_flex::block::decompress(payload, values * T::BYTES)
+                    .map_err(|e| Malformed(format!("LZ4 payload: {e}")))?;
+                return push_le_values(&raw, values, out);
+            }
+            PayloadKind::Coded => {}
+        }
+        let (ncols, rows) = params.geometry(values);
+        let mut r = ByteReader::new(payload);
+        let start = out.len();
+        out.resize(start + values, T::from_f64(0.0));
+        let dest: &mut [T] = if params.layout == Layout::Table {
+            self.cols.resize(values, T::from_f64(0.0));
+            &mut self.cols
+        } else {
+            &mut out[start..]
+        };
+        for j in 0..ncols {
+            let section = r
+                .section()
+                .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
+            let (done, rest) = dest.split_at_mut(j * rows);
+            let reference = params.reference(j, rows, done);
+            let cp = &params.columns[j.min(params.columns.len() - 1)];
+            decode_column(
+                section,
+                reference,
+                cp,
+                &mut self.coder,
+                &mut self.ll,
+                &mut self.codes,
+                &mut self.exc,
+                &mut rest[..rows],
+            )
+            .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
+        }
+        if !r.is_empty() {
+            return Err(Malformed(format!(
+                "{} bytes left after the last column",
+                r.remaining()
+            )));
+        }
+        if params.layout == Layout::Table {
+            columns_to_rows(&self.cols, ncols, &mut out[start..]);
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_column<T: Element>(
+    col: &[T],
+    reference: Reference<'_, T>,
+    cp: &ColumnParams,
+    recon: &mut [T],
+    coder: &mut CodeCoder,
+    ll: &mut LosslessScratch,
+    codes: &mut Vec<i32>,
+    exc: &mut Exceptions<T>,
+    out: &mut Vec<u8>,
+    alt: &mut Vec<u8>,
+) {
+    if cp.bound > 0.0 {
+        let q = Quantizer::for_bound(cp.bound);
+        let predictor = Predictor::Centre;
+        q.quantize(col, predictor.predict(&cp.norm), codes, exc, recon);
+        out.push(KIND_QUANTIZED);
+        out.push(predictor.id());
+        out.extend_from_slice(&q.step.to_le_bytes());
+        exc.write(out);
+        coder.encode(codes, out);
+        // With many exceptions (a bound below the data's own precision), bit-exact coding can
+        // be smaller.
+        if exc.len() * 8 > col.len() {
+            alt.clear();
+            alt.push(KIND_LOSSLESS);
+            lossless::encode(col, reference, coder, ll, alt);
+            if alt.len() < out.len() {
+                std::mem::swap(out, alt);
+                recon.copy_from_slice(col);
+            }
+        }
+    } else {
+        out.push(KIND_LOSSLESS);
+        lossless::encode(col, reference, coder, ll, out);
+        recon.copy_from_slice(col);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_column<T: Element>(
+    section: &[u8],
+    reference: Reference<'_, T>,
+    cp: &ColumnParams,
+    coder: &mut CodeCoder,
+    ll: &mut LosslessScratch,
+    codes: &mut Vec<i32>,
+    exc: &mut Exceptions<T>,
+    out: &mut [T],
+) -> DecodeResult<()> {
+    let mut r = ByteReader::new(section);
+    match r.u8()? {
+        KIND_QUANTIZED => {
+            let id = r.u8()?;
+            let predictor = Predictor::from_id(id).ok_or_else(|| {
+                Malformed(format!(
+                    "unknown predictor {id} (written by a newer baler?)"
+                ))
+            })?;
+            let step = r.f64()?;
+            if !(step.is_finite() && step > 0.0) {
+                return Err(Malformed(format!("invalid quantization step {step}")));
+            }
+            exc.read(&mut r, out.len())?;
+            coder.decode(&mut r, out.len() - exc.len(), codes)?;
+            let q = Quantizer {
+                step,
+                bound: cp.bound,
+            };
+            q.dequantize(codes, exc, predictor.predict(&cp.norm), out)?;
+        }
+        KIND_LOSSLESS => lossless::decode(&mut r, reference, coder, ll, out)?,
+        k => return Err(Malformed(format!("unknown column kind {k}"))),
+    }
+    if !r.is_empty() {
+        return Err(Malformed(format!(
+            "{} bytes left in the column section",
+            r.remaining()
+        )));
+    }
+    Ok(())
+}
+
+/// What a column section of a coded payload holds (for `baler info --columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSection {
+    /// Bytes of the section.
+    pub bytes: usize,
+    /// Whether the column was coded bit-exactly.
+    pub lossless: bool,
+    /// Values stored verbatim.
+    pub exceptions: u64,
+}
+
+/// Splits a coded payload into its column sections without decoding them.
+pub fn inspect_payload(payload: &[u8], columns: usize) -> Result<Vec<ColumnSection>, String> {
+    let mut r = ByteReader::new(payload);
+    let mut out = Vec::with_capacity(columns);
+    for j in 0..columns {
+        let sec = r.section().map_err(|e| format!("column {j}: {}", e.0))?;
+        let mut s = ByteReader::new(sec);
+        let kind = s.u8().map_err(|e| e.0)?;
+        let exceptions = if kind == KIND_QUANTIZED {
+            s.bytes(1 + 8).map_err(|e| e.0)?;
+            s.uvarint().map_err(|e| e.0)?
+        } else {
+            0
+        };
+        out.push(ColumnSection {
+            bytes: sec.len() + 1,
+            lossless: kind == KIND_LOSSLESS,
+            exceptions,
+        });
+    }
+    Ok(out)
+}
+
+/// The values as little-endian bytes.
+pub(crate) fn le_bytes<T: Element>(data: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(data))
+    } else {
+        let mut v = data.to_vec();
+        T::swap_bytes_in_place(&mut v);
+        std::borrow::Cow::Owned(bytemuck::cast_slice(&v).to_vec())
+    }
+}
+
+fn push_le_values<T: Element>(bytes: &[u8], values: usize, out: &mut Vec<T>) -> DecodeResult<()> {
+    if bytes.len() != values * T::BYTES {
+        return Err(Malformed(format!(
+            "raw payload has {} bytes for {values} values of {} bytes",
+            bytes.len(),
+            T::BYTES
+        )));
+    }
+    let start = out.len();
+    out.resize(start + values, T::from_f64(0.0));
+    bytemuck::cast_slice_mut::<T, u8>(&mut out[start..]).copy_from_slice(bytes);
+    T::from_le_in_place(&mut out[start..]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::residual::first_violation;
+
+    fn params(layout: Layout, record_len: usize, bounds: &[f64]) -> Arc<CodecParams> {
+        Arc::new(CodecParams {
+            layout,
+            record_len,
+            row_len: if layout == Layout::Field { 7 } else { 0 },
+            columns: bounds
+                .iter()
+                .map(|&b| ColumnParams {
+                    bound: b,
+                    norm: Normalization {
+                        offset: 0.25,
+                        scale: 1.0,
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    fn round_trip<T: Element>(p: Arc<CodecParams>, data: &[T]) -> (PayloadKind, usize) {
+        let mut codec = ChunkCodec::<T>::new(Arc::clone(&p));
+        let mut payload = Vec::new();
+        let kind = codec.encode(data, &mut payload);
+        let mut out = Vec::new();
+        let mut dec = ChunkCodec::<T>::new(Arc::clone(&p));
+        dec.decode(kind, &payload, data.len(), &mut out).unwrap();
+        assert_eq!(out.len(), data.len());
+        let w = if p.layout == Layout::Table {
+            p.record_len
+        } else {
+            1
+        };
+        for j in 0..w {
+            let b = p.columns[j.min(p.columns.len() - 1)].bound;
+            let orig: Vec<T> = data.iter().skip(j).step_by(w).copied().collect();
+            let back: Vec<T> = out.iter().skip(j).step_by(w).copied().collect();
+            assert_eq!(
+                first_violation(&orig, &back, b),
+                None,
+                "column {j} bound {b}"
+            );
+        }
+        (kind, payload.len())
+    }
+
+    #[test]
+    fn table_columns_keep_their_own_bounds() {
+        let rows = 3000;
+        let data: Vec<f32> = (0..rows * 4)
+            .map(|i| {
+                let (r, c) = (i / 4, i % 4);
+                match c {
+                    0 => (r as f32 * 0.01).sin() * 100.0,
+                    1 => {
+                        if r % 17 == 0 {
+                            f32::NAN
+                        } else {
+                            r as f32
+                        }
+                    }
+                    2 => -0.0,
+                    _ => (r % 5) as f32,
+                }
+            })
+            .collect();
+        let (kind, size) = round_trip(params(Layout::Table, 4, &[0.01, 0.5, 1e-3, 0.0]), &data);
+        assert_eq!(kind, PayloadKind::Coded);
+        assert!(size < data.len() * 4 / 2);
+    }
+
+    #[test]
+    fn fields_and_f64() {
+        let data: Vec<f64> = (0..7 * 500)
+            .map(|i| ((i % 7) as f64 * 0.3).cos() + (i / 7) as f64 * 1e-3)
+            .collect();
+        round_trip(params(Layout::Field, 7, &[1e-4]), &data);
+        round_trip(params(Layout::Field, 7, &[0.0]), &data);
+    }
+
+    #[test]
+    fn incompressible_chunks_fall_back_to_raw() {
+        let mut seed = 1u64;
+        let data: Vec<f32> = (0..4096)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                f32::from_bits((seed >> 32) as u32)
+            })
+            .collect();
+        let (kind, size) = round_trip(params(Layout::Field, 1, &[0.0]), &data);
+        assert_eq!(kind, PayloadKind::Raw);
+        assert_eq!(size, data.len() * 4);
+    }
+
+    #[test]
+    fn transposes_are_inverse() {
+        let data: Vec<u32> = (0..999).collect();
+        let mut cols = vec![0; 999];
+        rows_to_columns(&data, 9, &mut cols);
+        assert_eq!(cols[1], 9);
+        let mut back = vec![0; 999];
+        columns_to_rows(&cols, 9, &mut back);
+        assert_eq!(back, data);
+    }
+}

@@ -1,0 +1,185 @@
+//! Command-line flags, parsed into plain structs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Error-bounded compression of large floating-point arrays.
+///
+/// Every value comes back within the bound you choose (abs:E, rel:R of the value range, or
+/// lossless); NaN, ±Inf and -0.0 come back bit for bit.
+#[derive(Debug, Parser)]
+#[command(
+    name = "baler",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compress an array (.npy, raw values, or standard input) into a .baler container.
+    #[command(visible_alias = "c")]
+    Compress(CompressArgs),
+    /// Decompress a .baler container to .npy or raw values.
+    #[command(visible_alias = "d")]
+    Decompress(DecompressArgs),
+    /// Show what a .baler container (or a .npy file) holds: header, bounds, sizes, chunks.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    /// 2-D rows × columns, one bound per column.
+    Table,
+    /// Any array, one bound over all of it.
+    Field,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// Input: a .npy file, a raw file (with --dtype and --shape), or - for standard input.
+    pub input: String,
+
+    /// Output file, or - for standard output [default: INPUT.baler; standard output when
+    /// reading standard input].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+
+    /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables)
+    /// or lossless.
+    #[arg(short, long, value_name = "SPEC")]
+    pub bound: String,
+
+    /// Bound for one column of a table, as COL=SPEC with COL a 0-based index or a column name
+    /// (repeatable), e.g. --bound-col 3=abs:0.5 --bound-col PID=lossless.
+    #[arg(long = "bound-col", value_name = "COL=SPEC")]
+    pub bound_col: Vec<String>,
+
+    /// table: 2-D rows x columns, bound per column; field: bound over the whole array
+    /// [default: table for 2-D arrays, field otherwise].
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
+
+    /// Element type of raw input.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+
+    /// Shape of raw input, e.g. 1000,24 or -1,24 (-1: as many rows as the input holds).
+    #[arg(long, value_name = "DIMS", allow_hyphen_values = true)]
+    pub shape: Option<String>,
+
+    /// Column names of a table, comma-separated (stored in the container, usable in --bound-col).
+    #[arg(long, value_name = "A,B,...")]
+    pub names: Option<String>,
+
+    /// Target size of a chunk of input (K, M, G suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
+    pub chunk_size: usize,
+
+    /// Worker threads [default: one per core].
+    #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// No progress bar and no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecompressArgs {
+    /// A .baler container, or - for standard input.
+    pub input: String,
+
+    /// Output: .npy or raw (.raw, .bin) by extension, or - for raw values on standard output
+    /// [default: INPUT without .baler].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+
+    /// Worker threads [default: one per core].
+    #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// No progress bar and no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// A .baler container (or a .npy file).
+    pub file: String,
+
+    /// Also list every chunk.
+    #[arg(long)]
+    pub chunks: bool,
+
+    /// Also break the size down by column (reads the whole file).
+    #[arg(long)]
+    pub columns: bool,
+}
+
+/// Parses `4M`, `512K`, `1G`, `4096`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_lowercase();
+            let m = match unit.trim_end_matches("ib").trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                _ => return Err(format!("unknown size unit in '{s}' (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size '{s}'"))?;
+    let bytes = (v * mult as f64) as usize;
+    if !(v.is_finite() && v > 0.0) || bytes < 4096 {
+        return Err(format!("size '{s}' is too small (at least 4K)"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1.5m"), Ok(3 << 19));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert!(parse_size("10").is_err());
+        assert!(parse_size("4Q").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

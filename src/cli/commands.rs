@@ -1,0 +1,269 @@
+//! `baler compress` and `baler decompress`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
+
+use baler::container::SourceFormat;
+use baler::io::output::{OutputFile, ValueFormat, ValueWriter};
+use baler::io::{Input, RawFormat, parse_shape};
+use baler::{
+    BoundSpec, Bounds, CompressOptions, Compressor, DType, Decompressor, Finished, Layout,
+};
+
+use super::args::{CompressArgs, DTypeArg, DecompressArgs, LayoutArg};
+use super::progress::{self, Counting};
+use super::show_progress;
+
+fn bounds_from(args: &CompressArgs) -> Result<Bounds> {
+    let spec: BoundSpec = args.bound.parse()?;
+    let mut b = Bounds::new(spec);
+    for o in &args.bound_col {
+        b = b.with_override_str(o)?;
+    }
+    Ok(b)
+}
+
+enum Target {
+    File(PathBuf),
+    Stdout,
+}
+
+pub fn compress(args: CompressArgs) -> Result<()> {
+    let started = Instant::now();
+    let bounds = bounds_from(&args)?;
+    let raw = RawFormat {
+        dtype: args.dtype.map(|d| match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F64 => DType::F64,
+        }),
+        shape: args.shape.as_deref().map(parse_shape).transpose()?,
+    };
+    let input = Input::open(&args.input, &raw)?;
+    let layout = args.layout.map(|l| match l {
+        LayoutArg::Table => Layout::Table,
+        LayoutArg::Field => Layout::Field,
+    });
+    let names: Vec<String> = args
+        .names
+        .as_deref()
+        .map(|n| n.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    let spec = input.spec(layout, names)?;
+    let target = match args.output.as_deref() {
+        Some("-") => Target::Stdout,
+        Some(p) => Target::File(p.into()),
+        None if args.input == "-" => Target::Stdout,
+        None => Target::File(format!("{}.baler", args.input).into()),
+    };
+    if matches!(target, Target::Stdout) && io::stdout().is_terminal() {
+        bail!(
+            "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
+        );
+    }
+
+    let mut options = CompressOptions::new(bounds)
+        .threads(args.threads)
+        .chunk_bytes(args.chunk_size);
+    options.source = input.format;
+    if input.can_scan() {
+        let columns = spec.bound_columns();
+        options.stats = Some(
+            input
+                .scan_stats(columns)
+                .with_context(|| format!("scanning {} for value ranges", input.name))?,
+        );
+    }
+    let name = input.name.clone();
+    let total = input.data_bytes;
+    let bar = progress::bar(total, show_progress(args.quiet), "compressing");
+    let reader = Counting {
+        inner: input.into_reader(),
+        bar: bar.clone(),
+    };
+
+    let (finished_header, records, chunks, bytes_out, out_name) = match &target {
+        Target::File(path) => {
+            let out = OutputFile::create(path, args.force)?;
+            let f = run_compressor(out, spec, options, reader, &name)?;
+            let r = (
+                f.header,
+                f.records,
+                f.chunks,
+                f.bytes_out,
+                path.display().to_string(),
+            );
+            f.writer
+                .commit()
+                .with_context(|| format!("writing {}", path.display()))?;
+            r
+        }
+        Target::Stdout => {
+            let out = BufWriter::with_capacity(1 << 20, io::stdout());
+            let f = run_compressor(out, spec, options, reader, &name)?;
+            (
+                f.header,
+                f.records,
+                f.chunks,
+                f.bytes_out,
+                "<stdout>".to_string(),
+            )
+        }
+    };
+    bar.finish_and_clear();
+    if !args.quiet {
+        let bytes_in =
+            records * finished_header.record_len * finished_header.spec.dtype.size() as u64;
+        let secs = started.elapsed().as_secs_f64();
+        let bounds = summarize_bounds(&finished_header);
+        eprintln!(
+            "{name} -> {out_name}: {} -> {} ({:.2}x), {records} records in {chunks} chunks, {bounds}, {:.2} s ({:.0} MB/s)",
+            progress::size(bytes_in),
+            progress::size(bytes_out),
+            bytes_in as f64 / bytes_out.max(1) as f64,
+            secs,
+            bytes_in as f64 / 1e6 / secs.max(1e-9),
+        );
+    }
+    Ok(())
+}
+
+fn summarize_bounds(h: &baler::Header) -> String {
+    let first = h.bounds[0];
+    if h.bounds.iter().all(|b| b.spec == first.spec) {
+        match first.spec {
+            BoundSpec::Rel(r) if h.bounds.len() > 1 => format!("bound rel:{r:e} per column"),
+            _ => format!("bound {first}"),
+        }
+    } else {
+        format!("{} column bounds", h.bounds.len())
+    }
+}
+
+fn run_compressor<W: Write + Send + 'static, R: Read>(
+    out: W,
+    spec: baler::ArraySpec,
+    options: CompressOptions,
+    reader: R,
+    name: &str,
+) -> Result<Finished<W>> {
+    let mut c = Compressor::new(out, spec, options)?;
+    c.read_from(reader)
+        .with_context(|| format!("reading {name}"))?;
+    c.finish_detailed()
+        .with_context(|| format!("compressing {name}"))
+}
+
+pub fn decompress(args: DecompressArgs) -> Result<()> {
+    let started = Instant::now();
+    let target = match args.output.as_deref() {
+        Some("-") => Target::Stdout,
+        Some(p) => Target::File(p.into()),
+        None if args.input == "-" => Target::Stdout,
+        None => match args.input.strip_suffix(".baler") {
+            Some(stem) if !stem.is_empty() => Target::File(stem.into()),
+            _ => bail!(
+                "cannot name the output of {}: it does not end in .baler; use -o FILE (or -o - for standard output)",
+                args.input
+            ),
+        },
+    };
+    let size_in = if args.input == "-" {
+        None
+    } else {
+        std::fs::metadata(&args.input).ok().map(|m| m.len())
+    };
+    let d = if args.input == "-" {
+        Decompressor::with_threads(
+            io::BufReader::with_capacity(1 << 20, io::stdin()),
+            args.threads,
+        )
+    } else {
+        let f = File::open(&args.input).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open {}: {}", args.input, baler::io::io_reason(&e)),
+            )
+        })?;
+        Decompressor::with_threads(io::BufReader::with_capacity(1 << 20, f), args.threads)
+    }
+    .with_context(|| format!("reading {}", args.input))?;
+    let header = d.header().clone();
+    let total = header
+        .spec
+        .len()
+        .map(|n| n * header.spec.dtype.size() as u64);
+    let bar = progress::bar(total, show_progress(args.quiet), "decompressing");
+    let written = match &target {
+        Target::File(path) => {
+            let format = ValueFormat::from_extension(path).unwrap_or(match header.source {
+                SourceFormat::Npy => ValueFormat::Npy,
+                _ => ValueFormat::Raw,
+            });
+            if path == Path::new(&args.input) {
+                bail!("the output would overwrite the input {}", args.input);
+            }
+            let out = OutputFile::create(path, args.force)?;
+            let mut w =
+                ValueWriter::new(out, format, header.spec.dtype, header.spec.shape.clone())?;
+            let n = drain(d, &mut w, &bar, &args.input)?;
+            w.finish_seekable()?
+                .commit()
+                .with_context(|| format!("writing {}", path.display()))?;
+            n
+        }
+        Target::Stdout => {
+            let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let mut w = ValueWriter::new(
+                out,
+                ValueFormat::Raw,
+                header.spec.dtype,
+                header.spec.shape.clone(),
+            )?;
+            let n = drain(d, &mut w, &bar, &args.input)?;
+            w.finish()?;
+            n
+        }
+    };
+    bar.finish_and_clear();
+    if !args.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        let out_name = match &target {
+            Target::File(p) => p.display().to_string(),
+            Target::Stdout => "<stdout>".into(),
+        };
+        eprintln!(
+            "{} -> {out_name}: {} -> {}, {:.2} s ({:.0} MB/s)",
+            args.input,
+            size_in.map_or("?".into(), progress::size),
+            progress::size(written),
+            secs,
+            written as f64 / 1e6 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+/// Writes every decoded chunk; returns the bytes of values written.
+fn drain<W: Write>(
+    mut d: Decompressor,
+    w: &mut ValueWriter<W>,
+    bar: &ProgressBar,
+    name: &str,
+) -> Result<u64> {
+    let mut bytes = 0u64;
+    while let Some(chunk) = d
+        .next_chunk()
+        .with_context(|| format!("decompressing {name}"))?
+    {
+        let b = chunk.as_le_bytes();
+        w.write_le(&b)?;
+        bytes += b.len() as u64;
+        bar.inc(b.len() as u64);
+    }
+    Ok(bytes)
+}

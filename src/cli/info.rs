@@ -1,0 +1,233 @@
+//! `baler info`.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+
+use anyhow::{Context, Result, bail};
+
+use baler::chunk::{PayloadKind, inspect_payload};
+use baler::container::{ContainerReader, Frame, Header, MAGIC, StatsSource, read_trailer};
+use baler::io::npy;
+use baler::{Layout, UNKNOWN};
+
+use super::args::InfoArgs;
+use super::progress::size;
+
+pub fn info(args: InfoArgs) -> Result<()> {
+    let path = &args.file;
+    let mut f = File::open(path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot open {path}: {}", baler::io::io_reason(&e)),
+        )
+    })?;
+    let file_size = f.metadata()?.len();
+    let mut magic = [0u8; 8];
+    let n = f.read(&mut magic)?;
+    f.seek(SeekFrom::Start(0))?;
+    if n == 8 && magic == MAGIC {
+        return container_info(path, f, file_size, &args);
+    }
+    if magic.starts_with(b"\x93NUMPY") {
+        let h = npy::read_header(&mut f)?;
+        println!("{path}: .npy array");
+        println!(
+            "  dtype    {}{}",
+            h.dtype,
+            if h.big_endian { " (big-endian)" } else { "" }
+        );
+        println!("  shape    {}", baler::array::shape_string(&h.shape));
+        println!(
+            "  layout   {} by default",
+            Layout::default_for(h.shape.len())
+        );
+        println!(
+            "  size     {}",
+            size(h.shape.iter().product::<u64>() * h.dtype.size() as u64)
+        );
+        return Ok(());
+    }
+    bail!("{path} is neither a .baler container nor a .npy file")
+}
+
+fn container_info(path: &str, mut f: File, file_size: u64, args: &InfoArgs) -> Result<()> {
+    let header = Header::read_from(&mut BufReader::new(&mut f))
+        .with_context(|| format!("reading {path}"))?;
+    let trailer = read_trailer(&mut f).with_context(|| format!("reading the footer of {path}"))?;
+    let mut header_bytes = Vec::new();
+    header.write_to(&mut header_bytes);
+    let spec = &header.spec;
+    let mut shape = spec.shape.clone();
+    if shape[0] == UNKNOWN {
+        shape[0] = trailer.records * header.record_len / spec.slice_len().max(1);
+    }
+    let values: u64 = shape.iter().product();
+    let raw = values * spec.dtype.size() as u64;
+    println!(
+        "{path}: baler container, format version {}, written by {}",
+        baler::container::FORMAT_VERSION,
+        header.writer
+    );
+    println!(
+        "  array    {} {}, {}",
+        spec.dtype,
+        baler::array::shape_string(&shape),
+        spec.layout
+    );
+    println!(
+        "  records  {} of {} values, in {} chunks",
+        trailer.records, header.record_len, trailer.chunks
+    );
+    println!(
+        "  size     {} -> {} ({:.2}x, {:.2}% of the input)",
+        size(raw),
+        size(file_size),
+        raw as f64 / file_size.max(1) as f64,
+        100.0 * file_size as f64 / raw.max(1) as f64
+    );
+    let footer = trailer.chunks * 20 + 20 + 21;
+    println!(
+        "  parts    header {} (model {}, {:.2}% of the file), chunk data {}, end mark and index {}",
+        size(header_bytes.len() as u64),
+        size(header.model.len() as u64),
+        100.0 * header.model.len() as f64 / file_size.max(1) as f64,
+        size(file_size.saturating_sub(header_bytes.len() as u64 + footer)),
+        size(footer)
+    );
+    println!(
+        "  model    {}",
+        if header.model.is_empty() {
+            "none (plain predictor: the column centre)"
+        } else {
+            "present"
+        }
+    );
+    println!(
+        "  ranges   {}",
+        match header.stats_source {
+            StatsSource::Whole => "from a pass over the whole input".to_string(),
+            StatsSource::FirstRecords(n) => format!("from the first {n} records of the stream"),
+        }
+    );
+    let label = if spec.layout == Layout::Table {
+        "column"
+    } else {
+        "field"
+    };
+    println!(
+        "\n  {:>4}  {:<24} {:<34} {:>14} {:>14}",
+        "#", label, "bound", "min", "max"
+    );
+    for (i, (b, s)) in header.bounds.iter().zip(&header.stats).enumerate() {
+        let name = spec.column_names.get(i).cloned().unwrap_or_else(|| {
+            if spec.layout == Layout::Table {
+                format!("col{i}")
+            } else {
+                "(all values)".into()
+            }
+        });
+        let (lo, hi) = if s.finite > 0 {
+            (format!("{:.6e}", s.min), format!("{:.6e}", s.max))
+        } else {
+            ("-".into(), "-".into())
+        };
+        let nonfinite = if s.nonfinite > 0 {
+            format!("  ({} non-finite)", s.nonfinite)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {i:>4}  {name:<24} {:<34} {lo:>14} {hi:>14}{nonfinite}",
+            b.to_string()
+        );
+    }
+    if args.chunks {
+        println!(
+            "\n  {:>6} {:>14} {:>12} {:>12} {:>12}",
+            "chunk", "offset", "first", "records", "bytes"
+        );
+        for (i, e) in trailer.index.iter().enumerate() {
+            let end = trailer
+                .index
+                .get(i + 1)
+                .map_or(file_size - footer, |n| n.offset);
+            println!(
+                "  {i:>6} {:>14} {:>12} {:>12} {:>12}",
+                e.offset,
+                e.first_record,
+                e.records,
+                end - e.offset
+            );
+        }
+    }
+    if args.columns {
+        column_breakdown(path, &header)?;
+    }
+    Ok(())
+}
+
+fn column_breakdown(path: &str, header: &Header) -> Result<()> {
+    let f = File::open(path)?;
+    let mut r = ContainerReader::new(BufReader::with_capacity(1 << 20, f))?;
+    let ncols = header.spec.bound_columns();
+    let mut bytes = vec![0u64; ncols];
+    let mut exceptions = vec![0u64; ncols];
+    let mut lossless = vec![0u64; ncols];
+    let (mut raw_chunks, mut chunks) = (0u64, 0u64);
+    loop {
+        match r.next_frame()? {
+            Frame::Chunk {
+                index,
+                kind,
+                payload,
+                ..
+            } => {
+                chunks += 1;
+                if kind != PayloadKind::Coded {
+                    raw_chunks += 1;
+                    continue;
+                }
+                let cols =
+                    inspect_payload(&payload, ncols).map_err(|e| baler::Error::CorruptChunk {
+                        chunk: index,
+                        reason: e,
+                    })?;
+                for (j, c) in cols.iter().enumerate() {
+                    bytes[j] += c.bytes as u64;
+                    exceptions[j] += c.exceptions;
+                    lossless[j] += c.lossless as u64;
+                }
+            }
+            Frame::End { .. } => break,
+        }
+    }
+    let values_per_col = match header.spec.layout {
+        Layout::Table => r.records_read(),
+        Layout::Field => r.records_read() * header.record_len,
+    };
+    let total: u64 = bytes.iter().sum();
+    println!(
+        "\n  {:>4}  {:<24} {:>12} {:>7} {:>10} {:>11} {:>9}",
+        "#", "column", "bytes", "share", "bits/value", "exceptions", "lossless"
+    );
+    for j in 0..ncols {
+        let name = header
+            .spec
+            .column_names
+            .get(j)
+            .cloned()
+            .unwrap_or_else(|| format!("col{j}"));
+        println!(
+            "  {j:>4}  {name:<24} {:>12} {:>6.1}% {:>10.3} {:>11} {:>6}/{chunks}",
+            bytes[j],
+            100.0 * bytes[j] as f64 / total.max(1) as f64,
+            bytes[j] as f64 * 8.0 / values_per_col.max(1) as f64,
+            exceptions[j],
+            lossless[j]
+        );
+    }
+    if raw_chunks > 0 {
+        println!("  ({raw_chunks} of {chunks} chunks are stored raw: coding did not pay there)");
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The `baler` command: flags in, library calls, a summary or an error out.
+
+mod args;
+mod commands;
+mod info;
+mod progress;
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// Runs the command line and returns the exit code: 0 ok, 1 error, 2 usage.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Compress(a) => commands::compress(a),
+        Command::Decompress(a) => commands::decompress(a),
+        Command::Info(a) => info::info(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("baler: error: {e}");
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(&format!(": {c}"));
+                }
+            }
+            if let Some(hint) = hint(&e) {
+                msg.push_str(&format!("\n  hint: {hint}"));
+            }
+            let _ = writeln!(io::stderr(), "{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<baler::Error>()
+                .is_some_and(|e| e.is_broken_pipe())
+    })
+}
+
+/// What the user can do about an error.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    let b = e.chain().find_map(|c| c.downcast_ref::<baler::Error>())?;
+    Some(match b {
+        baler::Error::Truncated { .. } => {
+            "the file is incomplete: was compression interrupted, or the copy cut short? The chunks before the cut decode fine."
+        }
+        baler::Error::ChunkChecksum { .. }
+        | baler::Error::CorruptChunk { .. }
+        | baler::Error::CorruptTrailer(_) => "the file is damaged: restore it from a good copy",
+        baler::Error::BadMagic => {
+            "is this a .baler file? `baler info FILE` tells what a file holds"
+        }
+        _ => return None,
+    })
+}
+
+/// Whether progress should be drawn.
+fn show_progress(quiet: bool) -> bool {
+    !quiet && io::stderr().is_terminal()
+}

@@ -1,0 +1,661 @@
+//! The streaming compressor.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::array::{ArraySpec, Layout, UNKNOWN};
+use crate::bound::{Bounds, ResolvedBound};
+use crate::container::{ContainerWriter, Header, SourceFormat, StatsSource};
+use crate::element::{ArrayData, Element};
+use crate::error::{Error, Result};
+use crate::normalize::{ColumnStats, Normalization, StatsAccumulator};
+use crate::pipeline::{EncodePool, WriterMsg, wait_reply};
+
+/// Default target size of a chunk's raw values.
+pub const DEFAULT_CHUNK_BYTES: usize = 4 << 20;
+/// Default cap on the memory the pipeline holds (chunks in flight and worker scratch).
+pub const DEFAULT_MEMORY_BUDGET: usize = 160 << 20;
+const MIN_CHUNK_BYTES: usize = 256 << 10;
+
+/// How to compress.
+#[derive(Debug, Clone)]
+pub struct CompressOptions {
+    /// The error bounds.
+    pub bounds: Bounds,
+    /// Target size of a chunk's raw values (chunks hold whole records).
+    pub chunk_bytes: usize,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Column statistics from a pre-pass over the whole input. Without them, the compressor
+    /// takes them from the first `sample_bytes` of the input (and says so in the header).
+    pub stats: Option<Vec<ColumnStats>>,
+    /// How much input to buffer for statistics when `stats` is not given.
+    pub sample_bytes: usize,
+    /// Recorded in the header, so decompression can default to the input's format.
+    pub source: SourceFormat,
+    /// Cap on pipeline memory; chunk size and threads are reduced to fit.
+    pub memory_budget: usize,
+}
+
+impl CompressOptions {
+    /// Defaults with the given bounds.
+    pub fn new(bounds: Bounds) -> Self {
+        CompressOptions {
+            bounds,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            threads: 0,
+            stats: None,
+            sample_bytes: 4 * DEFAULT_CHUNK_BYTES,
+            source: SourceFormat::Unknown,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+        }
+    }
+
+    /// Sets the worker thread count (0 = one per core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// Sets the target chunk size in bytes.
+    pub fn chunk_bytes(mut self, n: usize) -> Self {
+        self.chunk_bytes = n;
+        self
+    }
+
+    /// Supplies statistics from a pre-pass.
+    pub fn stats(mut self, stats: Vec<ColumnStats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+}
+
+/// The number of threads `0` stands for.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What [`Compressor::finish_detailed`] returns.
+#[derive(Debug)]
+pub struct Finished<W> {
+    /// The inner writer.
+    pub writer: W,
+    /// The header that was written.
+    pub header: Header,
+    /// Chunks written.
+    pub chunks: u64,
+    /// Records written.
+    pub records: u64,
+    /// Container bytes written.
+    pub bytes_out: u64,
+}
+
+/// Counters a progress display can read while compression runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Input bytes accepted.
+    pub bytes_in: AtomicU64,
+    /// Container bytes written.
+    pub bytes_out: AtomicU64,
+}
+
+enum State<W: Write + Send + 'static> {
+    Buffering {
+        writer: W,
+        pending: Vec<(ArrayData, u32)>,
+        stats: StatsAccumulator,
+        bytes: usize,
+    },
+    Running(EncodePool<Finished<W>>),
+    Stopped,
+}
+
+/// Compresses a stream of values into a container written to `W`.
+///
+/// Values arrive through [`write_values`](Self::write_values), through [`Write`] as
+/// little-endian bytes of the declared dtype, or through [`read_from`](Self::read_from). Chunks
+/// are coded on worker threads while the next ones are filled; memory stays bounded whatever the
+/// input size. Call [`finish`](Self::finish) to write the end mark: a compressor dropped without
+/// it leaves an output that readers reject as truncated.
+///
+/// ```
+/// use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, Compressor, DType};
+/// let spec = ArraySpec::new(DType::F32, vec![1000, 4]);
+/// let opts = CompressOptions::new(Bounds::new(BoundSpec::Abs(0.01)));
+/// let mut c = Compressor::new(Vec::new(), spec, opts).unwrap();
+/// let values: Vec<f32> = (0..4000).map(|i| (i as f32).sqrt()).collect();
+/// c.write_values(&values).unwrap();
+/// let container = c.finish().unwrap();
+/// assert!(container.len() < 4000 * 4);
+/// ```
+pub struct Compressor<W: Write + Send + 'static> {
+    spec: ArraySpec,
+    options: CompressOptions,
+    record_len: usize,
+    chunk_records: usize,
+    threads: usize,
+    current: ArrayData,
+    carry: ([u8; 8], usize),
+    records_in: u64,
+    progress: Arc<Progress>,
+    state: State<W>,
+}
+
+impl<W: Write + Send + 'static> Compressor<W> {
+    /// Prepares to compress an array described by `spec` into `writer`. Bounds are checked
+    /// against the spec now; the header is written once statistics are known.
+    pub fn new(writer: W, spec: ArraySpec, options: CompressOptions) -> Result<Self> {
+        spec.validate()?;
+        options.bounds.per_column(
+            spec.bound_columns(),
+            &spec.column_names,
+            spec.layout == Layout::Table,
+        )?;
+        if let Some(s) = &options.stats {
+            if s.len() != spec.bound_columns() {
+                return Err(Error::InvalidOption(format!(
+                    "{} column statistics given for {} columns",
+                    s.len(),
+                    spec.bound_columns()
+                )));
+            }
+        }
+        let mut threads = if options.threads == 0 {
+            default_threads()
+        } else {
+            options.threads
+        };
+        // Memory: about (2·threads + 4) chunks in flight, each with input and payload, plus
+        // each worker's scratch (~4 chunks).
+        let per_chunk_units = 8 * threads + 8;
+        let mut chunk_bytes = options.chunk_bytes.max(1);
+        if chunk_bytes.saturating_mul(per_chunk_units) > options.memory_budget {
+            chunk_bytes = (options.memory_budget / per_chunk_units)
+                .max(MIN_CHUNK_BYTES)
+                .min(chunk_bytes);
+            threads =
+                threads.min(((options.memory_budget / chunk_bytes).saturating_sub(8) / 8).max(1));
+        }
+        let record_len = spec.record_len(chunk_bytes) as usize;
+        let record_bytes = record_len * spec.dtype.size();
+        let mut chunk_records = (chunk_bytes / record_bytes).max(1);
+        if let Some(total) = spec.len() {
+            // Balance the chunks of a known-size input instead of leaving a small last one.
+            let records = (total / record_len as u64) as usize;
+            let n_chunks = records.div_ceil(chunk_records).max(1);
+            chunk_records = records.div_ceil(n_chunks).max(1);
+        }
+        let chunk_records = chunk_records.min(u32::MAX as usize);
+        let current = ArrayData::with_capacity(spec.dtype, chunk_records * record_len);
+        let state = State::Buffering {
+            writer,
+            pending: Vec::new(),
+            stats: StatsAccumulator::new(if spec.layout == Layout::Table {
+                record_len
+            } else {
+                1
+            }),
+            bytes: 0,
+        };
+        let mut c = Compressor {
+            spec,
+            options,
+            record_len,
+            chunk_records,
+            threads,
+            current,
+            carry: ([0; 8], 0),
+            records_in: 0,
+            progress: Arc::new(Progress::default()),
+            state,
+        };
+        if let Some(stats) = c.options.stats.clone() {
+            c.start(stats, StatsSource::Whole)?;
+        }
+        Ok(c)
+    }
+
+    /// Values per record.
+    pub fn record_len(&self) -> usize {
+        self.record_len
+    }
+
+    /// Records per chunk.
+    pub fn chunk_records(&self) -> usize {
+        self.chunk_records
+    }
+
+    /// Worker threads in use (after fitting the memory budget).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Live counters for progress displays.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    fn chunk_values(&self) -> usize {
+        self.chunk_records * self.record_len
+    }
+
+    fn start(&mut self, stats: Vec<ColumnStats>, source: StatsSource) -> Result<()> {
+        let State::Buffering {
+            writer, pending, ..
+        } = std::mem::replace(&mut self.state, State::Stopped)
+        else {
+            unreachable!("started twice");
+        };
+        let spec = &self.spec;
+        let specs = self.options.bounds.per_column(
+            spec.bound_columns(),
+            &spec.column_names,
+            spec.layout == Layout::Table,
+        )?;
+        let bounds: Vec<ResolvedBound> = specs
+            .iter()
+            .zip(&stats)
+            .map(|(s, st)| ResolvedBound {
+                spec: *s,
+                abs: s.resolve(st),
+            })
+            .collect();
+        let norms: Vec<Normalization> = stats.iter().map(Normalization::from_stats).collect();
+        let header = Header {
+            spec: spec.clone(),
+            record_len: self.record_len as u64,
+            source: self.options.source,
+            bounds,
+            stats,
+            norms,
+            stats_source: source,
+            model: Vec::new(),
+            writer: format!("baler {}", env!("CARGO_PKG_VERSION")),
+        };
+        let params = Arc::new(header.codec_params());
+        let progress = Arc::clone(&self.progress);
+        let free_capacity = 2 * self.threads + 2;
+        let pool = EncodePool::start(
+            self.threads,
+            spec.dtype,
+            params,
+            free_capacity,
+            move |order, free| {
+                let mut cw = ContainerWriter::new(writer, &header)?;
+                progress
+                    .bytes_out
+                    .store(cw.bytes_written(), Ordering::Relaxed);
+                let mut chunks = 0u64;
+                for msg in order {
+                    match msg {
+                        WriterMsg::Chunk(rx) => {
+                            let mut enc = wait_reply(&rx)?;
+                            cw.write_chunk(enc.records, enc.kind, &enc.payload)?;
+                            chunks += 1;
+                            progress
+                                .bytes_out
+                                .store(cw.bytes_written(), Ordering::Relaxed);
+                            enc.data.clear();
+                            let _ = free.try_send(enc.data);
+                        }
+                        WriterMsg::Finish => {
+                            let records = cw.records_written();
+                            let writer = cw.finish()?;
+                            let bytes_out = progress.bytes_out.load(Ordering::Relaxed);
+                            return Ok(Finished {
+                                writer,
+                                header,
+                                chunks,
+                                records,
+                                bytes_out,
+                            });
+                        }
+                    }
+                }
+                Err(Error::Io(io::Error::other(
+                    "the compressor was dropped before finish(): the output has no end mark",
+                )))
+            },
+        );
+        self.state = State::Running(pool);
+        for (data, records) in pending {
+            self.submit(data, records)?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, data: ArrayData, records: u32) -> Result<()> {
+        match &mut self.state {
+            State::Running(pool) => {
+                let r = pool.submit(data, records);
+                if r.is_err() {
+                    self.state = State::Stopped;
+                }
+                r
+            }
+            State::Buffering {
+                pending,
+                stats,
+                bytes,
+                ..
+            } => {
+                with_array!(&data, v => stats.add(v.as_slice()));
+                *bytes += data.len() * self.spec.dtype.size();
+                pending.push((data, records));
+                Ok(())
+            }
+            State::Stopped => Err(stopped()),
+        }
+    }
+
+    /// Called when the current chunk is full.
+    fn flush_chunk(&mut self) -> Result<()> {
+        let fresh = match &self.state {
+            State::Running(pool) => pool.recycled(),
+            _ => None,
+        }
+        .unwrap_or_else(|| ArrayData::with_capacity(self.spec.dtype, self.chunk_values()));
+        let full = std::mem::replace(&mut self.current, fresh);
+        let records = (full.len() / self.record_len) as u32;
+        self.records_in += records as u64;
+        self.check_not_too_long()?;
+        self.submit(full, records)?;
+        self.maybe_start_from_sample()
+    }
+
+    fn maybe_start_from_sample(&mut self) -> Result<()> {
+        let ready = matches!(&self.state, State::Buffering { bytes, .. } if *bytes >= self.options.sample_bytes);
+        if ready {
+            let stats = match &self.state {
+                State::Buffering { stats, .. } => stats.clone().finish(),
+                _ => unreachable!(),
+            };
+            self.start(stats, StatsSource::FirstRecords(self.records_in))?;
+        }
+        Ok(())
+    }
+
+    fn check_not_too_long(&self) -> Result<()> {
+        if let Some(total) = self.spec.len() {
+            let expected = total / self.record_len as u64;
+            if self.records_in > expected {
+                return Err(Error::InvalidInput(format!(
+                    "the input holds more than the {expected} records its shape {} declares",
+                    self.spec.shape_string()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds values (whole or partial records). `T` must be the declared dtype.
+    pub fn write_values<T: Element>(&mut self, mut values: &[T]) -> Result<()> {
+        if T::DTYPE != self.spec.dtype {
+            return Err(Error::InvalidInput(format!(
+                "values of type {} given to a compressor declared for {}",
+                T::DTYPE,
+                self.spec.dtype
+            )));
+        }
+        if self.carry.1 != 0 {
+            return Err(Error::InvalidInput(
+                "typed values written after a partial value of raw bytes".into(),
+            ));
+        }
+        let cap = self.chunk_values();
+        while !values.is_empty() {
+            let room = cap - self.current.len();
+            let take = room.min(values.len());
+            with_array!(&mut self.current, v => v.extend_from_slice(bytemuck::cast_slice(&values[..take])));
+            values = &values[take..];
+            self.progress
+                .bytes_in
+                .fetch_add((take * T::BYTES) as u64, Ordering::Relaxed);
+            if self.current.len() == cap {
+                self.flush_chunk()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds little-endian bytes of the declared dtype (values may be split across calls).
+    pub fn write_le_bytes(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let size = self.spec.dtype.size();
+        let cap = self.chunk_values();
+        self.progress
+            .bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if self.carry.1 > 0 {
+            let need = size - self.carry.1;
+            let take = need.min(bytes.len());
+            self.carry.0[self.carry.1..self.carry.1 + take].copy_from_slice(&bytes[..take]);
+            self.carry.1 += take;
+            bytes = &bytes[take..];
+            if self.carry.1 < size {
+                return Ok(());
+            }
+            let one = self.carry.0;
+            self.carry.1 = 0;
+            self.push_le(&one[..size]);
+            if self.current.len() == cap {
+                self.flush_chunk()?;
+            }
+        }
+        while bytes.len() >= size {
+            let room = cap - self.current.len();
+            let take = room.min(bytes.len() / size);
+            self.push_le(&bytes[..take * size]);
+            bytes = &bytes[take * size..];
+            if self.current.len() == cap {
+                self.flush_chunk()?;
+            }
+        }
+        self.carry.0[..bytes.len()].copy_from_slice(bytes);
+        self.carry.1 = bytes.len();
+        Ok(())
+    }
+
+    fn push_le(&mut self, bytes: &[u8]) {
+        with_array!(&mut self.current, v => push_le_into(v, bytes));
+    }
+
+    /// Reads little-endian values of the declared dtype from `r` until its end, straight into
+    /// chunk buffers. Returns the bytes read.
+    pub fn read_from<R: Read>(&mut self, mut r: R) -> Result<u64> {
+        let size = self.spec.dtype.size();
+        let mut total = 0u64;
+        // First complete a value split by an earlier `write`.
+        while self.carry.1 > 0 {
+            let mut buf = [0u8; 8];
+            let need = size - self.carry.1;
+            let n = read_some(&mut r, &mut buf[..need])?;
+            self.write_le_bytes(&buf[..n])?;
+            total += n as u64;
+            if n < need {
+                return Ok(total);
+            }
+        }
+        let cap = self.chunk_values();
+        loop {
+            let want = (cap - self.current.len()) * size;
+            let (n, tail, t) = with_array!(&mut self.current, v => fill_le(v, cap, &mut r)?);
+            self.carry.0 = tail;
+            self.carry.1 = t;
+            total += n as u64;
+            self.progress
+                .bytes_in
+                .fetch_add(n as u64, Ordering::Relaxed);
+            if self.current.len() == cap {
+                self.flush_chunk()?;
+            }
+            if n < want {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Writes the last chunk, the end mark and the footer; returns the inner writer.
+    pub fn finish(self) -> Result<W> {
+        self.finish_detailed().map(|f| f.writer)
+    }
+
+    /// Like [`finish`](Self::finish), with totals.
+    pub fn finish_detailed(mut self) -> Result<Finished<W>> {
+        if self.carry.1 != 0 {
+            return Err(Error::InvalidInput(format!(
+                "the input ends with {} stray bytes: not a whole number of {} values",
+                self.carry.1, self.spec.dtype
+            )));
+        }
+        let partial = self.current.len() % self.record_len;
+        if partial != 0 {
+            return Err(Error::InvalidInput(format!(
+                "the input ends in the middle of a record: {} values of the last record's {} are missing",
+                self.record_len - partial,
+                self.record_len
+            )));
+        }
+        if !self.current.is_empty() {
+            let last = std::mem::replace(
+                &mut self.current,
+                ArrayData::with_capacity(self.spec.dtype, 0),
+            );
+            let records = (last.len() / self.record_len) as u32;
+            self.records_in += records as u64;
+            self.check_not_too_long()?;
+            self.submit(last, records)?;
+        }
+        let slice = self.spec.slice_len().max(1);
+        let values = self.records_in * self.record_len as u64;
+        match self.spec.len() {
+            Some(total) if total != values => {
+                return Err(Error::InvalidInput(format!(
+                    "the input ended after {} of the {} values its shape {} declares",
+                    values,
+                    total,
+                    self.spec.shape_string()
+                )));
+            }
+            None if values % slice != 0 => {
+                return Err(Error::InvalidInput(format!(
+                    "the input ends in the middle of a slice: {values} values is not a multiple of {slice}"
+                )));
+            }
+            _ => {}
+        }
+        if let State::Buffering { stats, .. } = &self.state {
+            // Everything fit in the sample: the statistics cover the whole input, and the
+            // shape is now known.
+            let stats = stats.clone().finish();
+            if self.spec.shape[0] == UNKNOWN {
+                self.spec.shape[0] = values / slice;
+            }
+            self.start(stats, StatsSource::Whole)?;
+        }
+        match std::mem::replace(&mut self.state, State::Stopped) {
+            State::Running(pool) => pool.finish(),
+            _ => Err(stopped()),
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Io(io::Error::other(
+        "the compressor stopped after an earlier error",
+    ))
+}
+
+fn push_le_into<T: Element>(v: &mut Vec<T>, bytes: &[u8]) {
+    let start = v.len();
+    v.resize(start + bytes.len() / T::BYTES, T::from_f64(0.0));
+    bytemuck::cast_slice_mut::<T, u8>(&mut v[start..]).copy_from_slice(bytes);
+    T::from_le_in_place(&mut v[start..]);
+}
+
+/// Reads values into `v` until it holds `cap` or the reader ends. Returns the bytes read and
+/// the bytes of a trailing partial value.
+fn fill_le<T: Element, R: Read>(
+    v: &mut Vec<T>,
+    cap: usize,
+    r: &mut R,
+) -> io::Result<(usize, [u8; 8], usize)> {
+    let start = v.len();
+    v.resize(cap, T::from_f64(0.0));
+    let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut v[start..]);
+    let n = match read_some(r, dst) {
+        Ok(n) => n,
+        Err(e) => {
+            v.truncate(start);
+            return Err(e);
+        }
+    };
+    let whole = n / T::BYTES;
+    let t = n % T::BYTES;
+    let mut tail = [0u8; 8];
+    tail[..t].copy_from_slice(&dst[whole * T::BYTES..n]);
+    v.truncate(start + whole);
+    T::from_le_in_place(&mut v[start..]);
+    Ok((n, tail, t))
+}
+
+/// Reads until `buf` is full or the reader is at its end; returns the bytes read.
+fn read_some<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl<W: Write + Send + 'static> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_le_bytes(buf)?;
+        Ok(buf.len())
+    }
+
+    /// Chunks are written when full; `flush` does not cut a chunk short.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compresses a whole array in memory. `data.len()` must match `spec`.
+pub fn compress_slice<T: Element>(
+    data: &[T],
+    spec: &ArraySpec,
+    options: &CompressOptions,
+) -> Result<Vec<u8>> {
+    if spec.dtype != T::DTYPE {
+        return Err(Error::InvalidInput(format!(
+            "spec says {} but the data is {}",
+            spec.dtype,
+            T::DTYPE
+        )));
+    }
+    if spec.len() != Some(data.len() as u64) {
+        return Err(Error::InvalidInput(format!(
+            "{} values given for shape {}",
+            data.len(),
+            spec.shape_string()
+        )));
+    }
+    let mut options = options.clone();
+    if options.stats.is_none() {
+        let mut acc = StatsAccumulator::new(if spec.layout == Layout::Table {
+            spec.shape[1] as usize
+        } else {
+            1
+        });
+        acc.add(data);
+        options.stats = Some(acc.finish());
+    }
+    let mut c = Compressor::new(Vec::new(), spec.clone(), options)?;
+    c.write_values(data)?;
+    c.finish()
+}

@@ -1,0 +1,937 @@
+//! The container format, version 1.
+//!
+//! All integers are little-endian. `uvarint` is unsigned LEB128. CRCs are CRC-32 (IEEE, as in
+//! gzip and PNG). The file is written front to back with no seeking, so it can go to a pipe.
+//!
+//! ```text
+//! file    := header chunk* end footer
+//!
+//! header  := magic        8 bytes  89 42 41 4C 45 52 0D 0A  ("\x89BALER\r\n")
+//!            version      u16      format version (1); separate from the crate version
+//!            body_len     u32
+//!            body         body_len bytes: sections
+//!            crc          u32      CRC of version, body_len and body
+//! section := tag u8, len uvarint, len bytes. Tags with bit 0x80 set are optional: readers skip
+//!            the ones they do not know; an unknown tag without it is an error.
+//!   0x01 ARRAY      dtype u8 (1 f32, 2 f64), layout u8 (1 table, 2 field), rank u8,
+//!                   shape u64 × rank (first = u64::MAX when streamed: see the end mark),
+//!                   record_len u64 (values per record), source u8 (0 unknown, 1 npy, 2 raw)
+//!   0x02 COLUMNS    count uvarint, count × (len uvarint, UTF-8 name)
+//!   0x03 BOUNDS     count uvarint (table columns, or 1 for a field), per column:
+//!                   kind u8 (1 abs, 2 rel, 3 lossless), requested f64, resolved absolute f64
+//!   0x04 NORMALIZE  count uvarint, per column: min f64, max f64, finite u64, nonfinite u64,
+//!                   offset f64, scale f64; then from u8 (0 whole input, 1 first records),
+//!                   sampled_records u64
+//!   0x05 MODEL      kind u8 (0 = none), then the predictor's parameters (empty in v1: the
+//!                   autoencoder's decoder weights go here)
+//!   0x81 WRITER     UTF-8 name and version of the program that wrote the file
+//!
+//! chunk   := tag          u8       0x43 'C'
+//!            index        u64      0, 1, 2, ... (detects lost or reordered chunks)
+//!            records      u32      records in this chunk (≥ 1)
+//!            flags        u16      bits 0–1 payload kind (0 coded, 1 raw, 2 LZ4); others 0
+//!            payload_len  u32
+//!            payload_crc  u32      CRC of the payload
+//!            header_crc   u32      CRC of the 23 bytes above
+//!            payload      payload_len bytes (see `chunk`)
+//!
+//! end     := tag 0x45 'E', chunks u64, records u64, crc u32 (of the 17 bytes before it)
+//!
+//! footer  := entry × chunks: offset u64 (of the chunk's tag), first_record u64, records u32
+//!            entries_len u64, crc u32 (of the entries and entries_len),
+//!            magic 8 bytes "BALERIDX"
+//! ```
+//!
+//! A reader streams header, chunks and end mark; a reader that can seek finds the footer from
+//! the last 20 bytes and jumps to any chunk (random access, parallel decoding). A file cut short
+//! anywhere fails with [`Error::Truncated`] naming the last complete chunk; a flipped bit fails a
+//! CRC naming its chunk.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use crate::array::{ArraySpec, Layout, UNKNOWN};
+use crate::bound::{BoundSpec, ResolvedBound};
+use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
+use crate::chunk::{CodecParams, ColumnParams, PayloadKind};
+use crate::element::DType;
+use crate::error::{Error, Result};
+use crate::normalize::{ColumnStats, Normalization};
+
+/// The first bytes of every container.
+pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
+/// The last bytes of every complete container.
+pub const FOOTER_MAGIC: [u8; 8] = *b"BALERIDX";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+const TAG_CHUNK: u8 = b'C';
+const TAG_END: u8 = b'E';
+const CHUNK_HEADER_LEN: usize = 27;
+const END_LEN: usize = 21;
+const INDEX_ENTRY_LEN: usize = 20;
+/// Largest header body accepted (names of very wide tables fit many times over).
+const MAX_HEADER: u32 = 64 << 20;
+/// Largest chunk payload accepted.
+pub const MAX_PAYLOAD: u32 = 1 << 31;
+
+const SEC_ARRAY: u8 = 0x01;
+const SEC_COLUMNS: u8 = 0x02;
+const SEC_BOUNDS: u8 = 0x03;
+const SEC_NORMALIZE: u8 = 0x04;
+const SEC_MODEL: u8 = 0x05;
+const SEC_WRITER: u8 = 0x81;
+
+/// Where the input came from, so decompression can default to the same format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// Not recorded (library use).
+    Unknown,
+    /// A `.npy` file.
+    Npy,
+    /// Raw little-endian values.
+    Raw,
+}
+
+impl SourceFormat {
+    fn code(self) -> u8 {
+        match self {
+            SourceFormat::Unknown => 0,
+            SourceFormat::Npy => 1,
+            SourceFormat::Raw => 2,
+        }
+    }
+    fn from_code(c: u8) -> Self {
+        match c {
+            1 => SourceFormat::Npy,
+            2 => SourceFormat::Raw,
+            _ => SourceFormat::Unknown,
+        }
+    }
+}
+
+/// How the column statistics in the header were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsSource {
+    /// A pre-pass over the whole input.
+    Whole,
+    /// The first records of a stream (stdin): later values outside that range still meet the
+    /// bound, they just cost more bits.
+    FirstRecords(u64),
+}
+
+/// Everything the container header records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Element type, shape, layout and column names.
+    pub spec: ArraySpec,
+    /// Values per record.
+    pub record_len: u64,
+    /// The input's file format.
+    pub source: SourceFormat,
+    /// Per bound column: the bound asked for and the absolute bound in effect.
+    pub bounds: Vec<ResolvedBound>,
+    /// Per bound column: statistics of the values (finite range).
+    pub stats: Vec<ColumnStats>,
+    /// Per bound column: normalization.
+    pub norms: Vec<Normalization>,
+    /// How `stats` were obtained.
+    pub stats_source: StatsSource,
+    /// The model section (empty: the plain predictor).
+    pub model: Vec<u8>,
+    /// The program that wrote the file.
+    pub writer: String,
+}
+
+impl Header {
+    /// The parameters every chunk's codec needs.
+    pub fn codec_params(&self) -> CodecParams {
+        CodecParams {
+            layout: self.spec.layout,
+            record_len: self.record_len as usize,
+            row_len: match self.spec.layout {
+                Layout::Field if self.spec.shape.len() >= 2 => {
+                    *self.spec.shape.last().unwrap_or(&0) as usize
+                }
+                _ => 0,
+            },
+            columns: self
+                .bounds
+                .iter()
+                .zip(&self.norms)
+                .map(|(b, n)| ColumnParams {
+                    bound: b.abs,
+                    norm: *n,
+                })
+                .collect(),
+        }
+    }
+
+    /// Records in the array, if the header knows (not for streamed input).
+    pub fn records(&self) -> Option<u64> {
+        let len = self.spec.len()?;
+        Some(len / self.record_len.max(1))
+    }
+
+    /// Serializes the header.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut body = Vec::new();
+        let mut sec = Vec::new();
+        let s = &self.spec;
+        sec.push(s.dtype.code());
+        sec.push(s.layout.code());
+        sec.push(s.shape.len() as u8);
+        for &d in &s.shape {
+            sec.extend_from_slice(&d.to_le_bytes());
+        }
+        sec.extend_from_slice(&self.record_len.to_le_bytes());
+        sec.push(self.source.code());
+        put_sec(&mut body, SEC_ARRAY, &mut sec);
+        if !s.column_names.is_empty() {
+            put_uvarint(&mut sec, s.column_names.len() as u64);
+            for n in &s.column_names {
+                put_uvarint(&mut sec, n.len() as u64);
+                sec.extend_from_slice(n.as_bytes());
+            }
+            put_sec(&mut body, SEC_COLUMNS, &mut sec);
+        }
+        put_uvarint(&mut sec, self.bounds.len() as u64);
+        for b in &self.bounds {
+            sec.push(b.spec.code());
+            sec.extend_from_slice(&b.spec.value().to_le_bytes());
+            sec.extend_from_slice(&b.abs.to_le_bytes());
+        }
+        put_sec(&mut body, SEC_BOUNDS, &mut sec);
+        put_uvarint(&mut sec, self.norms.len() as u64);
+        for (st, n) in self.stats.iter().zip(&self.norms) {
+            for v in [st.min, st.max] {
+                sec.extend_from_slice(&v.to_le_bytes());
+            }
+            sec.extend_from_slice(&st.finite.to_le_bytes());
+            sec.extend_from_slice(&st.nonfinite.to_le_bytes());
+            sec.extend_from_slice(&n.offset.to_le_bytes());
+            sec.extend_from_slice(&n.scale.to_le_bytes());
+        }
+        match self.stats_source {
+            StatsSource::Whole => {
+                sec.push(0);
+                sec.extend_from_slice(&0u64.to_le_bytes());
+            }
+            StatsSource::FirstRecords(n) => {
+                sec.push(1);
+                sec.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        put_sec(&mut body, SEC_NORMALIZE, &mut sec);
+        sec.push(0);
+        sec.extend_from_slice(&self.model);
+        put_sec(&mut body, SEC_MODEL, &mut sec);
+        sec.extend_from_slice(self.writer.as_bytes());
+        put_sec(&mut body, SEC_WRITER, &mut sec);
+
+        out.extend_from_slice(&MAGIC);
+        let start = out.len();
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Reads and validates a header.
+    pub fn read_from<R: Read>(r: &mut R) -> Result<Header> {
+        let mut magic = [0u8; 8];
+        read_exact_or(r, &mut magic, || Error::BadMagic)?;
+        if magic != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let mut vl = [0u8; 6];
+        read_exact_or(r, &mut vl, || truncated("inside the header", 0, 0))?;
+        let version = u16::from_le_bytes([vl[0], vl[1]]);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let len = u32::from_le_bytes([vl[2], vl[3], vl[4], vl[5]]);
+        if len > MAX_HEADER {
+            return Err(Error::CorruptHeader(format!(
+                "header length {len} is implausible"
+            )));
+        }
+        let mut body = vec![0u8; len as usize + 4];
+        read_exact_or(r, &mut body, || truncated("inside the header", 0, 0))?;
+        let crc_stored = u32::from_le_bytes(body[len as usize..].try_into().expect("4 bytes"));
+        body.truncate(len as usize);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&vl);
+        h.update(&body);
+        let crc = h.finalize();
+        if crc != crc_stored {
+            return Err(Error::CorruptHeader(format!(
+                "checksum {crc:#010x} does not match the stored {crc_stored:#010x}"
+            )));
+        }
+        parse_body(&body).map_err(|m| Error::CorruptHeader(m.0))
+    }
+}
+
+fn put_sec(body: &mut Vec<u8>, tag: u8, sec: &mut Vec<u8>) {
+    body.push(tag);
+    put_uvarint(body, sec.len() as u64);
+    body.append(sec);
+}
+
+fn parse_body(body: &[u8]) -> DecodeResult<Header> {
+    let mut r = ByteReader::new(body);
+    let mut array = None;
+    let mut names = Vec::new();
+    let mut bounds = None;
+    let mut norm = None;
+    let mut model = Vec::new();
+    let mut writer = String::new();
+    while !r.is_empty() {
+        let tag = r.u8()?;
+        let sec = r.section()?;
+        let mut s = ByteReader::new(sec);
+        match tag {
+            SEC_ARRAY => {
+                let dtype =
+                    DType::from_code(s.u8()?).ok_or_else(|| Malformed::new("unknown dtype"))?;
+                let layout =
+                    Layout::from_code(s.u8()?).ok_or_else(|| Malformed::new("unknown layout"))?;
+                let rank = s.u8()? as usize;
+                let shape = (0..rank)
+                    .map(|_| s.u64())
+                    .collect::<DecodeResult<Vec<_>>>()?;
+                let record_len = s.u64()?;
+                let source = SourceFormat::from_code(s.u8()?);
+                array = Some((dtype, layout, shape, record_len, source));
+            }
+            SEC_COLUMNS => {
+                let n = s.uvarint_max(sec.len() as u64, "column name count")?;
+                for _ in 0..n {
+                    let b = s.section()?;
+                    names.push(
+                        String::from_utf8(b.to_vec())
+                            .map_err(|_| Malformed::new("column name is not UTF-8"))?,
+                    );
+                }
+            }
+            SEC_BOUNDS => {
+                let n = s.uvarint_max(sec.len() as u64 / 17, "bound count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let code = s.u8()?;
+                    let value = s.f64()?;
+                    let abs = s.f64()?;
+                    let spec = BoundSpec::from_code(code, value)
+                        .ok_or_else(|| Malformed::new("unknown bound kind"))?;
+                    if !(abs.is_finite() && abs >= 0.0) {
+                        return Err(Malformed(format!("invalid resolved bound {abs}")));
+                    }
+                    v.push(ResolvedBound { spec, abs });
+                }
+                bounds = Some(v);
+            }
+            SEC_NORMALIZE => {
+                let n = s.uvarint_max(sec.len() as u64 / 48, "normalization count")?;
+                let mut stats = Vec::with_capacity(n);
+                let mut norms = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (min, max) = (s.f64()?, s.f64()?);
+                    let (finite, nonfinite) = (s.u64()?, s.u64()?);
+                    stats.push(ColumnStats {
+                        min,
+                        max,
+                        finite,
+                        nonfinite,
+                    });
+                    let (offset, scale) = (s.f64()?, s.f64()?);
+                    if !offset.is_finite() || !scale.is_finite() {
+                        return Err(Malformed::new("normalization is not finite"));
+                    }
+                    norms.push(Normalization { offset, scale });
+                }
+                let source = match (s.u8()?, s.u64()?) {
+                    (0, _) => StatsSource::Whole,
+                    (1, k) => StatsSource::FirstRecords(k),
+                    _ => return Err(Malformed::new("unknown statistics source")),
+                };
+                norm = Some((stats, norms, source));
+            }
+            SEC_MODEL => {
+                let kind = s.u8()?;
+                if kind != 0 {
+                    return Err(Malformed(format!("model kind {kind} needs a newer baler")));
+                }
+                model = s.bytes(s.remaining())?.to_vec();
+            }
+            SEC_WRITER => writer = String::from_utf8_lossy(sec).into_owned(),
+            t if t & 0x80 != 0 => {}
+            t => {
+                return Err(Malformed(format!(
+                    "unknown required section {t:#04x} (written by a newer baler?)"
+                )));
+            }
+        }
+    }
+    let (dtype, layout, shape, record_len, source) =
+        array.ok_or_else(|| Malformed::new("no array section"))?;
+    let bounds = bounds.ok_or_else(|| Malformed::new("no bounds section"))?;
+    let (stats, norms, stats_source) =
+        norm.ok_or_else(|| Malformed::new("no normalization section"))?;
+    let spec = ArraySpec {
+        dtype,
+        shape,
+        layout,
+        column_names: names,
+    };
+    spec.validate().map_err(|e| Malformed(e.to_string()))?;
+    let cols = spec.bound_columns();
+    if bounds.len() != cols || norms.len() != cols {
+        return Err(Malformed(format!(
+            "{} bounds and {} normalizations for {cols} columns",
+            bounds.len(),
+            norms.len()
+        )));
+    }
+    let valid_record = match layout {
+        Layout::Table => record_len == spec.shape[1],
+        Layout::Field => record_len >= 1 && spec.slice_len() % record_len == 0,
+    };
+    if !valid_record || record_len == 0 || record_len > u32::MAX as u64 {
+        return Err(Malformed(format!(
+            "record length {record_len} does not fit the shape"
+        )));
+    }
+    Ok(Header {
+        spec,
+        record_len,
+        source,
+        bounds,
+        stats,
+        norms,
+        stats_source,
+        model,
+        writer,
+    })
+}
+
+fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], on_eof: impl FnOnce() -> Error) -> Result<()> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(on_eof()),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+fn truncated(where_: &str, chunks: u64, records: u64) -> Error {
+    Error::Truncated {
+        where_: where_.to_string(),
+        chunks,
+        records,
+    }
+}
+
+/// One entry of the footer index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Byte offset of the chunk's tag from the start of the file.
+    pub offset: u64,
+    /// Index of the chunk's first record.
+    pub first_record: u64,
+    /// Records in the chunk.
+    pub records: u32,
+}
+
+/// Writes a container front to back.
+#[derive(Debug)]
+pub struct ContainerWriter<W: Write> {
+    inner: W,
+    offset: u64,
+    records: u64,
+    index: Vec<IndexEntry>,
+}
+
+impl<W: Write> ContainerWriter<W> {
+    /// Writes the header.
+    pub fn new(mut inner: W, header: &Header) -> Result<Self> {
+        let mut buf = Vec::new();
+        header.write_to(&mut buf);
+        inner.write_all(&buf)?;
+        Ok(ContainerWriter {
+            inner,
+            offset: buf.len() as u64,
+            records: 0,
+            index: Vec::new(),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.offset
+    }
+
+    /// Records written so far.
+    pub fn records_written(&self) -> u64 {
+        self.records
+    }
+
+    /// Appends one chunk.
+    pub fn write_chunk(&mut self, records: u32, kind: PayloadKind, payload: &[u8]) -> Result<()> {
+        if payload.len() as u64 > MAX_PAYLOAD as u64 {
+            return Err(Error::InvalidInput(format!(
+                "a chunk payload of {} bytes exceeds the format's limit; use a smaller chunk size",
+                payload.len()
+            )));
+        }
+        let mut h = [0u8; CHUNK_HEADER_LEN];
+        h[0] = TAG_CHUNK;
+        h[1..9].copy_from_slice(&(self.index.len() as u64).to_le_bytes());
+        h[9..13].copy_from_slice(&records.to_le_bytes());
+        h[13..15].copy_from_slice(&(kind as u16).to_le_bytes());
+        h[15..19].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        h[19..23].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let hc = crc32fast::hash(&h[..23]);
+        h[23..27].copy_from_slice(&hc.to_le_bytes());
+        self.inner.write_all(&h)?;
+        self.inner.write_all(payload)?;
+        self.index.push(IndexEntry {
+            offset: self.offset,
+            first_record: self.records,
+            records,
+        });
+        self.offset += (CHUNK_HEADER_LEN + payload.len()) as u64;
+        self.records += records as u64;
+        Ok(())
+    }
+
+    /// Writes the end mark and footer, flushes, and returns the inner writer.
+    pub fn finish(mut self) -> Result<W> {
+        let mut e = Vec::with_capacity(END_LEN + self.index.len() * INDEX_ENTRY_LEN + 20);
+        e.push(TAG_END);
+        e.extend_from_slice(&(self.index.len() as u64).to_le_bytes());
+        e.extend_from_slice(&self.records.to_le_bytes());
+        let c = crc32fast::hash(&e);
+        e.extend_from_slice(&c.to_le_bytes());
+        let start = e.len();
+        for x in &self.index {
+            e.extend_from_slice(&x.offset.to_le_bytes());
+            e.extend_from_slice(&x.first_record.to_le_bytes());
+            e.extend_from_slice(&x.records.to_le_bytes());
+        }
+        let entries_len = (e.len() - start) as u64;
+        e.extend_from_slice(&entries_len.to_le_bytes());
+        let c = crc32fast::hash(&e[start..]);
+        e.extend_from_slice(&c.to_le_bytes());
+        e.extend_from_slice(&FOOTER_MAGIC);
+        self.inner.write_all(&e)?;
+        self.inner.flush()?;
+        self.offset += e.len() as u64;
+        Ok(self.inner)
+    }
+}
+
+/// One unit read from a container stream.
+#[derive(Debug)]
+pub enum Frame {
+    /// A chunk, its checksums verified.
+    Chunk {
+        /// Sequence number.
+        index: u64,
+        /// Records in it.
+        records: u32,
+        /// How the payload is stored.
+        kind: PayloadKind,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// The end mark: totals verified against the chunks read.
+    End {
+        /// Chunks in the file.
+        chunks: u64,
+        /// Records in the file.
+        records: u64,
+    },
+}
+
+/// Reads a container front to back.
+#[derive(Debug)]
+pub struct ContainerReader<R: Read> {
+    inner: R,
+    header: Header,
+    chunks: u64,
+    records: u64,
+    done: bool,
+}
+
+impl<R: Read> ContainerReader<R> {
+    /// Reads the header.
+    pub fn new(mut inner: R) -> Result<Self> {
+        let header = Header::read_from(&mut inner)?;
+        Ok(ContainerReader {
+            inner,
+            header,
+            chunks: 0,
+            records: 0,
+            done: false,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Chunks read so far.
+    pub fn chunks_read(&self) -> u64 {
+        self.chunks
+    }
+
+    /// Records in the chunks read so far.
+    pub fn records_read(&self) -> u64 {
+        self.records
+    }
+
+    /// Gives back the inner reader (positioned after the end mark once the end was read).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Reads the next chunk, or the end mark. Reading after the end mark returns it again.
+    pub fn next_frame(&mut self) -> Result<Frame> {
+        if self.done {
+            return Ok(Frame::End {
+                chunks: self.chunks,
+                records: self.records,
+            });
+        }
+        let (n, rec) = (self.chunks, self.records);
+        let where_ = || format!("after chunk {}", n as i64 - 1);
+        let mut tag = [0u8; 1];
+        read_exact_or(&mut self.inner, &mut tag, || {
+            truncated(&format!("{} with no end mark", where_()), n, rec)
+        })?;
+        match tag[0] {
+            TAG_CHUNK => {
+                let mut h = [0u8; CHUNK_HEADER_LEN];
+                h[0] = TAG_CHUNK;
+                read_exact_or(&mut self.inner, &mut h[1..], || {
+                    truncated(&format!("inside the header of chunk {n}"), n, rec)
+                })?;
+                let stored = u32::from_le_bytes(h[23..27].try_into().expect("4"));
+                let found = crc32fast::hash(&h[..23]);
+                if stored != found {
+                    return Err(Error::ChunkChecksum {
+                        chunk: n,
+                        expected: stored,
+                        found,
+                    });
+                }
+                let index = u64::from_le_bytes(h[1..9].try_into().expect("8"));
+                let records = u32::from_le_bytes(h[9..13].try_into().expect("4"));
+                let flags = u16::from_le_bytes(h[13..15].try_into().expect("2"));
+                let len = u32::from_le_bytes(h[15..19].try_into().expect("4"));
+                let pcrc = u32::from_le_bytes(h[19..23].try_into().expect("4"));
+                if index != n {
+                    return Err(Error::chunk(
+                        n,
+                        format!("it is numbered {index}: chunks are missing or out of order"),
+                    ));
+                }
+                let kind = PayloadKind::from_flags(flags)
+                    .filter(|_| flags & !0x3 == 0)
+                    .ok_or_else(|| Error::chunk(n, format!("unknown flags {flags:#06x}")))?;
+                if records == 0 || len > MAX_PAYLOAD {
+                    return Err(Error::chunk(
+                        n,
+                        format!("implausible size: {records} records in {len} bytes"),
+                    ));
+                }
+                let mut payload = Vec::new();
+                let got = (&mut self.inner)
+                    .take(len as u64)
+                    .read_to_end(&mut payload)?;
+                if got != len as usize {
+                    return Err(truncated(
+                        &format!("inside chunk {n} ({got} of its {len} bytes)"),
+                        n,
+                        rec,
+                    ));
+                }
+                let found = crc32fast::hash(&payload);
+                if found != pcrc {
+                    return Err(Error::ChunkChecksum {
+                        chunk: n,
+                        expected: pcrc,
+                        found,
+                    });
+                }
+                self.chunks += 1;
+                self.records += records as u64;
+                Ok(Frame::Chunk {
+                    index,
+                    records,
+                    kind,
+                    payload,
+                })
+            }
+            TAG_END => {
+                let mut e = [0u8; END_LEN];
+                e[0] = TAG_END;
+                read_exact_or(&mut self.inner, &mut e[1..], || {
+                    truncated("inside the end mark", n, rec)
+                })?;
+                let stored = u32::from_le_bytes(e[17..21].try_into().expect("4"));
+                if crc32fast::hash(&e[..17]) != stored {
+                    return Err(Error::CorruptTrailer(
+                        "the end mark fails its checksum".into(),
+                    ));
+                }
+                let chunks = u64::from_le_bytes(e[1..9].try_into().expect("8"));
+                let records = u64::from_le_bytes(e[9..17].try_into().expect("8"));
+                if chunks != self.chunks || records != self.records {
+                    return Err(Error::CorruptTrailer(format!(
+                        "the end mark counts {chunks} chunks and {records} records, but {} chunks and {} records were read",
+                        self.chunks, self.records
+                    )));
+                }
+                if let Some(expected) = self.header.records() {
+                    if expected != records {
+                        return Err(Error::CorruptTrailer(format!(
+                            "the header promises {expected} records but the file holds {records}"
+                        )));
+                    }
+                }
+                self.done = true;
+                Ok(Frame::End { chunks, records })
+            }
+            t => Err(Error::chunk(
+                n,
+                format!("expected a chunk or the end mark, found byte {t:#04x}"),
+            )),
+        }
+    }
+
+    /// Reads and checks the footer after the end mark (streams that stop at the end mark are
+    /// accepted by `next_frame`; this verifies the index too).
+    pub fn read_footer(&mut self) -> Result<Vec<IndexEntry>> {
+        let n = self.chunks as usize;
+        let mut buf = vec![0u8; n * INDEX_ENTRY_LEN + 20];
+        read_exact_or(&mut self.inner, &mut buf, || {
+            truncated("inside the footer index", self.chunks, self.records)
+        })?;
+        parse_footer(&buf, self.chunks)
+    }
+}
+
+fn parse_footer(buf: &[u8], chunks: u64) -> Result<Vec<IndexEntry>> {
+    let bad = |m: &str| Error::CorruptTrailer(format!("footer index: {m}"));
+    let n = chunks as usize;
+    if buf.len() != n * INDEX_ENTRY_LEN + 20 {
+        return Err(bad("wrong length"));
+    }
+    let tail = &buf[n * INDEX_ENTRY_LEN..];
+    if tail[12..20] != FOOTER_MAGIC {
+        return Err(bad("missing its magic"));
+    }
+    let len = u64::from_le_bytes(tail[..8].try_into().expect("8"));
+    if len != (n * INDEX_ENTRY_LEN) as u64 {
+        return Err(bad("length disagrees with the chunk count"));
+    }
+    let stored = u32::from_le_bytes(tail[8..12].try_into().expect("4"));
+    if crc32fast::hash(&buf[..n * INDEX_ENTRY_LEN + 8]) != stored {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok(buf[..n * INDEX_ENTRY_LEN]
+        .chunks_exact(INDEX_ENTRY_LEN)
+        .map(|e| IndexEntry {
+            offset: u64::from_le_bytes(e[..8].try_into().expect("8")),
+            first_record: u64::from_le_bytes(e[8..16].try_into().expect("8")),
+            records: u32::from_le_bytes(e[16..20].try_into().expect("4")),
+        })
+        .collect())
+}
+
+/// The end of a complete container: totals and the chunk index, read from the end of a seekable
+/// file without touching the chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trailer {
+    /// Chunks in the file.
+    pub chunks: u64,
+    /// Records in the file.
+    pub records: u64,
+    /// One entry per chunk.
+    pub index: Vec<IndexEntry>,
+}
+
+/// Reads the end mark and footer index of a seekable container.
+pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
+    let size = r.seek(SeekFrom::End(0))?;
+    if size < 20 + END_LEN as u64 {
+        return Err(truncated("before its footer", 0, 0));
+    }
+    let mut tail = [0u8; 20];
+    r.seek(SeekFrom::End(-20))?;
+    r.read_exact(&mut tail)?;
+    if tail[12..20] != FOOTER_MAGIC {
+        return Err(truncated(
+            "without its footer (the last bytes are not the index magic)",
+            0,
+            0,
+        ));
+    }
+    let len = u64::from_le_bytes(tail[..8].try_into().expect("8"));
+    if len % INDEX_ENTRY_LEN as u64 != 0 || len + 20 + END_LEN as u64 > size {
+        return Err(Error::CorruptTrailer(format!(
+            "footer length {len} is implausible"
+        )));
+    }
+    let chunks = len / INDEX_ENTRY_LEN as u64;
+    r.seek(SeekFrom::End(-(len as i64) - 20 - END_LEN as i64))?;
+    let mut buf = vec![0u8; END_LEN + len as usize + 20];
+    r.read_exact(&mut buf)?;
+    let e = &buf[..END_LEN];
+    if e[0] != TAG_END
+        || crc32fast::hash(&e[..17]) != u32::from_le_bytes(e[17..21].try_into().expect("4"))
+    {
+        return Err(Error::CorruptTrailer(
+            "the end mark before the footer is damaged".into(),
+        ));
+    }
+    let end_chunks = u64::from_le_bytes(e[1..9].try_into().expect("8"));
+    let records = u64::from_le_bytes(e[9..17].try_into().expect("8"));
+    if end_chunks != chunks {
+        return Err(Error::CorruptTrailer(
+            "end mark and footer disagree on the chunk count".into(),
+        ));
+    }
+    let index = parse_footer(&buf[END_LEN..], chunks)?;
+    Ok(Trailer {
+        chunks,
+        records,
+        index,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bound::BoundSpec;
+
+    pub(crate) fn sample_header() -> Header {
+        let mut spec = ArraySpec::new(DType::F32, vec![UNKNOWN, 3]);
+        spec.column_names = vec!["PT".into(), "Eta".into(), "Phi".into()];
+        Header {
+            spec,
+            record_len: 3,
+            source: SourceFormat::Npy,
+            bounds: vec![
+                ResolvedBound {
+                    spec: BoundSpec::Rel(1e-3),
+                    abs: 0.25
+                };
+                3
+            ],
+            stats: vec![
+                ColumnStats {
+                    min: -1.0,
+                    max: 2.0,
+                    finite: 10,
+                    nonfinite: 1
+                };
+                3
+            ],
+            norms: vec![
+                Normalization {
+                    offset: 0.5,
+                    scale: 1.5
+                };
+                3
+            ],
+            stats_source: StatsSource::FirstRecords(10),
+            model: vec![],
+            writer: "baler test".into(),
+        }
+    }
+
+    fn sample_file() -> Vec<u8> {
+        let mut w = ContainerWriter::new(Vec::new(), &sample_header()).unwrap();
+        w.write_chunk(2, PayloadKind::Raw, &[1u8; 24]).unwrap();
+        w.write_chunk(1, PayloadKind::Coded, &[7u8; 5]).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<(u64, u64)> {
+        let mut r = ContainerReader::new(bytes)?;
+        loop {
+            if let Frame::End { chunks, records } = r.next_frame()? {
+                r.read_footer()?;
+                return Ok((chunks, records));
+            }
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = sample_header();
+        let mut buf = Vec::new();
+        h.write_to(&mut buf);
+        assert_eq!(Header::read_from(&mut &buf[..]).unwrap(), h);
+    }
+
+    #[test]
+    fn file_round_trips_with_index() {
+        let f = sample_file();
+        assert_eq!(read_all(&f).unwrap(), (2, 3));
+        let t = read_trailer(&mut io::Cursor::new(&f)).unwrap();
+        assert_eq!((t.chunks, t.records), (2, 3));
+        assert_eq!(t.index[1].first_record, 2);
+        assert_eq!(f[t.index[1].offset as usize], TAG_CHUNK);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let f = sample_file();
+        for cut in 0..f.len() {
+            let r = read_all(&f[..cut]);
+            assert!(r.is_err(), "cut at {cut} of {}", f.len());
+            if cut >= 8 {
+                let msg = r.unwrap_err().to_string();
+                assert!(
+                    msg.contains("truncated") || msg.contains("footer"),
+                    "cut {cut}: {msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let f = sample_file();
+        for i in 0..f.len() {
+            for bit in [0, 3, 7] {
+                let mut g = f.clone();
+                g[i] ^= 1 << bit;
+                assert!(
+                    read_all(&g).is_err(),
+                    "flip at byte {i} bit {bit} went unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_version_and_magic() {
+        let mut f = sample_file();
+        f[8] = 9;
+        assert!(matches!(
+            read_all(&f),
+            Err(Error::UnsupportedVersion { found: 9, .. })
+        ));
+        f[0] = b'X';
+        assert!(matches!(read_all(&f), Err(Error::BadMagic)));
+        assert!(matches!(read_all(b""), Err(Error::BadMagic)));
+    }
+}

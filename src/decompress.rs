@@ -1,0 +1,231 @@
+//! The streaming decompressor.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use crossbeam_channel::bounded;
+
+use crate::compress::default_threads;
+use crate::container::{ContainerReader, Frame, Header};
+use crate::element::ArrayData;
+use crate::error::{Error, Result};
+use crate::pipeline::{DecodeJob, DecodeMsg, DecodePool, wait_reply};
+
+/// Largest chunk a reader accepts, in bytes of decoded values (a guard against forged headers
+/// asking for absurd allocations; writers stay far below it).
+const MAX_CHUNK_BYTES: u64 = 1 << 31;
+
+/// Decompresses a container read from `R`, chunk by chunk, in order.
+///
+/// A reader thread reads chunks and worker threads decode them while the caller consumes
+/// earlier ones. Use [`next_chunk`](Self::next_chunk) for typed values, or [`Read`] for their
+/// little-endian bytes. The end mark and footer are verified before the stream reports its end,
+/// so a truncated container is an error, never a short result.
+///
+/// ```
+/// use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType, Decompressor, compress_slice};
+/// let data: Vec<f64> = (0..5000).map(|i| (i as f64 * 0.01).sin()).collect();
+/// let spec = ArraySpec::new(DType::F64, vec![5000]);
+/// let packed = compress_slice(&data, &spec, &CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-4)))).unwrap();
+/// let mut d = Decompressor::new(std::io::Cursor::new(packed)).unwrap();
+/// let mut n = 0;
+/// while let Some(chunk) = d.next_chunk().unwrap() {
+///     n += chunk.len();
+/// }
+/// assert_eq!(n, 5000);
+/// ```
+pub struct Decompressor {
+    header: Header,
+    pool: Option<DecodePool>,
+    /// Bytes of the chunk being served through `Read`, and how far it has been read.
+    current: Option<(ArrayData, usize)>,
+    records: u64,
+    chunks: u64,
+    finished: bool,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decompressor")
+            .field("header", &self.header)
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decompressor {
+    /// Reads the header and starts decoding with one thread per core.
+    pub fn new<R: Read + Send + 'static>(reader: R) -> Result<Self> {
+        Self::with_threads(reader, 0)
+    }
+
+    /// Reads the header and starts decoding with `threads` workers (0 = one per core).
+    pub fn with_threads<R: Read + Send + 'static>(reader: R, threads: usize) -> Result<Self> {
+        let mut cr = ContainerReader::new(reader)?;
+        let header = cr.header().clone();
+        let threads = if threads == 0 {
+            default_threads()
+        } else {
+            threads
+        };
+        let record_len = header.record_len;
+        let dtype = header.spec.dtype;
+        let params = Arc::new(header.codec_params());
+        let pool = DecodePool::start(threads, dtype, params, move |jobs, order| {
+            loop {
+                match cr.next_frame() {
+                    Ok(Frame::Chunk {
+                        index,
+                        records,
+                        kind,
+                        payload,
+                    }) => {
+                        let values = records as u64 * record_len;
+                        if values * dtype.size() as u64 > MAX_CHUNK_BYTES {
+                            let e = Error::chunk(
+                                index,
+                                format!(
+                                    "{records} records of {record_len} values exceed any chunk baler writes"
+                                ),
+                            );
+                            let _ = order.send(DecodeMsg::Failed(e));
+                            return;
+                        }
+                        let (tx, rx) = bounded(1);
+                        if order.send(DecodeMsg::Chunk(rx)).is_err() {
+                            return;
+                        }
+                        let job = DecodeJob {
+                            chunk: index,
+                            kind,
+                            payload,
+                            values: values as usize,
+                            reply: tx,
+                        };
+                        if jobs.send(job).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Frame::End { chunks, records }) => {
+                        let msg = match cr.read_footer() {
+                            Ok(_) => DecodeMsg::End { chunks, records },
+                            Err(e) => DecodeMsg::Failed(e),
+                        };
+                        let _ = order.send(msg);
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = order.send(DecodeMsg::Failed(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Decompressor {
+            header,
+            pool: Some(pool),
+            current: None,
+            records: 0,
+            chunks: 0,
+            finished: false,
+            failed: false,
+        })
+    }
+
+    /// The container header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Records returned so far.
+    pub fn records_read(&self) -> u64 {
+        self.records
+    }
+
+    /// Chunks returned so far.
+    pub fn chunks_read(&self) -> u64 {
+        self.chunks
+    }
+
+    /// The next chunk's values (whole records, row-major), or `None` after the last one once the
+    /// end mark and footer have been verified.
+    pub fn next_chunk(&mut self) -> Result<Option<ArrayData>> {
+        if self.finished {
+            return Ok(None);
+        }
+        if self.failed {
+            return Err(Error::Io(io::Error::other("decompression already failed")));
+        }
+        let Some(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let result = match pool.next() {
+            Some(DecodeMsg::Chunk(rx)) => wait_reply(&rx).map(|d| Some(d.data)),
+            Some(DecodeMsg::End { .. }) => {
+                self.finished = true;
+                if let Some(p) = self.pool.take() {
+                    p.join();
+                }
+                return Ok(None);
+            }
+            Some(DecodeMsg::Failed(e)) => Err(e),
+            None => Err(Error::Io(io::Error::other(
+                "the reader thread stopped unexpectedly",
+            ))),
+        };
+        match result {
+            Ok(Some(data)) => {
+                self.chunks += 1;
+                self.records += (data.len() as u64) / self.header.record_len.max(1);
+                Ok(Some(data))
+            }
+            Err(e) => {
+                self.failed = true;
+                self.pool.take();
+                Err(e)
+            }
+            Ok(None) => Ok(None),
+        }
+    }
+}
+
+impl Read for Decompressor {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some((data, pos)) = &mut self.current {
+                let bytes = data.as_le_bytes();
+                if *pos < bytes.len() {
+                    let n = buf.len().min(bytes.len() - *pos);
+                    buf[..n].copy_from_slice(&bytes[*pos..*pos + n]);
+                    *pos += n;
+                    return Ok(n);
+                }
+            }
+            match self.next_chunk()? {
+                Some(data) => self.current = Some((data, 0)),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+/// Decompresses a whole container held in memory: its header and all its values.
+pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
+    let mut d = Decompressor::new(io::Cursor::new(bytes.to_vec()))?;
+    let dtype = d.header.spec.dtype;
+    let expected = d.header.spec.len().unwrap_or(0) as usize;
+    let mut all = ArrayData::with_capacity(dtype, expected);
+    while let Some(chunk) = d.next_chunk()? {
+        match (&mut all, chunk) {
+            (ArrayData::F32(a), ArrayData::F32(c)) => a.extend_from_slice(&c),
+            (ArrayData::F64(a), ArrayData::F64(c)) => a.extend_from_slice(&c),
+            _ => unreachable!("one dtype per container"),
+        }
+    }
+    let mut header = d.header.clone();
+    if header.spec.shape[0] == crate::array::UNKNOWN {
+        header.spec.shape[0] = all.len() as u64 / header.spec.slice_len().max(1);
+    }
+    Ok((header, all))
+}

@@ -1,0 +1,609 @@
+//! The entropy stage: integer code streams coded close to their order-0 entropy.
+//!
+//! [`CodeCoder::encode`] takes a stream of `i32` codes (quantization codes of one column in one
+//! chunk, or a byte plane of lossless data), measures it, and writes it in whichever mode is
+//! smallest, computed exactly, tables included:
+//!
+//! | mode | byte | body | good for |
+//! |---|---|---|---|
+//! | constant | 0 | `ivarint value` | a column that does not vary in the chunk |
+//! | direct | 1 | `u8 prec`, `uvarint m`, `ivarint first`, bit section (gaps, weights), rANS section | few distinct codes, wherever they lie (categories, sentinels) |
+//! | hybrid | 2 | `u8 prec`, `u8 k | msb << 4`, `ivarint bias`, `uvarint alphabet`, `uvarint present`, bit section (weights), rANS section, raw-bits section | wide, peaked distributions |
+//! | packed | 3 | `ivarint min`, `u8 width`, bit section | tiny streams, where any table costs more |
+//!
+//! A *section* is a `uvarint` byte length followed by the bytes. Bit sections are
+//! [`BitWriter`](crate::bytes::BitWriter) output (LSB first); rANS sections are
+//! [`rans`] streams; the number of codes is known to the decoder from its context.
+//!
+//! rANS handles a dominant code (p > 0.5) at a fraction of a bit, where a Huffman code would
+//! spend a whole bit per value; hybrid tokens ([`hybrid`]) keep tables small for wide
+//! distributions; direct tables code sparse alphabets (e.g. PID codes) exactly.
+
+pub(crate) mod hybrid;
+pub(crate) mod rans;
+pub(crate) mod table;
+
+use crate::bytes::{
+    BitReader, BitWriter, ByteReader, DecodeResult, Malformed, put_ivarint, put_section,
+    put_uvarint, unzigzag32, zigzag32,
+};
+use hybrid::Hybrid;
+use table::{choose_prec, codes_bits, codes_for_counts, freqs_for_codes, gamma_bits};
+
+const MODE_CONST: u8 = 0;
+const MODE_DIRECT: u8 = 1;
+const MODE_HYBRID: u8 = 2;
+const MODE_PACKED: u8 = 3;
+
+/// Most distinct codes a direct table may hold.
+const MAX_DIRECT: usize = 4096;
+/// Streams whose codes span less than this are histogrammed densely.
+const DENSE_SPAN: u64 = 1 << 16;
+/// Exact bins of the fine histogram used to evaluate hybrid layouts.
+const FINE_EXACT_BITS: u32 = 10;
+const FINE_EXACT: usize = 1 << FINE_EXACT_BITS;
+/// Above the exact bins: one bin per (exponent, top 3 mantissa bits).
+const FINE_TOP_BITS: u32 = 3;
+const FINE_BINS: usize = FINE_EXACT + ((32 - FINE_EXACT_BITS as usize) << FINE_TOP_BITS);
+
+/// The mode [`CodeCoder::encode`] chose, with its estimated size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Choice {
+    Const(i32),
+    Direct,
+    Hybrid { bias: i32, layout: Hybrid },
+    Packed { width: u32 },
+}
+
+/// Reusable scratch space for coding integer streams (one per worker thread).
+#[derive(Debug, Default)]
+pub struct CodeCoder {
+    dense: Vec<u32>,
+    vals: Vec<i32>,
+    counts: Vec<u32>,
+    sorted: Vec<i32>,
+    fine: Vec<u64>,
+    tok_counts: Vec<u32>,
+    symbols: Vec<u16>,
+    wcodes: Vec<u8>,
+    freqs: Vec<u32>,
+    enc: rans::Encoder,
+    dec: Option<Box<rans::Decoder>>,
+}
+
+fn entropy_cost(
+    counts: &[u32],
+    n: u64,
+    sparse: bool,
+    codes: &mut Vec<u8>,
+    freqs: &mut Vec<u32>,
+) -> f64 {
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    let prec = choose_prec(n, present);
+    codes_for_counts(counts, n, prec, codes);
+    if freqs_for_codes(codes, prec, freqs).is_err() {
+        return f64::INFINITY;
+    }
+    let mut bits = codes_bits(codes, sparse) as f64;
+    for (&c, &f) in counts.iter().zip(freqs.iter()) {
+        if c > 0 {
+            bits += c as f64 * (prec as f64 - (f as f64).log2());
+        }
+    }
+    // rANS flushes its lane states.
+    bits + 32.0 * rans::lanes_for(n as usize) as f64
+}
+
+impl CodeCoder {
+    /// A coder with empty scratch space.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds the sorted list of distinct codes with their counts.
+    fn histogram(&mut self, codes: &[i32], min: i32, max: i32) {
+        self.vals.clear();
+        self.counts.clear();
+        let span = (max as i64 - min as i64) as u64 + 1;
+        if span <= DENSE_SPAN {
+            self.dense.clear();
+            self.dense.resize(span as usize, 0);
+            for &c in codes {
+                self.dense[(c as i64 - min as i64) as usize] += 1;
+            }
+            for (i, &c) in self.dense.iter().enumerate() {
+                if c > 0 {
+                    self.vals.push((min as i64 + i as i64) as i32);
+                    self.counts.push(c);
+                }
+            }
+        } else {
+            self.sorted.clear();
+            self.sorted.extend_from_slice(codes);
+            self.sorted.sort_unstable();
+            let mut i = 0;
+            while i < self.sorted.len() {
+                let v = self.sorted[i];
+                let mut j = i + 1;
+                while j < self.sorted.len() && self.sorted[j] == v {
+                    j += 1;
+                }
+                self.vals.push(v);
+                self.counts.push((j - i) as u32);
+                i = j;
+            }
+        }
+    }
+
+    /// Fills the fine histogram of `zigzag(v - bias)`.
+    fn fine_histogram(&mut self, bias: i32) {
+        self.fine.clear();
+        self.fine.resize(FINE_BINS, 0);
+        for (&v, &c) in self.vals.iter().zip(&self.counts) {
+            let u = zigzag32(v.wrapping_sub(bias));
+            let bin = if (u as usize) < FINE_EXACT {
+                u as usize
+            } else {
+                let n = 31 - u.leading_zeros();
+                let top = (u >> (n - FINE_TOP_BITS)) & ((1 << FINE_TOP_BITS) - 1);
+                FINE_EXACT + (((n - FINE_EXACT_BITS) << FINE_TOP_BITS) | top) as usize
+            };
+            self.fine[bin] += c as u64;
+        }
+    }
+
+    /// Token counts and raw-bit total of a layout, from the fine histogram.
+    fn layout_counts(&mut self, h: Hybrid) -> u64 {
+        self.tok_counts.clear();
+        self.tok_counts.resize(h.alphabet(), 0);
+        let mut extra = 0u64;
+        for (bin, &c) in self.fine.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let (token, nbits) = if bin < FINE_EXACT {
+                h.token_of(bin as u32)
+            } else {
+                let b = (bin - FINE_EXACT) as u32;
+                let n = FINE_EXACT_BITS + (b >> FINE_TOP_BITS);
+                let top = b & ((1 << FINE_TOP_BITS) - 1);
+                let m = top >> (FINE_TOP_BITS - h.msb);
+                ((1 << h.k) + ((n - h.k) << h.msb) + m, n - h.msb)
+            };
+            self.tok_counts[token as usize] += c as u32;
+            extra += c * nbits as u64;
+        }
+        let last = self
+            .tok_counts
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0, |p| p + 1);
+        self.tok_counts.truncate(last);
+        extra
+    }
+
+    /// Picks the cheapest mode for `codes` (assumed non-empty and not constant).
+    fn choose(&mut self, codes: &[i32], min: i32, max: i32) -> Choice {
+        let n = codes.len() as u64;
+        self.histogram(codes, min, max);
+        let span = max as i64 - min as i64;
+        let width = 64 - (span as u64).leading_zeros();
+        let mut best = (n as f64 * width as f64 + 16.0, Choice::Packed { width });
+
+        let m = self.vals.len();
+        if m <= MAX_DIRECT {
+            let mut bits = 64.0;
+            for w in self.vals.windows(2) {
+                bits += gamma_bits((w[1] as i64 - w[0] as i64 - 1) as u32) as f64;
+            }
+            let counts = std::mem::take(&mut self.counts);
+            bits += entropy_cost(&counts, n, false, &mut self.wcodes, &mut self.freqs);
+            self.counts = counts;
+            if bits < best.0 {
+                best = (bits, Choice::Direct);
+            }
+        }
+
+        // Hybrid tokens need every `v - bias` to fit in an i32.
+        if span < i32::MAX as i64 {
+            let mode = self.vals[self
+                .counts
+                .iter()
+                .enumerate()
+                .max_by_key(|&(i, &c)| (c, usize::MAX - i))
+                .map_or(0, |p| p.0)];
+            let mut acc = 0u64;
+            let median = self.vals[self
+                .counts
+                .iter()
+                .position(|&c| {
+                    acc += c as u64;
+                    acc * 2 >= n
+                })
+                .unwrap_or(0)];
+            let biases: &[i32] = if mode == median {
+                &[mode]
+            } else {
+                &[mode, median]
+            };
+            for &bias in biases {
+                self.fine_histogram(bias);
+                for &layout in Hybrid::CANDIDATES {
+                    let extra = self.layout_counts(layout);
+                    let tok = std::mem::take(&mut self.tok_counts);
+                    let bits = 80.0
+                        + extra as f64
+                        + entropy_cost(&tok, n, true, &mut self.wcodes, &mut self.freqs);
+                    self.tok_counts = tok;
+                    if bits < best.0 {
+                        best = (bits, Choice::Hybrid { bias, layout });
+                    }
+                }
+            }
+        }
+        best.1
+    }
+
+    /// Appends the coded form of `codes` to `out`.
+    pub(crate) fn encode(&mut self, codes: &[i32], out: &mut Vec<u8>) {
+        let Some((&first, rest)) = codes.split_first() else {
+            out.push(MODE_CONST);
+            put_ivarint(out, 0);
+            return;
+        };
+        let (mut min, mut max) = (first, first);
+        for &c in rest {
+            min = min.min(c);
+            max = max.max(c);
+        }
+        let choice = if min == max {
+            Choice::Const(min)
+        } else {
+            self.choose(codes, min, max)
+        };
+        self.write(codes, min, choice, out);
+    }
+
+    fn write(&mut self, codes: &[i32], min: i32, choice: Choice, out: &mut Vec<u8>) {
+        let n = codes.len() as u64;
+        match choice {
+            Choice::Const(v) => {
+                out.push(MODE_CONST);
+                put_ivarint(out, v as i64);
+            }
+            Choice::Packed { width } => {
+                out.push(MODE_PACKED);
+                put_ivarint(out, min as i64);
+                out.push(width as u8);
+                let mut bw = BitWriter::with_capacity((n * width as u64 / 8) as usize + 8);
+                for &c in codes {
+                    let d = (c as i64 - min as i64) as u64;
+                    if width > 32 {
+                        bw.write(d as u32, 32);
+                        bw.write((d >> 32) as u32, width - 32);
+                    } else {
+                        bw.write(d as u32, width);
+                    }
+                }
+                put_section(out, &bw.finish());
+            }
+            Choice::Direct => {
+                let m = self.vals.len();
+                let prec = choose_prec(n, m);
+                codes_for_counts(&self.counts, n, prec, &mut self.wcodes);
+                freqs_for_codes(&self.wcodes, prec, &mut self.freqs).expect("encoder table");
+                out.push(MODE_DIRECT);
+                out.push(prec as u8);
+                put_uvarint(out, m as u64);
+                put_ivarint(out, self.vals[0] as i64);
+                let mut bw = BitWriter::new();
+                for w in self.vals.windows(2) {
+                    bw.write_gamma((w[1] as i64 - w[0] as i64 - 1) as u32);
+                }
+                table::write_codes(&mut bw, &self.wcodes, false);
+                put_section(out, &bw.finish());
+                // Map codes to symbol indices.
+                self.symbols.clear();
+                let span = (self.vals[m - 1] as i64 - min as i64) as u64 + 1;
+                if span <= DENSE_SPAN {
+                    // Reuse the dense histogram as a value -> index map.
+                    self.dense.clear();
+                    self.dense.resize(span as usize, 0);
+                    for (i, &v) in self.vals.iter().enumerate() {
+                        self.dense[(v as i64 - min as i64) as usize] = i as u32;
+                    }
+                    let dense = &self.dense;
+                    self.symbols.extend(
+                        codes
+                            .iter()
+                            .map(|&c| dense[(c as i64 - min as i64) as usize] as u16),
+                    );
+                } else {
+                    let vals = &self.vals;
+                    self.symbols.extend(
+                        codes
+                            .iter()
+                            .map(|c| vals.binary_search(c).expect("listed") as u16),
+                    );
+                }
+                self.write_rans(prec, out);
+            }
+            Choice::Hybrid { bias, layout } => {
+                self.fine_histogram(bias);
+                self.layout_counts(layout);
+                let present = self.tok_counts.iter().filter(|&&c| c > 0).count();
+                let prec = choose_prec(n, present);
+                codes_for_counts(&self.tok_counts, n, prec, &mut self.wcodes);
+                freqs_for_codes(&self.wcodes, prec, &mut self.freqs).expect("encoder table");
+                out.push(MODE_HYBRID);
+                out.push(prec as u8);
+                out.push((layout.k | layout.msb << 4) as u8);
+                put_ivarint(out, bias as i64);
+                put_uvarint(out, self.tok_counts.len() as u64);
+                put_uvarint(out, present as u64);
+                let mut bw = BitWriter::new();
+                table::write_codes(&mut bw, &self.wcodes, true);
+                put_section(out, &bw.finish());
+                let mut raw = BitWriter::with_capacity(codes.len());
+                self.symbols.clear();
+                for &c in codes {
+                    let (t, nb, bits) = layout.tokenize(zigzag32(c.wrapping_sub(bias)));
+                    self.symbols.push(t as u16);
+                    raw.write(bits, nb);
+                }
+                self.write_rans(prec, out);
+                put_section(out, &raw.finish());
+            }
+        }
+    }
+
+    fn write_rans(&mut self, prec: u32, out: &mut Vec<u8>) {
+        self.enc.set_table(&self.freqs, prec);
+        let mut stream = Vec::with_capacity(self.symbols.len() * 2 + 64);
+        self.enc.encode(&self.symbols, &mut stream);
+        put_section(out, &stream);
+    }
+
+    fn read_rans(&mut self, r: &mut ByteReader<'_>, prec: u32, n: usize) -> DecodeResult<()> {
+        let dec = self.dec.get_or_insert_with(Default::default);
+        dec.set_table(&self.freqs, prec)?;
+        let stream = r.section()?;
+        self.symbols.clear();
+        self.symbols.resize(n, 0);
+        dec.decode(stream, &mut self.symbols)
+    }
+
+    /// Decodes `n` codes from `r` into `out` (replacing its contents).
+    pub(crate) fn decode(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        out.clear();
+        let mode = r.u8()?;
+        match mode {
+            MODE_CONST => {
+                let v = r.ivarint()?;
+                let v =
+                    i32::try_from(v).map_err(|_| Malformed::new("constant code out of range"))?;
+                out.resize(n, v);
+            }
+            MODE_PACKED => {
+                let min = r.ivarint()?;
+                let width = r.u8()? as u32;
+                if width > 33 {
+                    return Err(Malformed::new("packed width above 33 bits"));
+                }
+                let mut br = BitReader::new(r.section()?);
+                out.reserve(n);
+                for _ in 0..n {
+                    let d = if width > 32 {
+                        br.read(32) as u64 | (br.read(width - 32) as u64) << 32
+                    } else {
+                        br.read(width) as u64
+                    };
+                    let v = i32::try_from(min + d as i64)
+                        .map_err(|_| Malformed::new("packed code out of range"))?;
+                    out.push(v);
+                }
+                br.finish()?;
+            }
+            MODE_DIRECT => {
+                let prec = r.u8()? as u32;
+                let m = r.uvarint_max(MAX_DIRECT as u64, "direct alphabet size")?;
+                if m == 0 {
+                    return Err(Malformed::new("empty direct alphabet"));
+                }
+                let first = r.ivarint()?;
+                let mut br = BitReader::new(r.section()?);
+                self.vals.clear();
+                let mut v = first;
+                for i in 0..m {
+                    if i > 0 {
+                        v += br.read_gamma()? as i64 + 1;
+                    }
+                    self.vals.push(
+                        i32::try_from(v).map_err(|_| Malformed::new("direct code out of range"))?,
+                    );
+                }
+                table::read_codes(&mut br, m, m, false, &mut self.wcodes)?;
+                br.finish()?;
+                freqs_for_codes(&self.wcodes, prec, &mut self.freqs)?;
+                self.read_rans(r, prec, n)?;
+                let vals = &self.vals;
+                // Symbols decoded by rANS always have a frequency, so they index `vals`.
+                out.extend(self.symbols.iter().map(|&s| vals[s as usize]));
+            }
+            MODE_HYBRID => {
+                let prec = r.u8()? as u32;
+                let kb = r.u8()? as u32;
+                let layout = Hybrid {
+                    k: kb & 15,
+                    msb: kb >> 4,
+                };
+                if !layout.is_valid() {
+                    return Err(Malformed::new("invalid hybrid token layout"));
+                }
+                let bias =
+                    i32::try_from(r.ivarint()?).map_err(|_| Malformed::new("bias out of range"))?;
+                let alphabet = r.uvarint_max(layout.alphabet() as u64, "token alphabet")?;
+                let present = r.uvarint_max(alphabet as u64, "present tokens")?;
+                let mut br = BitReader::new(r.section()?);
+                table::read_codes(&mut br, present, alphabet, true, &mut self.wcodes)?;
+                br.finish()?;
+                freqs_for_codes(&self.wcodes, prec, &mut self.freqs)?;
+                self.read_rans(r, prec, n)?;
+                let mut raw = BitReader::new(r.section()?);
+                out.reserve(n);
+                for &t in &self.symbols {
+                    let (high, nbits) = layout.untokenize(t as u32);
+                    let u = high | raw.read(nbits);
+                    out.push(bias.wrapping_add(unzigzag32(u)));
+                }
+                raw.finish()?;
+            }
+            other => return Err(Malformed(format!("unknown code stream mode {other}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Order-0 entropy of `codes` in bits (for tests and diagnostics).
+pub fn order0_entropy_bits(codes: &[i32]) -> f64 {
+    let mut sorted = codes.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len() as f64;
+    let mut bits = 0.0;
+    for run in sorted.chunk_by(|a, b| a == b) {
+        let c = run.len() as f64;
+        bits += c * (n / c).log2();
+    }
+    bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(codes: &[i32]) -> usize {
+        let mut c = CodeCoder::new();
+        let mut buf = Vec::new();
+        c.encode(codes, &mut buf);
+        let mut out = Vec::new();
+        let mut r = ByteReader::new(&buf);
+        c.decode(&mut r, codes.len(), &mut out).unwrap();
+        assert!(r.is_empty(), "stream fully consumed");
+        assert_eq!(out, codes);
+        buf.len()
+    }
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 11
+    }
+
+    /// Roughly Laplacian codes with scale `s`.
+    fn laplace(n: usize, s: f64, seed: u64) -> Vec<i32> {
+        let mut seed = seed;
+        (0..n)
+            .map(|_| {
+                let u = (lcg(&mut seed) as f64 + 0.5) / (1u64 << 53) as f64;
+                let sign = if lcg(&mut seed) & 1 == 0 { 1.0 } else { -1.0 };
+                (sign * -s * u.ln()).round() as i32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn edge_streams_round_trip() {
+        round_trip(&[]);
+        round_trip(&[5]);
+        round_trip(&[i32::MIN, i32::MAX]);
+        round_trip(&[i32::MIN; 100]);
+        round_trip(&[0, 1]);
+        round_trip(
+            &(0..70_000i32)
+                .map(|i| i.wrapping_mul(65_537))
+                .collect::<Vec<_>>(),
+        );
+        // All distinct and wide: no table can pay, so it is bit-packed.
+        round_trip(&laplace(20_000, 1e6, 5));
+        round_trip(&(0..5000).map(|i| (i % 3) - 1).collect::<Vec<_>>());
+        round_trip(
+            &(0..100_000)
+                .map(|i| if i % 1000 == 0 { i32::MAX } else { 0 })
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    #[test]
+    fn close_to_order0_entropy() {
+        for (s, n) in [
+            (0.2, 50_000),
+            (3.0, 65_536),
+            (80.0, 65_536),
+            (2000.0, 100_000),
+        ] {
+            let codes = laplace(n, s, 42);
+            let bytes = round_trip(&codes) as f64;
+            let h0 = order0_entropy_bits(&codes) / 8.0;
+            assert!(
+                bytes <= h0 * 1.02 + 64.0,
+                "scale {s}: {bytes} bytes vs entropy {h0}"
+            );
+        }
+    }
+
+    #[test]
+    fn sparse_categories_cost_their_entropy() {
+        // PID-like codes: few values spread far apart.
+        let cats = [-2212, -211, -11, 11, 13, 22, 211, 2212, 1_000_022];
+        let mut seed = 3;
+        let codes: Vec<i32> = (0..50_000)
+            .map(|_| cats[(lcg(&mut seed) % 9) as usize] * 7)
+            .collect();
+        let bytes = round_trip(&codes) as f64;
+        let h0 = order0_entropy_bits(&codes) / 8.0;
+        assert!(bytes <= h0 * 1.01 + 64.0, "{bytes} vs {h0}");
+    }
+
+    #[test]
+    fn dominant_code_costs_well_under_a_bit() {
+        let mut seed = 9;
+        let codes: Vec<i32> = (0..100_000)
+            .map(|_| if lcg(&mut seed) % 100 < 97 { 0 } else { 1 })
+            .collect();
+        let bytes = round_trip(&codes) as f64;
+        let h0 = order0_entropy_bits(&codes) / 8.0;
+        assert!(bytes < h0 * 1.02 + 64.0, "{bytes} vs {h0}");
+        assert!(bytes * 8.0 / 100_000.0 < 0.25);
+    }
+
+    #[test]
+    fn corrupt_streams_are_errors_not_panics() {
+        let codes = laplace(10_000, 50.0, 1);
+        let mut c = CodeCoder::new();
+        let mut buf = Vec::new();
+        c.encode(&codes, &mut buf);
+        let mut out = Vec::new();
+        for cut in 0..buf.len().min(200) {
+            let _ = c.decode(&mut ByteReader::new(&buf[..cut]), codes.len(), &mut out);
+        }
+        for i in 0..buf.len().min(300) {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x5a;
+            let _ = c.decode(&mut ByteReader::new(&bad), codes.len(), &mut out);
+        }
+        assert!(
+            c.decode(
+                &mut ByteReader::new(&buf[..buf.len() - 1]),
+                codes.len(),
+                &mut out
+            )
+            .is_err()
+        );
+    }
+}

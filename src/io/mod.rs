@@ -1,0 +1,387 @@
+//! Reading inputs and writing outputs: `.npy` and raw files (memory-mapped windows), standard
+//! input and output (buffered streams), and output files that appear only when complete.
+
+pub mod mmap;
+pub mod npy;
+pub mod output;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use crate::array::{ArraySpec, Layout, UNKNOWN};
+use crate::container::SourceFormat;
+use crate::element::{DType, Element};
+use crate::error::{Error, Result};
+use crate::normalize::{ColumnStats, StatsAccumulator};
+
+use mmap::{RegionReader, WINDOW};
+
+/// How to read an input that is not self-describing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFormat {
+    /// Element type of raw input (`--dtype`); with `shape`, marks the input as raw.
+    pub dtype: Option<DType>,
+    /// Shape of raw input (`--shape`), the first dimension may be `-1` (as many as there are).
+    pub shape: Option<Vec<i64>>,
+}
+
+impl RawFormat {
+    fn is_raw(&self) -> bool {
+        self.dtype.is_some() || self.shape.is_some()
+    }
+}
+
+/// Parses `ROWS,COLS` or `D0,D1,...` (first entry may be `-1`).
+pub fn parse_shape(s: &str) -> Result<Vec<i64>> {
+    let dims: std::result::Result<Vec<i64>, _> = s
+        .split([',', 'x', '×'])
+        .map(|d| d.trim().parse::<i64>())
+        .collect();
+    let dims = dims.map_err(|_| {
+        Error::InvalidOption(format!(
+            "invalid shape '{s}': expected e.g. 1000,24 or -1,24"
+        ))
+    })?;
+    if dims.is_empty() || dims.iter().skip(1).any(|&d| d < 0) || dims[0] < -1 {
+        return Err(Error::InvalidOption(format!(
+            "invalid shape '{s}': dimensions must be non-negative (only the first may be -1)"
+        )));
+    }
+    Ok(dims)
+}
+
+/// An opened input: what it holds, and a reader of its values as little-endian bytes.
+pub struct Input {
+    /// The name used in messages (the path, or `<stdin>`).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape; the first dimension is [`UNKNOWN`] for a raw stream of unknown length.
+    pub shape: Vec<u64>,
+    /// File format.
+    pub format: SourceFormat,
+    /// Bytes of values, where known.
+    pub data_bytes: Option<u64>,
+    reader: Box<dyn Read + Send>,
+    region: Option<(std::path::PathBuf, u64, u64, bool)>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+fn resolve_shape(
+    dims: &[i64],
+    dtype: DType,
+    data_bytes: Option<u64>,
+    name: &str,
+) -> Result<Vec<u64>> {
+    let slice: u64 = dims[1..].iter().map(|&d| d as u64).product();
+    let size = dtype.size() as u64;
+    let mut shape: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    if dims[0] == -1 {
+        match data_bytes {
+            Some(bytes) => {
+                let per = slice * size;
+                if per == 0 || bytes % per != 0 {
+                    return Err(Error::InvalidInput(format!(
+                        "{name}: {bytes} bytes is not a whole number of {}-byte slices of shape {}",
+                        per,
+                        dims.iter()
+                            .map(|d| d.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )));
+                }
+                shape[0] = bytes / per;
+            }
+            None => shape[0] = UNKNOWN,
+        }
+    } else if let Some(bytes) = data_bytes {
+        let want = shape.iter().product::<u64>() * size;
+        if want != bytes {
+            return Err(Error::InvalidInput(format!(
+                "{name}: --shape {} of {dtype} needs {want} bytes but the file holds {bytes}",
+                dims.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )));
+        }
+    }
+    Ok(shape)
+}
+
+impl Input {
+    /// Opens a file, or standard input for `-`.
+    pub fn open(path: &str, raw: &RawFormat) -> Result<Input> {
+        if path == "-" {
+            return Self::open_stdin(raw);
+        }
+        let name = path.to_string();
+        let mut file = File::open(path).map_err(|e| {
+            Error::Io(io::Error::new(
+                e.kind(),
+                format!("cannot open {path}: {}", io_reason(&e)),
+            ))
+        })?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(Error::InvalidInput(format!("{path} is a directory")));
+        }
+        let size = meta.len();
+        if !meta.is_file() {
+            // A FIFO or device: read it as a stream.
+            let reader = BufReader::with_capacity(1 << 20, file);
+            return Self::from_stream(name, Box::new(reader), raw);
+        }
+        if raw.is_raw() {
+            let (dtype, dims) = raw_parts(raw)?;
+            let shape = resolve_shape(&dims, dtype, Some(size), &name)?;
+            let reader = RegionReader::new(file, 0, size, WINDOW)?;
+            return Ok(Input {
+                name,
+                dtype,
+                shape,
+                format: SourceFormat::Raw,
+                data_bytes: Some(size),
+                reader: Box::new(reader),
+                region: Some((path.into(), 0, size, false)),
+            });
+        }
+        let h = npy::read_header(&mut file).map_err(|e| with_name(e, path))?;
+        let bytes = h.shape.iter().product::<u64>() * h.dtype.size() as u64;
+        if h.data_offset + bytes > size {
+            return Err(Error::InvalidInput(format!(
+                "{path}: truncated .npy file: its header declares {bytes} bytes of data but only {} follow",
+                size.saturating_sub(h.data_offset)
+            )));
+        }
+        let end = h.data_offset + bytes;
+        let reader = RegionReader::new(file, h.data_offset, end, WINDOW)?;
+        let reader: Box<dyn Read + Send> = if h.big_endian {
+            Box::new(SwapReader::new(reader, h.dtype.size()))
+        } else {
+            Box::new(reader)
+        };
+        Ok(Input {
+            name,
+            dtype: h.dtype,
+            shape: h.shape,
+            format: SourceFormat::Npy,
+            data_bytes: Some(bytes),
+            reader,
+            region: Some((path.into(), h.data_offset, end, h.big_endian)),
+        })
+    }
+
+    fn open_stdin(raw: &RawFormat) -> Result<Input> {
+        let reader = BufReader::with_capacity(1 << 20, io::stdin());
+        Self::from_stream("<stdin>".into(), Box::new(reader), raw)
+    }
+
+    /// Reads `.npy` or raw values from a stream (no pre-pass is possible).
+    pub fn from_stream(
+        name: String,
+        mut reader: Box<dyn BufReadSend>,
+        raw: &RawFormat,
+    ) -> Result<Input> {
+        if raw.is_raw() {
+            let (dtype, dims) = raw_parts(raw)?;
+            let shape = resolve_shape(&dims, dtype, None, &name)?;
+            let data_bytes =
+                (shape[0] != UNKNOWN).then(|| shape.iter().product::<u64>() * dtype.size() as u64);
+            return Ok(Input {
+                name,
+                dtype,
+                shape,
+                format: SourceFormat::Raw,
+                data_bytes,
+                reader: Box::new(reader),
+                region: None,
+            });
+        }
+        let peek = reader.fill_buf()?;
+        if peek.is_empty() {
+            return Err(Error::InvalidInput(format!("{name} is empty")));
+        }
+        if !peek.starts_with(b"\x93NUMPY") {
+            return Err(Error::InvalidInput(format!(
+                "{name} does not start with a .npy header; for raw values give --dtype and --shape (e.g. --dtype f32 --shape -1,24)"
+            )));
+        }
+        let h = npy::read_header(&mut reader).map_err(|e| with_name(e, &name))?;
+        let data_bytes = Some(h.shape.iter().product::<u64>() * h.dtype.size() as u64);
+        let reader: Box<dyn Read + Send> = if h.big_endian {
+            Box::new(SwapReader::new(reader, h.dtype.size()))
+        } else {
+            Box::new(reader)
+        };
+        Ok(Input {
+            name,
+            dtype: h.dtype,
+            shape: h.shape,
+            format: SourceFormat::Npy,
+            data_bytes,
+            reader,
+            region: None,
+        })
+    }
+
+    /// The array spec for this input with the given layout (default: by rank).
+    pub fn spec(&self, layout: Option<Layout>, names: Vec<String>) -> Result<ArraySpec> {
+        let mut spec = ArraySpec::new(self.dtype, self.shape.clone());
+        if let Some(l) = layout {
+            spec.layout = l;
+        }
+        spec.column_names = names;
+        spec.validate().map_err(|e| with_name(e, &self.name))?;
+        Ok(spec)
+    }
+
+    /// Whether [`scan_stats`](Self::scan_stats) can run (a regular file).
+    pub fn can_scan(&self) -> bool {
+        self.region.is_some()
+    }
+
+    /// A pre-pass over a file input: statistics of `columns` columns (1 for a whole field).
+    pub fn scan_stats(&self, columns: usize) -> Result<Vec<ColumnStats>> {
+        let (path, start, end, big) = self.region.clone().ok_or_else(|| {
+            Error::InvalidInput(format!("{}: a stream cannot be scanned twice", self.name))
+        })?;
+        let file = File::open(&path)?;
+        let reader = RegionReader::new(file, start, end, WINDOW)?;
+        let reader: Box<dyn Read> = if big {
+            Box::new(SwapReader::new(reader, self.dtype.size()))
+        } else {
+            Box::new(reader)
+        };
+        match self.dtype {
+            DType::F32 => scan::<f32>(reader, columns),
+            DType::F64 => scan::<f64>(reader, columns),
+        }
+    }
+
+    /// The reader of the values, little-endian.
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        self.reader
+    }
+}
+
+/// A buffered, sendable reader (what streams are wrapped in).
+pub trait BufReadSend: BufRead + Send {}
+impl<T: BufRead + Send> BufReadSend for T {}
+
+fn scan<T: Element>(mut r: Box<dyn Read>, columns: usize) -> Result<Vec<ColumnStats>> {
+    let mut acc = StatsAccumulator::new(columns);
+    let width = columns.max(1);
+    let per = ((1 << 20) / (width * T::BYTES)).max(1) * width;
+    let mut buf = vec![T::from_f64(0.0); per];
+    loop {
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+        let mut n = 0;
+        while n < bytes.len() {
+            match r.read(&mut bytes[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        let vals = n / T::BYTES / width * width;
+        T::from_le_in_place(&mut buf[..vals]);
+        acc.add(&buf[..vals]);
+        if n < per * T::BYTES {
+            return Ok(acc.finish());
+        }
+    }
+}
+
+fn raw_parts(raw: &RawFormat) -> Result<(DType, Vec<i64>)> {
+    match (raw.dtype, &raw.shape) {
+        (Some(d), Some(s)) => Ok((d, s.clone())),
+        (Some(d), None) => Ok((d, vec![-1])),
+        (None, Some(_)) => Err(Error::InvalidOption(
+            "raw input needs --dtype f32|f64 with --shape".into(),
+        )),
+        (None, None) => unreachable!("not raw"),
+    }
+}
+
+fn with_name(e: Error, name: &str) -> Error {
+    match e {
+        Error::InvalidInput(m) if !m.starts_with(name) => {
+            Error::InvalidInput(format!("{name}: {m}"))
+        }
+        other => other,
+    }
+}
+
+/// A short reason for an I/O error, without the "(os error N)" suffix.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Reverses the byte order of each `size`-byte value of a stream (for big-endian `.npy`).
+struct SwapReader<R> {
+    inner: R,
+    size: usize,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<R: Read> SwapReader<R> {
+    fn new(inner: R, size: usize) -> Self {
+        SwapReader {
+            inner,
+            size,
+            buf: vec![0; 1 << 16],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for SwapReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.end {
+            // Refill with whole values only (a partial tail value passes through unswapped and
+            // is reported by the compressor as stray bytes).
+            let mut n = 0;
+            while n < self.buf.len() {
+                match self.inner.read(&mut self.buf[n..])? {
+                    0 => break,
+                    k => n += k,
+                }
+                if n % self.size == 0 {
+                    break;
+                }
+            }
+            for v in self.buf[..n - n % self.size].chunks_exact_mut(self.size) {
+                v.reverse();
+            }
+            self.start = 0;
+            self.end = n;
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+/// Whether `path` names standard input or output.
+pub fn is_std(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}

@@ -1,0 +1,192 @@
+//! Normalization: per-column statistics, and the offset/scale that map a column to about
+//! `[-1, 1]`.
+//!
+//! The statistics (range of the finite values) serve twice: `rel` bounds resolve against the
+//! range, and the normalization's offset is the column centre, which is what the plain
+//! predictor predicts. A learned predictor works on normalized values too, so the normalization
+//! is stored in the container header for the decoder.
+
+use crate::element::Element;
+
+/// Range statistics of one column, over its finite values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColumnStats {
+    /// Smallest finite value (`+inf` if none).
+    pub min: f64,
+    /// Largest finite value (`-inf` if none).
+    pub max: f64,
+    /// Number of finite values seen.
+    pub finite: u64,
+    /// Number of NaN or infinite values seen.
+    pub nonfinite: u64,
+}
+
+impl Default for ColumnStats {
+    fn default() -> Self {
+        ColumnStats {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            finite: 0,
+            nonfinite: 0,
+        }
+    }
+}
+
+impl ColumnStats {
+    /// Folds another set of statistics into this one.
+    pub fn merge(&mut self, other: &ColumnStats) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.finite += other.finite;
+        self.nonfinite += other.nonfinite;
+    }
+
+    /// Statistics of a slice of values.
+    pub fn of<T: Element>(values: &[T]) -> Self {
+        let mut s = ColumnStats::default();
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut nonfinite = 0u64;
+        for &v in values {
+            let x = v.to_f64();
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            } else {
+                nonfinite += 1;
+            }
+        }
+        s.min = lo;
+        s.max = hi;
+        s.nonfinite = nonfinite;
+        s.finite = values.len() as u64 - nonfinite;
+        s
+    }
+}
+
+/// Accumulates [`ColumnStats`] over row-major records.
+#[derive(Debug, Clone)]
+pub struct StatsAccumulator {
+    /// Number of columns: the record length for tables, 1 for fields.
+    columns: usize,
+    stats: Vec<ColumnStats>,
+}
+
+impl StatsAccumulator {
+    /// An accumulator for `columns` columns (tables) or 1 (fields: whole-array statistics).
+    pub fn new(columns: usize) -> Self {
+        StatsAccumulator {
+            columns,
+            stats: vec![ColumnStats::default(); columns.max(1)],
+        }
+    }
+
+    /// Adds row-major values (whole records for tables).
+    pub fn add<T: Element>(&mut self, values: &[T]) {
+        if self.columns <= 1 {
+            let s = ColumnStats::of(values);
+            self.stats[0].merge(&s);
+            return;
+        }
+        let c = self.columns;
+        let mut lo = vec![f64::INFINITY; c];
+        let mut hi = vec![f64::NEG_INFINITY; c];
+        let mut bad = vec![0u64; c];
+        for row in values.chunks_exact(c) {
+            for (j, &v) in row.iter().enumerate() {
+                let x = v.to_f64();
+                if x.is_finite() {
+                    lo[j] = lo[j].min(x);
+                    hi[j] = hi[j].max(x);
+                } else {
+                    bad[j] += 1;
+                }
+            }
+        }
+        let rows = (values.len() / c) as u64;
+        for j in 0..c {
+            self.stats[j].merge(&ColumnStats {
+                min: lo[j],
+                max: hi[j],
+                finite: rows - bad[j],
+                nonfinite: bad[j],
+            });
+        }
+    }
+
+    /// The statistics so far.
+    pub fn finish(self) -> Vec<ColumnStats> {
+        self.stats
+    }
+}
+
+/// Per-column affine normalization `z = (x − offset) / scale`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalization {
+    /// The column centre, `(min + max) / 2`.
+    pub offset: f64,
+    /// Half the range (1 for constant or empty columns).
+    pub scale: f64,
+}
+
+impl Normalization {
+    /// The normalization of a column with these statistics. Robust to constant columns (scale 1)
+    /// and columns without finite values (offset 0).
+    pub fn from_stats(s: &ColumnStats) -> Self {
+        if s.finite == 0 {
+            return Normalization {
+                offset: 0.0,
+                scale: 1.0,
+            };
+        }
+        // Halve before adding so that ±1e308 does not overflow.
+        let offset = s.min / 2.0 + s.max / 2.0;
+        let half = s.max / 2.0 - s.min / 2.0;
+        let scale = if half > 0.0 && half.is_finite() {
+            half
+        } else {
+            1.0
+        };
+        Normalization { offset, scale }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_skip_non_finite_values() {
+        let mut acc = StatsAccumulator::new(2);
+        acc.add(&[1.0f32, f32::NAN, -2.0, 5.0, f32::INFINITY, 3.0]);
+        let s = acc.finish();
+        assert_eq!(
+            (s[0].min, s[0].max, s[0].finite, s[0].nonfinite),
+            (-2.0, 1.0, 2, 1)
+        );
+        assert_eq!(
+            (s[1].min, s[1].max, s[1].finite, s[1].nonfinite),
+            (3.0, 5.0, 2, 1)
+        );
+    }
+
+    #[test]
+    fn normalization_is_robust() {
+        let n = Normalization::from_stats(&ColumnStats {
+            min: 4.0,
+            max: 4.0,
+            finite: 3,
+            nonfinite: 0,
+        });
+        assert_eq!((n.offset, n.scale), (4.0, 1.0));
+        let n = Normalization::from_stats(&ColumnStats {
+            min: -f64::MAX,
+            max: f64::MAX,
+            finite: 2,
+            nonfinite: 0,
+        });
+        assert_eq!(n.offset, 0.0);
+        assert!(n.scale.is_finite());
+        let n = Normalization::from_stats(&ColumnStats::default());
+        assert_eq!((n.offset, n.scale), (0.0, 1.0));
+    }
+}

@@ -1,0 +1,320 @@
+//! Threads and channels.
+//!
+//! ```text
+//! compress:    caller (reader) ──jobs──▶ N workers ──one-shot replies──▶ writer thread
+//!                    └──────────── order (one receiver per chunk) ──────────┘
+//! decompress:  reader thread ──jobs──▶ N workers ──one-shot replies──▶ caller (consumer)
+//!                    └──────────── order (one receiver per chunk) ──────────┘
+//! ```
+//!
+//! As in gzp: for every chunk the producer first queues a one-shot reply receiver on the
+//! *order* channel, then sends the job; the consumer takes receivers in order and waits on each,
+//! so chunks come out in input order whatever order the workers finish in. Both channels are
+//! bounded, so at most about `2 × workers + 3` chunks exist at any time, whatever the input size.
+//!
+//! Errors travel as values: a worker that fails sends `Err` as its reply; the consumer stops at
+//! the first `Err` it meets in order (the earliest failing chunk) and drops its channels, which
+//! unblocks and ends every other stage. A worker that panics drops its reply sender; the panic is
+//! re-raised when the stage is joined.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::chunk::{ChunkCodec, CodecParams, PayloadKind};
+use crate::element::{ArrayData, DType};
+use crate::error::{Error, Result};
+
+/// A chunk codec for either element type.
+#[derive(Debug)]
+pub(crate) enum AnyCodec {
+    F32(ChunkCodec<f32>),
+    F64(ChunkCodec<f64>),
+}
+
+impl AnyCodec {
+    pub(crate) fn new(dtype: DType, params: Arc<CodecParams>) -> Self {
+        match dtype {
+            DType::F32 => AnyCodec::F32(ChunkCodec::new(params)),
+            DType::F64 => AnyCodec::F64(ChunkCodec::new(params)),
+        }
+    }
+
+    pub(crate) fn encode(&mut self, data: &ArrayData, out: &mut Vec<u8>) -> PayloadKind {
+        match (self, data) {
+            (AnyCodec::F32(c), ArrayData::F32(v)) => c.encode(v, out),
+            (AnyCodec::F64(c), ArrayData::F64(v)) => c.encode(v, out),
+            _ => unreachable!("codec and data types are checked at the API"),
+        }
+    }
+
+    pub(crate) fn decode(
+        &mut self,
+        chunk: u64,
+        kind: PayloadKind,
+        payload: &[u8],
+        values: usize,
+        out: &mut ArrayData,
+    ) -> Result<()> {
+        let r = match (self, out) {
+            (AnyCodec::F32(c), ArrayData::F32(v)) => c.decode(kind, payload, values, v),
+            (AnyCodec::F64(c), ArrayData::F64(v)) => c.decode(kind, payload, values, v),
+            _ => unreachable!("codec and buffer types match"),
+        };
+        r.map_err(|m| Error::chunk(chunk, m.0))
+    }
+}
+
+/// A coded chunk on its way to the writer.
+pub(crate) struct Encoded {
+    pub records: u32,
+    pub kind: PayloadKind,
+    pub payload: Vec<u8>,
+    /// The input buffer, handed back for reuse.
+    pub data: ArrayData,
+}
+
+struct EncodeJob {
+    data: ArrayData,
+    records: u32,
+    reply: Sender<Result<Encoded>>,
+}
+
+/// What the writer thread is told.
+pub(crate) enum WriterMsg {
+    /// The next chunk in order: wait for its reply.
+    Chunk(Receiver<Result<Encoded>>),
+    /// No more chunks: finish the output.
+    Finish,
+}
+
+/// The compressing side: workers plus a writer thread running `write`.
+pub(crate) struct EncodePool<T: Send + 'static> {
+    jobs: Option<Sender<EncodeJob>>,
+    order: Option<Sender<WriterMsg>>,
+    writer: Option<JoinHandle<Result<T>>>,
+    workers: Vec<JoinHandle<()>>,
+    free: Receiver<ArrayData>,
+}
+
+impl<T: Send + 'static> EncodePool<T> {
+    /// Starts `threads` workers and a writer thread. `write` is handed each chunk's reply
+    /// receiver in order, then `Finish`; it returns what `finish` gives back.
+    pub(crate) fn start(
+        threads: usize,
+        dtype: DType,
+        params: Arc<CodecParams>,
+        free_capacity: usize,
+        write: impl FnOnce(Receiver<WriterMsg>, Sender<ArrayData>) -> Result<T> + Send + 'static,
+    ) -> Self {
+        let threads = threads.max(1);
+        let (jobs_tx, jobs_rx) = bounded::<EncodeJob>(threads);
+        let (order_tx, order_rx) = bounded::<WriterMsg>(2 * threads);
+        let (free_tx, free_rx) = bounded::<ArrayData>(free_capacity.max(1));
+        let workers = (0..threads)
+            .map(|i| {
+                let jobs = jobs_rx.clone();
+                let params = Arc::clone(&params);
+                thread::Builder::new()
+                    .name(format!("baler-encode-{i}"))
+                    .spawn(move || {
+                        let mut codec = AnyCodec::new(dtype, params);
+                        for job in jobs {
+                            let mut payload = Vec::new();
+                            let kind = codec.encode(&job.data, &mut payload);
+                            // The writer may have stopped on an error; nothing to do then.
+                            let _ = job.reply.send(Ok(Encoded {
+                                records: job.records,
+                                kind,
+                                payload,
+                                data: job.data,
+                            }));
+                        }
+                    })
+                    .expect("spawn worker thread")
+            })
+            .collect();
+        let writer = thread::Builder::new()
+            .name("baler-writer".into())
+            .spawn(move || write(order_rx, free_tx))
+            .expect("spawn writer thread");
+        EncodePool {
+            jobs: Some(jobs_tx),
+            order: Some(order_tx),
+            writer: Some(writer),
+            workers,
+            free: free_rx,
+        }
+    }
+
+    /// A recycled input buffer, if one is free.
+    pub(crate) fn recycled(&self) -> Option<ArrayData> {
+        self.free.try_recv().ok()
+    }
+
+    /// Queues a chunk. Fails (with the real cause, from the writer) if the pipeline has stopped.
+    pub(crate) fn submit(&mut self, data: ArrayData, records: u32) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        let sent = self
+            .order
+            .as_ref()
+            .is_some_and(|o| o.send(WriterMsg::Chunk(rx)).is_ok())
+            && self.jobs.as_ref().is_some_and(|j| {
+                j.send(EncodeJob {
+                    data,
+                    records,
+                    reply: tx,
+                })
+                .is_ok()
+            });
+        if sent {
+            return Ok(());
+        }
+        // A stage stopped: its error is the one to report.
+        Err(self
+            .shutdown(false)
+            .err()
+            .unwrap_or_else(|| Error::Io(std::io::Error::other("compression pipeline stopped"))))
+    }
+
+    /// Finishes: tells the writer to complete, joins every thread, returns the writer's result.
+    pub(crate) fn finish(mut self) -> Result<T> {
+        self.shutdown(true)
+    }
+
+    fn shutdown(&mut self, finish: bool) -> Result<T> {
+        if let Some(order) = self.order.take() {
+            if finish {
+                let _ = order.send(WriterMsg::Finish);
+            }
+        }
+        self.jobs.take();
+        let result = match self.writer.take() {
+            Some(h) => match h.join() {
+                Ok(r) => r,
+                Err(p) => std::panic::resume_unwind(p),
+            },
+            None => Err(Error::Io(std::io::Error::other(
+                "compression pipeline already stopped",
+            ))),
+        };
+        for w in self.workers.drain(..) {
+            if let Err(p) = w.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        result
+    }
+}
+
+impl<T: Send + 'static> Drop for EncodePool<T> {
+    fn drop(&mut self) {
+        // Without `Finish` the writer stops without an end mark: the output is detectably
+        // incomplete. Never block or panic here.
+        self.order.take();
+        self.jobs.take();
+    }
+}
+
+/// Wait for the next reply in order; a vanished worker means it panicked.
+pub(crate) fn wait_reply<T>(rx: &Receiver<Result<T>>) -> Result<T> {
+    rx.recv().unwrap_or_else(|_| {
+        Err(Error::Io(std::io::Error::other(
+            "a worker thread stopped unexpectedly",
+        )))
+    })
+}
+
+/// A decoded chunk.
+pub(crate) struct Decoded {
+    pub data: ArrayData,
+}
+
+/// What the consumer receives, in order.
+pub(crate) enum DecodeMsg {
+    Chunk(Receiver<Result<Decoded>>),
+    /// The end mark and footer were read and verified.
+    End {
+        chunks: u64,
+        records: u64,
+    },
+    Failed(Error),
+}
+
+pub(crate) struct DecodeJob {
+    pub chunk: u64,
+    pub kind: PayloadKind,
+    pub payload: Vec<u8>,
+    pub values: usize,
+    pub reply: Sender<Result<Decoded>>,
+}
+
+/// The decompressing side: a reader thread and workers feeding the consumer in order.
+pub(crate) struct DecodePool {
+    order: Receiver<DecodeMsg>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl DecodePool {
+    /// Starts `threads` workers and a reader thread running `read`, which sends jobs and order
+    /// messages until the end of the input or an error.
+    pub(crate) fn start(
+        threads: usize,
+        dtype: DType,
+        params: Arc<CodecParams>,
+        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>) + Send + 'static,
+    ) -> Self {
+        let threads = threads.max(1);
+        let (jobs_tx, jobs_rx) = bounded::<DecodeJob>(threads);
+        let (order_tx, order_rx) = bounded::<DecodeMsg>(2 * threads);
+        let mut handles: Vec<JoinHandle<()>> = (0..threads)
+            .map(|i| {
+                let jobs = jobs_rx.clone();
+                let params = Arc::clone(&params);
+                thread::Builder::new()
+                    .name(format!("baler-decode-{i}"))
+                    .spawn(move || {
+                        let mut codec = AnyCodec::new(dtype, params);
+                        for job in jobs {
+                            let mut data = ArrayData::with_capacity(dtype, job.values);
+                            let r = codec.decode(
+                                job.chunk,
+                                job.kind,
+                                &job.payload,
+                                job.values,
+                                &mut data,
+                            );
+                            let _ = job.reply.send(r.map(|()| Decoded { data }));
+                        }
+                    })
+                    .expect("spawn worker thread")
+            })
+            .collect();
+        handles.push(
+            thread::Builder::new()
+                .name("baler-reader".into())
+                .spawn(move || read(jobs_tx, order_tx))
+                .expect("spawn reader thread"),
+        );
+        DecodePool {
+            order: order_rx,
+            threads: handles,
+        }
+    }
+
+    /// The next message in order; `None` once every stage has stopped.
+    pub(crate) fn next(&self) -> Option<DecodeMsg> {
+        self.order.recv().ok()
+    }
+
+    /// Joins the threads (after the end was reached), re-raising a panic.
+    pub(crate) fn join(mut self) {
+        drop(std::mem::replace(&mut self.order, bounded(0).1));
+        for h in self.threads.drain(..) {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    }
+}
