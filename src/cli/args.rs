@@ -28,6 +28,9 @@ pub enum Command {
     Decompress(DecompressArgs),
     /// Show what a .baler container (or a .npy file) holds: header, bounds, sizes, chunks.
     Info(InfoArgs),
+    /// Measure ratio and in-memory speed on a file (loaded whole into memory), checking the
+    /// bound on every value.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -44,16 +47,9 @@ pub enum DTypeArg {
     F64,
 }
 
+/// What to compress and how: shared by `compress` and `bench`.
 #[derive(Debug, Args)]
-pub struct CompressArgs {
-    /// Input: a .npy file, a raw file (with --dtype and --shape), or - for standard input.
-    pub input: String,
-
-    /// Output file, or - for standard output [default: INPUT.baler; standard output when
-    /// reading standard input].
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<String>,
-
+pub struct CodecArgs {
     /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables)
     /// or lossless.
     #[arg(short, long, value_name = "SPEC")]
@@ -88,6 +84,20 @@ pub struct CompressArgs {
     /// Worker threads [default: one per core].
     #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// Input: a .npy file, a raw file (with --dtype and --shape), or - for standard input.
+    pub input: String,
+
+    /// Output file, or - for standard output [default: INPUT.baler; standard output when
+    /// reading standard input].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+
+    #[command(flatten)]
+    pub codec: CodecArgs,
 
     /// Overwrite the output if it exists.
     #[arg(short, long)]
@@ -96,6 +106,19 @@ pub struct CompressArgs {
     /// No progress bar and no summary.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Input: a .npy file or a raw file (with --dtype and --shape).
+    pub input: String,
+
+    #[command(flatten)]
+    pub codec: CodecArgs,
+
+    /// Runs of each direction; the best time counts.
+    #[arg(short, long, value_name = "N", default_value_t = 3)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, Args)]

@@ -15,11 +15,11 @@ use baler::{
     BoundSpec, Bounds, CompressOptions, Compressor, DType, Decompressor, Finished, Layout,
 };
 
-use super::args::{CompressArgs, DTypeArg, DecompressArgs, LayoutArg};
+use super::args::{BenchArgs, CodecArgs, CompressArgs, DTypeArg, DecompressArgs, LayoutArg};
 use super::progress::{self, Counting};
 use super::show_progress;
 
-fn bounds_from(args: &CompressArgs) -> Result<Bounds> {
+fn bounds_from(args: &CodecArgs) -> Result<Bounds> {
     let spec: BoundSpec = args.bound.parse()?;
     let mut b = Bounds::new(spec);
     for o in &args.bound_col {
@@ -28,14 +28,9 @@ fn bounds_from(args: &CompressArgs) -> Result<Bounds> {
     Ok(b)
 }
 
-enum Target {
-    File(PathBuf),
-    Stdout,
-}
-
-pub fn compress(args: CompressArgs) -> Result<()> {
-    let started = Instant::now();
-    let bounds = bounds_from(&args)?;
+/// Opens the input and builds its spec and options from the flags (statistics not yet taken).
+fn open_input(path: &str, args: &CodecArgs) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
+    let bounds = bounds_from(args)?;
     let raw = RawFormat {
         dtype: args.dtype.map(|d| match d {
             DTypeArg::F32 => DType::F32,
@@ -43,7 +38,7 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         }),
         shape: args.shape.as_deref().map(parse_shape).transpose()?,
     };
-    let input = Input::open(&args.input, &raw)?;
+    let input = Input::open(path, &raw)?;
     let layout = args.layout.map(|l| match l {
         LayoutArg::Table => Layout::Table,
         LayoutArg::Field => Layout::Field,
@@ -54,6 +49,21 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         .map(|n| n.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
     let spec = input.spec(layout, names)?;
+    let mut options = CompressOptions::new(bounds)
+        .threads(args.threads)
+        .chunk_bytes(args.chunk_size);
+    options.source = input.format;
+    Ok((input, spec, options))
+}
+
+enum Target {
+    File(PathBuf),
+    Stdout,
+}
+
+pub fn compress(args: CompressArgs) -> Result<()> {
+    let started = Instant::now();
+    let (input, spec, mut options) = open_input(&args.input, &args.codec)?;
     let target = match args.output.as_deref() {
         Some("-") => Target::Stdout,
         Some(p) => Target::File(p.into()),
@@ -66,10 +76,6 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         );
     }
 
-    let mut options = CompressOptions::new(bounds)
-        .threads(args.threads)
-        .chunk_bytes(args.chunk_size);
-    options.source = input.format;
     if input.can_scan() {
         let columns = spec.bound_columns();
         options.stats = Some(
@@ -266,4 +272,99 @@ fn drain<W: Write>(
         bar.inc(b.len() as u64);
     }
     Ok(bytes)
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let (input, spec, mut options) = open_input(&args.input, &args.codec)?;
+    let name = input.name.clone();
+    let dtype = input.dtype;
+    let len = input
+        .data_bytes
+        .context("bench needs an input of known size")?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    input
+        .into_reader()
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {name}"))?;
+    if bytes.len() as u64 != len {
+        bail!("{name}: expected {len} bytes, read {}", bytes.len());
+    }
+    let data = match dtype {
+        DType::F32 => baler::ArrayData::F32(bytemuck::pod_collect_to_vec(&bytes)),
+        DType::F64 => baler::ArrayData::F64(bytemuck::pod_collect_to_vec(&bytes)),
+    };
+    drop(bytes);
+    let threads = if args.codec.threads == 0 {
+        baler::compress::default_threads()
+    } else {
+        args.codec.threads
+    };
+    options.threads = threads;
+    let repeat = args.repeat.max(1);
+    let mut packed = Vec::new();
+    let mut best_c = f64::INFINITY;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        packed =
+            baler::with_array!(&data, v => baler::compress_slice(v.as_slice(), &spec, &options))?;
+        best_c = best_c.min(t.elapsed().as_secs_f64());
+    }
+    let mut best_d = f64::INFINITY;
+    let mut decoded = None;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let (_, d) = baler::decompress_to_vec(&packed)?;
+        best_d = best_d.min(t.elapsed().as_secs_f64());
+        decoded = Some(d);
+    }
+    let decoded = decoded.expect("at least one run");
+    let (header, _) = baler::decompress_to_vec(&packed)?;
+    let worst = worst_error_ratio(&data, &decoded, &header)?;
+    let mb = len as f64 / 1e6;
+    println!(
+        "{name}: {} -> {} ({:.3}x), compress {:.0} MB/s, decompress {:.0} MB/s, {threads} threads, worst error/bound {worst:.6}",
+        progress::size(len),
+        progress::size(packed.len() as u64),
+        len as f64 / packed.len() as f64,
+        mb / best_c,
+        mb / best_d,
+    );
+    Ok(())
+}
+
+/// Checks every value against its column's bound; returns the worst |error| / bound.
+fn worst_error_ratio(
+    orig: &baler::ArrayData,
+    back: &baler::ArrayData,
+    h: &baler::Header,
+) -> Result<f64> {
+    fn go<T: baler::Element>(a: &[T], b: &[T], h: &baler::Header) -> Result<f64> {
+        let width = if h.spec.layout == Layout::Table {
+            h.record_len as usize
+        } else {
+            1
+        };
+        let mut worst = 0.0f64;
+        for j in 0..width {
+            let bound = h.bounds[j].abs;
+            let col_a: Vec<T> = a.iter().skip(j).step_by(width).copied().collect();
+            let col_b: Vec<T> = b.iter().skip(j).step_by(width).copied().collect();
+            if let Some((i, err)) = baler::residual::first_violation(&col_a, &col_b, bound) {
+                bail!("BOUND VIOLATED: column {j}, value {i}: error {err:e} > bound {bound:e}");
+            }
+            if bound > 0.0 {
+                for (x, y) in col_a.iter().zip(&col_b) {
+                    if x.is_finite() {
+                        worst = worst.max((x.to_f64() - y.to_f64()).abs() / bound);
+                    }
+                }
+            }
+        }
+        Ok(worst)
+    }
+    match (orig, back) {
+        (baler::ArrayData::F32(a), baler::ArrayData::F32(b)) => go(a, b, h),
+        (baler::ArrayData::F64(a), baler::ArrayData::F64(b)) => go(a, b, h),
+        _ => bail!("decoded type differs from the input"),
+    }
 }

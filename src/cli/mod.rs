@@ -25,6 +25,7 @@ pub fn run() -> ExitCode {
         Command::Compress(a) => commands::compress(a),
         Command::Decompress(a) => commands::decompress(a),
         Command::Info(a) => info::info(a),
+        Command::Bench(a) => commands::bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,9 +50,17 @@ const FINE_BINS: usize = FINE_EXACT + ((32 - FINE_EXACT_BITS as usize) << FINE_T
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Choice {
     Const(i32),
-    Direct,
-    Hybrid { bias: i32, layout: Hybrid },
-    Packed { width: u32 },
+    Direct {
+        prec: u32,
+    },
+    Hybrid {
+        bias: i32,
+        layout: Hybrid,
+        prec: u32,
+    },
+    Packed {
+        width: u32,
+    },
 }
 
 /// Reusable scratch space for coding integer streams (one per worker thread).
@@ -71,27 +79,84 @@ pub struct CodeCoder {
     dec: Option<Box<rans::Decoder>>,
 }
 
+/// `log2(x)` for `x ≥ 1`, within 5e-5: for ranking candidate layouts, not for coding.
+#[inline]
+fn fast_log2(x: f64) -> f64 {
+    let bits = (x as f32).to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) as f64;
+    // Degree-5 fit of log2 on [1, 2) at Chebyshev nodes.
+    let p = -2.786_812_953_867_42
+        + (5.046_876_044_975_866
+            + (-3.492_494_279_879_273
+                + (1.593_901_363_499_107_7
+                    + (-0.404_867_174_419_191_84 + 0.043_428_907_822_142_56 * m) * m)
+                    * m)
+                * m)
+            * m;
+    e as f64 + p
+}
+
+/// Quick size estimate in bits of coding `counts` (total `n`) by rANS, table included: the
+/// ideal entropy plus about six bits per table entry. Used to rank candidates.
+fn estimate_bits(counts: &[u32], n: u64) -> f64 {
+    let mut sum_clogc = 0.0;
+    let mut present = 0u32;
+    let mut runs = 0.0;
+    let mut run = 0u32;
+    for &c in counts {
+        if c == 0 {
+            run += 1;
+            continue;
+        }
+        if run > 0 {
+            runs += table::gamma_bits(run) as f64 - 1.0;
+            run = 0;
+        }
+        present += 1;
+        sum_clogc += c as f64 * fast_log2(c as f64);
+    }
+    n as f64 * fast_log2(n as f64) - sum_clogc
+        + 6.0 * present as f64
+        + runs
+        + 32.0 * rans::lanes_for(n as usize) as f64
+}
+
+/// Exact size in bits of coding `counts` (total `n`) by rANS with the normalized table the
+/// encoder would build, table included, and the precision that gives it: the L1-friendly
+/// [`choose_prec`], or the maximum where a dominant symbol needs the finer resolution.
 fn entropy_cost(
     counts: &[u32],
     n: u64,
     sparse: bool,
     codes: &mut Vec<u8>,
     freqs: &mut Vec<u32>,
-) -> f64 {
+) -> (f64, u32) {
     let present = counts.iter().filter(|&&c| c > 0).count();
-    let prec = choose_prec(n, present);
-    codes_for_counts(counts, n, prec, codes);
-    if freqs_for_codes(codes, prec, freqs).is_err() {
-        return f64::INFINITY;
-    }
-    let mut bits = codes_bits(codes, sparse) as f64;
-    for (&c, &f) in counts.iter().zip(freqs.iter()) {
-        if c > 0 {
-            bits += c as f64 * (prec as f64 - (f as f64).log2());
+    let small = choose_prec(n, present);
+    let mut best = (f64::INFINITY, small);
+    for prec in [small, rans::MAX_PREC] {
+        if prec == rans::MAX_PREC && (small == prec || prec > table::ceil_log2(n).max(small)) {
+            break;
+        }
+        codes_for_counts(counts, n, prec, codes);
+        if freqs_for_codes(codes, prec, freqs).is_err() {
+            continue;
+        }
+        let mut bits = codes_bits(codes, sparse) as f64;
+        for (&c, &f) in counts.iter().zip(freqs.iter()) {
+            if c > 0 {
+                bits += c as f64 * (prec as f64 - (f as f64).log2());
+            }
+        }
+        // rANS flushes its lane states.
+        bits += 32.0 * rans::lanes_for(n as usize) as f64;
+        // The larger table must save at least 0.1%.
+        if bits < best.0 * if prec == small { 1.0 } else { 0.999 } {
+            best = (bits, prec);
         }
     }
-    // rANS flushes its lane states.
-    bits + 32.0 * rans::lanes_for(n as usize) as f64
+    best
 }
 
 impl CodeCoder {
@@ -188,22 +253,21 @@ impl CodeCoder {
         self.histogram(codes, min, max);
         let span = max as i64 - min as i64;
         let width = 64 - (span as u64).leading_zeros();
-        let mut best = (n as f64 * width as f64 + 16.0, Choice::Packed { width });
+        let packed = (n as f64 * width as f64 + 16.0, Choice::Packed { width });
 
+        // Rank every candidate by a quick estimate, then price the best few exactly.
+        let mut ranked: Vec<(f64, Choice)> = Vec::with_capacity(2 * Hybrid::CANDIDATES.len() + 1);
         let m = self.vals.len();
+        let mut gaps = 64.0;
         if m <= MAX_DIRECT {
-            let mut bits = 64.0;
             for w in self.vals.windows(2) {
-                bits += gamma_bits((w[1] as i64 - w[0] as i64 - 1) as u32) as f64;
+                gaps += gamma_bits((w[1] as i64 - w[0] as i64 - 1) as u32) as f64;
             }
-            let counts = std::mem::take(&mut self.counts);
-            bits += entropy_cost(&counts, n, false, &mut self.wcodes, &mut self.freqs);
-            self.counts = counts;
-            if bits < best.0 {
-                best = (bits, Choice::Direct);
-            }
+            ranked.push((
+                gaps + estimate_bits(&self.counts, n),
+                Choice::Direct { prec: 0 },
+            ));
         }
-
         // Hybrid tokens need every `v - bias` to fit in an i32.
         if span < i32::MAX as i64 {
             let mode = self.vals[self
@@ -227,18 +291,57 @@ impl CodeCoder {
                 &[mode, median]
             };
             for &bias in biases {
+                let max_u = zigzag32(min.wrapping_sub(bias)).max(zigzag32(max.wrapping_sub(bias)));
+                let bits_u = 32 - max_u.leading_zeros();
                 self.fine_histogram(bias);
                 for &layout in Hybrid::CANDIDATES {
+                    // Beyond the largest value, a larger split exponent changes nothing.
+                    if layout.k > bits_u + 1 {
+                        continue;
+                    }
+                    let extra = self.layout_counts(layout);
+                    let est = 80.0 + extra as f64 + estimate_bits(&self.tok_counts, n);
+                    ranked.push((
+                        est,
+                        Choice::Hybrid {
+                            bias,
+                            layout,
+                            prec: 0,
+                        },
+                    ));
+                }
+            }
+        }
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut best = packed;
+        for &(est, choice) in ranked.iter().take(3) {
+            if est > best.0 * 1.02 {
+                break;
+            }
+            let (exact, choice) = match choice {
+                Choice::Direct { .. } => {
+                    let counts = std::mem::take(&mut self.counts);
+                    let (bits, prec) =
+                        entropy_cost(&counts, n, false, &mut self.wcodes, &mut self.freqs);
+                    self.counts = counts;
+                    (gaps + bits, Choice::Direct { prec })
+                }
+                Choice::Hybrid { bias, layout, .. } => {
+                    self.fine_histogram(bias);
                     let extra = self.layout_counts(layout);
                     let tok = std::mem::take(&mut self.tok_counts);
-                    let bits = 80.0
-                        + extra as f64
-                        + entropy_cost(&tok, n, true, &mut self.wcodes, &mut self.freqs);
+                    let (bits, prec) =
+                        entropy_cost(&tok, n, true, &mut self.wcodes, &mut self.freqs);
                     self.tok_counts = tok;
-                    if bits < best.0 {
-                        best = (bits, Choice::Hybrid { bias, layout });
-                    }
+                    (
+                        80.0 + extra as f64 + bits,
+                        Choice::Hybrid { bias, layout, prec },
+                    )
                 }
+                _ => unreachable!("only direct and hybrid are ranked"),
+            };
+            if exact < best.0 {
+                best = (exact, choice);
             }
         }
         best.1
@@ -287,9 +390,8 @@ impl CodeCoder {
                 }
                 put_section(out, &bw.finish());
             }
-            Choice::Direct => {
+            Choice::Direct { prec } => {
                 let m = self.vals.len();
-                let prec = choose_prec(n, m);
                 codes_for_counts(&self.counts, n, prec, &mut self.wcodes);
                 freqs_for_codes(&self.wcodes, prec, &mut self.freqs).expect("encoder table");
                 out.push(MODE_DIRECT);
@@ -328,11 +430,10 @@ impl CodeCoder {
                 }
                 self.write_rans(prec, out);
             }
-            Choice::Hybrid { bias, layout } => {
+            Choice::Hybrid { bias, layout, prec } => {
                 self.fine_histogram(bias);
                 self.layout_counts(layout);
                 let present = self.tok_counts.iter().filter(|&&c| c > 0).count();
-                let prec = choose_prec(n, present);
                 codes_for_counts(&self.tok_counts, n, prec, &mut self.wcodes);
                 freqs_for_codes(&self.wcodes, prec, &mut self.freqs).expect("encoder table");
                 out.push(MODE_HYBRID);
@@ -515,6 +616,14 @@ mod tests {
                 (sign * -s * u.ln()).round() as i32
             })
             .collect()
+    }
+
+    #[test]
+    fn fast_log2_is_accurate_enough_to_rank() {
+        for i in 0..100_000 {
+            let x = 1.0 + i as f64 * 7.3;
+            assert!((fast_log2(x) - x.log2()).abs() < 5e-5, "{x}");
+        }
     }
 
     #[test]

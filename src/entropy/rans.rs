@@ -107,20 +107,26 @@ impl Encoder {
     }
 }
 
-/// A decoder's view of a normalized table: one packed entry per slot.
+/// A decoder's view of a normalized table: the symbol of every slot (2 bytes a slot, so a
+/// 2^13 table sits in L1), and each symbol's frequency and start.
 pub(crate) struct Decoder {
     prec: u32,
-    /// `symbol << 32 | freq << 16 | (slot - start)` for each slot of the table.
-    slots: Box<[u64; TABLE_SIZE]>,
+    slot_sym: Box<[u16; TABLE_SIZE]>,
+    /// `freq << 16 | start` per symbol.
+    sym_info: Vec<u32>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
-        let slots: Box<[u64; TABLE_SIZE]> = vec![0u64; TABLE_SIZE]
+        let slot_sym: Box<[u16; TABLE_SIZE]> = vec![0u16; TABLE_SIZE]
             .into_boxed_slice()
             .try_into()
             .expect("fixed size");
-        Decoder { prec: 0, slots }
+        Decoder {
+            prec: 0,
+            slot_sym,
+            sym_info: Vec::new(),
+        }
     }
 }
 
@@ -139,18 +145,19 @@ impl Decoder {
             return Err(Malformed(format!("rANS precision {prec} above {MAX_PREC}")));
         }
         let total: u64 = freqs.iter().map(|&f| f as u64).sum();
-        if total != 1u64 << prec {
+        if total != 1u64 << prec || freqs.len() > u16::MAX as usize + 1 {
             return Err(Malformed(format!(
                 "rANS frequencies sum to {total}, not 2^{prec}"
             )));
         }
         self.prec = prec;
-        let mut slot = 0usize;
+        self.sym_info.clear();
+        let mut start = 0usize;
         for (s, &f) in freqs.iter().enumerate() {
-            for k in 0..f as usize {
-                self.slots[slot + k] = (s as u64) << 32 | (f as u64) << 16 | k as u64;
-            }
-            slot += f as usize;
+            self.slot_sym[start..start + f as usize].fill(s as u16);
+            // A lone symbol has freq 2^15: still fits in 16 bits.
+            self.sym_info.push((f << 16) | start as u32);
+            start += f as usize;
         }
         Ok(())
     }
@@ -184,7 +191,8 @@ impl Decoder {
         }
         let prec = self.prec;
         let mask = (1u32 << prec) - 1;
-        let slots = &*self.slots;
+        let slot_sym = &*self.slot_sym;
+        let info = &self.sym_info[..];
         let mut pos = 0usize;
         let mut groups = out.chunks_exact_mut(N);
         for group in &mut groups {
@@ -192,9 +200,13 @@ impl Decoder {
             if pos + 2 * N <= words.len() {
                 for lane in 0..N {
                     let x = state[lane];
-                    let e = slots[(x & mask) as usize & (TABLE_SIZE - 1)];
-                    group[lane] = (e >> 32) as u16;
-                    let mut x = ((e >> 16) as u32 & 0xffff) * (x >> prec) + (e as u32 & 0xffff);
+                    let slot = x & mask;
+                    let s = slot_sym[slot as usize & (TABLE_SIZE - 1)];
+                    group[lane] = s;
+                    // Symbols in the slot table always index `info`; `get` keeps corrupt
+                    // tables from panicking.
+                    let e = info.get(s as usize).copied().unwrap_or(1 << 16);
+                    let mut x = (e >> 16) * (x >> prec) + slot - (e & 0xffff);
                     if x < L {
                         x = (x << 16) | u16::from_le_bytes([words[pos], words[pos + 1]]) as u32;
                         pos += 2;
@@ -203,12 +215,12 @@ impl Decoder {
                 }
             } else {
                 for lane in 0..N {
-                    group[lane] = Self::step(slots, prec, mask, &mut state[lane], words, &mut pos)?;
+                    group[lane] = self.step(mask, &mut state[lane], words, &mut pos)?;
                 }
             }
         }
         for (lane, o) in groups.into_remainder().iter_mut().enumerate() {
-            *o = Self::step(slots, prec, mask, &mut state[lane], words, &mut pos)?;
+            *o = self.step(mask, &mut state[lane], words, &mut pos)?;
         }
         if pos != words.len() || state.iter().any(|&s| s != L) {
             return Err(Malformed::new(
@@ -219,16 +231,14 @@ impl Decoder {
     }
 
     #[inline(always)]
-    fn step(
-        slots: &[u64; TABLE_SIZE],
-        prec: u32,
-        mask: u32,
-        x: &mut u32,
-        words: &[u8],
-        pos: &mut usize,
-    ) -> DecodeResult<u16> {
-        let e = slots[(*x & mask) as usize & (TABLE_SIZE - 1)];
-        let mut y = ((e >> 16) as u32 & 0xffff) * (*x >> prec) + (e as u32 & 0xffff);
+    fn step(&self, mask: u32, x: &mut u32, words: &[u8], pos: &mut usize) -> DecodeResult<u16> {
+        let slot = *x & mask;
+        let s = self.slot_sym[slot as usize & (TABLE_SIZE - 1)];
+        let e = self.sym_info.get(s as usize).copied().unwrap_or(1 << 16);
+        let mut y = (e >> 16)
+            .wrapping_mul(*x >> self.prec)
+            .wrapping_add(slot)
+            .wrapping_sub(e & 0xffff);
         if y < L {
             let w = words
                 .get(*pos..*pos + 2)
@@ -237,7 +247,7 @@ impl Decoder {
             *pos += 2;
         }
         *x = y;
-        Ok((e >> 32) as u16)
+        Ok(s)
     }
 }
 

@@ -49,11 +49,14 @@ pub(crate) fn ceil_log2(x: u64) -> u32 {
     }
 }
 
-/// Table precision for `n` coded symbols over `present` distinct symbols.
+/// Table precision for `n` coded symbols over `present` distinct symbols: about 32 slots per
+/// symbol (rare symbols then cost well under 0.01 bit per coded value), no more than the count
+/// warrants, and small enough that the decoder's slot table stays in L1 for typical alphabets.
 pub(crate) fn choose_prec(n: u64, present: usize) -> u32 {
-    let lo = ceil_log2(present as u64) + 1;
-    ceil_log2(n)
-        .clamp(lo.max(5), MAX_PREC.max(lo))
+    let need = ceil_log2(present as u64) + 1;
+    (ceil_log2(present as u64) + 5)
+        .min(ceil_log2(n))
+        .clamp(need.max(5), MAX_PREC.max(need))
         .min(MAX_PREC)
 }
 
@@ -294,7 +297,8 @@ mod tests {
 
     #[test]
     fn prec_choice_fits_symbols() {
-        assert_eq!(choose_prec(1 << 20, 10), 15);
+        assert_eq!(choose_prec(1 << 20, 10), 9);
+        assert_eq!(choose_prec(1 << 20, 300), 14);
         assert_eq!(choose_prec(100, 3), 7);
         assert!(1u64 << choose_prec(10, 4096) >= 4096);
     }
