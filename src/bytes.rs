@@ -41,16 +41,6 @@ pub(crate) fn unzigzag64(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-#[inline(always)]
-pub(crate) fn zigzag32(v: i32) -> u32 {
-    ((v << 1) ^ (v >> 31)) as u32
-}
-
-#[inline(always)]
-pub(crate) fn unzigzag32(u: u32) -> i32 {
-    ((u >> 1) as i32) ^ -((u & 1) as i32)
-}
-
 /// Appends a length-prefixed byte section.
 pub(crate) fn put_section(out: &mut Vec<u8>, bytes: &[u8]) {
     put_uvarint(out, bytes.len() as u64);
@@ -67,10 +57,6 @@ pub(crate) struct ByteReader<'a> {
 impl<'a> ByteReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
         ByteReader { data, pos: 0 }
-    }
-
-    pub(crate) fn position(&self) -> usize {
-        self.pos
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -103,14 +89,6 @@ impl<'a> ByteReader<'a> {
 
     pub(crate) fn u8(&mut self) -> DecodeResult<u8> {
         Ok(self.array::<1>()?[0])
-    }
-
-    pub(crate) fn u16(&mut self) -> DecodeResult<u16> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    pub(crate) fn u32(&mut self) -> DecodeResult<u32> {
-        Ok(u32::from_le_bytes(self.array()?))
     }
 
     pub(crate) fn u64(&mut self) -> DecodeResult<u64> {
@@ -214,6 +192,7 @@ impl BitWriter {
     }
 
     /// Bits written so far.
+    #[cfg(test)]
     pub(crate) fn bit_len(&self) -> u64 {
         self.out.len() as u64 * 8 + self.fill as u64
     }
@@ -345,11 +324,11 @@ mod tests {
 
     #[test]
     fn zigzag_is_a_bijection_on_edges() {
-        for v in [0i32, 1, -1, i32::MAX, i32::MIN, 12345, -12345] {
-            assert_eq!(unzigzag32(zigzag32(v)), v);
+        for v in [0i64, 1, -1, i64::MAX, i64::MIN, 12345, -12345] {
+            assert_eq!(unzigzag64(zigzag64(v)), v);
         }
-        assert_eq!(zigzag32(-1), 1);
-        assert_eq!(zigzag32(1), 2);
+        assert_eq!(zigzag64(-1), 1);
+        assert_eq!(zigzag64(1), 2);
     }
 
     #[test]

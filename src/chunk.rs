@@ -287,9 +287,14 @@ fn encode_column<T: Element>(
     alt: &mut Vec<u8>,
 ) {
     if cp.bound > 0.0 {
-        let q = Quantizer::for_bound(cp.bound);
+        let max_abs = col
+            .iter()
+            .map(|v| v.to_f64().abs())
+            .filter(|a| a.is_finite())
+            .fold(0.0, f64::max);
+        let q = Quantizer::for_values::<T>(cp.bound, max_abs);
         let predictor = Predictor::Centre;
-        q.quantize(col, predictor.predict(&cp.norm), codes, exc, recon);
+        q.quantize(col, predictor.predict(&cp.norm, q.step), codes, exc, recon);
         out.push(KIND_QUANTIZED);
         out.push(predictor.id());
         out.extend_from_slice(&q.step.to_le_bytes());
@@ -343,7 +348,7 @@ fn decode_column<T: Element>(
                 step,
                 bound: cp.bound,
             };
-            q.dequantize(codes, exc, predictor.predict(&cp.norm), out)?;
+            q.dequantize(codes, exc, predictor.predict(&cp.norm, step), out)?;
         }
         KIND_LOSSLESS => lossless::decode(&mut r, reference, coder, ll, out)?,
         k => return Err(Malformed(format!("unknown column kind {k}"))),

@@ -502,6 +502,15 @@ impl<W: Write + Send + 'static> Compressor<W> {
 
     /// Like [`finish`](Self::finish), with totals.
     pub fn finish_detailed(mut self) -> Result<Finished<W>> {
+        if let Some(total) = self.spec.len() {
+            let got = self.records_in * self.record_len as u64 + self.current.len() as u64;
+            if got < total {
+                return Err(Error::InvalidInput(format!(
+                    "the input ended after {got} of the {total} values its shape {} declares (truncated?)",
+                    self.spec.shape_string()
+                )));
+            }
+        }
         if self.carry.1 != 0 {
             return Err(Error::InvalidInput(format!(
                 "the input ends with {} stray bytes: not a whole number of {} values",

@@ -49,7 +49,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use crate::array::{ArraySpec, Layout, UNKNOWN};
+use crate::array::{ArraySpec, Layout};
 use crate::bound::{BoundSpec, ResolvedBound};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::chunk::{CodecParams, ColumnParams, PayloadKind};
@@ -818,6 +818,7 @@ pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::array::UNKNOWN;
     use crate::bound::BoundSpec;
 
     pub(crate) fn sample_header() -> Header {

@@ -107,9 +107,9 @@ impl Decompressor {
                             return;
                         }
                     }
-                    Ok(Frame::End { chunks, records }) => {
+                    Ok(Frame::End { .. }) => {
                         let msg = match cr.read_footer() {
-                            Ok(_) => DecodeMsg::End { chunks, records },
+                            Ok(_) => DecodeMsg::End,
                             Err(e) => DecodeMsg::Failed(e),
                         };
                         let _ = order.send(msg);
@@ -162,7 +162,7 @@ impl Decompressor {
         };
         let result = match pool.next() {
             Some(DecodeMsg::Chunk(rx)) => wait_reply(&rx).map(|d| Some(d.data)),
-            Some(DecodeMsg::End { .. }) => {
+            Some(DecodeMsg::End) => {
                 self.finished = true;
                 if let Some(p) = self.pool.take() {
                     p.join();

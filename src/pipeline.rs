@@ -235,10 +235,7 @@ pub(crate) struct Decoded {
 pub(crate) enum DecodeMsg {
     Chunk(Receiver<Result<Decoded>>),
     /// The end mark and footer were read and verified.
-    End {
-        chunks: u64,
-        records: u64,
-    },
+    End,
     Failed(Error),
 }
 

@@ -34,10 +34,22 @@ impl Predictor {
         }
     }
 
-    /// The prediction for a column under this predictor.
-    pub(crate) fn predict(self, norm: &Normalization) -> Prediction<'static> {
+    /// The prediction for a column quantized with step `step` under this predictor.
+    ///
+    /// The centre is snapped to the quantization grid (a multiple of the step), so the plain
+    /// codes are exactly `round(x / step)` shifted by an integer. For continuous data the offset
+    /// does not matter; for discrete values (PID, charge, status, integer counts) an off-grid
+    /// centre can split values that the grid through 0 keeps together, costing bits.
+    pub(crate) fn predict(self, norm: &Normalization, step: f64) -> Prediction<'static> {
         match self {
-            Predictor::Centre => Prediction::Constant(norm.offset),
+            Predictor::Centre => {
+                let snapped = (norm.offset / step).round() * step;
+                Prediction::Constant(if snapped.is_finite() {
+                    snapped
+                } else {
+                    norm.offset
+                })
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line flags, parsed into plain structs.
 
+use baler::{BoundSpec, Bounds, ColumnRef};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Error-bounded compression of large floating-point arrays.
@@ -53,12 +54,12 @@ pub struct CodecArgs {
     /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables)
     /// or lossless.
     #[arg(short, long, value_name = "SPEC")]
-    pub bound: String,
+    pub bound: BoundSpec,
 
     /// Bound for one column of a table, as COL=SPEC with COL a 0-based index or a column name
     /// (repeatable), e.g. --bound-col 3=abs:0.5 --bound-col PID=lossless.
-    #[arg(long = "bound-col", value_name = "COL=SPEC")]
-    pub bound_col: Vec<String>,
+    #[arg(long = "bound-col", value_name = "COL=SPEC", value_parser = parse_column_bound)]
+    pub bound_col: Vec<(ColumnRef, BoundSpec)>,
 
     /// table: 2-D rows x columns, bound per column; field: bound over the whole array
     /// [default: table for 2-D arrays, field otherwise].
@@ -156,6 +157,14 @@ pub struct InfoArgs {
     /// Also break the size down by column (reads the whole file).
     #[arg(long)]
     pub columns: bool,
+}
+
+/// Parses `COL=SPEC`.
+pub fn parse_column_bound(s: &str) -> Result<(ColumnRef, BoundSpec), String> {
+    let b = Bounds::new(BoundSpec::Lossless)
+        .with_override_str(s)
+        .map_err(|e| e.to_string())?;
+    Ok(b.overrides[0].clone())
 }
 
 /// Parses `4M`, `512K`, `1G`, `4096`.

@@ -19,18 +19,16 @@ use super::args::{BenchArgs, CodecArgs, CompressArgs, DTypeArg, DecompressArgs, 
 use super::progress::{self, Counting};
 use super::show_progress;
 
-fn bounds_from(args: &CodecArgs) -> Result<Bounds> {
-    let spec: BoundSpec = args.bound.parse()?;
-    let mut b = Bounds::new(spec);
-    for o in &args.bound_col {
-        b = b.with_override_str(o)?;
+fn bounds_from(args: &CodecArgs) -> Bounds {
+    Bounds {
+        default: args.bound,
+        overrides: args.bound_col.clone(),
     }
-    Ok(b)
 }
 
 /// Opens the input and builds its spec and options from the flags (statistics not yet taken).
 fn open_input(path: &str, args: &CodecArgs) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
-    let bounds = bounds_from(args)?;
+    let bounds = bounds_from(args);
     let raw = RawFormat {
         dtype: args.dtype.map(|d| match d {
             DTypeArg::F32 => DType::F32,

@@ -1,13 +1,18 @@
 //! Hybrid integer tokens: a small alphabet for the entropy coder plus raw low bits.
 //!
-//! With split exponent `k` and `msb` mantissa bits (`msb ≤ k`), an unsigned value `u`:
+//! A difference `d = v − bias` is first mapped to an unsigned magnitude `u`:
+//! * *zigzag* layouts: `u = zigzag(d)` (0, −1, 1, −2, ... → 0, 1, 2, 3, ...);
+//! * *signed* layouts: `d = 0` is token 0; otherwise `u = |d| − 1`, and the sign becomes the
+//!   token's lowest bit, so the two sides of an asymmetric distribution are modelled apart.
+//!
+//! With split exponent `k` and `msb` mantissa bits (`msb ≤ k`), a magnitude `u`:
 //! * `u < 2^k` is its own token, with no extra bits;
 //! * otherwise, with `n = floor(log2 u)`, the token is
 //!   `2^k + ((n − k) << msb) + (the msb bits below the leading one)`, followed by the
 //!   `n − msb` lowest bits of `u` sent raw.
 //!
-//! Values near zero (where the probability mass is) are coded exactly by rANS; in the tails only
-//! the magnitude and leading bits are modelled, where the density is nearly flat within a token's
+//! Values near the bias (where the mass is) are coded exactly by rANS; in the tails only the
+//! magnitude and leading bits are modelled, where the density is nearly flat within a token's
 //! range, so the raw bits cost little over the true entropy while the table stays small.
 
 /// A token layout.
@@ -15,47 +20,78 @@
 pub(crate) struct Hybrid {
     pub k: u32,
     pub msb: u32,
+    pub signed: bool,
+}
+
+/// `(k, msb)` pairs the encoder tries, each zigzag and signed.
+pub(crate) const SPLITS: &[(u32, u32)] = &[
+    (0, 0),
+    (1, 1),
+    (2, 1),
+    (2, 2),
+    (3, 1),
+    (3, 2),
+    (3, 3),
+    (4, 1),
+    (4, 2),
+    (4, 3),
+    (5, 1),
+    (5, 2),
+    (5, 3),
+    (6, 1),
+    (6, 2),
+    (6, 3),
+    (7, 2),
+    (7, 3),
+    (8, 2),
+    (8, 3),
+    (9, 3),
+    (10, 3),
+];
+
+/// Decoding entry for one token: `d = ((high | raw(nbits)) + add) ^ neg − neg`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TokenEntry {
+    pub high: u32,
+    pub nbits: u32,
+    pub add: u32,
+    /// 0 or −1 (all ones): conditional negation.
+    pub neg: i32,
+    pub zigzag: bool,
 }
 
 impl Hybrid {
-    /// The layouts the encoder tries.
-    pub(crate) const CANDIDATES: &'static [Hybrid] = &[
-        Hybrid { k: 0, msb: 0 },
-        Hybrid { k: 1, msb: 1 },
-        Hybrid { k: 2, msb: 1 },
-        Hybrid { k: 2, msb: 2 },
-        Hybrid { k: 3, msb: 1 },
-        Hybrid { k: 3, msb: 2 },
-        Hybrid { k: 3, msb: 3 },
-        Hybrid { k: 4, msb: 1 },
-        Hybrid { k: 4, msb: 2 },
-        Hybrid { k: 4, msb: 3 },
-        Hybrid { k: 5, msb: 1 },
-        Hybrid { k: 5, msb: 2 },
-        Hybrid { k: 5, msb: 3 },
-        Hybrid { k: 6, msb: 1 },
-        Hybrid { k: 6, msb: 2 },
-        Hybrid { k: 6, msb: 3 },
-        Hybrid { k: 7, msb: 2 },
-        Hybrid { k: 7, msb: 3 },
-        Hybrid { k: 8, msb: 2 },
-        Hybrid { k: 8, msb: 3 },
-        Hybrid { k: 9, msb: 3 },
-        Hybrid { k: 10, msb: 3 },
-    ];
-
-    pub(crate) fn is_valid(self) -> bool {
-        self.k <= 12 && self.msb <= self.k && self.msb <= 4
+    /// The byte that stores the layout: `k | msb << 4 | signed << 6`.
+    pub(crate) fn to_byte(self) -> u8 {
+        (self.k | self.msb << 4 | (self.signed as u32) << 6) as u8
     }
 
-    /// Number of tokens needed for any `u32`.
-    pub(crate) fn alphabet(self) -> usize {
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        let h = Hybrid {
+            k: (b & 15) as u32,
+            msb: ((b >> 4) & 3) as u32,
+            signed: b & 0x40 != 0,
+        };
+        (b & 0x80 == 0 && h.k <= 12 && h.msb <= h.k).then_some(h)
+    }
+
+    /// Number of magnitude tokens needed for any `u32`.
+    pub(crate) fn magnitude_alphabet(self) -> usize {
         (1usize << self.k) + ((32 - self.k as usize) << self.msb)
     }
 
-    /// Token, number of raw bits, raw bits.
+    /// Number of tokens.
+    pub(crate) fn alphabet(self) -> usize {
+        if self.signed {
+            1 + 2 * self.magnitude_alphabet()
+        } else {
+            self.magnitude_alphabet()
+        }
+    }
+
+    /// Magnitude token, number of raw bits, raw bits.
     #[inline(always)]
-    pub(crate) fn tokenize(self, u: u32) -> (u32, u32, u32) {
+    pub(crate) fn tokenize_u(self, u: u32) -> (u32, u32, u32) {
         if u < (1 << self.k) {
             return (u, 0, 0);
         }
@@ -66,16 +102,31 @@ impl Hybrid {
         (token, nbits, u & ((1u32 << nbits) - 1))
     }
 
-    /// Token and number of raw bits, for cost estimates.
+    /// Magnitude token and raw-bit count for a magnitude known only by its exponent `n` and its
+    /// top three bits below the leading one (`n ≥ k`, `msb ≤ 3`).
     #[inline(always)]
-    pub(crate) fn token_of(self, u: u32) -> (u32, u32) {
-        let (t, nb, _) = self.tokenize(u);
-        (t, nb)
+    pub(crate) fn token_of_top3(self, n: u32, top3: u32) -> (u32, u32) {
+        (
+            (1 << self.k) + ((n - self.k) << self.msb) + (top3 >> (3 - self.msb)),
+            n - self.msb,
+        )
     }
 
-    /// Splits a token into the high part of the value and the number of raw bits that follow.
+    /// Token, raw-bit count and raw bits for the difference `d`.
     #[inline(always)]
-    pub(crate) fn untokenize(self, token: u32) -> (u32, u32) {
+    pub(crate) fn encode(self, d: i32) -> (u32, u32, u32) {
+        if !self.signed {
+            return self.tokenize_u(((d << 1) ^ (d >> 31)) as u32);
+        }
+        if d == 0 {
+            return (0, 0, 0);
+        }
+        let (t, nb, bits) = self.tokenize_u(d.unsigned_abs() - 1);
+        (1 + 2 * t + (d < 0) as u32, nb, bits)
+    }
+
+    /// High part and raw-bit count of a magnitude token.
+    pub(crate) fn untokenize_u(self, token: u32) -> (u32, u32) {
         if token < (1 << self.k) {
             return (token, 0);
         }
@@ -85,6 +136,47 @@ impl Hybrid {
         let nbits = n - self.msb;
         (((1 << self.msb) | m) << nbits, nbits)
     }
+
+    /// The decoding entry of every token below `alphabet`.
+    pub(crate) fn entries(self, alphabet: usize, out: &mut Vec<TokenEntry>) {
+        out.clear();
+        for t in 0..alphabet as u32 {
+            out.push(if !self.signed {
+                let (high, nbits) = self.untokenize_u(t);
+                TokenEntry {
+                    high,
+                    nbits,
+                    add: 0,
+                    neg: 0,
+                    zigzag: true,
+                }
+            } else if t == 0 {
+                TokenEntry::default()
+            } else {
+                let (high, nbits) = self.untokenize_u((t - 1) >> 1);
+                TokenEntry {
+                    high,
+                    nbits,
+                    add: 1,
+                    neg: -(((t - 1) & 1) as i32),
+                    zigzag: false,
+                }
+            });
+        }
+    }
+}
+
+impl TokenEntry {
+    /// The difference for this token with raw bits `raw`.
+    #[inline(always)]
+    pub(crate) fn value(self, raw: u32) -> i32 {
+        let u = (self.high | raw).wrapping_add(self.add);
+        if self.zigzag {
+            ((u >> 1) as i32) ^ -((u & 1) as i32)
+        } else {
+            ((u as i32) ^ self.neg).wrapping_sub(self.neg)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -93,16 +185,28 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for &h in Hybrid::CANDIDATES {
-            assert!(h.is_valid());
-            let mut vals: Vec<u32> = (0..5000).collect();
-            vals.extend([u32::MAX, u32::MAX - 1, 1 << 31, (1 << 31) - 1, 123_456_789]);
-            for u in vals {
-                let (t, nb, bits) = h.tokenize(u);
-                assert!((t as usize) < h.alphabet(), "{h:?} {u}");
-                let (high, nb2) = h.untokenize(t);
-                assert_eq!(nb, nb2);
-                assert_eq!(high | bits, u, "{h:?} {u}");
+        for &(k, msb) in SPLITS {
+            for signed in [false, true] {
+                let h = Hybrid { k, msb, signed };
+                assert_eq!(Hybrid::from_byte(h.to_byte()), Some(h));
+                let mut entries = Vec::new();
+                h.entries(h.alphabet(), &mut entries);
+                let mut ds: Vec<i32> = (-3000..3000).collect();
+                ds.extend([
+                    i32::MAX,
+                    i32::MIN + 1,
+                    1 << 30,
+                    -(1 << 30),
+                    123_456_789,
+                    -987_654_321,
+                ]);
+                for d in ds {
+                    let (t, nb, bits) = h.encode(d);
+                    assert!((t as usize) < h.alphabet(), "{h:?} {d}");
+                    let e = entries[t as usize];
+                    assert_eq!(e.nbits, nb, "{h:?} {d}");
+                    assert_eq!(e.value(bits), d, "{h:?} {d}");
+                }
             }
         }
     }

@@ -2,22 +2,27 @@
 //!
 //! [`CodeCoder::encode`] takes a stream of `i32` codes (quantization codes of one column in one
 //! chunk, or a byte plane of lossless data), measures it, and writes it in whichever mode is
-//! smallest, computed exactly, tables included:
+//! smallest, priced exactly, tables included:
 //!
 //! | mode | byte | body | good for |
 //! |---|---|---|---|
 //! | constant | 0 | `ivarint value` | a column that does not vary in the chunk |
 //! | direct | 1 | `u8 prec`, `uvarint m`, `ivarint first`, bit section (gaps, weights), rANS section | few distinct codes, wherever they lie (categories, sentinels) |
-//! | hybrid | 2 | `u8 prec`, `u8 k | msb << 4`, `ivarint bias`, `uvarint alphabet`, `uvarint present`, bit section (weights), rANS section, raw-bits section | wide, peaked distributions |
-//! | packed | 3 | `ivarint min`, `u8 width`, bit section | tiny streams, where any table costs more |
+//! | hybrid | 2 | `u8 prec`, `u8 layout`, `ivarint bias`, `uvarint alphabet`, `uvarint present`, bit section (weights), rANS section, raw-bits section | wide or peaked distributions |
+//! | packed | 3 | `ivarint min`, `u8 width`, bit section | tiny or flat streams, where any table costs more |
 //!
 //! A *section* is a `uvarint` byte length followed by the bytes. Bit sections are
-//! [`BitWriter`](crate::bytes::BitWriter) output (LSB first); rANS sections are
-//! [`rans`] streams; the number of codes is known to the decoder from its context.
+//! [`BitWriter`](crate::bytes::BitWriter) output (LSB first); rANS sections are [`rans`]
+//! streams; weights are coded as in [`table`]; the layout byte is [`Hybrid::to_byte`]. The
+//! number of codes is known to the decoder from its context.
 //!
 //! rANS handles a dominant code (p > 0.5) at a fraction of a bit, where a Huffman code would
 //! spend a whole bit per value; hybrid tokens ([`hybrid`]) keep tables small for wide
 //! distributions; direct tables code sparse alphabets (e.g. PID codes) exactly.
+//!
+//! Choosing: every candidate (direct; hybrid with each split, zigzag or signed, biased at the
+//! mode or the median) is ranked by a quick estimate from one histogram of the stream, and the
+//! best three are priced exactly with the tables the encoder would write.
 
 pub(crate) mod hybrid;
 pub(crate) mod rans;
@@ -25,9 +30,9 @@ pub(crate) mod table;
 
 use crate::bytes::{
     BitReader, BitWriter, ByteReader, DecodeResult, Malformed, put_ivarint, put_section,
-    put_uvarint, unzigzag32, zigzag32,
+    put_uvarint,
 };
-use hybrid::Hybrid;
+use hybrid::{Hybrid, SPLITS, TokenEntry};
 use table::{choose_prec, codes_bits, codes_for_counts, freqs_for_codes, gamma_bits};
 
 const MODE_CONST: u8 = 0;
@@ -39,14 +44,13 @@ const MODE_PACKED: u8 = 3;
 const MAX_DIRECT: usize = 4096;
 /// Streams whose codes span less than this are histogrammed densely.
 const DENSE_SPAN: u64 = 1 << 16;
-/// Exact bins of the fine histogram used to evaluate hybrid layouts.
+/// Magnitudes below this get a bin each in the fine histogram used to price hybrid layouts.
 const FINE_EXACT_BITS: u32 = 10;
 const FINE_EXACT: usize = 1 << FINE_EXACT_BITS;
 /// Above the exact bins: one bin per (exponent, top 3 mantissa bits).
-const FINE_TOP_BITS: u32 = 3;
-const FINE_BINS: usize = FINE_EXACT + ((32 - FINE_EXACT_BITS as usize) << FINE_TOP_BITS);
+const FINE_BINS: usize = FINE_EXACT + ((32 - FINE_EXACT_BITS as usize) << 3);
 
-/// The mode [`CodeCoder::encode`] chose, with its estimated size.
+/// The mode [`CodeCoder::encode`] chose.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Choice {
     Const(i32),
@@ -63,6 +67,82 @@ pub(crate) enum Choice {
     },
 }
 
+/// Magnitude counts for pricing hybrid layouts: for a bias and a sign mode, every difference
+/// `d = v − bias` falls in one bin (exact below 2^10, by exponent and top 3 bits above).
+#[derive(Debug, Default)]
+struct Fine {
+    counts: Vec<u64>,
+    /// Indices of the non-empty bins.
+    used: Vec<u32>,
+}
+
+#[inline]
+fn fine_bin(u: u32) -> usize {
+    if (u as usize) < FINE_EXACT {
+        u as usize
+    } else {
+        let n = 31 - u.leading_zeros();
+        let top = (u >> (n - 3)) & 7;
+        FINE_EXACT + (((n - FINE_EXACT_BITS) << 3) | top) as usize
+    }
+}
+
+impl Fine {
+    /// Bins `d = v − bias` for zigzag layouts (`bin(zigzag d)`) or signed ones (0 for `d = 0`,
+    /// else `1 + 2·bin(|d| − 1) + sign`).
+    fn fill(&mut self, vals: &[i32], counts: &[u32], bias: i32, signed: bool) {
+        self.counts.clear();
+        self.counts
+            .resize(if signed { 1 + 2 * FINE_BINS } else { FINE_BINS }, 0);
+        for (&v, &c) in vals.iter().zip(counts) {
+            let d = v.wrapping_sub(bias);
+            let bin = if !signed {
+                fine_bin(((d << 1) ^ (d >> 31)) as u32)
+            } else if d == 0 {
+                0
+            } else {
+                1 + 2 * fine_bin(d.unsigned_abs() - 1) + (d < 0) as usize
+            };
+            self.counts[bin] += c as u64;
+        }
+        self.used.clear();
+        self.used
+            .extend((0..self.counts.len() as u32).filter(|&b| self.counts[b as usize] > 0));
+    }
+
+    /// Token counts (into `tok`) and the total of raw bits for `layout`.
+    fn layout_counts(&self, h: Hybrid, tok: &mut Vec<u32>) -> u64 {
+        tok.clear();
+        tok.resize(h.alphabet(), 0);
+        let magnitude = |bin: usize| -> (u32, u32) {
+            if bin < FINE_EXACT {
+                let (t, nb, _) = h.tokenize_u(bin as u32);
+                (t, nb)
+            } else {
+                let b = (bin - FINE_EXACT) as u32;
+                h.token_of_top3(FINE_EXACT_BITS + (b >> 3), b & 7)
+            }
+        };
+        let mut extra = 0u64;
+        for &b in &self.used {
+            let c = self.counts[b as usize];
+            let (t, nb) = if !h.signed {
+                magnitude(b as usize)
+            } else if b == 0 {
+                (0, 0)
+            } else {
+                let (t, nb) = magnitude(((b - 1) >> 1) as usize);
+                (1 + 2 * t + ((b - 1) & 1), nb)
+            };
+            tok[t as usize] += c as u32;
+            extra += c * nb as u64;
+        }
+        let last = tok.iter().rposition(|&c| c > 0).map_or(0, |p| p + 1);
+        tok.truncate(last);
+        extra
+    }
+}
+
 /// Reusable scratch space for coding integer streams (one per worker thread).
 #[derive(Debug, Default)]
 pub struct CodeCoder {
@@ -70,11 +150,12 @@ pub struct CodeCoder {
     vals: Vec<i32>,
     counts: Vec<u32>,
     sorted: Vec<i32>,
-    fine: Vec<u64>,
+    fine: Fine,
     tok_counts: Vec<u32>,
     symbols: Vec<u16>,
     wcodes: Vec<u8>,
     freqs: Vec<u32>,
+    entries: Vec<TokenEntry>,
     enc: rans::Encoder,
     dec: Option<Box<rans::Decoder>>,
 }
@@ -98,7 +179,7 @@ fn fast_log2(x: f64) -> f64 {
 }
 
 /// Quick size estimate in bits of coding `counts` (total `n`) by rANS, table included: the
-/// ideal entropy plus about six bits per table entry. Used to rank candidates.
+/// ideal entropy plus about four bits per table entry. Used to rank candidates.
 fn estimate_bits(counts: &[u32], n: u64) -> f64 {
     let mut sum_clogc = 0.0;
     let mut present = 0u32;
@@ -117,14 +198,14 @@ fn estimate_bits(counts: &[u32], n: u64) -> f64 {
         sum_clogc += c as f64 * fast_log2(c as f64);
     }
     n as f64 * fast_log2(n as f64) - sum_clogc
-        + 6.0 * present as f64
+        + 4.0 * present as f64
         + runs
         + 32.0 * rans::lanes_for(n as usize) as f64
 }
 
-/// Exact size in bits of coding `counts` (total `n`) by rANS with the normalized table the
-/// encoder would build, table included, and the precision that gives it: the L1-friendly
-/// [`choose_prec`], or the maximum where a dominant symbol needs the finer resolution.
+/// Exact size in bits of coding `counts` (total `n`) by rANS with the table the encoder would
+/// write, table included, and the precision that gives it: the L1-friendly [`choose_prec`], or
+/// the maximum where a dominant symbol needs the finer resolution.
 fn entropy_cost(
     counts: &[u32],
     n: u64,
@@ -140,10 +221,10 @@ fn entropy_cost(
             break;
         }
         codes_for_counts(counts, n, prec, codes);
-        if freqs_for_codes(codes, prec, freqs).is_err() {
+        if freqs_for_codes(codes, n, prec, freqs).is_err() {
             continue;
         }
-        let mut bits = codes_bits(codes, sparse) as f64;
+        let mut bits = codes_bits(codes, sparse, n, prec) as f64;
         for (&c, &f) in counts.iter().zip(freqs.iter()) {
             if c > 0 {
                 bits += c as f64 * (prec as f64 - (f as f64).log2());
@@ -186,65 +267,11 @@ impl CodeCoder {
             self.sorted.clear();
             self.sorted.extend_from_slice(codes);
             self.sorted.sort_unstable();
-            let mut i = 0;
-            while i < self.sorted.len() {
-                let v = self.sorted[i];
-                let mut j = i + 1;
-                while j < self.sorted.len() && self.sorted[j] == v {
-                    j += 1;
-                }
-                self.vals.push(v);
-                self.counts.push((j - i) as u32);
-                i = j;
+            for run in self.sorted.chunk_by(|a, b| a == b) {
+                self.vals.push(run[0]);
+                self.counts.push(run.len() as u32);
             }
         }
-    }
-
-    /// Fills the fine histogram of `zigzag(v - bias)`.
-    fn fine_histogram(&mut self, bias: i32) {
-        self.fine.clear();
-        self.fine.resize(FINE_BINS, 0);
-        for (&v, &c) in self.vals.iter().zip(&self.counts) {
-            let u = zigzag32(v.wrapping_sub(bias));
-            let bin = if (u as usize) < FINE_EXACT {
-                u as usize
-            } else {
-                let n = 31 - u.leading_zeros();
-                let top = (u >> (n - FINE_TOP_BITS)) & ((1 << FINE_TOP_BITS) - 1);
-                FINE_EXACT + (((n - FINE_EXACT_BITS) << FINE_TOP_BITS) | top) as usize
-            };
-            self.fine[bin] += c as u64;
-        }
-    }
-
-    /// Token counts and raw-bit total of a layout, from the fine histogram.
-    fn layout_counts(&mut self, h: Hybrid) -> u64 {
-        self.tok_counts.clear();
-        self.tok_counts.resize(h.alphabet(), 0);
-        let mut extra = 0u64;
-        for (bin, &c) in self.fine.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            let (token, nbits) = if bin < FINE_EXACT {
-                h.token_of(bin as u32)
-            } else {
-                let b = (bin - FINE_EXACT) as u32;
-                let n = FINE_EXACT_BITS + (b >> FINE_TOP_BITS);
-                let top = b & ((1 << FINE_TOP_BITS) - 1);
-                let m = top >> (FINE_TOP_BITS - h.msb);
-                ((1 << h.k) + ((n - h.k) << h.msb) + m, n - h.msb)
-            };
-            self.tok_counts[token as usize] += c as u32;
-            extra += c * nbits as u64;
-        }
-        let last = self
-            .tok_counts
-            .iter()
-            .rposition(|&c| c > 0)
-            .map_or(0, |p| p + 1);
-        self.tok_counts.truncate(last);
-        extra
     }
 
     /// Picks the cheapest mode for `codes` (assumed non-empty and not constant).
@@ -256,7 +283,7 @@ impl CodeCoder {
         let packed = (n as f64 * width as f64 + 16.0, Choice::Packed { width });
 
         // Rank every candidate by a quick estimate, then price the best few exactly.
-        let mut ranked: Vec<(f64, Choice)> = Vec::with_capacity(2 * Hybrid::CANDIDATES.len() + 1);
+        let mut ranked: Vec<(f64, Choice)> = Vec::with_capacity(4 * SPLITS.len() + 1);
         let m = self.vals.len();
         let mut gaps = 64.0;
         if m <= MAX_DIRECT {
@@ -268,7 +295,7 @@ impl CodeCoder {
                 Choice::Direct { prec: 0 },
             ));
         }
-        // Hybrid tokens need every `v - bias` to fit in an i32.
+        // Hybrid tokens need every `v − bias` to fit in an i32.
         if span < i32::MAX as i64 {
             let mode = self.vals[self
                 .counts
@@ -291,24 +318,27 @@ impl CodeCoder {
                 &[mode, median]
             };
             for &bias in biases {
-                let max_u = zigzag32(min.wrapping_sub(bias)).max(zigzag32(max.wrapping_sub(bias)));
-                let bits_u = 32 - max_u.leading_zeros();
-                self.fine_histogram(bias);
-                for &layout in Hybrid::CANDIDATES {
-                    // Beyond the largest value, a larger split exponent changes nothing.
-                    if layout.k > bits_u + 1 {
-                        continue;
+                let reach = (max as i64 - bias as i64).max(bias as i64 - min as i64) as u64;
+                let bits_reach = 64 - reach.leading_zeros();
+                for signed in [false, true] {
+                    self.fine.fill(&self.vals, &self.counts, bias, signed);
+                    for &(k, msb) in SPLITS {
+                        // Beyond the largest magnitude, a larger split exponent changes nothing.
+                        if k > bits_reach + 2 {
+                            continue;
+                        }
+                        let layout = Hybrid { k, msb, signed };
+                        let extra = self.fine.layout_counts(layout, &mut self.tok_counts);
+                        let est = 80.0 + extra as f64 + estimate_bits(&self.tok_counts, n);
+                        ranked.push((
+                            est,
+                            Choice::Hybrid {
+                                bias,
+                                layout,
+                                prec: 0,
+                            },
+                        ));
                     }
-                    let extra = self.layout_counts(layout);
-                    let est = 80.0 + extra as f64 + estimate_bits(&self.tok_counts, n);
-                    ranked.push((
-                        est,
-                        Choice::Hybrid {
-                            bias,
-                            layout,
-                            prec: 0,
-                        },
-                    ));
                 }
             }
         }
@@ -320,19 +350,16 @@ impl CodeCoder {
             }
             let (exact, choice) = match choice {
                 Choice::Direct { .. } => {
-                    let counts = std::mem::take(&mut self.counts);
                     let (bits, prec) =
-                        entropy_cost(&counts, n, false, &mut self.wcodes, &mut self.freqs);
-                    self.counts = counts;
+                        entropy_cost(&self.counts, n, false, &mut self.wcodes, &mut self.freqs);
                     (gaps + bits, Choice::Direct { prec })
                 }
                 Choice::Hybrid { bias, layout, .. } => {
-                    self.fine_histogram(bias);
-                    let extra = self.layout_counts(layout);
-                    let tok = std::mem::take(&mut self.tok_counts);
+                    self.fine
+                        .fill(&self.vals, &self.counts, bias, layout.signed);
+                    let extra = self.fine.layout_counts(layout, &mut self.tok_counts);
                     let (bits, prec) =
-                        entropy_cost(&tok, n, true, &mut self.wcodes, &mut self.freqs);
-                    self.tok_counts = tok;
+                        entropy_cost(&self.tok_counts, n, true, &mut self.wcodes, &mut self.freqs);
                     (
                         80.0 + extra as f64 + bits,
                         Choice::Hybrid { bias, layout, prec },
@@ -393,7 +420,7 @@ impl CodeCoder {
             Choice::Direct { prec } => {
                 let m = self.vals.len();
                 codes_for_counts(&self.counts, n, prec, &mut self.wcodes);
-                freqs_for_codes(&self.wcodes, prec, &mut self.freqs).expect("encoder table");
+                freqs_for_codes(&self.wcodes, n, prec, &mut self.freqs).expect("encoder table");
                 out.push(MODE_DIRECT);
                 out.push(prec as u8);
                 put_uvarint(out, m as u64);
@@ -402,7 +429,7 @@ impl CodeCoder {
                 for w in self.vals.windows(2) {
                     bw.write_gamma((w[1] as i64 - w[0] as i64 - 1) as u32);
                 }
-                table::write_codes(&mut bw, &self.wcodes, false);
+                table::write_codes(&mut bw, &self.wcodes, false, n, prec);
                 put_section(out, &bw.finish());
                 // Map codes to symbol indices.
                 self.symbols.clear();
@@ -431,24 +458,25 @@ impl CodeCoder {
                 self.write_rans(prec, out);
             }
             Choice::Hybrid { bias, layout, prec } => {
-                self.fine_histogram(bias);
-                self.layout_counts(layout);
+                self.fine
+                    .fill(&self.vals, &self.counts, bias, layout.signed);
+                self.fine.layout_counts(layout, &mut self.tok_counts);
                 let present = self.tok_counts.iter().filter(|&&c| c > 0).count();
                 codes_for_counts(&self.tok_counts, n, prec, &mut self.wcodes);
-                freqs_for_codes(&self.wcodes, prec, &mut self.freqs).expect("encoder table");
+                freqs_for_codes(&self.wcodes, n, prec, &mut self.freqs).expect("encoder table");
                 out.push(MODE_HYBRID);
                 out.push(prec as u8);
-                out.push((layout.k | layout.msb << 4) as u8);
+                out.push(layout.to_byte());
                 put_ivarint(out, bias as i64);
                 put_uvarint(out, self.tok_counts.len() as u64);
                 put_uvarint(out, present as u64);
                 let mut bw = BitWriter::new();
-                table::write_codes(&mut bw, &self.wcodes, true);
+                table::write_codes(&mut bw, &self.wcodes, true, n, prec);
                 put_section(out, &bw.finish());
                 let mut raw = BitWriter::with_capacity(codes.len());
                 self.symbols.clear();
                 for &c in codes {
-                    let (t, nb, bits) = layout.tokenize(zigzag32(c.wrapping_sub(bias)));
+                    let (t, nb, bits) = layout.encode(c.wrapping_sub(bias));
                     self.symbols.push(t as u16);
                     raw.write(bits, nb);
                 }
@@ -528,9 +556,9 @@ impl CodeCoder {
                         i32::try_from(v).map_err(|_| Malformed::new("direct code out of range"))?,
                     );
                 }
-                table::read_codes(&mut br, m, m, false, &mut self.wcodes)?;
+                table::read_codes(&mut br, m, m, false, n as u64, prec, &mut self.wcodes)?;
                 br.finish()?;
-                freqs_for_codes(&self.wcodes, prec, &mut self.freqs)?;
+                freqs_for_codes(&self.wcodes, n as u64, prec, &mut self.freqs)?;
                 self.read_rans(r, prec, n)?;
                 let vals = &self.vals;
                 // Symbols decoded by rANS always have a frequency, so they index `vals`.
@@ -538,29 +566,33 @@ impl CodeCoder {
             }
             MODE_HYBRID => {
                 let prec = r.u8()? as u32;
-                let kb = r.u8()? as u32;
-                let layout = Hybrid {
-                    k: kb & 15,
-                    msb: kb >> 4,
-                };
-                if !layout.is_valid() {
-                    return Err(Malformed::new("invalid hybrid token layout"));
-                }
+                let layout = Hybrid::from_byte(r.u8()?)
+                    .ok_or_else(|| Malformed::new("invalid hybrid token layout"))?;
                 let bias =
                     i32::try_from(r.ivarint()?).map_err(|_| Malformed::new("bias out of range"))?;
                 let alphabet = r.uvarint_max(layout.alphabet() as u64, "token alphabet")?;
                 let present = r.uvarint_max(alphabet as u64, "present tokens")?;
                 let mut br = BitReader::new(r.section()?);
-                table::read_codes(&mut br, present, alphabet, true, &mut self.wcodes)?;
+                table::read_codes(
+                    &mut br,
+                    present,
+                    alphabet,
+                    true,
+                    n as u64,
+                    prec,
+                    &mut self.wcodes,
+                )?;
                 br.finish()?;
-                freqs_for_codes(&self.wcodes, prec, &mut self.freqs)?;
+                freqs_for_codes(&self.wcodes, n as u64, prec, &mut self.freqs)?;
                 self.read_rans(r, prec, n)?;
+                layout.entries(alphabet, &mut self.entries);
+                let entries = &self.entries;
                 let mut raw = BitReader::new(r.section()?);
                 out.reserve(n);
                 for &t in &self.symbols {
-                    let (high, nbits) = layout.untokenize(t as u32);
-                    let u = high | raw.read(nbits);
-                    out.push(bias.wrapping_add(unzigzag32(u)));
+                    // Decoded tokens always have a frequency, so they are below `alphabet`.
+                    let e = entries[t as usize];
+                    out.push(bias.wrapping_add(e.value(raw.read(e.nbits))));
                 }
                 raw.finish()?;
             }
@@ -571,6 +603,7 @@ impl CodeCoder {
 }
 
 /// Order-0 entropy of `codes` in bits (for tests and diagnostics).
+#[cfg(test)]
 pub fn order0_entropy_bits(codes: &[i32]) -> f64 {
     let mut sorted = codes.to_vec();
     sorted.sort_unstable();

@@ -1,0 +1,627 @@
+//! The real `baler` binary: round trips through files and pipes, and clear failures.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use baler::ArrayData;
+use common::{assert_within, fixture, load_npy};
+
+fn baler() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_baler"))
+}
+
+fn run(args: &[&str]) -> Output {
+    baler().args(args).output().expect("run baler")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "baler {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn fails(args: &[&str], code: i32, needle: &str) -> String {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "baler {args:?}: expected exit {code}, stderr: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "baler {args:?}: stderr lacks '{needle}': {err}"
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    err
+}
+
+/// Runs baler with `input` on standard input; returns its standard output.
+fn piped(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = baler()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&data).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "baler {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<f64> {
+    (0..width)
+        .map(|j| {
+            let col = data
+                .iter()
+                .skip(j)
+                .step_by(width)
+                .filter(|v| v.is_finite())
+                .map(|&v| v as f64);
+            let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+            rel * (hi - lo)
+        })
+        .collect()
+}
+
+fn f32s(data: &ArrayData) -> &[f32] {
+    match data {
+        ArrayData::F32(v) => v,
+        _ => panic!("expected f32"),
+    }
+}
+
+#[test]
+fn npy_file_round_trip_with_default_names() {
+    let d = tmp();
+    let src = p(d.path(), "delphes.npy");
+    fs::copy(fixture("delphes_16k.npy"), &src).unwrap();
+    ok(&["compress", &src, "--bound", "rel:1e-3", "-q"]);
+    let packed = format!("{src}.baler");
+    assert!(Path::new(&packed).exists());
+    fs::remove_file(&src).unwrap();
+    ok(&["decompress", &packed, "-q"]);
+    let (orig, shape) = load_npy(&fixture("delphes_16k.npy"));
+    let (back, back_shape) = load_npy(&src);
+    assert_eq!(shape, back_shape);
+    assert_within(
+        f32s(&orig),
+        f32s(&back),
+        16,
+        &rel_bounds(f32s(&orig), 16, 1e-3),
+    );
+    // No temporary files are left behind.
+    let names: Vec<_> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn raw_files_and_shapes() {
+    let d = tmp();
+    let (orig, _) = load_npy(&fixture("nexo_8k.npy"));
+    let raw = p(d.path(), "x.raw");
+    fs::write(&raw, orig.as_le_bytes()).unwrap();
+    let packed = p(d.path(), "x.baler");
+    ok(&[
+        "compress", &raw, "--dtype", "f32", "--shape", "-1,10", "-o", &packed, "-b", "abs:0.01",
+        "-q",
+    ]);
+    let out = p(d.path(), "y.raw");
+    ok(&["decompress", &packed, "-o", &out, "-q"]);
+    let back: Vec<f32> = bytemuck::pod_collect_to_vec(&fs::read(&out).unwrap());
+    assert_within(f32s(&orig), &back, 10, &[0.01; 10]);
+    // The same container decompresses to .npy by extension.
+    let npy = p(d.path(), "y.npy");
+    ok(&["decompress", &packed, "-o", &npy, "-q"]);
+    assert_eq!(load_npy(&npy).1, vec![8192, 10]);
+    // A shape that does not fit the file is refused with both sizes named.
+    fails(
+        &[
+            "compress",
+            &raw,
+            "--dtype",
+            "f32",
+            "--shape",
+            "1000,10",
+            "-o",
+            &p(d.path(), "z"),
+            "-b",
+            "lossless",
+        ],
+        1,
+        "needs 40000 bytes",
+    );
+    fails(
+        &[
+            "compress",
+            &raw,
+            "--dtype",
+            "f32",
+            "--shape",
+            "-1,7",
+            "-o",
+            &p(d.path(), "z"),
+            "-b",
+            "lossless",
+        ],
+        1,
+        "not a whole number",
+    );
+    assert!(!Path::new(&p(d.path(), "z")).exists());
+}
+
+#[test]
+fn standard_input_and_output() {
+    let npy = fs::read(fixture("cms_ak4jets.npy")).unwrap();
+    let packed = piped(&["compress", "-", "--bound", "rel:1e-4", "-q"], &npy);
+    let raw = piped(&["decompress", "-", "-o", "-", "-q"], &packed);
+    let (orig, _) = load_npy(&fixture("cms_ak4jets.npy"));
+    let back: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+    // Statistics come from the first records of a stream; this input fits in them whole.
+    assert_within(f32s(&orig), &back, 59, &rel_bounds(f32s(&orig), 59, 1e-4));
+
+    // Raw values of unknown length on stdin, decompressed to .npy (header fixed up at the end).
+    let d = tmp();
+    let packed = piped(
+        &[
+            "compress", "-", "--dtype", "f32", "--shape", "-1,59", "-b", "lossless", "-q",
+        ],
+        &orig.as_le_bytes(),
+    );
+    let c = p(d.path(), "s.baler");
+    fs::write(&c, &packed).unwrap();
+    let out = p(d.path(), "s.npy");
+    ok(&["decompress", &c, "-o", &out, "-q"]);
+    let (back, shape) = load_npy(&out);
+    assert_eq!(shape, vec![1636, 59]);
+    assert_eq!(back, orig, "lossless is bit-exact");
+}
+
+#[test]
+fn lossless_is_bit_exact_with_special_values() {
+    let d = tmp();
+    let vals: Vec<f32> = vec![
+        f32::NAN,
+        f32::from_bits(0x7fc0_1234),
+        -0.0,
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-45,
+        f32::MAX,
+        3.5,
+        -2.25,
+    ]
+    .into_iter()
+    .cycle()
+    .take(10_000)
+    .collect();
+    let raw = p(d.path(), "s.f32");
+    fs::write(&raw, bytemuck::cast_slice(&vals)).unwrap();
+    for bound in ["lossless", "rel:1e-2", "abs:0.5"] {
+        let c = p(d.path(), "s.baler");
+        ok(&[
+            "compress", &raw, "--dtype", "f32", "--shape", "-1", "-o", &c, "-b", bound, "-f", "-q",
+        ]);
+        let out = p(d.path(), "o.raw");
+        ok(&["decompress", &c, "-o", &out, "-f", "-q"]);
+        let back: Vec<f32> = bytemuck::pod_collect_to_vec(&fs::read(&out).unwrap());
+        let e = match bound {
+            "lossless" => 0.0,
+            "abs:0.5" => 0.5,
+            _ => 1e-2 * (f32::MAX as f64 - (-2.25f64)),
+        };
+        assert_within(&vals, &back, 1, &[e]);
+    }
+}
+
+#[test]
+fn column_bounds_by_name_and_index() {
+    let d = tmp();
+    let names = fs::read_to_string(fixture("delphes_16k.columns")).unwrap();
+    let c = p(d.path(), "x.baler");
+    ok(&[
+        "compress",
+        &fixture("delphes_16k.npy"),
+        "-o",
+        &c,
+        "-b",
+        "rel:1e-2",
+        "--names",
+        names.trim(),
+        "--bound-col",
+        "PID=lossless",
+        "--bound-col",
+        "0=abs:1e-4",
+        "-q",
+    ]);
+    let info = String::from_utf8(ok(&["info", &c]).stdout).unwrap();
+    assert!(info.contains("PID"), "{info}");
+    assert!(info.contains("lossless"), "{info}");
+    let out = p(d.path(), "x.npy");
+    ok(&["decompress", &c, "-o", &out, "-q"]);
+    let (orig, _) = load_npy(&fixture("delphes_16k.npy"));
+    let (back, _) = load_npy(&out);
+    let mut bounds = rel_bounds(f32s(&orig), 16, 1e-2);
+    bounds[0] = 1e-4;
+    bounds[13] = 0.0; // PID
+    assert_within(f32s(&orig), f32s(&back), 16, &bounds);
+    fails(
+        &[
+            "compress",
+            &fixture("delphes_16k.npy"),
+            "-o",
+            &p(d.path(), "y"),
+            "-b",
+            "rel:1e-2",
+            "--names",
+            names.trim(),
+            "--bound-col",
+            "Pid=lossless",
+        ],
+        1,
+        "PID",
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let d = tmp();
+    let c = p(d.path(), "x.baler");
+    fs::write(&c, b"precious").unwrap();
+    fails(
+        &[
+            "compress",
+            &fixture("cms_ak4jets.npy"),
+            "-o",
+            &c,
+            "-b",
+            "rel:1e-3",
+        ],
+        1,
+        "-f",
+    );
+    assert_eq!(fs::read(&c).unwrap(), b"precious");
+    ok(&[
+        "compress",
+        &fixture("cms_ak4jets.npy"),
+        "-o",
+        &c,
+        "-b",
+        "rel:1e-3",
+        "-f",
+        "-q",
+    ]);
+    assert_ne!(fs::read(&c).unwrap(), b"precious");
+}
+
+#[test]
+fn usage_errors_exit_2_and_runtime_errors_exit_1() {
+    fails(&["compress", &fixture("cms_ak4jets.npy")], 2, "--bound");
+    fails(
+        &["compress", &fixture("cms_ak4jets.npy"), "-b", "rel:-1"],
+        2,
+        "not negative",
+    );
+    fails(
+        &["compress", &fixture("cms_ak4jets.npy"), "-b", "fast"],
+        2,
+        "invalid bound",
+    );
+    fails(&["frobnicate"], 2, "unrecognized");
+    fails(
+        &["compress", "/no/such/file.npy", "-b", "rel:1e-3"],
+        1,
+        "no such file",
+    );
+    fails(&["decompress", "/no/such/file.baler"], 1, "no such file");
+    fails(
+        &[
+            "decompress",
+            &fixture("cms_ak4jets.npy"),
+            "-o",
+            "/tmp/never-written",
+        ],
+        1,
+        "not a baler container",
+    );
+    fails(
+        &["decompress", &fixture("cms_ak4jets.npy")],
+        1,
+        "does not end in .baler",
+    );
+    let d = tmp();
+    fails(
+        &[
+            "compress",
+            &fixture("cms_ak4jets.npy"),
+            "-o",
+            &p(d.path(), "x"),
+            "-b",
+            "rel:1e-3",
+            "--bound-col",
+            "59=abs:1",
+        ],
+        1,
+        "out of range",
+    );
+    fails(
+        &[
+            "compress",
+            &fixture("cfd_decay_ux.npy"),
+            "-o",
+            &p(d.path(), "x"),
+            "-b",
+            "rel:1e-3",
+            "--bound-col",
+            "0=abs:1",
+        ],
+        1,
+        "tables",
+    );
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "no output on failure"
+    );
+    assert!(run(&["--help"]).status.success());
+    assert!(run(&["--version"]).status.success());
+}
+
+fn compressed_fixture(d: &Path) -> (PathBuf, Vec<u8>) {
+    let c = d.join("x.baler");
+    ok(&[
+        "compress",
+        &fixture("delphes_16k.npy"),
+        "-o",
+        &c.to_string_lossy(),
+        "-b",
+        "rel:1e-3",
+        "--chunk-size",
+        "64K",
+        "-q",
+    ]);
+    let bytes = fs::read(&c).unwrap();
+    (c, bytes)
+}
+
+#[test]
+fn damaged_containers_fail_clearly_and_leave_no_output() {
+    let d = tmp();
+    let (_, bytes) = compressed_fixture(d.path());
+    let bad = d.path().join("bad.baler");
+    let out = p(d.path(), "bad.npy");
+    // A flipped bit in the middle of a chunk.
+    let mut g = bytes.clone();
+    let mid = bytes.len() / 2;
+    g[mid] ^= 0x04;
+    fs::write(&bad, &g).unwrap();
+    fails(
+        &["decompress", &bad.to_string_lossy(), "-o", &out],
+        1,
+        "chunk",
+    );
+    assert!(!Path::new(&out).exists());
+    // Cut short.
+    fs::write(&bad, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = fails(
+        &["decompress", &bad.to_string_lossy(), "-o", &out],
+        1,
+        "truncated",
+    );
+    assert!(err.contains("hint"), "{err}");
+    assert!(!Path::new(&out).exists());
+    // Cut inside the footer.
+    fs::write(&bad, &bytes[..bytes.len() - 3]).unwrap();
+    fails(
+        &["decompress", &bad.to_string_lossy(), "-o", &out],
+        1,
+        "truncated",
+    );
+    // A newer format version.
+    let mut g = bytes.clone();
+    g[8] = 7;
+    fs::write(&bad, &g).unwrap();
+    fails(
+        &["decompress", &bad.to_string_lossy(), "-o", &out],
+        1,
+        "version 7",
+    );
+    assert!(!Path::new(&out).exists());
+    // Through a pipe too.
+    let mut child = baler()
+        .args(["decompress", "-", "-o", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cut = bytes[..bytes.len() / 2].to_vec();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&cut);
+    });
+    let o = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
+}
+
+#[test]
+fn truncated_input_is_an_error_not_a_short_output() {
+    let d = tmp();
+    let npy = fs::read(fixture("cms_ak4jets.npy")).unwrap();
+    // A .npy whose data ends early, as a file and as a stream.
+    let short = p(d.path(), "short.npy");
+    fs::write(&short, &npy[..npy.len() - 1000]).unwrap();
+    fails(
+        &[
+            "compress",
+            &short,
+            "-b",
+            "rel:1e-3",
+            "-o",
+            &p(d.path(), "o.baler"),
+        ],
+        1,
+        "truncated",
+    );
+    let mut child = baler()
+        .args([
+            "compress",
+            "-",
+            "-b",
+            "rel:1e-3",
+            "-o",
+            &p(d.path(), "o.baler"),
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&npy[..npy.len() - 1000])
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ended after"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!Path::new(&p(d.path(), "o.baler")).exists());
+}
+
+#[test]
+fn info_describes_the_container() {
+    let d = tmp();
+    let (c, _) = compressed_fixture(d.path());
+    let info =
+        String::from_utf8(ok(&["info", &c.to_string_lossy(), "--chunks", "--columns"]).stdout)
+            .unwrap();
+    for needle in [
+        "f32 16384 × 16",
+        "table",
+        "rel:1e-3",
+        "format version 1",
+        "chunk",
+        "bits/value",
+        "x,",
+    ] {
+        let needle = if needle == "x," { "x" } else { needle };
+        assert!(info.contains(needle), "info lacks '{needle}':\n{info}");
+    }
+    let info = String::from_utf8(ok(&["info", &fixture("cfd_decay_ux.npy")]).stdout).unwrap();
+    assert!(info.contains("60 × 50 × 50"), "{info}");
+}
+
+#[test]
+fn fields_and_f64_through_the_binary() {
+    let d = tmp();
+    for (name, extra) in [
+        ("ocean_temp.npy", vec!["--layout", "field"]),
+        ("tau_pt_f64.npy", vec![]),
+        ("cfd_decay_ux.npy", vec!["-T", "1"]),
+    ] {
+        let c = p(d.path(), "f.baler");
+        let fix = fixture(name);
+        let mut args = vec![
+            "compress",
+            &fix,
+            "-o",
+            &c,
+            "-b",
+            "rel:1e-4",
+            "-f",
+            "-q",
+            "--chunk-size",
+            "64K",
+        ];
+        args.extend(extra.iter().copied());
+        ok(&args);
+        let out = p(d.path(), "f.npy");
+        ok(&["decompress", &c, "-o", &out, "-f", "-q"]);
+        let (orig, shape) = load_npy(&fix);
+        let (back, back_shape) = load_npy(&out);
+        assert_eq!(shape, back_shape);
+        match (&orig, &back) {
+            (ArrayData::F32(a), ArrayData::F32(b)) => {
+                let e = rel_bounds(a, 1, 1e-4);
+                assert_within(a, b, 1, &e);
+            }
+            (ArrayData::F64(a), ArrayData::F64(b)) => {
+                let (lo, hi) = a
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+                        (l.min(v), h.max(v))
+                    });
+                assert_within(a, b, 1, &[1e-4 * (hi - lo)]);
+            }
+            _ => panic!("dtype changed"),
+        }
+    }
+}
+
+#[test]
+fn broken_pipe_is_quiet() {
+    let c = {
+        let d = tmp();
+        let (c, bytes) = compressed_fixture(d.path());
+        let _ = c;
+        bytes
+    };
+    let mut child = baler()
+        .args(["decompress", "-", "-o", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&c);
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let o = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+}

@@ -1,0 +1,161 @@
+//! Helpers shared by the integration tests: one round trip used by every mode, and a bound check
+//! written independently of the library (it resolves bounds itself and compares exactly).
+
+#![allow(dead_code)]
+
+use baler::{
+    ArrayData, ArraySpec, BoundSpec, Bounds, ColumnRef, CompressOptions, Element, Header, Layout,
+};
+
+/// The absolute bound each column must meet, computed here from the data (not by the library):
+/// `rel` is `R × (max − min)` over finite values, in f64, as `check.py` does.
+pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds) -> Vec<f64> {
+    let width = spec.bound_columns();
+    let stride = if spec.layout == Layout::Table {
+        width
+    } else {
+        1
+    };
+    (0..width)
+        .map(|j| {
+            let mut spec_j = bounds.default;
+            for (r, s) in &bounds.overrides {
+                let hit = match r {
+                    ColumnRef::Index(i) => *i == j,
+                    ColumnRef::Name(n) => spec.column_names.get(j) == Some(n),
+                };
+                if hit {
+                    spec_j = *s;
+                }
+            }
+            match spec_j {
+                BoundSpec::Abs(e) => e,
+                BoundSpec::Lossless => 0.0,
+                BoundSpec::Rel(r) => {
+                    let col = data
+                        .iter()
+                        .skip(j)
+                        .step_by(stride)
+                        .map(|v| v.to_f64())
+                        .filter(|v| v.is_finite());
+                    let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                        (a.min(v), b.max(v))
+                    });
+                    if lo > hi { 0.0 } else { r * (hi - lo) }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Asserts every value of `back` stands for `orig` under `bounds` (one per column): finite values
+/// within the bound, exactly, in the data's own precision; non-finite values, −0.0, and every
+/// value of a bound-0 column bit for bit.
+pub fn assert_within<T: Element>(orig: &[T], back: &[T], width: usize, bounds: &[f64]) {
+    assert_eq!(orig.len(), back.len(), "length");
+    for (i, (&x, &y)) in orig.iter().zip(back).enumerate() {
+        let j = i % width;
+        let e = bounds[j.min(bounds.len() - 1)];
+        let (xb, yb) = (x.to_bits64(), y.to_bits64());
+        let sign = 1u64 << (8 * T::BYTES - 1);
+        if e == 0.0 || !x.is_finite() || xb == sign {
+            assert_eq!(
+                xb, yb,
+                "value {i} (column {j}) must be bit-exact: {x:?} came back as {y:?}"
+            );
+            continue;
+        }
+        assert!(y.is_finite(), "value {i}: finite {x:?} came back as {y:?}");
+        // Exact: |x − y| ≤ e, with the subtraction's rounding error accounted for.
+        let (a, b) = (x.to_f64(), y.to_f64());
+        let d = a - b;
+        let ok = if d.abs() != e {
+            d.abs() < e
+        } else {
+            let bb = d - a;
+            let err = (a - (d - bb)) + (-b - bb);
+            if d > 0.0 { err <= 0.0 } else { err >= 0.0 }
+        };
+        assert!(
+            ok,
+            "value {i} (column {j}): |{x:?} - {y:?}| = {:e} exceeds the bound {e:e}",
+            d.abs()
+        );
+        assert!(
+            yb != sign || xb == sign,
+            "value {i}: -0.0 appeared for {x:?}"
+        );
+    }
+}
+
+fn typed<T: Element>(data: &ArrayData) -> &[T] {
+    match data {
+        ArrayData::F32(v) => bytemuck::cast_slice(v.as_slice()),
+        ArrayData::F64(v) => bytemuck::cast_slice(v.as_slice()),
+    }
+}
+
+/// Compresses `data` in memory, decompresses it, and checks every value. Returns the container
+/// and its header.
+pub fn round_trip<T: Element>(
+    data: &[T],
+    spec: &ArraySpec,
+    opts: &CompressOptions,
+) -> (Vec<u8>, Header) {
+    let packed = baler::compress_slice(data, spec, opts).expect("compress");
+    let (header, back) = baler::decompress_to_vec(&packed).expect("decompress");
+    assert_eq!(back.dtype(), T::DTYPE);
+    let expected = expected_bounds(data, spec, &opts.bounds);
+    for (j, (b, e)) in header.bounds.iter().zip(&expected).enumerate() {
+        assert!(
+            b.abs <= *e,
+            "column {j}: resolved bound {} above the expected {e}",
+            b.abs
+        );
+    }
+    let width = if spec.layout == Layout::Table {
+        spec.shape[1] as usize
+    } else {
+        1
+    };
+    assert_within(data, typed::<T>(&back), width, &expected);
+    (packed, header)
+}
+
+/// A deterministic pseudo-random sequence (no dependency needed for plain test data).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        self.next_u64() as f64 / (1u64 << 53) as f64
+    }
+    /// Roughly normal.
+    pub fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.unit()).sum::<f64>() - 6.0
+    }
+}
+
+/// Loads a little-endian f32/f64 `.npy` fixture as (values, shape).
+pub fn load_npy(path: &str) -> (ArrayData, Vec<u64>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let h = baler::io::npy::read_header(&mut &bytes[..]).expect("npy header");
+    let body = &bytes[h.data_offset as usize..];
+    let data = match h.dtype {
+        baler::DType::F32 => ArrayData::F32(bytemuck::pod_collect_to_vec(body)),
+        baler::DType::F64 => ArrayData::F64(bytemuck::pod_collect_to_vec(body)),
+    };
+    (data, h.shape)
+}
+
+/// Path of a fixture.
+pub fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}

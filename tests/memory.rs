@@ -1,0 +1,254 @@
+//! Memory stays flat as the input grows: streams far larger than the cap go through
+//! `baler compress - | baler decompress -` (and file to file) while a monitor samples each
+//! process's anonymous resident memory (`RssAnon` in /proc/PID/status).
+//!
+//! Sizes: `BALER_MEMORY_TEST_MIB` (default 1024) for the large run, a quarter of it for the small
+//! one. Linux only (it reads /proc).
+
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+const CAP_MIB: u64 = 256;
+const COLS: usize = 16;
+
+fn baler() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_baler"))
+}
+
+fn rss_anon_kib(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("RssAnon:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Samples the peak RssAnon of `pids` every 2 ms until stopped.
+struct Monitor {
+    stop: Arc<AtomicBool>,
+    peaks: Vec<Arc<AtomicU64>>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl Monitor {
+    fn start(pids: Vec<u32>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks: Vec<Arc<AtomicU64>> = pids.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let (s, p) = (Arc::clone(&stop), peaks.clone());
+        let handle = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for (pid, peak) in pids.iter().zip(&p) {
+                    if let Some(k) = rss_anon_kib(*pid) {
+                        peak.fetch_max(k, Ordering::Relaxed);
+                    }
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Monitor {
+            stop,
+            peaks,
+            handle,
+        }
+    }
+
+    fn finish(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap();
+        self.peaks
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed) / 1024)
+            .collect()
+    }
+}
+
+/// Physics-like rows: smooth, noisy and heavy-tailed columns, generated on the fly.
+fn fill(buf: &mut [f32], seed: &mut u64, row0: u64) {
+    for (i, row) in buf.chunks_mut(COLS).enumerate() {
+        let r = row0 + i as u64;
+        for (c, v) in row.iter_mut().enumerate() {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (*seed >> 40) as f32 / (1u64 << 24) as f32;
+            *v = match c % 4 {
+                0 => (r as f32 * 1e-3).sin() * 100.0 + u,
+                1 => -30.0 * (u + 1e-7).ln(),
+                2 => (u - 0.5) * 6.0,
+                _ => (r % 97) as f32,
+            };
+        }
+    }
+}
+
+fn wait_ok(mut c: Child, what: &str) {
+    let mut err = String::new();
+    if let Some(mut e) = c.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    let status = c.wait().unwrap();
+    assert!(status.success(), "{what} failed: {err}");
+}
+
+/// Streams `mib` MiB through compress | decompress; returns the peak RssAnon (MiB) of each.
+fn stream_through_pipes(mib: u64) -> (u64, u64) {
+    let total = mib << 20;
+    let mut comp = baler()
+        .args([
+            "compress", "-", "--dtype", "f32", "--shape", "-1,16", "-b", "rel:1e-3", "-q", "-o",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut decomp = baler()
+        .args(["decompress", "-", "-o", "-", "-q"])
+        .stdin(Stdio::from(comp.stdout.take().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let monitor = Monitor::start(vec![comp.id(), decomp.id()]);
+    let mut stdin = BufWriter::new(comp.stdin.take().unwrap());
+    let feeder = thread::spawn(move || {
+        let mut buf = vec![0f32; COLS * 65536];
+        let mut seed = 1u64;
+        let mut sent = 0u64;
+        let mut row = 0u64;
+        while sent < total {
+            fill(&mut buf, &mut seed, row);
+            let bytes: &[u8] = bytemuck::cast_slice(&buf);
+            let n = (bytes.len() as u64).min(total - sent) as usize;
+            stdin.write_all(&bytes[..n]).unwrap();
+            sent += n as u64;
+            row += (n / (4 * COLS)) as u64;
+        }
+    });
+    let mut out = decomp.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    feeder.join().unwrap();
+    wait_ok(comp, "compress");
+    wait_ok(decomp, "decompress");
+    let peaks = monitor.finish();
+    assert_eq!(got, total, "every byte comes back");
+    (peaks[0], peaks[1])
+}
+
+fn mib_from_env() -> u64 {
+    std::env::var("BALER_MEMORY_TEST_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024)
+}
+
+#[test]
+fn pipes_stay_flat_as_the_stream_grows() {
+    let big = mib_from_env();
+    let (c_small, d_small) = stream_through_pipes(big / 4);
+    let (c_big, d_big) = stream_through_pipes(big);
+    eprintln!(
+        "peak RssAnon, {} MiB: compress {c_small} MiB, decompress {d_small} MiB",
+        big / 4
+    );
+    eprintln!("peak RssAnon, {big} MiB: compress {c_big} MiB, decompress {d_big} MiB");
+    for (what, peak) in [("compress", c_big), ("decompress", d_big)] {
+        assert!(
+            peak < CAP_MIB,
+            "{what} used {peak} MiB of anonymous memory (cap {CAP_MIB} MiB)"
+        );
+    }
+    // Flat: four times the input does not need noticeably more memory.
+    assert!(
+        c_big <= c_small + c_small / 4 + 32,
+        "compress grew from {c_small} to {c_big} MiB"
+    );
+    assert!(
+        d_big <= d_small + d_small / 4 + 32,
+        "decompress grew from {d_small} to {d_big} MiB"
+    );
+}
+
+#[test]
+fn files_stay_under_the_cap() {
+    let mib = mib_from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("big.npy");
+    let rows = (mib << 20) / (4 * COLS as u64);
+    {
+        let mut f = BufWriter::new(fs::File::create(&npy).unwrap());
+        f.write_all(&baler::io::npy::header_bytes(
+            baler::DType::F32,
+            &[rows, COLS as u64],
+            false,
+        ))
+        .unwrap();
+        let mut buf = vec![0f32; COLS * 65536];
+        let mut seed = 7u64;
+        let mut row = 0u64;
+        while row < rows {
+            fill(&mut buf, &mut seed, row);
+            let n = ((rows - row) as usize).min(65536);
+            f.write_all(bytemuck::cast_slice(&buf[..n * COLS])).unwrap();
+            row += n as u64;
+        }
+    }
+    let packed = dir.path().join("big.baler");
+    let c = baler()
+        .args([
+            "compress",
+            &npy.to_string_lossy(),
+            "-o",
+            &packed.to_string_lossy(),
+            "-b",
+            "rel:1e-3",
+            "-q",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let m = Monitor::start(vec![c.id()]);
+    wait_ok(c, "compress");
+    let c_peak = m.finish()[0];
+    fs::remove_file(&npy).unwrap();
+    let back = dir.path().join("back.npy");
+    let d = baler()
+        .args([
+            "decompress",
+            &packed.to_string_lossy(),
+            "-o",
+            &back.to_string_lossy(),
+            "-q",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let m = Monitor::start(vec![d.id()]);
+    wait_ok(d, "decompress");
+    let d_peak = m.finish()[0];
+    eprintln!("peak RssAnon, {mib} MiB file: compress {c_peak} MiB, decompress {d_peak} MiB");
+    assert_eq!(
+        fs::metadata(&back).unwrap().len(),
+        128 + rows * 4 * COLS as u64
+    );
+    assert!(c_peak < CAP_MIB, "compress used {c_peak} MiB");
+    assert!(d_peak < CAP_MIB, "decompress used {d_peak} MiB");
+}

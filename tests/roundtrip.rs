@@ -1,0 +1,274 @@
+//! The bound holds, strictly, over random data, shapes, chunk sizes, thread counts and bounds,
+//! special values included; and the output does not depend on the thread count.
+
+mod common;
+
+use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType, Element, Layout};
+use common::{Lcg, round_trip};
+use proptest::prelude::*;
+
+fn special_f32() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        10 => -1e3f32..1e3,
+        3 => -1e-3f32..1e-3,
+        2 => any::<f32>(),
+        1 => prop_oneof![
+            Just(f32::NAN),
+            Just(f32::from_bits(0x7fc0_dead)),
+            Just(f32::from_bits(0xff80_0001)),
+            Just(-0.0f32),
+            Just(0.0f32),
+            Just(f32::INFINITY),
+            Just(f32::NEG_INFINITY),
+            Just(1e-40f32),
+            Just(-1.4e-45f32),
+            Just(f32::MAX),
+            Just(f32::MIN),
+            Just(f32::MIN_POSITIVE),
+        ],
+    ]
+}
+
+fn special_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        10 => -1e6f64..1e6,
+        2 => any::<f64>(),
+        1 => prop_oneof![
+            Just(f64::NAN),
+            Just(f64::from_bits(0x7ff8_0000_dead_beef)),
+            Just(-0.0f64),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(5e-324f64),
+            Just(f64::MAX),
+            Just(-f64::MAX),
+        ],
+    ]
+}
+
+fn bound_spec() -> impl Strategy<Value = BoundSpec> {
+    prop_oneof![
+        3 => (1e-7f64..10.0).prop_map(BoundSpec::Abs),
+        3 => (1e-7f64..0.3).prop_map(BoundSpec::Rel),
+        1 => Just(BoundSpec::Lossless),
+        1 => Just(BoundSpec::Abs(0.0)),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    shape: Vec<u64>,
+    layout: Layout,
+    bounds: Bounds,
+    chunk_bytes: usize,
+    threads: usize,
+    constant_col: Option<usize>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let table = (0u64..400, 1u64..7).prop_map(|(r, c)| (vec![r, c], Layout::Table));
+    let field = prop::collection::vec(1u64..12, 1..4).prop_map(|s| (s, Layout::Field));
+    (
+        prop_oneof![table, field],
+        bound_spec(),
+        prop::collection::vec((0usize..7, bound_spec()), 0..3),
+        prop_oneof![Just(4096usize), Just(8192), Just(100_000), Just(4 << 20)],
+        1usize..5,
+        prop::option::of(0usize..7),
+    )
+        .prop_map(
+            |((shape, layout), default, overrides, chunk_bytes, threads, constant_col)| {
+                let mut bounds = Bounds::new(default);
+                if layout == Layout::Table {
+                    for (c, s) in overrides {
+                        if (c as u64) < shape[1] {
+                            bounds.overrides.push((baler::ColumnRef::Index(c), s));
+                        }
+                    }
+                }
+                Case {
+                    shape,
+                    layout,
+                    bounds,
+                    chunk_bytes,
+                    threads,
+                    constant_col,
+                }
+            },
+        )
+}
+
+fn run_case<T: Element>(case: &Case, mut values: Vec<T>) {
+    let dtype = T::DTYPE;
+    let mut spec = ArraySpec::new(dtype, case.shape.clone());
+    spec.layout = case.layout;
+    if let (Some(c), Layout::Table) = (case.constant_col, case.layout) {
+        let width = case.shape[1] as usize;
+        if c < width {
+            for row in values.chunks_mut(width) {
+                row[c] = T::from_f64(42.5);
+            }
+        }
+    }
+    let opts = CompressOptions::new(case.bounds.clone())
+        .threads(case.threads)
+        .chunk_bytes(case.chunk_bytes);
+    round_trip(&values, &spec, &opts);
+}
+
+fn f32_case() -> impl Strategy<Value = (Case, Vec<f32>)> {
+    case().prop_flat_map(|c| {
+        let n = c.shape.iter().product::<u64>() as usize;
+        (Just(c), prop::collection::vec(special_f32(), n))
+    })
+}
+
+fn f64_case() -> impl Strategy<Value = (Case, Vec<f64>)> {
+    case().prop_flat_map(|c| {
+        let n = c.shape.iter().product::<u64>() as usize;
+        (Just(c), prop::collection::vec(special_f64(), n))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bound_holds_f32((case, values) in f32_case()) {
+        run_case::<f32>(&case, values);
+    }
+
+    #[test]
+    fn bound_holds_f64((case, values) in f64_case()) {
+        run_case::<f64>(&case, values);
+    }
+}
+
+/// Smooth, noisy, heavy-tailed and spiky columns, at many sizes.
+fn physics_like(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Lcg(seed);
+    let mut v = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            let x = match c % 5 {
+                0 => (r as f64 * 0.01).sin() * 50.0 + rng.normal(),
+                1 => -20.0 * rng.unit().max(1e-12).ln(), // falling spectrum
+                2 => {
+                    if rng.unit() < 0.01 {
+                        999.9
+                    } else {
+                        rng.normal() * 2.0
+                    }
+                }
+                3 => (rng.next_u64() % 5) as f64 - 2.0,
+                _ => 1e12 * (1.0 + 40.0 * rng.unit()),
+            };
+            v.push(x as f32);
+        }
+    }
+    v
+}
+
+#[test]
+fn output_is_the_same_for_every_thread_count() {
+    let data = physics_like(20_000, 7, 5);
+    let spec = ArraySpec::new(DType::F32, vec![20_000, 7]);
+    let base = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3))).chunk_bytes(64 << 10);
+    let one = baler::compress_slice(&data, &spec, &base.clone().threads(1)).unwrap();
+    for t in [2, 3, 8] {
+        let many = baler::compress_slice(&data, &spec, &base.clone().threads(t)).unwrap();
+        assert!(
+            one == many,
+            "{t} threads wrote different bytes than 1 thread"
+        );
+    }
+    // And the decoder gives the same bits whatever its thread count.
+    let dec = |t: usize| {
+        let mut d =
+            baler::Decompressor::with_threads(std::io::Cursor::new(one.clone()), t).unwrap();
+        let mut all = Vec::new();
+        while let Some(baler::ArrayData::F32(c)) = d.next_chunk().unwrap() {
+            all.extend(c.iter().map(|v| v.to_bits()));
+        }
+        all
+    };
+    assert_eq!(dec(1), dec(4));
+}
+
+#[test]
+fn many_bounds_on_physics_like_tables() {
+    for (rows, cols) in [(1, 1), (3, 5), (1000, 5), (50_000, 10)] {
+        let data = physics_like(rows, cols, rows as u64);
+        let spec = ArraySpec::new(DType::F32, vec![rows as u64, cols as u64]);
+        for b in [
+            BoundSpec::Rel(1e-2),
+            BoundSpec::Rel(1e-4),
+            BoundSpec::Abs(1e-6),
+            BoundSpec::Lossless,
+        ] {
+            let opts = CompressOptions::new(Bounds::new(b))
+                .chunk_bytes(32 << 10)
+                .threads(3);
+            round_trip(&data, &spec, &opts);
+        }
+    }
+}
+
+#[test]
+fn values_far_outside_the_sampled_range_still_meet_the_bound() {
+    // Statistics from the first records only (a stream): later values are 1e6× larger.
+    let rows = 40_000usize;
+    let mut data = physics_like(rows, 3, 9);
+    for v in &mut data[3 * rows / 2..] {
+        *v *= 1e6;
+    }
+    let spec = ArraySpec::new(DType::F32, vec![baler::UNKNOWN, 3]);
+    let mut opts = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3))).chunk_bytes(16 << 10);
+    opts.sample_bytes = 32 << 10;
+    let mut c = baler::Compressor::new(Vec::new(), spec, opts).unwrap();
+    for part in data.chunks(777) {
+        c.write_values(part).unwrap();
+    }
+    let packed = c.finish().unwrap();
+    let (header, back) = baler::decompress_to_vec(&packed).unwrap();
+    assert_eq!(header.spec.shape, vec![rows as u64, 3]);
+    assert!(matches!(
+        header.stats_source,
+        baler::container::StatsSource::FirstRecords(_)
+    ));
+    let bounds: Vec<f64> = header.bounds.iter().map(|b| b.abs).collect();
+    let baler::ArrayData::F32(back) = back else {
+        panic!("dtype")
+    };
+    common::assert_within(&data, &back, 3, &bounds);
+}
+
+#[test]
+fn fields_of_every_rank() {
+    let mut rng = Lcg(3);
+    for shape in [
+        vec![100_000u64],
+        vec![7, 300, 11],
+        vec![2, 3, 4, 5, 6],
+        vec![1, 1],
+        vec![0, 5],
+    ] {
+        let n: u64 = shape.iter().product();
+        let data: Vec<f64> = (0..n)
+            .map(|i| (i as f64 * 0.001).cos() * 100.0 + rng.normal())
+            .collect();
+        let mut spec = ArraySpec::new(DType::F64, shape);
+        spec.layout = Layout::Field;
+        for b in [
+            BoundSpec::Rel(1e-5),
+            BoundSpec::Abs(0.5),
+            BoundSpec::Lossless,
+        ] {
+            round_trip(
+                &data,
+                &spec,
+                &CompressOptions::new(Bounds::new(b)).chunk_bytes(8192),
+            );
+        }
+    }
+}
