@@ -9,7 +9,7 @@
 //!           | 0x01 lossless                                    (bit-exact, see `lossless`)
 //! ```
 //!
-//! `exceptions` is [`Exceptions::write`]'s block and `codes` a [`CodeCoder`] stream holding one
+//! `exceptions` is `Exceptions::write`'s block and `codes` a `CodeCoder` stream holding one
 //! code per value that is not an exception. When the coded payload is not smaller than the raw
 //! values, the chunk stores them raw or LZ4-compressed instead and says so in its payload kind
 //! (the container's chunk flags).
@@ -287,11 +287,10 @@ fn encode_column<T: Element>(
     alt: &mut Vec<u8>,
 ) {
     if cp.bound > 0.0 {
-        let max_abs = col
-            .iter()
-            .map(|v| v.to_f64().abs())
-            .filter(|a| a.is_finite())
-            .fold(0.0, f64::max);
+        // The column's largest magnitude, from the header's statistics: values beyond it (a
+        // stream whose statistics came from its first records) still meet the bound, through
+        // the exact check.
+        let max_abs = cp.norm.offset.abs() + cp.norm.scale;
         let q = Quantizer::for_values::<T>(cp.bound, max_abs);
         let predictor = Predictor::Centre;
         q.quantize(col, predictor.predict(&cp.norm, q.step), codes, exc, recon);

@@ -275,49 +275,44 @@ impl<W: Write + Send + 'static> Compressor<W> {
         };
         let params = Arc::new(header.codec_params());
         let progress = Arc::clone(&self.progress);
-        let free_capacity = 2 * self.threads + 2;
-        let pool = EncodePool::start(
-            self.threads,
-            spec.dtype,
-            params,
-            free_capacity,
-            move |order, free| {
-                let mut cw = ContainerWriter::new(writer, &header)?;
-                progress
-                    .bytes_out
-                    .store(cw.bytes_written(), Ordering::Relaxed);
-                let mut chunks = 0u64;
-                for msg in order {
-                    match msg {
-                        WriterMsg::Chunk(rx) => {
-                            let mut enc = wait_reply(&rx)?;
-                            cw.write_chunk(enc.records, enc.kind, &enc.payload)?;
-                            chunks += 1;
-                            progress
-                                .bytes_out
-                                .store(cw.bytes_written(), Ordering::Relaxed);
-                            enc.data.clear();
-                            let _ = free.try_send(enc.data);
-                        }
-                        WriterMsg::Finish => {
-                            let records = cw.records_written();
-                            let writer = cw.finish()?;
-                            let bytes_out = progress.bytes_out.load(Ordering::Relaxed);
-                            return Ok(Finished {
-                                writer,
-                                header,
-                                chunks,
-                                records,
-                                bytes_out,
-                            });
-                        }
+        let pool = EncodePool::start(self.threads, spec.dtype, params, move |order, buffers| {
+            let mut cw = ContainerWriter::new(writer, &header)?;
+            progress
+                .bytes_out
+                .store(cw.bytes_written(), Ordering::Relaxed);
+            let mut chunks = 0u64;
+            for msg in order {
+                match msg {
+                    WriterMsg::Chunk(rx) => {
+                        let mut enc = wait_reply(&rx)?;
+                        cw.write_chunk(enc.records, enc.kind, &enc.payload)?;
+                        chunks += 1;
+                        progress
+                            .bytes_out
+                            .store(cw.bytes_written(), Ordering::Relaxed);
+                        enc.data.clear();
+                        buffers.data.give(enc.data);
+                        enc.payload.clear();
+                        buffers.payload.give(enc.payload);
+                    }
+                    WriterMsg::Finish => {
+                        let records = cw.records_written();
+                        let writer = cw.finish()?;
+                        let bytes_out = progress.bytes_out.load(Ordering::Relaxed);
+                        return Ok(Finished {
+                            writer,
+                            header,
+                            chunks,
+                            records,
+                            bytes_out,
+                        });
                     }
                 }
-                Err(Error::Io(io::Error::other(
-                    "the compressor was dropped before finish(): the output has no end mark",
-                )))
-            },
-        );
+            }
+            Err(Error::Io(io::Error::other(
+                "the compressor was dropped before finish(): the output has no end mark",
+            )))
+        });
         self.state = State::Running(pool);
         for (data, records) in pending {
             self.submit(data, records)?;

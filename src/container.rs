@@ -601,6 +601,12 @@ impl<R: Read> ContainerReader<R> {
 
     /// Reads the next chunk, or the end mark. Reading after the end mark returns it again.
     pub fn next_frame(&mut self) -> Result<Frame> {
+        self.next_frame_reusing(Vec::new())
+    }
+
+    /// Like [`next_frame`](Self::next_frame), reading a chunk's payload into `spare` (its
+    /// allocation is reused).
+    pub fn next_frame_reusing(&mut self, mut spare: Vec<u8>) -> Result<Frame> {
         if self.done {
             return Ok(Frame::End {
                 chunks: self.chunks,
@@ -649,7 +655,8 @@ impl<R: Read> ContainerReader<R> {
                         format!("implausible size: {records} records in {len} bytes"),
                     ));
                 }
-                let mut payload = Vec::new();
+                spare.clear();
+                let mut payload = spare;
                 let got = (&mut self.inner)
                     .take(len as u64)
                     .read_to_end(&mut payload)?;

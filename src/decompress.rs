@@ -72,9 +72,9 @@ impl Decompressor {
         let record_len = header.record_len;
         let dtype = header.spec.dtype;
         let params = Arc::new(header.codec_params());
-        let pool = DecodePool::start(threads, dtype, params, move |jobs, order| {
+        let pool = DecodePool::start(threads, dtype, params, move |jobs, order, payloads| {
             loop {
-                match cr.next_frame() {
+                match cr.next_frame_reusing(payloads.take().unwrap_or_default()) {
                     Ok(Frame::Chunk {
                         index,
                         records,
@@ -136,6 +136,14 @@ impl Decompressor {
     /// The container header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Hands back a chunk returned by [`next_chunk`](Self::next_chunk) once done with it, so its
+    /// memory serves a later chunk (optional: it saves allocations, nothing else).
+    pub fn recycle(&self, data: ArrayData) {
+        if let Some(p) = &self.pool {
+            p.recycle(data);
+        }
     }
 
     /// Records returned so far.

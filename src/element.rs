@@ -233,4 +233,12 @@ macro_rules! with_array {
             $crate::ArrayData::F64($v) => $body,
         }
     };
+    // Two arrays of the same dtype (a mismatch is a bug).
+    ($pair:expr, ($a:ident, $b:ident) => $body:expr) => {
+        match $pair {
+            ($crate::ArrayData::F32($a), $crate::ArrayData::F32($b)) => $body,
+            ($crate::ArrayData::F64($a), $crate::ArrayData::F64($b)) => $body,
+            _ => unreachable!("arrays of different dtypes"),
+        }
+    };
 }

@@ -20,6 +20,8 @@ pub mod normalize;
 mod pipeline;
 pub mod predict;
 pub mod residual;
+#[doc(hidden)]
+pub mod stages;
 
 pub use array::{ArraySpec, Layout, UNKNOWN};
 pub use bound::{BoundSpec, Bounds, ColumnRef, ResolvedBound};

@@ -44,17 +44,32 @@ impl ColumnStats {
     /// Statistics of a slice of values.
     pub fn of<T: Element>(values: &[T]) -> Self {
         let mut s = ColumnStats::default();
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut nonfinite = 0u64;
-        for &v in values {
-            let x = v.to_f64();
-            if x.is_finite() {
-                lo = lo.min(x);
-                hi = hi.max(x);
-            } else {
-                nonfinite += 1;
+        // Eight running minima and maxima, branch-free, so the loop vectorizes.
+        let mut lo = [f64::INFINITY; 8];
+        let mut hi = [f64::NEG_INFINITY; 8];
+        let mut bad = [0u64; 8];
+        let mut blocks = values.chunks_exact(8);
+        for block in &mut blocks {
+            for k in 0..8 {
+                let x = block[k].to_f64();
+                let finite = x.is_finite();
+                let y = if finite { x } else { f64::NAN };
+                lo[k] = lo[k].min(y);
+                hi[k] = hi[k].max(y);
+                bad[k] += !finite as u64;
             }
         }
+        for (k, &v) in blocks.remainder().iter().enumerate() {
+            let x = v.to_f64();
+            let finite = x.is_finite();
+            let y = if finite { x } else { f64::NAN };
+            lo[k] = lo[k].min(y);
+            hi[k] = hi[k].max(y);
+            bad[k] += !finite as u64;
+        }
+        let lo = lo.iter().fold(f64::INFINITY, |a, &b| a.min(b));
+        let hi = hi.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        let nonfinite: u64 = bad.iter().sum();
         s.min = lo;
         s.max = hi;
         s.nonfinite = nonfinite;
@@ -91,15 +106,15 @@ impl StatsAccumulator {
         let mut lo = vec![f64::INFINITY; c];
         let mut hi = vec![f64::NEG_INFINITY; c];
         let mut bad = vec![0u64; c];
+        // Branch-free so it vectorizes: a non-finite value becomes NaN, which min/max ignore.
         for row in values.chunks_exact(c) {
-            for (j, &v) in row.iter().enumerate() {
+            for (((&v, l), h), b) in row.iter().zip(&mut lo).zip(&mut hi).zip(&mut bad) {
                 let x = v.to_f64();
-                if x.is_finite() {
-                    lo[j] = lo[j].min(x);
-                    hi[j] = hi[j].max(x);
-                } else {
-                    bad[j] += 1;
-                }
+                let finite = x.is_finite();
+                let y = if finite { x } else { f64::NAN };
+                *l = l.min(y);
+                *h = h.max(y);
+                *b += !finite as u64;
             }
         }
         let rows = (values.len() / c) as u64;

@@ -66,6 +66,49 @@ impl AnyCodec {
     }
 }
 
+/// Buffers handed back for reuse, so each chunk does not allocate (and page-fault) fresh
+/// memory. Bounded: surplus buffers are simply dropped.
+#[derive(Debug)]
+pub(crate) struct Pool<T> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+}
+
+impl<T> Clone for Pool<T> {
+    fn clone(&self) -> Self {
+        Pool {
+            tx: self.tx.clone(),
+            rx: self.rx.clone(),
+        }
+    }
+}
+
+impl<T> Pool<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (tx, rx) = bounded(capacity.max(1));
+        Pool { tx, rx }
+    }
+
+    /// A free buffer, if there is one.
+    pub(crate) fn take(&self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Hands a buffer back.
+    pub(crate) fn give(&self, v: T) {
+        let _ = self.tx.try_send(v);
+    }
+}
+
+/// The buffers a compression pipeline recycles.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodeBuffers {
+    /// Input chunks, back from the writer to the producer.
+    pub data: Pool<ArrayData>,
+    /// Coded payloads, back from the writer to the workers.
+    pub payload: Pool<Vec<u8>>,
+}
+
 /// A coded chunk on its way to the writer.
 pub(crate) struct Encoded {
     pub records: u32,
@@ -95,7 +138,7 @@ pub(crate) struct EncodePool<T: Send + 'static> {
     order: Option<Sender<WriterMsg>>,
     writer: Option<JoinHandle<Result<T>>>,
     workers: Vec<JoinHandle<()>>,
-    free: Receiver<ArrayData>,
+    buffers: EncodeBuffers,
 }
 
 impl<T: Send + 'static> EncodePool<T> {
@@ -105,23 +148,26 @@ impl<T: Send + 'static> EncodePool<T> {
         threads: usize,
         dtype: DType,
         params: Arc<CodecParams>,
-        free_capacity: usize,
-        write: impl FnOnce(Receiver<WriterMsg>, Sender<ArrayData>) -> Result<T> + Send + 'static,
+        write: impl FnOnce(Receiver<WriterMsg>, EncodeBuffers) -> Result<T> + Send + 'static,
     ) -> Self {
         let threads = threads.max(1);
         let (jobs_tx, jobs_rx) = bounded::<EncodeJob>(threads);
         let (order_tx, order_rx) = bounded::<WriterMsg>(2 * threads);
-        let (free_tx, free_rx) = bounded::<ArrayData>(free_capacity.max(1));
+        let buffers = EncodeBuffers {
+            data: Pool::new(2 * threads + 2),
+            payload: Pool::new(2 * threads + 2),
+        };
         let workers = (0..threads)
             .map(|i| {
                 let jobs = jobs_rx.clone();
                 let params = Arc::clone(&params);
+                let payloads = buffers.payload.clone();
                 thread::Builder::new()
                     .name(format!("baler-encode-{i}"))
                     .spawn(move || {
                         let mut codec = AnyCodec::new(dtype, params);
                         for job in jobs {
-                            let mut payload = Vec::new();
+                            let mut payload = payloads.take().unwrap_or_default();
                             let kind = codec.encode(&job.data, &mut payload);
                             // The writer may have stopped on an error; nothing to do then.
                             let _ = job.reply.send(Ok(Encoded {
@@ -135,22 +181,23 @@ impl<T: Send + 'static> EncodePool<T> {
                     .expect("spawn worker thread")
             })
             .collect();
+        let for_writer = buffers.clone();
         let writer = thread::Builder::new()
             .name("baler-writer".into())
-            .spawn(move || write(order_rx, free_tx))
+            .spawn(move || write(order_rx, for_writer))
             .expect("spawn writer thread");
         EncodePool {
             jobs: Some(jobs_tx),
             order: Some(order_tx),
             writer: Some(writer),
             workers,
-            free: free_rx,
+            buffers,
         }
     }
 
     /// A recycled input buffer, if one is free.
     pub(crate) fn recycled(&self) -> Option<ArrayData> {
-        self.free.try_recv().ok()
+        self.buffers.data.take()
     }
 
     /// Queues a chunk. Fails (with the real cause, from the writer) if the pipeline has stopped.
@@ -247,10 +294,20 @@ pub(crate) struct DecodeJob {
     pub reply: Sender<Result<Decoded>>,
 }
 
+/// The buffers a decompression pipeline recycles.
+#[derive(Debug, Clone)]
+pub(crate) struct DecodeBuffers {
+    /// Payloads, back from the workers to the reader.
+    pub payload: Pool<Vec<u8>>,
+    /// Decoded chunks, back from the consumer to the workers.
+    pub data: Pool<ArrayData>,
+}
+
 /// The decompressing side: a reader thread and workers feeding the consumer in order.
 pub(crate) struct DecodePool {
     order: Receiver<DecodeMsg>,
     threads: Vec<JoinHandle<()>>,
+    buffers: DecodeBuffers,
 }
 
 impl DecodePool {
@@ -260,21 +317,32 @@ impl DecodePool {
         threads: usize,
         dtype: DType,
         params: Arc<CodecParams>,
-        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>) + Send + 'static,
+        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>) + Send + 'static,
     ) -> Self {
         let threads = threads.max(1);
         let (jobs_tx, jobs_rx) = bounded::<DecodeJob>(threads);
         let (order_tx, order_rx) = bounded::<DecodeMsg>(2 * threads);
+        let buffers = DecodeBuffers {
+            payload: Pool::new(2 * threads + 2),
+            data: Pool::new(2 * threads + 2),
+        };
         let mut handles: Vec<JoinHandle<()>> = (0..threads)
             .map(|i| {
                 let jobs = jobs_rx.clone();
                 let params = Arc::clone(&params);
+                let bufs = buffers.clone();
                 thread::Builder::new()
                     .name(format!("baler-decode-{i}"))
                     .spawn(move || {
                         let mut codec = AnyCodec::new(dtype, params);
                         for job in jobs {
-                            let mut data = ArrayData::with_capacity(dtype, job.values);
+                            let mut data = match bufs.data.take() {
+                                Some(mut d) if d.dtype() == dtype => {
+                                    d.clear();
+                                    d
+                                }
+                                _ => ArrayData::with_capacity(dtype, job.values),
+                            };
                             let r = codec.decode(
                                 job.chunk,
                                 job.kind,
@@ -282,22 +350,30 @@ impl DecodePool {
                                 job.values,
                                 &mut data,
                             );
+                            bufs.payload.give(job.payload);
                             let _ = job.reply.send(r.map(|()| Decoded { data }));
                         }
                     })
                     .expect("spawn worker thread")
             })
             .collect();
+        let payloads = buffers.payload.clone();
         handles.push(
             thread::Builder::new()
                 .name("baler-reader".into())
-                .spawn(move || read(jobs_tx, order_tx))
+                .spawn(move || read(jobs_tx, order_tx, payloads))
                 .expect("spawn reader thread"),
         );
         DecodePool {
             order: order_rx,
             threads: handles,
+            buffers,
         }
+    }
+
+    /// Hands a decoded chunk's buffer back for reuse.
+    pub(crate) fn recycle(&self, data: ArrayData) {
+        self.buffers.data.give(data);
     }
 
     /// The next message in order; `None` once every stage has stopped.

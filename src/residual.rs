@@ -8,7 +8,7 @@
 //! x' = T(p + s·q)          // computed in f64, rounded once to the element type T
 //! ```
 //!
-//! `x'` is computed here exactly as [`Quantizer::dequantize`] will compute it (the same `f64`
+//! `x'` is computed here exactly as `Quantizer::dequantize` will compute it (the same `f64`
 //! operations in the same order, no fused multiply-add), then checked with [`within_bound`] in
 //! the element's own precision. A value is stored verbatim in the exception list instead when
 //! it is not finite, when `q` falls outside `±2^30`, when `x'` misses the bound (which rounding to
@@ -273,21 +273,49 @@ impl Quantizer {
         exc: &mut Exceptions<T>,
         recon: &mut [T],
     ) {
+        // Blocks of values go through a branch-free pass the compiler can vectorize; the exact
+        // check (`within_bound`) runs only on values that pass or fail narrowly, which are rare.
+        const BLOCK: usize = 256;
         let inv = 1.0 / self.step;
-        for (i, (&x, r)) in values.iter().zip(recon.iter_mut()).enumerate() {
-            let p = pred(i);
-            let v = (x.to_f64() - p) * inv;
-            // Round half away from zero; NaN saturates to 0 and infinities to ±2^63, both
-            // rejected below.
-            let q = (v + 0.5f64.copysign(v)) as i64;
-            let y: T = self.level(p, q as i32);
-            if q.unsigned_abs() <= MAX_CODE as u64 && within_bound(x, y, self.bound) {
-                codes.push(q as i32);
+        let lim = MAX_CODE as f64;
+        let sign = 1u64 << (8 * T::BYTES - 1);
+        let mut qs = [0i32; BLOCK];
+        let mut clear = [false; BLOCK];
+        for (b, (xs, rs)) in values
+            .chunks(BLOCK)
+            .zip(recon.chunks_mut(BLOCK))
+            .enumerate()
+        {
+            let base = b * BLOCK;
+            let mut all_clear = true;
+            for (i, (&x, r)) in xs.iter().zip(rs.iter_mut()).enumerate() {
+                let p = pred(base + i);
+                // Round half away from zero. NaN gives code 0 and infinities the largest code;
+                // both fail the check below.
+                let v = ((x.to_f64() - p) * inv).clamp(-lim, lim);
+                let q = (v + 0.5f64.copysign(v)) as i32;
+                let y: T = self.level(p, q);
+                // Clearly within the bound (not at its edge), and no -0.0 on either side.
+                let ok = (x.to_f64() - y.to_f64()).abs() < self.bound
+                    && x.to_bits64() != sign
+                    && y.to_bits64() != sign;
+                qs[i] = q;
+                clear[i] = ok;
                 *r = y;
-            } else {
-                exc.pos.push(i as u32);
-                exc.val.push(x);
-                *r = x;
+                all_clear &= ok;
+            }
+            if all_clear {
+                codes.extend_from_slice(&qs[..xs.len()]);
+                continue;
+            }
+            for (i, (&x, r)) in xs.iter().zip(rs.iter_mut()).enumerate() {
+                if clear[i] || within_bound(x, *r, self.bound) {
+                    codes.push(qs[i]);
+                } else {
+                    exc.pos.push((base + i) as u32);
+                    exc.val.push(x);
+                    *r = x;
+                }
             }
         }
     }
@@ -401,7 +429,7 @@ mod tests {
             -0.0,
             1.0,
             -1.0,
-            3.14159,
+            3.25159,
             f32::NAN,
             f32::INFINITY,
             f32::NEG_INFINITY,

@@ -120,6 +120,10 @@ pub struct BenchArgs {
     /// Runs of each direction; the best time counts.
     #[arg(short, long, value_name = "N", default_value_t = 3)]
     pub repeat: usize,
+
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

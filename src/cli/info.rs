@@ -174,31 +174,26 @@ fn column_breakdown(path: &str, header: &Header) -> Result<()> {
     let mut exceptions = vec![0u64; ncols];
     let mut lossless = vec![0u64; ncols];
     let (mut raw_chunks, mut chunks) = (0u64, 0u64);
-    loop {
-        match r.next_frame()? {
-            Frame::Chunk {
-                index,
-                kind,
-                payload,
-                ..
-            } => {
-                chunks += 1;
-                if kind != PayloadKind::Coded {
-                    raw_chunks += 1;
-                    continue;
-                }
-                let cols =
-                    inspect_payload(&payload, ncols).map_err(|e| baler::Error::CorruptChunk {
-                        chunk: index,
-                        reason: e,
-                    })?;
-                for (j, c) in cols.iter().enumerate() {
-                    bytes[j] += c.bytes as u64;
-                    exceptions[j] += c.exceptions;
-                    lossless[j] += c.lossless as u64;
-                }
-            }
-            Frame::End { .. } => break,
+    while let Frame::Chunk {
+        index,
+        kind,
+        payload,
+        ..
+    } = r.next_frame()?
+    {
+        chunks += 1;
+        if kind != PayloadKind::Coded {
+            raw_chunks += 1;
+            continue;
+        }
+        let cols = inspect_payload(&payload, ncols).map_err(|e| baler::Error::CorruptChunk {
+            chunk: index,
+            reason: e,
+        })?;
+        for (j, c) in cols.iter().enumerate() {
+            bytes[j] += c.bytes as u64;
+            exceptions[j] += c.exceptions;
+            lossless[j] += c.lossless as u64;
         }
     }
     let values_per_col = match header.spec.layout {

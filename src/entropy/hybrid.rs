@@ -49,16 +49,10 @@ pub(crate) const SPLITS: &[(u32, u32)] = &[
     (10, 3),
 ];
 
-/// Decoding entry for one token: `d = ((high | raw(nbits)) + add) ^ neg − neg`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TokenEntry {
-    pub high: u32,
-    pub nbits: u32,
-    pub add: u32,
-    /// 0 or −1 (all ones): conditional negation.
-    pub neg: i32,
-    pub zigzag: bool,
-}
+/// Decoding entry for one token, packed in a word: the high bits of the magnitude, the number
+/// of raw bits that follow `<< 32`, and for signed layouts a negate flag `<< 40` and an add-one
+/// flag `<< 41`. See [`Hybrid::decode`].
+pub(crate) type TokenEntry = u64;
 
 impl Hybrid {
     /// The byte that stores the layout: `k | msb << 4 | signed << 6`.
@@ -141,40 +135,35 @@ impl Hybrid {
     pub(crate) fn entries(self, alphabet: usize, out: &mut Vec<TokenEntry>) {
         out.clear();
         for t in 0..alphabet as u32 {
-            out.push(if !self.signed {
+            let (high, nbits, neg, add) = if !self.signed {
                 let (high, nbits) = self.untokenize_u(t);
-                TokenEntry {
-                    high,
-                    nbits,
-                    add: 0,
-                    neg: 0,
-                    zigzag: true,
-                }
+                (high, nbits, 0, 0)
             } else if t == 0 {
-                TokenEntry::default()
+                (0, 0, 0, 0)
             } else {
                 let (high, nbits) = self.untokenize_u((t - 1) >> 1);
-                TokenEntry {
-                    high,
-                    nbits,
-                    add: 1,
-                    neg: -(((t - 1) & 1) as i32),
-                    zigzag: false,
-                }
-            });
+                (high, nbits, (t - 1) & 1, 1)
+            };
+            out.push(high as u64 | (nbits as u64) << 32 | (neg as u64) << 40 | (add as u64) << 41);
         }
     }
-}
 
-impl TokenEntry {
-    /// The difference for this token with raw bits `raw`.
+    /// Raw bits a token's entry needs.
     #[inline(always)]
-    pub(crate) fn value(self, raw: u32) -> i32 {
-        let u = (self.high | raw).wrapping_add(self.add);
-        if self.zigzag {
-            ((u >> 1) as i32) ^ -((u & 1) as i32)
+    pub(crate) fn raw_bits(e: TokenEntry) -> u32 {
+        (e >> 32) as u32 & 0xff
+    }
+
+    /// The difference `d` for a token's entry and its raw bits, in a signed or zigzag layout.
+    #[inline(always)]
+    pub(crate) fn decode<const SIGNED: bool>(e: TokenEntry, raw: u32) -> i32 {
+        let u = e as u32 | raw;
+        if SIGNED {
+            let u = u.wrapping_add((e >> 41) as u32);
+            let neg = -(((e >> 40) & 1) as i32);
+            ((u as i32) ^ neg).wrapping_sub(neg)
         } else {
-            ((u as i32) ^ self.neg).wrapping_sub(self.neg)
+            ((u >> 1) as i32) ^ -((u & 1) as i32)
         }
     }
 }
@@ -204,8 +193,13 @@ mod tests {
                     let (t, nb, bits) = h.encode(d);
                     assert!((t as usize) < h.alphabet(), "{h:?} {d}");
                     let e = entries[t as usize];
-                    assert_eq!(e.nbits, nb, "{h:?} {d}");
-                    assert_eq!(e.value(bits), d, "{h:?} {d}");
+                    assert_eq!(Hybrid::raw_bits(e), nb, "{h:?} {d}");
+                    let back = if signed {
+                        Hybrid::decode::<true>(e, bits)
+                    } else {
+                        Hybrid::decode::<false>(e, bits)
+                    };
+                    assert_eq!(back, d, "{h:?} {d}");
                 }
             }
         }

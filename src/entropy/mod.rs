@@ -91,9 +91,14 @@ impl Fine {
     /// Bins `d = v − bias` for zigzag layouts (`bin(zigzag d)`) or signed ones (0 for `d = 0`,
     /// else `1 + 2·bin(|d| − 1) + sign`).
     fn fill(&mut self, vals: &[i32], counts: &[u32], bias: i32, signed: bool) {
-        self.counts.clear();
-        self.counts
-            .resize(if signed { 1 + 2 * FINE_BINS } else { FINE_BINS }, 0);
+        // The bins are all zero between uses: clear only the ones the last fill used.
+        for &b in &self.used {
+            self.counts[b as usize] = 0;
+        }
+        let len = if signed { 1 + 2 * FINE_BINS } else { FINE_BINS };
+        if self.counts.len() < len {
+            self.counts.resize(len, 0);
+        }
         for (&v, &c) in vals.iter().zip(counts) {
             let d = v.wrapping_sub(bias);
             let bin = if !signed {
@@ -107,13 +112,49 @@ impl Fine {
         }
         self.used.clear();
         self.used
-            .extend((0..self.counts.len() as u32).filter(|&b| self.counts[b as usize] > 0));
+            .extend((0..len as u32).filter(|&b| self.counts[b as usize] > 0));
     }
 
     /// Token counts (into `tok`) and the total of raw bits for `layout`.
     fn layout_counts(&self, h: Hybrid, tok: &mut Vec<u32>) -> u64 {
         tok.clear();
         tok.resize(h.alphabet(), 0);
+        let extra = self.accumulate(h, tok, |_| {});
+        let last = tok.iter().rposition(|&c| c > 0).map_or(0, |p| p + 1);
+        tok.truncate(last);
+        extra
+    }
+
+    /// A quick size estimate for `layout` (as [`estimate_bits`] gives) over `n` values, using
+    /// `tok` (all zero) as scratch and leaving it all zero.
+    fn layout_estimate(
+        &self,
+        h: Hybrid,
+        n: u64,
+        tok: &mut Vec<u32>,
+        touched: &mut Vec<u32>,
+    ) -> f64 {
+        if tok.len() < h.alphabet() {
+            tok.resize(h.alphabet(), 0);
+        }
+        touched.clear();
+        let extra = self.accumulate(h, tok, |t| touched.push(t));
+        let mut sum_clogc = 0.0;
+        for &t in touched.iter() {
+            let c = tok[t as usize] as f64;
+            sum_clogc += c * fast_log2(c);
+            tok[t as usize] = 0;
+        }
+        let present = touched.len() as f64;
+        80.0 + extra as f64 + n as f64 * fast_log2(n as f64) - sum_clogc
+            + 5.0 * present
+            + 32.0 * rans::lanes_for(n as usize) as f64
+    }
+
+    /// Adds every bin's count to its token under `h`; calls `first` for a token the first time it
+    /// gets a count. Returns the total of raw bits.
+    #[inline(always)]
+    fn accumulate(&self, h: Hybrid, tok: &mut [u32], mut first: impl FnMut(u32)) -> u64 {
         let magnitude = |bin: usize| -> (u32, u32) {
             if bin < FINE_EXACT {
                 let (t, nb, _) = h.tokenize_u(bin as u32);
@@ -134,11 +175,12 @@ impl Fine {
                 let (t, nb) = magnitude(((b - 1) >> 1) as usize);
                 (1 + 2 * t + ((b - 1) & 1), nb)
             };
+            if tok[t as usize] == 0 {
+                first(t);
+            }
             tok[t as usize] += c as u32;
             extra += c * nb as u64;
         }
-        let last = tok.iter().rposition(|&c| c > 0).map_or(0, |p| p + 1);
-        tok.truncate(last);
         extra
     }
 }
@@ -152,10 +194,14 @@ pub struct CodeCoder {
     sorted: Vec<i32>,
     fine: Fine,
     tok_counts: Vec<u32>,
+    /// All-zero token counts for estimates.
+    scratch_tok: Vec<u32>,
+    touched: Vec<u32>,
     symbols: Vec<u16>,
     wcodes: Vec<u8>,
     freqs: Vec<u32>,
     entries: Vec<TokenEntry>,
+    lut: Vec<u64>,
     enc: rans::Encoder,
     dec: Option<Box<rans::Decoder>>,
 }
@@ -227,7 +273,7 @@ fn entropy_cost(
         let mut bits = codes_bits(codes, sparse, n, prec) as f64;
         for (&c, &f) in counts.iter().zip(freqs.iter()) {
             if c > 0 {
-                bits += c as f64 * (prec as f64 - (f as f64).log2());
+                bits += c as f64 * (prec as f64 - fast_log2(f as f64));
             }
         }
         // rANS flushes its lane states.
@@ -312,33 +358,72 @@ impl CodeCoder {
                     acc * 2 >= n
                 })
                 .unwrap_or(0)];
-            let biases: &[i32] = if mode == median {
-                &[mode]
-            } else {
-                &[mode, median]
+
+            // Stage 1: every split, zigzag, biased at the mode. Stage 2: the best few splits signed,
+            // and at the median where it differs from the mode.
+            let reach = |bias: i32| {
+                64 - ((max as i64 - bias as i64).max(bias as i64 - min as i64) as u64)
+                    .leading_zeros()
             };
-            for &bias in biases {
-                let reach = (max as i64 - bias as i64).max(bias as i64 - min as i64) as u64;
-                let bits_reach = 64 - reach.leading_zeros();
-                for signed in [false, true] {
-                    self.fine.fill(&self.vals, &self.counts, bias, signed);
-                    for &(k, msb) in SPLITS {
-                        // Beyond the largest magnitude, a larger split exponent changes nothing.
-                        if k > bits_reach + 2 {
-                            continue;
-                        }
-                        let layout = Hybrid { k, msb, signed };
-                        let extra = self.fine.layout_counts(layout, &mut self.tok_counts);
-                        let est = 80.0 + extra as f64 + estimate_bits(&self.tok_counts, n);
-                        ranked.push((
-                            est,
-                            Choice::Hybrid {
-                                bias,
-                                layout,
-                                prec: 0,
-                            },
-                        ));
+            let first = ranked.len();
+            self.fine.fill(&self.vals, &self.counts, mode, false);
+            for &(k, msb) in SPLITS {
+                // Beyond the largest magnitude, a larger split exponent changes nothing.
+                if k > reach(mode) + 2 {
+                    continue;
+                }
+                let layout = Hybrid {
+                    k,
+                    msb,
+                    signed: false,
+                };
+                let est =
+                    self.fine
+                        .layout_estimate(layout, n, &mut self.scratch_tok, &mut self.touched);
+                ranked.push((
+                    est,
+                    Choice::Hybrid {
+                        bias: mode,
+                        layout,
+                        prec: 0,
+                    },
+                ));
+            }
+            ranked[first..].sort_by(|a, b| a.0.total_cmp(&b.0));
+            let splits: Vec<(u32, u32)> = ranked[first..]
+                .iter()
+                .take(8)
+                .filter_map(|c| match c.1 {
+                    Choice::Hybrid { layout, .. } => Some((layout.k, layout.msb)),
+                    _ => None,
+                })
+                .collect();
+            let more: &[(i32, bool)] = if mode == median {
+                &[(mode, true)]
+            } else {
+                &[(mode, true), (median, false), (median, true)]
+            };
+            for &(bias, signed) in more {
+                self.fine.fill(&self.vals, &self.counts, bias, signed);
+                for &(k, msb) in &splits {
+                    if k > reach(bias) + 2 {
+                        continue;
                     }
+                    let layout = Hybrid { k, msb, signed };
+                    let est = self.fine.layout_estimate(
+                        layout,
+                        n,
+                        &mut self.scratch_tok,
+                        &mut self.touched,
+                    );
+                    ranked.push((
+                        est,
+                        Choice::Hybrid {
+                            bias,
+                            layout,
+                            prec: 0,
+                        },
+                    ));
                 }
             }
         }
@@ -475,10 +560,29 @@ impl CodeCoder {
                 put_section(out, &bw.finish());
                 let mut raw = BitWriter::with_capacity(codes.len());
                 self.symbols.clear();
-                for &c in codes {
-                    let (t, nb, bits) = layout.encode(c.wrapping_sub(bias));
-                    self.symbols.push(t as u16);
-                    raw.write(bits, nb);
+                self.symbols.resize(codes.len(), 0);
+                let span = (self.vals[self.vals.len() - 1] as i64 - min as i64) as usize + 1;
+                if span <= DENSE_SPAN as usize && span <= 4 * codes.len() {
+                    // Tokenize each distinct value once: token | raw-bit count << 16 | raw bits << 32.
+                    self.lut.clear();
+                    self.lut.resize(span, 0);
+                    for &v in &self.vals {
+                        let (t, nb, bits) = layout.encode(v.wrapping_sub(bias));
+                        self.lut[(v as i64 - min as i64) as usize] =
+                            t as u64 | (nb as u64) << 16 | (bits as u64) << 32;
+                    }
+                    let lut = &self.lut[..];
+                    for (s, &c) in self.symbols.iter_mut().zip(codes) {
+                        let e = lut[(c as i64 - min as i64) as usize];
+                        *s = e as u16;
+                        raw.write((e >> 32) as u32, (e >> 16) as u32 & 0xff);
+                    }
+                } else {
+                    for (s, &c) in self.symbols.iter_mut().zip(codes) {
+                        let (t, nb, bits) = layout.encode(c.wrapping_sub(bias));
+                        *s = t as u16;
+                        raw.write(bits, nb);
+                    }
                 }
                 self.write_rans(prec, out);
                 put_section(out, &raw.finish());
@@ -586,13 +690,30 @@ impl CodeCoder {
                 freqs_for_codes(&self.wcodes, n as u64, prec, &mut self.freqs)?;
                 self.read_rans(r, prec, n)?;
                 layout.entries(alphabet, &mut self.entries);
-                let entries = &self.entries;
+                let entries = &self.entries[..];
                 let mut raw = BitReader::new(r.section()?);
-                out.reserve(n);
-                for &t in &self.symbols {
-                    // Decoded tokens always have a frequency, so they are below `alphabet`.
-                    let e = entries[t as usize];
-                    out.push(bias.wrapping_add(e.value(raw.read(e.nbits))));
+                out.resize(n, 0);
+                // Decoded tokens always have a frequency, so they are below `alphabet`. One
+                // loop per kind of layout keeps the per-value work branch-free.
+                fn map<const SIGNED: bool>(
+                    out: &mut [i32],
+                    symbols: &[u16],
+                    entries: &[TokenEntry],
+                    raw: &mut BitReader<'_>,
+                    bias: i32,
+                ) {
+                    for (o, &t) in out.iter_mut().zip(symbols) {
+                        let e = entries[t as usize];
+                        *o = bias.wrapping_add(Hybrid::decode::<SIGNED>(
+                            e,
+                            raw.read(Hybrid::raw_bits(e)),
+                        ));
+                    }
+                }
+                if layout.signed {
+                    map::<true>(out, &self.symbols, entries, &mut raw, bias);
+                } else {
+                    map::<false>(out, &self.symbols, entries, &mut raw, bias);
                 }
                 raw.finish()?;
             }

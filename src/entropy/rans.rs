@@ -28,11 +28,17 @@ pub(crate) fn lanes_for(n: usize) -> usize {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(16))]
 struct EncSym {
-    freq: u32,
-    start: u32,
-    /// `ceil(2^64 / freq)` for `freq` > 1: `x / freq == mulhi(x, rcp)` for every 32-bit `x`.
+    /// `ceil(2^64 / freq)`, so `x / freq == mulhi(x, rcp)` for every 32-bit `x`; `2^64 − 1` for
+    /// `freq == 1`, which gives `x − 1` and is corrected through `bias` (as in ryg's rANS).
     rcp: u64,
+    /// States at or above this must shed 16 bits first: `freq << (32 − prec)`.
+    x_max: u32,
+    /// `start`, or `start + 2^prec − 1` for `freq == 1`.
+    bias: u16,
+    /// `2^prec − freq`.
+    cmpl: u16,
 }
 
 /// An encoder's view of a normalized table.
@@ -44,7 +50,8 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    /// Loads normalized frequencies (summing to `2^prec`; zero for absent symbols).
+    /// Loads normalized frequencies (summing to `2^prec`, at least two symbols present; zero for
+    /// absent symbols).
     pub(crate) fn set_table(&mut self, freqs: &[u32], prec: u32) {
         debug_assert!(prec <= MAX_PREC);
         debug_assert_eq!(freqs.iter().map(|&f| f as u64).sum::<u64>(), 1u64 << prec);
@@ -52,11 +59,19 @@ impl Encoder {
         self.syms.clear();
         let mut start = 0u32;
         for &f in freqs {
-            let rcp = if f > 1 { u64::MAX / f as u64 + 1 } else { 0 };
+            // A lone symbol (freq = 2^prec) would overflow x_max; streams of one value are
+            // coded as constants and never get here.
+            debug_assert!(f < 1 << prec);
+            let (rcp, bias) = match f {
+                0 => (0, 0),
+                1 => (u64::MAX, start + (1 << prec) - 1),
+                _ => (u64::MAX / f as u64 + 1, start),
+            };
             self.syms.push(EncSym {
-                freq: f,
-                start,
                 rcp,
+                x_max: ((f as u64) << (32 - prec)).min(u32::MAX as u64) as u32,
+                bias: bias as u16,
+                cmpl: ((1u32 << prec) - f) as u16,
             });
             start += f;
         }
@@ -71,32 +86,41 @@ impl Encoder {
         }
     }
 
+    /// Encodes one symbol into lane state `x`. Branch-free: the low word is always stored at
+    /// `pos`, which advances only when renormalization sheds it.
+    #[inline(always)]
+    fn put(syms: &[EncSym], s: u16, x: &mut u32, words: &mut [u16], pos: &mut usize) {
+        let sym = syms[s as usize];
+        debug_assert!(sym.rcp != 0, "symbol {s} has no frequency");
+        let shed = *x >= sym.x_max;
+        words[*pos] = *x as u16;
+        *pos += shed as usize;
+        let y = if shed { *x >> 16 } else { *x };
+        let q = ((y as u128 * sym.rcp as u128) >> 64) as u32;
+        *x = y
+            .wrapping_add(sym.bias as u32)
+            .wrapping_add(q.wrapping_mul(sym.cmpl as u32));
+    }
+
     fn encode_lanes<const N: usize>(&mut self, symbols: &[u16], out: &mut Vec<u8>) {
-        let prec = self.prec;
-        let shift = 32 - prec;
         let syms = &self.syms[..];
         let words = &mut self.words;
+        // At most one word per symbol.
         words.clear();
-        words.reserve(symbols.len());
+        words.resize(symbols.len() + 1, 0);
+        let mut pos = 0usize;
         let mut state = [L; N];
-        for (i, &s) in symbols.iter().enumerate().rev() {
-            let lane = i % N;
-            let sym = syms[s as usize];
-            debug_assert!(sym.freq > 0, "symbol {s} has no frequency");
-            let mut x = state[lane];
-            // x_max = ((L >> prec) << 16) * freq, computed in 64 bits (it may equal 2^32).
-            if x as u64 >= (sym.freq as u64) << shift {
-                words.push(x as u16);
-                x >>= 16;
-            }
-            let q = if sym.freq > 1 {
-                ((x as u128 * sym.rcp as u128) >> 64) as u32
-            } else {
-                x
-            };
-            let r = x - q * sym.freq;
-            state[lane] = (q << prec) + r + sym.start;
+        // Symbol i belongs to lane i % N; encode from the last symbol back.
+        let whole = symbols.len() - symbols.len() % N;
+        for (lane, &s) in symbols[whole..].iter().enumerate().rev() {
+            Self::put(syms, s, &mut state[lane], words, &mut pos);
         }
+        for group in symbols[..whole].chunks_exact(N).rev() {
+            for lane in (0..N).rev() {
+                Self::put(syms, group[lane], &mut state[lane], words, &mut pos);
+            }
+        }
+        words.truncate(pos);
         out.reserve(4 * N + 2 * words.len());
         for s in state {
             out.extend_from_slice(&s.to_le_bytes());
@@ -107,13 +131,12 @@ impl Encoder {
     }
 }
 
-/// A decoder's view of a normalized table: the symbol of every slot (2 bytes a slot, so a
-/// 2^13 table sits in L1), and each symbol's frequency and start.
+/// A decoder's view of a normalized table: per slot, the symbol, and `freq << 16 | (slot −
+/// start)`, so a step needs one load on its critical path (the symbol's load runs beside it).
 pub(crate) struct Decoder {
     prec: u32,
     slot_sym: Box<[u16; TABLE_SIZE]>,
-    /// `freq << 16 | start` per symbol.
-    sym_info: Vec<u32>,
+    slot_step: Box<[u32; TABLE_SIZE]>,
 }
 
 impl Default for Decoder {
@@ -122,10 +145,14 @@ impl Default for Decoder {
             .into_boxed_slice()
             .try_into()
             .expect("fixed size");
+        let slot_step: Box<[u32; TABLE_SIZE]> = vec![0u32; TABLE_SIZE]
+            .into_boxed_slice()
+            .try_into()
+            .expect("fixed size");
         Decoder {
             prec: 0,
             slot_sym,
-            sym_info: Vec::new(),
+            slot_step,
         }
     }
 }
@@ -151,12 +178,16 @@ impl Decoder {
             )));
         }
         self.prec = prec;
-        self.sym_info.clear();
         let mut start = 0usize;
         for (s, &f) in freqs.iter().enumerate() {
             self.slot_sym[start..start + f as usize].fill(s as u16);
             // A lone symbol has freq 2^15: still fits in 16 bits.
-            self.sym_info.push((f << 16) | start as u32);
+            for (k, e) in self.slot_step[start..start + f as usize]
+                .iter_mut()
+                .enumerate()
+            {
+                *e = (f << 16) | k as u32;
+            }
             start += f as usize;
         }
         Ok(())
@@ -192,7 +223,7 @@ impl Decoder {
         let prec = self.prec;
         let mask = (1u32 << prec) - 1;
         let slot_sym = &*self.slot_sym;
-        let info = &self.sym_info[..];
+        let slot_step = &*self.slot_step;
         let mut pos = 0usize;
         let mut groups = out.chunks_exact_mut(N);
         for group in &mut groups {
@@ -200,13 +231,10 @@ impl Decoder {
             if pos + 2 * N <= words.len() {
                 for lane in 0..N {
                     let x = state[lane];
-                    let slot = x & mask;
-                    let s = slot_sym[slot as usize & (TABLE_SIZE - 1)];
-                    group[lane] = s;
-                    // Symbols in the slot table always index `info`; `get` keeps corrupt
-                    // tables from panicking.
-                    let e = info.get(s as usize).copied().unwrap_or(1 << 16);
-                    let mut x = (e >> 16) * (x >> prec) + slot - (e & 0xffff);
+                    let slot = (x & mask) as usize & (TABLE_SIZE - 1);
+                    group[lane] = slot_sym[slot];
+                    let e = slot_step[slot];
+                    let mut x = (e >> 16).wrapping_mul(x >> prec).wrapping_add(e & 0xffff);
                     if x < L {
                         x = (x << 16) | u16::from_le_bytes([words[pos], words[pos + 1]]) as u32;
                         pos += 2;
@@ -232,13 +260,12 @@ impl Decoder {
 
     #[inline(always)]
     fn step(&self, mask: u32, x: &mut u32, words: &[u8], pos: &mut usize) -> DecodeResult<u16> {
-        let slot = *x & mask;
-        let s = self.slot_sym[slot as usize & (TABLE_SIZE - 1)];
-        let e = self.sym_info.get(s as usize).copied().unwrap_or(1 << 16);
+        let slot = (*x & mask) as usize & (TABLE_SIZE - 1);
+        let s = self.slot_sym[slot];
+        let e = self.slot_step[slot];
         let mut y = (e >> 16)
             .wrapping_mul(*x >> self.prec)
-            .wrapping_add(slot)
-            .wrapping_sub(e & 0xffff);
+            .wrapping_add(e & 0xffff);
         if y < L {
             let w = words
                 .get(*pos..*pos + 2)
@@ -298,9 +325,13 @@ mod tests {
     }
 
     #[test]
-    fn single_symbol_table_costs_nothing_per_symbol() {
-        let bytes = round_trip(&[1 << 12], 12, &vec![0u16; 100_000]);
-        assert_eq!(bytes, 32, "only the eight states");
+    fn rare_symbols_with_frequency_one() {
+        let mut freqs = vec![1u32; 100];
+        freqs[0] = (1 << 12) - 99;
+        let symbols: Vec<u16> = (0..50_000u32)
+            .map(|i| if i % 97 == 0 { (i % 100) as u16 } else { 0 })
+            .collect();
+        round_trip(&freqs, 12, &symbols);
     }
 
     #[test]

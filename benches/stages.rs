@@ -1,0 +1,161 @@
+//! Each stage on real data, in MB/s of raw input: residual (quantize/dequantize), entropy
+//! (encode/decode), lossless, the chunk codec, and the whole pipeline at 1 and 2 threads.
+//!
+//!     cargo bench --bench stages
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use baler::stages::{Chunks, Entropy, Lossless, dequantize, quantize};
+use baler::{
+    ArraySpec, BoundSpec, Bounds, CompressOptions, DType, compress_slice, decompress_to_vec,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// The Delphes fixture (16384 × 16) as f32, row-major.
+fn table() -> (Vec<f32>, usize, usize) {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/delphes_16k.npy"
+    ))
+    .expect("fixture");
+    let h = baler::io::npy::read_header(&mut &bytes[..]).expect("npy");
+    let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[h.data_offset as usize..]);
+    (data, h.shape[0] as usize, h.shape[1] as usize)
+}
+
+fn column_stats(data: &[f32], width: usize, j: usize) -> (f64, f64, f64) {
+    let col = data.iter().skip(j).step_by(width).map(|&v| v as f64);
+    let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    (1e-3 * (hi - lo), (lo + hi) / 2.0, (hi - lo) / 2.0)
+}
+
+fn stages(c: &mut Criterion) {
+    let (data, rows, width) = table();
+    // Column 5 (PT): a falling spectrum.
+    let col: Vec<f32> = data.iter().skip(5).step_by(width).copied().collect();
+    let (bound, centre, half) = column_stats(&data, width, 5);
+    let bytes = (col.len() * 4) as u64;
+
+    let mut g = c.benchmark_group("residual");
+    g.throughput(Throughput::Bytes(bytes));
+    let mut codes = Vec::new();
+    let mut recon = vec![0f32; col.len()];
+    // The codes the entropy benches code (computed here so that a filtered run has them too).
+    quantize(
+        &col,
+        centre,
+        bound,
+        centre.abs() + half,
+        &mut codes,
+        &mut recon,
+    );
+    g.bench_function("quantize", |b| {
+        b.iter(|| {
+            quantize(
+                black_box(&col),
+                centre,
+                bound,
+                centre.abs() + half,
+                &mut codes,
+                &mut recon,
+            )
+        })
+    });
+    let mut out = vec![0f32; col.len()];
+    g.bench_function("dequantize", |b| {
+        b.iter(|| {
+            dequantize(
+                black_box(&codes),
+                centre,
+                bound,
+                centre.abs() + half,
+                &mut out,
+            )
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("entropy");
+    g.throughput(Throughput::Bytes(bytes));
+    let mut e = Entropy::new();
+    let mut coded = Vec::new();
+    e.encode(&codes, &mut coded);
+    let entropy_coded = coded.clone();
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            coded.clear();
+            e.encode(black_box(&codes), &mut coded)
+        })
+    });
+    let mut back = Vec::new();
+    g.bench_function("decode", |b| {
+        b.iter(|| e.decode(black_box(&entropy_coded), codes.len(), &mut back))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("lossless");
+    g.throughput(Throughput::Bytes(bytes));
+    let mut l = Lossless::new();
+    let mut coded = Vec::new();
+    l.encode(&col, &mut coded);
+    let lossless_coded = coded.clone();
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            coded.clear();
+            l.encode(black_box(&col), &mut coded)
+        })
+    });
+    let mut out = vec![0f32; col.len()];
+    g.bench_function("decode", |b| {
+        b.iter(|| l.decode(black_box(&lossless_coded), &mut out))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("chunk");
+    g.throughput(Throughput::Bytes((data.len() * 4) as u64));
+    let stats: Vec<(f64, f64, f64)> = (0..width).map(|j| column_stats(&data, width, j)).collect();
+    let bounds: Vec<f64> = stats.iter().map(|s| s.0).collect();
+    let norms: Vec<(f64, f64)> = stats.iter().map(|s| (s.1, s.2)).collect();
+    let mut chunks = Chunks::<f32>::table(&bounds, &norms);
+    let mut payload = Vec::new();
+    assert!(chunks.encode(&data, &mut payload));
+    let chunk_payload = payload.clone();
+    g.bench_function("encode", |b| {
+        b.iter(|| chunks.encode(black_box(&data), &mut payload))
+    });
+    let mut out = Vec::with_capacity(data.len());
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            out.clear();
+            chunks.decode(black_box(&chunk_payload), data.len(), &mut out)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Bytes((data.len() * 4) as u64));
+    let spec = ArraySpec::new(DType::F32, vec![rows as u64, width as u64]);
+    for threads in [1, 2] {
+        let opts = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
+            .threads(threads)
+            .chunk_bytes(256 << 10);
+        g.bench_function(format!("compress/{threads}"), |b| {
+            b.iter(|| compress_slice(black_box(&data), &spec, &opts).unwrap())
+        });
+        let packed = compress_slice(&data, &spec, &opts).unwrap();
+        g.bench_function(format!("decompress/{threads}"), |b| {
+            b.iter(|| decompress_to_vec(black_box(&packed)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    targets = stages
+}
+criterion_main!(benches);

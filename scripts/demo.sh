@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The main job on a bundled fixture: compress generator-level particles (a Delphes table) at a
+# relative bound of 1e-3 per column, show the container, decompress, and check every value.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo build --release --quiet
+b=target/release/baler
+mkdir -p out
+names=$(cat fixtures/delphes_16k.columns)
+$b compress fixtures/delphes_16k.npy -o out/delphes_16k.baler --bound rel:1e-3 --names "$names" -f
+$b info out/delphes_16k.baler
+$b decompress out/delphes_16k.baler -o out/delphes_16k.npy -f
+# In-memory round trip with a check of every value against its bound:
+$b bench fixtures/delphes_16k.npy --bound rel:1e-3

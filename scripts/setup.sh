@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test baler. Sourced by the other
+# scripts; safe to run again (it installs nothing that is already there).
+#
+# baler needs Rust >= 1.85 (edition 2024). Debian's own rustc is older, so Rust itself is not
+# installed from apt: install it with rustup (https://rustup.rs) if `cargo` is missing.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "baler: cargo not found. Install Rust >= 1.85 with rustup: https://rustup.rs" >&2
+  exit 1
+fi
+
+# System packages the build needs, by the command or file that shows they are present.
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+
+if ((${#missing[@]})); then
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  echo "baler: installing ${missing[*]} (apt-get)" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
