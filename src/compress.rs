@@ -15,8 +15,10 @@ use crate::pipeline::{EncodePool, WriterMsg, wait_reply};
 /// Default target size of a chunk's raw values.
 pub const DEFAULT_CHUNK_BYTES: usize = 4 << 20;
 /// Default cap on the memory the pipeline holds (chunks in flight and worker scratch).
-pub const DEFAULT_MEMORY_BUDGET: usize = 160 << 20;
-const MIN_CHUNK_BYTES: usize = 256 << 10;
+pub const DEFAULT_MEMORY_BUDGET: usize = 192 << 20;
+const MIN_CHUNK_BYTES: usize = 4 << 10;
+/// Inputs of known size split into two chunks from twice this size on.
+const MIN_SPLIT: usize = 1 << 20;
 
 /// How to compress.
 #[derive(Debug, Clone)]
@@ -34,7 +36,8 @@ pub struct CompressOptions {
     pub sample_bytes: usize,
     /// Recorded in the header, so decompression can default to the input's format.
     pub source: SourceFormat,
-    /// Cap on pipeline memory; chunk size and threads are reduced to fit.
+    /// Cap on pipeline memory: the worker threads are limited to what fits (the chunk size, and
+    /// so the output, never changes with the machine).
     pub memory_budget: usize,
 }
 
@@ -166,26 +169,49 @@ impl<W: Write + Send + 'static> Compressor<W> {
         } else {
             options.threads
         };
-        // Memory: about (2·threads + 4) chunks in flight, each with input and payload, plus
-        // each worker's scratch (~4 chunks).
-        let per_chunk_units = 8 * threads + 8;
-        let mut chunk_bytes = options.chunk_bytes.max(1);
-        if chunk_bytes.saturating_mul(per_chunk_units) > options.memory_budget {
-            chunk_bytes = (options.memory_budget / per_chunk_units)
-                .max(MIN_CHUNK_BYTES)
-                .min(chunk_bytes);
-            threads =
-                threads.min(((options.memory_budget / chunk_bytes).saturating_sub(8) / 8).max(1));
-        }
-        let record_len = spec.record_len(chunk_bytes) as usize;
-        let record_bytes = record_len * spec.dtype.size();
-        let mut chunk_records = (chunk_bytes / record_bytes).max(1);
-        if let Some(total) = spec.len() {
-            // Balance the chunks of a known-size input instead of leaving a small last one.
-            let records = (total / record_len as u64) as usize;
-            let n_chunks = records.div_ceil(chunk_records).max(1);
-            chunk_records = records.div_ceil(n_chunks).max(1);
-        }
+        let chunk_bytes = options.chunk_bytes.max(MIN_CHUNK_BYTES);
+        // Memory: each worker holds about six chunks' worth (its job, its scratch, its
+        // payload, its share of the queues), plus four chunks around the pipeline. The budget
+        // caps the threads, never the chunk size, so the output does not depend on the
+        // machine.
+        let per_thread = 6 * chunk_bytes;
+        threads = threads
+            .min((options.memory_budget.saturating_sub(4 * chunk_bytes) / per_thread).max(1));
+        // Chunking of a known-size input depends on its size alone (never on the thread
+        // count, so neither does the output): at least two chunks from 2 MiB on, so two cores
+        // share mid-size files; an even number of chunks of equal size after that.
+        // A field's records are the largest slices along its slowest axes that fit in a chunk,
+        // so chunk boundaries follow the array's own structure (e.g. stacked variables).
+        let (record_len, chunk_records) = match spec.len() {
+            Some(total) => {
+                let bytes = total * spec.dtype.size() as u64;
+                let mut n_chunks = bytes.div_ceil(chunk_bytes as u64).max(1);
+                if bytes >= 2 * MIN_SPLIT as u64 {
+                    n_chunks = n_chunks.max(2);
+                }
+                n_chunks += n_chunks % 2 * (n_chunks > 1) as u64;
+                let target = bytes.div_ceil(n_chunks) as usize;
+                let record_len = spec.record_len(target) as usize;
+                let record_bytes = record_len * spec.dtype.size();
+                let records = (total / record_len as u64) as usize;
+                let chunk_records = if record_bytes * 8 <= target {
+                    // Fine records (table rows): exactly `n_chunks` chunks of equal size.
+                    records.div_ceil(n_chunks as usize)
+                } else {
+                    // Coarse records (a field's slices): as many whole ones as fit, so no
+                    // chunk straddles two slices that each fill one (stacked variables).
+                    target / record_bytes
+                };
+                (record_len, chunk_records.max(1))
+            }
+            None => {
+                let record_len = spec.record_len(chunk_bytes) as usize;
+                (
+                    record_len,
+                    (chunk_bytes / (record_len * spec.dtype.size())).max(1),
+                )
+            }
+        };
         let chunk_records = chunk_records.min(u32::MAX as usize);
         let current = ArrayData::with_capacity(spec.dtype, chunk_records * record_len);
         let state = State::Buffering {
