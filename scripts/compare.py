@@ -33,13 +33,38 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
-def best_of(n, fn):
+def best_of(n, fn, fresh=None):
+    """Best wall time of `n` runs of `fn`; `fresh` (a path) is removed before each run, so
+    every run writes a new file (replacing one makes the kernel free the old file's pages
+    first, which would be timed too)."""
     best = float("inf")
     for _ in range(n):
+        if fresh and os.path.exists(fresh):
+            os.remove(fresh)
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def summary(results, threads):
+    """One line per file and bound: baler next to SZ3 (or the best lossless peer)."""
+    print(f"\n## Summary: ratio, and speed in MB/s (baler {threads} threads in memory and CLI file to file; peers 1 thread in memory)\n")
+    print("| data | bound | baler | SZ3 | ZFP | best lossless | baler comp | CLI comp | SZ3 comp | baler decomp | CLI decomp | SZ3 decomp | max err / bound (check.py) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        peer = {p["codec"]: p for p in r["peers"]}
+        name = r["file"].removesuffix(".npy")
+        if "SZ3" in peer:
+            s, z = peer["SZ3"], peer["ZFP"]
+            print(f"| {name} | {r['bound']} | **{r['baler_ratio']:.2f}** | {s['ratio']:.2f} | {z['ratio']:.2f} | | "
+                  f"{r['baler_comp_MBps']:.0f} | {r['cli_comp_MBps']:.0f} | {s['comp_MBps']:.0f} | "
+                  f"{r['baler_decomp_MBps']:.0f} | {r['cli_decomp_MBps']:.0f} | {s['decomp_MBps']:.0f} | {r['check']} |")
+        else:
+            best = max(r["peers"], key=lambda p: p["ratio"])
+            print(f"| {name} | lossless | **{r['baler_ratio']:.3f}** | | | {best['ratio']:.3f} ({best['codec']}) | "
+                  f"{r['baler_comp_MBps']:.0f} | {r['cli_comp_MBps']:.0f} | | {r['baler_decomp_MBps']:.0f} | "
+                  f"{r['cli_decomp_MBps']:.0f} | | {r['check']} |")
 
 
 def main():
@@ -71,8 +96,8 @@ def main():
                 bench = json.loads(run([a.baler, "bench", f, "-b", spec, "-T", str(a.threads), "-r", str(a.repeat), "--json"]).stdout)
                 packed = os.path.join(tmp, "x.baler")
                 back = os.path.join(tmp, "x.npy")
-                tc = best_of(a.repeat, lambda: run([a.baler, "compress", f, "-o", packed, "-b", spec, "-T", str(a.threads), "-f", "-q"]))
-                td = best_of(a.repeat, lambda: run([a.baler, "decompress", packed, "-o", back, "-T", str(a.threads), "-f", "-q"]))
+                tc = best_of(a.repeat, lambda: run([a.baler, "compress", f, "-o", packed, "-b", spec, "-T", str(a.threads), "-q"]), packed)
+                td = best_of(a.repeat, lambda: run([a.baler, "decompress", packed, "-o", back, "-T", str(a.threads), "-q"]), back)
                 size = os.path.getsize(packed)
                 check = [py, os.path.join(PEERS, "check.py"), "bound", f, back] + (["--rel", str(rel)] if rel is not None else ["--lossless"])
                 out = subprocess.run(check, capture_output=True, text=True)
@@ -106,6 +131,7 @@ def main():
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(results, fh, indent=1)
+    summary(results, a.threads)
     failed = [r for r in results if "FAIL" in r["check"]]
     if failed:
         print(f"\nBOUND CHECK FAILED for {len(failed)} runs: " + ", ".join(f"{r['file']} {r['bound']}" for r in failed))

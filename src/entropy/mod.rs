@@ -74,6 +74,43 @@ struct Fine {
     counts: Vec<u64>,
     /// Indices of the non-empty bins.
     used: Vec<u32>,
+    signed: bool,
+    /// Per side (zigzag: one; signed: positive and negative magnitudes), prefix sums over the
+    /// exact bins, so a layout's direct tokens are priced by one lookup.
+    sides: [Prefix; 2],
+    /// Count of `d = 0` (signed layouts).
+    zero: u64,
+}
+
+/// Magnitudes of one side summarized by *cell*: each value below 8 is a cell, then one cell per
+/// (exponent, top 3 bits below the leading one). Every token of every layout covers a
+/// contiguous range of cells, so prefix sums over the cells price a layout in one lookup per
+/// token: counts, `Σ c·log2 c` over the distinct values (for direct tokens), distinct values.
+#[derive(Debug, Default)]
+struct Prefix {
+    count: Vec<u64>,
+    clogc: Vec<f64>,
+    present: Vec<u32>,
+    max_exp: u32,
+}
+
+const CELLS: usize = 8 + 29 * 8;
+
+#[inline]
+fn cell_of(u: u32) -> usize {
+    if u < 8 {
+        u as usize
+    } else {
+        let e = 31 - u.leading_zeros();
+        8 + ((e - 3) as usize) * 8 + ((u >> (e - 3)) & 7) as usize
+    }
+}
+
+/// First cell of the magnitudes `u ≥ lo`, for `lo` on a boundary of cells (a power of two, or
+/// `(8 + t) << (e − 3)`).
+#[inline]
+fn cell_start(lo: u32) -> usize {
+    cell_of(lo)
 }
 
 #[inline]
@@ -95,6 +132,7 @@ impl Fine {
         for &b in &self.used {
             self.counts[b as usize] = 0;
         }
+        self.used.clear();
         let len = if signed { 1 + 2 * FINE_BINS } else { FINE_BINS };
         if self.counts.len() < len {
             self.counts.resize(len, 0);
@@ -108,53 +146,109 @@ impl Fine {
             } else {
                 1 + 2 * fine_bin(d.unsigned_abs() - 1) + (d < 0) as usize
             };
+            if self.counts[bin] == 0 {
+                self.used.push(bin as u32);
+            }
             self.counts[bin] += c as u64;
         }
-        self.used.clear();
-        self.used
-            .extend((0..len as u32).filter(|&b| self.counts[b as usize] > 0));
+        self.signed = signed;
+        self.zero = if signed { self.counts[0] } else { 0 };
+    }
+
+    /// Builds the per-cell prefix sums of the last fill (for [`layout_estimate`]).
+    fn summarize(&mut self, vals: &[i32], counts: &[u32], bias: i32) {
+        let signed = self.signed;
+        for p in &mut self.sides[..1 + signed as usize] {
+            for v in [&mut p.count] {
+                v.clear();
+                v.resize(CELLS + 1, 0);
+            }
+            p.clogc.clear();
+            p.clogc.resize(CELLS + 1, 0.0);
+            p.present.clear();
+            p.present.resize(CELLS + 1, 0);
+            p.max_exp = 0;
+        }
+        for (&v, &c) in vals.iter().zip(counts) {
+            let d = v.wrapping_sub(bias);
+            let (side, u) = if !signed {
+                (0, ((d << 1) ^ (d >> 31)) as u32)
+            } else if d == 0 {
+                continue;
+            } else {
+                ((d < 0) as usize, d.unsigned_abs() - 1)
+            };
+            let p = &mut self.sides[side];
+            let cell = cell_of(u) + 1;
+            p.count[cell] += c as u64;
+            p.clogc[cell] += c as f64 * fast_log2(c as f64);
+            p.present[cell] += 1;
+            p.max_exp = p.max_exp.max(31 - u.max(1).leading_zeros());
+        }
+        for p in &mut self.sides[..1 + signed as usize] {
+            for i in 1..=CELLS {
+                p.count[i] += p.count[i - 1];
+                p.clogc[i] += p.clogc[i - 1];
+                p.present[i] += p.present[i - 1];
+            }
+        }
     }
 
     /// Token counts (into `tok`) and the total of raw bits for `layout`.
     fn layout_counts(&self, h: Hybrid, tok: &mut Vec<u32>) -> u64 {
         tok.clear();
         tok.resize(h.alphabet(), 0);
-        let extra = self.accumulate(h, tok, |_| {});
+        let extra = self.accumulate(h, tok);
         let last = tok.iter().rposition(|&c| c > 0).map_or(0, |p| p + 1);
         tok.truncate(last);
         extra
     }
 
-    /// A quick size estimate for `layout` (as [`estimate_bits`] gives) over `n` values, using
-    /// `tok` (all zero) as scratch and leaving it all zero.
-    fn layout_estimate(
-        &self,
-        h: Hybrid,
-        n: u64,
-        tok: &mut Vec<u32>,
-        touched: &mut Vec<u32>,
-    ) -> f64 {
-        if tok.len() < h.alphabet() {
-            tok.resize(h.alphabet(), 0);
-        }
-        touched.clear();
-        let extra = self.accumulate(h, tok, |t| touched.push(t));
+    /// A quick size estimate in bits for `layout` (of the sign mode last filled) over `n`
+    /// values: ideal entropy of the tokens, raw bits, about five bits per table entry. Prices
+    /// the direct tokens by prefix sums and visits only the tail tokens.
+    fn layout_estimate(&self, h: Hybrid, n: u64) -> f64 {
+        debug_assert_eq!(h.signed, self.signed);
         let mut sum_clogc = 0.0;
-        for &t in touched.iter() {
-            let c = tok[t as usize] as f64;
-            sum_clogc += c * fast_log2(c);
-            tok[t as usize] = 0;
+        let mut present = 0u64;
+        let mut extra = 0u64;
+        if self.signed && self.zero > 0 {
+            sum_clogc += self.zero as f64 * fast_log2(self.zero as f64);
+            present += 1;
         }
-        let present = touched.len() as f64;
+        for p in &self.sides[..1 + self.signed as usize] {
+            // Direct tokens: every magnitude below 2^k, priced by its own count.
+            let direct = cell_start(1 << h.k);
+            sum_clogc += p.clogc[direct];
+            present += p.present[direct] as u64;
+            // Tail tokens: for each exponent, 2^msb ranges of cells.
+            for e in h.k..=p.max_exp {
+                let nb = e - h.msb;
+                for m in 0..1u32 << h.msb {
+                    let lo = cell_start(((1 << h.msb) + m) << nb);
+                    let hi = if m + 1 < 1 << h.msb {
+                        cell_start(((1 << h.msb) + m + 1) << nb)
+                    } else if e < 31 {
+                        cell_start(2 << e)
+                    } else {
+                        CELLS
+                    };
+                    let c = p.count[hi] - p.count[lo];
+                    if c > 0 {
+                        sum_clogc += c as f64 * fast_log2(c as f64);
+                        present += 1;
+                        extra += c * nb as u64;
+                    }
+                }
+            }
+        }
         80.0 + extra as f64 + n as f64 * fast_log2(n as f64) - sum_clogc
-            + 5.0 * present
+            + 5.0 * present as f64
             + 32.0 * rans::lanes_for(n as usize) as f64
     }
 
-    /// Adds every bin's count to its token under `h`; calls `first` for a token the first time it
-    /// gets a count. Returns the total of raw bits.
-    #[inline(always)]
-    fn accumulate(&self, h: Hybrid, tok: &mut [u32], mut first: impl FnMut(u32)) -> u64 {
+    /// Adds every bin's count to its token under `h`. Returns the total of raw bits.
+    fn accumulate(&self, h: Hybrid, tok: &mut [u32]) -> u64 {
         let magnitude = |bin: usize| -> (u32, u32) {
             if bin < FINE_EXACT {
                 let (t, nb, _) = h.tokenize_u(bin as u32);
@@ -175,9 +269,6 @@ impl Fine {
                 let (t, nb) = magnitude(((b - 1) >> 1) as usize);
                 (1 + 2 * t + ((b - 1) & 1), nb)
             };
-            if tok[t as usize] == 0 {
-                first(t);
-            }
             tok[t as usize] += c as u32;
             extra += c * nb as u64;
         }
@@ -194,9 +285,7 @@ pub struct CodeCoder {
     sorted: Vec<i32>,
     fine: Fine,
     tok_counts: Vec<u32>,
-    /// All-zero token counts for estimates.
-    scratch_tok: Vec<u32>,
-    touched: Vec<u32>,
+
     symbols: Vec<u16>,
     wcodes: Vec<u8>,
     freqs: Vec<u32>,
@@ -367,6 +456,7 @@ impl CodeCoder {
             };
             let first = ranked.len();
             self.fine.fill(&self.vals, &self.counts, mode, false);
+            self.fine.summarize(&self.vals, &self.counts, mode);
             for &(k, msb) in SPLITS {
                 // Beyond the largest magnitude, a larger split exponent changes nothing.
                 if k > reach(mode) + 2 {
@@ -377,9 +467,7 @@ impl CodeCoder {
                     msb,
                     signed: false,
                 };
-                let est =
-                    self.fine
-                        .layout_estimate(layout, n, &mut self.scratch_tok, &mut self.touched);
+                let est = self.fine.layout_estimate(layout, n);
                 ranked.push((
                     est,
                     Choice::Hybrid {
@@ -405,17 +493,13 @@ impl CodeCoder {
             };
             for &(bias, signed) in more {
                 self.fine.fill(&self.vals, &self.counts, bias, signed);
+                self.fine.summarize(&self.vals, &self.counts, bias);
                 for &(k, msb) in &splits {
                     if k > reach(bias) + 2 {
                         continue;
                     }
                     let layout = Hybrid { k, msb, signed };
-                    let est = self.fine.layout_estimate(
-                        layout,
-                        n,
-                        &mut self.scratch_tok,
-                        &mut self.touched,
-                    );
+                    let est = self.fine.layout_estimate(layout, n);
                     ranked.push((
                         est,
                         Choice::Hybrid {
