@@ -159,10 +159,8 @@ impl Fine {
     fn summarize(&mut self, vals: &[i32], counts: &[u32], bias: i32) {
         let signed = self.signed;
         for p in &mut self.sides[..1 + signed as usize] {
-            for v in [&mut p.count] {
-                v.clear();
-                v.resize(CELLS + 1, 0);
-            }
+            p.count.clear();
+            p.count.resize(CELLS + 1, 0);
             p.clogc.clear();
             p.clogc.resize(CELLS + 1, 0.0);
             p.present.clear();
