@@ -380,7 +380,6 @@ impl<W: Write + Send + 'static> Compressor<W> {
         let full = std::mem::replace(&mut self.current, fresh);
         let records = (full.len() / self.record_len) as u32;
         self.records_in += records as u64;
-        self.check_not_too_long()?;
         self.submit(full, records)?;
         self.maybe_start_from_sample()
     }
@@ -397,12 +396,17 @@ impl<W: Write + Send + 'static> Compressor<W> {
         Ok(())
     }
 
-    fn check_not_too_long(&self) -> Result<()> {
+    /// Values accepted so far (whole values only).
+    fn values_in(&self) -> u64 {
+        self.records_in * self.record_len as u64 + self.current.len() as u64
+    }
+
+    /// Fails if `incoming` more values would exceed the declared shape.
+    fn check_room(&self, incoming: u64) -> Result<()> {
         if let Some(total) = self.spec.len() {
-            let expected = total / self.record_len as u64;
-            if self.records_in > expected {
+            if self.values_in() + incoming > total {
                 return Err(Error::InvalidInput(format!(
-                    "the input holds more than the {expected} records its shape {} declares",
+                    "the input holds more than the {total} values its shape {} declares",
                     self.spec.shape_string()
                 )));
             }
@@ -424,6 +428,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 "typed values written after a partial value of raw bytes".into(),
             ));
         }
+        self.check_room(values.len() as u64)?;
         let cap = self.chunk_values();
         while !values.is_empty() {
             let room = cap - self.current.len();
@@ -443,6 +448,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
     /// Adds little-endian bytes of the declared dtype (values may be split across calls).
     pub fn write_le_bytes(&mut self, mut bytes: &[u8]) -> Result<()> {
         let size = self.spec.dtype.size();
+        self.check_room(((self.carry.1 + bytes.len()) / size) as u64)?;
         let cap = self.chunk_values();
         self.progress
             .bytes_in
@@ -504,6 +510,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
             self.carry.0 = tail;
             self.carry.1 = t;
             total += n as u64;
+            self.check_room(0)?;
             self.progress
                 .bytes_in
                 .fetch_add(n as u64, Ordering::Relaxed);
@@ -553,7 +560,6 @@ impl<W: Write + Send + 'static> Compressor<W> {
             );
             let records = (last.len() / self.record_len) as u32;
             self.records_in += records as u64;
-            self.check_not_too_long()?;
             self.submit(last, records)?;
         }
         let slice = self.spec.slice_len().max(1);

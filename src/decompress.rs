@@ -20,7 +20,9 @@ const MAX_CHUNK_BYTES: u64 = 1 << 31;
 /// A reader thread reads chunks and worker threads decode them while the caller consumes
 /// earlier ones. Use [`next_chunk`](Self::next_chunk) for typed values, or [`Read`] for their
 /// little-endian bytes. The end mark and footer are verified before the stream reports its end,
-/// so a truncated container is an error, never a short result.
+/// so a truncated container is an error, never a short result. After the end,
+/// [`into_inner`](Self::into_inner) gives back the reader, positioned just after the
+/// container (another one may follow in the same stream).
 ///
 /// ```
 /// use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType, Decompressor, compress_slice};
@@ -34,9 +36,11 @@ const MAX_CHUNK_BYTES: u64 = 1 << 31;
 /// }
 /// assert_eq!(n, 5000);
 /// ```
-pub struct Decompressor {
+pub struct Decompressor<R: Read + Send + 'static> {
     header: Header,
-    pool: Option<DecodePool>,
+    pool: Option<DecodePool<Option<R>>>,
+    /// The reader, back from the reader thread once the end was read.
+    inner: Option<R>,
     /// Bytes of the chunk being served through `Read`, and how far it has been read.
     current: Option<(ArrayData, usize)>,
     records: u64,
@@ -45,7 +49,7 @@ pub struct Decompressor {
     failed: bool,
 }
 
-impl std::fmt::Debug for Decompressor {
+impl<R: Read + Send + 'static> std::fmt::Debug for Decompressor<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decompressor")
             .field("header", &self.header)
@@ -54,14 +58,14 @@ impl std::fmt::Debug for Decompressor {
     }
 }
 
-impl Decompressor {
+impl<R: Read + Send + 'static> Decompressor<R> {
     /// Reads the header and starts decoding with one thread per core.
-    pub fn new<R: Read + Send + 'static>(reader: R) -> Result<Self> {
+    pub fn new(reader: R) -> Result<Self> {
         Self::with_threads(reader, 0)
     }
 
     /// Reads the header and starts decoding with `threads` workers (0 = one per core).
-    pub fn with_threads<R: Read + Send + 'static>(reader: R, threads: usize) -> Result<Self> {
+    pub fn with_threads(reader: R, threads: usize) -> Result<Self> {
         let mut cr = ContainerReader::new(reader)?;
         let header = cr.header().clone();
         let threads = if threads == 0 {
@@ -90,11 +94,11 @@ impl Decompressor {
                                 ),
                             );
                             let _ = order.send(DecodeMsg::Failed(e));
-                            return;
+                            return None;
                         }
                         let (tx, rx) = bounded(1);
                         if order.send(DecodeMsg::Chunk(rx)).is_err() {
-                            return;
+                            return None;
                         }
                         let job = DecodeJob {
                             chunk: index,
@@ -104,20 +108,20 @@ impl Decompressor {
                             reply: tx,
                         };
                         if jobs.send(job).is_err() {
-                            return;
+                            return None;
                         }
                     }
                     Ok(Frame::End { .. }) => {
-                        let msg = match cr.read_footer() {
-                            Ok(_) => DecodeMsg::End,
-                            Err(e) => DecodeMsg::Failed(e),
+                        let (msg, inner) = match cr.read_footer() {
+                            Ok(_) => (DecodeMsg::End, Some(cr.into_inner())),
+                            Err(e) => (DecodeMsg::Failed(e), None),
                         };
                         let _ = order.send(msg);
-                        return;
+                        return inner;
                     }
                     Err(e) => {
                         let _ = order.send(DecodeMsg::Failed(e));
-                        return;
+                        return None;
                     }
                 }
             }
@@ -125,6 +129,7 @@ impl Decompressor {
         Ok(Decompressor {
             header,
             pool: Some(pool),
+            inner: None,
             current: None,
             records: 0,
             chunks: 0,
@@ -136,6 +141,17 @@ impl Decompressor {
     /// The container header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Reads (and discards) whatever chunks remain, verifies the end, and gives back the reader,
+    /// positioned just after the container.
+    pub fn into_inner(mut self) -> Result<R> {
+        while let Some(chunk) = self.next_chunk()? {
+            self.recycle(chunk);
+        }
+        self.inner
+            .take()
+            .ok_or_else(|| Error::Io(io::Error::other("the reader was lost after an error")))
     }
 
     /// Hands back a chunk returned by [`next_chunk`](Self::next_chunk) once done with it, so its
@@ -173,7 +189,7 @@ impl Decompressor {
             Some(DecodeMsg::End) => {
                 self.finished = true;
                 if let Some(p) = self.pool.take() {
-                    p.join();
+                    self.inner = p.join();
                 }
                 return Ok(None);
             }
@@ -198,7 +214,7 @@ impl Decompressor {
     }
 }
 
-impl Read for Decompressor {
+impl<R: Read + Send + 'static> Read for Decompressor<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if let Some((data, pos)) = &mut self.current {

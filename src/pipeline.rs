@@ -304,20 +304,22 @@ pub(crate) struct DecodeBuffers {
 }
 
 /// The decompressing side: a reader thread and workers feeding the consumer in order.
-pub(crate) struct DecodePool {
+pub(crate) struct DecodePool<T: Send + 'static> {
     order: Receiver<DecodeMsg>,
-    threads: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    /// The reader thread; it returns its input when done.
+    reader: Option<JoinHandle<T>>,
     buffers: DecodeBuffers,
 }
 
-impl DecodePool {
+impl<T: Send + 'static> DecodePool<T> {
     /// Starts `threads` workers and a reader thread running `read`, which sends jobs and order
-    /// messages until the end of the input or an error.
+    /// messages until the end of the input or an error, then returns its input.
     pub(crate) fn start(
         threads: usize,
         dtype: DType,
         params: Arc<CodecParams>,
-        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>) + Send + 'static,
+        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>) -> T + Send + 'static,
     ) -> Self {
         let threads = threads.max(1);
         let (jobs_tx, jobs_rx) = bounded::<DecodeJob>(threads);
@@ -326,7 +328,7 @@ impl DecodePool {
             payload: Pool::new(2 * threads + 2),
             data: Pool::new(2 * threads + 2),
         };
-        let mut handles: Vec<JoinHandle<()>> = (0..threads)
+        let workers: Vec<JoinHandle<()>> = (0..threads)
             .map(|i| {
                 let jobs = jobs_rx.clone();
                 let params = Arc::clone(&params);
@@ -358,15 +360,14 @@ impl DecodePool {
             })
             .collect();
         let payloads = buffers.payload.clone();
-        handles.push(
-            thread::Builder::new()
-                .name("baler-reader".into())
-                .spawn(move || read(jobs_tx, order_tx, payloads))
-                .expect("spawn reader thread"),
-        );
+        let reader = thread::Builder::new()
+            .name("baler-reader".into())
+            .spawn(move || read(jobs_tx, order_tx, payloads))
+            .expect("spawn reader thread");
         DecodePool {
             order: order_rx,
-            threads: handles,
+            workers,
+            reader: Some(reader),
             buffers,
         }
     }
@@ -382,12 +383,16 @@ impl DecodePool {
     }
 
     /// Joins the threads (after the end was reached), re-raising a panic.
-    pub(crate) fn join(mut self) {
+    /// Joins the threads (after the end was reached), re-raising a panic; returns what the
+    /// reader thread returned.
+    pub(crate) fn join(mut self) -> T {
         drop(std::mem::replace(&mut self.order, bounded(0).1));
-        for h in self.threads.drain(..) {
+        let reader = self.reader.take().expect("joined once").join();
+        for h in self.workers.drain(..) {
             if let Err(p) = h.join() {
                 std::panic::resume_unwind(p);
             }
         }
+        reader.unwrap_or_else(|p| std::panic::resume_unwind(p))
     }
 }

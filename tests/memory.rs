@@ -99,14 +99,13 @@ fn wait_ok(mut c: Child, what: &str) {
     assert!(status.success(), "{what} failed: {err}");
 }
 
-/// Streams `mib` MiB through compress | decompress; returns the peak RssAnon (MiB) of each.
+/// Streams a `.npy` of `mib` MiB through `baler compress - | baler decompress - -o -` (as
+/// `cat big.npy | baler compress -` would); returns the peak RssAnon (MiB) of each.
 fn stream_through_pipes(mib: u64) -> (u64, u64) {
     let total = mib << 20;
+    let rows = total / (4 * COLS as u64);
     let mut comp = baler()
-        .args([
-            "compress", "-", "--dtype", "f32", "--shape", "-1,16", "-b", "rel:1e-3", "-q", "-o",
-            "-",
-        ])
+        .args(["compress", "-", "-b", "rel:1e-3", "-q", "-o", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -122,6 +121,13 @@ fn stream_through_pipes(mib: u64) -> (u64, u64) {
     let monitor = Monitor::start(vec![comp.id(), decomp.id()]);
     let mut stdin = BufWriter::new(comp.stdin.take().unwrap());
     let feeder = thread::spawn(move || {
+        stdin
+            .write_all(&baler::io::npy::header_bytes(
+                baler::DType::F32,
+                &[rows, COLS as u64],
+                false,
+            ))
+            .unwrap();
         let mut buf = vec![0f32; COLS * 65536];
         let mut seed = 1u64;
         let mut sent = 0u64;

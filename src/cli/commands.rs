@@ -181,11 +181,8 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
     } else {
         std::fs::metadata(&args.input).ok().map(|m| m.len())
     };
-    let d = if args.input == "-" {
-        Decompressor::with_threads(
-            io::BufReader::with_capacity(1 << 20, io::stdin()),
-            args.threads,
-        )
+    let reader: Box<dyn Read + Send> = if args.input == "-" {
+        Box::new(io::BufReader::with_capacity(1 << 20, io::stdin()))
     } else {
         let f = File::open(&args.input).map_err(|e| {
             io::Error::new(
@@ -193,9 +190,10 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
                 format!("cannot open {}: {}", args.input, baler::io::io_reason(&e)),
             )
         })?;
-        Decompressor::with_threads(io::BufReader::with_capacity(1 << 20, f), args.threads)
-    }
-    .with_context(|| format!("reading {}", args.input))?;
+        Box::new(io::BufReader::with_capacity(1 << 20, f))
+    };
+    let d = Decompressor::with_threads(reader, args.threads)
+        .with_context(|| format!("reading {}", args.input))?;
     let header = d.header().clone();
     let total = header
         .spec
@@ -253,8 +251,8 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
 }
 
 /// Writes every decoded chunk; returns the bytes of values written.
-fn drain<W: Write>(
-    mut d: Decompressor,
+fn drain<R: Read + Send + 'static, W: Write>(
+    mut d: Decompressor<R>,
     w: &mut ValueWriter<W>,
     bar: &ProgressBar,
     name: &str,

@@ -1,0 +1,277 @@
+//! The streaming API with awkward partners: readers that return a byte at a time or get
+//! interrupted, readers and writers that fail midway, values split across writes, containers
+//! back to back in one stream, and a compressor dropped without `finish`.
+
+mod common;
+
+use std::io::{self, Cursor, Read, Write};
+
+use baler::{
+    ArrayData, ArraySpec, BoundSpec, Bounds, CompressOptions, Compressor, DType, Decompressor,
+    Error, UNKNOWN,
+};
+use common::{Lcg, assert_within};
+
+fn data(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Lcg(seed);
+    (0..rows * cols)
+        .map(|i| ((i / cols) as f64 * 0.01).sin() as f32 * 10.0 + rng.normal() as f32)
+        .collect()
+}
+
+fn opts() -> CompressOptions {
+    CompressOptions::new(Bounds::new(BoundSpec::Abs(0.01)))
+        .chunk_bytes(16 << 10)
+        .threads(2)
+}
+
+/// Returns at most `step` bytes per call and an `Interrupted` error every third call.
+struct Awkward<R> {
+    inner: R,
+    step: usize,
+    calls: usize,
+}
+
+impl<R: Read> Read for Awkward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.calls += 1;
+        if self.calls % 3 == 0 {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "try again"));
+        }
+        let n = buf.len().min(self.step);
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+/// Fails after `left` bytes.
+struct FailingReader<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: Read> Read for FailingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("the disk went away"));
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// Accepts `left` bytes, then fails.
+struct FailingWriter {
+    left: usize,
+}
+
+impl Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn compress(values: &[f32], shape: Vec<u64>) -> Vec<u8> {
+    let mut c = Compressor::new(Vec::new(), ArraySpec::new(DType::F32, shape), opts()).unwrap();
+    c.write_values(values).unwrap();
+    c.finish().unwrap()
+}
+
+fn decode_all<R: Read + Send + 'static>(d: &mut Decompressor<R>) -> Vec<f32> {
+    let mut out = Vec::new();
+    while let Some(chunk) = d.next_chunk().unwrap() {
+        let ArrayData::F32(v) = chunk else {
+            panic!("dtype")
+        };
+        out.extend_from_slice(&v);
+    }
+    out
+}
+
+#[test]
+fn awkward_readers_on_both_sides() {
+    let values = data(3000, 5, 1);
+    let bytes: Vec<u8> = bytemuck::cast_slice(&values).to_vec();
+    let spec = ArraySpec::new(DType::F32, vec![UNKNOWN, 5]);
+    let mut c = Compressor::new(Vec::new(), spec, opts()).unwrap();
+    let read = c
+        .read_from(Awkward {
+            inner: Cursor::new(bytes.clone()),
+            step: 7,
+            calls: 0,
+        })
+        .unwrap();
+    assert_eq!(read as usize, bytes.len());
+    let packed = c.finish().unwrap();
+    let mut d = Decompressor::new(Awkward {
+        inner: Cursor::new(packed),
+        step: 5,
+        calls: 0,
+    })
+    .unwrap();
+    assert_within(&values, &decode_all(&mut d), 5, &[0.01; 5]);
+    // The Read adapter gives the same values as little-endian bytes.
+    let mut d = Decompressor::new(Cursor::new(compress(&values, vec![3000, 5]))).unwrap();
+    let mut raw = Vec::new();
+    d.read_to_end(&mut raw).unwrap();
+    let back: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+    assert_within(&values, &back, 5, &[0.01; 5]);
+}
+
+#[test]
+fn values_split_anywhere_across_writes() {
+    let values = data(2000, 3, 2);
+    let bytes: Vec<u8> = bytemuck::cast_slice(&values).to_vec();
+    let mut c = Compressor::new(
+        Vec::new(),
+        ArraySpec::new(DType::F32, vec![2000, 3]),
+        opts(),
+    )
+    .unwrap();
+    let mut rng = Lcg(3);
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let n = ((rng.next_u64() % 23) as usize).min(rest.len());
+        c.write_all(&rest[..n]).unwrap();
+        rest = &rest[n..];
+    }
+    let packed = c.finish().unwrap();
+    let (_, back) = baler::decompress_to_vec(&packed).unwrap();
+    let ArrayData::F32(back) = back else {
+        panic!("dtype")
+    };
+    assert_within(&values, &back, 3, &[0.01; 3]);
+}
+
+#[test]
+fn containers_back_to_back_in_one_stream() {
+    let (a, b) = (data(1000, 4, 4), data(1700, 2, 5));
+    let mut stream = compress(&a, vec![1000, 4]);
+    stream.extend(compress(&b, vec![1700, 2]));
+    stream.extend_from_slice(b"trailing bytes");
+    let mut first = Decompressor::new(Cursor::new(stream)).unwrap();
+    assert_within(&a, &decode_all(&mut first), 4, &[0.01; 4]);
+    let rest = first.into_inner().unwrap();
+    let mut second = Decompressor::new(rest).unwrap();
+    assert_within(&b, &decode_all(&mut second), 2, &[0.01; 2]);
+    let mut tail = Vec::new();
+    second.into_inner().unwrap().read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, b"trailing bytes");
+}
+
+#[test]
+fn a_failing_reader_is_an_error_not_a_hang() {
+    let packed = compress(&data(4000, 4, 6), vec![4000, 4]);
+    let mut d = Decompressor::new(FailingReader {
+        inner: Cursor::new(packed.clone()),
+        left: packed.len() / 2,
+    })
+    .unwrap();
+    let err = loop {
+        match d.next_chunk() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a failed read ended cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("the disk went away"), "{err}");
+    // And on the compressing side.
+    let values = data(4000, 4, 7);
+    let mut c = Compressor::new(
+        Vec::new(),
+        ArraySpec::new(DType::F32, vec![UNKNOWN, 4]),
+        opts(),
+    )
+    .unwrap();
+    let bytes: Vec<u8> = bytemuck::cast_slice(&values).to_vec();
+    let err = c
+        .read_from(FailingReader {
+            inner: Cursor::new(bytes),
+            left: 10_000,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("the disk went away"), "{err}");
+}
+
+#[test]
+fn a_failing_writer_reports_its_error() {
+    let values = data(20_000, 4, 8);
+    let mut c = Compressor::new(
+        FailingWriter { left: 3000 },
+        ArraySpec::new(DType::F32, vec![20_000, 4]),
+        opts(),
+    )
+    .unwrap();
+    let err = c
+        .write_values(&values)
+        .and_then(|()| c.finish().map(|_| ()))
+        .unwrap_err();
+    assert!(err.to_string().contains("no space left"), "{err}");
+}
+
+#[test]
+fn dropped_without_finish_is_detectably_incomplete() {
+    let values = data(5000, 4, 9);
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Compressor::new(
+        Shared(shared.clone()),
+        ArraySpec::new(DType::F32, vec![5000, 4]),
+        opts(),
+    )
+    .unwrap();
+    c.write_values(&values).unwrap();
+    drop(c);
+    // Give the writer thread a moment to write what it had.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let partial = shared.lock().unwrap().clone();
+    match baler::decompress_to_vec(&partial) {
+        Err(Error::Truncated { .. }) | Err(Error::BadMagic) => {}
+        other => panic!(
+            "an unfinished container decoded: {:?}",
+            other.map(|(h, _)| h)
+        ),
+    }
+}
+
+#[test]
+fn wrong_types_and_sizes_are_refused() {
+    let mut c =
+        Compressor::new(Vec::new(), ArraySpec::new(DType::F32, vec![10, 2]), opts()).unwrap();
+    assert!(c.write_values(&[1.0f64, 2.0]).is_err());
+    c.write_values(&[1.0f32; 19]).unwrap();
+    let e = c.finish().unwrap_err().to_string();
+    assert!(e.contains("19 of the 20 values"), "{e}");
+    let mut c =
+        Compressor::new(Vec::new(), ArraySpec::new(DType::F32, vec![2, 2]), opts()).unwrap();
+    assert!(c.write_values(&[1.0f32; 5]).is_err());
+    let mut c = Compressor::new(
+        Vec::new(),
+        ArraySpec::new(DType::F32, vec![UNKNOWN, 3]),
+        opts(),
+    )
+    .unwrap();
+    c.write_le_bytes(&[0u8; 13]).unwrap();
+    assert!(c.finish().unwrap_err().to_string().contains("stray bytes"));
+}
