@@ -149,6 +149,16 @@ impl BitWriter {
         Self::default()
     }
 
+    /// A writer appending to `out` (cleared first), reusing its allocation.
+    pub(crate) fn reusing(mut out: Vec<u8>) -> Self {
+        out.clear();
+        BitWriter {
+            out,
+            acc: 0,
+            fill: 0,
+        }
+    }
+
     pub(crate) fn with_capacity(bytes: usize) -> Self {
         BitWriter {
             out: Vec::with_capacity(bytes),

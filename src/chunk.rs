@@ -161,6 +161,9 @@ impl<T: Element> ChunkCodec<T> {
     /// its contents) and returns how the payload is stored.
     pub(crate) fn encode(&mut self, data: &[T], out: &mut Vec<u8>) -> PayloadKind {
         out.clear();
+        // Coded chunks are rarely over half their raw size: reserve that once rather than grow
+        // by doubling (each step a copy and fresh pages).
+        out.reserve(data.len() * T::BYTES / 2);
         let params = Arc::clone(&self.params);
         debug_assert_eq!(data.len() % params.record_len.max(1), 0);
         let (ncols, rows) = params.geometry(data.len());
@@ -171,11 +174,20 @@ impl<T: Element> ChunkCodec<T> {
         } else {
             data
         };
-        self.recon.resize(data.len(), T::from_f64(0.0));
+        // A table's later columns may refer to earlier ones' reconstruction; a field's one
+        // column refers only to itself, so it needs none.
+        let keep_recon = params.layout == Layout::Table;
+        if keep_recon {
+            self.recon.resize(data.len(), T::from_f64(0.0));
+        }
         for j in 0..ncols {
             let col = &source[j * rows..(j + 1) * rows];
-            let (done, rest) = self.recon.split_at_mut(j * rows);
-            let recon = &mut rest[..rows];
+            let (done, recon): (&[T], Option<&mut [T]>) = if keep_recon {
+                let (done, rest) = self.recon.split_at_mut(j * rows);
+                (done, Some(&mut rest[..rows]))
+            } else {
+                (&[], None)
+            };
             let reference = params.reference(j, rows, done);
             let cp = &params.columns[j.min(params.columns.len() - 1)];
             self.col_out.clear();
@@ -278,7 +290,7 @@ fn encode_column<T: Element>(
     col: &[T],
     reference: Reference<'_, T>,
     cp: &ColumnParams,
-    recon: &mut [T],
+    mut recon: Option<&mut [T]>,
     coder: &mut CodeCoder,
     ll: &mut LosslessScratch,
     codes: &mut Vec<i32>,
@@ -293,7 +305,13 @@ fn encode_column<T: Element>(
         let max_abs = cp.norm.offset.abs() + cp.norm.scale;
         let q = Quantizer::for_values::<T>(cp.bound, max_abs);
         let predictor = Predictor::Centre;
-        q.quantize(col, predictor.predict(&cp.norm, q.step), codes, exc, recon);
+        q.quantize(
+            col,
+            predictor.predict(&cp.norm, q.step),
+            codes,
+            exc,
+            recon.as_deref_mut(),
+        );
         out.push(KIND_QUANTIZED);
         out.push(predictor.id());
         out.extend_from_slice(&q.step.to_le_bytes());
@@ -307,13 +325,17 @@ fn encode_column<T: Element>(
             lossless::encode(col, reference, coder, ll, alt);
             if alt.len() < out.len() {
                 std::mem::swap(out, alt);
-                recon.copy_from_slice(col);
+                if let Some(r) = recon {
+                    r.copy_from_slice(col);
+                }
             }
         }
     } else {
         out.push(KIND_LOSSLESS);
         lossless::encode(col, reference, coder, ll, out);
-        recon.copy_from_slice(col);
+        if let Some(r) = recon {
+            r.copy_from_slice(col);
+        }
     }
 }
 

@@ -17,8 +17,10 @@ pub const DEFAULT_CHUNK_BYTES: usize = 4 << 20;
 /// Default cap on the memory the pipeline holds (chunks in flight and worker scratch).
 pub const DEFAULT_MEMORY_BUDGET: usize = 192 << 20;
 const MIN_CHUNK_BYTES: usize = 4 << 10;
-/// Inputs of known size split into two chunks from twice this size on.
+/// Tables of known size split into two chunks from twice this size on.
 const MIN_SPLIT: usize = 1 << 20;
+/// Fields of known size split into two chunks from twice this size on.
+const MIN_FIELD_SPLIT: usize = 256 << 10;
 
 /// How to compress.
 #[derive(Debug, Clone)]
@@ -186,7 +188,13 @@ impl<W: Write + Send + 'static> Compressor<W> {
             Some(total) => {
                 let bytes = total * spec.dtype.size() as u64;
                 let mut n_chunks = bytes.div_ceil(chunk_bytes as u64).max(1);
-                if bytes >= 2 * MIN_SPLIT as u64 {
+                // A field pays one small table per extra chunk; a table one per column.
+                let min_split = if spec.layout == Layout::Field {
+                    MIN_FIELD_SPLIT
+                } else {
+                    MIN_SPLIT
+                };
+                if bytes >= 2 * min_split as u64 {
                     n_chunks = n_chunks.max(2);
                 }
                 n_chunks += n_chunks % 2 * (n_chunks > 1) as u64;

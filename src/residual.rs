@@ -242,19 +242,20 @@ impl Quantizer {
     }
 
     /// Quantizes `values`: fills `codes` for the values that meet the bound, `exc` with the
-    /// rest, and `recon` (same length as `values`) with the decoder's reconstruction.
+    /// rest, and `recon` (if wanted; same length as `values`) with the decoder's
+    /// reconstruction.
     pub(crate) fn quantize<T: Element>(
         self,
         values: &[T],
         pred: Prediction<'_>,
         codes: &mut Vec<i32>,
         exc: &mut Exceptions<T>,
-        recon: &mut [T],
+        recon: Option<&mut [T]>,
     ) {
         codes.clear();
         exc.clear();
         codes.reserve(values.len());
-        debug_assert_eq!(recon.len(), values.len());
+        debug_assert!(recon.as_ref().is_none_or(|r| r.len() == values.len()));
         match pred {
             Prediction::Constant(p) => self.quantize_with(values, |_| p, codes, exc, recon),
             Prediction::Values(ps) => {
@@ -271,7 +272,7 @@ impl Quantizer {
         pred: impl Fn(usize) -> f64,
         codes: &mut Vec<i32>,
         exc: &mut Exceptions<T>,
-        recon: &mut [T],
+        mut recon: Option<&mut [T]>,
     ) {
         // Blocks of values go through a branch-free pass the compiler can vectorize; the exact
         // check (`within_bound`) runs only on values that pass or fail narrowly, which are rare.
@@ -281,12 +282,10 @@ impl Quantizer {
         let sign = 1u64 << (8 * T::BYTES - 1);
         let mut qs = [0i32; BLOCK];
         let mut clear = [false; BLOCK];
-        for (b, (xs, rs)) in values
-            .chunks(BLOCK)
-            .zip(recon.chunks_mut(BLOCK))
-            .enumerate()
-        {
+        let mut ys = [T::from_f64(0.0); BLOCK];
+        for (b, xs) in values.chunks(BLOCK).enumerate() {
             let base = b * BLOCK;
+            let rs = &mut ys[..xs.len()];
             let mut all_clear = true;
             for (i, (&x, r)) in xs.iter().zip(rs.iter_mut()).enumerate() {
                 let p = pred(base + i);
@@ -306,16 +305,19 @@ impl Quantizer {
             }
             if all_clear {
                 codes.extend_from_slice(&qs[..xs.len()]);
-                continue;
-            }
-            for (i, (&x, r)) in xs.iter().zip(rs.iter_mut()).enumerate() {
-                if clear[i] || within_bound(x, *r, self.bound) {
-                    codes.push(qs[i]);
-                } else {
-                    exc.pos.push((base + i) as u32);
-                    exc.val.push(x);
-                    *r = x;
+            } else {
+                for (i, (&x, r)) in xs.iter().zip(rs.iter_mut()).enumerate() {
+                    if clear[i] || within_bound(x, *r, self.bound) {
+                        codes.push(qs[i]);
+                    } else {
+                        exc.pos.push((base + i) as u32);
+                        exc.val.push(x);
+                        *r = x;
+                    }
                 }
+            }
+            if let Some(out) = recon.as_deref_mut() {
+                out[base..base + xs.len()].copy_from_slice(rs);
             }
         }
     }
@@ -450,7 +452,7 @@ mod tests {
                 Prediction::Constant(2.5),
                 &mut codes,
                 &mut exc,
-                &mut recon,
+                Some(&mut recon),
             );
             assert_eq!(
                 first_violation(&values, &recon, bound),

@@ -28,7 +28,7 @@ pub fn quantize<T: Element>(
         Prediction::Constant(prediction),
         codes,
         &mut exc,
-        recon,
+        Some(recon),
     );
     exc.len()
 }

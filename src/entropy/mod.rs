@@ -289,6 +289,9 @@ pub struct CodeCoder {
     freqs: Vec<u32>,
     entries: Vec<TokenEntry>,
     lut: Vec<u64>,
+    /// Scratch for a rANS stream and a raw-bits section before they are framed.
+    stream: Vec<u8>,
+    raw: Vec<u8>,
     enc: rans::Encoder,
     dec: Option<Box<rans::Decoder>>,
 }
@@ -640,7 +643,7 @@ impl CodeCoder {
                 let mut bw = BitWriter::new();
                 table::write_codes(&mut bw, &self.wcodes, true, n, prec);
                 put_section(out, &bw.finish());
-                let mut raw = BitWriter::with_capacity(codes.len());
+                let mut raw = BitWriter::reusing(std::mem::take(&mut self.raw));
                 self.symbols.clear();
                 self.symbols.resize(codes.len(), 0);
                 let span = (self.vals[self.vals.len() - 1] as i64 - min as i64) as usize + 1;
@@ -667,16 +670,17 @@ impl CodeCoder {
                     }
                 }
                 self.write_rans(prec, out);
-                put_section(out, &raw.finish());
+                self.raw = raw.finish();
+                put_section(out, &self.raw);
             }
         }
     }
 
     fn write_rans(&mut self, prec: u32, out: &mut Vec<u8>) {
         self.enc.set_table(&self.freqs, prec);
-        let mut stream = Vec::with_capacity(self.symbols.len() * 2 + 64);
-        self.enc.encode(&self.symbols, &mut stream);
-        put_section(out, &stream);
+        self.stream.clear();
+        self.enc.encode(&self.symbols, &mut self.stream);
+        put_section(out, &self.stream);
     }
 
     fn read_rans(&mut self, r: &mut ByteReader<'_>, prec: u32, n: usize) -> DecodeResult<()> {
