@@ -179,48 +179,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
         let per_thread = 6 * chunk_bytes;
         threads = threads
             .min((options.memory_budget.saturating_sub(4 * chunk_bytes) / per_thread).max(1));
-        // Chunking of a known-size input depends on its size alone (never on the thread
-        // count, so neither does the output): at least two chunks from 2 MiB on, so two cores
-        // share mid-size files; an even number of chunks of equal size after that.
-        // A field's records are the largest slices along its slowest axes that fit in a chunk,
-        // so chunk boundaries follow the array's own structure (e.g. stacked variables).
-        let (record_len, chunk_records) = match spec.len() {
-            Some(total) => {
-                let bytes = total * spec.dtype.size() as u64;
-                let mut n_chunks = bytes.div_ceil(chunk_bytes as u64).max(1);
-                // A field pays one small table per extra chunk; a table one per column.
-                let min_split = if spec.layout == Layout::Field {
-                    MIN_FIELD_SPLIT
-                } else {
-                    MIN_SPLIT
-                };
-                if bytes >= 2 * min_split as u64 {
-                    n_chunks = n_chunks.max(2);
-                }
-                n_chunks += n_chunks % 2 * (n_chunks > 1) as u64;
-                let target = bytes.div_ceil(n_chunks) as usize;
-                let record_len = spec.record_len(target) as usize;
-                let record_bytes = record_len * spec.dtype.size();
-                let records = (total / record_len as u64) as usize;
-                let chunk_records = if record_bytes * 8 <= target {
-                    // Fine records (table rows): exactly `n_chunks` chunks of equal size.
-                    records.div_ceil(n_chunks as usize)
-                } else {
-                    // Coarse records (a field's slices): as many whole ones as fit, so no
-                    // chunk straddles two slices that each fill one (stacked variables).
-                    target / record_bytes
-                };
-                (record_len, chunk_records.max(1))
-            }
-            None => {
-                let record_len = spec.record_len(chunk_bytes) as usize;
-                (
-                    record_len,
-                    (chunk_bytes / (record_len * spec.dtype.size())).max(1),
-                )
-            }
-        };
-        let chunk_records = chunk_records.min(u32::MAX as usize);
+        let (record_len, chunk_records) = chunking(&spec, chunk_bytes);
         let current = ArrayData::with_capacity(spec.dtype, chunk_records * record_len);
         let state = State::Buffering {
             writer,
@@ -604,6 +563,53 @@ impl<W: Write + Send + 'static> Compressor<W> {
     }
 }
 
+/// Values per record and records per chunk, for a target chunk size in bytes.
+///
+/// Depends on the input alone, never on the thread count or the machine, so neither does the
+/// output. A stream's chunks are all `chunk_bytes` (but the last). An input of known size is
+/// cut into chunks of equal size, an even number of them, and at least two once it holds twice
+/// `MIN_SPLIT` (tables, which pay a table per column per chunk) or `MIN_FIELD_SPLIT` (fields,
+/// which pay one), so two cores share mid-size files. A field's records are the largest slices
+/// along its slowest axes that fit in a chunk, and a chunk never splits such a slice, so chunk
+/// boundaries follow the array's own structure (stacked variables stay apart).
+fn chunking(spec: &ArraySpec, chunk_bytes: usize) -> (usize, usize) {
+    let size = spec.dtype.size();
+    let (record_len, chunk_records) = match spec.len() {
+        Some(total) => {
+            let bytes = total * size as u64;
+            let mut n_chunks = bytes.div_ceil(chunk_bytes as u64).max(1);
+            let min_split = if spec.layout == Layout::Field {
+                MIN_FIELD_SPLIT
+            } else {
+                MIN_SPLIT
+            };
+            if bytes >= 2 * min_split as u64 {
+                n_chunks = n_chunks.max(2);
+            }
+            if n_chunks > 1 {
+                n_chunks += n_chunks % 2;
+            }
+            let target = bytes.div_ceil(n_chunks) as usize;
+            let record_len = spec.record_len(target) as usize;
+            let record_bytes = record_len * size;
+            let records = (total / record_len as u64) as usize;
+            let chunk_records = if record_bytes * 8 <= target {
+                // Fine records (table rows): exactly `n_chunks` chunks of equal size.
+                records.div_ceil(n_chunks as usize)
+            } else {
+                // Coarse records (a field's slices): as many whole ones as fit.
+                target / record_bytes
+            };
+            (record_len, chunk_records)
+        }
+        None => {
+            let record_len = spec.record_len(chunk_bytes) as usize;
+            (record_len, chunk_bytes / (record_len * size))
+        }
+    };
+    (record_len, chunk_records.clamp(1, u32::MAX as usize))
+}
+
 fn stopped() -> Error {
     Error::Io(io::Error::other(
         "the compressor stopped after an earlier error",
@@ -702,4 +708,58 @@ pub fn compress_slice<T: Element>(
     let mut c = Compressor::new(Vec::new(), spec.clone(), options)?;
     c.write_values(data)?;
     c.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::DType;
+
+    fn chunks_of(spec: &ArraySpec, chunk_bytes: usize) -> (usize, usize, u64) {
+        let (record_len, chunk_records) = chunking(spec, chunk_bytes);
+        let records = spec.len().map_or(0, |n| n / record_len as u64);
+        (
+            record_len,
+            chunk_records,
+            records.div_ceil(chunk_records as u64),
+        )
+    }
+
+    #[test]
+    fn tables_split_evenly_by_size() {
+        // 5.6 MB, 141 columns: two chunks of equal size.
+        assert_eq!(
+            chunks_of(&ArraySpec::new(DType::F32, vec![9923, 141]), 4 << 20),
+            (141, 4962, 2)
+        );
+        // 19.2 MB: five chunks of 4 MiB rounded up to six.
+        assert_eq!(
+            chunks_of(&ArraySpec::new(DType::F32, vec![200_000, 24]), 4 << 20).2,
+            6
+        );
+        // Under 2 MiB: one chunk.
+        assert_eq!(
+            chunks_of(&ArraySpec::new(DType::F32, vec![1636, 59]), 4 << 20).2,
+            1
+        );
+        // A stream: full chunks of the target size.
+        let (len, per, _) = chunks_of(&ArraySpec::new(DType::F32, vec![UNKNOWN, 16]), 4 << 20);
+        assert_eq!((len, per), (16, (4 << 20) / 64));
+    }
+
+    #[test]
+    fn field_chunks_follow_the_slowest_axis() {
+        // Three stacked variables of 884 KB: one chunk each.
+        let (len, per, n) = chunks_of(&ArraySpec::new(DType::F32, vec![3, 12, 96, 192]), 4 << 20);
+        assert_eq!((len, per, n), (12 * 96 * 192, 1, 3));
+        // 600 kB of 60 frames: two chunks of 30 frames.
+        assert_eq!(
+            chunks_of(&ArraySpec::new(DType::F32, vec![60, 50, 50]), 4 << 20),
+            (2500, 30, 2)
+        );
+        // A 1-D series: records of one value, chunks of equal size.
+        let (len, per, n) = chunks_of(&ArraySpec::new(DType::F64, vec![1_000_000]), 4 << 20);
+        assert_eq!((len, n), (1, 2));
+        assert_eq!(per, 500_000);
+    }
 }
