@@ -50,19 +50,20 @@ def best_of(n, fn, fresh=None):
 def summary(results, threads):
     """One line per file and bound: baler next to SZ3 (or the best lossless peer)."""
     print(f"\n## Summary: ratio, and speed in MB/s (baler {threads} threads in memory and CLI file to file; peers 1 thread in memory)\n")
-    print("| data | bound | baler | SZ3 | ZFP | best lossless | baler comp | CLI comp | SZ3 comp | baler decomp | CLI decomp | SZ3 decomp | max err / bound (check.py) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | bound | baler | SZ3 | ZFP | best lossless | baler / h0 | baler comp | CLI comp | SZ3 comp | baler decomp | CLI decomp | SZ3 decomp | max err / bound (check.py) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         peer = {p["codec"]: p for p in r["peers"]}
         name = r["file"].removesuffix(".npy")
         if "SZ3" in peer:
             s, z = peer["SZ3"], peer["ZFP"]
-            print(f"| {name} | {r['bound']} | **{r['baler_ratio']:.2f}** | {s['ratio']:.2f} | {z['ratio']:.2f} | | "
+            h0 = f"{r['container_over_h0']:.3f}" if r.get("container_over_h0") else ""
+            print(f"| {name} | {r['bound']} | **{r['baler_ratio']:.2f}** | {s['ratio']:.2f} | {z['ratio']:.2f} | | {h0} | "
                   f"{r['baler_comp_MBps']:.0f} | {r['cli_comp_MBps']:.0f} | {s['comp_MBps']:.0f} | "
                   f"{r['baler_decomp_MBps']:.0f} | {r['cli_decomp_MBps']:.0f} | {s['decomp_MBps']:.0f} | {r['check']} |")
         else:
             best = max(r["peers"], key=lambda p: p["ratio"])
-            print(f"| {name} | lossless | **{r['baler_ratio']:.3f}** | | | {best['ratio']:.3f} ({best['codec']}) | "
+            print(f"| {name} | lossless | **{r['baler_ratio']:.3f}** | | | {best['ratio']:.3f} ({best['codec']}) | | "
                   f"{r['baler_comp_MBps']:.0f} | {r['cli_comp_MBps']:.0f} | | {r['baler_decomp_MBps']:.0f} | "
                   f"{r['cli_decomp_MBps']:.0f} | | {r['check']} |")
 
@@ -104,15 +105,22 @@ def main():
                 worst = out.stdout.strip().splitlines()[-1].split(":")[-1].strip() if out.stdout else "?"
                 verdict = "" if out.returncode == 0 else " FAIL"
                 label = spec if rel is not None else "lossless"
+                h0 = None
+                if rel is not None and peers["layout"] == "table":
+                    # Order-0 entropy of the plain codes round(x / 2E) per column (check.py h0).
+                    h0 = float(run([py, os.path.join(PEERS, "check.py"), "h0", f, "--rel", str(rel)]).stdout.strip())
                 row = {
                     "file": name, "bound": label, "bytes": raw,
                     "baler_ratio": raw / bench["compressed"], "baler_comp_MBps": bench["comp_MBps"],
                     "baler_decomp_MBps": bench["decomp_MBps"], "threads": a.threads,
                     "cli_ratio": raw / size, "cli_comp_MBps": raw / tc / 1e6, "cli_decomp_MBps": raw / td / 1e6,
                     "check": worst + verdict, "peers": [],
+                    "container_over_h0": size / h0 if h0 else None,
                 }
                 print(f"| **baler** ({a.threads} threads, in memory) | {label} | **{row['baler_ratio']:.2f}** | "
                       f"{row['baler_comp_MBps']:.0f} | {row['baler_decomp_MBps']:.0f} | {worst}{verdict} |")
+                if h0:
+                    print(f"| (container / order-0 entropy of the plain codes) | {label} | {size / h0:.4f} | | | |")
                 print(f"| baler CLI, file to file ({a.threads} threads) | {label} | {row['cli_ratio']:.2f} | "
                       f"{row['cli_comp_MBps']:.0f} | {row['cli_decomp_MBps']:.0f} | |")
                 if rel is not None:
