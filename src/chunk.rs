@@ -5,12 +5,13 @@
 //!
 //! ```text
 //! payload  := section(column 0) section(column 1) ...
-//! column   := 0x00 predictor:u8 step:f64 exceptions codes      (quantized)
+//! column   := 0x00 predictor:u8 step:f64 exceptions segment*   (quantized)
 //!           | 0x01 lossless                                    (bit-exact, see `lossless`)
 //! ```
 //!
-//! `exceptions` is `Exceptions::write`'s block and `codes` a `CodeCoder` stream holding one
-//! code per value that is not an exception. When the coded payload is not smaller than the raw
+//! `exceptions` is `Exceptions::write`'s block for the whole column; then one `CodeCoder`
+//! stream per segment of [`SEGMENT`] values (the last one shorter), holding one code per value
+//! of the segment that is not an exception. When the coded payload is not smaller than the raw
 //! values, the chunk stores them raw or LZ4-compressed instead and says so in its payload kind
 //! (the container's chunk flags).
 //!
@@ -101,14 +102,10 @@ impl CodecParams {
 #[derive(Debug)]
 pub(crate) struct ChunkCodec<T: Element> {
     params: Arc<CodecParams>,
-    coder: CodeCoder,
-    ll: LosslessScratch,
-    codes: Vec<i32>,
-    exc: Exceptions<T>,
+    columns: ColumnCoder<T>,
     cols: Vec<T>,
     recon: Vec<T>,
     col_out: Vec<u8>,
-    alt_out: Vec<u8>,
 }
 
 /// Copies row-major `data` (`width` values per row) into column-major `out`.
@@ -146,14 +143,10 @@ impl<T: Element> ChunkCodec<T> {
     pub(crate) fn new(params: Arc<CodecParams>) -> Self {
         ChunkCodec {
             params,
-            coder: CodeCoder::new(),
-            ll: LosslessScratch::default(),
-            codes: Vec::new(),
-            exc: Exceptions::default(),
+            columns: ColumnCoder::new(),
             cols: Vec::new(),
             recon: Vec::new(),
             col_out: Vec::new(),
-            alt_out: Vec::new(),
         }
     }
 
@@ -191,18 +184,8 @@ impl<T: Element> ChunkCodec<T> {
             let reference = params.reference(j, rows, done);
             let cp = &params.columns[j.min(params.columns.len() - 1)];
             self.col_out.clear();
-            encode_column(
-                col,
-                reference,
-                cp,
-                recon,
-                &mut self.coder,
-                &mut self.ll,
-                &mut self.codes,
-                &mut self.exc,
-                &mut self.col_out,
-                &mut self.alt_out,
-            );
+            self.columns
+                .encode(col, reference, cp, recon, &mut self.col_out);
             put_section(out, &self.col_out);
         }
         let raw_len = data.len() * T::BYTES;
@@ -260,17 +243,9 @@ impl<T: Element> ChunkCodec<T> {
             let (done, rest) = dest.split_at_mut(j * rows);
             let reference = params.reference(j, rows, done);
             let cp = &params.columns[j.min(params.columns.len() - 1)];
-            decode_column(
-                section,
-                reference,
-                cp,
-                &mut self.coder,
-                &mut self.ll,
-                &mut self.codes,
-                &mut self.exc,
-                &mut rest[..rows],
-            )
-            .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
+            self.columns
+                .decode(section, reference, cp, &mut rest[..rows])
+                .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
         }
         if !r.is_empty() {
             return Err(Malformed(format!(
@@ -285,102 +260,158 @@ impl<T: Element> ChunkCodec<T> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn encode_column<T: Element>(
-    col: &[T],
-    reference: Reference<'_, T>,
-    cp: &ColumnParams,
-    mut recon: Option<&mut [T]>,
-    coder: &mut CodeCoder,
-    ll: &mut LosslessScratch,
-    codes: &mut Vec<i32>,
-    exc: &mut Exceptions<T>,
-    out: &mut Vec<u8>,
-    alt: &mut Vec<u8>,
-) {
-    if cp.bound > 0.0 {
+/// Values per code stream: a long column (a field, or a one-column table) is coded in segments
+/// of this many values, each with its own table, so every stage's scratch stays in cache and
+/// the statistics follow the data along the column.
+pub const SEGMENT: usize = 1 << 16;
+
+/// Codes and decodes one column, with the scratch space that needs.
+#[derive(Debug)]
+struct ColumnCoder<T: Element> {
+    coder: CodeCoder,
+    ll: LosslessScratch,
+    codes: Vec<i32>,
+    exc: Exceptions<T>,
+    seg_exc: Exceptions<T>,
+    segments: Vec<u8>,
+    alt: Vec<u8>,
+}
+
+impl<T: Element> ColumnCoder<T> {
+    fn new() -> Self {
+        ColumnCoder {
+            coder: CodeCoder::new(),
+            ll: LosslessScratch::default(),
+            codes: Vec::new(),
+            exc: Exceptions::default(),
+            seg_exc: Exceptions::default(),
+            segments: Vec::new(),
+            alt: Vec::new(),
+        }
+    }
+
+    /// Appends the section body of `col` to `out`, and its reconstruction to `recon` if wanted.
+    fn encode(
+        &mut self,
+        col: &[T],
+        reference: Reference<'_, T>,
+        cp: &ColumnParams,
+        mut recon: Option<&mut [T]>,
+        out: &mut Vec<u8>,
+    ) {
+        if cp.bound == 0.0 {
+            out.push(KIND_LOSSLESS);
+            lossless::encode(col, reference, &mut self.coder, &mut self.ll, out);
+            if let Some(r) = recon {
+                r.copy_from_slice(col);
+            }
+            return;
+        }
         // The column's largest magnitude, from the header's statistics: values beyond it (a
         // stream whose statistics came from its first records) still meet the bound, through
         // the exact check.
         let max_abs = cp.norm.offset.abs() + cp.norm.scale;
         let q = Quantizer::for_values::<T>(cp.bound, max_abs);
         let predictor = Predictor::Centre;
-        q.quantize(
-            col,
-            predictor.predict(&cp.norm, q.step),
-            codes,
-            exc,
-            recon.as_deref_mut(),
-        );
+        let pred = predictor.predict(&cp.norm, q.step);
+        self.exc.clear();
+        self.segments.clear();
+        for (s, values) in col.chunks(SEGMENT).enumerate() {
+            let base = s * SEGMENT;
+            let end = base + values.len();
+            let rec = recon.as_deref_mut().map(|r| &mut r[base..end]);
+            q.quantize(
+                values,
+                pred.segment(base, end),
+                &mut self.codes,
+                &mut self.seg_exc,
+                rec,
+            );
+            self.exc
+                .pos
+                .extend(self.seg_exc.pos.iter().map(|&p| p + base as u32));
+            self.exc.val.extend_from_slice(&self.seg_exc.val);
+            self.coder.encode(&self.codes, &mut self.segments);
+        }
         out.push(KIND_QUANTIZED);
         out.push(predictor.id());
         out.extend_from_slice(&q.step.to_le_bytes());
-        exc.write(out);
-        coder.encode(codes, out);
+        self.exc.write(out);
+        out.extend_from_slice(&self.segments);
         // With many exceptions (a bound below the data's own precision), bit-exact coding can
         // be smaller.
-        if exc.len() * 8 > col.len() {
-            alt.clear();
-            alt.push(KIND_LOSSLESS);
-            lossless::encode(col, reference, coder, ll, alt);
-            if alt.len() < out.len() {
-                std::mem::swap(out, alt);
+        if self.exc.len() * 8 > col.len() {
+            self.alt.clear();
+            self.alt.push(KIND_LOSSLESS);
+            lossless::encode(col, reference, &mut self.coder, &mut self.ll, &mut self.alt);
+            if self.alt.len() < out.len() {
+                std::mem::swap(out, &mut self.alt);
                 if let Some(r) = recon {
                     r.copy_from_slice(col);
                 }
             }
         }
-    } else {
-        out.push(KIND_LOSSLESS);
-        lossless::encode(col, reference, coder, ll, out);
-        if let Some(r) = recon {
-            r.copy_from_slice(col);
-        }
     }
-}
 
-#[allow(clippy::too_many_arguments)]
-fn decode_column<T: Element>(
-    section: &[u8],
-    reference: Reference<'_, T>,
-    cp: &ColumnParams,
-    coder: &mut CodeCoder,
-    ll: &mut LosslessScratch,
-    codes: &mut Vec<i32>,
-    exc: &mut Exceptions<T>,
-    out: &mut [T],
-) -> DecodeResult<()> {
-    let mut r = ByteReader::new(section);
-    match r.u8()? {
-        KIND_QUANTIZED => {
-            let id = r.u8()?;
-            let predictor = Predictor::from_id(id).ok_or_else(|| {
-                Malformed(format!(
-                    "unknown predictor {id} (written by a newer baler?)"
-                ))
-            })?;
-            let step = r.f64()?;
-            if !(step.is_finite() && step > 0.0) {
-                return Err(Malformed(format!("invalid quantization step {step}")));
+    /// Decodes a column section into `out` (the column's length).
+    fn decode(
+        &mut self,
+        section: &[u8],
+        reference: Reference<'_, T>,
+        cp: &ColumnParams,
+        out: &mut [T],
+    ) -> DecodeResult<()> {
+        let mut r = ByteReader::new(section);
+        match r.u8()? {
+            KIND_QUANTIZED => {
+                let id = r.u8()?;
+                let predictor = Predictor::from_id(id).ok_or_else(|| {
+                    Malformed(format!(
+                        "unknown predictor {id} (written by a newer baler?)"
+                    ))
+                })?;
+                let step = r.f64()?;
+                if !(step.is_finite() && step > 0.0) {
+                    return Err(Malformed(format!("invalid quantization step {step}")));
+                }
+                self.exc.read(&mut r, out.len())?;
+                let q = Quantizer {
+                    step,
+                    bound: cp.bound,
+                };
+                let pred = predictor.predict(&cp.norm, step);
+                let exc = &self.exc;
+                for (s, dst) in out.chunks_mut(SEGMENT).enumerate() {
+                    let base = s * SEGMENT;
+                    let end = base + dst.len();
+                    // Exception positions are increasing: those of this segment are a slice.
+                    let lo = exc.pos.partition_point(|&p| (p as usize) < base);
+                    let hi = exc.pos.partition_point(|&p| (p as usize) < end);
+                    self.coder
+                        .decode(&mut r, dst.len() - (hi - lo), &mut self.codes)?;
+                    q.dequantize(
+                        &self.codes,
+                        &exc.pos[lo..hi],
+                        &exc.val[lo..hi],
+                        base as u32,
+                        pred.segment(base, end),
+                        dst,
+                    )?;
+                }
             }
-            exc.read(&mut r, out.len())?;
-            coder.decode(&mut r, out.len() - exc.len(), codes)?;
-            let q = Quantizer {
-                step,
-                bound: cp.bound,
-            };
-            q.dequantize(codes, exc, predictor.predict(&cp.norm, step), out)?;
+            KIND_LOSSLESS => {
+                lossless::decode(&mut r, reference, &mut self.coder, &mut self.ll, out)?
+            }
+            k => return Err(Malformed(format!("unknown column kind {k}"))),
         }
-        KIND_LOSSLESS => lossless::decode(&mut r, reference, coder, ll, out)?,
-        k => return Err(Malformed(format!("unknown column kind {k}"))),
+        if !r.is_empty() {
+            return Err(Malformed(format!(
+                "{} bytes left in the column section",
+                r.remaining()
+            )));
+        }
+        Ok(())
     }
-    if !r.is_empty() {
-        return Err(Malformed(format!(
-            "{} bytes left in the column section",
-            r.remaining()
-        )));
-    }
-    Ok(())
 }
 
 /// What a column section of a coded payload holds (for `baler info --columns`).

@@ -80,6 +80,16 @@ pub(crate) enum Prediction<'a> {
     Values(&'a [f64]),
 }
 
+impl<'a> Prediction<'a> {
+    /// The predictions of values `start..end`.
+    pub(crate) fn segment(self, start: usize, end: usize) -> Prediction<'a> {
+        match self {
+            Prediction::Constant(p) => Prediction::Constant(p),
+            Prediction::Values(ps) => Prediction::Values(&ps[start..end]),
+        }
+    }
+}
+
 /// Values stored verbatim, with their positions in the column.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Exceptions<T> {
@@ -322,20 +332,23 @@ impl Quantizer {
         }
     }
 
-    /// Rebuilds `out.len()` values from codes and exceptions.
+    /// Rebuilds `out.len()` values from codes and the exceptions among them (`positions`,
+    /// increasing, counted from `base`; `values`).
     pub(crate) fn dequantize<T: Element>(
         self,
         codes: &[i32],
-        exc: &Exceptions<T>,
+        positions: &[u32],
+        values: &[T],
+        base: u32,
         pred: Prediction<'_>,
         out: &mut [T],
     ) -> DecodeResult<()> {
         let n = out.len();
-        if codes.len() + exc.len() != n {
+        if codes.len() + positions.len() != n || values.len() != positions.len() {
             return Err(Malformed(format!(
                 "{} codes and {} exceptions do not make {n} values",
                 codes.len(),
-                exc.len()
+                positions.len()
             )));
         }
         if let Prediction::Values(ps) = pred {
@@ -363,8 +376,8 @@ impl Quantizer {
             }
             *k += cs.len();
         };
-        for (&p, &v) in exc.pos.iter().zip(&exc.val) {
-            let p = p as usize;
+        for (&p, &v) in positions.iter().zip(values) {
+            let p = (p - base) as usize;
             fill(out, start, p, &mut k);
             out[p] = v;
             start = p + 1;
@@ -460,8 +473,15 @@ mod tests {
                 "bound {bound}"
             );
             let mut out = vec![0f32; values.len()];
-            q.dequantize(&codes, &exc, Prediction::Constant(2.5), &mut out)
-                .unwrap();
+            q.dequantize(
+                &codes,
+                &exc.pos,
+                &exc.val,
+                0,
+                Prediction::Constant(2.5),
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(
                 out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 recon.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -486,8 +506,15 @@ mod tests {
         let q = Quantizer::for_bound(1.0);
         let exc = Exceptions::<f32>::default();
         assert!(
-            q.dequantize(&[1, 2], &exc, Prediction::Constant(0.0), &mut [0f32; 3])
-                .is_err()
+            q.dequantize(
+                &[1, 2],
+                &exc.pos,
+                &exc.val,
+                0,
+                Prediction::Constant(0.0),
+                &mut [0f32; 3]
+            )
+            .is_err()
         );
     }
 }

@@ -42,13 +42,8 @@ pub fn dequantize<T: Element>(
     out: &mut [T],
 ) {
     let q = Quantizer::for_values::<T>(bound, max_abs);
-    q.dequantize(
-        codes,
-        &Exceptions::default(),
-        Prediction::Constant(prediction),
-        out,
-    )
-    .expect("consistent");
+    q.dequantize(codes, &[], &[], 0, Prediction::Constant(prediction), out)
+        .expect("consistent");
 }
 
 /// The entropy stage.

@@ -272,3 +272,39 @@ fn fields_of_every_rank() {
         }
     }
 }
+
+#[test]
+fn long_columns_span_several_segments() {
+    // One chunk of 300 000 values: five code streams, with exceptions on and around their
+    // boundaries.
+    let seg = baler::chunk::SEGMENT;
+    let mut rng = Lcg(21);
+    let mut data: Vec<f32> = (0..300_000)
+        .map(|i| (i as f32 * 1e-4).sin() * 100.0 + rng.normal() as f32)
+        .collect();
+    for p in [0, 1, seg - 1, seg, seg + 1, 2 * seg, 4 * seg + 7, 299_999] {
+        data[p] = f32::NAN;
+    }
+    data[3 * seg] = -0.0;
+    data[3 * seg - 1] = f32::INFINITY;
+    for (shape, layout) in [
+        (vec![300_000u64], Layout::Field),
+        (vec![300_000, 1], Layout::Table),
+    ] {
+        let mut spec = ArraySpec::new(DType::F32, shape);
+        spec.layout = layout;
+        for b in [
+            BoundSpec::Rel(1e-3),
+            BoundSpec::Abs(1e-5),
+            BoundSpec::Lossless,
+        ] {
+            round_trip(
+                &data,
+                &spec,
+                &CompressOptions::new(Bounds::new(b))
+                    .chunk_bytes(8 << 20)
+                    .threads(2),
+            );
+        }
+    }
+}
