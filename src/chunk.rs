@@ -108,12 +108,17 @@ pub(crate) struct ChunkCodec<T: Element> {
     col_out: Vec<u8>,
 }
 
+/// Rows per block of a transpose: the block's rows stay in L1 (16 KiB) however wide the table.
+fn transpose_block<T>(width: usize) -> usize {
+    ((16 << 10) / (width * std::mem::size_of::<T>()).max(1)).clamp(8, 256)
+}
+
 /// Copies row-major `data` (`width` values per row) into column-major `out`.
 fn rows_to_columns<T: Copy>(data: &[T], width: usize, out: &mut [T]) {
     let rows = data.len() / width;
-    const BLOCK: usize = 64;
-    for r0 in (0..rows).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(rows);
+    let block = transpose_block::<T>(width);
+    for r0 in (0..rows).step_by(block) {
+        let r1 = (r0 + block).min(rows);
         for j in 0..width {
             let col = &mut out[j * rows + r0..j * rows + r1];
             for (k, o) in col.iter_mut().enumerate() {
@@ -126,9 +131,9 @@ fn rows_to_columns<T: Copy>(data: &[T], width: usize, out: &mut [T]) {
 /// Copies column-major `cols` back to row-major `out`.
 fn columns_to_rows<T: Copy>(cols: &[T], width: usize, out: &mut [T]) {
     let rows = cols.len() / width;
-    const BLOCK: usize = 64;
-    for r0 in (0..rows).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(rows);
+    let block = transpose_block::<T>(width);
+    for r0 in (0..rows).step_by(block) {
+        let r1 = (r0 + block).min(rows);
         for j in 0..width {
             let col = &cols[j * rows + r0..j * rows + r1];
             for (k, &v) in col.iter().enumerate() {

@@ -491,7 +491,8 @@ impl CodeCoder {
                     _ => None,
                 })
                 .collect();
-            let more: &[(i32, bool)] = if mode == median {
+            // A median within a code or two of the mode gives the same layouts.
+            let more: &[(i32, bool)] = if (median as i64 - mode as i64).abs() <= 2 {
                 &[(mode, true)]
             } else {
                 &[(mode, true), (median, false), (median, true)]
