@@ -100,3 +100,48 @@ fn garbage_and_empty_inputs() {
         assert!(decompress_to_vec(&g).is_err());
     }
 }
+
+/// Rewrites a chunk's payload CRC and header CRC after its payload was altered, as a forger
+/// (or a bug) would: the decoders behind the checksums must still never panic.
+fn refresh_crcs(c: &mut [u8], offset: usize) {
+    let len = u32::from_le_bytes(c[offset + 15..offset + 19].try_into().unwrap()) as usize;
+    let payload = offset + 27..offset + 27 + len;
+    let pcrc = crc32fast::hash(&c[payload]);
+    c[offset + 19..offset + 23].copy_from_slice(&pcrc.to_le_bytes());
+    let hcrc = crc32fast::hash(&c[offset..offset + 23]);
+    c[offset + 23..offset + 27].copy_from_slice(&hcrc.to_le_bytes());
+}
+
+#[test]
+fn forged_payloads_never_panic_the_decoders() {
+    let mut rng = Lcg(77);
+    let mut containers = vec![container()];
+    // Also a lossless table, a field, f64 data and long segmented columns.
+    let data: Vec<f64> = (0..200_000).map(|i| (i as f64 * 1e-3).sin() * 50.0 + rng.normal()).collect();
+    let mut field = ArraySpec::new(DType::F64, vec![200_000]);
+    field.layout = baler::Layout::Field;
+    containers.push(baler::compress_slice(&data, &field, &CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-4)))).unwrap());
+    let table: Vec<f32> = (0..4000 * 3).map(|i| [1.5f32, -0.0, f32::NAN][i % 3] * (i / 3) as f32).collect();
+    containers.push(
+        baler::compress_slice(&table, &ArraySpec::new(DType::F32, vec![4000, 3]), &CompressOptions::new(Bounds::new(BoundSpec::Lossless)))
+            .unwrap(),
+    );
+    for c in containers {
+        let index = baler::container::read_trailer(&mut std::io::Cursor::new(&c)).unwrap().index;
+        for e in &index {
+            let off = e.offset as usize;
+            let len = u32::from_le_bytes(c[off + 15..off + 19].try_into().unwrap()) as usize;
+            for _ in 0..400 {
+                let mut g = c.clone();
+                // One to four random byte changes inside the payload.
+                for _ in 0..1 + rng.next_u64() % 4 {
+                    let p = off + 27 + (rng.next_u64() as usize) % len.max(1);
+                    g[p] ^= (1 + rng.next_u64() % 255) as u8;
+                }
+                refresh_crcs(&mut g, off);
+                // Errors and (forged) wrong values are both acceptable; a panic is not.
+                let _ = decompress_to_vec(&g);
+            }
+        }
+    }
+}
