@@ -184,21 +184,11 @@ impl BitWriter {
     /// Elias-gamma code of `v + 1`, for small non-negative integers.
     pub(crate) fn write_gamma(&mut self, v: u32) {
         let x = v as u64 + 1;
-        let n = 63 - x.leading_zeros(); // floor(log2 x)
-        // n zero bits, then the n+1 bits of x from the top; written LSB first as: n zeros, a one,
-        // then the low n bits of x.
-        self.write(0, n.min(32));
-        if n > 32 {
-            self.write(0, n - 32);
-        }
+        // floor(log2 x) ≤ 32: n zero bits, a one, then the low n bits of x.
+        let n = 63 - x.leading_zeros();
+        self.write(0, n);
         self.write(1, 1);
-        let low = x & ((1u64 << n) - 1);
-        if n > 32 {
-            self.write(low as u32, 32);
-            self.write((low >> 32) as u32, n - 32);
-        } else {
-            self.write(low as u32, n);
-        }
+        self.write((x & ((1u64 << n) - 1)) as u32, n);
     }
 
     /// Bits written so far.
@@ -288,8 +278,7 @@ impl<'a> BitReader<'a> {
                 return Err(Malformed::new("bad Elias-gamma code"));
             }
         }
-        let low = if n > 32 { 0 } else { self.read(n) as u64 };
-        let x = (1u64 << n) | low;
+        let x = (1u64 << n) | self.read(n) as u64;
         Ok((x - 1) as u32)
     }
 

@@ -187,7 +187,7 @@ impl<T: Element> ChunkCodec<T> {
                 (&[], None)
             };
             let reference = params.reference(j, rows, done);
-            let cp = &params.columns[j.min(params.columns.len() - 1)];
+            let cp = &params.columns[j];
             self.col_out.clear();
             self.columns
                 .encode(col, reference, cp, recon, &mut self.col_out);
@@ -225,7 +225,10 @@ impl<T: Element> ChunkCodec<T> {
         match kind {
             PayloadKind::Raw => return push_le_values(payload, values, out),
             PayloadKind::Lz4 => {
-                let raw = lz4_flex::block::decompress(payload, values * T::BYTES)
+                let size = values
+                    .checked_mul(T::BYTES)
+                    .ok_or_else(|| Malformed::new("chunk size overflows"))?;
+                let raw = lz4_flex::block::decompress(payload, size)
                     .map_err(|e| Malformed(format!("LZ4 payload: {e}")))?;
                 return push_le_values(&raw, values, out);
             }
@@ -247,7 +250,7 @@ impl<T: Element> ChunkCodec<T> {
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
             let (done, rest) = dest.split_at_mut(j * rows);
             let reference = params.reference(j, rows, done);
-            let cp = &params.columns[j.min(params.columns.len() - 1)];
+            let cp = &params.columns[j];
             self.columns
                 .decode(section, reference, cp, &mut rest[..rows])
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
@@ -435,6 +438,7 @@ pub fn inspect_payload(payload: &[u8], columns: usize) -> Result<Vec<ColumnSecti
     let mut r = ByteReader::new(payload);
     let mut out = Vec::with_capacity(columns);
     for j in 0..columns {
+        let before = r.remaining();
         let sec = r.section().map_err(|e| format!("column {j}: {}", e.0))?;
         let mut s = ByteReader::new(sec);
         let kind = s.u8().map_err(|e| e.0)?;
@@ -445,7 +449,8 @@ pub fn inspect_payload(payload: &[u8], columns: usize) -> Result<Vec<ColumnSecti
             0
         };
         out.push(ColumnSection {
-            bytes: sec.len() + 1,
+            // The section and its length prefix.
+            bytes: before - r.remaining(),
             lossless: kind == KIND_LOSSLESS,
             exceptions,
         });
@@ -465,7 +470,7 @@ pub(crate) fn le_bytes<T: Element>(data: &[T]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 fn push_le_values<T: Element>(bytes: &[u8], values: usize, out: &mut Vec<T>) -> DecodeResult<()> {
-    if bytes.len() != values * T::BYTES {
+    if Some(bytes.len()) != values.checked_mul(T::BYTES) {
         return Err(Malformed(format!(
             "raw payload has {} bytes for {values} values of {} bytes",
             bytes.len(),

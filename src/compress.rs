@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::array::{ArraySpec, Layout, UNKNOWN};
-use crate::bound::{Bounds, ResolvedBound};
-use crate::container::{ContainerWriter, Header, SourceFormat, StatsSource};
+use crate::bound::{BoundSpec, Bounds, ResolvedBound};
+use crate::container::{ContainerWriter, Header, MAX_CHUNK_BYTES, SourceFormat, StatsSource};
 use crate::element::{ArrayData, Element};
 use crate::error::{Error, Result};
+use crate::io::read_full;
 use crate::normalize::{ColumnStats, Normalization, StatsAccumulator};
 use crate::pipeline::{EncodePool, WriterMsg, wait_reply};
 
@@ -137,6 +138,8 @@ enum State<W: Write + Send + 'static> {
 pub struct Compressor<W: Write + Send + 'static> {
     spec: ArraySpec,
     options: CompressOptions,
+    /// The bound of each column, as specified (resolved once statistics are known).
+    bound_specs: Vec<BoundSpec>,
     record_len: usize,
     chunk_records: usize,
     threads: usize,
@@ -152,7 +155,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
     /// against the spec now; the header is written once statistics are known.
     pub fn new(writer: W, spec: ArraySpec, options: CompressOptions) -> Result<Self> {
         spec.validate()?;
-        options.bounds.per_column(
+        let bound_specs = options.bounds.per_column(
             spec.bound_columns(),
             &spec.column_names,
             spec.layout == Layout::Table,
@@ -172,6 +175,18 @@ impl<W: Write + Send + 'static> Compressor<W> {
             options.threads
         };
         let chunk_bytes = options.chunk_bytes.max(MIN_CHUNK_BYTES);
+        if chunk_bytes as u64 > MAX_CHUNK_BYTES {
+            return Err(Error::InvalidOption(format!(
+                "a chunk size of {chunk_bytes} bytes is above the format's limit of {MAX_CHUNK_BYTES}"
+            )));
+        }
+        let row_bytes = spec.slice_len().saturating_mul(spec.dtype.size() as u64);
+        if spec.layout == Layout::Table && row_bytes > MAX_CHUNK_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "a row of {row_bytes} bytes is above the format's chunk limit of {MAX_CHUNK_BYTES} bytes; \
+                 store such data as a field (--layout field)"
+            )));
+        }
         // Memory: each worker holds about six chunks' worth (its job, its scratch, its
         // payload, its share of the queues), plus four chunks around the pipeline. The budget
         // caps the threads, never the chunk size, so the output does not depend on the
@@ -184,16 +199,13 @@ impl<W: Write + Send + 'static> Compressor<W> {
         let state = State::Buffering {
             writer,
             pending: Vec::new(),
-            stats: StatsAccumulator::new(if spec.layout == Layout::Table {
-                record_len
-            } else {
-                1
-            }),
+            stats: StatsAccumulator::new(spec.bound_columns()),
             bytes: 0,
         };
         let mut c = Compressor {
             spec,
             options,
+            bound_specs,
             record_len,
             chunk_records,
             threads,
@@ -241,12 +253,8 @@ impl<W: Write + Send + 'static> Compressor<W> {
             unreachable!("started twice");
         };
         let spec = &self.spec;
-        let specs = self.options.bounds.per_column(
-            spec.bound_columns(),
-            &spec.column_names,
-            spec.layout == Layout::Table,
-        )?;
-        let bounds: Vec<ResolvedBound> = specs
+        let bounds: Vec<ResolvedBound> = self
+            .bound_specs
             .iter()
             .zip(&stats)
             .map(|(s, st)| ResolvedBound {
@@ -306,7 +314,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 "the compressor was dropped before finish(): the output has no end mark",
             )))
         });
-        self.state = State::Running(pool);
+        self.state = State::Running(pool?);
         for (data, records) in pending {
             self.submit(data, records)?;
         }
@@ -463,7 +471,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
         while self.carry.1 > 0 {
             let mut buf = [0u8; 8];
             let need = size - self.carry.1;
-            let n = read_some(&mut r, &mut buf[..need])?;
+            let n = read_full(&mut r, &mut buf[..need])?;
             self.write_le_bytes(&buf[..n])?;
             total += n as u64;
             if n < need {
@@ -531,21 +539,11 @@ impl<W: Write + Send + 'static> Compressor<W> {
         }
         let slice = self.spec.slice_len().max(1);
         let values = self.records_in * self.record_len as u64;
-        match self.spec.len() {
-            Some(total) if total != values => {
-                return Err(Error::InvalidInput(format!(
-                    "the input ended after {} of the {} values its shape {} declares",
-                    values,
-                    total,
-                    self.spec.shape_string()
-                )));
-            }
-            None if values % slice != 0 => {
-                return Err(Error::InvalidInput(format!(
-                    "the input ends in the middle of a slice: {values} values is not a multiple of {slice}"
-                )));
-            }
-            _ => {}
+        // (A known shape was checked above and by every write: exactly its values arrived.)
+        if self.spec.len().is_none() && values % slice != 0 {
+            return Err(Error::InvalidInput(format!(
+                "the input ends in the middle of a slice: {values} values is not a multiple of {slice}"
+            )));
         }
         if let State::Buffering { stats, .. } = &self.state {
             // Everything fit in the sample: the statistics cover the whole input, and the
@@ -633,7 +631,7 @@ fn fill_le<T: Element, R: Read>(
     let start = v.len();
     v.resize(cap, T::from_f64(0.0));
     let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut v[start..]);
-    let n = match read_some(r, dst) {
+    let n = match read_full(r, dst) {
         Ok(n) => n,
         Err(e) => {
             v.truncate(start);
@@ -647,20 +645,6 @@ fn fill_le<T: Element, R: Read>(
     v.truncate(start + whole);
     T::from_le_in_place(&mut v[start..]);
     Ok((n, tail, t))
-}
-
-/// Reads until `buf` is full or the reader is at its end; returns the bytes read.
-fn read_some<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 impl<W: Write + Send + 'static> Write for Compressor<W> {
@@ -697,11 +681,7 @@ pub fn compress_slice<T: Element>(
     }
     let mut options = options.clone();
     if options.stats.is_none() {
-        let mut acc = StatsAccumulator::new(if spec.layout == Layout::Table {
-            spec.shape[1] as usize
-        } else {
-            1
-        });
+        let mut acc = StatsAccumulator::new(spec.bound_columns());
         acc.add(data);
         options.stats = Some(acc.finish());
     }

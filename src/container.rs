@@ -43,7 +43,7 @@
 //! ```
 //!
 //! A reader streams header, chunks and end mark; a reader that can seek finds the footer from
-//! the last 20 bytes and jumps to any chunk (random access, parallel decoding). A file cut short
+//! the last 20 bytes ([`read_trailer`]) and reads any chunk directly ([`read_chunk_at`]). A file cut short
 //! anywhere fails with [`Error::Truncated`] naming the last complete chunk; a flipped bit fails a
 //! CRC naming its chunk.
 
@@ -73,6 +73,9 @@ const INDEX_ENTRY_LEN: usize = 20;
 const MAX_HEADER: u32 = 64 << 20;
 /// Largest chunk payload accepted.
 pub const MAX_PAYLOAD: u32 = 1 << 31;
+/// Largest chunk, in bytes of values: writers never cut larger chunks and readers refuse them
+/// (a guard against forged headers asking for absurd allocations).
+pub const MAX_CHUNK_BYTES: u64 = 1 << 30;
 
 const SEC_ARRAY: u8 = 0x01;
 const SEC_COLUMNS: u8 = 0x02;
@@ -606,7 +609,7 @@ impl<R: Read> ContainerReader<R> {
 
     /// Like [`next_frame`](Self::next_frame), reading a chunk's payload into `spare` (its
     /// allocation is reused).
-    pub fn next_frame_reusing(&mut self, mut spare: Vec<u8>) -> Result<Frame> {
+    pub fn next_frame_reusing(&mut self, spare: Vec<u8>) -> Result<Frame> {
         if self.done {
             return Ok(Frame::End {
                 chunks: self.chunks,
@@ -614,75 +617,22 @@ impl<R: Read> ContainerReader<R> {
             });
         }
         let (n, rec) = (self.chunks, self.records);
-        let where_ = || format!("after chunk {}", n as i64 - 1);
+        let where_ = || match n {
+            0 => "right after the header".to_string(),
+            _ => format!("after chunk {} ({rec} records)", n - 1),
+        };
         let mut tag = [0u8; 1];
         read_exact_or(&mut self.inner, &mut tag, || {
             truncated(&format!("{} with no end mark", where_()), n, rec)
         })?;
         match tag[0] {
             TAG_CHUNK => {
-                let mut h = [0u8; CHUNK_HEADER_LEN];
-                h[0] = TAG_CHUNK;
-                read_exact_or(&mut self.inner, &mut h[1..], || {
-                    truncated(&format!("inside the header of chunk {n}"), n, rec)
-                })?;
-                let stored = u32::from_le_bytes(h[23..27].try_into().expect("4"));
-                let found = crc32fast::hash(&h[..23]);
-                if stored != found {
-                    return Err(Error::ChunkChecksum {
-                        chunk: n,
-                        expected: stored,
-                        found,
-                    });
+                let frame = read_chunk_body(&mut self.inner, n, rec, spare)?;
+                if let Frame::Chunk { records, .. } = frame {
+                    self.chunks += 1;
+                    self.records += records as u64;
                 }
-                let index = u64::from_le_bytes(h[1..9].try_into().expect("8"));
-                let records = u32::from_le_bytes(h[9..13].try_into().expect("4"));
-                let flags = u16::from_le_bytes(h[13..15].try_into().expect("2"));
-                let len = u32::from_le_bytes(h[15..19].try_into().expect("4"));
-                let pcrc = u32::from_le_bytes(h[19..23].try_into().expect("4"));
-                if index != n {
-                    return Err(Error::chunk(
-                        n,
-                        format!("it is numbered {index}: chunks are missing or out of order"),
-                    ));
-                }
-                let kind = PayloadKind::from_flags(flags)
-                    .filter(|_| flags & !0x3 == 0)
-                    .ok_or_else(|| Error::chunk(n, format!("unknown flags {flags:#06x}")))?;
-                if records == 0 || len > MAX_PAYLOAD {
-                    return Err(Error::chunk(
-                        n,
-                        format!("implausible size: {records} records in {len} bytes"),
-                    ));
-                }
-                spare.clear();
-                let mut payload = spare;
-                let got = (&mut self.inner)
-                    .take(len as u64)
-                    .read_to_end(&mut payload)?;
-                if got != len as usize {
-                    return Err(truncated(
-                        &format!("inside chunk {n} ({got} of its {len} bytes)"),
-                        n,
-                        rec,
-                    ));
-                }
-                let found = crc32fast::hash(&payload);
-                if found != pcrc {
-                    return Err(Error::ChunkChecksum {
-                        chunk: n,
-                        expected: pcrc,
-                        found,
-                    });
-                }
-                self.chunks += 1;
-                self.records += records as u64;
-                Ok(Frame::Chunk {
-                    index,
-                    records,
-                    kind,
-                    payload,
-                })
+                Ok(frame)
             }
             TAG_END => {
                 let mut e = [0u8; END_LEN];
@@ -761,6 +711,93 @@ fn parse_footer(buf: &[u8], chunks: u64) -> Result<Vec<IndexEntry>> {
         .collect())
 }
 
+/// Reads the rest of chunk `n` after its tag (`rec` records came before it), checking both its
+/// CRCs and its sequence number, into `spare`'s allocation.
+fn read_chunk_body<R: Read>(r: &mut R, n: u64, rec: u64, spare: Vec<u8>) -> Result<Frame> {
+    let mut h = [0u8; CHUNK_HEADER_LEN];
+    h[0] = TAG_CHUNK;
+    read_exact_or(r, &mut h[1..], || {
+        truncated(&format!("inside the header of chunk {n}"), n, rec)
+    })?;
+    let stored = u32::from_le_bytes(h[23..27].try_into().expect("4"));
+    let found = crc32fast::hash(&h[..23]);
+    if stored != found {
+        return Err(Error::ChunkChecksum {
+            chunk: n,
+            expected: stored,
+            found,
+        });
+    }
+    let index = u64::from_le_bytes(h[1..9].try_into().expect("8"));
+    let records = u32::from_le_bytes(h[9..13].try_into().expect("4"));
+    let flags = u16::from_le_bytes(h[13..15].try_into().expect("2"));
+    let len = u32::from_le_bytes(h[15..19].try_into().expect("4"));
+    let pcrc = u32::from_le_bytes(h[19..23].try_into().expect("4"));
+    if index != n {
+        return Err(Error::chunk(
+            n,
+            format!("it is numbered {index}: chunks are missing or out of order"),
+        ));
+    }
+    let kind = PayloadKind::from_flags(flags)
+        .filter(|_| flags & !0x3 == 0)
+        .ok_or_else(|| Error::chunk(n, format!("unknown flags {flags:#06x}")))?;
+    if records == 0 || len > MAX_PAYLOAD {
+        return Err(Error::chunk(
+            n,
+            format!("implausible size: {records} records in {len} bytes"),
+        ));
+    }
+    let mut payload = spare;
+    payload.clear();
+    let got = r.take(len as u64).read_to_end(&mut payload)?;
+    if got != len as usize {
+        return Err(truncated(
+            &format!("inside chunk {n} ({got} of its {len} bytes)"),
+            n,
+            rec,
+        ));
+    }
+    let found = crc32fast::hash(&payload);
+    if found != pcrc {
+        return Err(Error::ChunkChecksum {
+            chunk: n,
+            expected: pcrc,
+            found,
+        });
+    }
+    Ok(Frame::Chunk {
+        index,
+        records,
+        kind,
+        payload,
+    })
+}
+
+/// Reads chunk `n` of a seekable container directly, through its footer index entry (random
+/// access: decode it with [`crate::decompress::decompress_chunk`]).
+pub fn read_chunk_at<R: Read + Seek>(r: &mut R, n: u64, entry: &IndexEntry) -> Result<Frame> {
+    r.seek(SeekFrom::Start(entry.offset))?;
+    let mut tag = [0u8; 1];
+    read_exact_or(r, &mut tag, || {
+        truncated(&format!("at chunk {n}"), n, entry.first_record)
+    })?;
+    if tag[0] != TAG_CHUNK {
+        return Err(Error::CorruptTrailer(format!(
+            "the index entry of chunk {n} does not point at a chunk"
+        )));
+    }
+    let frame = read_chunk_body(r, n, entry.first_record, Vec::new())?;
+    if let Frame::Chunk { records, .. } = &frame {
+        if *records != entry.records {
+            return Err(Error::CorruptTrailer(format!(
+                "the index and chunk {n} disagree on its record count"
+            )));
+        }
+    }
+    Ok(frame)
+}
+
 /// The end of a complete container: totals and the chunk index, read from the end of a seekable
 /// file without touching the chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -777,7 +814,11 @@ pub struct Trailer {
 pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
     let size = r.seek(SeekFrom::End(0))?;
     if size < 20 + END_LEN as u64 {
-        return Err(truncated("before its footer", 0, 0));
+        return Err(truncated(
+            "before its footer (the file is too short to hold one)",
+            0,
+            0,
+        ));
     }
     let mut tail = [0u8; 20];
     r.seek(SeekFrom::End(-20))?;
@@ -790,7 +831,7 @@ pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
         ));
     }
     let len = u64::from_le_bytes(tail[..8].try_into().expect("8"));
-    if len % INDEX_ENTRY_LEN as u64 != 0 || len + 20 + END_LEN as u64 > size {
+    if len % INDEX_ENTRY_LEN as u64 != 0 || len > size - 20 - END_LEN as u64 {
         return Err(Error::CorruptTrailer(format!(
             "footer length {len} is implausible"
         )));

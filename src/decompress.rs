@@ -6,14 +6,10 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 
 use crate::compress::default_threads;
-use crate::container::{ContainerReader, Frame, Header};
+use crate::container::{ContainerReader, Frame, Header, MAX_CHUNK_BYTES};
 use crate::element::ArrayData;
 use crate::error::{Error, Result};
-use crate::pipeline::{DecodeJob, DecodeMsg, DecodePool, wait_reply};
-
-/// Largest chunk a reader accepts, in bytes of decoded values (a guard against forged headers
-/// asking for absurd allocations; writers stay far below it).
-const MAX_CHUNK_BYTES: u64 = 1 << 31;
+use crate::pipeline::{AnyCodec, DecodeJob, DecodeMsg, DecodePool, wait_reply};
 
 /// Decompresses a container read from `R`, chunk by chunk, in order.
 ///
@@ -85,8 +81,10 @@ impl<R: Read + Send + 'static> Decompressor<R> {
                         kind,
                         payload,
                     }) => {
-                        let values = records as u64 * record_len;
-                        if values * dtype.size() as u64 > MAX_CHUNK_BYTES {
+                        let values = (records as u64).checked_mul(record_len);
+                        let Some(values) = values
+                            .filter(|v| v.saturating_mul(dtype.size() as u64) <= MAX_CHUNK_BYTES)
+                        else {
                             let e = Error::chunk(
                                 index,
                                 format!(
@@ -95,7 +93,7 @@ impl<R: Read + Send + 'static> Decompressor<R> {
                             );
                             let _ = order.send(DecodeMsg::Failed(e));
                             return None;
-                        }
+                        };
                         let (tx, rx) = bounded(1);
                         if order.send(DecodeMsg::Chunk(rx)).is_err() {
                             return None;
@@ -128,7 +126,7 @@ impl<R: Read + Send + 'static> Decompressor<R> {
         });
         Ok(Decompressor {
             header,
-            pool: Some(pool),
+            pool: Some(pool?),
             inner: None,
             current: None,
             records: 0,
@@ -189,7 +187,7 @@ impl<R: Read + Send + 'static> Decompressor<R> {
             Some(DecodeMsg::End) => {
                 self.finished = true;
                 if let Some(p) = self.pool.take() {
-                    self.inner = p.join();
+                    self.inner = p.join().flatten();
                 }
                 return Ok(None);
             }
@@ -234,12 +232,42 @@ impl<R: Read + Send + 'static> Read for Decompressor<R> {
     }
 }
 
+/// Decodes one chunk read by [`read_chunk_at`](crate::container::read_chunk_at) (random access
+/// through the footer index: [`read_trailer`](crate::container::read_trailer)), returning its
+/// records' values row-major.
+pub fn decompress_chunk(header: &Header, frame: Frame) -> Result<ArrayData> {
+    let Frame::Chunk {
+        index,
+        records,
+        kind,
+        payload,
+    } = frame
+    else {
+        return Err(Error::InvalidInput("not a chunk".into()));
+    };
+    let values = (records as u64)
+        .checked_mul(header.record_len)
+        .filter(|v| v.saturating_mul(header.spec.dtype.size() as u64) <= MAX_CHUNK_BYTES)
+        .ok_or_else(|| Error::chunk(index, "larger than any chunk baler writes"))?;
+    let mut codec = AnyCodec::new(header.spec.dtype, Arc::new(header.codec_params()));
+    let mut out = ArrayData::with_capacity(header.spec.dtype, values as usize);
+    codec.decode(index, kind, &payload, values as usize, &mut out)?;
+    Ok(out)
+}
+
 /// Decompresses a whole container held in memory: its header and all its values.
 pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
     let mut d = Decompressor::new(io::Cursor::new(bytes.to_vec()))?;
     let dtype = d.header.spec.dtype;
-    let expected = d.header.spec.len().unwrap_or(0) as usize;
-    let mut all = ArrayData::with_capacity(dtype, expected);
+    // Reserve what the header promises, but never more than the container could possibly
+    // hold (a forged header may promise anything).
+    let cap = d
+        .header
+        .spec
+        .len()
+        .unwrap_or(0)
+        .min(bytes.len() as u64 * 64) as usize;
+    let mut all = ArrayData::with_capacity(dtype, cap);
     while let Some(chunk) = d.next_chunk()? {
         match (&mut all, chunk) {
             (ArrayData::F32(a), ArrayData::F32(c)) => a.extend_from_slice(&c),

@@ -60,10 +60,7 @@ pub enum Error {
     },
 
     /// The container ends before its end mark.
-    #[error(
-        "the container is truncated: it ends {where_} (after {chunks} complete chunks, {records} records); \
-         the rest of the file is missing"
-    )]
+    #[error("the container is truncated: it ends {where_}; the rest of the file is missing")]
     Truncated {
         /// Where in the stream the data ran out.
         where_: String,
@@ -98,6 +95,10 @@ pub enum Error {
     /// An option or bound specification is not valid.
     #[error("{0}")]
     InvalidOption(String),
+
+    /// A bug in baler (a worker panicked); the message says where.
+    #[error("internal error: {0} (this is a bug in baler; please report it)")]
+    Internal(String),
 }
 
 impl Error {

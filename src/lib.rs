@@ -69,6 +69,6 @@ pub use array::{ArraySpec, Layout, UNKNOWN};
 pub use bound::{BoundSpec, Bounds, ColumnRef, ResolvedBound};
 pub use compress::{CompressOptions, Compressor, Finished, compress_slice};
 pub use container::Header;
-pub use decompress::{Decompressor, decompress_to_vec};
+pub use decompress::{Decompressor, decompress_chunk, decompress_to_vec};
 pub use element::{ArrayData, DType, Element};
 pub use error::{Error, Result};

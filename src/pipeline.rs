@@ -14,9 +14,10 @@
 //!
 //! Errors travel as values: a worker that fails sends `Err` as its reply; the consumer stops at
 //! the first `Err` it meets in order (the earliest failing chunk) and drops its channels, which
-//! unblocks and ends every other stage. A worker that panics drops its reply sender; the panic is
-//! re-raised when the stage is joined.
+//! unblocks and ends every other stage. A worker that panics (a bug) catches the panic and
+//! replies with an [`Error::Internal`] naming the chunk, then stops.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -25,6 +26,9 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::chunk::{ChunkCodec, CodecParams, PayloadKind};
 use crate::element::{ArrayData, DType};
 use crate::error::{Error, Result};
+
+/// Most worker threads a pipeline starts, whatever is asked.
+pub(crate) const MAX_THREADS: usize = 256;
 
 /// A chunk codec for either element type.
 #[derive(Debug)]
@@ -64,6 +68,32 @@ impl AnyCodec {
         };
         r.map_err(|m| Error::chunk(chunk, m.0))
     }
+}
+
+/// Runs `f`, turning a panic into an internal error about `chunk`.
+fn guarded<T>(chunk: u64, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Internal(format!(
+            "{what} chunk {chunk} panicked: {msg}"
+        )))
+    })
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    thread::Builder::new().name(name).spawn(f).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot start a thread: {e}"),
+        ))
+    })
 }
 
 /// Buffers handed back for reuse, so each chunk does not allocate (and page-fault) fresh
@@ -119,6 +149,7 @@ pub(crate) struct Encoded {
 }
 
 struct EncodeJob {
+    chunk: u64,
     data: ArrayData,
     records: u32,
     reply: Sender<Result<Encoded>>,
@@ -139,6 +170,7 @@ pub(crate) struct EncodePool<T: Send + 'static> {
     writer: Option<JoinHandle<Result<T>>>,
     workers: Vec<JoinHandle<()>>,
     buffers: EncodeBuffers,
+    submitted: u64,
 }
 
 impl<T: Send + 'static> EncodePool<T> {
@@ -149,50 +181,51 @@ impl<T: Send + 'static> EncodePool<T> {
         dtype: DType,
         params: Arc<CodecParams>,
         write: impl FnOnce(Receiver<WriterMsg>, EncodeBuffers) -> Result<T> + Send + 'static,
-    ) -> Self {
-        let threads = threads.max(1);
+    ) -> Result<Self> {
+        let threads = threads.clamp(1, MAX_THREADS);
         let (jobs_tx, jobs_rx) = bounded::<EncodeJob>(threads);
         let (order_tx, order_rx) = bounded::<WriterMsg>(2 * threads);
         let buffers = EncodeBuffers {
             data: Pool::new(2 * threads + 2),
             payload: Pool::new(2 * threads + 2),
         };
-        let workers = (0..threads)
-            .map(|i| {
-                let jobs = jobs_rx.clone();
-                let params = Arc::clone(&params);
-                let payloads = buffers.payload.clone();
-                thread::Builder::new()
-                    .name(format!("baler-encode-{i}"))
-                    .spawn(move || {
-                        let mut codec = AnyCodec::new(dtype, params);
-                        for job in jobs {
-                            let mut payload = payloads.take().unwrap_or_default();
-                            let kind = codec.encode(&job.data, &mut payload);
-                            // The writer may have stopped on an error; nothing to do then.
-                            let _ = job.reply.send(Ok(Encoded {
-                                records: job.records,
-                                kind,
-                                payload,
-                                data: job.data,
-                            }));
-                        }
-                    })
-                    .expect("spawn worker thread")
-            })
-            .collect();
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let jobs = jobs_rx.clone();
+            let params = Arc::clone(&params);
+            let payloads = buffers.payload.clone();
+            workers.push(spawn(format!("baler-encode-{i}"), move || {
+                let mut codec = AnyCodec::new(dtype, params);
+                for job in jobs {
+                    let mut payload = payloads.take().unwrap_or_default();
+                    let r = guarded(job.chunk, "coding", || {
+                        Ok(codec.encode(&job.data, &mut payload))
+                    });
+                    let failed = r.is_err();
+                    let reply = r.map(|kind| Encoded {
+                        records: job.records,
+                        kind,
+                        payload,
+                        data: job.data,
+                    });
+                    // The writer may have stopped on an error; nothing to do then.
+                    let _ = job.reply.send(reply);
+                    if failed {
+                        return;
+                    }
+                }
+            })?);
+        }
         let for_writer = buffers.clone();
-        let writer = thread::Builder::new()
-            .name("baler-writer".into())
-            .spawn(move || write(order_rx, for_writer))
-            .expect("spawn writer thread");
-        EncodePool {
+        let writer = spawn("baler-writer".into(), move || write(order_rx, for_writer))?;
+        Ok(EncodePool {
             jobs: Some(jobs_tx),
             order: Some(order_tx),
             writer: Some(writer),
             workers,
             buffers,
-        }
+            submitted: 0,
+        })
     }
 
     /// A recycled input buffer, if one is free.
@@ -203,12 +236,14 @@ impl<T: Send + 'static> EncodePool<T> {
     /// Queues a chunk. Fails (with the real cause, from the writer) if the pipeline has stopped.
     pub(crate) fn submit(&mut self, data: ArrayData, records: u32) -> Result<()> {
         let (tx, rx) = bounded(1);
+        let chunk = self.submitted;
         let sent = self
             .order
             .as_ref()
             .is_some_and(|o| o.send(WriterMsg::Chunk(rx)).is_ok())
             && self.jobs.as_ref().is_some_and(|j| {
                 j.send(EncodeJob {
+                    chunk,
                     data,
                     records,
                     reply: tx,
@@ -216,6 +251,7 @@ impl<T: Send + 'static> EncodePool<T> {
                 .is_ok()
             });
         if sent {
+            self.submitted += 1;
             return Ok(());
         }
         // A stage stopped: its error is the one to report.
@@ -238,18 +274,15 @@ impl<T: Send + 'static> EncodePool<T> {
         }
         self.jobs.take();
         let result = match self.writer.take() {
-            Some(h) => match h.join() {
-                Ok(r) => r,
-                Err(p) => std::panic::resume_unwind(p),
-            },
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the writer thread panicked".into()))),
             None => Err(Error::Io(std::io::Error::other(
                 "compression pipeline already stopped",
             ))),
         };
         for w in self.workers.drain(..) {
-            if let Err(p) = w.join() {
-                std::panic::resume_unwind(p);
-            }
+            let _ = w.join();
         }
         result
     }
@@ -257,19 +290,23 @@ impl<T: Send + 'static> EncodePool<T> {
 
 impl<T: Send + 'static> Drop for EncodePool<T> {
     fn drop(&mut self) {
-        // Without `Finish` the writer stops without an end mark: the output is detectably
-        // incomplete. Never block or panic here.
-        self.order.take();
-        self.jobs.take();
+        // Dropped without `finish` (an error elsewhere, or the caller gave up): close the
+        // channels so every thread ends, then wait for them, so the writer drops its output
+        // (an `OutputFile` removes its temporary file then) before the process can exit. The
+        // wait is bounded by the chunks already in flight. Without `Finish` there is no end
+        // mark: the output is detectably incomplete.
+        if self.writer.is_some() {
+            let _ = self.shutdown(false);
+        }
     }
 }
 
-/// Wait for the next reply in order; a vanished worker means it panicked.
+/// Waits for the next reply in order.
 pub(crate) fn wait_reply<T>(rx: &Receiver<Result<T>>) -> Result<T> {
     rx.recv().unwrap_or_else(|_| {
-        Err(Error::Io(std::io::Error::other(
-            "a worker thread stopped unexpectedly",
-        )))
+        Err(Error::Internal(
+            "a worker thread stopped without replying".into(),
+        ))
     })
 }
 
@@ -320,56 +357,51 @@ impl<T: Send + 'static> DecodePool<T> {
         dtype: DType,
         params: Arc<CodecParams>,
         read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>) -> T + Send + 'static,
-    ) -> Self {
-        let threads = threads.max(1);
+    ) -> Result<Self> {
+        let threads = threads.clamp(1, MAX_THREADS);
         let (jobs_tx, jobs_rx) = bounded::<DecodeJob>(threads);
         let (order_tx, order_rx) = bounded::<DecodeMsg>(2 * threads);
         let buffers = DecodeBuffers {
             payload: Pool::new(2 * threads + 2),
             data: Pool::new(2 * threads + 2),
         };
-        let workers: Vec<JoinHandle<()>> = (0..threads)
-            .map(|i| {
-                let jobs = jobs_rx.clone();
-                let params = Arc::clone(&params);
-                let bufs = buffers.clone();
-                thread::Builder::new()
-                    .name(format!("baler-decode-{i}"))
-                    .spawn(move || {
-                        let mut codec = AnyCodec::new(dtype, params);
-                        for job in jobs {
-                            let mut data = match bufs.data.take() {
-                                Some(mut d) if d.dtype() == dtype => {
-                                    d.clear();
-                                    d
-                                }
-                                _ => ArrayData::with_capacity(dtype, job.values),
-                            };
-                            let r = codec.decode(
-                                job.chunk,
-                                job.kind,
-                                &job.payload,
-                                job.values,
-                                &mut data,
-                            );
-                            bufs.payload.give(job.payload);
-                            let _ = job.reply.send(r.map(|()| Decoded { data }));
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let jobs = jobs_rx.clone();
+            let params = Arc::clone(&params);
+            let bufs = buffers.clone();
+            workers.push(spawn(format!("baler-decode-{i}"), move || {
+                let mut codec = AnyCodec::new(dtype, params);
+                for job in jobs {
+                    let mut data = match bufs.data.take() {
+                        Some(mut d) if d.dtype() == dtype => {
+                            d.clear();
+                            d
                         }
-                    })
-                    .expect("spawn worker thread")
-            })
-            .collect();
+                        _ => ArrayData::with_capacity(dtype, job.values),
+                    };
+                    let r = guarded(job.chunk, "decoding", || {
+                        codec.decode(job.chunk, job.kind, &job.payload, job.values, &mut data)
+                    });
+                    bufs.payload.give(job.payload);
+                    let failed = matches!(r, Err(Error::Internal(_)));
+                    let _ = job.reply.send(r.map(|()| Decoded { data }));
+                    if failed {
+                        return;
+                    }
+                }
+            })?);
+        }
         let payloads = buffers.payload.clone();
-        let reader = thread::Builder::new()
-            .name("baler-reader".into())
-            .spawn(move || read(jobs_tx, order_tx, payloads))
-            .expect("spawn reader thread");
-        DecodePool {
+        let reader = spawn("baler-reader".into(), move || {
+            read(jobs_tx, order_tx, payloads)
+        })?;
+        Ok(DecodePool {
             order: order_rx,
             workers,
             reader: Some(reader),
             buffers,
-        }
+        })
     }
 
     /// Hands a decoded chunk's buffer back for reuse.
@@ -382,17 +414,13 @@ impl<T: Send + 'static> DecodePool<T> {
         self.order.recv().ok()
     }
 
-    /// Joins the threads (after the end was reached), re-raising a panic.
-    /// Joins the threads (after the end was reached), re-raising a panic; returns what the
-    /// reader thread returned.
-    pub(crate) fn join(mut self) -> T {
+    /// Joins the threads (after the end was reached); returns what the reader thread returned.
+    pub(crate) fn join(mut self) -> Option<T> {
         drop(std::mem::replace(&mut self.order, bounded(0).1));
-        let reader = self.reader.take().expect("joined once").join();
+        let reader = self.reader.take().and_then(|h| h.join().ok());
         for h in self.workers.drain(..) {
-            if let Err(p) = h.join() {
-                std::panic::resume_unwind(p);
-            }
+            let _ = h.join();
         }
-        reader.unwrap_or_else(|p| std::panic::resume_unwind(p))
+        reader
     }
 }

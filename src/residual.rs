@@ -156,14 +156,18 @@ impl<T: Element> Exceptions<T> {
         if count == 0 {
             return Ok(());
         }
+        // Positions are stored as gaps, so they are strictly increasing by construction; the
+        // sum is checked so a forged gap cannot wrap around to an earlier position.
         let mut next = 0u64;
         for i in 0..count {
-            let p = next + r.uvarint()?;
-            if p >= n as u64 {
-                return Err(Malformed(format!(
-                    "exception {i} at position {p} of a column of {n}"
-                )));
-            }
+            let p = next
+                .checked_add(r.uvarint()?)
+                .filter(|&p| p < n as u64)
+                .ok_or_else(|| {
+                    Malformed(format!(
+                        "exception {i} lies outside the column of {n} values"
+                    ))
+                })?;
             self.pos.push(p as u32);
             next = p + 1;
         }

@@ -342,6 +342,18 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
     );
     fails(&["frobnicate"], 2, "unrecognized");
     fails(
+        &[
+            "compress",
+            &fixture("cms_ak4jets.npy"),
+            "-b",
+            "rel:1e-3",
+            "--chunk-size",
+            "100000G",
+        ],
+        2,
+        "too large",
+    );
+    fails(
         &["compress", "/no/such/file.npy", "-b", "rel:1e-3"],
         1,
         "no such file",
@@ -525,6 +537,16 @@ fn truncated_input_is_an_error_not_a_short_output() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!Path::new(&p(d.path(), "o.baler")).exists());
+    // Nor a temporary file, though the pipeline had started writing it.
+    let left: Vec<_> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("short.npy")],
+        "left behind: {left:?}"
+    );
 }
 
 #[test]
@@ -624,4 +646,45 @@ fn broken_pipe_is_quiet() {
     feeder.join().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+}
+
+#[test]
+fn a_stream_failing_after_its_pipeline_started_leaves_no_file() {
+    // A .npy on stdin promising 400 000 rows of 16 values but ending after 300 000: longer than
+    // the 16 MiB statistics sample, so chunks are already being written when the input ends.
+    let d = tmp();
+    let out = p(d.path(), "o.baler");
+    let mut child = baler()
+        .args(["compress", "-", "-b", "rel:1e-3", "-o", &out, "-q"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        stdin
+            .write_all(&baler::io::npy::header_bytes(
+                baler::DType::F32,
+                &[400_000, 16],
+                false,
+            ))
+            .unwrap();
+        let rows: Vec<f32> = (0..300_000 * 16)
+            .map(|i| (i as f32 * 0.001).sin())
+            .collect();
+        let _ = stdin.write_all(bytemuck::cast_slice(&rows));
+    });
+    let o = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ended after"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let left: Vec<_> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -117,17 +117,34 @@ fn forged_payloads_never_panic_the_decoders() {
     let mut rng = Lcg(77);
     let mut containers = vec![container()];
     // Also a lossless table, a field, f64 data and long segmented columns.
-    let data: Vec<f64> = (0..200_000).map(|i| (i as f64 * 1e-3).sin() * 50.0 + rng.normal()).collect();
+    let data: Vec<f64> = (0..200_000)
+        .map(|i| (i as f64 * 1e-3).sin() * 50.0 + rng.normal())
+        .collect();
     let mut field = ArraySpec::new(DType::F64, vec![200_000]);
     field.layout = baler::Layout::Field;
-    containers.push(baler::compress_slice(&data, &field, &CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-4)))).unwrap());
-    let table: Vec<f32> = (0..4000 * 3).map(|i| [1.5f32, -0.0, f32::NAN][i % 3] * (i / 3) as f32).collect();
     containers.push(
-        baler::compress_slice(&table, &ArraySpec::new(DType::F32, vec![4000, 3]), &CompressOptions::new(Bounds::new(BoundSpec::Lossless)))
-            .unwrap(),
+        baler::compress_slice(
+            &data,
+            &field,
+            &CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-4))),
+        )
+        .unwrap(),
+    );
+    let table: Vec<f32> = (0..4000 * 3)
+        .map(|i| [1.5f32, -0.0, f32::NAN][i % 3] * (i / 3) as f32)
+        .collect();
+    containers.push(
+        baler::compress_slice(
+            &table,
+            &ArraySpec::new(DType::F32, vec![4000, 3]),
+            &CompressOptions::new(Bounds::new(BoundSpec::Lossless)),
+        )
+        .unwrap(),
     );
     for c in containers {
-        let index = baler::container::read_trailer(&mut std::io::Cursor::new(&c)).unwrap().index;
+        let index = baler::container::read_trailer(&mut std::io::Cursor::new(&c))
+            .unwrap()
+            .index;
         for e in &index {
             let off = e.offset as usize;
             let len = u32::from_le_bytes(c[off + 15..off + 19].try_into().unwrap()) as usize;
@@ -144,4 +161,129 @@ fn forged_payloads_never_panic_the_decoders() {
             }
         }
     }
+}
+
+mod forged {
+    //! Containers whose checksums are valid but whose contents lie (what a bug or a forger
+    //! produces): each must be an error, never a panic, an abort or a huge allocation.
+    use baler::bound::{BoundSpec, ResolvedBound};
+    use baler::chunk::PayloadKind;
+    use baler::container::{ContainerWriter, Header, SourceFormat, StatsSource};
+    use baler::normalize::{ColumnStats, Normalization};
+    use baler::{ArraySpec, DType, Layout, decompress_to_vec};
+
+    fn header(shape: Vec<u64>, record_len: u64) -> Header {
+        let mut spec = ArraySpec::new(DType::F32, shape);
+        spec.layout = Layout::Field;
+        Header {
+            spec,
+            record_len,
+            source: SourceFormat::Unknown,
+            bounds: vec![ResolvedBound {
+                spec: BoundSpec::Abs(0.5),
+                abs: 0.5,
+            }],
+            stats: vec![ColumnStats {
+                min: 0.0,
+                max: 10.0,
+                finite: 10,
+                nonfinite: 0,
+            }],
+            norms: vec![Normalization {
+                offset: 5.0,
+                scale: 5.0,
+            }],
+            stats_source: StatsSource::Whole,
+            model: vec![],
+            writer: "forger".into(),
+        }
+    }
+
+    fn one_chunk(h: &Header, records: u32, kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
+        let mut w = ContainerWriter::new(Vec::new(), h).unwrap();
+        w.write_chunk(records, kind, payload).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// A quantized column section of a 10-value field: step 1.0, then `rest`.
+    fn column(rest: &[u8]) -> Vec<u8> {
+        let mut col = vec![0u8, 0u8];
+        col.extend_from_slice(&1.0f64.to_le_bytes());
+        col.extend_from_slice(rest);
+        let mut payload = vec![col.len() as u8];
+        payload.extend_from_slice(&col);
+        payload
+    }
+
+    #[test]
+    fn exception_gap_wrapping_to_an_earlier_position() {
+        let mut rest = vec![2, 3]; // two exceptions, the first at 3
+        rest.extend_from_slice(&[0xff; 9]);
+        rest.push(0x01); // a gap of u64::MAX
+        rest.extend_from_slice(&[0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // raw values; constant codes 0
+        let c = one_chunk(&header(vec![10], 1), 10, PayloadKind::Coded, &column(&rest));
+        assert!(decompress_to_vec(&c).is_err());
+    }
+
+    #[test]
+    fn chunk_sizes_that_overflow() {
+        let c = one_chunk(
+            &header(vec![u64::MAX, 1 << 31], 1 << 31),
+            1 << 31,
+            PayloadKind::Raw,
+            &[],
+        );
+        assert!(decompress_to_vec(&c).is_err());
+    }
+
+    #[test]
+    fn a_shape_promising_exabytes() {
+        let w = ContainerWriter::new(Vec::new(), &header(vec![1 << 60], 1)).unwrap();
+        assert!(decompress_to_vec(&w.finish().unwrap()).is_err());
+    }
+
+    #[test]
+    fn packed_codes_around_i64_max() {
+        let mut rest = vec![0, 3]; // no exceptions, packed
+        rest.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        rest.extend_from_slice(&[1, 2, 0xff, 0xff]);
+        let c = one_chunk(&header(vec![10], 1), 10, PayloadKind::Coded, &column(&rest));
+        assert!(decompress_to_vec(&c).is_err());
+    }
+
+    #[test]
+    fn a_footer_length_near_u64_max() {
+        let mut f = vec![0u8; 64];
+        f.extend_from_slice(&(u64::MAX - 15).to_le_bytes());
+        f.extend_from_slice(&[0u8; 4]);
+        f.extend_from_slice(b"BALERIDX");
+        assert!(baler::container::read_trailer(&mut std::io::Cursor::new(&f)).is_err());
+    }
+}
+
+#[test]
+fn random_access_through_the_footer_index() {
+    let c = container();
+    let mut cursor = std::io::Cursor::new(&c);
+    let header = baler::container::Header::read_from(&mut cursor).unwrap();
+    let trailer = baler::container::read_trailer(&mut cursor).unwrap();
+    assert!(trailer.index.len() > 3);
+    let mut d = baler::Decompressor::new(std::io::Cursor::new(c.clone())).unwrap();
+    let mut sequential = Vec::new();
+    while let Some(chunk) = d.next_chunk().unwrap() {
+        sequential.push(chunk);
+    }
+    for k in [2usize, 0, trailer.index.len() - 1] {
+        let frame =
+            baler::container::read_chunk_at(&mut cursor, k as u64, &trailer.index[k]).unwrap();
+        assert_eq!(
+            baler::decompress_chunk(&header, frame).unwrap(),
+            sequential[k],
+            "chunk {k}"
+        );
+    }
+    // A wrong index entry is caught.
+    let mut wrong = trailer.index[1];
+    wrong.offset += 1;
+    assert!(baler::container::read_chunk_at(&mut cursor, 1, &wrong).is_err());
 }

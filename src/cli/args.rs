@@ -196,6 +196,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     if !(v.is_finite() && v > 0.0) || bytes < 4096 {
         return Err(format!("size '{s}' is too small (at least 4K)"));
     }
+    if bytes as u64 > baler::container::MAX_CHUNK_BYTES {
+        return Err(format!("size '{s}' is too large (at most 1G)"));
+    }
     Ok(bytes)
 }
 
@@ -211,6 +214,7 @@ mod tests {
         assert_eq!(parse_size("8192"), Ok(8192));
         assert!(parse_size("10").is_err());
         assert!(parse_size("4Q").is_err());
+        assert!(parse_size("2G").is_err());
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         );
     }
 
-    if input.can_scan() {
+    // A `rel` bound needs each column's range: a file gets a fast pre-pass for it. Otherwise
+    // (and for streams) the statistics come from the first chunks, and the input is read once.
+    if input.can_scan() && options.bounds.needs_range() {
         let columns = spec.bound_columns();
         options.stats = Some(
             input

@@ -1,7 +1,7 @@
 //! `baler info`.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 
 use anyhow::{Context, Result, bail};
 
@@ -14,6 +14,7 @@ use super::args::InfoArgs;
 use super::progress::size;
 
 pub fn info(args: InfoArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
     let path = &args.file;
     let mut f = File::open(path).map_err(|e| {
         std::io::Error::new(
@@ -26,98 +27,117 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let n = f.read(&mut magic)?;
     f.seek(SeekFrom::Start(0))?;
     if n == 8 && magic == MAGIC {
-        return container_info(path, f, file_size, &args);
+        return container_info(&mut out, path, f, file_size, &args);
     }
     if magic.starts_with(b"\x93NUMPY") {
         let h = npy::read_header(&mut f)?;
-        println!("{path}: .npy array");
-        println!(
+        writeln!(out, "{path}: .npy array")?;
+        writeln!(
+            out,
             "  dtype    {}{}",
             h.dtype,
             if h.big_endian { " (big-endian)" } else { "" }
-        );
-        println!("  shape    {}", baler::array::shape_string(&h.shape));
-        println!(
+        )?;
+        writeln!(out, "  shape    {}", baler::array::shape_string(&h.shape))?;
+        writeln!(
+            out,
             "  layout   {} by default",
             Layout::default_for(h.shape.len())
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  size     {}",
             size(h.shape.iter().product::<u64>() * h.dtype.size() as u64)
-        );
+        )?;
         return Ok(());
     }
     bail!("{path} is neither a .baler container nor a .npy file")
 }
 
-fn container_info(path: &str, mut f: File, file_size: u64, args: &InfoArgs) -> Result<()> {
+fn container_info(
+    out: &mut impl Write,
+    path: &str,
+    mut f: File,
+    file_size: u64,
+    args: &InfoArgs,
+) -> Result<()> {
     let header = Header::read_from(&mut BufReader::new(&mut f))
         .with_context(|| format!("reading {path}"))?;
     let trailer = read_trailer(&mut f).with_context(|| format!("reading the footer of {path}"))?;
-    let mut header_bytes = Vec::new();
-    header.write_to(&mut header_bytes);
+    let footer = trailer.chunks.saturating_mul(20) + 20 + 21;
+    let header_len = trailer
+        .index
+        .first()
+        .map_or(file_size.saturating_sub(footer), |e| e.offset);
     let spec = &header.spec;
     let mut shape = spec.shape.clone();
     if shape[0] == UNKNOWN {
-        shape[0] = trailer.records * header.record_len / spec.slice_len().max(1);
+        shape[0] = trailer.records.saturating_mul(header.record_len) / spec.slice_len().max(1);
     }
-    let values: u64 = shape.iter().product();
-    let raw = values * spec.dtype.size() as u64;
-    println!(
+    let values = shape.iter().fold(1u64, |a, &d| a.saturating_mul(d));
+    let raw = values.saturating_mul(spec.dtype.size() as u64);
+    writeln!(
+        out,
         "{path}: baler container, format version {}, written by {}",
         baler::container::FORMAT_VERSION,
         header.writer
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  array    {} {}, {}",
         spec.dtype,
         baler::array::shape_string(&shape),
         spec.layout
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  records  {} of {} values, in {} chunks",
         trailer.records, header.record_len, trailer.chunks
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  size     {} -> {} ({:.2}x, {:.2}% of the input)",
         size(raw),
         size(file_size),
         raw as f64 / file_size.max(1) as f64,
         100.0 * file_size as f64 / raw.max(1) as f64
-    );
-    let footer = trailer.chunks * 20 + 20 + 21;
-    println!(
+    )?;
+    writeln!(
+        out,
         "  parts    header {} (model {}, {:.2}% of the file), chunk data {}, end mark and index {}",
-        size(header_bytes.len() as u64),
+        size(header_len),
         size(header.model.len() as u64),
         100.0 * header.model.len() as f64 / file_size.max(1) as f64,
-        size(file_size.saturating_sub(header_bytes.len() as u64 + footer)),
+        size(file_size.saturating_sub(header_len + footer)),
         size(footer)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  model    {}",
         if header.model.is_empty() {
             "none (plain predictor: the column centre)"
         } else {
             "present"
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  ranges   {}",
         match header.stats_source {
             StatsSource::Whole => "from a pass over the whole input".to_string(),
             StatsSource::FirstRecords(n) => format!("from the first {n} records of the stream"),
         }
-    );
+    )?;
     let label = if spec.layout == Layout::Table {
         "column"
     } else {
         "field"
     };
-    println!(
+    writeln!(
+        out,
         "\n  {:>4}  {:<24} {:<34} {:>14} {:>14}",
         "#", label, "bound", "min", "max"
-    );
+    )?;
     for (i, (b, s)) in header.bounds.iter().zip(&header.stats).enumerate() {
         let name = spec.column_names.get(i).cloned().unwrap_or_else(|| {
             if spec.layout == Layout::Table {
@@ -136,37 +156,40 @@ fn container_info(path: &str, mut f: File, file_size: u64, args: &InfoArgs) -> R
         } else {
             String::new()
         };
-        println!(
+        writeln!(
+            out,
             "  {i:>4}  {name:<24} {:<34} {lo:>14} {hi:>14}{nonfinite}",
             b.to_string()
-        );
+        )?;
     }
     if args.chunks {
-        println!(
+        writeln!(
+            out,
             "\n  {:>6} {:>14} {:>12} {:>12} {:>12}",
             "chunk", "offset", "first", "records", "bytes"
-        );
+        )?;
         for (i, e) in trailer.index.iter().enumerate() {
             let end = trailer
                 .index
                 .get(i + 1)
-                .map_or(file_size - footer, |n| n.offset);
-            println!(
+                .map_or(file_size.saturating_sub(footer), |n| n.offset);
+            writeln!(
+                out,
                 "  {i:>6} {:>14} {:>12} {:>12} {:>12}",
                 e.offset,
                 e.first_record,
                 e.records,
-                end - e.offset
-            );
+                end.saturating_sub(e.offset)
+            )?;
         }
     }
     if args.columns {
-        column_breakdown(path, &header)?;
+        column_breakdown(out, path, &header)?;
     }
     Ok(())
 }
 
-fn column_breakdown(path: &str, header: &Header) -> Result<()> {
+fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result<()> {
     let f = File::open(path)?;
     let mut r = ContainerReader::new(BufReader::with_capacity(1 << 20, f))?;
     let ncols = header.spec.bound_columns();
@@ -201,10 +224,11 @@ fn column_breakdown(path: &str, header: &Header) -> Result<()> {
         Layout::Field => r.records_read() * header.record_len,
     };
     let total: u64 = bytes.iter().sum();
-    println!(
+    writeln!(
+        out,
         "\n  {:>4}  {:<24} {:>12} {:>7} {:>10} {:>11} {:>9}",
         "#", "column", "bytes", "share", "bits/value", "exceptions", "lossless"
-    );
+    )?;
     for j in 0..ncols {
         let name = header
             .spec
@@ -212,17 +236,21 @@ fn column_breakdown(path: &str, header: &Header) -> Result<()> {
             .get(j)
             .cloned()
             .unwrap_or_else(|| format!("col{j}"));
-        println!(
+        writeln!(
+            out,
             "  {j:>4}  {name:<24} {:>12} {:>6.1}% {:>10.3} {:>11} {:>6}/{chunks}",
             bytes[j],
             100.0 * bytes[j] as f64 / total.max(1) as f64,
             bytes[j] as f64 * 8.0 / values_per_col.max(1) as f64,
             exceptions[j],
             lossless[j]
-        );
+        )?;
     }
     if raw_chunks > 0 {
-        println!("  ({raw_chunks} of {chunks} chunks are stored raw: coding did not pay there)");
+        writeln!(
+            out,
+            "  ({raw_chunks} of {chunks} chunks are stored raw: coding did not pay there)"
+        )?;
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
     let b = e.chain().find_map(|c| c.downcast_ref::<baler::Error>())?;
     Some(match b {
         baler::Error::Truncated { .. } => {
-            "the file is incomplete: was compression interrupted, or the copy cut short? The chunks before the cut decode fine."
+            "the file is incomplete: was compression interrupted, or the copy cut short?"
         }
         baler::Error::ChunkChecksum { .. }
         | baler::Error::CorruptChunk { .. }

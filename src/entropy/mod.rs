@@ -96,6 +96,8 @@ struct Prefix {
 
 const CELLS: usize = 8 + 29 * 8;
 
+/// The cell of magnitude `u`. For `u` on a boundary between cells (a power of two, or
+/// `(8 + t) << (e − 3)`), that is also the first cell of the magnitudes `≥ u`.
 #[inline]
 fn cell_of(u: u32) -> usize {
     if u < 8 {
@@ -104,13 +106,6 @@ fn cell_of(u: u32) -> usize {
         let e = 31 - u.leading_zeros();
         8 + ((e - 3) as usize) * 8 + ((u >> (e - 3)) & 7) as usize
     }
-}
-
-/// First cell of the magnitudes `u ≥ lo`, for `lo` on a boundary of cells (a power of two, or
-/// `(8 + t) << (e − 3)`).
-#[inline]
-fn cell_start(lo: u32) -> usize {
-    cell_of(lo)
 }
 
 #[inline]
@@ -216,18 +211,18 @@ impl Fine {
         }
         for p in &self.sides[..1 + self.signed as usize] {
             // Direct tokens: every magnitude below 2^k, priced by its own count.
-            let direct = cell_start(1 << h.k);
+            let direct = cell_of(1 << h.k);
             sum_clogc += p.clogc[direct];
             present += p.present[direct] as u64;
             // Tail tokens: for each exponent, 2^msb ranges of cells.
             for e in h.k..=p.max_exp {
                 let nb = e - h.msb;
                 for m in 0..1u32 << h.msb {
-                    let lo = cell_start(((1 << h.msb) + m) << nb);
+                    let lo = cell_of(((1 << h.msb) + m) << nb);
                     let hi = if m + 1 < 1 << h.msb {
-                        cell_start(((1 << h.msb) + m + 1) << nb)
+                        cell_of(((1 << h.msb) + m + 1) << nb)
                     } else if e < 31 {
-                        cell_start(2 << e)
+                        cell_of(2 << e)
                     } else {
                         CELLS
                     };
@@ -581,14 +576,9 @@ impl CodeCoder {
                 put_ivarint(out, min as i64);
                 out.push(width as u8);
                 let mut bw = BitWriter::with_capacity((n * width as u64 / 8) as usize + 8);
+                // The span of i32 codes needs at most 32 bits.
                 for &c in codes {
-                    let d = (c as i64 - min as i64) as u64;
-                    if width > 32 {
-                        bw.write(d as u32, 32);
-                        bw.write((d >> 32) as u32, width - 32);
-                    } else {
-                        bw.write(d as u32, width);
-                    }
+                    bw.write((c as i64 - min as i64) as u32, width);
                 }
                 put_section(out, &bw.finish());
             }
@@ -716,18 +706,13 @@ impl CodeCoder {
             MODE_PACKED => {
                 let min = r.ivarint()?;
                 let width = r.u8()? as u32;
-                if width > 33 {
-                    return Err(Malformed::new("packed width above 33 bits"));
+                if width > 32 {
+                    return Err(Malformed::new("packed width above 32 bits"));
                 }
                 let mut br = BitReader::new(r.section()?);
                 out.reserve(n);
                 for _ in 0..n {
-                    let d = if width > 32 {
-                        br.read(32) as u64 | (br.read(width - 32) as u64) << 32
-                    } else {
-                        br.read(width) as u64
-                    };
-                    let v = i32::try_from(min + d as i64)
+                    let v = i32::try_from(min.saturating_add(br.read(width) as i64))
                         .map_err(|_| Malformed::new("packed code out of range"))?;
                     out.push(v);
                 }

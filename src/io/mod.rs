@@ -286,14 +286,7 @@ fn scan<T: Element>(mut r: Box<dyn Read>, columns: usize) -> Result<Vec<ColumnSt
     let per = ((1 << 20) / (width * T::BYTES)).max(1) * width;
     let mut buf = vec![T::from_f64(0.0); per];
     loop {
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
-        let mut n = 0;
-        while n < bytes.len() {
-            match r.read(&mut bytes[n..])? {
-                0 => break,
-                k => n += k,
-            }
-        }
+        let n = read_full(&mut r, bytemuck::cast_slice_mut(&mut buf))?;
         let vals = n / T::BYTES / width * width;
         T::from_le_in_place(&mut buf[..vals]);
         acc.add(&buf[..vals]);
@@ -360,9 +353,11 @@ impl<R: Read> Read for SwapReader<R> {
             // is reported by the compressor as stray bytes).
             let mut n = 0;
             while n < self.buf.len() {
-                match self.inner.read(&mut self.buf[n..])? {
-                    0 => break,
-                    k => n += k,
+                match self.inner.read(&mut self.buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
                 }
                 if n % self.size == 0 {
                     break;
@@ -379,6 +374,21 @@ impl<R: Read> Read for SwapReader<R> {
         self.start += n;
         Ok(n)
     }
+}
+
+/// Reads until `buf` is full or the reader is at its end (retrying interrupted reads); returns
+/// the bytes read.
+pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Whether `path` names standard input or output.
