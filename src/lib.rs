@@ -1,4 +1,5 @@
-//! Error-bounded compression of large floating-point arrays, in one streaming pass.
+//! Error-bounded compression of large floating-point arrays, in one streaming pass (plus a fast
+//! range pre-pass over files compressed with `rel` bounds).
 //!
 //! baler compresses `f32`/`f64` arrays — tables of physics objects (rows × columns, one bound
 //! per column) or fields (any shape, one bound) — so that every finite value comes back within
