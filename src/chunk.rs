@@ -11,7 +11,8 @@
 //!
 //! `exceptions` is `Exceptions::write`'s block for the whole column; then one `CodeCoder`
 //! stream per segment of [`SEGMENT`] values (the last one shorter), holding one code per value
-//! of the segment that is not an exception. When the coded payload is not smaller than the raw
+//! of the segment that is not an exception: the plain quantization code, or under a neighbour
+//! predictor (see [`predict`](crate::predict)) its residual, which is chosen per column. When the coded payload is not smaller than the raw
 //! values, the chunk stores them raw or LZ4-compressed instead and says so in its payload kind
 //! (the container's chunk flags).
 //!
@@ -27,8 +28,8 @@ use crate::element::Element;
 use crate::entropy::CodeCoder;
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
-use crate::predict::Predictor;
-use crate::residual::{Exceptions, Quantizer};
+use crate::predict::{Chooser, Grid, Predictor, codes_in_range};
+use crate::residual::{Exceptions, Prediction, Quantizer};
 
 /// How a chunk's payload is stored (the low bits of the chunk flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct CodecParams {
     /// For fields: values per row of the last axis, the stride of the lossless reference
     /// (0 = none).
     pub row_len: usize,
+    /// For fields of three or more axes: values per plane of the last two axes (0 = none).
+    pub plane_len: usize,
     /// Per column (one for a field).
     pub columns: Vec<ColumnParams>,
 }
@@ -83,6 +86,28 @@ impl CodecParams {
         match self.layout {
             Layout::Table => (self.record_len, values / self.record_len.max(1)),
             Layout::Field => (1, values),
+        }
+    }
+
+    /// The grid a chunk's column lies on, for the neighbour predictors: a field's rows and
+    /// planes when every chunk starts at their boundaries (chunks are whole records).
+    fn grid(&self) -> Grid {
+        match self.layout {
+            Layout::Table => Grid::default(),
+            Layout::Field => {
+                let aligned = |u: usize| u >= 2 && self.record_len % u == 0;
+                let row = if aligned(self.row_len) {
+                    self.row_len
+                } else {
+                    0
+                };
+                let plane = if row > 0 && aligned(self.plane_len) && self.plane_len % row == 0 {
+                    self.plane_len
+                } else {
+                    0
+                };
+                Grid { row, plane }
+            }
         }
     }
 
@@ -190,7 +215,7 @@ impl<T: Element> ChunkCodec<T> {
             let cp = &params.columns[j];
             self.col_out.clear();
             self.columns
-                .encode(col, reference, cp, recon, &mut self.col_out);
+                .encode(col, reference, cp, params.grid(), recon, &mut self.col_out);
             put_section(out, &self.col_out);
         }
         let raw_len = data.len() * T::BYTES;
@@ -252,7 +277,7 @@ impl<T: Element> ChunkCodec<T> {
             let reference = params.reference(j, rows, done);
             let cp = &params.columns[j];
             self.columns
-                .decode(section, reference, cp, &mut rest[..rows])
+                .decode(section, reference, cp, params.grid(), &mut rest[..rows])
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
         }
         if !r.is_empty() {
@@ -279,10 +304,40 @@ struct ColumnCoder<T: Element> {
     coder: CodeCoder,
     ll: LosslessScratch,
     codes: Vec<i32>,
+    /// One code per value of the column (exceptions: see `predict`).
+    k: Vec<i32>,
+    /// The chosen predictor's residuals of `k`.
+    d: Vec<i32>,
+    chooser: Chooser,
     exc: Exceptions<T>,
     seg_exc: Exceptions<T>,
     segments: Vec<u8>,
     alt: Vec<u8>,
+}
+
+/// Appends `len` codes to `out`: `codes` in order, with a 0 at each of `positions` (relative to
+/// the start, increasing).
+fn scatter(codes: &[i32], positions: impl Iterator<Item = usize>, len: usize, out: &mut Vec<i32>) {
+    let start = out.len();
+    let mut k = 0;
+    for p in positions {
+        let run = p - (out.len() - start);
+        out.extend_from_slice(&codes[k..k + run]);
+        out.push(0);
+        k += run;
+    }
+    out.extend_from_slice(&codes[k..k + (len - (out.len() - start))]);
+}
+
+/// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
+fn gather(src: &[i32], positions: impl Iterator<Item = usize>, out: &mut Vec<i32>) {
+    out.clear();
+    let mut start = 0;
+    for p in positions {
+        out.extend_from_slice(&src[start..p]);
+        start = p + 1;
+    }
+    out.extend_from_slice(&src[start..]);
 }
 
 impl<T: Element> ColumnCoder<T> {
@@ -291,6 +346,9 @@ impl<T: Element> ColumnCoder<T> {
             coder: CodeCoder::new(),
             ll: LosslessScratch::default(),
             codes: Vec::new(),
+            k: Vec::new(),
+            d: Vec::new(),
+            chooser: Chooser::default(),
             exc: Exceptions::default(),
             seg_exc: Exceptions::default(),
             segments: Vec::new(),
@@ -304,6 +362,7 @@ impl<T: Element> ColumnCoder<T> {
         col: &[T],
         reference: Reference<'_, T>,
         cp: &ColumnParams,
+        grid: Grid,
         mut recon: Option<&mut [T]>,
         out: &mut Vec<u8>,
     ) {
@@ -320,10 +379,9 @@ impl<T: Element> ColumnCoder<T> {
         // the exact check.
         let max_abs = cp.norm.offset.abs() + cp.norm.scale;
         let q = Quantizer::for_values::<T>(cp.bound, max_abs);
-        let predictor = Predictor::Centre;
-        let pred = predictor.predict(&cp.norm, q.step);
+        let pred = Prediction::Constant(Predictor::centre(&cp.norm, q.step));
         self.exc.clear();
-        self.segments.clear();
+        self.k.clear();
         for (s, values) in col.chunks(SEGMENT).enumerate() {
             let base = s * SEGMENT;
             let end = base + values.len();
@@ -335,10 +393,35 @@ impl<T: Element> ColumnCoder<T> {
                 &mut self.seg_exc,
                 rec,
             );
+            let rel = self.seg_exc.pos.iter().map(|&p| p as usize);
+            scatter(&self.codes, rel, values.len(), &mut self.k);
             self.exc
                 .pos
                 .extend(self.seg_exc.pos.iter().map(|&p| p + base as u32));
             self.exc.val.extend_from_slice(&self.seg_exc.val);
+        }
+        // The neighbour predictors transform the codes; the values are the same either way.
+        let mut predictor = self.chooser.choose(grid, &self.k);
+        if predictor != Predictor::Centre {
+            predictor.fill_exceptions(grid, &mut self.k, &self.exc.pos);
+            self.d.resize(col.len(), 0);
+            predictor.residuals(grid, &self.k, &mut self.d);
+            if !codes_in_range(&self.d) {
+                predictor = Predictor::Centre;
+            }
+        }
+        let stream = if predictor == Predictor::Centre {
+            &self.k
+        } else {
+            &self.d
+        };
+        self.segments.clear();
+        for (s, seg) in stream.chunks(SEGMENT).enumerate() {
+            let (lo, hi) = self.exc.segment(s * SEGMENT, s * SEGMENT + seg.len());
+            let rel = self.exc.pos[lo..hi]
+                .iter()
+                .map(|&p| p as usize - s * SEGMENT);
+            gather(seg, rel, &mut self.codes);
             self.coder.encode(&self.codes, &mut self.segments);
         }
         out.push(KIND_QUANTIZED);
@@ -367,6 +450,7 @@ impl<T: Element> ColumnCoder<T> {
         section: &[u8],
         reference: Reference<'_, T>,
         cp: &ColumnParams,
+        grid: Grid,
         out: &mut [T],
     ) -> DecodeResult<()> {
         let mut r = ByteReader::new(section);
@@ -387,24 +471,45 @@ impl<T: Element> ColumnCoder<T> {
                     step,
                     bound: cp.bound,
                 };
-                let pred = predictor.predict(&cp.norm, step);
+                let centre = Predictor::centre(&cp.norm, step);
+                let pred = Prediction::Constant(centre);
                 let exc = &self.exc;
-                for (s, dst) in out.chunks_mut(SEGMENT).enumerate() {
-                    let base = s * SEGMENT;
-                    let end = base + dst.len();
-                    // Exception positions are increasing: those of this segment are a slice.
-                    let lo = exc.pos.partition_point(|&p| (p as usize) < base);
-                    let hi = exc.pos.partition_point(|&p| (p as usize) < end);
-                    self.coder
-                        .decode(&mut r, dst.len() - (hi - lo), &mut self.codes)?;
-                    q.dequantize(
-                        &self.codes,
-                        &exc.pos[lo..hi],
-                        &exc.val[lo..hi],
-                        base as u32,
-                        pred.segment(base, end),
-                        dst,
-                    )?;
+                if predictor != Predictor::Centre {
+                    if !predictor.applies(grid, out.len()) {
+                        return Err(Malformed(format!(
+                            "predictor {} does not apply to a column of {} values here",
+                            predictor.name(),
+                            out.len()
+                        )));
+                    }
+                    self.k.clear();
+                    for s in 0..out.len().div_ceil(SEGMENT) {
+                        let base = s * SEGMENT;
+                        let end = (base + SEGMENT).min(out.len());
+                        let (lo, hi) = exc.segment(base, end);
+                        self.coder
+                            .decode(&mut r, end - base - (hi - lo), &mut self.codes)?;
+                        let rel = exc.pos[lo..hi].iter().map(|&p| p as usize - base);
+                        scatter(&self.codes, rel, end - base, &mut self.k);
+                    }
+                    predictor.integrate(grid, &mut self.k);
+                    q.dequantize_all(&self.k, &exc.pos, &exc.val, centre, out)?;
+                } else {
+                    for (s, dst) in out.chunks_mut(SEGMENT).enumerate() {
+                        let base = s * SEGMENT;
+                        let end = base + dst.len();
+                        let (lo, hi) = exc.segment(base, end);
+                        self.coder
+                            .decode(&mut r, dst.len() - (hi - lo), &mut self.codes)?;
+                        q.dequantize(
+                            &self.codes,
+                            &exc.pos[lo..hi],
+                            &exc.val[lo..hi],
+                            base as u32,
+                            pred.segment(base, end),
+                            dst,
+                        )?;
+                    }
                 }
             }
             KIND_LOSSLESS => {
@@ -429,6 +534,8 @@ pub struct ColumnSection {
     pub bytes: usize,
     /// Whether the column was coded bit-exactly.
     pub lossless: bool,
+    /// The predictor of a quantized column.
+    pub predictor: Option<Predictor>,
     /// Values stored verbatim.
     pub exceptions: u64,
 }
@@ -442,16 +549,19 @@ pub fn inspect_payload(payload: &[u8], columns: usize) -> Result<Vec<ColumnSecti
         let sec = r.section().map_err(|e| format!("column {j}: {}", e.0))?;
         let mut s = ByteReader::new(sec);
         let kind = s.u8().map_err(|e| e.0)?;
-        let exceptions = if kind == KIND_QUANTIZED {
-            s.bytes(1 + 8).map_err(|e| e.0)?;
-            s.uvarint().map_err(|e| e.0)?
+        let (predictor, exceptions) = if kind == KIND_QUANTIZED {
+            let id = s.u8().map_err(|e| e.0)?;
+            let p = Predictor::from_id(id).ok_or_else(|| format!("column {j}: predictor {id}"))?;
+            s.bytes(8).map_err(|e| e.0)?;
+            (Some(p), s.uvarint().map_err(|e| e.0)?)
         } else {
-            0
+            (None, 0)
         };
         out.push(ColumnSection {
             // The section and its length prefix.
             bytes: before - r.remaining(),
             lossless: kind == KIND_LOSSLESS,
+            predictor,
             exceptions,
         });
     }
@@ -494,6 +604,7 @@ mod tests {
             layout,
             record_len,
             row_len: if layout == Layout::Field { 7 } else { 0 },
+            plane_len: 0,
             columns: bounds
                 .iter()
                 .map(|&b| ColumnParams {
@@ -565,6 +676,88 @@ mod tests {
             .collect();
         round_trip(params(Layout::Field, 7, &[1e-4]), &data);
         round_trip(params(Layout::Field, 7, &[0.0]), &data);
+    }
+
+    #[test]
+    fn neighbour_predictors_are_chosen_where_they_pay() {
+        // A smooth 3-D field of 6 planes of 40 × 50, with exceptions inside the recurrences.
+        let (w, h, d) = (50usize, 40usize, 6usize);
+        let mut data: Vec<f32> = (0..w * h * d)
+            .map(|i| {
+                let (x, y, z) = ((i % w) as f32, ((i / w) % h) as f32, (i / (w * h)) as f32);
+                (x * 0.2).sin() * 30.0 + (y * 0.1).cos() * 20.0 + z * 0.5
+            })
+            .collect();
+        for p in [0, 1, w, w + 1, w * h + 3, data.len() - 1] {
+            data[p] = f32::NAN;
+        }
+        data[777] = -0.0;
+        data[778] = 1e30;
+        let field = |row_len, plane_len, record_len| {
+            Arc::new(CodecParams {
+                layout: Layout::Field,
+                record_len,
+                row_len,
+                plane_len,
+                columns: vec![ColumnParams {
+                    bound: 0.01,
+                    norm: Normalization {
+                        offset: 0.0,
+                        scale: 60.0,
+                    },
+                }],
+            })
+        };
+        let mut sizes = Vec::new();
+        for (p, want) in [
+            (field(w, w * h, w * h), Predictor::Lorenzo3),
+            (field(w, w * h, w), Predictor::Lorenzo2),
+            (field(w, w * h, 1), Predictor::Previous),
+        ] {
+            let (kind, size) = round_trip(Arc::clone(&p), &data);
+            assert_eq!(kind, PayloadKind::Coded);
+            let mut payload = Vec::new();
+            ChunkCodec::<f32>::new(p).encode(&data, &mut payload);
+            let cols = inspect_payload(&payload, 1).unwrap();
+            assert_eq!(cols[0].predictor, Some(want));
+            assert_eq!(cols[0].exceptions, 8);
+            sizes.push(size);
+        }
+        assert!(sizes[0] < sizes[1] && sizes[1] < sizes[2], "{sizes:?}");
+
+        // Ordered records of a table: the previous row.
+        let table: Vec<f64> = (0..5000)
+            .flat_map(|r: u64| {
+                let mut h = r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                h ^= h >> 29;
+                h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                [r as f64 * 0.37, ((h >> 32) % 1000) as f64]
+            })
+            .collect();
+        let p = params(Layout::Table, 2, &[1e-3, 1e-3]);
+        round_trip(Arc::clone(&p), &table);
+        let mut payload = Vec::new();
+        ChunkCodec::<f64>::new(p).encode(&table, &mut payload);
+        let cols = inspect_payload(&payload, 2).unwrap();
+        assert_eq!(cols[0].predictor, Some(Predictor::Previous));
+        assert_eq!(cols[1].predictor, Some(Predictor::Centre));
+    }
+
+    #[test]
+    fn a_predictor_that_does_not_fit_the_shape_is_an_error() {
+        // A Lorenzo id in a table's column (a forged or damaged chunk).
+        let table: Vec<f64> = (0..5000).map(|r| r as f64 * 0.37).collect();
+        let p = params(Layout::Table, 1, &[1e-3]);
+        let mut payload = Vec::new();
+        ChunkCodec::<f64>::new(Arc::clone(&p)).encode(&table, &mut payload);
+        let at = ByteReader::new(&payload).uvarint().unwrap();
+        let head = payload.len() - at as usize; // length prefix bytes
+        assert_eq!(payload[head + 1], Predictor::Previous.id());
+        payload[head + 1] = Predictor::Lorenzo2.id();
+        let err = ChunkCodec::<f64>::new(p)
+            .decode(PayloadKind::Coded, &payload, table.len(), &mut Vec::new())
+            .unwrap_err();
+        assert!(err.0.contains("lorenzo2"), "{}", err.0);
     }
 
     #[test]

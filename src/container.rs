@@ -157,6 +157,13 @@ impl Header {
                 }
                 _ => 0,
             },
+            plane_len: match self.spec.layout {
+                Layout::Field if self.spec.shape.len() >= 3 => {
+                    let s = &self.spec.shape[self.spec.shape.len() - 2..];
+                    s[0].saturating_mul(s[1]).min(usize::MAX as u64) as usize
+                }
+                _ => 0,
+            },
             columns: self
                 .bounds
                 .iter()

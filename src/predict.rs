@@ -1,15 +1,41 @@
 //! The prediction slot: what the residual stage subtracts before quantizing.
 //!
 //! Each column of each chunk names its predictor by a one-byte id in the chunk, so predictors can
-//! be added without breaking old files, and the encoder can choose per column and per chunk.
-//! This build has the plain predictor: after normalization it predicts 0, i.e. the column
-//! centre, which makes the codes plain uniform quantization `round((x − centre) / 2E)`. The
-//! learned predictor (an autoencoder whose decoder ships in the container's model section)
+//! be added without breaking old files, and the encoder chooses per column and per chunk by
+//! estimated cost (`Chooser`).
+//!
+//! | id | predictor | codes stored | used for |
+//! |---|---|---|---|
+//! | 0 | [`Predictor::Centre`] | `k = round((x − centre) / s)` | tables of independent records |
+//! | 1 | [`Predictor::Previous`] | `k[i] − k[i−1]` along the column | ordered records (tracks, cells), 1-D series |
+//! | 2 | [`Predictor::Lorenzo2`] | 2-D Lorenzo residual of `k` over rows | images, 2-D slices of fields |
+//! | 3 | [`Predictor::Lorenzo3`] | 3-D Lorenzo residual of `k` over rows and planes | volumes, time series of 2-D frames |
+//!
+//! The neighbour predictors work on the *integer* codes `k` of the plain quantizer ("dual
+//! quantization", as in cuSZ), not on floating-point values: every value is first quantized
+//! against the column centre, exactly as predictor 0 does, and the neighbour predictor then
+//! replaces each code by its difference from an integer combination of neighbouring codes
+//! (wrapping `i32` arithmetic). So:
+//!
+//! - the reconstruction, and with it the bound check, is the same whichever predictor is
+//!   chosen: a predictor changes the bytes, never the values;
+//! - the transform is exactly invertible with integer prefix sums, identical on every machine,
+//!   and vectorizes across a row (no sequential dependency on reconstructed floats);
+//! - its quality matches prediction from reconstructed values (the reconstructions are the grid
+//!   points `centre + s·k` themselves).
+//!
+//! Lorenzo predictors treat the column as a grid with zero padding at its low edges: a value's
+//! neighbour along an axis exists when the value is not at the start of that axis. Exceptions
+//! (values stored verbatim) have no code; their `k` is defined as the predictor's own
+//! prediction there (a residual of 0, which is not stored), so the decoder can run the same
+//! recurrence through them.
+//!
+//! The learned predictor (an autoencoder whose decoder ships in the container's model section)
 //! fills this slot next: it will produce [`Prediction::Values`](crate::residual) from the
 //! values already reconstructed, computed bit-identically by encoder and decoder.
 
 use crate::normalize::Normalization;
-use crate::residual::Prediction;
+use crate::residual::MAX_CODE;
 
 /// How a column's values are predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,39 +43,467 @@ use crate::residual::Prediction;
 pub enum Predictor {
     /// The column centre (normalization offset): plain uniform quantization.
     Centre,
+    /// The previous value's code along the column.
+    Previous,
+    /// 2-D Lorenzo: `k[left] + k[up] − k[up-left]`.
+    Lorenzo2,
+    /// 3-D Lorenzo over rows and planes (seven neighbours).
+    Lorenzo3,
 }
 
+/// The shape a column's values lie on, for the neighbour predictors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Grid {
+    /// Values per row (the array's last axis), when the column is a whole number of rows
+    /// starting at a row boundary; 0 otherwise.
+    pub row: usize,
+    /// Values per plane (the last two axes), when the column is whole planes; 0 otherwise.
+    pub plane: usize,
+}
+
+/// An axis of the prediction grid: `(stride, period)`. A value at `i` has a neighbour along it
+/// at `i − stride` when `i % period ≥ stride`.
+type Axis = (usize, usize);
+
+/// Most axes a predictor uses.
+const MAX_AXES: usize = 3;
+
 impl Predictor {
+    /// Every predictor, by id.
+    pub const ALL: [Predictor; 4] = [
+        Predictor::Centre,
+        Predictor::Previous,
+        Predictor::Lorenzo2,
+        Predictor::Lorenzo3,
+    ];
+
     /// The id stored in the chunk.
-    pub(crate) fn id(self) -> u8 {
+    pub fn id(self) -> u8 {
         match self {
             Predictor::Centre => 0,
+            Predictor::Previous => 1,
+            Predictor::Lorenzo2 => 2,
+            Predictor::Lorenzo3 => 3,
         }
     }
 
-    pub(crate) fn from_id(id: u8) -> Option<Self> {
-        match id {
-            0 => Some(Predictor::Centre),
+    /// The predictor with id `id`, if this build knows it.
+    pub fn from_id(id: u8) -> Option<Self> {
+        Predictor::ALL.get(id as usize).copied()
+    }
+
+    /// A short name, for `baler info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Predictor::Centre => "centre",
+            Predictor::Previous => "previous",
+            Predictor::Lorenzo2 => "lorenzo2",
+            Predictor::Lorenzo3 => "lorenzo3",
+        }
+    }
+
+    /// The prediction of the floating-point stage: the column centre, snapped to the
+    /// quantization grid (a multiple of the step), for every predictor.
+    ///
+    /// Snapping makes the codes exactly `round(x / step)` shifted by an integer. For continuous
+    /// data the offset does not matter; for discrete values (PID, charge, status, integer
+    /// counts) an off-grid centre can split values that the grid through 0 keeps together,
+    /// costing bits.
+    pub(crate) fn centre(norm: &Normalization, step: f64) -> f64 {
+        let snapped = (norm.offset / step).round() * step;
+        if snapped.is_finite() {
+            snapped
+        } else {
+            norm.offset
+        }
+    }
+
+    /// The stencil of this predictor on `grid`, or `None` if it does not apply there.
+    fn stencil(self, grid: Grid, len: usize) -> Option<Stencil> {
+        self.axes(grid, len).map(|(axes, n)| Stencil::new(axes, n))
+    }
+
+    /// The grid axes of this predictor on `grid`, or `None` if it does not apply there.
+    fn axes(self, grid: Grid, len: usize) -> Option<([Axis; MAX_AXES], usize)> {
+        let whole = usize::MAX;
+        let fits = |unit: usize| unit >= 2 && len % unit == 0 && len >= 2 * unit;
+        match self {
+            Predictor::Centre => Some(([(0, whole); MAX_AXES], 0)),
+            Predictor::Previous => Some(([(1, whole), (0, whole), (0, whole)], 1)),
+            Predictor::Lorenzo2 if fits(grid.row) => {
+                Some(([(1, grid.row), (grid.row, whole), (0, whole)], 2))
+            }
+            Predictor::Lorenzo3
+                if fits(grid.row) && grid.plane > grid.row && grid.plane % grid.row == 0 =>
+            {
+                fits(grid.plane).then_some((
+                    [(1, grid.row), (grid.row, grid.plane), (grid.plane, whole)],
+                    3,
+                ))
+            }
             _ => None,
         }
     }
 
-    /// The prediction for a column quantized with step `step` under this predictor.
-    ///
-    /// The centre is snapped to the quantization grid (a multiple of the step), so the plain
-    /// codes are exactly `round(x / step)` shifted by an integer. For continuous data the offset
-    /// does not matter; for discrete values (PID, charge, status, integer counts) an off-grid
-    /// centre can split values that the grid through 0 keeps together, costing bits.
-    pub(crate) fn predict(self, norm: &Normalization, step: f64) -> Prediction<'static> {
-        match self {
-            Predictor::Centre => {
-                let snapped = (norm.offset / step).round() * step;
-                Prediction::Constant(if snapped.is_finite() {
-                    snapped
-                } else {
-                    norm.offset
-                })
+    /// Whether this predictor can code a column of `len` values on `grid`.
+    pub(crate) fn applies(self, grid: Grid, len: usize) -> bool {
+        self.axes(grid, len).is_some()
+    }
+
+    /// Sets the code of each exception (positions increasing) to the prediction there, so
+    /// its residual is 0. `k` holds the plain codes elsewhere.
+    pub(crate) fn fill_exceptions(self, grid: Grid, k: &mut [i32], positions: &[u32]) {
+        let Some(st) = self.stencil(grid, k.len()) else {
+            return;
+        };
+        for &p in positions {
+            k[p as usize] = st.predict(k, p as usize);
+        }
+    }
+
+    /// Writes the residuals of codes `k` to `out` (same length): `k[i]` minus its prediction.
+    pub(crate) fn residuals(self, grid: Grid, k: &[i32], out: &mut [i32]) {
+        out.copy_from_slice(k);
+        let Some((axes, n)) = self.axes(grid, k.len()) else {
+            return;
+        };
+        for &(stride, period) in &axes[..n] {
+            difference(out, stride, period);
+        }
+    }
+
+    /// Inverts [`residuals`](Self::residuals) in place: residuals in, codes out.
+    pub(crate) fn integrate(self, grid: Grid, d: &mut [i32]) {
+        let Some((axes, n)) = self.axes(grid, d.len()) else {
+            return;
+        };
+        for &(stride, period) in &axes[..n] {
+            prefix_sum(d, stride, period);
+        }
+    }
+}
+
+/// A predictor's neighbours: `k[i]`'s prediction is the alternating sum of `k[i − offs[m]]`
+/// over the non-empty subsets `m` of axes along which `i` has a neighbour.
+#[derive(Debug, Clone, Copy)]
+struct Stencil {
+    axes: [Axis; MAX_AXES],
+    n: usize,
+    offs: [usize; 1 << MAX_AXES],
+}
+
+impl Stencil {
+    fn new(axes: [Axis; MAX_AXES], n: usize) -> Self {
+        let mut offs = [0; 1 << MAX_AXES];
+        for (m, off) in offs.iter_mut().enumerate() {
+            *off = (0..n).filter(|a| m >> a & 1 == 1).map(|a| axes[a].0).sum();
+        }
+        Stencil { axes, n, offs }
+    }
+
+    /// The prediction of `k[i]` from the codes before it.
+    #[inline]
+    fn predict(&self, k: &[i32], i: usize) -> i32 {
+        let mut valid = 0usize;
+        for (a, &(stride, period)) in self.axes[..self.n].iter().enumerate() {
+            if i % period >= stride {
+                valid |= 1 << a;
             }
         }
+        let mut p = 0i32;
+        for mask in 1..(1usize << self.n) {
+            if mask & !valid == 0 {
+                let v = k[i - self.offs[mask]];
+                p = if mask.count_ones() % 2 == 1 {
+                    p.wrapping_add(v)
+                } else {
+                    p.wrapping_sub(v)
+                };
+            }
+        }
+        p
+    }
+
+    /// Appends the residuals of positions `b..e` to `out`.
+    fn push_residuals(&self, k: &[i32], b: usize, e: usize, out: &mut Vec<i32>) {
+        match self.n {
+            0 => out.extend_from_slice(&k[b..e]),
+            1 if self.axes[0] == (1, usize::MAX) => {
+                if b == 0 && e > 0 {
+                    out.push(k[0]);
+                }
+                let s = b.max(1);
+                out.extend(
+                    k[s..e]
+                        .iter()
+                        .zip(&k[s - 1..e - 1])
+                        .map(|(x, y)| x.wrapping_sub(*y)),
+                );
+            }
+            _ => out.extend((b..e).map(|i| k[i].wrapping_sub(self.predict(k, i)))),
+        }
+    }
+}
+
+/// The blocks of one period: `(start, end)` pairs covering `0..len`.
+fn periods(len: usize, period: usize) -> impl Iterator<Item = (usize, usize)> {
+    let period = period.min(len.max(1));
+    (0..len)
+        .step_by(period)
+        .map(move |b| (b, (b + period).min(len)))
+}
+
+/// `a[i] −= a[i − stride]` wherever the neighbour exists, on the original values.
+fn difference(a: &mut [i32], stride: usize, period: usize) {
+    for (b, e) in periods(a.len(), period) {
+        let block = &mut a[b..e];
+        // From the last sub-block of `stride` values down, each minus the one before it (not
+        // yet changed), so the slices do not overlap and the loop vectorizes.
+        let subs = block.len().div_ceil(stride);
+        for t in (1..subs).rev() {
+            let (lo, hi) = block.split_at_mut(t * stride);
+            let prev = &lo[(t - 1) * stride..];
+            for (x, &y) in hi.iter_mut().zip(prev) {
+                *x = x.wrapping_sub(y);
+            }
+        }
+    }
+}
+
+/// The inverse of [`difference`]: `a[i] += a[i − stride]` in increasing order.
+fn prefix_sum(a: &mut [i32], stride: usize, period: usize) {
+    for (b, e) in periods(a.len(), period) {
+        let block = &mut a[b..e];
+        if stride == 1 {
+            let mut acc = 0i32;
+            for x in block.iter_mut() {
+                acc = acc.wrapping_add(*x);
+                *x = acc;
+            }
+            continue;
+        }
+        let subs = block.len().div_ceil(stride);
+        for t in 1..subs {
+            let (lo, hi) = block.split_at_mut(t * stride);
+            let prev = &lo[(t - 1) * stride..];
+            for (x, &y) in hi.iter_mut().zip(prev) {
+                *x = x.wrapping_add(y);
+            }
+        }
+    }
+}
+
+/// Values sampled from a column when estimating a predictor's cost: 1/64 of the column, at
+/// least 4096 (or all of it) and at most 16384.
+const SAMPLE: (usize, usize) = (4096, 16384);
+/// Codes below this magnitude get a histogram bin each; larger ones are priced as the entropy
+/// stage's hybrid tokens (a bin per sign, length and two leading bits, the other bits raw).
+const EXACT: i32 = 1 << 16;
+
+/// Chooses the cheapest predictor for a column by estimating, on a sample of its codes, the
+/// order-0 entropy of what each would store.
+#[derive(Debug, Default)]
+pub(crate) struct Chooser {
+    counts: Vec<u32>,
+    touched: Vec<u32>,
+    sample: Vec<i32>,
+    positions: Vec<usize>,
+}
+
+impl Chooser {
+    /// The predictor for codes `k` (the plain codes; exceptions may hold any value) on
+    /// `grid`. Centre unless another is estimated at least 2% cheaper.
+    pub(crate) fn choose(&mut self, grid: Grid, k: &[i32]) -> Predictor {
+        let n = k.len();
+        if n < 64 {
+            return Predictor::Centre;
+        }
+        // Positions drawn uniformly (a fixed LCG, so the output is reproducible): contiguous
+        // blocks would see only a few rows of a field, or its edges, where the neighbour
+        // predictors fall back to fewer neighbours.
+        let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
+        let whole = n <= m;
+        if !whole {
+            self.positions.clear();
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+            for _ in 0..m {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                self.positions
+                    .push(((u128::from(seed) * n as u128) >> 64) as usize);
+            }
+        }
+        let mut best = (f64::INFINITY, Predictor::Centre);
+        for p in Predictor::ALL {
+            let Some(st) = p.stencil(grid, n) else {
+                continue;
+            };
+            self.sample.clear();
+            if whole {
+                st.push_residuals(k, 0, n, &mut self.sample);
+            } else {
+                let residual = |&i: &usize| k[i].wrapping_sub(st.predict(k, i));
+                self.sample.extend(self.positions.iter().map(residual));
+            }
+            let bits = self.estimate_bits() * if p == Predictor::Centre { 0.98 } else { 1.0 };
+            if bits < best.0 {
+                best = (bits, p);
+            }
+        }
+        best.1
+    }
+
+    /// Estimated bits to code `self.sample` at its order-0 entropy (with the Miller–Madow
+    /// correction for the unseen part of the alphabet, and codes beyond `±EXACT` priced by
+    /// their length).
+    fn estimate_bits(&mut self) -> f64 {
+        let wide = 2 * EXACT as usize;
+        // Only the bins touched are read and reset, so a wide histogram costs nothing extra.
+        self.counts.resize(wide + 2 * 33 * 4, 0);
+        self.touched.clear();
+        let mut extra = 0.0;
+        for &c in &self.sample {
+            let bin = if c > -EXACT && c < EXACT {
+                (c + EXACT) as usize
+            } else {
+                let m = c.unsigned_abs();
+                let len = 32 - m.leading_zeros();
+                extra += f64::from(len - 3);
+                let top = (m >> (len - 3)) & 3;
+                wide + ((len as usize * 4 + top as usize) << 1) + usize::from(c < 0)
+            };
+            if self.counts[bin] == 0 {
+                self.touched.push(bin as u32);
+            }
+            self.counts[bin] += 1;
+        }
+        let total = self.sample.len() as f64;
+        let mut bits = extra;
+        for &b in &self.touched {
+            let c = f64::from(std::mem::take(&mut self.counts[b as usize]));
+            bits += c * (total / c).log2();
+        }
+        let distinct = self.touched.len() as f64;
+        bits + (distinct - 1.0).max(0.0) / (2.0 * std::f64::consts::LN_2)
+    }
+}
+
+/// Whether every residual fits the code range the entropy stage takes.
+pub(crate) fn codes_in_range(d: &[i32]) -> bool {
+    let lim = MAX_CODE as i32;
+    d.iter().all(|&c| (-lim..=lim).contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> i32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 40) as i32 - (1 << 23)
+    }
+
+    fn grids() -> Vec<(Grid, usize)> {
+        vec![
+            (Grid::default(), 1000),
+            (Grid { row: 7, plane: 0 }, 7 * 13),
+            (Grid { row: 5, plane: 20 }, 20 * 6),
+            (Grid { row: 1, plane: 0 }, 10),
+        ]
+    }
+
+    #[test]
+    fn residuals_match_the_pointwise_prediction_and_invert() {
+        let mut seed = 7;
+        for (grid, len) in grids() {
+            let k: Vec<i32> = (0..len).map(|_| lcg(&mut seed)).collect();
+            for p in Predictor::ALL {
+                let mut d = vec![0; len];
+                p.residuals(grid, &k, &mut d);
+                if let Some(st) = p.stencil(grid, len) {
+                    for i in 0..len {
+                        let want = k[i].wrapping_sub(st.predict(&k, i));
+                        assert_eq!(d[i], want, "{p:?} {grid:?} at {i}");
+                    }
+                    let mut pushed = Vec::new();
+                    st.push_residuals(&k, 0, len / 2, &mut pushed);
+                    st.push_residuals(&k, len / 2, len, &mut pushed);
+                    assert_eq!(pushed, d, "{p:?} {grid:?}");
+                } else {
+                    assert_eq!(d, k);
+                }
+                p.integrate(grid, &mut d);
+                assert_eq!(d, k, "{p:?} {grid:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrapping_codes_invert_exactly() {
+        let k = vec![
+            i32::MAX,
+            i32::MIN,
+            5,
+            i32::MIN,
+            i32::MAX,
+            -1,
+            0,
+            3,
+            9,
+            i32::MIN,
+        ];
+        let grid = Grid { row: 2, plane: 0 };
+        for p in Predictor::ALL {
+            let mut d = vec![0; k.len()];
+            p.residuals(grid, &k, &mut d);
+            p.integrate(grid, &mut d);
+            assert_eq!(d, k);
+        }
+    }
+
+    #[test]
+    fn exceptions_get_residual_zero() {
+        let grid = Grid { row: 5, plane: 20 };
+        let mut k: Vec<i32> = (0..100).map(|i| i * i % 37).collect();
+        let exc = [0u32, 6, 7, 26, 99];
+        for p in Predictor::ALL {
+            p.fill_exceptions(grid, &mut k, &exc);
+            let mut d = vec![0; k.len()];
+            p.residuals(grid, &k, &mut d);
+            if p != Predictor::Centre {
+                for &e in &exc {
+                    assert_eq!(d[e as usize], 0, "{p:?} at {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chooser_finds_the_structure() {
+        let mut ch = Chooser::default();
+        let mut seed = 3;
+        // A smooth 2-D field: Lorenzo. A random walk: previous. Noise: centre.
+        let (w, h) = (200, 150);
+        let field: Vec<i32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f64, (i / w) as f64);
+                (300.0 * (x * 0.05).sin() * (y * 0.04).cos() + x * 3.0) as i32
+            })
+            .collect();
+        let grid = Grid { row: w, plane: 0 };
+        assert_eq!(ch.choose(grid, &field), Predictor::Lorenzo2);
+        let mut acc = 0;
+        let walk: Vec<i32> = (0..50_000)
+            .map(|_| {
+                acc += lcg(&mut seed) >> 18;
+                acc
+            })
+            .collect();
+        assert_eq!(ch.choose(Grid::default(), &walk), Predictor::Previous);
+        let noise: Vec<i32> = (0..50_000).map(|_| lcg(&mut seed) >> 14).collect();
+        assert_eq!(ch.choose(Grid::default(), &noise), Predictor::Centre);
     }
 }

@@ -116,6 +116,14 @@ impl<T: Element> Exceptions<T> {
         self.pos.len()
     }
 
+    /// The index range of the exceptions at positions `start..end` (positions increase).
+    pub(crate) fn segment(&self, start: usize, end: usize) -> (usize, usize) {
+        (
+            self.pos.partition_point(|&p| (p as usize) < start),
+            self.pos.partition_point(|&p| (p as usize) < end),
+        )
+    }
+
     /// Appends the exception block: `uvarint count`, then (if any) the positions as
     /// `uvarint first, uvarint gap − 1 ...`, a method byte (0 raw, 1 LZ4) and a section with the
     /// values as little-endian bytes.
@@ -334,6 +342,30 @@ impl Quantizer {
                 out[base..base + xs.len()].copy_from_slice(rs);
             }
         }
+    }
+
+    /// Rebuilds `out.len()` values from one code per value (`k`, against the constant
+    /// prediction `p`) and the exceptions, which replace the values at their positions
+    /// (increasing, each `< out.len()`).
+    pub(crate) fn dequantize_all<T: Element>(
+        self,
+        k: &[i32],
+        positions: &[u32],
+        values: &[T],
+        p: f64,
+        out: &mut [T],
+    ) -> DecodeResult<()> {
+        if k.len() != out.len() || values.len() != positions.len() {
+            return Err(Malformed::new("code count does not match the column"));
+        }
+        for (d, &q) in out.iter_mut().zip(k) {
+            *d = self.level(p, q);
+        }
+        for (&pos, &v) in positions.iter().zip(values) {
+            *out.get_mut(pos as usize)
+                .ok_or_else(|| Malformed::new("exception outside the column"))? = v;
+        }
+        Ok(())
     }
 
     /// Rebuilds `out.len()` values from codes and the exceptions among them (`positions`,

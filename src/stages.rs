@@ -125,6 +125,7 @@ impl<T: Element> Chunks<T> {
             layout: Layout::Table,
             record_len: columns.len(),
             row_len: 0,
+            plane_len: 0,
             columns,
         })))
     }

@@ -144,6 +144,63 @@ proptest! {
     }
 }
 
+/// A smooth field (so the neighbour predictors are chosen) of `shape`, with the special values
+/// of `specials` planted at the given positions: they become exceptions in the middle of the
+/// Lorenzo recurrences.
+fn smooth_field(shape: &[u64], noise: f64, specials: &[(usize, f64)]) -> Vec<f64> {
+    let n: u64 = shape.iter().product();
+    let last = *shape.last().unwrap_or(&1) as usize;
+    let mut rng = Lcg(n ^ 0x5eed);
+    let mut v: Vec<f64> = (0..n as usize)
+        .map(|i| {
+            let (x, y) = ((i % last) as f64, (i / last) as f64);
+            50.0 * (x * 0.13).sin() * (y * 0.07).cos() + 0.2 * y + noise * rng.normal()
+        })
+        .collect();
+    for &(p, s) in specials {
+        if !v.is_empty() {
+            let i = p % v.len();
+            v[i] = s;
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bound_holds_on_smooth_fields_with_exceptions(
+        shape in prop::collection::vec(1u64..40, 1..5),
+        noise in prop_oneof![Just(0.0), 0.0f64..2.0],
+        specials in prop::collection::vec(
+            (any::<usize>(), prop_oneof![
+                Just(f64::NAN), Just(f64::INFINITY), Just(-0.0), Just(1e300), Just(-1e-300)
+            ]),
+            0..12,
+        ),
+        bound in prop_oneof![
+            (1e-6f64..0.5).prop_map(BoundSpec::Rel),
+            (1e-4f64..5.0).prop_map(BoundSpec::Abs),
+        ],
+        chunk_bytes in prop_oneof![Just(4096usize), Just(20_000), Just(1 << 20)],
+        f32_data in any::<bool>(),
+    ) {
+        let data = smooth_field(&shape, noise, &specials);
+        let opts = CompressOptions::new(Bounds::new(bound)).chunk_bytes(chunk_bytes).threads(2);
+        if f32_data {
+            let data: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+            let mut spec = ArraySpec::new(DType::F32, shape);
+            spec.layout = Layout::Field;
+            round_trip(&data, &spec, &opts);
+        } else {
+            let mut spec = ArraySpec::new(DType::F64, shape);
+            spec.layout = Layout::Field;
+            round_trip(&data, &spec, &opts);
+        }
+    }
+}
+
 /// Smooth, noisy, heavy-tailed and spiky columns, at many sizes.
 fn physics_like(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
     let mut rng = Lcg(seed);

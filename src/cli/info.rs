@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use baler::chunk::{PayloadKind, inspect_payload};
 use baler::container::{ContainerReader, Frame, Header, MAGIC, StatsSource, read_trailer};
 use baler::io::npy;
+use baler::predict::Predictor;
 use baler::{Layout, UNKNOWN};
 
 use super::args::InfoArgs;
@@ -196,6 +197,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let mut bytes = vec![0u64; ncols];
     let mut exceptions = vec![0u64; ncols];
     let mut lossless = vec![0u64; ncols];
+    let mut predictors = vec![[0u64; Predictor::ALL.len()]; ncols];
     let (mut raw_chunks, mut chunks) = (0u64, 0u64);
     while let Frame::Chunk {
         index,
@@ -217,6 +219,9 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             bytes[j] += c.bytes as u64;
             exceptions[j] += c.exceptions;
             lossless[j] += c.lossless as u64;
+            if let Some(p) = c.predictor {
+                predictors[j][p.id() as usize] += 1;
+            }
         }
     }
     let values_per_col = match header.spec.layout {
@@ -226,7 +231,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let total: u64 = bytes.iter().sum();
     writeln!(
         out,
-        "\n  {:>4}  {:<24} {:>12} {:>7} {:>10} {:>11} {:>9}",
+        "\n  {:>4}  {:<24} {:>12} {:>7} {:>10} {:>11} {:>9}  predictors (chunks)",
         "#", "column", "bytes", "share", "bits/value", "exceptions", "lossless"
     )?;
     for j in 0..ncols {
@@ -236,14 +241,20 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             .get(j)
             .cloned()
             .unwrap_or_else(|| format!("col{j}"));
+        let used: Vec<String> = Predictor::ALL
+            .iter()
+            .filter(|p| predictors[j][p.id() as usize] > 0)
+            .map(|p| format!("{} {}", p.name(), predictors[j][p.id() as usize]))
+            .collect();
         writeln!(
             out,
-            "  {j:>4}  {name:<24} {:>12} {:>6.1}% {:>10.3} {:>11} {:>6}/{chunks}",
+            "  {j:>4}  {name:<24} {:>12} {:>6.1}% {:>10.3} {:>11} {:>6}/{chunks}  {}",
             bytes[j],
             100.0 * bytes[j] as f64 / total.max(1) as f64,
             bytes[j] as f64 * 8.0 / values_per_col.max(1) as f64,
             exceptions[j],
-            lossless[j]
+            lossless[j],
+            used.join(", ")
         )?;
     }
     if raw_chunks > 0 {
