@@ -27,6 +27,7 @@ use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section};
 use crate::element::Element;
 use crate::entropy::CodeCoder;
 use crate::lossless::{self, LosslessScratch, Reference};
+use crate::model::Model;
 use crate::normalize::Normalization;
 use crate::predict::{Chooser, Grid, Predictor, codes_in_range};
 use crate::residual::{Exceptions, Prediction, Quantizer};
@@ -79,6 +80,8 @@ pub struct CodecParams {
     pub plane_len: usize,
     /// Per column (one for a field).
     pub columns: Vec<ColumnParams>,
+    /// The learned predictor of a table's columns, from the model section.
+    pub model: Option<Arc<Model>>,
 }
 
 impl CodecParams {
@@ -131,6 +134,8 @@ pub(crate) struct ChunkCodec<T: Element> {
     cols: Vec<T>,
     recon: Vec<T>,
     col_out: Vec<u8>,
+    /// The learned predictor's predictions for the current column.
+    preds: Vec<f64>,
 }
 
 /// Rows per block of a transpose: the block's rows stay in L1 (16 KiB) however wide the table.
@@ -177,6 +182,7 @@ impl<T: Element> ChunkCodec<T> {
             cols: Vec::new(),
             recon: Vec::new(),
             col_out: Vec::new(),
+            preds: Vec::new(),
         }
     }
 
@@ -213,9 +219,23 @@ impl<T: Element> ChunkCodec<T> {
             };
             let reference = params.reference(j, rows, done);
             let cp = &params.columns[j];
+            let model_pred = match &params.model {
+                Some(m) if cp.bound > 0.0 && m.columns[j].is_active() => {
+                    m.predict_column(j, done, rows, cp.norm.offset, &mut self.preds);
+                    Some(&self.preds[..])
+                }
+                _ => None,
+            };
             self.col_out.clear();
-            self.columns
-                .encode(col, reference, cp, params.grid(), recon, &mut self.col_out);
+            self.columns.encode(
+                col,
+                reference,
+                cp,
+                params.grid(),
+                model_pred,
+                recon,
+                &mut self.col_out,
+            );
             put_section(out, &self.col_out);
         }
         let raw_len = data.len() * T::BYTES;
@@ -276,8 +296,26 @@ impl<T: Element> ChunkCodec<T> {
             let (done, rest) = dest.split_at_mut(j * rows);
             let reference = params.reference(j, rows, done);
             let cp = &params.columns[j];
+            // The model's predictions, if this section asks for them (kind, predictor id).
+            let wants_model = section.len() >= 2
+                && section[0] == KIND_QUANTIZED
+                && section[1] == Predictor::Model.id();
+            let model_pred = match &params.model {
+                Some(m) if wants_model && m.columns[j].is_active() => {
+                    m.predict_column(j, done, rows, cp.norm.offset, &mut self.preds);
+                    Some(&self.preds[..])
+                }
+                _ => None,
+            };
             self.columns
-                .decode(section, reference, cp, params.grid(), &mut rest[..rows])
+                .decode(
+                    section,
+                    reference,
+                    cp,
+                    params.grid(),
+                    model_pred,
+                    &mut rest[..rows],
+                )
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
         }
         if !r.is_empty() {
@@ -309,6 +347,10 @@ struct ColumnCoder<T: Element> {
     /// The chosen predictor's residuals of `k`.
     d: Vec<i32>,
     chooser: Chooser,
+    /// The learned predictor's codes, exceptions and reconstruction, while it is priced.
+    model_k: Vec<i32>,
+    model_exc: Exceptions<T>,
+    model_recon: Vec<T>,
     exc: Exceptions<T>,
     seg_exc: Exceptions<T>,
     segments: Vec<u8>,
@@ -327,6 +369,33 @@ fn scatter(codes: &[i32], positions: impl Iterator<Item = usize>, len: usize, ou
         k += run;
     }
     out.extend_from_slice(&codes[k..k + (len - (out.len() - start))]);
+}
+
+/// Quantizes a whole column under `pred`: one code per value into `k` (0 at exceptions), the
+/// exceptions into `exc`, and the reconstruction into `recon` if wanted. `scratch` is per
+/// segment.
+fn quantize_column<T: Element>(
+    q: Quantizer,
+    col: &[T],
+    pred: Prediction<'_>,
+    mut recon: Option<&mut [T]>,
+    scratch: (&mut Vec<i32>, &mut Exceptions<T>),
+    k: &mut Vec<i32>,
+    exc: &mut Exceptions<T>,
+) {
+    let (codes, seg_exc) = scratch;
+    exc.clear();
+    k.clear();
+    for (s, values) in col.chunks(SEGMENT).enumerate() {
+        let base = s * SEGMENT;
+        let end = base + values.len();
+        let rec = recon.as_deref_mut().map(|r| &mut r[base..end]);
+        q.quantize(values, pred.segment(base, end), codes, seg_exc, rec);
+        let rel = seg_exc.pos.iter().map(|&p| p as usize);
+        scatter(codes, rel, values.len(), k);
+        exc.pos.extend(seg_exc.pos.iter().map(|&p| p + base as u32));
+        exc.val.extend_from_slice(&seg_exc.val);
+    }
 }
 
 /// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
@@ -349,6 +418,9 @@ impl<T: Element> ColumnCoder<T> {
             k: Vec::new(),
             d: Vec::new(),
             chooser: Chooser::default(),
+            model_k: Vec::new(),
+            model_exc: Exceptions::default(),
+            model_recon: Vec::new(),
             exc: Exceptions::default(),
             seg_exc: Exceptions::default(),
             segments: Vec::new(),
@@ -357,12 +429,16 @@ impl<T: Element> ColumnCoder<T> {
     }
 
     /// Appends the section body of `col` to `out`, and its reconstruction to `recon` if wanted.
+    /// What the column may be predicted from: its `reference` (lossless), its `grid`
+    /// (neighbour predictors) and the learned model's predictions.
+    #[allow(clippy::too_many_arguments)]
     fn encode(
         &mut self,
         col: &[T],
         reference: Reference<'_, T>,
         cp: &ColumnParams,
         grid: Grid,
+        model_pred: Option<&[f64]>,
         mut recon: Option<&mut [T]>,
         out: &mut Vec<u8>,
     ) {
@@ -380,29 +456,50 @@ impl<T: Element> ColumnCoder<T> {
         let max_abs = cp.norm.offset.abs() + cp.norm.scale;
         let q = Quantizer::for_values::<T>(cp.bound, max_abs);
         let pred = Prediction::Constant(Predictor::centre(&cp.norm, q.step));
-        self.exc.clear();
-        self.k.clear();
-        for (s, values) in col.chunks(SEGMENT).enumerate() {
-            let base = s * SEGMENT;
-            let end = base + values.len();
-            let rec = recon.as_deref_mut().map(|r| &mut r[base..end]);
-            q.quantize(
-                values,
-                pred.segment(base, end),
-                &mut self.codes,
-                &mut self.seg_exc,
-                rec,
-            );
-            let rel = self.seg_exc.pos.iter().map(|&p| p as usize);
-            scatter(&self.codes, rel, values.len(), &mut self.k);
-            self.exc
-                .pos
-                .extend(self.seg_exc.pos.iter().map(|&p| p + base as u32));
-            self.exc.val.extend_from_slice(&self.seg_exc.val);
-        }
+        quantize_column(
+            q,
+            col,
+            pred,
+            recon.as_deref_mut(),
+            (&mut self.codes, &mut self.seg_exc),
+            &mut self.k,
+            &mut self.exc,
+        );
         // The neighbour predictors transform the codes; the values are the same either way.
-        let mut predictor = self.chooser.choose(grid, &self.k);
-        if predictor != Predictor::Centre {
+        let (mut predictor, bits) = self.chooser.choose(grid, &self.k);
+        let mut use_model = false;
+        if let Some(preds) = model_pred {
+            // The model's codes, priced like the others (exceptions at their raw size).
+            let rec = recon.as_deref_mut().map(|_| {
+                self.model_recon.resize(col.len(), T::from_f64(0.0));
+                &mut self.model_recon[..]
+            });
+            quantize_column(
+                q,
+                col,
+                Prediction::Values(preds),
+                rec,
+                (&mut self.codes, &mut self.seg_exc),
+                &mut self.model_k,
+                &mut self.model_exc,
+            );
+            let model_bits = self.chooser.estimate(&self.model_k);
+            let exc_bits = (T::BYTES * 8 + 8) as f64;
+            let n = col.len() as f64;
+            let plain =
+                bits.min(self.chooser.estimate(&self.k)) * n + self.exc.len() as f64 * exc_bits;
+            let learned = model_bits * n + self.model_exc.len() as f64 * exc_bits;
+            if learned < plain * 0.98 {
+                use_model = true;
+                predictor = Predictor::Model;
+                std::mem::swap(&mut self.k, &mut self.model_k);
+                std::mem::swap(&mut self.exc, &mut self.model_exc);
+                if let Some(r) = recon.as_deref_mut() {
+                    r.copy_from_slice(&self.model_recon[..col.len()]);
+                }
+            }
+        }
+        if !use_model && predictor != Predictor::Centre {
             predictor.fill_exceptions(grid, &mut self.k, &self.exc.pos);
             self.d.resize(col.len(), 0);
             predictor.residuals(grid, &self.k, &mut self.d);
@@ -410,7 +507,7 @@ impl<T: Element> ColumnCoder<T> {
                 predictor = Predictor::Centre;
             }
         }
-        let stream = if predictor == Predictor::Centre {
+        let stream = if matches!(predictor, Predictor::Centre | Predictor::Model) {
             &self.k
         } else {
             &self.d
@@ -451,6 +548,7 @@ impl<T: Element> ColumnCoder<T> {
         reference: Reference<'_, T>,
         cp: &ColumnParams,
         grid: Grid,
+        model_pred: Option<&[f64]>,
         out: &mut [T],
     ) -> DecodeResult<()> {
         let mut r = ByteReader::new(section);
@@ -474,7 +572,16 @@ impl<T: Element> ColumnCoder<T> {
                 let centre = Predictor::centre(&cp.norm, step);
                 let pred = Prediction::Constant(centre);
                 let exc = &self.exc;
-                if predictor != Predictor::Centre {
+                let pred = match (predictor, model_pred) {
+                    (Predictor::Model, Some(p)) if p.len() == out.len() => Prediction::Values(p),
+                    (Predictor::Model, _) => {
+                        return Err(Malformed::new(
+                            "the column is coded with a learned model the file does not hold",
+                        ));
+                    }
+                    _ => pred,
+                };
+                if !matches!(predictor, Predictor::Centre | Predictor::Model) {
                     if !predictor.applies(grid, out.len()) {
                         return Err(Malformed(format!(
                             "predictor {} does not apply to a column of {} values here",
@@ -615,6 +722,7 @@ mod tests {
                     },
                 })
                 .collect(),
+            model: None,
         })
     }
 
@@ -706,6 +814,7 @@ mod tests {
                         scale: 60.0,
                     },
                 }],
+                model: None,
             })
         };
         let mut sizes = Vec::new();

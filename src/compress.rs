@@ -42,6 +42,8 @@ pub struct CompressOptions {
     /// Cap on pipeline memory: the worker threads are limited to what fits (the chunk size, and
     /// so the output, never changes with the machine).
     pub memory_budget: usize,
+    /// A learned predictor for a table's columns, stored in the container's model section.
+    pub model: Option<crate::model::Model>,
 }
 
 impl CompressOptions {
@@ -55,7 +57,14 @@ impl CompressOptions {
             sample_bytes: 4 * DEFAULT_CHUNK_BYTES,
             source: SourceFormat::Unknown,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            model: None,
         }
+    }
+
+    /// Uses a learned predictor (tables only; its column count must match).
+    pub fn model(mut self, model: crate::model::Model) -> Self {
+        self.model = Some(model);
+        self
     }
 
     /// Sets the worker thread count (0 = one per core).
@@ -271,7 +280,10 @@ impl<W: Write + Send + 'static> Compressor<W> {
             stats,
             norms,
             stats_source: source,
-            model: Vec::new(),
+            model: match (&self.options.model, self.spec.layout) {
+                (Some(m), Layout::Table) if m.columns.len() == self.record_len => m.to_bytes(),
+                _ => Vec::new(),
+            },
             writer: format!("baler {}", env!("CARGO_PKG_VERSION")),
         };
         let params = Arc::new(header.codec_params());

@@ -48,6 +48,7 @@
 //! CRC naming its chunk.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
 
 use crate::array::{ArraySpec, Layout};
 use crate::bound::{BoundSpec, ResolvedBound};
@@ -164,6 +165,14 @@ impl Header {
                 }
                 _ => 0,
             },
+            model: match self.spec.layout {
+                Layout::Table if !self.model.is_empty() => {
+                    crate::model::Model::read(&self.model, self.record_len as usize)
+                        .ok()
+                        .map(Arc::new)
+                }
+                _ => None,
+            },
             columns: self
                 .bounds
                 .iter()
@@ -232,8 +241,12 @@ impl Header {
             }
         }
         put_sec(&mut body, SEC_NORMALIZE, &mut sec);
-        sec.push(0);
-        sec.extend_from_slice(&self.model);
+        if self.model.is_empty() {
+            sec.push(0);
+        } else {
+            sec.push(crate::model::KIND_CONDITIONAL_MLP);
+            sec.extend_from_slice(&self.model);
+        }
         put_sec(&mut body, SEC_MODEL, &mut sec);
         sec.extend_from_slice(self.writer.as_bytes());
         put_sec(&mut body, SEC_WRITER, &mut sec);
@@ -370,13 +383,18 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
                 };
                 norm = Some((stats, norms, source));
             }
-            SEC_MODEL => {
-                let kind = s.u8()?;
-                if kind != 0 {
+            SEC_MODEL => match s.u8()? {
+                0 => {}
+                crate::model::KIND_CONDITIONAL_MLP => {
+                    model = s.bytes(s.remaining())?.to_vec();
+                    if model.is_empty() {
+                        return Err(Malformed::new("empty model section"));
+                    }
+                }
+                kind => {
                     return Err(Malformed(format!("model kind {kind} needs a newer baler")));
                 }
-                model = s.bytes(s.remaining())?.to_vec();
-            }
+            },
             SEC_WRITER => writer = String::from_utf8_lossy(sec).into_owned(),
             t if t & 0x80 != 0 => {}
             t => {
@@ -414,6 +432,13 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
         return Err(Malformed(format!(
             "record length {record_len} does not fit the shape"
         )));
+    }
+    if !model.is_empty() {
+        if layout != Layout::Table {
+            return Err(Malformed::new("a model section in a field's container"));
+        }
+        crate::model::Model::read(&model, record_len as usize)
+            .map_err(|e| Malformed(format!("model section: {e}")))?;
     }
     Ok(Header {
         spec,

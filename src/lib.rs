@@ -59,6 +59,7 @@ pub(crate) mod entropy;
 pub mod error;
 pub mod io;
 mod lossless;
+pub mod model;
 pub mod normalize;
 mod pipeline;
 pub mod predict;

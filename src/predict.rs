@@ -10,6 +10,7 @@
 //! | 1 | [`Predictor::Previous`] | `k[i] − k[i−1]` along the column | ordered records (tracks, cells), 1-D series |
 //! | 2 | [`Predictor::Lorenzo2`] | 2-D Lorenzo residual of `k` over rows | images, 2-D slices of fields |
 //! | 3 | [`Predictor::Lorenzo3`] | 3-D Lorenzo residual of `k` over rows and planes | volumes, time series of 2-D frames |
+//! | 4 | [`Predictor::Model`] | `round((x − x̂) / s)`, `x̂` from the learned model | table columns related to earlier ones |
 //!
 //! The neighbour predictors work on the *integer* codes `k` of the plain quantizer ("dual
 //! quantization", as in cuSZ), not on floating-point values: every value is first quantized
@@ -30,9 +31,9 @@
 //! prediction there (a residual of 0, which is not stored), so the decoder can run the same
 //! recurrence through them.
 //!
-//! The learned predictor (an autoencoder whose decoder ships in the container's model section)
-//! fills this slot next: it will produce [`Prediction::Values`](crate::residual) from the
-//! values already reconstructed, computed bit-identically by encoder and decoder.
+//! The learned predictor ([`crate::model`]) predicts in floating point instead: one `x̂` per
+//! value from the columns already reconstructed, computed bit-identically by encoder and
+//! decoder, and the codes are `round((x − x̂) / s)`.
 
 use crate::normalize::Normalization;
 use crate::residual::MAX_CODE;
@@ -49,6 +50,8 @@ pub enum Predictor {
     Lorenzo2,
     /// 3-D Lorenzo over rows and planes (seven neighbours).
     Lorenzo3,
+    /// The learned model (`crate::model`), from the columns reconstructed before this one.
+    Model,
 }
 
 /// The shape a column's values lie on, for the neighbour predictors.
@@ -70,11 +73,12 @@ const MAX_AXES: usize = 3;
 
 impl Predictor {
     /// Every predictor, by id.
-    pub const ALL: [Predictor; 4] = [
+    pub const ALL: [Predictor; 5] = [
         Predictor::Centre,
         Predictor::Previous,
         Predictor::Lorenzo2,
         Predictor::Lorenzo3,
+        Predictor::Model,
     ];
 
     /// The id stored in the chunk.
@@ -84,6 +88,7 @@ impl Predictor {
             Predictor::Previous => 1,
             Predictor::Lorenzo2 => 2,
             Predictor::Lorenzo3 => 3,
+            Predictor::Model => 4,
         }
     }
 
@@ -99,6 +104,7 @@ impl Predictor {
             Predictor::Previous => "previous",
             Predictor::Lorenzo2 => "lorenzo2",
             Predictor::Lorenzo3 => "lorenzo3",
+            Predictor::Model => "model",
         }
     }
 
@@ -313,10 +319,10 @@ pub(crate) struct Chooser {
 impl Chooser {
     /// The predictor for codes `k` (the plain codes; exceptions may hold any value) on
     /// `grid`. Centre unless another is estimated at least 2% cheaper.
-    pub(crate) fn choose(&mut self, grid: Grid, k: &[i32]) -> Predictor {
+    pub(crate) fn choose(&mut self, grid: Grid, k: &[i32]) -> (Predictor, f64) {
         let n = k.len();
         if n < 64 {
-            return Predictor::Centre;
+            return (Predictor::Centre, f64::INFINITY);
         }
         // Positions drawn uniformly (a fixed LCG, so the output is reproducible): contiguous
         // blocks would see only a few rows of a field, or its edges, where the neighbour
@@ -351,7 +357,21 @@ impl Chooser {
                 best = (bits, p);
             }
         }
-        best.1
+        (best.1, best.0 / self.sample.len() as f64)
+    }
+
+    /// Estimated bits per value of coding the stream `k` as it is (on the same sample
+    /// positions as the last [`choose`](Self::choose) of a column of the same length).
+    pub(crate) fn estimate(&mut self, k: &[i32]) -> f64 {
+        let n = k.len();
+        self.sample.clear();
+        if n <= (n / 64).clamp(SAMPLE.0, SAMPLE.1) || self.positions.is_empty() {
+            self.sample.extend_from_slice(k);
+        } else {
+            self.sample
+                .extend(self.positions.iter().map(|&i| k[i.min(n - 1)]));
+        }
+        self.estimate_bits() / self.sample.len().max(1) as f64
     }
 
     /// Estimated bits to code `self.sample` at its order-0 entropy (with the Miller–Madow
@@ -473,7 +493,7 @@ mod tests {
             p.fill_exceptions(grid, &mut k, &exc);
             let mut d = vec![0; k.len()];
             p.residuals(grid, &k, &mut d);
-            if p != Predictor::Centre {
+            if p.applies(grid, k.len()) && p != Predictor::Centre {
                 for &e in &exc {
                     assert_eq!(d[e as usize], 0, "{p:?} at {e}");
                 }
@@ -494,7 +514,7 @@ mod tests {
             })
             .collect();
         let grid = Grid { row: w, plane: 0 };
-        assert_eq!(ch.choose(grid, &field), Predictor::Lorenzo2);
+        assert_eq!(ch.choose(grid, &field).0, Predictor::Lorenzo2);
         let mut acc = 0;
         let walk: Vec<i32> = (0..50_000)
             .map(|_| {
@@ -502,8 +522,8 @@ mod tests {
                 acc
             })
             .collect();
-        assert_eq!(ch.choose(Grid::default(), &walk), Predictor::Previous);
+        assert_eq!(ch.choose(Grid::default(), &walk).0, Predictor::Previous);
         let noise: Vec<i32> = (0..50_000).map(|_| lcg(&mut seed) >> 14).collect();
-        assert_eq!(ch.choose(Grid::default(), &noise), Predictor::Centre);
+        assert_eq!(ch.choose(Grid::default(), &noise).0, Predictor::Centre);
     }
 }

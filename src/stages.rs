@@ -127,6 +127,7 @@ impl<T: Element> Chunks<T> {
             row_len: 0,
             plane_len: 0,
             columns,
+            model: None,
         })))
     }
 

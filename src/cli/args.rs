@@ -32,6 +32,48 @@ pub enum Command {
     /// Measure ratio and in-memory speed on a file (loaded whole into memory), checking the
     /// bound on every value.
     Bench(BenchArgs),
+    /// Train a learned predictor for a table on a random sample of its records, reusable with
+    /// `compress --model` on files of the same kind.
+    Train(TrainArgs),
+}
+
+/// `baler train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Input: a .npy file or a raw file (with --dtype and --shape) holding a table.
+    pub input: String,
+    /// The model file to write.
+    #[arg(short, long, value_name = "MODEL")]
+    pub output: String,
+    #[command(flatten)]
+    pub codec: CodecArgs,
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// No progress bar or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// How to train the learned predictor (`train`, and `compress` when it trains inline).
+#[derive(Debug, Clone, Args)]
+pub struct TrainFlags {
+    /// Hidden units per predicted column (default: sized from the data so the model stays
+    /// about 2% of the output).
+    #[arg(long, value_name = "N")]
+    pub hidden: Option<usize>,
+    /// Most earlier columns each column is predicted from.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub inputs: usize,
+    /// Most passes over the sample (training stops earlier when the held-out loss stalls).
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    pub epochs: usize,
+    /// Records in the training sample, drawn uniformly from the whole file.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub sample: usize,
+    /// Seed of the sample, the split, the initialization and the noise.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,6 +127,15 @@ pub struct CodecArgs {
     /// Worker threads [default: one per core].
     #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    /// Learned predictor for a table: `auto` trains one on a random sample of the input first
+    /// (files; kept only for the columns and chunks where it pays), `none` uses the plain and
+    /// neighbour predictors only, or a model file from `baler train`.
+    #[arg(long, value_name = "auto|none|FILE", default_value = "auto")]
+    pub model: String,
+
+    #[command(flatten)]
+    pub train: TrainFlags,
 }
 
 #[derive(Debug, Args)]

@@ -27,7 +27,11 @@ fn bounds_from(args: &CodecArgs) -> Bounds {
 }
 
 /// Opens the input and builds its spec and options from the flags (statistics not yet taken).
-fn open_input(path: &str, args: &CodecArgs) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
+fn open_input(
+    path: &str,
+    args: &CodecArgs,
+    show: bool,
+) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
     let bounds = bounds_from(args);
     let raw = RawFormat {
         dtype: args.dtype.map(|d| match d {
@@ -51,7 +55,131 @@ fn open_input(path: &str, args: &CodecArgs) -> Result<(Input, baler::ArraySpec, 
         .threads(args.threads)
         .chunk_bytes(args.chunk_size);
     options.source = input.format;
+    options.model = prepare_model(&input, &spec, &options, args, show)?;
     Ok((input, spec, options))
+}
+
+/// The learned predictor for `compress` and `bench`: none for fields, streams or `--model
+/// none`; a model file; or (`auto`) one trained on a sample of a table file's records.
+fn prepare_model(
+    input: &Input,
+    spec: &baler::ArraySpec,
+    options: &CompressOptions,
+    args: &CodecArgs,
+    show: bool,
+) -> Result<Option<baler::model::Model>> {
+    match args.model.as_str() {
+        "none" => Ok(None),
+        "auto" => {
+            if spec.layout != Layout::Table || !input.can_scan() {
+                return Ok(None);
+            }
+            let trained = train_on(input, spec, options, args, show)?;
+            Ok(trained.filter(|m| m.active_columns() > 0))
+        }
+        path => {
+            if spec.layout != Layout::Table {
+                bail!("--model applies to tables; {} is a field", input.name);
+            }
+            let m = baler::model::Model::load(Path::new(path))
+                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            if m.columns.len() as u64 != spec.shape[1] {
+                bail!(
+                    "{path}: the model is for tables of {} columns; {} has {}",
+                    m.columns.len(),
+                    input.name,
+                    spec.shape[1]
+                );
+            }
+            Ok(Some(m))
+        }
+    }
+}
+
+/// Trains on a sample of `input`'s records (`None` for a stream or a table too small).
+fn train_on(
+    input: &Input,
+    spec: &baler::ArraySpec,
+    options: &CompressOptions,
+    args: &CodecArgs,
+    show: bool,
+) -> Result<Option<baler::model::Model>> {
+    let width = spec.shape[1] as usize;
+    let f = &args.train;
+    let Some(sample) = input
+        .sample_records(width, f.sample, f.seed)
+        .with_context(|| format!("sampling {} for training", input.name))?
+    else {
+        return Ok(None);
+    };
+    let specs = options.bounds.per_column(width, &spec.column_names, true)?;
+    let opts = baler::model::train::TrainOptions {
+        hidden: f.hidden.unwrap_or(0),
+        max_inputs: f.inputs,
+        epochs: f.epochs,
+        seed: f.seed,
+        ..Default::default()
+    };
+    let bar = progress::epochs(f.epochs as u64, show);
+    let raw = input.data_bytes.unwrap_or(sample.len() as u64 * 8);
+    let (model, report) =
+        baler::model::train::fit(&sample, width, &specs, raw, &opts, |e, t, v| {
+            bar.set_position(e as u64 + 1);
+            bar.set_message(format!("loss {t:.2e} / held-out {v:.2e}"));
+        });
+    bar.finish_and_clear();
+    if show && model.active_columns() > 0 {
+        eprintln!(
+            "trained on {} records: {} of {width} columns predicted, {} parameters, held-out loss {:.3e} after {} epochs",
+            report.records,
+            model.active_columns(),
+            model.parameters(),
+            report
+                .val_loss
+                .iter()
+                .cloned()
+                .fold(f32::INFINITY, f32::min),
+            report.val_loss.len()
+        );
+    }
+    Ok(Some(model))
+}
+
+/// `baler train`.
+pub fn train(args: super::args::TrainArgs) -> Result<()> {
+    let mut codec = args.codec;
+    codec.model = "none".into();
+    let (input, spec, options) = open_input(&args.input, &codec, false)?;
+    if spec.layout != Layout::Table {
+        bail!(
+            "{}: the learned predictor is for tables (rows × columns); this input is a field",
+            input.name
+        );
+    }
+    let out = Path::new(&args.output);
+    if out.exists() && !args.force {
+        bail!("{} exists; use --force to overwrite it", out.display());
+    }
+    let model = train_on(&input, &spec, &options, &codec, !args.quiet)?
+        .filter(|m| m.active_columns() > 0)
+        .with_context(|| {
+            format!(
+                "{}: no column could be predicted from the others (too few records, or nothing to learn)",
+                input.name
+            )
+        })?;
+    model
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    if !args.quiet {
+        eprintln!(
+            "{} -> {}: {} bytes",
+            input.name,
+            out.display(),
+            model.to_bytes().len() + 14
+        );
+    }
+    Ok(())
 }
 
 enum Target {
@@ -61,7 +189,8 @@ enum Target {
 
 pub fn compress(args: CompressArgs) -> Result<()> {
     let started = Instant::now();
-    let (input, spec, mut options) = open_input(&args.input, &args.codec)?;
+    let (input, spec, mut options) =
+        open_input(&args.input, &args.codec, show_progress(args.quiet))?;
     let target = match args.output.as_deref() {
         Some("-") => Target::Stdout,
         Some(p) => Target::File(p.into()),
@@ -275,7 +404,7 @@ fn drain<R: Read + Send + 'static, W: Write>(
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let (input, spec, mut options) = open_input(&args.input, &args.codec)?;
+    let (input, spec, mut options) = open_input(&args.input, &args.codec, false)?;
     let name = input.name.clone();
     let dtype = input.dtype;
     let len = input

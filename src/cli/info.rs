@@ -115,10 +115,18 @@ fn container_info(
     writeln!(
         out,
         "  model    {}",
-        if header.model.is_empty() {
-            "none (plain predictor: the column centre)"
-        } else {
-            "present"
+        match baler::model::Model::read(&header.model, header.record_len as usize) {
+            _ if header.model.is_empty() => {
+                "none (plain and neighbour predictors, chosen per column and chunk)".to_string()
+            }
+            Ok(m) => format!(
+                "conditional MLP: {} of {} columns predicted from earlier ones, {} parameters, {}",
+                m.active_columns(),
+                m.columns.len(),
+                m.parameters(),
+                size(header.model.len() as u64)
+            ),
+            Err(e) => format!("unreadable ({e})"),
         }
     )?;
     writeln!(

@@ -26,6 +26,7 @@ pub fn run() -> ExitCode {
         Command::Decompress(a) => commands::decompress(a),
         Command::Info(a) => info::info(a),
         Command::Bench(a) => commands::bench(a),
+        Command::Train(a) => commands::train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

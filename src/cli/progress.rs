@@ -6,6 +6,17 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar over bytes, hidden when not wanted.
+/// A bar counting training epochs, with the losses as its message.
+pub fn epochs(total: u64, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template("training {wide_bar} epoch {pos}/{len}  {msg}")
+            .expect("template"),
+    )
+}
+
 pub fn bar(total: Option<u64>, visible: bool, what: &str) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();

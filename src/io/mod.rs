@@ -270,6 +270,77 @@ impl Input {
         }
     }
 
+    /// A uniform random sample of about `max_records` records of `record_len` values from a
+    /// file input, as `f64`, row-major: blocks of 256 consecutive records at positions drawn
+    /// with `seed` from the whole file, read directly (a 1 TB file is not read whole). `None`
+    /// for a stream.
+    pub fn sample_records(
+        &self,
+        record_len: usize,
+        max_records: usize,
+        seed: u64,
+    ) -> Result<Option<Vec<f64>>> {
+        use std::os::unix::fs::FileExt;
+        let Some((path, start, end, big)) = self.region.clone() else {
+            return Ok(None);
+        };
+        let size = self.dtype.size();
+        let record_bytes = (record_len * size) as u64;
+        let records = (end - start) / record_bytes.max(1);
+        if records == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        const BLOCK: u64 = 256;
+        let blocks = records.div_ceil(BLOCK);
+        let want = (max_records as u64).div_ceil(BLOCK).min(blocks);
+        // Block indices: all of them, or `want` distinct ones drawn uniformly (Floyd's method).
+        let mut picked: Vec<u64> = if want == blocks {
+            (0..blocks).collect()
+        } else {
+            let mut s = seed ^ 0x5a3c_9e1d_2b47_f680;
+            let mut set = std::collections::BTreeSet::new();
+            for j in blocks - want..blocks {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let t = ((u128::from(s >> 11) * u128::from(j + 1)) >> 53) as u64;
+                if !set.insert(t) {
+                    set.insert(j);
+                }
+            }
+            set.into_iter().collect()
+        };
+        picked.sort_unstable();
+        let file = File::open(&path)?;
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for b in picked {
+            let first = b * BLOCK;
+            let n = BLOCK.min(records - first);
+            buf.resize((n * record_bytes) as usize, 0);
+            file.read_exact_at(&mut buf, start + first * record_bytes)
+                .map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "{}: reading records {first}.. for the training sample: {}",
+                        self.name,
+                        io_reason(&e)
+                    ))
+                })?;
+            for v in buf.chunks_exact(size) {
+                let mut w = [0u8; 8];
+                w[..size].copy_from_slice(v);
+                if big {
+                    w[..size].reverse();
+                }
+                out.push(match self.dtype {
+                    DType::F32 => f64::from(f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+                    DType::F64 => f64::from_le_bytes(w),
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// The reader of the values, little-endian.
     pub fn into_reader(self) -> Box<dyn Read + Send> {
         self.reader

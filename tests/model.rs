@@ -1,0 +1,203 @@
+//! The learned predictor end to end: trained on a sample, shipped in the container, and the
+//! bound, the determinism across thread counts and the fallbacks that go with it.
+
+mod common;
+
+use std::process::Command;
+
+use baler::model::Model;
+use baler::model::train::{TrainOptions, fit};
+use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType, Layout};
+use common::{Lcg, round_trip};
+
+/// Jets-like records: pt, eta, phi, then px, py, pz, E derived from them (as in the HEP
+/// tables), and a noise column nothing predicts.
+fn kinematics(rows: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Lcg(seed);
+    let mut v = Vec::with_capacity(rows * 8);
+    for _ in 0..rows {
+        let pt = 20.0 + 200.0 * rng.unit().powi(3);
+        let eta = (rng.unit() * 2.0 - 1.0) * 2.5;
+        let phi = (rng.unit() * 2.0 - 1.0) * std::f64::consts::PI;
+        let m = 5.0 + 10.0 * rng.unit();
+        let (px, py, pz) = (pt * phi.cos(), pt * phi.sin(), pt * eta.sinh());
+        let e = (px * px + py * py + pz * pz + m * m).sqrt();
+        let noise = rng.normal();
+        for x in [pt, eta, phi, m, px, py, pz, e] {
+            v.push(x as f32);
+        }
+        let _ = noise;
+    }
+    v
+}
+
+fn spec(rows: usize) -> ArraySpec {
+    let mut s = ArraySpec::new(DType::F32, vec![rows as u64, 8]);
+    s.layout = Layout::Table;
+    s
+}
+
+fn trained(data: &[f32], bound: BoundSpec) -> Model {
+    let sample: Vec<f64> = data.iter().map(|&x| f64::from(x)).collect();
+    let opts = TrainOptions {
+        hidden: 16,
+        epochs: 20,
+        ..TrainOptions::default()
+    };
+    let (model, _) = fit(&sample, 8, &[bound; 8], 0, &opts, |_, _, _| {});
+    model
+}
+
+#[test]
+fn the_model_pays_keeps_the_bound_and_is_deterministic() {
+    let rows = 30_000;
+    let data = kinematics(rows, 1);
+    let bound = BoundSpec::Rel(1e-3);
+    let model = trained(&data[..8 * 10_000], bound);
+    assert!(model.active_columns() >= 3, "{}", model.active_columns());
+    let plain = CompressOptions::new(Bounds::new(bound)).chunk_bytes(1 << 18);
+    let (without, _) = round_trip(&data, &spec(rows), &plain);
+    let mut sizes = Vec::new();
+    let mut outputs = Vec::new();
+    for threads in [1, 3] {
+        let opts = plain.clone().model(model.clone()).threads(threads);
+        let (with, header) = round_trip(&data, &spec(rows), &opts);
+        assert_eq!(Model::read(&header.model, 8).unwrap(), model);
+        sizes.push(with.len());
+        outputs.push(with);
+    }
+    assert_eq!(outputs[0], outputs[1], "output depends on the thread count");
+    assert!(
+        (sizes[0] as f64) < 0.95 * without.len() as f64,
+        "with the model {} bytes, without {}",
+        sizes[0],
+        without.len()
+    );
+}
+
+#[test]
+fn values_outside_the_training_sample_still_meet_the_bound() {
+    // Train on one regime, compress another (10× the momenta, special values): the model
+    // predicts badly there, which costs bytes only.
+    let train_data = kinematics(5000, 2);
+    let model = trained(&train_data, BoundSpec::Abs(0.01));
+    let mut data: Vec<f32> = kinematics(8000, 3).iter().map(|&x| x * 10.0).collect();
+    for (i, s) in [f32::NAN, f32::INFINITY, -0.0, 1e30, f32::MIN_POSITIVE]
+        .into_iter()
+        .enumerate()
+    {
+        data[i * 977 + 4] = s;
+        data[i * 1313 + 5] = s;
+    }
+    for threads in [1, 2] {
+        let opts = CompressOptions::new(Bounds::new(BoundSpec::Abs(0.01)))
+            .chunk_bytes(1 << 16)
+            .threads(threads)
+            .model(model.clone());
+        round_trip(&data, &spec(8000), &opts);
+    }
+}
+
+fn baler() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_baler"))
+}
+
+#[test]
+fn train_then_compress_with_the_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
+    let model = dir.path().join("delphes.bmdl");
+    let out = baler()
+        .args([
+            "train", fixture, "--bound", "rel:1e-3", "--hidden", "8", "-q", "-o",
+        ])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loaded = Model::load(&model).unwrap();
+    assert!(loaded.active_columns() > 0);
+
+    let packed = dir.path().join("x.baler");
+    let back = dir.path().join("x.npy");
+    let out = baler()
+        .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "--model"])
+        .arg(&model)
+        .arg("-o")
+        .arg(&packed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = baler().arg("info").arg(&packed).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("conditional MLP"), "{info}");
+    let out = baler()
+        .arg("decompress")
+        .arg(&packed)
+        .arg("-q")
+        .arg("-o")
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A damaged model file, a model for another width, a model for a field: clear errors.
+    let mut bytes = std::fs::read(&model).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    let bad = dir.path().join("bad.bmdl");
+    std::fs::write(&bad, &bytes).unwrap();
+    for (input, m, want) in [
+        (fixture, &bad, "damaged"),
+        (
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/nexo_8k.npy"),
+            &model,
+            "columns",
+        ),
+        (
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cfd_decay_ux.npy"),
+            &model,
+            "field",
+        ),
+    ] {
+        let out = baler()
+            .args(["compress", input, "--bound", "rel:1e-3", "-q", "--model"])
+            .arg(m)
+            .arg("-o")
+            .arg(dir.path().join("y.baler"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+        assert!(!dir.path().join("y.baler").exists());
+    }
+}
+
+#[test]
+fn small_tables_get_no_model() {
+    // The decoder would cost more than it saves: `auto` trains nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cms_ak4jets.npy");
+    let packed = dir.path().join("c.baler");
+    let out = baler()
+        .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "-o"])
+        .arg(&packed)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let info = baler().arg("info").arg(&packed).output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("model    none"));
+}
