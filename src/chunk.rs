@@ -486,8 +486,14 @@ impl<T: Element> ColumnCoder<T> {
             let model_bits = self.chooser.estimate(&self.model_k);
             let exc_bits = (T::BYTES * 8 + 8) as f64;
             let n = col.len() as f64;
-            let plain =
-                bits.min(self.chooser.estimate(&self.k)) * n + self.exc.len() as f64 * exc_bits;
+            // `choose` already priced the plain codes on the same sample; it prices nothing
+            // only for columns too short to sample.
+            let best = if bits.is_finite() {
+                bits
+            } else {
+                self.chooser.estimate(&self.k)
+            };
+            let plain = best * n + self.exc.len() as f64 * exc_bits;
             let learned = model_bits * n + self.model_exc.len() as f64 * exc_bits;
             if learned < plain * 0.98 {
                 use_model = true;
