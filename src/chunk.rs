@@ -114,16 +114,47 @@ impl CodecParams {
         }
     }
 
-    fn reference<'a, T>(&self, j: usize, rows: usize, done: &'a [T]) -> Reference<'a, T> {
+    /// The order a chunk's columns are coded in: the model's for a table that has one.
+    pub fn column_order(&self, ncols: usize) -> Vec<usize> {
+        match (&self.model, self.layout) {
+            (Some(m), Layout::Table) if m.order.len() == ncols => {
+                m.order.iter().map(|&j| j as usize).collect()
+            }
+            _ => (0..ncols).collect(),
+        }
+    }
+
+    /// The lossless coder's reference for a column: a table's column coded just before it
+    /// (`prev`), a field's previous row.
+    fn reference<'a, T>(&self, rows: usize, prev: Option<&'a [T]>) -> Reference<'a, T> {
         match self.layout {
-            Layout::Table if j > 0 => Reference::Column(&done[(j - 1) * rows..j * rows]),
-            Layout::Table => Reference::None,
+            Layout::Table => prev.map_or(Reference::None, Reference::Column),
             Layout::Field if self.row_len > 0 && self.row_len < rows => {
                 Reference::Stride(self.row_len)
             }
             Layout::Field => Reference::None,
         }
     }
+}
+
+/// Column `j` of column-major `buf` (`rows` values per column) to write, and column `r` (≠ `j`)
+/// to read.
+fn column_and_reference<T>(
+    buf: &mut [T],
+    rows: usize,
+    j: usize,
+    r: Option<usize>,
+) -> (&mut [T], Option<&[T]>) {
+    let (before, rest) = buf.split_at_mut(j * rows);
+    let (col, after) = rest.split_at_mut(rows);
+    let reference = r.map(|r| {
+        if r < j {
+            &before[r * rows..(r + 1) * rows]
+        } else {
+            &after[(r - j - 1) * rows..(r - j) * rows]
+        }
+    });
+    (col, reference)
 }
 
 /// Per-worker state for coding chunks of element type `T`.
@@ -209,23 +240,26 @@ impl<T: Element> ChunkCodec<T> {
         if keep_recon {
             self.recon.resize(data.len(), T::from_f64(0.0));
         }
-        for j in 0..ncols {
+        let order = params.column_order(ncols);
+        for (p, &j) in order.iter().enumerate() {
             let col = &source[j * rows..(j + 1) * rows];
-            let (done, recon): (&[T], Option<&mut [T]>) = if keep_recon {
-                let (done, rest) = self.recon.split_at_mut(j * rows);
-                (done, Some(&mut rest[..rows]))
-            } else {
-                (&[], None)
-            };
-            let reference = params.reference(j, rows, done);
             let cp = &params.columns[j];
+            // The model reads the reconstructions of the columns coded before this one.
             let model_pred = match &params.model {
-                Some(m) if cp.bound > 0.0 && m.columns[j].is_active() => {
-                    m.predict_column(j, done, rows, cp.norm.offset, &mut self.preds);
+                Some(m) if keep_recon && cp.bound > 0.0 && m.columns[j].is_active() => {
+                    m.predict_column(j, &self.recon, rows, cp.norm.offset, &mut self.preds);
                     Some(&self.preds[..])
                 }
                 _ => None,
             };
+            let (recon, prev) = if keep_recon {
+                let prev = p.checked_sub(1).map(|q| order[q]);
+                let (c, prev) = column_and_reference(&mut self.recon, rows, j, prev);
+                (Some(c), prev)
+            } else {
+                (None, None)
+            };
+            let reference = params.reference(rows, prev);
             self.col_out.clear();
             self.columns.encode(
                 col,
@@ -289,12 +323,11 @@ impl<T: Element> ChunkCodec<T> {
         } else {
             &mut out[start..]
         };
-        for j in 0..ncols {
+        let order = params.column_order(ncols);
+        for (p, &j) in order.iter().enumerate() {
             let section = r
                 .section()
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
-            let (done, rest) = dest.split_at_mut(j * rows);
-            let reference = params.reference(j, rows, done);
             let cp = &params.columns[j];
             // The model's predictions, if this section asks for them (kind, predictor id).
             let wants_model = section.len() >= 2
@@ -302,20 +335,16 @@ impl<T: Element> ChunkCodec<T> {
                 && section[1] == Predictor::Model.id();
             let model_pred = match &params.model {
                 Some(m) if wants_model && m.columns[j].is_active() => {
-                    m.predict_column(j, done, rows, cp.norm.offset, &mut self.preds);
+                    m.predict_column(j, dest, rows, cp.norm.offset, &mut self.preds);
                     Some(&self.preds[..])
                 }
                 _ => None,
             };
+            let prev = p.checked_sub(1).map(|q| order[q]);
+            let (col, prev) = column_and_reference(dest, rows, j, prev);
+            let reference = params.reference(rows, prev);
             self.columns
-                .decode(
-                    section,
-                    reference,
-                    cp,
-                    params.grid(),
-                    model_pred,
-                    &mut rest[..rows],
-                )
+                .decode(section, reference, cp, params.grid(), model_pred, col)
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
         }
         if !r.is_empty() {
@@ -653,11 +682,21 @@ pub struct ColumnSection {
     pub exceptions: u64,
 }
 
-/// Splits a coded payload into its column sections without decoding them.
-pub fn inspect_payload(payload: &[u8], columns: usize) -> Result<Vec<ColumnSection>, String> {
+/// Splits a coded payload into its column sections without decoding them; `order` is the
+/// order the columns are coded in ([`CodecParams::column_order`]). The sections are returned
+/// by column.
+pub fn inspect_payload(payload: &[u8], order: &[usize]) -> Result<Vec<ColumnSection>, String> {
     let mut r = ByteReader::new(payload);
-    let mut out = Vec::with_capacity(columns);
-    for j in 0..columns {
+    let mut out = vec![
+        ColumnSection {
+            bytes: 0,
+            lossless: false,
+            predictor: None,
+            exceptions: 0,
+        };
+        order.len()
+    ];
+    for &j in order {
         let before = r.remaining();
         let sec = r.section().map_err(|e| format!("column {j}: {}", e.0))?;
         let mut s = ByteReader::new(sec);
@@ -670,13 +709,13 @@ pub fn inspect_payload(payload: &[u8], columns: usize) -> Result<Vec<ColumnSecti
         } else {
             (None, 0)
         };
-        out.push(ColumnSection {
+        out[j] = ColumnSection {
             // The section and its length prefix.
             bytes: before - r.remaining(),
             lossless: kind == KIND_LOSSLESS,
             predictor,
             exceptions,
-        });
+        };
     }
     Ok(out)
 }
@@ -833,7 +872,7 @@ mod tests {
             assert_eq!(kind, PayloadKind::Coded);
             let mut payload = Vec::new();
             ChunkCodec::<f32>::new(p).encode(&data, &mut payload);
-            let cols = inspect_payload(&payload, 1).unwrap();
+            let cols = inspect_payload(&payload, &[0]).unwrap();
             assert_eq!(cols[0].predictor, Some(want));
             assert_eq!(cols[0].exceptions, 8);
             sizes.push(size);
@@ -853,7 +892,7 @@ mod tests {
         round_trip(Arc::clone(&p), &table);
         let mut payload = Vec::new();
         ChunkCodec::<f64>::new(p).encode(&table, &mut payload);
-        let cols = inspect_payload(&payload, 2).unwrap();
+        let cols = inspect_payload(&payload, &[0, 1]).unwrap();
         assert_eq!(cols[0].predictor, Some(Predictor::Previous));
         assert_eq!(cols[1].predictor, Some(Predictor::Centre));
     }

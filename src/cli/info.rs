@@ -206,6 +206,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let mut exceptions = vec![0u64; ncols];
     let mut lossless = vec![0u64; ncols];
     let mut predictors = vec![[0u64; Predictor::ALL.len()]; ncols];
+    let order = header.codec_params().column_order(ncols);
     let (mut raw_chunks, mut chunks) = (0u64, 0u64);
     while let Frame::Chunk {
         index,
@@ -219,7 +220,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             raw_chunks += 1;
             continue;
         }
-        let cols = inspect_payload(&payload, ncols).map_err(|e| baler::Error::CorruptChunk {
+        let cols = inspect_payload(&payload, &order).map_err(|e| baler::Error::CorruptChunk {
             chunk: index,
             reason: e,
         })?;

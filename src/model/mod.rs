@@ -1,64 +1,88 @@
-//! The learned predictor: a conditional MLP per column, shipped in the container's model
+//! The learned predictor: a conditional network per column, shipped in the container's model
 //! section and evaluated by a deterministic kernel.
 //!
-//! Column `j` of a table is predicted from the *reconstructed* values of up to
-//! [`MAX_INPUTS`] earlier columns (the decoder has those, in column order, before it decodes
-//! column `j`): `x̂ⱼ = offsetⱼ + scaleⱼ · f(u)`, where `u` are the inputs normalized by their own
-//! columns' offset and scale and `f` is a one-hidden-layer ReLU network. The residual stage then
-//! codes `x − x̂` within the bound like any other prediction, so a poor prediction costs bytes,
-//! never accuracy, and each chunk keeps the model only for the columns where it is estimated to
-//! pay (predictor id 4 in `predict`).
+//! A model codes a table's columns in an *order* of its choosing (categorical columns first,
+//! then an order in which later columns follow from earlier ones), and predicts column `j` from
+//! the *reconstructed* values of columns coded before it (the decoder has those before it
+//! decodes `j`): `x̂ⱼ = offsetⱼ + scaleⱼ · (b + Σ vₖuₖ + Σ wₕ·relu(aₕ + Σ Wₕₖuₖ))`, where the
+//! inputs `u` are earlier columns or [derived features](features) of them (`pt·cos φ`,
+//! `√(pz² + pt² + m²)`, …), each normalized by its own offset and scale. The linear term
+//! carries the exact relations, the one-hidden-layer ReLU network what is left. The residual
+//! stage then codes `x − x̂` within the bound like any other prediction, so a poor prediction
+//! costs bytes, never accuracy, and each chunk keeps the model only for the columns where it is
+//! estimated to pay (predictor id 4 in `predict`).
 //!
 //! # Bit-reproducibility
 //!
 //! The compressor and the decompressor must compute the same `x̂` to the last bit, on any
 //! machine, thread count and SIMD width. So the kernel ([`Model::predict_column`]):
 //!
+//! - computes each derived feature in `f64` with our own elementary functions (only IEEE basic
+//!   operations and square root, see [`features`]);
 //! - normalizes each input in `f64` (`(x − offset) / scale`, non-finite → 0, clamped to ±8) and
 //!   rounds once to `f32`;
-//! - sums each hidden unit as `b + w₀u₀ + w₁u₁ + …` in that fixed order, in `f32`, with separate
-//!   multiply and add (Rust never contracts them into fused multiply-adds);
-//! - applies ReLU (`max(a, 0)`), then sums the output layer the same way;
+//! - sums the output as `b + v₀u₀ + v₁u₁ + …` and each hidden unit as `a + W₀u₀ + W₁u₁ + …` in
+//!   that fixed order, in `f32`, with separate multiply and add (Rust never contracts them into
+//!   fused multiply-adds);
+//! - applies ReLU (`max(a, 0)`), adding the units' contributions to the output in unit order;
 //! - vectorizes only *across records* (each record's arithmetic is the same sequence of IEEE
-//!   operations whatever the vector width), never across a reduction;
-//! - uses no transcendental functions.
+//!   operations whatever the vector width), never across a reduction.
 //!
 //! A prediction that comes out non-finite is replaced by the column centre.
 //!
-//! # Format (model section, kind 1)
+//! # Format (model section, kind 2)
 //!
 //! ```text
-//! model   := columns uvarint, column*
-//! column  := offset f64, scale f64, inputs uvarint, input uvarint*, hidden uvarint,
-//!            w1 f32 × (hidden × inputs) (unit by unit), b1 f32 × hidden, w2 f32 × hidden, b2 f32
+//! model   := width uvarint, order uvarint × width, features uvarint, feature*, column × width
+//! feature := op u8, arg uvarint × arity(op), offset f64, scale f64
+//! column  := offset f64, scale f64, inputs uvarint, input uvarint*,
+//!            [lin f32 × inputs, hidden uvarint, w1 f32 × (hidden × inputs) (unit by unit),
+//!             b1 f32 × hidden, w2 f32 × hidden, b2 f32]        (only when inputs > 0)
 //! ```
 //!
-//! all little-endian; a column with `inputs = 0` has no network (`hidden = 0`).
+//! all little-endian. An input below `width` is that column; `width + k` is feature `k`. Every
+//! column an input reads must come before the predicted column in `order`.
 
+pub mod features;
+mod select;
 pub mod train;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::element::Element;
+pub use features::{Feature, Op};
 
-/// Most earlier columns one column's network reads.
+/// Most inputs one column's network reads.
 pub const MAX_INPUTS: usize = 12;
 /// Most hidden units per column.
 pub const MAX_HIDDEN: usize = 256;
+/// Most derived features in a model.
+pub const MAX_FEATURES: usize = 4096;
 /// Normalized inputs are clamped to this magnitude.
 const INPUT_CLAMP: f64 = 8.0;
 /// Records evaluated together by the kernel.
 const BLOCK: usize = 256;
 
-/// One column's network.
+/// `x` normalized by `offset` and `scale` as a network input (non-finite or constant → 0).
+#[inline(always)]
+pub fn normalize_input(x: f64, offset: f64, scale: f64) -> f32 {
+    if !(x.is_finite() && scale > 0.0) {
+        return 0.0;
+    }
+    ((x - offset) / scale).clamp(-INPUT_CLAMP, INPUT_CLAMP) as f32
+}
+
+/// One column's predictor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnModel {
     /// Centre of the column (input and output normalization).
     pub offset: f64,
     /// Half-range of the column (0: constant).
     pub scale: f64,
-    /// The earlier columns read, in order.
+    /// The inputs read, in order: a column (`< width`) or feature `k` (`width + k`).
     pub inputs: Vec<u32>,
-    /// Hidden units.
+    /// Linear weights, one per input.
+    pub lin: Vec<f32>,
+    /// Hidden units (0: linear only).
     pub hidden: usize,
     /// First layer, `hidden × inputs`, unit by unit.
     pub w1: Vec<f32>,
@@ -71,12 +95,13 @@ pub struct ColumnModel {
 }
 
 impl ColumnModel {
-    /// A column without a network (normalization only).
+    /// A column without a predictor (normalization only).
     pub fn none(offset: f64, scale: f64) -> Self {
         ColumnModel {
             offset,
             scale,
             inputs: Vec::new(),
+            lin: Vec::new(),
             hidden: 0,
             w1: Vec::new(),
             b1: Vec::new(),
@@ -85,29 +110,35 @@ impl ColumnModel {
         }
     }
 
-    /// Whether this column has a network.
+    /// Whether this column is predicted.
     pub fn is_active(&self) -> bool {
-        !self.inputs.is_empty() && self.hidden > 0
+        !self.inputs.is_empty()
     }
 
-    /// Parameters of the network.
+    /// Parameters of the predictor.
     pub fn parameters(&self) -> usize {
-        self.w1.len() + self.b1.len() + self.w2.len() + usize::from(self.is_active())
+        self.lin.len()
+            + self.w1.len()
+            + self.b1.len()
+            + self.w2.len()
+            + usize::from(self.is_active())
     }
 
     /// `x` normalized as a network input of this column.
     #[inline(always)]
     pub fn normalize(&self, x: f64) -> f32 {
-        if !(x.is_finite() && self.scale > 0.0) {
-            return 0.0;
-        }
-        ((x - self.offset) / self.scale).clamp(-INPUT_CLAMP, INPUT_CLAMP) as f32
+        normalize_input(x, self.offset, self.scale)
     }
 }
 
-/// A learned predictor for a table: one [`ColumnModel`] per column.
+/// A learned predictor for a table: a coding order, derived features and one [`ColumnModel`]
+/// per column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
+    /// The order columns are coded in (a permutation of the column indices).
+    pub order: Vec<u32>,
+    /// Derived features the columns read (input `width + k` is `features[k]`).
+    pub features: Vec<Feature>,
     /// Per column, in the table's order.
     pub columns: Vec<ColumnModel>,
 }
@@ -116,12 +147,29 @@ pub struct Model {
 const FILE_MAGIC: &[u8; 8] = b"BALERMDL";
 
 /// The model section's kind byte for this model.
-pub const KIND_CONDITIONAL_MLP: u8 = 1;
+pub const KIND_CONDITIONAL_MLP: u8 = 2;
 
 impl Model {
-    /// Columns with a network.
+    /// A model that predicts nothing, with the given per-column normalization.
+    pub fn plain(norms: &[(f64, f64)]) -> Model {
+        Model {
+            order: (0..norms.len() as u32).collect(),
+            features: Vec::new(),
+            columns: norms
+                .iter()
+                .map(|&(o, s)| ColumnModel::none(o, s))
+                .collect(),
+        }
+    }
+
+    /// Columns with a predictor.
     pub fn active_columns(&self) -> usize {
         self.columns.iter().filter(|c| c.is_active()).count()
+    }
+
+    /// Derived features some column reads.
+    pub fn used_features(&self) -> usize {
+        self.features.len()
     }
 
     /// Total parameters.
@@ -129,9 +177,26 @@ impl Model {
         self.columns.iter().map(ColumnModel::parameters).sum()
     }
 
+    /// The columns an input reads.
+    pub fn input_columns(&self, input: u32) -> Vec<u32> {
+        let w = self.columns.len();
+        if (input as usize) < w {
+            vec![input]
+        } else {
+            self.features[input as usize - w].args.clone()
+        }
+    }
+
     /// Appends the serialized model (the model section body after its kind byte).
     pub fn write(&self, out: &mut Vec<u8>) {
         put_uvarint(out, self.columns.len() as u64);
+        for &o in &self.order {
+            put_uvarint(out, u64::from(o));
+        }
+        put_uvarint(out, self.features.len() as u64);
+        for f in &self.features {
+            f.write(out);
+        }
         for c in &self.columns {
             out.extend_from_slice(&c.offset.to_le_bytes());
             out.extend_from_slice(&c.scale.to_le_bytes());
@@ -139,11 +204,14 @@ impl Model {
             for &i in &c.inputs {
                 put_uvarint(out, u64::from(i));
             }
-            put_uvarint(out, c.hidden as u64);
-            for v in c.w1.iter().chain(&c.b1).chain(&c.w2) {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
             if c.is_active() {
+                for v in &c.lin {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                put_uvarint(out, c.hidden as u64);
+                for v in c.w1.iter().chain(&c.b1).chain(&c.w2) {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
                 out.extend_from_slice(&c.b2.to_le_bytes());
             }
         }
@@ -156,7 +224,8 @@ impl Model {
         out
     }
 
-    /// Reads a model for a table of `width` columns; every column's inputs must come before it.
+    /// Reads a model for a table of `width` columns; every column's inputs must be coded
+    /// before it.
     pub fn read(bytes: &[u8], width: usize) -> Result<Model, String> {
         Self::read_inner(bytes, width).map_err(|e| e.0)
     }
@@ -169,6 +238,23 @@ impl Model {
                 "the model has {n} columns, the table {width}"
             )));
         }
+        let mut order = Vec::with_capacity(n);
+        let mut position = vec![usize::MAX; n];
+        for p in 0..n {
+            let j = r.uvarint()?;
+            if j >= n as u64 || position[j as usize] != usize::MAX {
+                return Err(Malformed::new(
+                    "the model's column order is not a permutation",
+                ));
+            }
+            position[j as usize] = p;
+            order.push(j as u32);
+        }
+        let nfeatures = r.uvarint_max(MAX_FEATURES as u64, "model features")?;
+        let mut features = Vec::with_capacity(nfeatures);
+        for _ in 0..nfeatures {
+            features.push(Feature::read(&mut r, n)?);
+        }
         let mut columns = Vec::with_capacity(n);
         for j in 0..n {
             let offset = r.f64()?;
@@ -177,18 +263,19 @@ impl Model {
             let mut inputs = Vec::with_capacity(ninputs);
             for _ in 0..ninputs {
                 let i = r.uvarint()?;
-                if i >= j as u64 {
+                let reads: &[u32] = if i < n as u64 {
+                    &[i as u32][..]
+                } else if i - (n as u64) < nfeatures as u64 {
+                    &features[(i - n as u64) as usize].args
+                } else {
+                    return Err(Malformed(format!("model column {j} reads input {i}")));
+                };
+                if let Some(&late) = reads.iter().find(|&&c| position[c as usize] >= position[j]) {
                     return Err(Malformed(format!(
-                        "model column {j} reads column {i}, which is not decoded before it"
+                        "model column {j} reads column {late}, which is not decoded before it"
                     )));
                 }
                 inputs.push(i as u32);
-            }
-            let hidden = r.uvarint_max(MAX_HIDDEN as u64, "model hidden units")?;
-            if (ninputs == 0) != (hidden == 0) {
-                return Err(Malformed(format!(
-                    "model column {j}: {ninputs} inputs but {hidden} hidden units"
-                )));
             }
             let mut floats = |count: usize| -> DecodeResult<Vec<f32>> {
                 let b = r.bytes(count * 4)?;
@@ -196,28 +283,36 @@ impl Model {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect())
             };
-            let w1 = floats(hidden * ninputs)?;
-            let b1 = floats(hidden)?;
-            let w2 = floats(hidden)?;
-            let b2 = if hidden > 0 { floats(1)?[0] } else { 0.0 };
-            columns.push(ColumnModel {
-                offset,
-                scale,
-                inputs,
-                hidden,
-                w1,
-                b1,
-                w2,
-                b2,
-            });
+            let mut c = ColumnModel::none(offset, scale);
+            if ninputs > 0 {
+                c.inputs = inputs;
+                c.lin = floats(ninputs)?;
+                let hidden = r.uvarint_max(MAX_HIDDEN as u64, "model hidden units")?;
+                let mut floats = |count: usize| -> DecodeResult<Vec<f32>> {
+                    let b = r.bytes(count * 4)?;
+                    Ok(b.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect())
+                };
+                c.hidden = hidden;
+                c.w1 = floats(hidden * ninputs)?;
+                c.b1 = floats(hidden)?;
+                c.w2 = floats(hidden)?;
+                c.b2 = floats(1)?[0];
+            }
+            columns.push(c);
         }
         if !r.is_empty() {
             return Err(Malformed::new("bytes left after the model"));
         }
-        Ok(Model { columns })
+        Ok(Model {
+            order,
+            features,
+            columns,
+        })
     }
 
-    /// Writes the model as a file: `"BALERMDL"`, format version `u8` (1), kind `u8` (1), the
+    /// Writes the model as a file: `"BALERMDL"`, format version `u8` (1), kind `u8` (2), the
     /// serialized model, and a CRC-32 of everything before it.
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
         let mut out = Vec::new();
@@ -241,23 +336,67 @@ impl Model {
             return Err("checksum mismatch: the model file is damaged".into());
         }
         if body[8] != 1 || body[9] != KIND_CONDITIONAL_MLP {
-            return Err(format!(
-                "model format {} kind {} needs a newer baler",
-                body[8], body[9]
-            ));
+            return Err(match body[9] {
+                1 => "model kind 1 is an early development format no longer read: train the \
+                      model again"
+                    .to_string(),
+                k => format!("model format {} kind {k} needs a newer baler", body[8]),
+            });
         }
         let mut r = ByteReader::new(&body[10..]);
         let width = r.uvarint().map_err(|e| e.0)? as usize;
         Self::read(&body[10..], width)
     }
 
-    /// Predicts column `j` of a chunk of `rows` records from the reconstructed columns before
-    /// it (`done`, column-major, `j × rows` values), into `out` (`rows` values). `centre` stands
-    /// in for a prediction that is not finite.
+    /// Input `input` of `c`, normalized, for `n` records from `r0` of a chunk of `rows`
+    /// records (`cols`: column-major, every column the input reads already reconstructed).
+    #[inline]
+    fn fill_input<T: Element>(
+        &self,
+        input: u32,
+        cols: &[T],
+        rows: usize,
+        r0: usize,
+        u: &mut [f32],
+    ) {
+        let w = self.columns.len();
+        let n = u.len();
+        let at = |i: u32| &cols[i as usize * rows + r0..i as usize * rows + r0 + n];
+        if (input as usize) < w {
+            let norm = &self.columns[input as usize];
+            for (d, &x) in u.iter_mut().zip(at(input)) {
+                *d = norm.normalize(x.to_f64());
+            }
+            return;
+        }
+        let f = &self.features[input as usize - w];
+        let a = at(f.args[0]);
+        let b = at(f.args[1]);
+        match f.args.get(2) {
+            Some(&c) => {
+                let c = at(c);
+                for (t, d) in u.iter_mut().enumerate() {
+                    let v = f.op.eval(a[t].to_f64(), b[t].to_f64(), c[t].to_f64());
+                    *d = normalize_input(v, f.offset, f.scale);
+                }
+            }
+            None => {
+                for (t, d) in u.iter_mut().enumerate() {
+                    let v = f.op.eval(a[t].to_f64(), b[t].to_f64(), 0.0);
+                    *d = normalize_input(v, f.offset, f.scale);
+                }
+            }
+        }
+    }
+
+    /// Predicts column `j` of a chunk of `rows` records from the reconstructed columns coded
+    /// before it (`cols`: column-major, `width × rows` values, of which only those columns are
+    /// read), into `out` (`rows` values). `centre` stands in for a prediction that is not
+    /// finite.
     pub fn predict_column<T: Element>(
         &self,
         j: usize,
-        done: &[T],
+        cols: &[T],
         rows: usize,
         centre: f64,
         out: &mut Vec<f64>,
@@ -268,21 +407,24 @@ impl Model {
         if !c.is_active() {
             return;
         }
-        let mut u = vec![0f32; c.inputs.len() * BLOCK];
+        let ni = c.inputs.len();
+        let mut u = [0f32; MAX_INPUTS * BLOCK];
         let mut acc = [0f32; BLOCK];
         let mut y = [0f32; BLOCK];
         for r0 in (0..rows).step_by(BLOCK) {
             let n = (rows - r0).min(BLOCK);
-            for (k, &i) in c.inputs.iter().enumerate() {
-                let src = &done[i as usize * rows + r0..i as usize * rows + r0 + n];
-                let norm = &self.columns[i as usize];
-                for (d, &x) in u[k * BLOCK..k * BLOCK + n].iter_mut().zip(src) {
-                    *d = norm.normalize(x.to_f64());
-                }
+            for (k, &input) in c.inputs.iter().enumerate() {
+                self.fill_input(input, cols, rows, r0, &mut u[k * BLOCK..k * BLOCK + n]);
             }
             y[..n].fill(c.b2);
+            for (k, &v) in c.lin.iter().enumerate() {
+                let uk = &u[k * BLOCK..k * BLOCK + n];
+                for (o, &x) in y[..n].iter_mut().zip(uk) {
+                    *o += v * x;
+                }
+            }
             for h in 0..c.hidden {
-                let w = &c.w1[h * c.inputs.len()..(h + 1) * c.inputs.len()];
+                let w = &c.w1[h * ni..(h + 1) * ni];
                 acc[..n].fill(c.b1[h]);
                 for (k, &wk) in w.iter().enumerate() {
                     let uk = &u[k * BLOCK..k * BLOCK + n];
@@ -304,20 +446,36 @@ impl Model {
         }
     }
 
+    /// The network's inputs for one record (`row`: its reconstructed values, every column).
+    pub fn inputs_of(&self, j: usize, row: &[f64]) -> Vec<f32> {
+        let w = self.columns.len();
+        self.columns[j]
+            .inputs
+            .iter()
+            .map(|&i| {
+                if (i as usize) < w {
+                    self.columns[i as usize].normalize(row[i as usize])
+                } else {
+                    let f = &self.features[i as usize - w];
+                    normalize_input(f.value(|a| row[a]), f.offset, f.scale)
+                }
+            })
+            .collect()
+    }
+
     /// The same prediction as [`predict_column`](Self::predict_column) for one record, written
     /// plainly (the reference the kernel is tested against). `row` holds the record's
-    /// reconstructed values of every column before `j`.
+    /// reconstructed values (only the columns coded before `j` are read).
     pub fn predict_one(&self, j: usize, row: &[f64], centre: f64) -> f64 {
         let c = &self.columns[j];
         if !c.is_active() {
             return centre;
         }
-        let u: Vec<f32> = c
-            .inputs
-            .iter()
-            .map(|&i| self.columns[i as usize].normalize(row[i as usize]))
-            .collect();
+        let u = self.inputs_of(j, row);
         let mut y = c.b2;
+        for (k, &x) in u.iter().enumerate() {
+            y += c.lin[k] * x;
+        }
         for h in 0..c.hidden {
             let mut a = c.b1[h];
             for (k, &x) in u.iter().enumerate() {
@@ -342,17 +500,42 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
+        // Coded in reverse order; two derived features over the last columns.
+        let order: Vec<u32> = (0..width as u32).rev().collect();
+        let w = width as u32;
+        let features = vec![
+            Feature {
+                op: Op::MulCos,
+                args: vec![w - 1, w - 2],
+                offset: 0.5,
+                scale: 4.0,
+            },
+            Feature {
+                op: Op::Hypot3,
+                args: vec![w - 1, w - 2, w - 3],
+                offset: 3.0,
+                scale: 9.0,
+            },
+        ];
         let columns = (0..width)
             .map(|j| {
-                if j == 0 {
+                let before = width - 1 - j; // columns coded before j: j+1..width
+                if before == 0 {
                     return ColumnModel::none(1.0, 2.0);
                 }
-                let inputs: Vec<u32> = (0..j.min(MAX_INPUTS) as u32).collect();
+                let mut inputs: Vec<u32> = (j as u32 + 1..w).take(MAX_INPUTS - 2).collect();
+                if before >= 2 {
+                    inputs.push(w);
+                }
+                if before >= 3 {
+                    inputs.push(w + 1);
+                }
                 let n = inputs.len();
                 ColumnModel {
                     offset: j as f64 * 0.5,
                     scale: 3.0 + j as f64,
                     inputs,
+                    lin: (0..n).map(|_| next()).collect(),
                     hidden,
                     w1: (0..hidden * n).map(|_| next()).collect(),
                     b1: (0..hidden).map(|_| next() * 0.1).collect(),
@@ -361,7 +544,11 @@ mod tests {
                 }
             })
             .collect();
-        Model { columns }
+        Model {
+            order,
+            features,
+            columns,
+        }
     }
 
     #[test]
@@ -373,14 +560,24 @@ mod tests {
         assert_eq!(back.to_bytes(), bytes);
         assert!(Model::read(&bytes, 6).is_err());
         assert!(Model::read(&bytes[..bytes.len() - 1], 7).is_err());
+        let lin_only = random_model(5, 0, 4);
+        assert_eq!(Model::read(&lin_only.to_bytes(), 5).unwrap(), lin_only);
     }
 
     #[test]
     fn a_model_reading_a_later_column_is_rejected() {
-        let mut m = random_model(3, 2, 2);
-        m.columns[1].inputs = vec![2];
-        m.columns[1].w1.truncate(2);
-        assert!(Model::read(&m.to_bytes(), 3).is_err());
+        let mut m = random_model(4, 2, 2);
+        // Column 2 is coded after 3 only: reading column 1 (coded later) is invalid...
+        m.columns[2].inputs[0] = 1;
+        assert!(Model::read(&m.to_bytes(), 4).is_err());
+        // ...and so is a feature over a column coded later.
+        let mut m = random_model(4, 2, 2);
+        m.features[0].args = vec![3, 0];
+        assert!(Model::read(&m.to_bytes(), 4).is_err());
+        // An order that is not a permutation.
+        let mut m = random_model(4, 2, 2);
+        m.order[1] = m.order[0];
+        assert!(Model::read(&m.to_bytes(), 4).is_err());
     }
 
     #[test]
@@ -395,20 +592,20 @@ mod tests {
                 ((s >> 11) as f64 / (1u64 << 53) as f64) * 20.0 - 10.0
             })
             .collect();
-        cols[5] = f64::NAN;
-        cols[rows + 7] = f64::INFINITY;
-        cols[2 * rows + 9] = 1e300;
+        cols[5 * rows + 5] = f64::NAN;
+        cols[4 * rows + 7] = f64::INFINITY;
+        cols[3 * rows + 9] = 1e300;
         for j in 0..width {
             let mut out = Vec::new();
-            m.predict_column(j, &cols[..j * rows], rows, -1.25, &mut out);
+            m.predict_column(j, &cols, rows, -1.25, &mut out);
             for r in 0..rows {
-                let row: Vec<f64> = (0..j).map(|i| cols[i * rows + r]).collect();
+                let row: Vec<f64> = (0..width).map(|i| cols[i * rows + r]).collect();
                 let want = m.predict_one(j, &row, -1.25);
                 assert_eq!(out[r].to_bits(), want.to_bits(), "column {j} row {r}");
             }
             // Any split of the records gives the same bits (threads see different chunks).
             let mut part = Vec::new();
-            let sub: Vec<f64> = (0..j)
+            let sub: Vec<f64> = (0..width)
                 .flat_map(|i| cols[i * rows + 100..i * rows + 137].to_vec())
                 .collect();
             m.predict_column(j, &sub, 37, -1.25, &mut part);

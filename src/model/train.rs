@@ -18,7 +18,7 @@
 
 use dfdx::prelude::*;
 
-use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model};
+use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model, select};
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -180,84 +180,150 @@ pub fn train(
         explained: vec![None; width],
         ..TrainReport::default()
     };
-    let base: Vec<ColumnModel> = norms
-        .iter()
-        .map(|&(o, s)| ColumnModel::none(o, s))
-        .collect();
-    let mut model = Model { columns: base };
+    let mut model = Model::plain(norms);
     let max_inputs = opts.max_inputs.clamp(1, MAX_INPUTS);
     let hidden = opts.hidden.min(MAX_HIDDEN);
     if rows < 64 || width < 2 || hidden == 0 {
         return (model, report);
     }
+    let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
 
-    // Normalized sample, column-major, and the noise amplitude of each column.
-    let mut u = vec![0f32; rows * width];
+    // Clean targets (normalized, column-major) and inputs as the decoder sees them: each value
+    // moved by up to its bound (uniform noise), in the data's units.
+    let mut targets = vec![0f32; rows * width];
+    let mut noisy = vec![0f64; rows * width];
     for r in 0..rows {
         for j in 0..width {
-            u[j * rows + r] = model.columns[j].normalize(sample[r * width + j]);
-        }
-    }
-    let noise: Vec<f32> = (0..width)
-        .map(|j| {
-            let s = norms[j].1;
-            if s > 0.0 {
-                (bounds[j] / s).min(1.0) as f32
+            let x = sample[r * width + j];
+            targets[j * rows + r] = model.columns[j].normalize(x);
+            let n = if bounds[j] > 0.0 && x.is_finite() {
+                (f64::from(rng.unit()) * 2.0 - 1.0) * bounds[j]
             } else {
                 0.0
-            }
+            };
+            noisy[r * width + j] = x + n;
+        }
+    }
+    let stats: Vec<(f64, f64)> = (0..width)
+        .map(|j| {
+            let c = &targets[j * rows..(j + 1) * rows];
+            let m = c.iter().map(|&x| f64::from(x)).sum::<f64>() / rows as f64;
+            let v = c.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / rows as f64;
+            (m, v)
         })
         .collect();
 
-    // Which columns get a network, and from which earlier columns.
-    let mean_var = |j: usize| {
-        let c = &u[j * rows..(j + 1) * rows];
-        let m = c.iter().map(|&x| f64::from(x)).sum::<f64>() / rows as f64;
-        let v = c.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / rows as f64;
-        (m, v)
-    };
-    let stats: Vec<(f64, f64)> = (0..width).map(mean_var).collect();
-    let mut inputs: Vec<Vec<u32>> = vec![Vec::new(); width];
-    for j in 1..width {
-        if bounds[j] <= 0.0 || stats[j].1 <= 0.0 {
-            continue;
-        }
-        let mut cands: Vec<(f64, u32)> = (0..j)
-            .filter(|&i| stats[i].1 > 0.0)
-            .map(|i| {
-                let (mi, vi) = stats[i];
-                let (mj, vj) = stats[j];
-                let cov = (0..rows)
-                    .map(|r| (f64::from(u[i * rows + r]) - mi) * (f64::from(u[j * rows + r]) - mj))
-                    .sum::<f64>()
-                    / rows as f64;
-                ((cov / (vi * vj).sqrt()).abs(), i as u32)
-            })
-            .collect();
-        cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut pick: Vec<u32> = cands.iter().take(max_inputs).map(|c| c.1).collect();
-        pick.sort_unstable();
-        inputs[j] = pick;
-    }
+    // Order, features and inputs.
+    let plan = select::plan(&noisy, &targets, rows, width, norms, bounds, max_inputs);
+    model.order = plan.order.iter().map(|&j| j as u32).collect();
+    model.features = plan.features;
+    let inputs = plan.inputs;
     let active: Vec<usize> = (0..width).filter(|&j| !inputs[j].is_empty()).collect();
     if active.is_empty() {
         return (model, report);
     }
-    let ch = active.len() * hidden;
 
-    // Parameters: W1 (width × ch), b1 (ch), W2 (ch × width), b2 (width).
-    let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
-    let mut w1 = vec![0f32; width * ch];
-    let mut m1 = vec![false; width * ch];
+    // The distinct inputs, evaluated on the whole sample (column-major, normalized).
+    let mut ids: Vec<u32> = inputs.iter().flatten().copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let nin = ids.len();
+    let slot = |id: u32| ids.binary_search(&id).expect("input id listed");
+    let mut xin = vec![0f32; rows * nin];
+    {
+        let probe = Model {
+            order: model.order.clone(),
+            features: model.features.clone(),
+            columns: (0..width)
+                .map(|j| {
+                    let mut c = model.columns[j].clone();
+                    c.inputs = if j == 0 { ids.clone() } else { Vec::new() };
+                    c
+                })
+                .collect(),
+        };
+        for r in 0..rows {
+            let u = probe.inputs_of(0, &noisy[r * width..(r + 1) * width]);
+            for (s, &v) in u.iter().enumerate() {
+                xin[s * rows + r] = v;
+            }
+        }
+    }
+
+    // Split: a shuffled tenth held out.
+    let mut perm: Vec<usize> = (0..rows).collect();
+    for i in (1..rows).rev() {
+        perm.swap(i, rng.below(i + 1));
+    }
+    let nval = (rows / 10).clamp(32, 20_000);
+    let (val_idx, train_idx) = perm.split_at(nval);
+    let mut train_idx = train_idx.to_vec();
+
+    // The linear part, per column: least squares with intercept on the training split (in
+    // f64, then rounded to the f32 weights the kernel uses), fixed while the network learns
+    // what is left.
+    let mut lin: Vec<Vec<f32>> = vec![Vec::new(); width];
+    let mut b0 = vec![0f32; width];
+    for &j in &active {
+        let fit_rows: Vec<usize> = train_idx
+            .iter()
+            .copied()
+            .step_by((train_idx.len() / 50_000).max(1))
+            .collect();
+        let cols: Vec<Vec<f64>> = inputs[j]
+            .iter()
+            .map(|&id| {
+                let s = slot(id);
+                fit_rows
+                    .iter()
+                    .map(|&r| f64::from(xin[s * rows + r]))
+                    .collect()
+            })
+            .collect();
+        let t: Vec<f64> = fit_rows
+            .iter()
+            .map(|&r| f64::from(targets[j * rows + r]))
+            .collect();
+        let n = fit_rows.len() as f64;
+        let means: Vec<f64> = cols.iter().map(|c| c.iter().sum::<f64>() / n).collect();
+        let tm = t.iter().sum::<f64>() / n;
+        let centred: Vec<Vec<f64>> = cols
+            .iter()
+            .zip(&means)
+            .map(|(c, m)| c.iter().map(|x| x - m).collect())
+            .collect();
+        let tc: Vec<f64> = t.iter().map(|x| x - tm).collect();
+        let refs: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
+        let w = select::least_squares(&refs, &tc, 1e-9).unwrap_or_else(|| vec![0.0; refs.len()]);
+        let intercept = tm - w.iter().zip(&means).map(|(a, b)| a * b).sum::<f64>();
+        lin[j] = w.iter().map(|&v| v as f32).collect();
+        b0[j] = intercept as f32;
+    }
+    // What the linear part leaves, per record and column (the network's target).
+    let mut resid = vec![0f32; rows * width];
+    for &j in &active {
+        for r in 0..rows {
+            let mut y = b0[j];
+            for (k, &id) in inputs[j].iter().enumerate() {
+                y += lin[j][k] * xin[slot(id) * rows + r];
+            }
+            resid[j * rows + r] = targets[j * rows + r] - y;
+        }
+    }
+
+    let ch = active.len() * hidden;
+    // Parameters: W1 (nin × ch), b1 (ch), W2 (ch × width), b2 (width).
+    let mut w1 = vec![0f32; nin * ch];
+    let mut m1 = vec![false; nin * ch];
     let mut w2 = vec![0f32; ch * width];
     let mut m2 = vec![false; ch * width];
     for (g, &j) in active.iter().enumerate() {
         let a1 = (3.0 / inputs[j].len() as f32).sqrt();
-        let a2 = (3.0 / hidden as f32).sqrt() * 0.5;
+        let a2 = (3.0 / hidden as f32).sqrt() * 0.1;
         for h in 0..hidden {
             let unit = g * hidden + h;
-            for &i in &inputs[j] {
-                let at = i as usize * ch + unit;
+            for &id in &inputs[j] {
+                let at = slot(id) * ch + unit;
                 m1[at] = true;
                 w1[at] = (rng.unit() * 2.0 - 1.0) * a1;
             }
@@ -269,41 +335,27 @@ pub fn train(
     let mut p_w1 = Param::new(w1, m1);
     let mut p_b1 = Param::new(vec![0.0; ch], vec![true; ch]);
     let mut p_w2 = Param::new(w2, m2);
-    let b2: Vec<f32> = (0..width).map(|j| stats[j].0 as f32).collect();
     let mut active_mask = vec![false; width];
     for &j in &active {
         active_mask[j] = true;
     }
-    let mut p_b2 = Param::new(b2, active_mask.clone());
+    let mut p_b2 = Param::new(vec![0.0; width], active_mask.clone());
     let col_mask: Vec<f32> = active_mask
         .iter()
         .map(|&a| if a { 1.0 } else { 0.0 })
         .collect();
 
-    // Split: a shuffled tenth held out.
-    let mut order: Vec<usize> = (0..rows).collect();
-    for i in (1..rows).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
-    let nval = (rows / 10).clamp(32, 20_000);
-    let (val_idx, train_idx) = order.split_at(nval);
-    let mut train_idx = train_idx.to_vec();
-
     let dev: Cpu = Default::default();
-    let batch_of = |idx: &[usize], rng: Option<&mut Lcg>| -> (Vec<f32>, Vec<f32>) {
+    let batch_of = |idx: &[usize]| -> (Vec<f32>, Vec<f32>) {
         let b = idx.len();
-        let mut x = vec![0f32; b * width];
+        let mut x = vec![0f32; b * nin];
         let mut t = vec![0f32; b * width];
-        let mut rng = rng;
         for (k, &r) in idx.iter().enumerate() {
-            for j in 0..width {
-                let v = u[j * rows + r];
-                t[k * width + j] = v;
-                let n = match rng.as_deref_mut() {
-                    Some(g) if noise[j] > 0.0 => (g.unit() * 2.0 - 1.0) * noise[j],
-                    _ => 0.0,
-                };
-                x[k * width + j] = v + n;
+            for s in 0..nin {
+                x[k * nin + s] = xin[s * rows + r];
+            }
+            for &j in &active {
+                t[k * width + j] = resid[j * rows + r];
             }
         }
         (x, t)
@@ -314,7 +366,7 @@ pub fn train(
                         p: [&Param; 4],
                         train: bool|
      -> (f32, Option<[Vec<f32>; 4]>) {
-        let w1 = dev.tensor_from_vec(p[0].w.clone(), (width, ch));
+        let w1 = dev.tensor_from_vec(p[0].w.clone(), (nin, ch));
         let b1 = dev.tensor_from_vec(p[1].w.clone(), (ch,));
         let w2 = dev.tensor_from_vec(p[2].w.clone(), (ch, width));
         let b2 = dev.tensor_from_vec(p[3].w.clone(), (width,));
@@ -322,7 +374,7 @@ pub fn train(
         let mask = dev
             .tensor_from_vec(col_mask.clone(), (width,))
             .broadcast_like::<_, Axis<0>>(&(b, width));
-        let xt = dev.tensor_from_vec(x, (b, width));
+        let xt = dev.tensor_from_vec(x, (b, nin));
         if train {
             let x = xt.traced(Gradients::leaky());
             let h =
@@ -348,18 +400,26 @@ pub fn train(
     };
 
     let share = active.len() as f32 / width as f32;
-    let (vx, vt) = batch_of(val_idx, None);
+    let (vx, vt) = batch_of(val_idx);
     let mut lr = opts.learning_rate;
     let mut t = 0i32;
-    let mut best = (
-        f32::INFINITY,
+    let snapshot = |p: [&Param; 4]| {
         [
-            p_w1.w.clone(),
-            p_b1.w.clone(),
-            p_w2.w.clone(),
-            p_b2.w.clone(),
-        ],
+            p[0].w.clone(),
+            p[1].w.clone(),
+            p[2].w.clone(),
+            p[3].w.clone(),
+        ]
+    };
+    // Epoch "0" is the linear part alone (the network's output starts near zero).
+    let (v0, _) = forward_loss(
+        vx.clone(),
+        vt.clone(),
+        val_idx.len(),
+        [&p_w1, &p_b1, &p_w2, &p_b2],
+        false,
     );
+    let mut best = (v0 / share, snapshot([&p_w1, &p_b1, &p_w2, &p_b2]));
     let mut stale = 0;
     let batch = opts.batch.max(16);
     for epoch in 0..opts.epochs {
@@ -369,7 +429,7 @@ pub fn train(
         let mut sum = 0.0f64;
         let mut steps = 0usize;
         for idx in train_idx.chunks(batch) {
-            let (x, tg) = batch_of(idx, Some(&mut rng));
+            let (x, tg) = batch_of(idx);
             let (l, g) = forward_loss(x, tg, idx.len(), [&p_w1, &p_b1, &p_w2, &p_b2], true);
             let Some(g) = g else { break };
             t += 1;
@@ -393,15 +453,7 @@ pub fn train(
         report.val_loss.push(vl);
         progress(epoch, train_loss, vl);
         if vl < best.0 * 0.999 {
-            best = (
-                vl,
-                [
-                    p_w1.w.clone(),
-                    p_b1.w.clone(),
-                    p_w2.w.clone(),
-                    p_b2.w.clone(),
-                ],
-            );
+            best = (vl, snapshot([&p_w1, &p_b1, &p_w2, &p_b2]));
             stale = 0;
         } else {
             stale += 1;
@@ -413,81 +465,134 @@ pub fn train(
     }
     let [w1, b1, w2, b2] = best.1;
 
-    // Per-column validation error, to drop networks that explain nothing.
-    let mut col_err = vec![0f64; width];
-    {
-        let tmp = Model {
-            columns: extract(
-                &model.columns,
-                &active,
-                &inputs,
-                hidden,
-                ch,
-                width,
-                [&w1, &b1, &w2, &b2],
-            ),
-        };
-        for &r in val_idx {
-            let row: Vec<f64> = (0..width)
-                .map(|j| {
-                    let c = &tmp.columns[j];
-                    c.offset + c.scale * f64::from(u[j * rows + r])
-                })
-                .collect();
-            for &j in &active {
-                let p = tmp.predict_one(j, &row, 0.0);
-                let c = &tmp.columns[j];
-                let e = (p - row[j]) / c.scale;
-                col_err[j] += e * e;
-            }
+    // Per column: the network read out, and kept only where it beats the linear part alone
+    // on the held-out records; columns that neither explains get no predictor.
+    let with_net = extract(
+        &model,
+        &active,
+        &inputs,
+        &ids,
+        &lin,
+        &b0,
+        hidden,
+        ch,
+        width,
+        [&w1, &b1, &w2, &b2],
+    );
+    let lin_only = extract(
+        &model,
+        &active,
+        &inputs,
+        &ids,
+        &lin,
+        &b0,
+        0,
+        ch,
+        width,
+        [&w1, &b1, &w2, &b2],
+    );
+    let (mut err_net, mut err_lin) = (vec![0f64; width], vec![0f64; width]);
+    for &r in val_idx {
+        let row = &noisy[r * width..(r + 1) * width];
+        for &j in &active {
+            let c = &with_net.columns[j];
+            let x = c.offset + c.scale * f64::from(targets[j * rows + r]);
+            let e = (with_net.predict_one(j, row, 0.0) - x) / c.scale;
+            err_net[j] += e * e;
+            let e = (lin_only.predict_one(j, row, 0.0) - x) / c.scale;
+            err_lin[j] += e * e;
         }
-        model = tmp;
     }
+    let mut columns = with_net.columns;
     for &j in &active {
-        let rel = (col_err[j] / val_idx.len() as f64 / stats[j].1) as f32;
+        let var = stats[j].1 * val_idx.len() as f64;
+        let (net, lin) = (err_net[j] / var, err_lin[j] / var);
+        if net > 0.98 * lin {
+            columns[j] = lin_only.columns[j].clone();
+        }
+        let rel = net.min(lin) as f32;
         report.explained[j] = Some(rel);
         if rel > 0.9 {
-            let c = &model.columns[j];
-            model.columns[j] = ColumnModel::none(c.offset, c.scale);
+            let c = &columns[j];
+            columns[j] = ColumnModel::none(c.offset, c.scale);
         }
     }
+    model.columns = columns;
+    // Drop features no column reads any more, renumbering the inputs.
+    let mut used = vec![false; model.features.len()];
+    for c in &model.columns {
+        for &i in &c.inputs {
+            if i as usize >= width {
+                used[i as usize - width] = true;
+            }
+        }
+    }
+    let mut renumber = vec![u32::MAX; used.len()];
+    let mut kept = Vec::new();
+    for (k, f) in model.features.iter().enumerate() {
+        if used[k] {
+            renumber[k] = (width + kept.len()) as u32;
+            kept.push(f.clone());
+        }
+    }
+    for c in &mut model.columns {
+        for i in &mut c.inputs {
+            if *i as usize >= width {
+                *i = renumber[*i as usize - width];
+            }
+        }
+    }
+    model.features = kept;
     (model, report)
 }
 
-/// Reads the per-column networks out of the masked matrices.
+/// Reads the per-column predictors out of the linear parts and the masked matrices
+/// (`hidden = 0`: the linear parts alone).
+#[allow(clippy::too_many_arguments)]
 fn extract(
-    base: &[ColumnModel],
+    base: &Model,
     active: &[usize],
     inputs: &[Vec<u32>],
+    ids: &[u32],
+    lin: &[Vec<f32>],
+    b0: &[f32],
     hidden: usize,
     ch: usize,
     width: usize,
     p: [&[f32]; 4],
-) -> Vec<ColumnModel> {
-    let mut cols: Vec<ColumnModel> = base.to_vec();
+) -> Model {
+    let mut m = base.clone();
+    let slot = |id: u32| ids.binary_search(&id).expect("input id listed");
+    let full = p[1].len() / active.len().max(1);
     for (g, &j) in active.iter().enumerate() {
-        let c = &mut cols[j];
+        let c = &mut m.columns[j];
         c.inputs = inputs[j].clone();
+        c.lin = lin[j].clone();
         c.hidden = hidden;
         c.w1.clear();
         c.b1.clear();
         c.w2.clear();
+        c.b2 = b0[j];
+        if hidden == 0 {
+            continue;
+        }
         for h in 0..hidden {
-            let unit = g * hidden + h;
-            for &i in &inputs[j] {
-                c.w1.push(p[0][i as usize * ch + unit]);
+            let unit = g * full + h;
+            for &id in &inputs[j] {
+                c.w1.push(p[0][slot(id) * ch + unit]);
             }
             c.b1.push(p[1][unit]);
             c.w2.push(p[2][unit * width + j]);
         }
-        c.b2 = p[3][j];
+        c.b2 = b0[j] + p[3][j];
     }
-    cols
+    m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Op;
 
     #[test]
     fn learns_a_kinematic_relation() {
@@ -508,12 +613,22 @@ mod tests {
             ..TrainOptions::default()
         };
         let (model, report) = train(&data, 4, &norms, &bounds, &opts, |_, _, _| {});
-        assert!(model.columns[3].is_active());
-        assert_eq!(model.columns[3].inputs, vec![0, 1, 2]);
-        // Most of the variance of py is explained from pt, phi and px.
-        let e = report.explained[3].unwrap();
-        assert!(e < 0.2, "explained {e}");
-        assert!(report.val_loss.last().unwrap() < &report.val_loss[0]);
+        // pt and phi are coded first; px and py follow from them through the derived features
+        // pt·cos φ and pt·sin φ, up to the reconstruction noise of pt and phi.
+        let pos = |j: u32| model.order.iter().position(|&c| c == j).unwrap();
+        assert!(pos(0) < 2 && pos(1) < 2, "order {:?}", model.order);
+        for j in [2, 3] {
+            assert!(model.columns[j].is_active());
+            let e = report.explained[j].unwrap();
+            assert!(e < 0.01, "column {j}: explained {e}");
+        }
+        let ops: Vec<_> = model.features.iter().map(|f| f.op).collect();
+        assert!(
+            ops.contains(&Op::MulCos) && ops.contains(&Op::MulSin),
+            "{ops:?}"
+        );
+        // The model survives serialization with its order and features.
+        assert_eq!(Model::read(&model.to_bytes(), 4).unwrap(), model);
     }
 
     #[test]

@@ -1,0 +1,488 @@
+//! Derived input features: fixed formulas over reconstructed columns, evaluated bit-reproducibly.
+//!
+//! A one-hidden-layer ReLU network approximates `px = pt·cos φ` or `E = √(pz² + pt² + m²)` only
+//! roughly; given the formula as an input it needs a single weight. So a model may feed its
+//! networks *features*: products, ratios, norms and a few transcendental relations of earlier
+//! columns, chosen per column by how much of it they explain on the training sample.
+//!
+//! The decoder must compute every feature to the same bits as the encoder on any machine. So
+//! the transcendental functions here are our own: range reduction and polynomials built only
+//! from IEEE-754 `f64` addition, subtraction, multiplication, division and square root (each
+//! correctly rounded, so identical everywhere), in a fixed order, without fused multiply-add
+//! (Rust never contracts `a * b + c`) and without the platform's libm. They are accurate to a
+//! few units in the last place over the ranges that matter, which is far more than a predictor
+//! needs; what matters is that they are the same everywhere.
+
+use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
+
+/// A formula over one to three columns (`a`, `b`, `c`: their reconstructed values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `a · b`
+    Mul = 0,
+    /// `a / b`
+    Div = 1,
+    /// `√(a² + b²)`
+    Hypot = 2,
+    /// `√(a² + b² + c²)`
+    Hypot3 = 3,
+    /// `√|a² − b²|`
+    DiffSq = 4,
+    /// `a · cos b`
+    MulCos = 5,
+    /// `a · sin b`
+    MulSin = 6,
+    /// `a · sinh b`
+    MulSinh = 7,
+    /// `a · cosh b`
+    MulCosh = 8,
+    /// `atan2(a, b)`
+    Atan2 = 9,
+    /// `asinh(a / b)`
+    Asinh = 10,
+    /// `½ ln((a + b) / (a − b))` (rapidity from energy and longitudinal momentum)
+    Rapidity = 11,
+}
+
+impl Op {
+    /// Every formula, by id.
+    pub const ALL: [Op; 12] = [
+        Op::Mul,
+        Op::Div,
+        Op::Hypot,
+        Op::Hypot3,
+        Op::DiffSq,
+        Op::MulCos,
+        Op::MulSin,
+        Op::MulSinh,
+        Op::MulCosh,
+        Op::Atan2,
+        Op::Asinh,
+        Op::Rapidity,
+    ];
+
+    /// Columns the formula reads.
+    pub fn arity(self) -> usize {
+        match self {
+            Op::Hypot3 => 3,
+            _ => 2,
+        }
+    }
+
+    /// Whether swapping `a` and `b` gives the same value (only one order is a candidate).
+    pub fn symmetric(self) -> bool {
+        matches!(self, Op::Mul | Op::Hypot | Op::Hypot3 | Op::DiffSq)
+    }
+
+    /// The formula as text, with `a`, `b`, `c` replaced by `names`.
+    pub fn describe(self, names: &[String]) -> String {
+        let (a, b) = (&names[0], names.get(1).map_or("", |s| s.as_str()));
+        match self {
+            Op::Mul => format!("{a}·{b}"),
+            Op::Div => format!("{a}/{b}"),
+            Op::Hypot => format!("√({a}²+{b}²)"),
+            Op::Hypot3 => format!("√({a}²+{b}²+{}²)", names[2]),
+            Op::DiffSq => format!("√|{a}²−{b}²|"),
+            Op::MulCos => format!("{a}·cos {b}"),
+            Op::MulSin => format!("{a}·sin {b}"),
+            Op::MulSinh => format!("{a}·sinh {b}"),
+            Op::MulCosh => format!("{a}·cosh {b}"),
+            Op::Atan2 => format!("atan2({a}, {b})"),
+            Op::Asinh => format!("asinh({a}/{b})"),
+            Op::Rapidity => format!("½ln(({a}+{b})/({a}−{b}))"),
+        }
+    }
+
+    /// The formula's value (non-finite where it is undefined; the kernel maps that to 0).
+    #[inline]
+    pub fn eval(self, a: f64, b: f64, c: f64) -> f64 {
+        match self {
+            Op::Mul => a * b,
+            Op::Div => a / b,
+            Op::Hypot => (a * a + b * b).sqrt(),
+            Op::Hypot3 => (a * a + b * b + c * c).sqrt(),
+            Op::DiffSq => (a * a - b * b).abs().sqrt(),
+            Op::MulCos => a * cos(b),
+            Op::MulSin => a * sin(b),
+            Op::MulSinh => a * sinh(b),
+            Op::MulCosh => a * cosh(b),
+            Op::Atan2 => atan2(a, b),
+            Op::Asinh => asinh(a / b),
+            Op::Rapidity => 0.5 * ln((a + b) / (a - b)),
+        }
+    }
+}
+
+/// A derived input: a formula over columns, with the normalization of its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// The formula.
+    pub op: Op,
+    /// The columns it reads (`arity` of them).
+    pub args: Vec<u32>,
+    /// Centre of its values on the training sample.
+    pub offset: f64,
+    /// Half-range of its values (0: constant, the input is always 0).
+    pub scale: f64,
+}
+
+impl Feature {
+    /// Its raw value for a record whose columns read `col(i)`.
+    #[inline]
+    pub fn value(&self, col: impl Fn(usize) -> f64) -> f64 {
+        let a = col(self.args[0] as usize);
+        let b = col(self.args[1] as usize);
+        let c = if self.args.len() > 2 {
+            col(self.args[2] as usize)
+        } else {
+            0.0
+        };
+        self.op.eval(a, b, c)
+    }
+
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.op as u8);
+        for &a in &self.args {
+            put_uvarint(out, u64::from(a));
+        }
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.scale.to_le_bytes());
+    }
+
+    pub(crate) fn read(r: &mut ByteReader<'_>, width: usize) -> DecodeResult<Feature> {
+        let id = r.u8()?;
+        let op = *Op::ALL
+            .get(usize::from(id))
+            .ok_or_else(|| Malformed(format!("unknown feature formula {id}")))?;
+        let mut args = Vec::with_capacity(op.arity());
+        for _ in 0..op.arity() {
+            let a = r.uvarint()?;
+            if a >= width as u64 {
+                return Err(Malformed(format!(
+                    "a feature reads column {a} of a {width}-column table"
+                )));
+            }
+            args.push(a as u32);
+        }
+        let offset = r.f64()?;
+        let scale = r.f64()?;
+        if !(offset.is_finite() && scale.is_finite() && scale >= 0.0) {
+            return Err(Malformed::new("a feature's normalization is not finite"));
+        }
+        Ok(Feature {
+            op,
+            args,
+            offset,
+            scale,
+        })
+    }
+}
+
+// ---- Deterministic elementary functions -------------------------------------------------
+
+const PI: f64 = std::f64::consts::PI;
+const FRAC_PI_2: f64 = std::f64::consts::FRAC_PI_2;
+const FRAC_PI_4: f64 = std::f64::consts::FRAC_PI_4;
+const LN_2: f64 = std::f64::consts::LN_2;
+
+/// `x` rounded to the nearest integer, halves away from zero, as `f64` (exact for |x| < 2⁵²).
+#[inline]
+fn round_half_away(x: f64) -> f64 {
+    // `f64::round` is correctly specified (not libm-dependent): it is an exact operation.
+    x.round()
+}
+
+/// sin and cos of `r`, |r| ≤ π/4, by Taylor polynomials (error < 1e-16 on that range).
+#[inline]
+fn sincos_reduced(r: f64) -> (f64, f64) {
+    let z = r * r;
+    // sin r = r − r³/3! + r⁵/5! − … + r¹⁵/15!
+    let s = r
+        * (1.0
+            + z * (-1.0 / 6.0
+                + z * (1.0 / 120.0
+                    + z * (-1.0 / 5040.0
+                        + z * (1.0 / 362880.0
+                            + z * (-1.0 / 39916800.0
+                                + z * (1.0 / 6227020800.0 + z * (-1.0 / 1307674368000.0))))))));
+    // cos r = 1 − r²/2! + … + r¹⁶/16!
+    let c = 1.0
+        + z * (-0.5
+            + z * (1.0 / 24.0
+                + z * (-1.0 / 720.0
+                    + z * (1.0 / 40320.0
+                        + z * (-1.0 / 3628800.0
+                            + z * (1.0 / 479001600.0
+                                + z * (-1.0 / 87178291200.0 + z * (1.0 / 20922789888000.0))))))));
+    (s, c)
+}
+
+/// sin and cos of `x` (NaN beyond |x| = 1e9, where the reduction loses every digit).
+#[inline]
+#[allow(clippy::excessive_precision)] // fdlibm's constants, as published
+pub fn sincos(x: f64) -> (f64, f64) {
+    if x.is_nan() || x.abs() > 1e9 {
+        return (f64::NAN, f64::NAN);
+    }
+    // x = q·π/2 + r with |r| ≤ π/4; π/2 in three parts (Cody–Waite), the first two with
+    // 33 significant bits so that q·P1 and q·P2 are exact for |q| < 2²⁰.
+    const P1: f64 = 1.570_796_326_734_125_614_17;
+    const P2: f64 = 6.077_100_506_303_965_976_6e-11;
+    const P3: f64 = 2.022_266_248_795_950_631_54e-21;
+    let q = round_half_away(x * (2.0 / PI));
+    let r = ((x - q * P1) - q * P2) - q * P3;
+    let (s, c) = sincos_reduced(r);
+    match (q as i64).rem_euclid(4) {
+        0 => (s, c),
+        1 => (c, -s),
+        2 => (-s, -c),
+        _ => (-c, s),
+    }
+}
+
+/// sin `x`.
+#[inline]
+pub fn sin(x: f64) -> f64 {
+    sincos(x).0
+}
+
+/// cos `x`.
+#[inline]
+pub fn cos(x: f64) -> f64 {
+    sincos(x).1
+}
+
+/// e^x (0 below −745, +∞ above 709.78).
+pub fn exp(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    if x > 709.78 {
+        return f64::INFINITY;
+    }
+    if x < -745.0 {
+        return 0.0;
+    }
+    // x = k·ln2 + r, |r| ≤ ln2/2; ln 2 in two parts.
+    const L1: f64 = 0.693_147_180_369_123_8; // high bits of ln 2
+    const L2: f64 = 1.908_214_929_270_587_7e-10; // ln 2 − L1
+    let k = round_half_away(x * (1.0 / LN_2));
+    let r = (x - k * L1) - k * L2;
+    // e^r by Taylor to r¹³/13! (|r| ≤ 0.347: error < 1e-17 relative).
+    let mut p = 1.0 / 6227020800.0;
+    for d in [
+        479001600.0,
+        39916800.0,
+        3628800.0,
+        362880.0,
+        40320.0,
+        5040.0,
+        720.0,
+        120.0,
+        24.0,
+        6.0,
+        2.0,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + 1.0 / d;
+    }
+    // Scale by 2^k in two steps so subnormal and near-overflow results stay right.
+    let k = k as i64;
+    let (k1, k2) = (k / 2, k - k / 2);
+    p * pow2(k1) * pow2(k2)
+}
+
+/// 2^k for |k| ≤ 1022, built from its bits.
+#[inline]
+fn pow2(k: i64) -> f64 {
+    f64::from_bits(((k + 1023) as u64) << 52)
+}
+
+/// Natural logarithm (NaN below 0, −∞ at 0).
+pub fn ln(x: f64) -> f64 {
+    if x.is_nan() || x < 0.0 {
+        return f64::NAN;
+    }
+    if x == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_infinite() {
+        return x;
+    }
+    // x = m·2^e with m in [√½, √2).
+    let (mut m, mut e) = {
+        let mut y = x;
+        let mut e0 = 0i64;
+        if y < f64::MIN_POSITIVE {
+            y *= pow2(54);
+            e0 = -54;
+        }
+        let bits = y.to_bits();
+        let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+        (
+            f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52)),
+            e + e0,
+        )
+    };
+    if m > std::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    // ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.1716: series to s²¹.
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let mut p = 1.0 / 21.0;
+    for d in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
+        p = p * z + 1.0 / d;
+    }
+    const L1: f64 = 0.693_147_180_369_123_8;
+    const L2: f64 = 1.908_214_929_270_587_7e-10;
+    let ef = e as f64;
+    (ef * L1 + 2.0 * s * p) + ef * L2
+}
+
+/// sinh `x`.
+pub fn sinh(x: f64) -> f64 {
+    if x.abs() < 0.5 {
+        // e^x − e^−x loses digits near 0: use the series to x¹⁵.
+        let z = x * x;
+        let mut p = 1.0 / 1307674368000.0;
+        for d in [6227020800.0, 39916800.0, 362880.0, 5040.0, 120.0, 6.0, 1.0] {
+            p = p * z + 1.0 / d;
+        }
+        return x * p;
+    }
+    let e = exp(x.abs());
+    let v = 0.5 * e - 0.5 / e;
+    if x < 0.0 { -v } else { v }
+}
+
+/// cosh `x`.
+pub fn cosh(x: f64) -> f64 {
+    let e = exp(x.abs());
+    0.5 * e + 0.5 / e
+}
+
+/// asinh `x`.
+pub fn asinh(x: f64) -> f64 {
+    let a = x.abs();
+    let v = if a < 0.125 {
+        // Series to x¹⁹ (ln(a + √(a²+1)) cancels near 0).
+        const C: [f64; 10] = [
+            1.0,
+            -1.0 / 6.0,
+            3.0 / 40.0,
+            -5.0 / 112.0,
+            35.0 / 1152.0,
+            -63.0 / 2816.0,
+            231.0 / 13312.0,
+            -143.0 / 10240.0,
+            6435.0 / 557056.0,
+            -12155.0 / 1245184.0,
+        ];
+        let z = a * a;
+        let mut p = C[9];
+        for &c in C[..9].iter().rev() {
+            p = p * z + c;
+        }
+        a * p
+    } else if a > 1e150 {
+        ln(a) + LN_2
+    } else {
+        ln(a + (a * a + 1.0).sqrt())
+    };
+    if x < 0.0 { -v } else { v }
+}
+
+/// atan `x` for |x| ≤ 1.
+fn atan_unit(x: f64) -> f64 {
+    // Two argument halvings, atan x = 2·atan(x / (1 + √(1 + x²))), to |t| ≤ tan(π/16) ≈ 0.199,
+    // then the series to t²³.
+    let t1 = x / (1.0 + (1.0 + x * x).sqrt());
+    let t = t1 / (1.0 + (1.0 + t1 * t1).sqrt());
+    // atan t / t = 1 − z/3 + z²/5 − … = 1 − z·(1/3 − z·(1/5 − …)).
+    let z = t * t;
+    let mut p = 1.0 / 23.0;
+    for d in [21.0, 19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
+        p = 1.0 / d - z * p;
+    }
+    4.0 * t * p
+}
+
+/// atan2(y, x), in (−π, π].
+pub fn atan2(y: f64, x: f64) -> f64 {
+    if y.is_nan() || x.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return 0.0;
+    }
+    let (ay, ax) = (y.abs(), x.abs());
+    // Angle in [0, π/2] of (ax, ay).
+    let a = if ax.is_infinite() && ay.is_infinite() {
+        FRAC_PI_4
+    } else if ay <= ax {
+        atan_unit(ay / ax)
+    } else {
+        FRAC_PI_2 - atan_unit(ax / ay)
+    };
+    let a = if x < 0.0 { PI - a } else { a };
+    if y < 0.0 { -a } else { a }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs().max(1e-300) || (a - b).abs() < 1e-300
+    }
+
+    #[test]
+    fn elementary_functions_match_libm_closely() {
+        let mut s = 7u64;
+        for _ in 0..200_000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            let x = (u * 2.0 - 1.0) * 40.0;
+            assert!((sin(x) - x.sin()).abs() < 4e-15, "sin {x}");
+            assert!((cos(x) - x.cos()).abs() < 4e-15, "cos {x}");
+            assert!(close(exp(x), x.exp(), 4e-15), "exp {x}");
+            assert!(close(sinh(x), x.sinh(), 4e-15), "sinh {x}");
+            assert!(close(cosh(x), x.cosh(), 4e-15), "cosh {x}");
+            assert!(close(asinh(x), x.asinh(), 4e-15), "asinh {x}");
+            let y = x.abs() * 1e3 + 1e-9;
+            assert!(
+                close(ln(y), y.ln(), 4e-15) || (ln(y) - y.ln()).abs() < 4e-15,
+                "ln {y}"
+            );
+            let (a, b) = (x, (u * 7.0 - 3.0) * 1e2);
+            assert!((atan2(a, b) - a.atan2(b)).abs() < 4e-15, "atan2 {a} {b}");
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(ln(1.0), 0.0);
+        assert!(close(exp(-740.0), (-740.0f64).exp(), 1e-10));
+        assert!(close(ln(1e-310), (1e-310f64).ln(), 1e-15));
+        assert_eq!(exp(800.0), f64::INFINITY);
+        assert!(sin(1e300).is_nan());
+        assert_eq!(atan2(1.0, 0.0), FRAC_PI_2);
+        assert_eq!(atan2(0.0, -1.0), PI);
+    }
+
+    #[test]
+    fn features_round_trip_through_bytes() {
+        let f = Feature {
+            op: Op::Hypot3,
+            args: vec![0, 4, 2],
+            offset: 1.5,
+            scale: 3.25,
+        };
+        let mut out = Vec::new();
+        f.write(&mut out);
+        let mut r = ByteReader::new(&out);
+        assert_eq!(Feature::read(&mut r, 5).unwrap(), f);
+        let mut r = ByteReader::new(&out);
+        assert!(Feature::read(&mut r, 4).is_err());
+    }
+}

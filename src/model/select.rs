@@ -1,0 +1,511 @@
+//! Choosing what each column is predicted from: the order the columns are coded in, and each
+//! column's inputs (earlier columns and [derived features](super::features) of them).
+//!
+//! On a subsample of the training records (with reconstruction-sized noise on the inputs, as
+//! the decoder will see them):
+//!
+//! 1. every candidate input (each column, and each formula over one to three columns) is
+//!    correlated with every column; each column keeps its best candidates;
+//! 2. integer-valued columns with few distinct values (particle ids, charges, counts) are
+//!    coded first, exactly as they are: other columns are often functions of them;
+//! 3. the order of the other columns is improved by local search (moving one column at a
+//!    time) on an estimate of the total cost: per column, the entropy of a Gaussian residual
+//!    left by its best candidate among the columns coded before it, in steps of its bound;
+//! 4. each column's inputs are chosen greedily (orthogonal matching pursuit) among its
+//!    candidates that read only earlier columns, then topped up with the earlier columns it
+//!    correlates with most (the network's nonlinear part works on those).
+
+use super::features::{Feature, Op};
+use super::normalize_input;
+
+/// Records of the training sample the selection looks at.
+const SUBSAMPLE: usize = 4000;
+/// Best candidates kept per column.
+const TOP: usize = 48;
+/// Tables wider than this get no derived features (their count grows with the cube).
+const MAX_FEATURE_WIDTH: usize = 40;
+/// Tables wider than this keep their own column order.
+const MAX_ORDER_WIDTH: usize = 128;
+/// Most distinct values of a column coded first as categorical.
+const MAX_CATEGORIES: usize = 256;
+
+/// What [`plan`] decided.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plan {
+    /// The coding order.
+    pub order: Vec<usize>,
+    /// The derived features some column reads.
+    pub features: Vec<Feature>,
+    /// Per column, its inputs as model input ids (`< width`: a column, `width + k`: feature
+    /// `k`).
+    pub inputs: Vec<Vec<u32>>,
+}
+
+/// A candidate input.
+#[derive(Debug, Clone)]
+struct Cand {
+    /// `None`: the column `args[0]` itself.
+    op: Option<Op>,
+    args: Vec<u32>,
+    offset: f64,
+    scale: f64,
+}
+
+impl Cand {
+    fn value(&self, col: impl Fn(usize) -> f64) -> f64 {
+        match self.op {
+            None => col(self.args[0] as usize),
+            Some(op) => {
+                let c = self.args.get(2).map_or(0.0, |&c| col(c as usize));
+                op.eval(col(self.args[0] as usize), col(self.args[1] as usize), c)
+            }
+        }
+    }
+}
+
+/// Centre and scale for a feature's values: the range that holds all but the outer 0.1% on
+/// each side, widened so that every value seen stays within the input clamp (±8).
+fn robust_norm(values: &mut [f64]) -> Option<(f64, f64)> {
+    let n = values.len();
+    if n < 16 {
+        return None;
+    }
+    let k = n / 1000;
+    let (_, &mut lo, _) = values.select_nth_unstable_by(k, f64::total_cmp);
+    let (_, &mut hi, _) = values.select_nth_unstable_by(n - 1 - k, f64::total_cmp);
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let offset = lo / 2.0 + hi / 2.0;
+    let full = (max - offset).max(offset - min);
+    let scale = (hi / 2.0 - lo / 2.0).max(full / 8.0);
+    (scale > 0.0 && scale.is_finite() && offset.is_finite()).then_some((offset, scale))
+}
+
+/// Bits per value of a Gaussian residual of variance `var` quantized in steps of `step`.
+fn gaussian_bits(var: f64, step: f64) -> f64 {
+    0.5 * (1.0 + 2.0 * std::f64::consts::PI * std::f64::consts::E * var / (step * step)).log2()
+}
+
+/// Chooses the coding order and each column's inputs.
+///
+/// `noisy`: the sample, row-major, with reconstruction noise; `targets`: the clean sample,
+/// column-major, normalized by the columns' `norms`; `bounds`: absolute bounds (0: the column
+/// is stored exactly and not predicted).
+pub(crate) fn plan(
+    noisy: &[f64],
+    targets: &[f32],
+    rows: usize,
+    width: usize,
+    norms: &[(f64, f64)],
+    bounds: &[f64],
+    max_inputs: usize,
+) -> Plan {
+    // The subsample: evenly spaced records (the sample is already random, in runs).
+    let m = rows.min(SUBSAMPLE);
+    let pick: Vec<usize> = (0..m).map(|k| k * rows / m).collect();
+    let xs: Vec<Vec<f64>> = (0..width)
+        .map(|i| pick.iter().map(|&r| noisy[r * width + i]).collect())
+        .collect();
+    let t: Vec<Vec<f64>> = (0..width)
+        .map(|c| {
+            let v: Vec<f64> = pick
+                .iter()
+                .map(|&r| f64::from(targets[c * rows + r]))
+                .collect();
+            let mean = v.iter().sum::<f64>() / m as f64;
+            v.into_iter().map(|x| x - mean).collect()
+        })
+        .collect();
+    let tvar: Vec<f64> = t
+        .iter()
+        .map(|c| c.iter().map(|x| x * x).sum::<f64>() / m as f64)
+        .collect();
+    let target = |c: usize| bounds[c] > 0.0 && tvar[c] > 0.0;
+    // The bound as a step in normalized units.
+    let step: Vec<f64> = (0..width)
+        .map(|c| 2.0 * bounds[c] / norms[c].1.max(f64::MIN_POSITIVE))
+        .collect();
+
+    // Column properties.
+    let mut categorical: Vec<(usize, usize)> = Vec::new(); // (distinct values, column)
+    let mut angle = vec![false; width];
+    let mut varies = vec![false; width];
+    for i in 0..width {
+        let col = &xs[i];
+        let clean: Vec<f64> = pick
+            .iter()
+            .map(|&r| {
+                let (o, s) = norms[i];
+                o + s * f64::from(targets[i * rows + r])
+            })
+            .collect();
+        let (min, max) = col
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        varies[i] = max > min;
+        angle[i] = min >= -3.2 && max <= 3.2 && max - min > 3.0;
+        if bounds[i] > 0.0 && tvar[i] > 0.0 && clean.iter().all(|v| v.fract() == 0.0) {
+            let mut d: Vec<u64> = clean.iter().map(|v| v.to_bits()).collect();
+            d.sort_unstable();
+            d.dedup();
+            if d.len() <= MAX_CATEGORIES {
+                categorical.push((d.len(), i));
+            }
+        }
+    }
+
+    // Candidates and each column's best.
+    let mut cands: Vec<Cand> = Vec::new();
+    for i in 0..width {
+        if varies[i] {
+            let (offset, scale) = norms[i];
+            cands.push(Cand {
+                op: None,
+                args: vec![i as u32],
+                offset,
+                scale,
+            });
+        }
+    }
+    if width <= MAX_FEATURE_WIDTH {
+        let live: Vec<u32> = (0..width as u32).filter(|&i| varies[i as usize]).collect();
+        for op in Op::ALL {
+            let angle_op = matches!(op, Op::MulCos | Op::MulSin);
+            for (x, &a) in live.iter().enumerate() {
+                for (y, &b) in live.iter().enumerate() {
+                    if a == b || (op.symmetric() && y < x) || (angle_op && !angle[b as usize]) {
+                        continue;
+                    }
+                    if op.arity() == 2 {
+                        cands.push(Cand {
+                            op: Some(op),
+                            args: vec![a, b],
+                            offset: 0.0,
+                            scale: 0.0,
+                        });
+                    } else {
+                        for &c in &live[y + 1..] {
+                            if c != a {
+                                cands.push(Cand {
+                                    op: Some(op),
+                                    args: vec![a, b, c],
+                                    offset: 0.0,
+                                    scale: 0.0,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut best: Vec<Vec<(f64, usize)>> = vec![Vec::new(); width];
+    let mut vals = vec![0f64; m];
+    for (ci, cand) in cands.iter_mut().enumerate() {
+        let mut finite = 0usize;
+        for (k, v) in vals.iter_mut().enumerate() {
+            *v = cand.value(|i| xs[i][k]);
+            finite += usize::from(v.is_finite());
+        }
+        if cand.op.is_some() {
+            if finite < m * 9 / 10 {
+                continue;
+            }
+            let mut fin: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+            let Some((o, s)) = robust_norm(&mut fin) else {
+                continue;
+            };
+            cand.offset = o;
+            cand.scale = s;
+        }
+        for v in vals.iter_mut() {
+            *v = f64::from(normalize_input(*v, cand.offset, cand.scale));
+        }
+        let mean = vals.iter().sum::<f64>() / m as f64;
+        vals.iter_mut().for_each(|v| *v -= mean);
+        let norm2 = vals.iter().map(|v| v * v).sum::<f64>();
+        if norm2 <= 1e-12 * m as f64 {
+            continue;
+        }
+        for c in (0..width).filter(|&c| target(c) && !cand.args.contains(&(c as u32))) {
+            let dot: f64 = vals.iter().zip(&t[c]).map(|(a, b)| a * b).sum();
+            let r2 = dot * dot / (norm2 * tvar[c] * m as f64);
+            let list = &mut best[c];
+            if list.len() < TOP {
+                list.push((r2, ci));
+            } else if let Some(w) = (0..TOP).min_by(|&a, &b| list[a].0.total_cmp(&list[b].0)) {
+                if r2 > list[w].0 {
+                    list[w] = (r2, ci);
+                }
+            }
+        }
+    }
+    for list in &mut best {
+        list.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+
+    // The order: categorical columns first (most distinct values first), then local search.
+    categorical.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut order: Vec<usize> = categorical.iter().map(|&(_, i)| i).collect();
+    let fixed = order.len();
+    order.extend((0..width).filter(|i| !categorical.iter().any(|c| c.1 == *i)));
+    let cost_of = |c: usize, pos: &[usize], best: &[Vec<(f64, usize)>]| -> f64 {
+        if !target(c) {
+            return 0.0;
+        }
+        let r2 = best[c]
+            .iter()
+            .find(|&&(_, ci)| cands[ci].args.iter().all(|&a| pos[a as usize] < pos[c]))
+            .map_or(0.0, |&(r2, _)| r2.min(1.0));
+        gaussian_bits(tvar[c] * (1.0 - r2), step[c])
+    };
+    let total = |order: &[usize]| -> f64 {
+        let mut pos = vec![0usize; width];
+        for (p, &c) in order.iter().enumerate() {
+            pos[c] = p;
+        }
+        (0..width).map(|c| cost_of(c, &pos, &best)).sum()
+    };
+    if width <= MAX_ORDER_WIDTH {
+        let mut cur = total(&order);
+        for _ in 0..4 * width {
+            let mut improved: Option<(f64, Vec<usize>)> = None;
+            for from in fixed..width {
+                for to in fixed..width {
+                    if from == to {
+                        continue;
+                    }
+                    let mut o = order.clone();
+                    let c = o.remove(from);
+                    o.insert(to, c);
+                    let v = total(&o);
+                    if v < cur - 1e-9 && improved.as_ref().is_none_or(|b| v < b.0) {
+                        improved = Some((v, o));
+                    }
+                }
+            }
+            match improved {
+                Some((v, o)) => {
+                    cur = v;
+                    order = o;
+                }
+                None => break,
+            }
+        }
+    }
+    let mut pos = vec![0usize; width];
+    for (p, &c) in order.iter().enumerate() {
+        pos[c] = p;
+    }
+
+    // Inputs per column.
+    let mut features: Vec<Feature> = Vec::new();
+    let mut inputs: Vec<Vec<u32>> = vec![Vec::new(); width];
+    let max_inputs = max_inputs.max(1);
+    for c in (0..width).filter(|&c| target(c) && pos[c] > 0) {
+        let earlier = |ci: usize| cands[ci].args.iter().all(|&a| pos[a as usize] < pos[c]);
+        let pool: Vec<usize> = best[c]
+            .iter()
+            .map(|&(_, ci)| ci)
+            .filter(|&ci| earlier(ci))
+            .collect();
+        let columns: Vec<Vec<f64>> = pool
+            .iter()
+            .map(|&ci| {
+                let cand = &cands[ci];
+                let v: Vec<f64> = (0..m)
+                    .map(|k| {
+                        f64::from(normalize_input(
+                            cand.value(|i| xs[i][k]),
+                            cand.offset,
+                            cand.scale,
+                        ))
+                    })
+                    .collect();
+                let mean = v.iter().sum::<f64>() / m as f64;
+                v.into_iter().map(|x| x - mean).collect()
+            })
+            .collect();
+        let chosen = pursue(&columns, &t[c], max_inputs);
+        let mut picked: Vec<usize> = chosen.iter().map(|&k| pool[k]).collect();
+        // Top up with the earlier columns themselves, by correlation.
+        let mut raw: Vec<(f64, usize)> = (0..width)
+            .filter(|&i| pos[i] < pos[c] && varies[i])
+            .map(|i| {
+                let (o, s) = norms[i];
+                let v: Vec<f64> = (0..m)
+                    .map(|k| f64::from(normalize_input(xs[i][k], o, s)))
+                    .collect();
+                let mean = v.iter().sum::<f64>() / m as f64;
+                let (mut dot, mut n2) = (0.0, 0.0);
+                for (a, b) in v.iter().zip(&t[c]) {
+                    dot += (a - mean) * b;
+                    n2 += (a - mean) * (a - mean);
+                }
+                (if n2 > 0.0 { dot * dot / n2 } else { 0.0 }, i)
+            })
+            .collect();
+        raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, i) in &raw {
+            if picked.len() >= max_inputs {
+                break;
+            }
+            if !picked
+                .iter()
+                .any(|&ci| cands[ci].op.is_none() && cands[ci].args[0] == i as u32)
+            {
+                let ci = cands
+                    .iter()
+                    .position(|k| k.op.is_none() && k.args[0] == i as u32)
+                    .expect("every varying column is a candidate");
+                picked.push(ci);
+            }
+        }
+        for ci in picked {
+            let cand = &cands[ci];
+            let id = match cand.op {
+                None => cand.args[0],
+                Some(op) => {
+                    let f = Feature {
+                        op,
+                        args: cand.args.clone(),
+                        offset: cand.offset,
+                        scale: cand.scale,
+                    };
+                    let k = features.iter().position(|g| *g == f).unwrap_or_else(|| {
+                        features.push(f);
+                        features.len() - 1
+                    });
+                    (width + k) as u32
+                }
+            };
+            inputs[c].push(id);
+        }
+    }
+    Plan {
+        order,
+        features,
+        inputs,
+    }
+}
+
+/// Orthogonal matching pursuit: up to `max` of `columns` (centred) that explain `t` (centred),
+/// each adding at least 0.2% of its variance. Returns their indices, in the order chosen.
+fn pursue(columns: &[Vec<f64>], t: &[f64], max: usize) -> Vec<usize> {
+    let total: f64 = t.iter().map(|x| x * x).sum();
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut resid = t.to_vec();
+    let mut ss = total;
+    while chosen.len() < max && !columns.is_empty() {
+        let mut top = (0.0, usize::MAX);
+        for (k, col) in columns.iter().enumerate() {
+            if chosen.contains(&k) {
+                continue;
+            }
+            let (mut dot, mut n2) = (0.0, 0.0);
+            for (a, b) in col.iter().zip(&resid) {
+                dot += a * b;
+                n2 += a * a;
+            }
+            let gain = if n2 > 0.0 { dot * dot / n2 } else { 0.0 };
+            if gain > top.0 {
+                top = (gain, k);
+            }
+        }
+        if top.1 == usize::MAX || top.0 < 0.002 * total {
+            break;
+        }
+        chosen.push(top.1);
+        let sel: Vec<&[f64]> = chosen.iter().map(|&k| columns[k].as_slice()).collect();
+        let Some(w) = least_squares(&sel, t, 1e-9) else {
+            chosen.pop();
+            break;
+        };
+        for (r, (i, &y)) in resid.iter_mut().zip(t.iter().enumerate()) {
+            *r = y - sel.iter().zip(&w).map(|(c, wk)| c[i] * wk).sum::<f64>();
+        }
+        let new_ss: f64 = resid.iter().map(|x| x * x).sum();
+        if ss - new_ss < 0.002 * total {
+            chosen.pop();
+            break;
+        }
+        ss = new_ss;
+    }
+    chosen
+}
+
+/// Ridge least squares without intercept: the `w` minimizing `|Σ wₖ·xₖ − t|² + λ·tr·|w|²`, by
+/// Cholesky. `None` if the system is singular.
+pub(crate) fn least_squares(xs: &[&[f64]], t: &[f64], lambda: f64) -> Option<Vec<f64>> {
+    let n = xs.len();
+    let mut a = vec![0f64; n * n];
+    let mut b = vec![0f64; n];
+    for i in 0..n {
+        for j in 0..=i {
+            let v: f64 = xs[i].iter().zip(xs[j]).map(|(p, q)| p * q).sum();
+            a[i * n + j] = v;
+            a[j * n + i] = v;
+        }
+        b[i] = xs[i].iter().zip(t).map(|(p, q)| p * q).sum();
+    }
+    let tr: f64 = (0..n).map(|i| a[i * n + i]).sum::<f64>() / n.max(1) as f64;
+    for i in 0..n {
+        a[i * n + i] += lambda * tr.max(f64::MIN_POSITIVE);
+    }
+    // Cholesky: a = L·Lᵀ, in place (lower triangle).
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d.is_nan() || d <= 0.0 {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut v = a[i * n + j];
+            for k in 0..j {
+                v -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = v / d;
+        }
+    }
+    let mut y = b;
+    for i in 0..n {
+        for k in 0..i {
+            y[i] -= a[i * n + k] * y[k];
+        }
+        y[i] /= a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        for k in i + 1..n {
+            y[i] -= a[k * n + i] * y[k];
+        }
+        y[i] /= a[i * n + i];
+    }
+    Some(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_squares_recovers_weights() {
+        let x1: Vec<f64> = (0..100).map(|i| (i as f64 * 0.37).sin()).collect();
+        let x2: Vec<f64> = (0..100).map(|i| (i as f64 * 0.11).cos()).collect();
+        let t: Vec<f64> = x1.iter().zip(&x2).map(|(a, b)| 2.0 * a - 0.5 * b).collect();
+        let w = least_squares(&[&x1, &x2], &t, 0.0).unwrap();
+        assert!(
+            (w[0] - 2.0).abs() < 1e-9 && (w[1] + 0.5).abs() < 1e-9,
+            "{w:?}"
+        );
+    }
+}
