@@ -19,7 +19,8 @@
 //!
 //! - computes each derived feature in `f64` with our own elementary functions (only IEEE basic
 //!   operations and square root, see [`features`]);
-//! - normalizes each input in `f64` (`(x − offset) / scale`, non-finite → 0, clamped to ±8) and
+//! - normalizes each input in `f64` (`(x − offset) · (1 / scale)`, non-finite → 0, clamped to
+//!   ±8) and
 //!   rounds once to `f32`;
 //! - sums the output as `b + v₀u₀ + v₁u₁ + …` and each hidden unit as `a + W₀u₀ + W₁u₁ + …` in
 //!   that fixed order, in `f32`, with separate multiply and add (Rust never contracts them into
@@ -62,13 +63,14 @@ const INPUT_CLAMP: f64 = 8.0;
 /// Records evaluated together by the kernel.
 const BLOCK: usize = 256;
 
-/// `x` normalized by `offset` and `scale` as a network input (non-finite or constant → 0).
+/// `x` normalized by `offset` and `scale` as a network input: `(x − offset) · (1 / scale)`,
+/// clamped to ±8, rounded to `f32` (non-finite `x` or a constant column → 0). Multiplying by
+/// the reciprocal (the same `f64` everywhere) keeps the division out of the per-record loop.
 #[inline(always)]
 pub fn normalize_input(x: f64, offset: f64, scale: f64) -> f32 {
-    if !(x.is_finite() && scale > 0.0) {
-        return 0.0;
-    }
-    ((x - offset) / scale).clamp(-INPUT_CLAMP, INPUT_CLAMP) as f32
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let v = ((x - offset) * inv).clamp(-INPUT_CLAMP, INPUT_CLAMP) as f32;
+    if x.is_finite() { v } else { 0.0 }
 }
 
 /// One column's predictor.
@@ -407,36 +409,14 @@ impl Model {
         if !c.is_active() {
             return;
         }
-        let ni = c.inputs.len();
         let mut u = [0f32; MAX_INPUTS * BLOCK];
-        let mut acc = [0f32; BLOCK];
         let mut y = [0f32; BLOCK];
         for r0 in (0..rows).step_by(BLOCK) {
             let n = (rows - r0).min(BLOCK);
             for (k, &input) in c.inputs.iter().enumerate() {
                 self.fill_input(input, cols, rows, r0, &mut u[k * BLOCK..k * BLOCK + n]);
             }
-            y[..n].fill(c.b2);
-            for (k, &v) in c.lin.iter().enumerate() {
-                let uk = &u[k * BLOCK..k * BLOCK + n];
-                for (o, &x) in y[..n].iter_mut().zip(uk) {
-                    *o += v * x;
-                }
-            }
-            for h in 0..c.hidden {
-                let w = &c.w1[h * ni..(h + 1) * ni];
-                acc[..n].fill(c.b1[h]);
-                for (k, &wk) in w.iter().enumerate() {
-                    let uk = &u[k * BLOCK..k * BLOCK + n];
-                    for (a, &x) in acc[..n].iter_mut().zip(uk) {
-                        *a += wk * x;
-                    }
-                }
-                let v = c.w2[h];
-                for (o, &a) in y[..n].iter_mut().zip(&acc[..n]) {
-                    *o += v * a.max(0.0);
-                }
-            }
+            network(c, &u, n, &mut y);
             for (o, &v) in out[r0..r0 + n].iter_mut().zip(&y[..n]) {
                 let p = c.offset + c.scale * f64::from(v);
                 if p.is_finite() {
@@ -486,6 +466,63 @@ impl Model {
         let p = c.offset + c.scale * f64::from(y);
         if p.is_finite() { p } else { centre }
     }
+}
+
+/// Records a hidden unit's sum is kept in registers for.
+const LANES: usize = 16;
+
+/// The network's output for the first `n` records of a block: `u` holds input `k` of record
+/// `r` at `k·BLOCK + r`. Every record's arithmetic is the same sequence of `f32` operations
+/// (output: `b2`, then `+ v_k·u_k` for each input in order, then `+ w2_h·relu(a_h)` for each
+/// unit in order, with `a_h = b1_h + W_h0·u_0 + W_h1·u_1 + …`), whatever the instruction set.
+#[inline(always)]
+fn network_body(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    let ni = c.inputs.len();
+    y[..n].fill(c.b2);
+    for (k, &v) in c.lin.iter().enumerate() {
+        let uk = &u[k * BLOCK..k * BLOCK + n];
+        for (o, &x) in y[..n].iter_mut().zip(uk) {
+            *o += v * x;
+        }
+    }
+    for r0 in (0..n).step_by(LANES) {
+        let m = (n - r0).min(LANES);
+        let mut out = [0f32; LANES];
+        out[..m].copy_from_slice(&y[r0..r0 + m]);
+        for h in 0..c.hidden {
+            let w = &c.w1[h * ni..(h + 1) * ni];
+            let mut a = [c.b1[h]; LANES];
+            for (k, &wk) in w.iter().enumerate() {
+                let uk = &u[k * BLOCK + r0..k * BLOCK + r0 + LANES];
+                for t in 0..LANES {
+                    a[t] += wk * uk[t];
+                }
+            }
+            let v = c.w2[h];
+            for t in 0..LANES {
+                out[t] += v * a[t].max(0.0);
+            }
+        }
+        y[r0..r0 + m].copy_from_slice(&out[..m]);
+    }
+}
+
+/// [`network_body`] compiled for AVX2 (the same operations, wider registers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn network_avx2(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    network_body(c, u, n, y)
+}
+
+/// [`network_body`] with the widest vectors this CPU has.
+#[allow(unsafe_code)]
+fn network(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { network_avx2(c, u, n, y) };
+    }
+    network_body(c, u, n, y)
 }
 
 #[cfg(test)]
