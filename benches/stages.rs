@@ -7,22 +7,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use baler::stages::{Chunks, Entropy, Lossless, dequantize, quantize};
-use baler::{
-    ArraySpec, BoundSpec, Bounds, CompressOptions, DType, compress_slice, decompress_to_vec,
-};
+use baler::{BoundSpec, Bounds, CompressOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-/// The Delphes fixture (16384 × 16) as f32, row-major.
-fn table() -> (Vec<f32>, usize, usize) {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/delphes_16k.npy"
-    ))
-    .expect("fixture");
-    let h = baler::io::npy::read_header(&mut &bytes[..]).expect("npy");
-    let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[h.data_offset as usize..]);
-    (data, h.shape[0] as usize, h.shape[1] as usize)
-}
+mod common;
+use common::table;
 
 fn column_stats(data: &[f32], width: usize, j: usize) -> (f64, f64, f64) {
     let col = data.iter().skip(j).step_by(width).map(|&v| v as f64);
@@ -137,19 +126,11 @@ fn stages(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Bytes((data.len() * 4) as u64));
-    let spec = ArraySpec::new(DType::F32, vec![rows as u64, width as u64]);
-    for threads in [1, 2] {
-        let opts = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
+    common::round_trips(&mut g, &data, rows, width, |threads| {
+        CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
             .threads(threads)
-            .chunk_bytes(256 << 10);
-        g.bench_function(format!("compress/{threads}"), |b| {
-            b.iter(|| compress_slice(black_box(&data), &spec, &opts).unwrap())
-        });
-        let packed = compress_slice(&data, &spec, &opts).unwrap();
-        g.bench_function(format!("decompress/{threads}"), |b| {
-            b.iter(|| decompress_to_vec(black_box(&packed)).unwrap())
-        });
-    }
+            .chunk_bytes(256 << 10)
+    });
     g.finish();
 }
 

@@ -55,6 +55,8 @@ fn the_model_pays_keeps_the_bound_and_is_deterministic() {
     let bound = BoundSpec::Rel(1e-3);
     let model = trained(&data[..8 * 10_000], bound);
     assert!(model.active_columns() >= 3, "{}", model.active_columns());
+    // px and py come from pt·cos φ and pt·sin φ: the kernel evaluates derived features too.
+    assert!(!model.features.is_empty());
     let plain = CompressOptions::new(Bounds::new(bound)).chunk_bytes(1 << 18);
     let (without, _) = round_trip(&data, &spec(rows), &plain);
     let mut sizes = Vec::new();

@@ -618,6 +618,32 @@ mod tests {
     }
 
     #[test]
+    fn the_network_gives_the_same_bits_with_any_instruction_set() {
+        // `network` takes the AVX2 path where the CPU has it; `network_body` as called here is
+        // compiled for the baseline instruction set.
+        let m = random_model(6, 21, 5);
+        let c = &m.columns[0]; // coded last: the most inputs
+        let mut s = 3u64;
+        let u: Vec<f32> = (0..MAX_INPUTS * BLOCK)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 16.0 - 8.0
+            })
+            .collect();
+        for n in [BLOCK, 200, 7] {
+            let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
+            network_body(c, &u, n, &mut a);
+            network(c, &u, n, &mut b);
+            assert!(
+                a[..n]
+                    .iter()
+                    .zip(&b[..n])
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
+        }
+    }
+
+    #[test]
     fn kernel_matches_the_scalar_reference_bit_for_bit() {
         let width = 6;
         let m = random_model(width, 13, 3);
