@@ -123,6 +123,13 @@ fn train_then_compress_with_the_model_file() {
     );
     let loaded = Model::load(&model).unwrap();
     assert!(loaded.active_columns() > 0);
+    // The loss curve and each column's inputs, beside the model.
+    let curve = std::fs::read_to_string(dir.path().join("delphes.bmdl.json")).unwrap();
+    assert!(
+        curve.contains("\"epochs\"") && curve.contains("\"val_loss\""),
+        "{curve}"
+    );
+    assert_eq!(curve.matches("\"unexplained\"").count(), 16, "{curve}");
 
     let packed = dir.path().join("x.baler");
     let back = dir.path().join("x.npy");

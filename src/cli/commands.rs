@@ -75,7 +75,7 @@ fn prepare_model(
                 return Ok(None);
             }
             let trained = train_on(input, spec, options, args, show)?;
-            Ok(trained.filter(|m| m.active_columns() > 0))
+            Ok(trained.map(|(m, _)| m).filter(|m| m.active_columns() > 0))
         }
         path => {
             if spec.layout != Layout::Table {
@@ -103,7 +103,7 @@ fn train_on(
     options: &CompressOptions,
     args: &CodecArgs,
     show: bool,
-) -> Result<Option<baler::model::Model>> {
+) -> Result<Option<(baler::model::Model, baler::model::train::TrainReport)>> {
     let width = spec.shape[1] as usize;
     let f = &args.train;
     let Some(sample) = input
@@ -142,7 +142,93 @@ fn train_on(
             report.val_loss.len()
         );
     }
-    Ok(Some(model))
+    Ok(Some((model, report)))
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// What training did, as JSON: the loss curve (training and held-out loss per epoch, MSE in
+/// normalized units), the coding order, and per column its inputs, hidden units and the share
+/// of its variance left unexplained on held-out records.
+fn training_json(
+    model: &baler::model::Model,
+    report: &baler::model::train::TrainReport,
+    names: &[String],
+) -> String {
+    let width = model.columns.len();
+    let name = |j: usize| names.get(j).cloned().unwrap_or_else(|| format!("col{j}"));
+    let num = |v: f64| {
+        if v.is_finite() {
+            format!("{v:e}")
+        } else {
+            "null".into()
+        }
+    };
+    let epochs: Vec<String> = report
+        .train_loss
+        .iter()
+        .zip(&report.val_loss)
+        .enumerate()
+        .map(|(e, (t, v))| {
+            format!(
+                "{{\"epoch\": {}, \"train_loss\": {}, \"val_loss\": {}}}",
+                e + 1,
+                num(f64::from(*t)),
+                num(f64::from(*v))
+            )
+        })
+        .collect();
+    let order: Vec<String> = model
+        .order
+        .iter()
+        .map(|&j| json_str(&name(j as usize)))
+        .collect();
+    let columns: Vec<String> = (0..width)
+        .map(|j| {
+            let c = &model.columns[j];
+            let inputs: Vec<String> = c
+                .inputs
+                .iter()
+                .map(|&i| {
+                    let i = i as usize;
+                    json_str(&if i < width {
+                        name(i)
+                    } else {
+                        let f = &model.features[i - width];
+                        let args: Vec<String> = f.args.iter().map(|&a| name(a as usize)).collect();
+                        f.op.describe(&args)
+                    })
+                })
+                .collect();
+            format!(
+                "{{\"name\": {}, \"inputs\": [{}], \"hidden\": {}, \"unexplained\": {}}}",
+                json_str(&name(j)),
+                inputs.join(", "),
+                c.hidden,
+                report.explained[j].map_or("null".into(), |v| num(f64::from(v)))
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"records\": {},\n  \"epochs\": [\n    {}\n  ],\n  \"order\": [{}],\n  \"columns\": [\n    {}\n  ]\n}}\n",
+        report.records,
+        epochs.join(",\n    "),
+        order.join(", "),
+        columns.join(",\n    ")
+    )
 }
 
 /// `baler train`.
@@ -160,8 +246,8 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     if out.exists() && !args.force {
         bail!("{} exists; use --force to overwrite it", out.display());
     }
-    let model = train_on(&input, &spec, &options, &codec, !args.quiet)?
-        .filter(|m| m.active_columns() > 0)
+    let (model, report) = train_on(&input, &spec, &options, &codec, !args.quiet)?
+        .filter(|(m, _)| m.active_columns() > 0)
         .with_context(|| {
             format!(
                 "{}: no column could be predicted from the others (too few records, or nothing to learn)",
@@ -171,6 +257,12 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     model
         .save(out)
         .with_context(|| format!("writing {}", out.display()))?;
+    // The loss curve and what each column reads, beside the model.
+    let mut curve = out.as_os_str().to_owned();
+    curve.push(".json");
+    let curve = PathBuf::from(curve);
+    std::fs::write(&curve, training_json(&model, &report, &spec.column_names))
+        .with_context(|| format!("writing {}", curve.display()))?;
     if !args.quiet {
         eprintln!(
             "{} -> {}: {} bytes",
