@@ -99,6 +99,18 @@ impl<'a> ByteReader<'a> {
         Ok(f64::from_le_bytes(self.array()?))
     }
 
+    /// `count` little-endian `f32` values.
+    pub(crate) fn f32s(&mut self, count: usize) -> DecodeResult<Vec<f32>> {
+        let bytes = count
+            .checked_mul(4)
+            .ok_or_else(|| Malformed::new("f32 count overflows"))?;
+        Ok(self
+            .bytes(bytes)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
     pub(crate) fn uvarint(&mut self) -> DecodeResult<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {

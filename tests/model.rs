@@ -104,22 +104,27 @@ fn baler() -> Command {
     Command::new(env!("CARGO_BIN_EXE_baler"))
 }
 
+/// Runs `cmd` and asserts it succeeded, showing its standard error if not.
+fn succeed(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn train_then_compress_with_the_model_file() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
     let model = dir.path().join("delphes.bmdl");
-    let out = baler()
-        .args([
-            "train", fixture, "--bound", "rel:1e-3", "--hidden", "8", "-q", "-o",
-        ])
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        baler()
+            .args([
+                "train", fixture, "--bound", "rel:1e-3", "--hidden", "8", "-q", "-o",
+            ])
+            .arg(&model),
     );
     let loaded = Model::load(&model).unwrap();
     assert!(loaded.active_columns() > 0);
@@ -133,33 +138,23 @@ fn train_then_compress_with_the_model_file() {
 
     let packed = dir.path().join("x.baler");
     let back = dir.path().join("x.npy");
-    let out = baler()
-        .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "--model"])
-        .arg(&model)
-        .arg("-o")
-        .arg(&packed)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        baler()
+            .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "--model"])
+            .arg(&model)
+            .arg("-o")
+            .arg(&packed),
     );
     let info = baler().arg("info").arg(&packed).output().unwrap();
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(info.contains("conditional MLP"), "{info}");
-    let out = baler()
-        .arg("decompress")
-        .arg(&packed)
-        .arg("-q")
-        .arg("-o")
-        .arg(&back)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        baler()
+            .arg("decompress")
+            .arg(&packed)
+            .arg("-q")
+            .arg("-o")
+            .arg(&back),
     );
 
     // A damaged model file, a model for another width, a model for a field: clear errors.

@@ -169,24 +169,9 @@ impl Model {
         self.columns.iter().filter(|c| c.is_active()).count()
     }
 
-    /// Derived features some column reads.
-    pub fn used_features(&self) -> usize {
-        self.features.len()
-    }
-
     /// Total parameters.
     pub fn parameters(&self) -> usize {
         self.columns.iter().map(ColumnModel::parameters).sum()
-    }
-
-    /// The columns an input reads.
-    pub fn input_columns(&self, input: u32) -> Vec<u32> {
-        let w = self.columns.len();
-        if (input as usize) < w {
-            vec![input]
-        } else {
-            self.features[input as usize - w].args.clone()
-        }
     }
 
     /// Appends the serialized model (the model section body after its kind byte).
@@ -279,28 +264,16 @@ impl Model {
                 }
                 inputs.push(i as u32);
             }
-            let mut floats = |count: usize| -> DecodeResult<Vec<f32>> {
-                let b = r.bytes(count * 4)?;
-                Ok(b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect())
-            };
             let mut c = ColumnModel::none(offset, scale);
             if ninputs > 0 {
                 c.inputs = inputs;
-                c.lin = floats(ninputs)?;
+                c.lin = r.f32s(ninputs)?;
                 let hidden = r.uvarint_max(MAX_HIDDEN as u64, "model hidden units")?;
-                let mut floats = |count: usize| -> DecodeResult<Vec<f32>> {
-                    let b = r.bytes(count * 4)?;
-                    Ok(b.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect())
-                };
                 c.hidden = hidden;
-                c.w1 = floats(hidden * ninputs)?;
-                c.b1 = floats(hidden)?;
-                c.w2 = floats(hidden)?;
-                c.b2 = floats(1)?[0];
+                c.w1 = r.f32s(hidden * ninputs)?;
+                c.b1 = r.f32s(hidden)?;
+                c.w2 = r.f32s(hidden)?;
+                c.b2 = r.f32s(1)?[0];
             }
             columns.push(c);
         }

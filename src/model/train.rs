@@ -411,15 +411,12 @@ pub fn train(
             p[3].w.clone(),
         ]
     };
+    // The held-out loss per predicted column.
+    let validate =
+        |p: [&Param; 4]| forward_loss(vx.clone(), vt.clone(), val_idx.len(), p, false).0 / share;
     // Epoch "0" is the linear part alone (the network's output starts near zero).
-    let (v0, _) = forward_loss(
-        vx.clone(),
-        vt.clone(),
-        val_idx.len(),
-        [&p_w1, &p_b1, &p_w2, &p_b2],
-        false,
-    );
-    let mut best = (v0 / share, snapshot([&p_w1, &p_b1, &p_w2, &p_b2]));
+    let v0 = validate([&p_w1, &p_b1, &p_w2, &p_b2]);
+    let mut best = (v0, snapshot([&p_w1, &p_b1, &p_w2, &p_b2]));
     let mut stale = 0;
     let batch = opts.batch.max(16);
     for epoch in 0..opts.epochs {
@@ -441,14 +438,7 @@ pub fn train(
             steps += 1;
         }
         let train_loss = (sum / steps.max(1) as f64) as f32 / share;
-        let (vl, _) = forward_loss(
-            vx.clone(),
-            vt.clone(),
-            val_idx.len(),
-            [&p_w1, &p_b1, &p_w2, &p_b2],
-            false,
-        );
-        let vl = vl / share;
+        let vl = validate([&p_w1, &p_b1, &p_w2, &p_b2]);
         report.train_loss.push(train_loss);
         report.val_loss.push(vl);
         progress(epoch, train_loss, vl);
