@@ -92,9 +92,12 @@ fn gaussian_bits(var: f64, step: f64) -> f64 {
 /// Chooses the coding order and each column's inputs.
 ///
 /// `noisy`: the sample, row-major, with reconstruction noise; `targets`: the clean sample,
-/// column-major, normalized by the columns' `norms`; `bounds`: absolute bounds (0: the column
+/// column-major, normalized by the columns' `norms`; `sample`: the records as read (row-major,
+/// for the exact tests such as whether a column holds whole numbers); `bounds`: absolute bounds (0: the column
 /// is stored exactly and not predicted).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
+    sample: &[f64],
     noisy: &[f64],
     targets: &[f32],
     rows: usize,
@@ -135,13 +138,9 @@ pub(crate) fn plan(
     let mut varies = vec![false; width];
     for i in 0..width {
         let col = &xs[i];
-        let clean: Vec<f64> = pick
-            .iter()
-            .map(|&r| {
-                let (o, s) = norms[i];
-                o + s * f64::from(targets[i * rows + r])
-            })
-            .collect();
+        // Whole numbers are tested on the values as read: rebuilt from the f32 normalized
+        // targets, large ids (PDG codes of nuclei, ~1e9) are no longer exact integers.
+        let clean: Vec<f64> = pick.iter().map(|&r| sample[r * width + i]).collect();
         let (min, max) = col
             .iter()
             .filter(|v| v.is_finite())
@@ -507,5 +506,29 @@ mod tests {
             (w[0] - 2.0).abs() < 1e-9 && (w[1] + 0.5).abs() < 1e-9,
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn large_integer_ids_are_coded_first() {
+        // Column 1 holds ids of nuclei (~1e9, 5 distinct), column 0 a value that depends on
+        // them: the ids come first, tested exactly on the values as read, although the
+        // normalized f32 targets cannot hold them exactly.
+        let (rows, width) = (2000, 2);
+        let ids = [1_000_020_040.0, 1_000_060_120.0, 2212.0, -2212.0, 211.0];
+        let mut sample = Vec::new();
+        for r in 0..rows {
+            let id = ids[r * 7 % 5];
+            sample.extend([id * 1e-6 + (r as f64 * 0.37).sin(), id]);
+        }
+        let norms = [(500.0, 600.0), (499_999_000.0, 500_100_000.0)];
+        let bounds = [0.01, 1.0];
+        let mut targets = vec![0f32; rows * width];
+        for r in 0..rows {
+            for c in 0..width {
+                targets[c * rows + r] = ((sample[r * width + c] - norms[c].0) / norms[c].1) as f32;
+            }
+        }
+        let plan = plan(&sample, &sample, &targets, rows, width, &norms, &bounds, 4);
+        assert_eq!(plan.order, vec![1, 0]);
     }
 }

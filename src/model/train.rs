@@ -214,7 +214,9 @@ pub fn train(
         .collect();
 
     // Order, features and inputs.
-    let plan = select::plan(&noisy, &targets, rows, width, norms, bounds, max_inputs);
+    let plan = select::plan(
+        sample, &noisy, &targets, rows, width, norms, bounds, max_inputs,
+    );
     model.order = plan.order.iter().map(|&j| j as u32).collect();
     model.features = plan.features;
     let inputs = plan.inputs;
