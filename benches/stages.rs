@@ -1,5 +1,6 @@
 //! Each stage on real data, in MB/s of raw input: residual (quantize/dequantize), entropy
-//! (encode/decode), lossless, the chunk codec, and the whole pipeline at 1 and 2 threads.
+//! (encode/decode), lossless, the chunk codec on a table and on a field, and the whole
+//! pipeline at 1 and 2 threads.
 //!
 //!     cargo bench --bench stages
 
@@ -120,6 +121,32 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             chunks.decode(black_box(&chunk_payload), data.len(), &mut out)
+        })
+    });
+    g.finish();
+
+    // A field (the CFD fixture, 60 × 50 × 50): interpolation across frames, rows and columns.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cfd_decay_ux.npy"
+    ))
+    .expect("fixture");
+    let h = baler::io::npy::read_header(&mut &bytes[..]).expect("npy");
+    let field: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[h.data_offset as usize..]);
+    let (bound, centre, half) = column_stats(&field, 1, 0);
+    let (row, plane) = (h.shape[2] as usize, (h.shape[1] * h.shape[2]) as usize);
+    let mut g = c.benchmark_group("chunk-field");
+    g.throughput(Throughput::Bytes((field.len() * 4) as u64));
+    let mut chunks = Chunks::<f32>::field(bound, (centre, half), row, plane);
+    assert!(chunks.encode(&field, &mut payload));
+    let field_payload = payload.clone();
+    g.bench_function("encode", |b| {
+        b.iter(|| chunks.encode(black_box(&field), &mut payload))
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            out.clear();
+            chunks.decode(black_box(&field_payload), field.len(), &mut out)
         })
     });
     g.finish();

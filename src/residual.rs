@@ -263,6 +263,19 @@ impl Quantizer {
         T::from_f64(p + self.step * q as f64)
     }
 
+    /// Quantizes one value `x` against prediction `p`: its code and reconstruction, or `None`
+    /// where it must be stored verbatim. The same arithmetic and check as
+    /// [`quantize`](Self::quantize), for predictors that need each reconstruction before the
+    /// next prediction.
+    #[inline(always)]
+    pub(crate) fn quantize_one<T: Element>(self, x: T, p: f64) -> Option<(i32, T)> {
+        let lim = MAX_CODE as f64;
+        let v = ((x.to_f64() - p) * (1.0 / self.step)).clamp(-lim, lim);
+        let q = (v + 0.5f64.copysign(v)) as i32;
+        let y: T = self.level(p, q);
+        within_bound(x, y, self.bound).then_some((q, y))
+    }
+
     /// Quantizes `values`: fills `codes` for the values that meet the bound, `exc` with the
     /// rest, and `recon` (if wanted; same length as `values`) with the decoder's
     /// reconstruction.

@@ -106,7 +106,7 @@ impl Lossless {
     }
 }
 
-/// A chunk codec for a table whose columns all have the same bound and normalization.
+/// A chunk codec for a table, or a field.
 #[derive(Debug)]
 pub struct Chunks<T: Element>(ChunkCodec<T>);
 
@@ -127,6 +127,22 @@ impl<T: Element> Chunks<T> {
             row_len: 0,
             plane_len: 0,
             columns,
+            model: None,
+        })))
+    }
+
+    /// A codec for chunks of a field whose slices along the first axis hold `plane` values
+    /// in rows of `row`, with one bound and normalization.
+    pub fn field(bound: f64, (offset, scale): (f64, f64), row: usize, plane: usize) -> Self {
+        Chunks(ChunkCodec::new(Arc::new(CodecParams {
+            layout: Layout::Field,
+            record_len: plane,
+            row_len: row,
+            plane_len: plane,
+            columns: vec![ColumnParams {
+                bound,
+                norm: Normalization { offset, scale },
+            }],
             model: None,
         })))
     }
