@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::array::Layout;
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section};
 use crate::element::Element;
-use crate::entropy::CodeCoder;
+use crate::entropy::{CONTEXTS, CodeCoder};
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::model::Model;
 use crate::normalize::Normalization;
@@ -393,6 +393,8 @@ struct ColumnCoder<T: Element> {
     alt: Vec<u8>,
     /// The interpolation's section, while it is compared.
     interp_out: Vec<u8>,
+    /// Codes split by context (interpolation streams).
+    split: [Vec<i32>; CONTEXTS],
 }
 
 /// Appends `len` codes to `out`: `codes` in order, with a 0 at each of `positions` (relative to
@@ -448,15 +450,16 @@ fn gather(src: &[i32], positions: impl Iterator<Item = usize>, out: &mut Vec<i32
 }
 
 /// The codes of a quantized column, as the encoder holds them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Stream<'a> {
     /// One code per value in column order, exceptions included (their codes are left out, so
     /// segment `s` holds the codes of values `s·SEGMENT..(s+1)·SEGMENT` that are not
     /// exceptions).
     ByPosition(&'a [i32]),
     /// Only the codes of values that are not exceptions, in the predictor's decoding order,
-    /// in segments of `SEGMENT` codes.
-    Dense(&'a [i32]),
+    /// in segments of `SEGMENT` codes, each coded by context
+    /// ([`CodeCoder::encode_in_context`]): consecutive codes are neighbours on the grid.
+    Dense(&'a [i32], &'a mut [Vec<i32>; CONTEXTS]),
 }
 
 /// Appends a quantized column section: `head` (kind, predictor id, any predictor parameter),
@@ -479,9 +482,9 @@ fn write_quantized<T: Element>(
                 coder.encode(codes, segments);
             }
         }
-        Stream::Dense(dense) => {
+        Stream::Dense(dense, split) => {
             for seg in dense.chunks(SEGMENT) {
-                coder.encode(seg, segments);
+                coder.encode_in_context(seg, split, segments);
             }
         }
     }
@@ -524,6 +527,7 @@ impl<T: Element> ColumnCoder<T> {
             segments: Vec::new(),
             alt: Vec::new(),
             interp_out: Vec::new(),
+            split: Default::default(),
         }
     }
 
@@ -644,7 +648,7 @@ impl<T: Element> ColumnCoder<T> {
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
             let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
-            let stream = Stream::Dense(&self.k);
+            let stream = Stream::Dense(&self.k, &mut self.split);
             write_quantized(
                 parts,
                 &head,
@@ -783,7 +787,12 @@ impl<T: Element> ColumnCoder<T> {
                     self.k.clear();
                     for s in 0..m.div_ceil(SEGMENT) {
                         let count = SEGMENT.min(m - s * SEGMENT);
-                        self.coder.decode(&mut r, count, &mut self.codes)?;
+                        self.coder.decode_in_context(
+                            &mut r,
+                            count,
+                            &mut self.split,
+                            &mut self.codes,
+                        )?;
                         self.k.extend_from_slice(&self.codes);
                     }
                     let (k, exc) = (&self.k, &self.exc);
