@@ -459,13 +459,14 @@ enum Stream<'a> {
     /// Only the codes of values that are not exceptions, in the predictor's decoding order,
     /// in segments of `SEGMENT` codes, each coded by context
     /// ([`CodeCoder::encode_in_context`]): consecutive codes are neighbours on the grid.
-    Dense(&'a [i32], &'a mut [Vec<i32>; CONTEXTS]),
+    Dense(&'a [i32]),
 }
 
 /// Appends a quantized column section: `head` (kind, predictor id, any predictor parameter),
 /// the step, the exceptions and the code streams of `stream` by segment.
 fn write_quantized<T: Element>(
     (coder, codes, segments): (&mut CodeCoder, &mut Vec<i32>, &mut Vec<u8>),
+    split: &mut [Vec<i32>; CONTEXTS],
     head: &[u8],
     step: f64,
     exc: &Exceptions<T>,
@@ -479,12 +480,12 @@ fn write_quantized<T: Element>(
                 let (lo, hi) = exc.segment(s * SEGMENT, s * SEGMENT + seg.len());
                 let rel = exc.pos[lo..hi].iter().map(|&p| p as usize - s * SEGMENT);
                 gather(seg, rel, codes);
-                coder.encode(codes, segments);
+                coder.encode_either(codes, split, segments);
             }
         }
-        Stream::Dense(dense, split) => {
+        Stream::Dense(dense) => {
             for seg in dense.chunks(SEGMENT) {
-                coder.encode_in_context(seg, split, segments);
+                coder.encode_either(seg, split, segments);
             }
         }
     }
@@ -503,8 +504,9 @@ impl<T: Element> ColumnCoder<T> {
             let base = s * SEGMENT;
             let end = (base + SEGMENT).min(n);
             let (lo, hi) = self.exc.segment(base, end);
+            let n = end - base - (hi - lo);
             self.coder
-                .decode(r, end - base - (hi - lo), &mut self.codes)?;
+                .decode_either(r, n, &mut self.split, &mut self.codes)?;
             let rel = self.exc.pos[lo..hi].iter().map(|&p| p as usize - base);
             scatter(&self.codes, rel, end - base, &mut self.k);
         }
@@ -633,8 +635,10 @@ impl<T: Element> ColumnCoder<T> {
             };
             let head = [KIND_QUANTIZED, predictor.id()];
             let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
+            let scratch = &mut self.split;
             write_quantized(
                 parts,
+                scratch,
                 &head,
                 q.step,
                 &self.exc,
@@ -648,9 +652,11 @@ impl<T: Element> ColumnCoder<T> {
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
             let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
-            let stream = Stream::Dense(&self.k, &mut self.split);
+            let scratch = &mut self.split;
+            let stream = Stream::Dense(&self.k);
             write_quantized(
                 parts,
+                scratch,
                 &head,
                 q.step,
                 &self.exc,
@@ -787,7 +793,7 @@ impl<T: Element> ColumnCoder<T> {
                     self.k.clear();
                     for s in 0..m.div_ceil(SEGMENT) {
                         let count = SEGMENT.min(m - s * SEGMENT);
-                        self.coder.decode_in_context(
+                        self.coder.decode_either(
                             &mut r,
                             count,
                             &mut self.split,
@@ -833,8 +839,9 @@ impl<T: Element> ColumnCoder<T> {
                         let base = s * SEGMENT;
                         let end = base + dst.len();
                         let (lo, hi) = exc.segment(base, end);
+                        let n = dst.len() - (hi - lo);
                         self.coder
-                            .decode(&mut r, dst.len() - (hi - lo), &mut self.codes)?;
+                            .decode_either(&mut r, n, &mut self.split, &mut self.codes)?;
                         q.dequantize(
                             &self.codes,
                             &exc.pos[lo..hi],

@@ -385,6 +385,50 @@ fn context(p1: i32, p2: i32) -> usize {
     (p1.unsigned_abs().min(2) * 3 + p2.unsigned_abs().min(2)) as usize
 }
 
+/// Whether coding `codes` by context is estimated to save at least 3%: order-0 entropies of
+/// the codes' tokens (exact below ±32, else by sign and length, whose raw bits cost the same
+/// either way), with each non-empty stream charged for its table.
+fn contexts_pay(codes: &[i32]) -> bool {
+    const BINS: usize = 64 + 2 * 33;
+    if codes.len() < 4096 {
+        return false;
+    }
+    let bin = |c: i32| {
+        if (-32..32).contains(&c) {
+            (c + 32) as usize
+        } else {
+            64 + 2 * (32 - c.unsigned_abs().leading_zeros()) as usize + usize::from(c < 0)
+        }
+    };
+    let mut hist = [[0u32; BINS]; CONTEXTS];
+    let (mut p1, mut p2) = (0, 0);
+    for &c in codes {
+        hist[context(p1, p2)][bin(c)] += 1;
+        (p2, p1) = (p1, c);
+    }
+    // Bits of the counts `h` at their order-0 entropy, and of a table for them.
+    let cost = |h: &[u32; BINS]| {
+        let n: u32 = h.iter().sum();
+        if n == 0 {
+            return 0.0;
+        }
+        let total = f64::from(n);
+        let mut bits = 16.0;
+        for &c in h.iter().filter(|&&c| c > 0) {
+            bits += f64::from(c) * (total / f64::from(c)).log2() + 8.0;
+        }
+        bits
+    };
+    let mut whole = [0u32; BINS];
+    for h in &hist {
+        for (w, &c) in whole.iter_mut().zip(h) {
+            *w += c;
+        }
+    }
+    let split: f64 = hist.iter().map(cost).sum();
+    split < 0.97 * cost(&whole)
+}
+
 impl CodeCoder {
     /// Codes `codes` as [`CONTEXTS`] streams, each code in the stream of its context (the
     /// magnitudes of the two codes before it, 0 before the first), so where neighbouring
@@ -410,6 +454,41 @@ impl CodeCoder {
         }
         for s in split.iter().filter(|s| !s.is_empty()) {
             self.encode(s, out);
+        }
+    }
+
+    /// Codes `codes` as one stream, or split by context
+    /// ([`encode_in_context`](Self::encode_in_context)) where that is estimated to save at
+    /// least 3% ([`contexts_pay`]; decoding by context is slower), after a byte saying which
+    /// (0 one stream, 1 by context). `split` is scratch.
+    pub(crate) fn encode_either(
+        &mut self,
+        codes: &[i32],
+        split: &mut [Vec<i32>; CONTEXTS],
+        out: &mut Vec<u8>,
+    ) {
+        if contexts_pay(codes) {
+            out.push(1);
+            self.encode_in_context(codes, split, out);
+        } else {
+            out.push(0);
+            self.encode(codes, out);
+        }
+    }
+
+    /// Decodes `n` codes written by [`encode_either`](Self::encode_either) into `out`
+    /// (replacing its contents).
+    pub(crate) fn decode_either(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        split: &mut [Vec<i32>; CONTEXTS],
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        match r.u8()? {
+            0 => self.decode(r, n, out),
+            1 => self.decode_in_context(r, n, split, out),
+            m => Err(Malformed(format!("unknown code stream layout {m}"))),
         }
     }
 
@@ -1091,6 +1170,22 @@ mod tests {
                 let err = c.decode_in_context(r, n + 1, &mut split, &mut out);
                 assert!(err.unwrap_err().0.contains("add up"));
             }
+        }
+        // Either layout, chosen by estimate: by context here, one stream for codes whose
+        // magnitudes do not cluster; an unknown layout byte is an error.
+        let plain = laplace(40_000, 5.0, 4);
+        for (codes, layout) in [(&codes, 1u8), (&plain, 0u8)] {
+            let mut buf = Vec::new();
+            c.encode_either(codes, &mut split, &mut buf);
+            assert_eq!(buf[0], layout);
+            let mut out = Vec::new();
+            let r = &mut ByteReader::new(&buf);
+            c.decode_either(r, codes.len(), &mut split, &mut out).unwrap();
+            assert!(r.is_empty());
+            assert_eq!(&out, codes);
+            buf[0] = 2;
+            let r = &mut ByteReader::new(&buf);
+            assert!(c.decode_either(r, codes.len(), &mut split, &mut out).is_err());
         }
     }
 }
