@@ -15,6 +15,16 @@ fi
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# The HDF5 C library for the default `hdf5` cargo feature (HDF5 input and output), through the
+# hdf5-metno crate. Debian's libhdf5-dev (1.10 on bookworm, 1.14 on trixie) is found by the
+# crate's build script through pkg-config or at Debian's own path below, so no HDF5_DIR is
+# needed. The alternative, building HDF5 from source (the crate's `static` feature), needs
+# cmake >= 3.26, which bookworm does not have, and adds minutes to every clean build.
+# BALER_NO_HDF5=1 skips it (for `cargo build --no-default-features`).
+if [[ ${BALER_NO_HDF5:-0} != 1 ]] && ! pkg-config --exists hdf5 2>/dev/null \
+  && [[ ! -f /usr/include/hdf5/serial/hdf5.h ]]; then
+  missing+=(libhdf5-dev)
+fi
 
 if ((${#missing[@]})); then
   sudo=""

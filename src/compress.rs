@@ -39,6 +39,8 @@ pub struct CompressOptions {
     pub sample_bytes: usize,
     /// Recorded in the header, so decompression can default to the input's format.
     pub source: SourceFormat,
+    /// Recorded in the header: where the values were inside their file (an HDF5 dataset).
+    pub source_path: Option<String>,
     /// Cap on pipeline memory: the worker threads are limited to what fits (the chunk size, and
     /// so the output, never changes with the machine).
     pub memory_budget: usize,
@@ -56,6 +58,7 @@ impl CompressOptions {
             stats: None,
             sample_bytes: 4 * DEFAULT_CHUNK_BYTES,
             source: SourceFormat::Unknown,
+            source_path: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             model: None,
         }
@@ -276,6 +279,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
             spec: spec.clone(),
             record_len: self.record_len as u64,
             source: self.options.source,
+            source_path: self.options.source_path.clone(),
             bounds,
             stats,
             norms,

@@ -84,6 +84,7 @@ const SEC_BOUNDS: u8 = 0x03;
 const SEC_NORMALIZE: u8 = 0x04;
 const SEC_MODEL: u8 = 0x05;
 const SEC_WRITER: u8 = 0x81;
+const SEC_SOURCE_PATH: u8 = 0x82;
 
 /// Where the input came from, so decompression can default to the same format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,10 @@ pub enum SourceFormat {
     Npy,
     /// Raw little-endian values.
     Raw,
+    /// A dataset of floats in an HDF5 file.
+    Hdf5,
+    /// A 1-D compound dataset of float fields in an HDF5 file (a table, one column per field).
+    Hdf5Compound,
 }
 
 impl SourceFormat {
@@ -102,12 +107,16 @@ impl SourceFormat {
             SourceFormat::Unknown => 0,
             SourceFormat::Npy => 1,
             SourceFormat::Raw => 2,
+            SourceFormat::Hdf5 => 3,
+            SourceFormat::Hdf5Compound => 4,
         }
     }
     fn from_code(c: u8) -> Self {
         match c {
             1 => SourceFormat::Npy,
             2 => SourceFormat::Raw,
+            3 => SourceFormat::Hdf5,
+            4 => SourceFormat::Hdf5Compound,
             _ => SourceFormat::Unknown,
         }
     }
@@ -132,6 +141,8 @@ pub struct Header {
     pub record_len: u64,
     /// The input's file format.
     pub source: SourceFormat,
+    /// Where the values were inside their file (an HDF5 dataset's path), if anywhere.
+    pub source_path: Option<String>,
     /// Per bound column: the bound asked for and the absolute bound in effect.
     pub bounds: Vec<ResolvedBound>,
     /// Per bound column: statistics of the values (finite range).
@@ -250,6 +261,10 @@ impl Header {
         put_sec(&mut body, SEC_MODEL, &mut sec);
         sec.extend_from_slice(self.writer.as_bytes());
         put_sec(&mut body, SEC_WRITER, &mut sec);
+        if let Some(p) = &self.source_path {
+            sec.extend_from_slice(p.as_bytes());
+            put_sec(&mut body, SEC_SOURCE_PATH, &mut sec);
+        }
 
         out.extend_from_slice(&MAGIC);
         let start = out.len();
@@ -313,6 +328,7 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
     let mut norm = None;
     let mut model = Vec::new();
     let mut writer = String::new();
+    let mut source_path = None;
     while !r.is_empty() {
         let tag = r.u8()?;
         let sec = r.section()?;
@@ -396,6 +412,7 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
                 }
             },
             SEC_WRITER => writer = String::from_utf8_lossy(sec).into_owned(),
+            SEC_SOURCE_PATH => source_path = Some(String::from_utf8_lossy(sec).into_owned()),
             t if t & 0x80 != 0 => {}
             t => {
                 return Err(Malformed(format!(
@@ -444,6 +461,7 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
         spec,
         record_len,
         source,
+        source_path,
         bounds,
         stats,
         norms,
@@ -908,6 +926,7 @@ mod tests {
             spec,
             record_len: 3,
             source: SourceFormat::Npy,
+            source_path: Some("/events/jets".into()),
             bounds: vec![
                 ResolvedBound {
                     spec: BoundSpec::Rel(1e-3),

@@ -5,76 +5,11 @@ mod common;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use baler::ArrayData;
+use common::cli::{baler, fails, ok, p, piped, run, tmp};
 use common::{assert_within, fixture, load_npy};
-
-fn baler() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_baler"))
-}
-
-fn run(args: &[&str]) -> Output {
-    baler().args(args).output().expect("run baler")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "baler {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn fails(args: &[&str], code: i32, needle: &str) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "baler {args:?}: expected exit {code}, stderr: {err}"
-    );
-    assert!(
-        err.contains(needle),
-        "baler {args:?}: stderr lacks '{needle}': {err}"
-    );
-    assert!(!err.contains("panicked"), "panic: {err}");
-    err
-}
-
-/// Runs baler with `input` on standard input; returns its standard output.
-fn piped(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = baler()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        stdin.write_all(&data).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(
-        out.status.success(),
-        "baler {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-fn p(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
 
 fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<f64> {
     (0..width)

@@ -179,6 +179,7 @@ mod forged {
             spec,
             record_len,
             source: SourceFormat::Unknown,
+            source_path: None,
             bounds: vec![ResolvedBound {
                 spec: BoundSpec::Abs(0.5),
                 abs: 0.5,

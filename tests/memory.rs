@@ -1,6 +1,7 @@
 //! Memory stays flat as the input grows: streams far larger than the cap go through
-//! `baler compress - | baler decompress -` (and file to file) while a monitor samples each
-//! process's anonymous resident memory (`RssAnon` in /proc/PID/status).
+//! `baler compress - | baler decompress -` (and file to file, and a chunked gzip HDF5 dataset
+//! to a new `.h5`) while a monitor samples each process's anonymous resident memory (`RssAnon`
+//! in /proc/PID/status).
 //!
 //! Sizes: `BALER_MEMORY_TEST_MIB` (default 1024) for the large run, a quarter of it for the small
 //! one. Linux only (it reads /proc).
@@ -18,8 +19,11 @@ use std::time::Duration;
 const CAP_MIB: u64 = 256;
 const COLS: usize = 16;
 
+/// The binary, with HDF5 file locking off (see `common::cli::baler`).
 fn baler() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_baler"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_baler"));
+    c.env("HDF5_USE_FILE_LOCKING", "FALSE");
+    c
 }
 
 fn rss_anon_kib(pid: u32) -> Option<u64> {
@@ -166,23 +170,22 @@ fn mib_from_env() -> u64 {
         .unwrap_or(1024)
 }
 
-#[test]
-fn pipes_stay_flat_as_the_stream_grows() {
+/// Runs `through` at a quarter of the test size and at the full size (`label` describes the
+/// input): both peaks (compress, decompress) stay under the cap, and four times the input does
+/// not need noticeably more memory.
+fn assert_flat(label: &str, through: impl Fn(u64) -> (u64, u64)) {
     let big = mib_from_env();
-    let (c_small, d_small) = stream_through_pipes(big / 4);
-    let (c_big, d_big) = stream_through_pipes(big);
-    eprintln!(
-        "peak RssAnon, {} MiB: compress {c_small} MiB, decompress {d_small} MiB",
-        big / 4
-    );
-    eprintln!("peak RssAnon, {big} MiB: compress {c_big} MiB, decompress {d_big} MiB");
+    let (c_small, d_small) = through(big / 4);
+    let (c_big, d_big) = through(big);
+    for (mib, c, d) in [(big / 4, c_small, d_small), (big, c_big, d_big)] {
+        eprintln!("peak RssAnon, {mib} MiB{label}: compress {c} MiB, decompress {d} MiB");
+    }
     for (what, peak) in [("compress", c_big), ("decompress", d_big)] {
         assert!(
             peak < CAP_MIB,
             "{what} used {peak} MiB of anonymous memory (cap {CAP_MIB} MiB)"
         );
     }
-    // Flat: four times the input does not need noticeably more memory.
     assert!(
         c_big <= c_small + c_small / 4 + 32,
         "compress grew from {c_small} to {c_big} MiB"
@@ -191,6 +194,19 @@ fn pipes_stay_flat_as_the_stream_grows() {
         d_big <= d_small + d_small / 4 + 32,
         "decompress grew from {d_small} to {d_big} MiB"
     );
+}
+
+/// Runs baler with `args` to completion; returns its peak RssAnon (MiB).
+fn peak_of(args: &[&str], what: &str) -> u64 {
+    let child = baler().args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let m = Monitor::start(vec![child.id()]);
+    wait_ok(child, what);
+    m.finish()[0]
+}
+
+#[test]
+fn pipes_stay_flat_as_the_stream_grows() {
+    assert_flat("", stream_through_pipes);
 }
 
 #[test]
@@ -218,38 +234,18 @@ fn files_stay_under_the_cap() {
         }
     }
     let packed = dir.path().join("big.baler");
-    let c = baler()
-        .args([
-            "compress",
-            &npy.to_string_lossy(),
-            "-o",
-            &packed.to_string_lossy(),
-            "-b",
-            "rel:1e-3",
-            "-q",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let m = Monitor::start(vec![c.id()]);
-    wait_ok(c, "compress");
-    let c_peak = m.finish()[0];
+    let (npy_s, packed_s) = (npy.to_string_lossy(), packed.to_string_lossy());
+    let c_peak = peak_of(
+        &["compress", &npy_s, "-o", &packed_s, "-b", "rel:1e-3", "-q"],
+        "compress",
+    );
     fs::remove_file(&npy).unwrap();
     let back = dir.path().join("back.npy");
-    let d = baler()
-        .args([
-            "decompress",
-            &packed.to_string_lossy(),
-            "-o",
-            &back.to_string_lossy(),
-            "-q",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let m = Monitor::start(vec![d.id()]);
-    wait_ok(d, "decompress");
-    let d_peak = m.finish()[0];
+    let back_s = back.to_string_lossy();
+    let d_peak = peak_of(
+        &["decompress", &packed_s, "-o", &back_s, "-q"],
+        "decompress",
+    );
     eprintln!("peak RssAnon, {mib} MiB file: compress {c_peak} MiB, decompress {d_peak} MiB");
     assert_eq!(
         fs::metadata(&back).unwrap().len(),
@@ -257,4 +253,83 @@ fn files_stay_under_the_cap() {
     );
     assert!(c_peak < CAP_MIB, "compress used {c_peak} MiB");
     assert!(d_peak < CAP_MIB, "decompress used {d_peak} MiB");
+}
+
+/// Writes an HDF5 file holding one chunked, gzip-compressed dataset `/data` of `mib` MiB
+/// (rows of `COLS` floats, with a `columns` attribute), with the hdf5 crate itself.
+#[cfg(feature = "hdf5")]
+fn write_h5(path: &std::path::Path, mib: u64) -> u64 {
+    let rows = (mib << 20) / (4 * COLS as u64);
+    // Without locks: a child spawned meanwhile by another test inherits this file's descriptor.
+    let f = hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .create(path)
+        .unwrap();
+    let ds = f
+        .new_dataset::<f32>()
+        .shape((rows as usize, COLS))
+        .chunk((16384, COLS))
+        .deflate(1)
+        .create("data")
+        .unwrap();
+    let names: Vec<String> = (0..COLS).map(|c| format!("c{c}")).collect();
+    ds.new_attr::<hdf5::types::VarLenUnicode>()
+        .create("columns")
+        .unwrap()
+        .write_scalar(
+            &names
+                .join(",")
+                .parse::<hdf5::types::VarLenUnicode>()
+                .unwrap(),
+        )
+        .unwrap();
+    let mut buf = vec![0f32; COLS * 65536];
+    let mut seed = 11u64;
+    let mut row = 0u64;
+    while row < rows {
+        let n = ((rows - row) as usize).min(65536);
+        fill(&mut buf[..n * COLS], &mut seed, row);
+        let view = ndarray::ArrayView2::from_shape((n, COLS), &buf[..n * COLS]).unwrap();
+        let r = row as usize;
+        ds.write_slice(view, (r..r + n, ..)).unwrap();
+        row += n as u64;
+    }
+    rows
+}
+
+/// Compresses `FILE.h5:/data` file to file, then decompresses to a new `.h5`; returns the
+/// peak RssAnon (MiB) of each.
+#[cfg(feature = "hdf5")]
+fn hdf5_through_files(mib: u64) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let h5 = dir.path().join("big.h5");
+    let rows = write_h5(&h5, mib);
+    let packed = dir.path().join("big.baler");
+    let packed_s = packed.to_string_lossy();
+    let input = format!("{}:/data", h5.display());
+    let c_peak = peak_of(
+        &["compress", &input, "-o", &packed_s, "-b", "rel:1e-3", "-q"],
+        "compress",
+    );
+    fs::remove_file(&h5).unwrap();
+    let back = dir.path().join("back.h5");
+    let back_s = back.to_string_lossy();
+    let d_peak = peak_of(
+        &["decompress", &packed_s, "-o", &back_s, "-q"],
+        "decompress",
+    );
+    let f = hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(&back)
+        .unwrap();
+    let ds = f.dataset("data").unwrap();
+    assert_eq!(ds.shape(), vec![rows as usize, COLS]);
+    assert!(ds.attr("columns").is_ok(), "the names come back");
+    (c_peak, d_peak)
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn hdf5_datasets_stream_in_flat_memory() {
+    assert_flat(" HDF5 dataset (chunked, gzip) to .h5", hdf5_through_files);
 }

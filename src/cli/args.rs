@@ -21,13 +21,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compress an array (.npy, raw values, or standard input) into a .baler container.
+    /// Compress an array (.npy, an HDF5 dataset, raw values, or standard input) into a .baler
+    /// container.
     #[command(visible_alias = "c")]
     Compress(CompressArgs),
-    /// Decompress a .baler container to .npy or raw values.
+    /// Decompress a .baler container to .npy, HDF5 or raw values.
     #[command(visible_alias = "d")]
     Decompress(DecompressArgs),
-    /// Show what a .baler container (or a .npy file) holds: header, bounds, sizes, chunks.
+    /// Show what a .baler container holds (header, bounds, sizes, chunks), or a .npy file, or the
+    /// datasets of an HDF5 file.
     Info(InfoArgs),
     /// Measure ratio and in-memory speed on a file (loaded whole into memory), checking the
     /// bound on every value.
@@ -40,7 +42,8 @@ pub enum Command {
 /// `baler train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Input: a .npy file or a raw file (with --dtype and --shape) holding a table.
+    /// Input: a .npy file, an HDF5 dataset (FILE.h5:/dataset) or a raw file (with --dtype and
+    /// --shape) holding a table.
     pub input: String,
     /// The model file to write.
     #[arg(short, long, value_name = "MODEL")]
@@ -116,9 +119,15 @@ pub struct CodecArgs {
     #[arg(long, value_name = "DIMS", allow_hyphen_values = true)]
     pub shape: Option<String>,
 
-    /// Column names of a table, comma-separated (stored in the container, usable in --bound-col).
+    /// Column names of a table, comma-separated (stored in the container, usable in --bound-col)
+    /// [default: from the file, where it has them: an HDF5 `columns` attribute or compound fields].
     #[arg(long, value_name = "A,B,...")]
     pub names: Option<String>,
+
+    /// The dataset of an HDF5 input, e.g. /group/data (or write FILE.h5:/group/data) [default:
+    /// the file's only float dataset].
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<String>,
 
     /// Target size of a chunk of input (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
@@ -140,11 +149,12 @@ pub struct CodecArgs {
 
 #[derive(Debug, Args)]
 pub struct CompressArgs {
-    /// Input: a .npy file, a raw file (with --dtype and --shape), or - for standard input.
+    /// Input: a .npy file, an HDF5 file (FILE.h5, or FILE.h5:/group/dataset), a raw file (with
+    /// --dtype and --shape), or - for standard input.
     pub input: String,
 
-    /// Output file, or - for standard output [default: INPUT.baler; standard output when
-    /// reading standard input].
+    /// Output file, or - for standard output [default: INPUT.baler (for FILE.h5:/dataset,
+    /// FILE.h5.baler); standard output when reading standard input].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<String>,
 
@@ -162,7 +172,7 @@ pub struct CompressArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Input: a .npy file or a raw file (with --dtype and --shape).
+    /// Input: a .npy file, an HDF5 dataset, or a raw file (with --dtype and --shape).
     pub input: String,
 
     #[command(flatten)]
@@ -182,8 +192,9 @@ pub struct DecompressArgs {
     /// A .baler container, or - for standard input.
     pub input: String,
 
-    /// Output: .npy or raw (.raw, .bin) by extension, or - for raw values on standard output
-    /// [default: INPUT without .baler].
+    /// Output: .npy, HDF5 (.h5, .hdf5; OUT.h5:/group/dataset names the dataset) or raw (.raw,
+    /// .bin) by extension, or - for raw values on standard output [default: INPUT without
+    /// .baler; the dataset: the one compressed, or /data].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<String>,
 
@@ -202,7 +213,7 @@ pub struct DecompressArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// A .baler container (or a .npy file).
+    /// A .baler container, a .npy file, or an HDF5 file (FILE.h5:/dataset for one dataset).
     pub file: String,
 
     /// Also list every chunk.

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 
 use baler::container::SourceFormat;
-use baler::io::output::{OutputFile, ValueFormat, ValueWriter};
+use baler::io::output::{OutputFile, ValueFormat, ValueSink, ValueWriter};
 use baler::io::{Input, RawFormat, parse_shape};
 use baler::{
     BoundSpec, Bounds, CompressOptions, Compressor, DType, Decompressor, Finished, Layout,
@@ -39,6 +39,7 @@ fn open_input(
             DTypeArg::F64 => DType::F64,
         }),
         shape: args.shape.as_deref().map(parse_shape).transpose()?,
+        dataset: args.dataset.clone(),
     };
     let input = Input::open(path, &raw)?;
     let layout = args.layout.map(|l| match l {
@@ -55,6 +56,7 @@ fn open_input(
         .threads(args.threads)
         .chunk_bytes(args.chunk_size);
     options.source = input.format;
+    options.source_path = input.source_path.clone();
     options.model = prepare_model(&input, &spec, &options, args, show)?;
     Ok((input, spec, options))
 }
@@ -287,7 +289,14 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         Some("-") => Target::Stdout,
         Some(p) => Target::File(p.into()),
         None if args.input == "-" => Target::Stdout,
-        None => Target::File(format!("{}.baler", args.input).into()),
+        // FILE.h5:/dataset -> FILE.h5.baler
+        None => Target::File(
+            format!(
+                "{}.baler",
+                baler::io::hdf5::split_dataset_path(&args.input).map_or(&*args.input, |(f, _)| f)
+            )
+            .into(),
+        ),
     };
     if matches!(target, Target::Stdout) && io::stdout().is_terminal() {
         bail!(
@@ -387,7 +396,15 @@ fn run_compressor<W: Write + Send + 'static, R: Read>(
 
 pub fn decompress(args: DecompressArgs) -> Result<()> {
     let started = Instant::now();
-    let target = match args.output.as_deref() {
+    // OUT.h5:/group/dataset names the dataset to write.
+    let (output, out_dataset) = match args.output.as_deref() {
+        Some(o) => {
+            let (file, ds) = baler::io::hdf5::split_output_path(o);
+            (Some(file), ds.map(str::to_string))
+        }
+        None => (None, None),
+    };
+    let target = match output {
         Some("-") => Target::Stdout,
         Some(p) => Target::File(p.into()),
         None if args.input == "-" => Target::Stdout,
@@ -427,19 +444,28 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
         Target::File(path) => {
             let format = ValueFormat::from_extension(path).unwrap_or(match header.source {
                 SourceFormat::Npy => ValueFormat::Npy,
+                SourceFormat::Hdf5 | SourceFormat::Hdf5Compound => ValueFormat::Hdf5,
                 _ => ValueFormat::Raw,
             });
             if path == Path::new(&args.input) {
                 bail!("the output would overwrite the input {}", args.input);
             }
-            let out = OutputFile::create(path, args.force)?;
-            let mut w =
-                ValueWriter::new(out, format, header.spec.dtype, header.spec.shape.clone())?;
-            let n = drain(d, &mut w, &bar, &args.input)?;
-            w.finish_seekable()?
-                .commit()
-                .with_context(|| format!("writing {}", path.display()))?;
-            n
+            if format == ValueFormat::Hdf5 {
+                let dataset = out_dataset
+                    .as_deref()
+                    .or(header.source_path.as_deref())
+                    .unwrap_or("/data");
+                write_hdf5(d, path, dataset, args.force, &bar, &args.input)?
+            } else {
+                let out = OutputFile::create(path, args.force)?;
+                let mut w =
+                    ValueWriter::new(out, format, header.spec.dtype, header.spec.shape.clone())?;
+                let n = drain(d, &mut w, &bar, &args.input)?;
+                w.finish_seekable()?
+                    .commit()
+                    .with_context(|| format!("writing {}", path.display()))?;
+                n
+            }
         }
         Target::Stdout => {
             let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
@@ -473,10 +499,61 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes the decoded values as one dataset of a new HDF5 file: a table's column names become
+/// its `columns` attribute, or its fields when it came from a compound dataset.
+#[cfg(feature = "hdf5")]
+fn write_hdf5<R: Read + Send + 'static>(
+    d: Decompressor<R>,
+    path: &Path,
+    dataset: &str,
+    force: bool,
+    bar: &ProgressBar,
+    name: &str,
+) -> Result<u64> {
+    use baler::io::hdf5::{DatasetSpec, H5Writer};
+    let header = d.header().clone();
+    let spec = &header.spec;
+    let out = baler::io::output::OutputPath::new(path, force)?;
+    let mut w = H5Writer::create(
+        out,
+        &DatasetSpec {
+            path: dataset,
+            dtype: spec.dtype,
+            shape: &spec.shape,
+            columns: if spec.layout == Layout::Table {
+                &spec.column_names
+            } else {
+                &[]
+            },
+            compound: header.source == SourceFormat::Hdf5Compound,
+        },
+    )?;
+    let n = drain(d, &mut w, bar, name)?;
+    let target = w.name().to_string();
+    w.finish().with_context(|| format!("writing {target}"))?;
+    Ok(n)
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn write_hdf5<R: Read + Send + 'static>(
+    _d: Decompressor<R>,
+    path: &Path,
+    _dataset: &str,
+    _force: bool,
+    _bar: &ProgressBar,
+    _name: &str,
+) -> Result<u64> {
+    bail!(
+        "{} is an HDF5 output, but this baler was built without HDF5 support; rebuild it with \
+         the default features, or write .npy or raw values",
+        path.display()
+    )
+}
+
 /// Writes every decoded chunk; returns the bytes of values written.
-fn drain<R: Read + Send + 'static, W: Write>(
+fn drain<R: Read + Send + 'static>(
     mut d: Decompressor<R>,
-    w: &mut ValueWriter<W>,
+    w: &mut dyn ValueSink,
     bar: &ProgressBar,
     name: &str,
 ) -> Result<u64> {

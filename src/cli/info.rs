@@ -6,7 +6,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use anyhow::{Context, Result, bail};
 
 use baler::chunk::{PayloadKind, inspect_payload};
-use baler::container::{ContainerReader, Frame, Header, MAGIC, StatsSource, read_trailer};
+use baler::container::{
+    ContainerReader, Frame, Header, MAGIC, SourceFormat, StatsSource, read_trailer,
+};
 use baler::io::npy;
 use baler::predict::Predictor;
 use baler::{Layout, UNKNOWN};
@@ -16,6 +18,9 @@ use super::progress::size;
 
 pub fn info(args: InfoArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    if let Some((file, dataset)) = baler::io::hdf5::split_dataset_path(&args.file) {
+        return hdf5_info(&mut out, file, Some(dataset));
+    }
     let path = &args.file;
     let mut f = File::open(path).map_err(|e| {
         std::io::Error::new(
@@ -52,7 +57,104 @@ pub fn info(args: InfoArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    bail!("{path} is neither a .baler container nor a .npy file")
+    if baler::io::hdf5::has_signature(&f) {
+        drop(f);
+        return hdf5_info(&mut out, path, None);
+    }
+    bail!("{path} is neither a .baler container, nor a .npy file, nor an HDF5 file")
+}
+
+/// The datasets of an HDF5 file, or one dataset in detail.
+#[cfg(feature = "hdf5")]
+fn hdf5_info(out: &mut impl Write, path: &str, dataset: Option<&str>) -> Result<()> {
+    let all = baler::io::hdf5::list_datasets(std::path::Path::new(path), path)?;
+    let chunking = |c: &Option<Vec<u64>>| {
+        c.as_ref()
+            .map_or("contiguous".to_string(), |c| baler::array::shape_string(c))
+    };
+    let filters = |f: &[String]| {
+        if f.is_empty() {
+            "-".to_string()
+        } else {
+            f.join(" + ")
+        }
+    };
+    if let Some(wanted) = dataset {
+        // Opening it reports a missing, mistyped or non-float dataset with suggestions.
+        let opened = baler::io::hdf5::open(std::path::Path::new(path), path, Some(wanted))?;
+        let d = all
+            .iter()
+            .find(|d| d.path == opened.source.path)
+            .context("the dataset vanished while listing")?;
+        writeln!(out, "{path}:{}: HDF5 dataset", d.path)?;
+        writeln!(out, "  type     {}", d.type_name)?;
+        writeln!(
+            out,
+            "  shape    {}{}",
+            baler::array::shape_string(&d.shape),
+            if opened.compound {
+                format!(" (a table of {} columns)", opened.shape[1])
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(out, "  chunks   {}", chunking(&d.chunks))?;
+        writeln!(out, "  filters  {}", filters(&d.filters))?;
+        writeln!(
+            out,
+            "  layout   {} by default",
+            Layout::default_for(opened.shape.len())
+        )?;
+        writeln!(
+            out,
+            "  size     {} of values",
+            size(opened.shape.iter().product::<u64>() * opened.dtype.size() as u64)
+        )?;
+        if let Some((from, names)) = &opened.columns {
+            writeln!(out, "  columns  {} (from {from})", names.join(","))?;
+        }
+        return Ok(());
+    }
+    let usable = all.iter().filter(|d| d.is_float()).count();
+    writeln!(
+        out,
+        "{path}: HDF5 file, {} datasets, {usable} of float32/float64 values",
+        all.len()
+    )?;
+    let pw = all.iter().map(|d| d.path.len()).max().unwrap_or(0).max(7);
+    writeln!(
+        out,
+        "\n  {:<pw$}  {:<18} {:<28} {:<16} filters",
+        "dataset", "shape", "type", "chunks"
+    )?;
+    for d in &all {
+        writeln!(
+            out,
+            "  {:<pw$}  {:<18} {:<28} {:<16} {}",
+            d.path,
+            d.shape_string(),
+            d.short_type(),
+            chunking(&d.chunks),
+            filters(&d.filters)
+        )?;
+    }
+    if let Some(first) = all.iter().find(|d| d.is_float()) {
+        writeln!(
+            out,
+            "\n  one dataset in detail (column names):  baler info {path}:{}\n  \
+             compress it:                           baler compress {path}:{} -b rel:1e-3",
+            first.path, first.path
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn hdf5_info(_out: &mut impl Write, path: &str, _dataset: Option<&str>) -> Result<()> {
+    bail!(
+        "{path} is an HDF5 file, but this baler was built without HDF5 support; rebuild it with \
+         the default features"
+    )
 }
 
 fn container_info(
@@ -89,6 +191,19 @@ fn container_info(
         spec.dtype,
         baler::array::shape_string(&shape),
         spec.layout
+    )?;
+    writeln!(
+        out,
+        "  source   {}",
+        match (header.source, &header.source_path) {
+            (SourceFormat::Npy, _) => ".npy".to_string(),
+            (SourceFormat::Raw, _) => "raw values".to_string(),
+            (SourceFormat::Hdf5, Some(p)) => format!("HDF5 dataset {p}"),
+            (SourceFormat::Hdf5Compound, Some(p)) => {
+                format!("HDF5 compound dataset {p} (one column per field)")
+            }
+            _ => "not recorded".to_string(),
+        }
     )?;
     writeln!(
         out,

@@ -1,6 +1,8 @@
-//! Reading inputs and writing outputs: `.npy` and raw files (memory-mapped windows), standard
-//! input and output (buffered streams), and output files that appear only when complete.
+//! Reading inputs and writing outputs: `.npy` and raw files (memory-mapped windows), HDF5
+//! datasets (hyperslabs, cargo feature `hdf5`), standard input and output (buffered streams),
+//! and output files that appear only when complete.
 
+pub mod hdf5;
 pub mod mmap;
 pub mod npy;
 pub mod output;
@@ -17,13 +19,17 @@ use crate::normalize::{ColumnStats, StatsAccumulator};
 
 use mmap::{RegionReader, WINDOW};
 
-/// How to read an input that is not self-describing.
+/// What the file itself does not say: the element type and shape of raw input, and which
+/// dataset of an HDF5 file to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawFormat {
     /// Element type of raw input (`--dtype`); with `shape`, marks the input as raw.
     pub dtype: Option<DType>,
     /// Shape of raw input (`--shape`), the first dimension may be `-1` (as many as there are).
     pub shape: Option<Vec<i64>>,
+    /// The dataset of an HDF5 file (`--dataset`), when the path does not name one
+    /// (`FILE.h5:/group/dataset`).
+    pub dataset: Option<String>,
 }
 
 impl RawFormat {
@@ -63,8 +69,29 @@ pub struct Input {
     pub format: SourceFormat,
     /// Bytes of values, where known.
     pub data_bytes: Option<u64>,
+    /// Column names the file carries (an HDF5 attribute, or a compound dataset's fields).
+    pub column_names: Vec<String>,
+    /// Where those names come from (the attribute's name, or `fields`), for messages.
+    pub names_source: Option<String>,
+    /// The path of the values inside their file (an HDF5 dataset), if any.
+    pub source_path: Option<String>,
     reader: Box<dyn Read + Send>,
-    region: Option<(std::path::PathBuf, u64, u64, bool)>,
+    rescan: Option<Rescan>,
+}
+
+/// How to read a file input again (the range pre-pass, the training sample).
+#[derive(Debug, Clone)]
+enum Rescan {
+    /// Bytes `[start, end)` of a file, values big-endian or not.
+    Region {
+        path: std::path::PathBuf,
+        start: u64,
+        end: u64,
+        big_endian: bool,
+    },
+    /// An HDF5 dataset.
+    #[cfg(feature = "hdf5")]
+    Hdf5(hdf5::Source),
 }
 
 impl std::fmt::Debug for Input {
@@ -121,16 +148,42 @@ fn resolve_shape(
 }
 
 impl Input {
-    /// Opens a file, or standard input for `-`.
+    /// Opens a file, or standard input for `-`. An HDF5 file is recognized by its signature;
+    /// `FILE:/group/dataset` names one of its datasets (as does `raw.dataset`).
     pub fn open(path: &str, raw: &RawFormat) -> Result<Input> {
         if path == "-" {
+            if raw.dataset.is_some() {
+                return Err(Error::InvalidOption(
+                    "--dataset applies to HDF5 files; standard input cannot be read as HDF5 \
+                     (the library needs to seek)"
+                        .into(),
+                ));
+            }
             return Self::open_stdin(raw);
         }
+        let (path, dataset) = match hdf5::split_dataset_path(path) {
+            Some((file, ds)) => {
+                if raw.dataset.as_deref().is_some_and(|d| d != ds) {
+                    return Err(Error::InvalidOption(format!(
+                        "two datasets named: {ds} in the path and {} with --dataset",
+                        raw.dataset.as_deref().unwrap_or_default()
+                    )));
+                }
+                (file, Some(ds.to_string()))
+            }
+            None => (path, raw.dataset.clone()),
+        };
         let name = path.to_string();
         let mut file = File::open(path).map_err(|e| {
+            // `missing.h5:/data`: name the file that is missing.
+            let shown = path
+                .match_indices(':')
+                .map(|(i, _)| &path[..i])
+                .find(|f| hdf5::is_hdf5_path(Path::new(f)))
+                .unwrap_or(path);
             Error::Io(io::Error::new(
                 e.kind(),
-                format!("cannot open {path}: {}", io_reason(&e)),
+                format!("cannot open {shown}: {}", io_reason(&e)),
             ))
         })?;
         let meta = file.metadata()?;
@@ -144,6 +197,12 @@ impl Input {
             return Self::from_stream(name, Box::new(reader), raw);
         }
         if raw.is_raw() {
+            if dataset.is_some() {
+                return Err(Error::InvalidOption(format!(
+                    "{path}: a dataset is named, but --dtype/--shape ask to read the file as raw \
+                     values; drop one or the other"
+                )));
+            }
             let (dtype, dims) = raw_parts(raw)?;
             let shape = resolve_shape(&dims, dtype, Some(size), &name)?;
             let reader = RegionReader::new(file, 0, size, WINDOW)?;
@@ -153,9 +212,26 @@ impl Input {
                 shape,
                 format: SourceFormat::Raw,
                 data_bytes: Some(size),
+                column_names: Vec::new(),
+                names_source: None,
+                source_path: None,
                 reader: Box::new(reader),
-                region: Some((path.into(), 0, size, false)),
+                rescan: Some(Rescan::Region {
+                    path: path.into(),
+                    start: 0,
+                    end: size,
+                    big_endian: false,
+                }),
             });
+        }
+        if hdf5::has_signature(&file) {
+            drop(file);
+            return Self::open_hdf5(path, dataset.as_deref());
+        }
+        if let Some(ds) = dataset {
+            return Err(Error::InvalidInput(format!(
+                "{path} is not an HDF5 file (it has no HDF5 signature), so it has no dataset {ds}"
+            )));
         }
         let h = npy::read_header(&mut file).map_err(|e| with_name(e, path))?;
         let bytes = h.shape.iter().product::<u64>() * h.dtype.size() as u64;
@@ -178,9 +254,51 @@ impl Input {
             shape: h.shape,
             format: SourceFormat::Npy,
             data_bytes: Some(bytes),
+            column_names: Vec::new(),
+            names_source: None,
+            source_path: None,
             reader,
-            region: Some((path.into(), h.data_offset, end, h.big_endian)),
+            rescan: Some(Rescan::Region {
+                path: path.into(),
+                start: h.data_offset,
+                end,
+                big_endian: h.big_endian,
+            }),
         })
+    }
+
+    /// Opens a dataset of an HDF5 file (or its only float dataset).
+    #[cfg(feature = "hdf5")]
+    fn open_hdf5(path: &str, dataset: Option<&str>) -> Result<Input> {
+        let o = hdf5::open(Path::new(path), path, dataset)?;
+        let (names_source, column_names) = match o.columns {
+            Some((from, names)) => (Some(from), names),
+            None => (None, Vec::new()),
+        };
+        Ok(Input {
+            name: o.source.name.clone(),
+            dtype: o.dtype,
+            data_bytes: Some(o.shape.iter().product::<u64>() * o.dtype.size() as u64),
+            shape: o.shape,
+            format: if o.compound {
+                SourceFormat::Hdf5Compound
+            } else {
+                SourceFormat::Hdf5
+            },
+            column_names,
+            names_source,
+            source_path: Some(o.source.path.clone()),
+            reader: Box::new(o.source.reader()),
+            rescan: Some(Rescan::Hdf5(o.source)),
+        })
+    }
+
+    #[cfg(not(feature = "hdf5"))]
+    fn open_hdf5(path: &str, _dataset: Option<&str>) -> Result<Input> {
+        Err(Error::InvalidInput(format!(
+            "{path} is an HDF5 file, but this baler was built without HDF5 support; rebuild it \
+             with the default features (cargo build --release)"
+        )))
     }
 
     fn open_stdin(raw: &RawFormat) -> Result<Input> {
@@ -205,8 +323,11 @@ impl Input {
                 shape,
                 format: SourceFormat::Raw,
                 data_bytes,
+                column_names: Vec::new(),
+                names_source: None,
+                source_path: None,
                 reader: Box::new(reader),
-                region: None,
+                rescan: None,
             });
         }
         let peek = reader.fill_buf()?;
@@ -231,42 +352,103 @@ impl Input {
             shape: h.shape,
             format: SourceFormat::Npy,
             data_bytes,
+            column_names: Vec::new(),
+            names_source: None,
+            source_path: None,
             reader,
-            region: None,
+            rescan: None,
         })
     }
 
-    /// The array spec for this input with the given layout (default: by rank).
+    /// The array spec for this input with the given layout (default: by rank). `names` (from
+    /// `--names`) win over the names the file carries.
     pub fn spec(&self, layout: Option<Layout>, names: Vec<String>) -> Result<ArraySpec> {
         let mut spec = ArraySpec::new(self.dtype, self.shape.clone());
         if let Some(l) = layout {
             spec.layout = l;
         }
         spec.column_names = names;
+        if spec.column_names.is_empty()
+            && spec.layout == Layout::Table
+            && !self.column_names.is_empty()
+        {
+            let width = spec.shape.get(1).copied().unwrap_or(0);
+            if self.column_names.len() as u64 != width {
+                return Err(Error::InvalidInput(format!(
+                    "{}: its `{}` attribute names {} columns, but the table has {width}; fix \
+                     the attribute, or give the names with --names",
+                    self.name,
+                    self.names_source.as_deref().unwrap_or("columns"),
+                    self.column_names.len()
+                )));
+            }
+            spec.column_names = self.column_names.clone();
+        }
         spec.validate().map_err(|e| with_name(e, &self.name))?;
         Ok(spec)
     }
 
     /// Whether [`scan_stats`](Self::scan_stats) can run (a regular file).
     pub fn can_scan(&self) -> bool {
-        self.region.is_some()
+        self.rescan.is_some()
+    }
+
+    /// A new reader of the whole input, from the start (file inputs only).
+    fn reread(&self) -> Result<Box<dyn Read>> {
+        match self.rescan.clone() {
+            Some(Rescan::Region {
+                path,
+                start,
+                end,
+                big_endian,
+            }) => {
+                let reader = RegionReader::new(File::open(&path)?, start, end, WINDOW)?;
+                Ok(if big_endian {
+                    Box::new(SwapReader::new(reader, self.dtype.size()))
+                } else {
+                    Box::new(reader)
+                })
+            }
+            #[cfg(feature = "hdf5")]
+            Some(Rescan::Hdf5(source)) => Ok(Box::new(source.reader())),
+            None => Err(Error::InvalidInput(format!(
+                "{}: a stream cannot be scanned twice",
+                self.name
+            ))),
+        }
     }
 
     /// A pre-pass over a file input: statistics of `columns` columns (1 for a whole field).
     pub fn scan_stats(&self, columns: usize) -> Result<Vec<ColumnStats>> {
-        let (path, start, end, big) = self.region.clone().ok_or_else(|| {
-            Error::InvalidInput(format!("{}: a stream cannot be scanned twice", self.name))
-        })?;
-        let file = File::open(&path)?;
-        let reader = RegionReader::new(file, start, end, WINDOW)?;
-        let reader: Box<dyn Read> = if big {
-            Box::new(SwapReader::new(reader, self.dtype.size()))
-        } else {
-            Box::new(reader)
-        };
+        let reader = self.reread()?;
         match self.dtype {
             DType::F32 => scan::<f32>(reader, columns),
             DType::F64 => scan::<f64>(reader, columns),
+        }
+    }
+
+    /// Reads `buf.len()` bytes of values, little-endian, from value `first` of a file input.
+    fn read_values_at(&self, first: u64, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let size = self.dtype.size();
+        match &self.rescan {
+            Some(Rescan::Region {
+                path,
+                start,
+                big_endian,
+                ..
+            }) => {
+                File::open(path)?
+                    .read_exact_at(buf, start + first * size as u64)
+                    .map_err(|e| Error::InvalidInput(io_reason(&e)))?;
+                if *big_endian {
+                    buf.chunks_exact_mut(size).for_each(|v| v.reverse());
+                }
+                Ok(())
+            }
+            #[cfg(feature = "hdf5")]
+            Some(Rescan::Hdf5(source)) => source.read_values(first, buf),
+            None => Err(Error::InvalidInput("a stream cannot be read twice".into())),
         }
     }
 
@@ -280,13 +462,12 @@ impl Input {
         max_records: usize,
         seed: u64,
     ) -> Result<Option<Vec<f64>>> {
-        use std::os::unix::fs::FileExt;
-        let Some((path, start, end, big)) = self.region.clone() else {
+        let (Some(bytes), true) = (self.data_bytes, self.can_scan()) else {
             return Ok(None);
         };
         let size = self.dtype.size();
         let record_bytes = (record_len * size) as u64;
-        let records = (end - start) / record_bytes.max(1);
+        let records = bytes / record_bytes.max(1);
         if records == 0 {
             return Ok(Some(Vec::new()));
         }
@@ -311,30 +492,23 @@ impl Input {
             set.into_iter().collect()
         };
         picked.sort_unstable();
-        let file = File::open(&path)?;
         let mut out = Vec::new();
         let mut buf = Vec::new();
         for b in picked {
             let first = b * BLOCK;
             let n = BLOCK.min(records - first);
             buf.resize((n * record_bytes) as usize, 0);
-            file.read_exact_at(&mut buf, start + first * record_bytes)
+            self.read_values_at(first * record_len as u64, &mut buf)
                 .map_err(|e| {
                     Error::InvalidInput(format!(
-                        "{}: reading records {first}.. for the training sample: {}",
+                        "{}: reading records {first}.. for the training sample: {e}",
                         self.name,
-                        io_reason(&e)
                     ))
                 })?;
             for v in buf.chunks_exact(size) {
-                let mut w = [0u8; 8];
-                w[..size].copy_from_slice(v);
-                if big {
-                    w[..size].reverse();
-                }
                 out.push(match self.dtype {
-                    DType::F32 => f64::from(f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-                    DType::F64 => f64::from_le_bytes(w),
+                    DType::F32 => f64::from(f32::from_le_bytes([v[0], v[1], v[2], v[3]])),
+                    DType::F64 => f64::from_le_bytes(v.try_into().expect("8 bytes")),
                 });
             }
         }

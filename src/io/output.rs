@@ -9,19 +9,21 @@ use crate::error::{Error, Result};
 
 use super::npy;
 
-/// A file written under a temporary name in the target directory and renamed into place by
-/// [`commit`](Self::commit). Dropped without commit (an error, a panic), the temporary file is
-/// removed: no half-written output ever carries the final name.
+/// A path reserved for an output: written under a temporary name in the target directory
+/// and renamed into place by [`commit`](Self::commit). Dropped without commit (an error, a
+/// panic), the temporary file is removed: no half-written output ever carries the final name.
+/// [`OutputFile`] writes bytes through it; a library that writes files itself (HDF5) writes
+/// [`tmp`](Self::tmp).
 #[derive(Debug)]
-pub struct OutputFile {
+pub struct OutputPath {
     path: PathBuf,
     tmp: PathBuf,
-    file: Option<BufWriter<File>>,
+    committed: bool,
 }
 
-impl OutputFile {
-    /// Prepares to write `path`. Without `force`, an existing file is an error.
-    pub fn create(path: &Path, force: bool) -> Result<Self> {
+impl OutputPath {
+    /// Reserves `path`. Without `force`, an existing file is an error.
+    pub fn new(path: &Path, force: bool) -> Result<Self> {
         if !force && path.exists() {
             return Err(Error::InvalidOption(format!(
                 "{} already exists; use -f to overwrite it",
@@ -43,21 +45,10 @@ impl OutputFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.baler-tmp-{}", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| {
-                Error::Io(io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {}", path.display(), super::io_reason(&e)),
-                ))
-            })?;
-        Ok(OutputFile {
+        Ok(OutputPath {
             path: path.to_path_buf(),
             tmp,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            committed: false,
         })
     }
 
@@ -66,21 +57,73 @@ impl OutputFile {
         &self.path
     }
 
+    /// The temporary path to write.
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Renames the (complete, closed) temporary file into place.
+    pub fn commit(mut self) -> Result<()> {
+        fs::rename(&self.tmp, &self.path)?;
+        self.committed = true;
+        Ok(())
+    }
+
+    fn create_error(&self, e: &io::Error) -> Error {
+        Error::Io(io::Error::new(
+            e.kind(),
+            format!(
+                "cannot create {}: {}",
+                self.path.display(),
+                super::io_reason(e)
+            ),
+        ))
+    }
+}
+
+impl Drop for OutputPath {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A file of bytes that appears under its name only when complete (see [`OutputPath`]).
+#[derive(Debug)]
+pub struct OutputFile {
+    // Dropped first: a buffered writer flushes into the temporary file before it is removed.
+    file: Option<BufWriter<File>>,
+    path: OutputPath,
+}
+
+impl OutputFile {
+    /// Prepares to write `path`. Without `force`, an existing file is an error.
+    pub fn create(path: &Path, force: bool) -> Result<Self> {
+        let path = OutputPath::new(path, force)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path.tmp())
+            .map_err(|e| path.create_error(&e))?;
+        Ok(OutputFile {
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            path,
+        })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        self.path.path()
+    }
+
     /// Flushes and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("not committed twice");
         let file = file.into_inner().map_err(|e| Error::Io(e.into_error()))?;
         drop(file);
-        fs::rename(&self.tmp, &self.path)?;
-        Ok(())
-    }
-}
-
-impl Drop for OutputFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        self.path.commit()
     }
 }
 
@@ -109,6 +152,8 @@ pub enum ValueFormat {
     Npy,
     /// Little-endian values, nothing else.
     Raw,
+    /// An HDF5 file (`.h5`, `.hdf5`, `.he5`, `.hdf`), written by `io::hdf5::H5Writer`.
+    Hdf5,
 }
 
 impl ValueFormat {
@@ -117,6 +162,7 @@ impl ValueFormat {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "npy" => Some(ValueFormat::Npy),
             "raw" | "bin" | "dat" | "f32" | "f64" => Some(ValueFormat::Raw),
+            "h5" | "hdf5" | "he5" | "hdf" => Some(ValueFormat::Hdf5),
             _ => None,
         }
     }
@@ -136,6 +182,11 @@ pub struct ValueWriter<W: Write> {
 impl<W: Write> ValueWriter<W> {
     /// Starts writing. `shape[0] == UNKNOWN` with `.npy` needs [`finish_seekable`](Self::finish_seekable).
     pub fn new(mut out: W, format: ValueFormat, dtype: DType, shape: Vec<u64>) -> Result<Self> {
+        if format == ValueFormat::Hdf5 {
+            return Err(Error::InvalidOption(
+                "HDF5 output is a file written by the HDF5 library, not a byte stream".into(),
+            ));
+        }
         let fix_first = shape.first() == Some(&crate::array::UNKNOWN);
         if format == ValueFormat::Npy {
             let mut s = shape.clone();
@@ -171,6 +222,18 @@ impl<W: Write> ValueWriter<W> {
         }
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+/// Where decoded values go: little-endian bytes of whole values, in C order.
+pub trait ValueSink {
+    /// Appends little-endian value bytes.
+    fn write_le(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+impl<W: Write> ValueSink for ValueWriter<W> {
+    fn write_le(&mut self, bytes: &[u8]) -> Result<()> {
+        ValueWriter::write_le(self, bytes)
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
+
 use baler::{
     ArrayData, ArraySpec, BoundSpec, Bounds, ColumnRef, CompressOptions, Element, Header, Layout,
 };
