@@ -1180,12 +1180,16 @@ mod tests {
             assert_eq!(buf[0], layout);
             let mut out = Vec::new();
             let r = &mut ByteReader::new(&buf);
-            c.decode_either(r, codes.len(), &mut split, &mut out).unwrap();
+            c.decode_either(r, codes.len(), &mut split, &mut out)
+                .unwrap();
             assert!(r.is_empty());
             assert_eq!(&out, codes);
             buf[0] = 2;
             let r = &mut ByteReader::new(&buf);
-            assert!(c.decode_either(r, codes.len(), &mut split, &mut out).is_err());
+            assert!(
+                c.decode_either(r, codes.len(), &mut split, &mut out)
+                    .is_err()
+            );
         }
     }
 }
