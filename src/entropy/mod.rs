@@ -379,10 +379,16 @@ fn entropy_cost(
 /// codes before.
 pub(crate) const CONTEXTS: usize = 9;
 
+/// The class of a code for the contexts: its magnitude, 0, 1 or 2 (for 2 and more).
+#[inline(always)]
+fn class(c: i32) -> usize {
+    c.unsigned_abs().min(2) as usize
+}
+
 /// The context of a code whose two predecessors are `p1` (the nearer) and `p2`.
 #[inline(always)]
 fn context(p1: i32, p2: i32) -> usize {
-    (p1.unsigned_abs().min(2) * 3 + p2.unsigned_abs().min(2)) as usize
+    class(p1) * 3 + class(p2)
 }
 
 /// Whether coding `codes` by context is estimated to save at least 3%: order-0 entropies of
@@ -519,18 +525,36 @@ impl CodeCoder {
             }
         }
         // Counts add up to `n`, so every stream is used up exactly when none runs short.
+        // The merge is serial (each context depends on the codes before), except in a run: in
+        // the contexts whose two codes have the same class (0, 1 or 2+), a code of that class
+        // leaves the context as it was, so such a run is copied from its stream at once (long
+        // runs of zeros in the smooth parts of a field).
         out.clear();
         out.reserve(n);
         let mut at = [0usize; CONTEXTS];
-        let (mut p1, mut p2) = (0, 0);
-        for _ in 0..n {
-            let x = context(p1, p2);
-            let &c = split[x]
+        let (mut a1, mut a2) = (0usize, 0usize);
+        while out.len() < n {
+            let x = a1 * 3 + a2;
+            let s = &split[x];
+            if a1 == a2 {
+                let rest = &s[at[x]..];
+                let lim = rest.len().min(n - out.len());
+                let run = rest[..lim]
+                    .iter()
+                    .position(|&c| class(c) != a1)
+                    .unwrap_or(lim);
+                out.extend_from_slice(&rest[..run]);
+                at[x] += run;
+                if out.len() == n {
+                    break;
+                }
+            }
+            let &c = s
                 .get(at[x])
                 .ok_or_else(|| Malformed::new("a context's code stream ends early"))?;
             at[x] += 1;
             out.push(c);
-            (p2, p1) = (p1, c);
+            (a2, a1) = (a1, class(c));
         }
         Ok(())
     }
