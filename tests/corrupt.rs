@@ -130,6 +130,24 @@ fn forged_payloads_never_panic_the_decoders() {
         )
         .unwrap(),
     );
+    // A smooth 3-D field with a NaN: interpolation sections, codes coded by context.
+    let (t, h, w) = (16usize, 64usize, 64usize);
+    let mut smooth: Vec<f32> = (0..t * h * w)
+        .map(|i| {
+            let (z, y, x) = (i / (h * w), (i / w) % h, i % w);
+            ((x as f32 * 0.1).sin() * (y as f32 * 0.07).cos() + z as f32 * 0.01) * 10.0
+        })
+        .collect();
+    smooth[5000] = f32::NAN;
+    let volume = ArraySpec::new(DType::F32, vec![t as u64, h as u64, w as u64]);
+    let packed = baler::compress_slice(
+        &smooth,
+        &volume,
+        &CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3))),
+    )
+    .unwrap();
+    assert!(decompress_to_vec(&packed).is_ok());
+    containers.push(packed);
     let table: Vec<f32> = (0..4000 * 3)
         .map(|i| [1.5f32, -0.0, f32::NAN][i % 3] * (i / 3) as f32)
         .collect();
