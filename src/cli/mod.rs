@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod evaluate;
 mod info;
 mod progress;
 
@@ -27,6 +28,7 @@ pub fn run() -> ExitCode {
         Command::Info(a) => info::info(a),
         Command::Bench(a) => commands::bench(a),
         Command::Train(a) => commands::train(a),
+        Command::Evaluate(a) => evaluate::evaluate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
