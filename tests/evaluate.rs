@@ -469,3 +469,72 @@ fn a_value_off_its_bound_fails_with_where_it_is() {
     assert_eq!(u(pt, "max_error_at"), 1234);
     assert!(f(pt, "max_error_over_bound") > 1.0);
 }
+
+/// The PNG files of a plot directory: name and (width, height) from the IHDR chunk.
+fn pngs(dir: &str) -> Vec<(String, u32, u32)> {
+    let mut out: Vec<(String, u32, u32)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let bytes = fs::read(&path).unwrap();
+            assert!(bytes.len() > 10_000, "{} is nearly empty", path.display());
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+            let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+            let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                w,
+                h,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn plots_for_a_table_and_a_field() {
+    let d = tmp();
+    let packed = compress_delphes(d.path());
+    let dir = p(d.path(), "plots");
+    let out = ok(&[
+        "evaluate",
+        &fixture("delphes_16k.npy"),
+        &packed,
+        "--plots",
+        &dir,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("17 PNG files"));
+    let files = pngs(&dir);
+    let names = fs::read_to_string(fixture("delphes_16k.columns")).unwrap();
+    let mut want: Vec<String> = names
+        .trim()
+        .split(',')
+        .enumerate()
+        .map(|(j, n)| format!("{j:03}_{n}.png"))
+        .collect();
+    want.push("overview.png".into());
+    assert_eq!(files.iter().map(|f| f.0.clone()).collect::<Vec<_>>(), want);
+    for (name, w, h) in &files {
+        let expected = if name == "overview.png" {
+            (1800, 1320) // 4 × 4 panels of 450 × 320, and a title
+        } else {
+            (1800, 560)
+        };
+        assert_eq!((*w, *h), expected, "{name}");
+    }
+
+    let packed = p(d.path(), "ux.baler");
+    let src = fixture("cfd_decay_ux.npy");
+    ok(&["compress", &src, "-o", &packed, "-b", "rel:1e-4", "-q"]);
+    let dir = p(d.path(), "field");
+    ok(&["evaluate", &src, &packed, "--plots", &dir, "-q"]);
+    let files = pngs(&dir);
+    assert_eq!(
+        files,
+        vec![
+            ("field.png".to_string(), 1800, 560),
+            ("overview.png".to_string(), 450, 360)
+        ]
+    );
+}

@@ -58,6 +58,12 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "OUT")]
     pub json: Option<String>,
 
+    /// Also draw PNG plots into this directory: per column the original and reconstructed
+    /// distributions, the residual with the bound marked and the relative response; and an
+    /// overview page.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<std::path::PathBuf>,
+
     /// Element type of a raw original.
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,

@@ -16,6 +16,7 @@ use baler::{DType, Decompressor, Element, Header, Layout, UNKNOWN};
 
 use super::args::{DTypeArg, EvaluateArgs};
 use super::commands::json_str;
+use super::plots::Histograms;
 use super::progress::{self, size};
 use super::show_progress;
 
@@ -85,9 +86,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let bar = progress::bar(input.data_bytes, show_progress(args.quiet), "evaluating");
     let name = input.name.clone();
     let mut eval = Evaluation::for_header(&header);
+    let mut hist = args.plots.as_ref().map(|_| Histograms::new(&header));
+    let (orig, sinks) = (input.into_reader(), (&mut eval, hist.as_mut()));
     let values = match header.spec.dtype {
-        DType::F32 => lockstep::<f32, _>(d, input.into_reader(), &mut eval, &bar, &args, &name)?,
-        DType::F64 => lockstep::<f64, _>(d, input.into_reader(), &mut eval, &bar, &args, &name)?,
+        DType::F32 => lockstep::<f32, _>(d, orig, sinks, &bar, &args, &name)?,
+        DType::F64 => lockstep::<f64, _>(d, orig, sinks, &bar, &args, &name)?,
     };
     bar.finish_and_clear();
     let mut shape = header.spec.shape.clone();
@@ -106,6 +109,18 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     };
     if !args.quiet {
         print_table(&mut io::stdout().lock(), &report)?;
+    }
+    if let (Some(dir), Some(hist)) = (&args.plots, &hist) {
+        let names: Vec<String> = match report.header.spec.layout {
+            Layout::Table => (0..report.columns.len())
+                .map(|j| column_name(&report.header, j))
+                .collect(),
+            Layout::Field => vec!["value".into()],
+        };
+        let files = super::plots::write(dir, &report.header, hist, &report.columns, &names)?;
+        if !args.quiet {
+            eprintln!("plots: {} PNG files in {}", files.len(), dir.display());
+        }
     }
     if let Some(out) = &args.json {
         let text = json(&report);
@@ -218,7 +233,7 @@ fn check_same_array(input: &Input, header: &Header, args: &EvaluateArgs) -> Resu
 fn lockstep<T: Element, R: Read + Send + 'static>(
     mut d: Decompressor<R>,
     mut original: Box<dyn Read + Send>,
-    eval: &mut Evaluation,
+    (eval, mut hist): (&mut Evaluation, Option<&mut Histograms>),
     bar: &indicatif::ProgressBar,
     args: &EvaluateArgs,
     name: &str,
@@ -245,6 +260,9 @@ fn lockstep<T: Element, R: Read + Send + 'static>(
         }
         T::from_le_in_place(&mut buf);
         eval.add(&buf, decoded);
+        if let Some(h) = hist.as_deref_mut() {
+            h.add(&buf, decoded);
+        }
         values += decoded.len() as u64;
         bar.inc(want as u64);
         d.recycle(chunk);

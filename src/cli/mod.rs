@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod evaluate;
 mod info;
+mod plots;
 mod progress;
 
 use std::io::{self, IsTerminal, Write};

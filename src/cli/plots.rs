@@ -1,0 +1,485 @@
+//! `baler evaluate --plots DIR`: histograms taken in the same single pass as the figures,
+//! with fixed bins (a column's range from the container header, the bound, decades of the
+//! relative response), drawn as PNG with plotters (bitmap backend, text through ab_glyph
+//! with a bundled DejaVu Sans, so no system font library is needed).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use baler::evaluate::ColumnMetrics;
+use baler::{Element, Header, Layout};
+
+/// Bins of a value distribution and of the residual.
+const BINS: usize = 100;
+/// The relative response's bins: decades of `|r|` from 1e-12 to 1e4, eight bins a decade.
+const RESP_LO: f64 = -12.0;
+const RESP_HI: f64 = 4.0;
+const RESP_PER_DECADE: f64 = 8.0;
+const RESP_BINS: usize = ((RESP_HI - RESP_LO) * RESP_PER_DECADE) as usize;
+
+/// Fixed-range bins; values outside go to `below` / `above`.
+#[derive(Debug, Clone)]
+struct Bins {
+    lo: f64,
+    hi: f64,
+    /// Bins per unit.
+    scale: f64,
+    counts: Vec<u64>,
+    below: u64,
+    above: u64,
+}
+
+impl Bins {
+    fn new(lo: f64, hi: f64, n: usize) -> Bins {
+        let (lo, hi) = if hi > lo {
+            (lo, hi)
+        } else {
+            // A constant column: one unit-wide window around it.
+            (lo - 0.5 * lo.abs().max(1.0), lo + 0.5 * lo.abs().max(1.0))
+        };
+        Bins {
+            lo,
+            hi,
+            scale: n as f64 / (hi - lo),
+            counts: vec![0; n],
+            below: 0,
+            above: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, v: f64) {
+        let n = self.counts.len();
+        let t = (v - self.lo) * self.scale;
+        if t < 0.0 {
+            self.below += 1;
+        } else if v > self.hi {
+            self.above += 1;
+        } else {
+            self.counts[(t as usize).min(n - 1)] += 1;
+        }
+    }
+
+    fn width(&self) -> f64 {
+        (self.hi - self.lo) / self.counts.len() as f64
+    }
+
+    fn outside(&self) -> u64 {
+        self.below + self.above
+    }
+}
+
+/// The histograms of one column.
+#[derive(Debug, Clone)]
+struct ColumnHist {
+    original: Bins,
+    decoded: Bins,
+    residual: Option<Bins>,
+    /// `log10 |(x' − x)/x|` over finite `x ≠ 0`, `x' ≠ x`.
+    response: Bins,
+    /// Values reproduced exactly (response 0), not in `response`.
+    exact: u64,
+}
+
+/// Histograms of every column, fed chunk by chunk beside the [`baler::evaluate::Evaluation`].
+pub struct Histograms {
+    columns: Vec<ColumnHist>,
+    width: usize,
+}
+
+impl Histograms {
+    /// Bins from the container header: each column's range (its statistics) and bound.
+    pub fn new(h: &Header) -> Histograms {
+        let width = match h.spec.layout {
+            Layout::Table => h.record_len as usize,
+            Layout::Field => 1,
+        };
+        let columns = h
+            .bounds
+            .iter()
+            .zip(&h.stats)
+            .map(|(b, s)| {
+                // The stored range, widened by the bound so that reconstructions of the
+                // extreme values stay in the edge bins.
+                let (lo, hi) = if s.finite > 0 {
+                    (s.min - b.abs, s.max + b.abs)
+                } else {
+                    (0.0, 1.0)
+                };
+                ColumnHist {
+                    original: Bins::new(lo, hi, BINS),
+                    decoded: Bins::new(lo, hi, BINS),
+                    residual: (b.abs > 0.0).then(|| Bins::new(-1.1 * b.abs, 1.1 * b.abs, BINS)),
+                    response: Bins::new(RESP_LO, RESP_HI, RESP_BINS),
+                    exact: 0,
+                }
+            })
+            .collect();
+        Histograms { columns, width }
+    }
+
+    /// Adds whole records of the original and their reconstruction.
+    pub fn add<T: Element>(&mut self, original: &[T], decoded: &[T]) {
+        let w = self.width;
+        for (row, back) in original.chunks_exact(w).zip(decoded.chunks_exact(w)) {
+            for ((&x, &y), c) in row.iter().zip(back).zip(&mut self.columns) {
+                if !x.is_finite() || !y.is_finite() {
+                    continue;
+                }
+                let (xf, yf) = (x.to_f64(), y.to_f64());
+                c.original.add(xf);
+                c.decoded.add(yf);
+                let d = yf - xf;
+                if let Some(r) = &mut c.residual {
+                    r.add(d);
+                }
+                if d == 0.0 {
+                    c.exact += 1;
+                } else if xf != 0.0 {
+                    c.response.add(log10_abs(d / xf));
+                }
+            }
+        }
+    }
+}
+
+/// `log10 |v|` for finite `v ≠ 0`, to about 1e-5 (ample for bins an eighth of a decade wide,
+/// and several times faster than `f64::log10`): the exponent, plus `ln m` of the mantissa
+/// `m ∈ [1, 2)` by the series in `t = (m − 1)/(m + 1)`.
+#[inline]
+fn log10_abs(v: f64) -> f64 {
+    let bits = v.to_bits() & !(1u64 << 63);
+    let exp = ((bits >> 52) as i64 - 1023) as f64;
+    let m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let ln_m = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 * (1.0 / 7.0))));
+    (exp * std::f64::consts::LN_2 + ln_m) * std::f64::consts::LOG10_E
+}
+
+/// Registers the bundled font (once).
+fn font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../../assets/DejaVuSans.ttf"),
+        );
+    });
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing a plot: {e}")
+}
+
+/// A file name for a column: its index and a tame version of its name.
+fn file_name(j: usize, name: &str) -> String {
+    let tame: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    format!("{j:03}_{tame}.png")
+}
+
+/// Writes one PNG per column (distributions, residual, response; `NNN_name.png`, or
+/// `field.png` for a field) and an overview page with a small panel per column
+/// (`overview.png`) into `dir`; returns the files written.
+pub fn write(
+    dir: &Path,
+    h: &Header,
+    hist: &Histograms,
+    metrics: &[ColumnMetrics],
+    names: &[String],
+) -> Result<Vec<PathBuf>> {
+    font();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
+    for (j, (c, m)) in hist.columns.iter().zip(metrics).enumerate() {
+        let path = dir.join(match h.spec.layout {
+            Layout::Table => file_name(j, &names[j]),
+            Layout::Field => "field.png".into(),
+        });
+        column_page(&path, c, m, &names[j], h.bounds[j].abs)
+            .with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
+    let path = dir.join("overview.png");
+    overview(&path, hist, names).with_context(|| format!("writing {}", path.display()))?;
+    files.push(path);
+    Ok(files)
+}
+
+/// Upper end of a log count axis.
+fn top(counts: &[u64]) -> f64 {
+    (counts.iter().copied().max().unwrap_or(1).max(1) as f64) * 2.0
+}
+
+/// A step outline of a histogram, counts floored at the axis bottom for the log scale.
+fn steps(b: &Bins) -> Vec<(f64, f64)> {
+    let w = b.width();
+    let mut pts = Vec::with_capacity(2 * b.counts.len() + 2);
+    pts.push((b.lo, 0.5));
+    for (k, &n) in b.counts.iter().enumerate() {
+        let y = (n as f64).max(0.5);
+        pts.push((b.lo + k as f64 * w, y));
+        pts.push((b.lo + (k + 1) as f64 * w, y));
+    }
+    pts.push((b.hi, 0.5));
+    pts
+}
+
+fn sci(v: &f64) -> String {
+    if *v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1e-2 && v.abs() < 1e4 {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+/// Distributions of the original and the reconstruction, overlaid.
+fn distributions<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    c: &ColumnHist,
+    name: &str,
+    label_size: u32,
+    legend: bool,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ymax = top(&c.original.counts).max(top(&c.decoded.counts));
+    let caption = if c.original.outside() > 0 {
+        format!(
+            "{name} ({} values outside the stored range)",
+            c.original.outside()
+        )
+    } else {
+        name.to_string()
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", label_size + 4))
+        .margin(8)
+        .x_label_area_size(label_size * 3)
+        .y_label_area_size(label_size * 4)
+        .build_cartesian_2d(c.original.lo..c.original.hi, (0.5f64..ymax).log_scale())
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(name)
+        .y_desc("values per bin")
+        .x_label_formatter(&sci)
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .x_labels(5)
+        .label_style(("sans-serif", label_size))
+        .draw()
+        .map_err(plot_err)?;
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    chart
+        .draw_series(LineSeries::new(steps(&c.original), blue.stroke_width(3)))
+        .map_err(plot_err)?
+        .label("original")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(3)));
+    chart
+        .draw_series(LineSeries::new(steps(&c.decoded), orange.stroke_width(1)))
+        .map_err(plot_err)?
+        .label("reconstructed")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], orange));
+    if legend {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", label_size))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(plot_err)?;
+    }
+    Ok(())
+}
+
+/// Bars of a histogram.
+fn bars(b: &Bins, color: RGBColor) -> Vec<Rectangle<(f64, f64)>> {
+    let w = b.width();
+    b.counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, &n)| {
+            let x0 = b.lo + k as f64 * w;
+            Rectangle::new([(x0, 0.5), (x0 + w, n as f64)], color.filled())
+        })
+        .collect()
+}
+
+fn column_page(
+    path: &Path,
+    c: &ColumnHist,
+    m: &ColumnMetrics,
+    name: &str,
+    bound: f64,
+) -> Result<()> {
+    let root = BitMapBackend::new(path, (1800, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (title, body) = root.split_vertically(50);
+    title
+        .draw_text(
+            &format!(
+                "{name}: max |x'-x| = {:.3e} ({:.4} of the bound {}), RMSE {:.3e}, PSNR {}",
+                m.max_abs_error,
+                m.error_over_bound(),
+                if bound > 0.0 {
+                    format!("{bound:.3e}")
+                } else {
+                    "0: lossless".into()
+                },
+                m.rmse(),
+                match m.psnr_db() {
+                    Some(p) if p.is_finite() => format!("{p:.1} dB"),
+                    Some(_) => "inf".into(),
+                    None => "-".into(),
+                }
+            ),
+            &("sans-serif", 24).into_font().color(&BLACK),
+            (20, 14),
+        )
+        .map_err(plot_err)?;
+    let panels = body.split_evenly((1, 3));
+    distributions(&panels[0], c, name, 16, true)?;
+
+    // The residual, with the bound marked.
+    let red = RGBColor(214, 39, 40);
+    match &c.residual {
+        Some(r) => {
+            let ymax = top(&r.counts);
+            let mut chart = ChartBuilder::on(&panels[1])
+                .caption("residual x' - x", ("sans-serif", 20))
+                .margin(8)
+                .x_label_area_size(48)
+                .y_label_area_size(64)
+                .build_cartesian_2d(r.lo..r.hi, (0.5f64..ymax).log_scale())
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(format!("x' - x ({name})"))
+                .y_desc("values per bin")
+                .x_label_formatter(&sci)
+                .y_label_formatter(&|v| format!("{v:.0e}"))
+                .x_labels(5)
+                .label_style(("sans-serif", 16))
+                .draw()
+                .map_err(plot_err)?;
+            chart
+                .draw_series(bars(r, RGBColor(44, 160, 44)))
+                .map_err(plot_err)?;
+            for e in [-bound, bound] {
+                chart
+                    .draw_series(LineSeries::new(
+                        vec![(e, 0.5), (e, ymax)],
+                        red.stroke_width(2),
+                    ))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("bound ±{bound:.2e}"),
+                    (r.lo + 0.02 * (r.hi - r.lo), ymax / 2.0),
+                    ("sans-serif", 16).into_font().color(&red),
+                )))
+                .map_err(plot_err)?;
+        }
+        None => {
+            panels[1]
+                .draw_text(
+                    "lossless column: every value bit-exact",
+                    &("sans-serif", 20).into_font().color(&BLACK),
+                    (40, 200),
+                )
+                .map_err(plot_err)?;
+        }
+    }
+
+    // The relative response, by decades: the decades it occupies, and one more each side.
+    let b = &c.response;
+    let ymax = top(&b.counts);
+    let used: Vec<usize> = (0..b.counts.len()).filter(|&k| b.counts[k] > 0).collect();
+    let (x0, x1) = match (used.first(), used.last()) {
+        (Some(&f), Some(&l)) => (
+            (b.lo + f as f64 * b.width()).floor() - 1.0,
+            (b.lo + (l + 1) as f64 * b.width()).ceil() + 1.0,
+        ),
+        _ => (b.lo, b.hi),
+    };
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption(
+            format!(
+                "relative response, {} values exact, x = 0 left out",
+                c.exact
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(8)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0.max(b.lo)..x1.min(b.hi), (0.5f64..ymax).log_scale())
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("log10 |(x' - x) / x|")
+        .y_desc("values per bin")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .label_style(("sans-serif", 16))
+        .draw()
+        .map_err(plot_err)?;
+    chart
+        .draw_series(bars(b, RGBColor(148, 103, 189)))
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// One small distribution panel per column.
+fn overview(path: &Path, hist: &Histograms, names: &[String]) -> Result<()> {
+    let n = hist.columns.len();
+    let cols = n.clamp(1, 4);
+    let rows = n.div_ceil(cols);
+    let root =
+        BitMapBackend::new(path, (cols as u32 * 450, rows as u32 * 320 + 40)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (title, body) = root.split_vertically(40);
+    title
+        .draw_text(
+            "original (blue) and reconstructed (orange) distributions",
+            &("sans-serif", 22).into_font().color(&BLACK),
+            (12, 10),
+        )
+        .map_err(plot_err)?;
+    let panels = body.split_evenly((rows, cols));
+    for (j, c) in hist.columns.iter().enumerate() {
+        distributions(&panels[j], c, &names[j], 12, false)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fast_log10_is_close() {
+        for v in [
+            1e-300, 3.7e-12, 0.001, 0.5, 1.0, 1.999, 7.0, 123.456, 9.9e3, 1e300, -2.5e-3,
+        ] {
+            let (a, b) = (super::log10_abs(v), f64::abs(v).log10());
+            assert!((a - b).abs() < 2e-5, "{v}: {a} vs {b}");
+        }
+    }
+}
