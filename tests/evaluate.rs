@@ -538,3 +538,38 @@ fn plots_for_a_table_and_a_field() {
         ]
     );
 }
+
+#[test]
+fn train_draws_its_loss_curve_and_info_describes_the_model() {
+    let d = tmp();
+    let model = p(d.path(), "m.bmdl");
+    ok(&[
+        "train",
+        &fixture("delphes_16k.npy"),
+        "-b",
+        "rel:1e-3",
+        "-o",
+        &model,
+        "-q",
+    ]);
+    let png = fs::read(format!("{model}.png")).expect("the loss curve beside the model");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(png.len() > 5_000);
+    let curve = read_json(&format!("{model}.json"));
+    let epochs = curve["epochs"].as_array().unwrap().len();
+    assert!(epochs >= 1);
+    let out = ok(&["info", &model]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("baler model"), "{text}");
+    assert!(text.contains("parameters"), "{text}");
+    // One row per column of the table.
+    let rows = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| {
+            w.strip_prefix("col")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .count();
+    assert_eq!(rows, 16, "{text}");
+}

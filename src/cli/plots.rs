@@ -471,6 +471,85 @@ fn overview(path: &Path, hist: &Histograms, names: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The loss curve of `baler train`: training and held-out loss per epoch, log scale.
+pub fn loss_curve(path: &Path, train: &[f32], held_out: &[f32]) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let all = train.iter().chain(held_out).map(|&v| f64::from(v));
+    let finite: Vec<f64> = all.filter(|v| v.is_finite() && *v > 0.0).collect();
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(0.0f64, f64::max);
+    // The losses' log10 on a linear axis labelled with the losses themselves: a log scale
+    // that has labels even when the curve spans less than a decade.
+    let (lo, hi) = if lo <= hi {
+        let pad = ((hi / lo).log10() * 0.1).max(0.02);
+        (lo.log10() - pad, hi.log10() + pad)
+    } else {
+        (-3.0, 0.0)
+    };
+    let n = train.len().max(held_out.len()).max(1);
+    let epochs = n as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "baler train: loss per epoch (MSE, normalized units)",
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(100)
+        .build_cartesian_2d(0.5..epochs + 0.5, lo..hi)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("loss (log scale)")
+        .x_labels(n.min(20) + 1)
+        .x_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-9 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| format!("{:.3e}", 10f64.powf(*v)))
+        .label_style(("sans-serif", 16))
+        .draw()
+        .map_err(plot_err)?;
+    let series = [
+        ("training", train, RGBColor(31, 119, 180)),
+        ("held-out", held_out, RGBColor(255, 127, 14)),
+    ];
+    for (label, values, color) in series {
+        let pts: Vec<(f64, f64)> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite() && **v > 0.0)
+            .map(|(e, &v)| ((e + 1) as f64, f64::from(v).log10()))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+            .map_err(plot_err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
