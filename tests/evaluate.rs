@@ -534,6 +534,7 @@ fn plots_for_a_table_and_a_field() {
         files,
         vec![
             ("field.png".to_string(), 1800, 560),
+            ("field_slice.png".to_string(), 1800, 680),
             ("overview.png".to_string(), 450, 360)
         ]
     );

@@ -87,6 +87,78 @@ struct ColumnHist {
 pub struct Histograms {
     columns: Vec<ColumnHist>,
     width: usize,
+    /// A field's middle slice, sampled (rank ≥ 2).
+    slice: Option<Slice>,
+    /// Values seen so far.
+    seen: u64,
+}
+
+/// Most rows and columns of a slice image: larger slices are sampled with a stride.
+const SLICE_MAX: u64 = 300;
+
+/// The middle 2-D slice (over the last two axes) of a field, every `step`-th row and column,
+/// captured as it streams past.
+#[derive(Debug, Clone)]
+struct Slice {
+    /// Index along the leading axes (flattened) of the slice.
+    index: u64,
+    /// Flat position of its first value.
+    start: u64,
+    rows: u64,
+    cols: u64,
+    step: u64,
+    original: Vec<f64>,
+    decoded: Vec<f64>,
+}
+
+impl Slice {
+    fn new(shape: &[u64]) -> Option<Slice> {
+        if shape.len() < 2 || shape.contains(&baler::UNKNOWN) {
+            return None;
+        }
+        let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+        let planes: u64 = shape[..shape.len() - 2].iter().product();
+        if rows == 0 || cols == 0 || planes == 0 {
+            return None;
+        }
+        let index = planes / 2;
+        let step = rows.max(cols).div_ceil(SLICE_MAX).max(1);
+        let n = (rows.div_ceil(step) * cols.div_ceil(step)) as usize;
+        Some(Slice {
+            index,
+            start: index * rows * cols,
+            rows,
+            cols,
+            step,
+            original: vec![f64::NAN; n],
+            decoded: vec![f64::NAN; n],
+        })
+    }
+
+    /// Sampled width and height.
+    fn dims(&self) -> (u64, u64) {
+        (self.cols.div_ceil(self.step), self.rows.div_ceil(self.step))
+    }
+
+    fn add<T: Element>(&mut self, first: u64, original: &[T], decoded: &[T]) {
+        let end = self.start + self.rows * self.cols;
+        let (lo, hi) = (
+            first.max(self.start),
+            (first + original.len() as u64).min(end),
+        );
+        let w = self.dims().0;
+        for pos in lo..hi {
+            let (r, c) = (
+                (pos - self.start) / self.cols,
+                (pos - self.start) % self.cols,
+            );
+            if r % self.step == 0 && c % self.step == 0 {
+                let k = ((r / self.step) * w + c / self.step) as usize;
+                self.original[k] = original[(pos - first) as usize].to_f64();
+                self.decoded[k] = decoded[(pos - first) as usize].to_f64();
+            }
+        }
+    }
 }
 
 impl Histograms {
@@ -117,11 +189,23 @@ impl Histograms {
                 }
             })
             .collect();
-        Histograms { columns, width }
+        Histograms {
+            columns,
+            width,
+            slice: match h.spec.layout {
+                Layout::Field => Slice::new(&h.spec.shape),
+                Layout::Table => None,
+            },
+            seen: 0,
+        }
     }
 
     /// Adds whole records of the original and their reconstruction.
     pub fn add<T: Element>(&mut self, original: &[T], decoded: &[T]) {
+        if let Some(s) = &mut self.slice {
+            s.add(self.seen, original, decoded);
+        }
+        self.seen += original.len() as u64;
         let w = self.width;
         for (row, back) in original.chunks_exact(w).zip(decoded.chunks_exact(w)) {
             for ((&x, &y), c) in row.iter().zip(back).zip(&mut self.columns) {
@@ -207,10 +291,156 @@ pub fn write(
             .with_context(|| format!("writing {}", path.display()))?;
         files.push(path);
     }
+    if let Some(slice) = &hist.slice {
+        let path = dir.join("field_slice.png");
+        slice_page(&path, slice, &h.spec.shape, h.bounds[0].abs)
+            .with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
     let path = dir.join("overview.png");
     overview(&path, hist, names).with_context(|| format!("writing {}", path.display()))?;
     files.push(path);
     Ok(files)
+}
+
+/// A colour on a viridis-like ramp, `t` in [0, 1]; grey for NaN.
+fn ramp(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 5] = [
+        (68, 1, 84),
+        (59, 82, 139),
+        (33, 145, 140),
+        (94, 201, 98),
+        (253, 231, 37),
+    ];
+    if t.is_nan() {
+        return RGBColor(160, 160, 160);
+    }
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let k = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - k as f64;
+    let mix = |a: u8, b: u8| (f64::from(a) + f * (f64::from(b) - f64::from(a))).round() as u8;
+    let (a, b) = (STOPS[k], STOPS[k + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Blue (−1) through white (0) to red (+1); grey for NaN.
+fn diverging(t: f64) -> RGBColor {
+    if t.is_nan() {
+        return RGBColor(160, 160, 160);
+    }
+    let t = t.clamp(-1.0, 1.0);
+    let fade = |c: u8, f: f64| (255.0 - f * (255.0 - f64::from(c))).round() as u8;
+    if t < 0.0 {
+        RGBColor(fade(33, -t), fade(102, -t), fade(172, -t))
+    } else {
+        RGBColor(fade(178, t), fade(24, t), fade(43, t))
+    }
+}
+
+/// One image panel: `values` (`w × h`, row-major) coloured by `color`.
+fn image<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    (w, h): (u64, u64),
+    step: u64,
+    values: &[f64],
+    color: &dyn Fn(f64) -> RGBColor,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..(w * step) as f64, ((h * step) as f64)..0.0)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("last axis")
+        .y_desc("second-to-last axis")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot_err)?;
+    let s = step as f64;
+    chart
+        .draw_series((0..h).flat_map(|r| {
+            (0..w).map(move |c| {
+                let v = values[(r * w + c) as usize];
+                let (x, y) = (c as f64 * s, r as f64 * s);
+                Rectangle::new([(x, y), (x + s, y + s)], color(v).filled())
+            })
+        }))
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// The middle slice of a field: original, reconstruction (one colour scale) and error map.
+fn slice_page(path: &Path, s: &Slice, shape: &[u64], bound: f64) -> Result<()> {
+    let root = BitMapBackend::new(path, (1800, 680)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let lead = &shape[..shape.len() - 2];
+    let mut idx = Vec::new();
+    let mut rest = s.index;
+    for &d in lead.iter().rev() {
+        idx.push((rest % d.max(1)).to_string());
+        rest /= d.max(1);
+    }
+    idx.reverse();
+    idx.extend(["·".to_string(), "·".to_string()]);
+    let (title, body) = root.split_vertically(44);
+    let finite = s.original.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    title
+        .draw_text(
+            &format!(
+                "slice [{}] of {}{}: values {} .. {} (viridis), error x' - x over ±{} (blue - white - red)",
+                idx.join(", "),
+                baler::array::shape_string(shape),
+                if s.step > 1 {
+                    format!(", every {}th row and column", s.step)
+                } else {
+                    String::new()
+                },
+                sci(&lo),
+                sci(&hi),
+                sci(&bound)
+            ),
+            &("sans-serif", 20).into_font().color(&BLACK),
+            (16, 12),
+        )
+        .map_err(plot_err)?;
+    let panels = body.split_evenly((1, 3));
+    let dims = s.dims();
+    let scaled = |v: f64| ramp((v - lo) / span);
+    image(&panels[0], "original", dims, s.step, &s.original, &scaled)?;
+    image(
+        &panels[1],
+        "reconstructed",
+        dims,
+        s.step,
+        &s.decoded,
+        &scaled,
+    )?;
+    let err: Vec<f64> = s
+        .original
+        .iter()
+        .zip(&s.decoded)
+        .map(|(x, y)| y - x)
+        .collect();
+    let e = if bound > 0.0 { bound } else { 1.0 };
+    image(&panels[2], "error x' - x", dims, s.step, &err, &|v| {
+        diverging(v / e)
+    })?;
+    root.present().map_err(plot_err)?;
+    Ok(())
 }
 
 /// Upper end of a log count axis.
