@@ -74,6 +74,8 @@ impl Bins {
 /// The histograms of one column.
 #[derive(Debug, Clone)]
 struct ColumnHist {
+    /// Distributions binned by `log10 x` (a positive column spanning over three decades).
+    log_x: bool,
     original: Bins,
     decoded: Bins,
     residual: Option<Bins>,
@@ -175,12 +177,16 @@ impl Histograms {
             .map(|(b, s)| {
                 // The stored range, widened by the bound so that reconstructions of the
                 // extreme values stay in the edge bins.
-                let (lo, hi) = if s.finite > 0 {
+                let log_x = s.finite > 0 && s.min > 0.0 && s.max / s.min > 1e3;
+                let (lo, hi) = if log_x {
+                    (s.min.log10() - 0.01, (s.max + b.abs).log10() + 0.01)
+                } else if s.finite > 0 {
                     (s.min - b.abs, s.max + b.abs)
                 } else {
                     (0.0, 1.0)
                 };
                 ColumnHist {
+                    log_x,
                     original: Bins::new(lo, hi, BINS),
                     decoded: Bins::new(lo, hi, BINS),
                     residual: (b.abs > 0.0).then(|| Bins::new(-1.1 * b.abs, 1.1 * b.abs, BINS)),
@@ -213,8 +219,21 @@ impl Histograms {
                     continue;
                 }
                 let (xf, yf) = (x.to_f64(), y.to_f64());
-                c.original.add(xf);
-                c.decoded.add(yf);
+                if c.log_x {
+                    // Values ≤ 0 (a reconstruction just below a tiny original) fall below.
+                    let log = |v: f64| {
+                        if v > 0.0 {
+                            log10_abs(v)
+                        } else {
+                            f64::NEG_INFINITY
+                        }
+                    };
+                    c.original.add(log(xf));
+                    c.decoded.add(log(yf));
+                } else {
+                    c.original.add(xf);
+                    c.decoded.add(yf);
+                }
                 let d = yf - xf;
                 if let Some(r) = &mut c.residual {
                     r.add(d);
@@ -504,9 +523,19 @@ where
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .x_desc(name)
+        .x_desc(if c.log_x {
+            format!("{name} (log scale)")
+        } else {
+            name.to_string()
+        })
         .y_desc("values per bin")
-        .x_label_formatter(&sci)
+        .x_label_formatter(&|v| {
+            if c.log_x {
+                sci(&10f64.powf(*v))
+            } else {
+                sci(v)
+            }
+        })
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .x_labels(5)
         .label_style(("sans-serif", label_size))
