@@ -504,7 +504,7 @@ fn plots_for_a_table_and_a_field() {
         "--plots",
         &dir,
     ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("17 PNG files"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("17 files"));
     let files = pngs(&dir);
     let names = fs::read_to_string(fixture("delphes_16k.columns")).unwrap();
     let mut want: Vec<String> = names
@@ -528,7 +528,16 @@ fn plots_for_a_table_and_a_field() {
     let src = fixture("cfd_decay_ux.npy");
     ok(&["compress", &src, "-o", &packed, "-b", "rel:1e-4", "-q"]);
     let dir = p(d.path(), "field");
-    ok(&["evaluate", &src, &packed, "--plots", &dir, "-q"]);
+    ok(&["evaluate", &src, &packed, "--plots", &dir, "--svg", "-q"]);
+    // Each page also as SVG, with its text as text.
+    for name in ["field", "field_slice", "overview"] {
+        let svg = fs::read_to_string(format!("{dir}/{name}.svg")).expect("an SVG beside the PNG");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<text"),
+            "{name}.svg"
+        );
+        fs::remove_file(format!("{dir}/{name}.svg")).unwrap();
+    }
     let files = pngs(&dir);
     assert_eq!(
         files,

@@ -64,6 +64,10 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "DIR")]
     pub plots: Option<std::path::PathBuf>,
 
+    /// With --plots, also write every plot as SVG beside its PNG.
+    #[arg(long, requires = "plots")]
+    pub svg: bool,
+
     /// Element type of a raw original.
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,

@@ -117,9 +117,10 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
                 .collect(),
             Layout::Field => vec!["value".into()],
         };
-        let files = super::plots::write(dir, &report.header, hist, &report.columns, &names)?;
+        let files =
+            super::plots::write(dir, &report.header, hist, &report.columns, &names, args.svg)?;
         if !args.quiet {
-            eprintln!("plots: {} PNG files in {}", files.len(), dir.display());
+            eprintln!("plots: {} files in {}", files.len(), dir.display());
         }
     }
     if let Some(out) = &args.json {
@@ -357,14 +358,17 @@ fn print_table(out: &mut impl Write, r: &Report) -> Result<()> {
     let met = r.columns.iter().all(ColumnMetrics::bound_met);
     writeln!(
         out,
-        "  bound     {}; worst max|err|/bound {:.6} ({})",
+        "  bound     {}; worst max|err|/bound {:.6}{}",
         if met {
             "met by every value"
         } else {
             "VIOLATED (see below)"
         },
         worst,
-        column_name(h, worst_j)
+        match h.spec.layout {
+            Layout::Table => format!(" (column {})", column_name(h, worst_j)),
+            Layout::Field => String::new(),
+        }
     )?;
     let nonfinite: u64 = r.columns.iter().map(|c| c.nonfinite).sum();
     let mismatched: u64 = r.columns.iter().map(|c| c.special_mismatches).sum();

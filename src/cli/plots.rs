@@ -290,35 +290,68 @@ fn file_name(j: usize, name: &str) -> String {
 
 /// Writes one PNG per column (distributions, residual, response; `NNN_name.png`, or
 /// `field.png` for a field) and an overview page with a small panel per column
-/// (`overview.png`) into `dir`; returns the files written.
+/// (`overview.png`) into `dir`, and each as SVG too with `svg`; returns the files written.
 pub fn write(
     dir: &Path,
     h: &Header,
     hist: &Histograms,
     metrics: &[ColumnMetrics],
     names: &[String],
+    svg: bool,
 ) -> Result<Vec<PathBuf>> {
     font();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files = Vec::new();
+    // Draws one page as PNG and, with `svg`, again as SVG beside it.
+    macro_rules! page {
+        ($path:expr, $size:expr, |$root:ident| $draw:expr) => {{
+            let path: PathBuf = $path;
+            let written = (|| -> Result<()> {
+                {
+                    let $root = BitMapBackend::new(&path, $size).into_drawing_area();
+                    $draw?;
+                    $root.present().map_err(plot_err)?;
+                }
+                if svg {
+                    let svg_path = path.with_extension("svg");
+                    let $root = SVGBackend::new(&svg_path, $size).into_drawing_area();
+                    $draw?;
+                    $root.present().map_err(plot_err)?;
+                }
+                Ok(())
+            })();
+            written.with_context(|| format!("writing {}", path.display()))?;
+            if svg {
+                files.push(path.with_extension("svg"));
+            }
+            files.push(path);
+        }};
+    }
     for (j, (c, m)) in hist.columns.iter().zip(metrics).enumerate() {
         let path = dir.join(match h.spec.layout {
             Layout::Table => file_name(j, &names[j]),
             Layout::Field => "field.png".into(),
         });
-        column_page(&path, c, m, &names[j], h.bounds[j].abs)
-            .with_context(|| format!("writing {}", path.display()))?;
-        files.push(path);
+        page!(path, (1800, 560), |root| column_page(
+            &root,
+            c,
+            m,
+            &names[j],
+            h.bounds[j].abs
+        ));
     }
     if let Some(slice) = &hist.slice {
-        let path = dir.join("field_slice.png");
-        slice_page(&path, slice, &h.spec.shape, h.bounds[0].abs)
-            .with_context(|| format!("writing {}", path.display()))?;
-        files.push(path);
+        page!(dir.join("field_slice.png"), (1800, 680), |root| slice_page(
+            &root,
+            slice,
+            &h.spec.shape,
+            h.bounds[0].abs
+        ));
     }
-    let path = dir.join("overview.png");
-    overview(&path, hist, names).with_context(|| format!("writing {}", path.display()))?;
-    files.push(path);
+    let size = overview_layout(hist.columns.len()).2;
+    page!(dir.join("overview.png"), size, |root| overview(
+        &root, hist, names
+    ));
     Ok(files)
 }
 
@@ -399,8 +432,15 @@ where
 }
 
 /// The middle slice of a field: original, reconstruction (one colour scale) and error map.
-fn slice_page(path: &Path, s: &Slice, shape: &[u64], bound: f64) -> Result<()> {
-    let root = BitMapBackend::new(path, (1800, 680)).into_drawing_area();
+fn slice_page<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    s: &Slice,
+    shape: &[u64],
+    bound: f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE).map_err(plot_err)?;
     let lead = &shape[..shape.len() - 2];
     let mut idx = Vec::new();
@@ -458,7 +498,6 @@ fn slice_page(path: &Path, s: &Slice, shape: &[u64], bound: f64) -> Result<()> {
     image(&panels[2], "error x' - x", dims, s.step, &err, &|v| {
         diverging(v / e)
     })?;
-    root.present().map_err(plot_err)?;
     Ok(())
 }
 
@@ -580,14 +619,16 @@ fn bars(b: &Bins, color: RGBColor) -> Vec<Rectangle<(f64, f64)>> {
         .collect()
 }
 
-fn column_page(
-    path: &Path,
+fn column_page<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
     c: &ColumnHist,
     m: &ColumnMetrics,
     name: &str,
     bound: f64,
-) -> Result<()> {
-    let root = BitMapBackend::new(path, (1800, 560)).into_drawing_area();
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE).map_err(plot_err)?;
     let (title, body) = root.split_vertically(50);
     title
@@ -702,17 +743,26 @@ fn column_page(
     chart
         .draw_series(bars(b, RGBColor(148, 103, 189)))
         .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
     Ok(())
 }
 
 /// One small distribution panel per column.
-fn overview(path: &Path, hist: &Histograms, names: &[String]) -> Result<()> {
-    let n = hist.columns.len();
+/// Panels across and down of the overview, and its size in pixels.
+fn overview_layout(n: usize) -> (usize, usize, (u32, u32)) {
     let cols = n.clamp(1, 4);
     let rows = n.div_ceil(cols);
-    let root =
-        BitMapBackend::new(path, (cols as u32 * 450, rows as u32 * 320 + 40)).into_drawing_area();
+    (cols, rows, (cols as u32 * 450, rows as u32 * 320 + 40))
+}
+
+fn overview<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    hist: &Histograms,
+    names: &[String],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (cols, rows, _) = overview_layout(hist.columns.len());
     root.fill(&WHITE).map_err(plot_err)?;
     let (title, body) = root.split_vertically(40);
     title
@@ -726,7 +776,6 @@ fn overview(path: &Path, hist: &Histograms, names: &[String]) -> Result<()> {
     for (j, c) in hist.columns.iter().enumerate() {
         distributions(&panels[j], c, &names[j], 12, false)?;
     }
-    root.present().map_err(plot_err)?;
     Ok(())
 }
 
