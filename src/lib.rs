@@ -57,6 +57,7 @@ pub mod container;
 pub mod decompress;
 pub(crate) mod entropy;
 pub mod error;
+pub mod evaluate;
 pub mod io;
 mod lossless;
 pub mod model;

@@ -1,6 +1,6 @@
 //! Memory stays flat as the input grows: streams far larger than the cap go through
-//! `baler compress - | baler decompress -` (and file to file, and a chunked gzip HDF5 dataset
-//! to a new `.h5`) while a monitor samples each process's anonymous resident memory (`RssAnon`
+//! `baler compress - | baler decompress -` (and file to file, `baler evaluate` of the file
+//! against its container, and a chunked gzip HDF5 dataset to a new `.h5`) while a monitor samples each process's anonymous resident memory (`RssAnon`
 //! in /proc/PID/status).
 //!
 //! Sizes: `BALER_MEMORY_TEST_MIB` (default 1024) for the large run, a quarter of it for the small
@@ -239,6 +239,20 @@ fn files_stay_under_the_cap() {
         &["compress", &npy_s, "-o", &packed_s, "-b", "rel:1e-3", "-q"],
         "compress",
     );
+    // evaluate streams both files in lockstep, histograms and all.
+    let plots = dir.path().join("plots");
+    let e_peak = peak_of(
+        &[
+            "evaluate",
+            &npy_s,
+            &packed_s,
+            "--plots",
+            &plots.to_string_lossy(),
+            "-q",
+        ],
+        "evaluate",
+    );
+    assert_eq!(fs::read_dir(&plots).unwrap().count(), COLS + 1);
     fs::remove_file(&npy).unwrap();
     let back = dir.path().join("back.npy");
     let back_s = back.to_string_lossy();
@@ -246,13 +260,17 @@ fn files_stay_under_the_cap() {
         &["decompress", &packed_s, "-o", &back_s, "-q"],
         "decompress",
     );
-    eprintln!("peak RssAnon, {mib} MiB file: compress {c_peak} MiB, decompress {d_peak} MiB");
+    eprintln!(
+        "peak RssAnon, {mib} MiB file: compress {c_peak} MiB, decompress {d_peak} MiB, \
+         evaluate {e_peak} MiB"
+    );
     assert_eq!(
         fs::metadata(&back).unwrap().len(),
         128 + rows * 4 * COLS as u64
     );
     assert!(c_peak < CAP_MIB, "compress used {c_peak} MiB");
     assert!(d_peak < CAP_MIB, "decompress used {d_peak} MiB");
+    assert!(e_peak < CAP_MIB, "evaluate used {e_peak} MiB");
 }
 
 /// Writes an HDF5 file holding one chunked, gzip-compressed dataset `/data` of `mib` MiB

@@ -34,9 +34,59 @@ pub enum Command {
     /// Measure ratio and in-memory speed on a file (loaded whole into memory), checking the
     /// bound on every value.
     Bench(BenchArgs),
+    /// Compare a .baler container with the array it was compressed from: per column the
+    /// largest error against its bound, RMSE, PSNR, residual and relative response, and the
+    /// ratio with the model's share. Both are streamed, in bounded memory.
+    Evaluate(EvaluateArgs),
     /// Train a learned predictor for a table on a random sample of its records, reusable with
     /// `compress --model` on files of the same kind.
     Train(TrainArgs),
+}
+
+/// `baler evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The original: a .npy file, an HDF5 dataset (FILE.h5:/dataset), a raw file (with --dtype
+    /// and --shape; by default those of the container when it was compressed from raw values),
+    /// or - for standard input.
+    pub original: String,
+
+    /// The .baler container compressed from it, or - for standard input.
+    pub compressed: String,
+
+    /// Also write every figure as JSON to this file (- for standard output).
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<String>,
+
+    /// Also draw PNG plots into this directory: per column the original and reconstructed
+    /// distributions, the residual with the bound marked and the relative response; and an
+    /// overview page.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<std::path::PathBuf>,
+
+    /// With --plots, also write every plot as SVG beside its PNG.
+    #[arg(long, requires = "plots")]
+    pub svg: bool,
+
+    /// Element type of a raw original.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+
+    /// Shape of a raw original, e.g. 1000,24 or -1,24.
+    #[arg(long, value_name = "DIMS", allow_hyphen_values = true)]
+    pub shape: Option<String>,
+
+    /// The dataset of an HDF5 original (or write FILE.h5:/group/data).
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<String>,
+
+    /// Decoding threads [default: one per core].
+    #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+
+    /// No progress bar and no table (the JSON, errors and a bound violation are still written).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `baler train`.

@@ -148,7 +148,7 @@ fn train_on(
 }
 
 /// A JSON string literal.
-fn json_str(s: &str) -> String {
+pub(super) fn json_str(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {
@@ -160,6 +160,22 @@ fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+/// What a model's input `i` is: a column's name, or a derived feature of named columns.
+pub(super) fn input_name(
+    model: &baler::model::Model,
+    i: u32,
+    name: &dyn Fn(usize) -> String,
+) -> String {
+    let (i, width) = (i as usize, model.columns.len());
+    if i < width {
+        name(i)
+    } else {
+        let f = &model.features[i - width];
+        let args: Vec<String> = f.args.iter().map(|&a| name(a as usize)).collect();
+        f.op.describe(&args)
+    }
 }
 
 /// What training did, as JSON: the loss curve (training and held-out loss per epoch, MSE in
@@ -204,16 +220,7 @@ fn training_json(
             let inputs: Vec<String> = c
                 .inputs
                 .iter()
-                .map(|&i| {
-                    let i = i as usize;
-                    json_str(&if i < width {
-                        name(i)
-                    } else {
-                        let f = &model.features[i - width];
-                        let args: Vec<String> = f.args.iter().map(|&a| name(a as usize)).collect();
-                        f.op.describe(&args)
-                    })
-                })
+                .map(|&i| json_str(&input_name(model, i, &name)))
                 .collect();
             format!(
                 "{{\"name\": {}, \"inputs\": [{}], \"hidden\": {}, \"unexplained\": {}}}",
@@ -265,6 +272,9 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     let curve = PathBuf::from(curve);
     std::fs::write(&curve, training_json(&model, &report, &spec.column_names))
         .with_context(|| format!("writing {}", curve.display()))?;
+    let png = curve.with_extension("png");
+    super::plots::loss_curve(&png, &report.train_loss, &report.val_loss)
+        .with_context(|| format!("writing {}", png.display()))?;
     if !args.quiet {
         eprintln!(
             "{} -> {}: {} bytes",

@@ -35,6 +35,9 @@ pub fn info(args: InfoArgs) -> Result<()> {
     if n == 8 && magic == MAGIC {
         return container_info(&mut out, path, f, file_size, &args);
     }
+    if n == 8 && &magic == b"BALERMDL" {
+        return model_info(&mut out, path, file_size);
+    }
     if magic.starts_with(b"\x93NUMPY") {
         let h = npy::read_header(&mut f)?;
         writeln!(out, "{path}: .npy array")?;
@@ -61,7 +64,62 @@ pub fn info(args: InfoArgs) -> Result<()> {
         drop(f);
         return hdf5_info(&mut out, path, None);
     }
-    bail!("{path} is neither a .baler container, nor a .npy file, nor an HDF5 file")
+    bail!(
+        "{path} is neither a .baler container, nor a model from `baler train`, nor a .npy file, \
+         nor an HDF5 file"
+    )
+}
+
+/// A model file from `baler train`: its architecture and size.
+fn model_info(out: &mut impl Write, path: &str, file_size: u64) -> Result<()> {
+    let m = baler::model::Model::load(std::path::Path::new(path))
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let width = m.columns.len();
+    let name = |i: usize| format!("col{i}");
+    writeln!(
+        out,
+        "{path}: baler model (conditional MLP for tables of {width} columns), {}",
+        size(file_size)
+    )?;
+    writeln!(
+        out,
+        "  predicts  {} of {width} columns from columns coded before them",
+        m.active_columns()
+    )?;
+    writeln!(
+        out,
+        "  size      {} parameters (f32), {} derived features",
+        m.parameters(),
+        m.features.len()
+    )?;
+    let order: Vec<String> = m.order.iter().map(|&j| name(j as usize)).collect();
+    writeln!(out, "  order     {}", order.join(", "))?;
+    writeln!(
+        out,
+        "\n  {:>6}  {:>6} {:>6} {:>10}  inputs (linear term + one hidden ReLU layer)",
+        "column", "inputs", "hidden", "parameters"
+    )?;
+    for (j, c) in m.columns.iter().enumerate() {
+        let inputs: Vec<String> = c
+            .inputs
+            .iter()
+            .map(|&i| super::commands::input_name(&m, i, &name))
+            .collect();
+        writeln!(
+            out,
+            "  {:>6}  {:>6} {:>6} {:>10}  {}",
+            name(j),
+            c.inputs.len(),
+            c.hidden,
+            c.parameters(),
+            if c.is_active() {
+                inputs.join(", ")
+            } else {
+                "- (not predicted)".into()
+            }
+        )?;
+    }
+    Ok(())
 }
 
 /// The datasets of an HDF5 file, or one dataset in detail.

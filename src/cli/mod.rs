@@ -2,7 +2,9 @@
 
 mod args;
 mod commands;
+mod evaluate;
 mod info;
+mod plots;
 mod progress;
 
 use std::io::{self, IsTerminal, Write};
@@ -27,6 +29,7 @@ pub fn run() -> ExitCode {
         Command::Info(a) => info::info(a),
         Command::Bench(a) => commands::bench(a),
         Command::Train(a) => commands::train(a),
+        Command::Evaluate(a) => evaluate::evaluate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,18 @@ pub fn fails(args: &[&str], code: i32, needle: &str) -> String {
 
 /// Runs baler with `input` on standard input; returns its standard output.
 pub fn piped(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let out = piped_output(args, input);
+    assert!(
+        out.status.success(),
+        "baler {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs baler with `input` on standard input (a write cut short by an early exit is fine);
+/// returns its status and output, whatever they are.
+pub fn piped_output(args: &[&str], input: &[u8]) -> Output {
     let mut child = baler()
         .args(args)
         .stdin(Stdio::piped())
@@ -55,16 +67,11 @@ pub fn piped(args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut stdin = child.stdin.take().unwrap();
     let data = input.to_vec();
     let feeder = std::thread::spawn(move || {
-        stdin.write_all(&data).unwrap();
+        let _ = stdin.write_all(&data);
     });
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();
-    assert!(
-        out.status.success(),
-        "baler {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    out
 }
 
 pub fn tmp() -> tempfile::TempDir {
