@@ -560,7 +560,8 @@ impl<T: Element> ColumnCoder<T> {
         // the exact check.
         let max_abs = cp.norm.offset.abs() + cp.norm.scale;
         let q = Quantizer::for_values::<T>(cp.bound, max_abs);
-        let pred = Prediction::Constant(Predictor::centre(&cp.norm, q.step));
+        let centre = Predictor::centre(&cp.norm, q.step);
+        let pred = Prediction::Constant(centre);
         quantize_column(
             q,
             col,
@@ -647,7 +648,6 @@ impl<T: Element> ColumnCoder<T> {
             );
         }
         if let Some((p, ip, alone)) = interp {
-            let centre = Predictor::centre(&cp.norm, q.step);
             self.interpolate(col, q, centre, ip);
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
@@ -697,7 +697,6 @@ impl<T: Element> ColumnCoder<T> {
         rec.clear();
         rec.resize(n, T::from_f64(0.0));
         exc.clear();
-        let mut unsorted = false;
         ip.run(rec, centre, |pos, pred| {
             match q.quantize_one(col[pos], pred) {
                 Some((c, y)) => {
@@ -705,7 +704,6 @@ impl<T: Element> ColumnCoder<T> {
                     y
                 }
                 None => {
-                    unsorted |= exc.pos.last().is_some_and(|&l| l as usize > pos);
                     exc.pos.push(pos as u32);
                     exc.val.push(col[pos]);
                     T::from_f64(pred)
@@ -715,7 +713,8 @@ impl<T: Element> ColumnCoder<T> {
         for &p in &exc.pos {
             rec[p as usize] = col[p as usize];
         }
-        if unsorted {
+        // Exceptions were found in decoding order; the block lists them by position.
+        if !exc.pos.is_sorted() {
             let mut pairs: Vec<(u32, T)> = exc
                 .pos
                 .iter()
@@ -801,25 +800,20 @@ impl<T: Element> ColumnCoder<T> {
                         )?;
                         self.k.extend_from_slice(&self.codes);
                     }
+                    // An exception's neighbours are predicted from its prediction, as the
+                    // encoder did; its value goes in place afterwards.
                     let (k, exc) = (&self.k, &self.exc);
                     let mut next = 0;
-                    if exc.pos.is_empty() {
-                        ip.run(out, centre, |_, p| {
+                    ip.run(out, centre, |pos, p| {
+                        if exc.pos.binary_search(&(pos as u32)).is_ok() {
+                            T::from_f64(p)
+                        } else {
                             next += 1;
                             q.level(p, k[next - 1])
-                        });
-                    } else {
-                        ip.run(out, centre, |pos, p| {
-                            if exc.pos.binary_search(&(pos as u32)).is_ok() {
-                                T::from_f64(p)
-                            } else {
-                                next += 1;
-                                q.level(p, k[next - 1])
-                            }
-                        });
-                        for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
-                            out[pos as usize] = v;
                         }
+                    });
+                    for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
+                        out[pos as usize] = v;
                     }
                 } else if !matches!(predictor, Predictor::Centre | Predictor::Model) {
                     if !predictor.applies(grid, out.len()) {

@@ -83,6 +83,26 @@ pub struct Grid {
     pub plane: usize,
 }
 
+impl Grid {
+    /// Whether a column of `len` values is at least two whole rows.
+    fn has_rows(self, len: usize) -> bool {
+        fits(self.row, len)
+    }
+
+    /// Whether a column of `len` values is at least two whole planes of whole rows.
+    fn has_planes(self, len: usize) -> bool {
+        self.has_rows(len)
+            && self.plane > self.row
+            && self.plane % self.row == 0
+            && fits(self.plane, len)
+    }
+}
+
+/// Whether `len` values are at least two whole units of `unit ≥ 2` values.
+fn fits(unit: usize, len: usize) -> bool {
+    unit >= 2 && len % unit == 0 && len >= 2 * unit
+}
+
 /// An axis of the prediction grid: `(stride, period)`. A value at `i` has a neighbour along it
 /// at `i − stride` when `i % period ≥ stride`.
 type Axis = (usize, usize);
@@ -164,21 +184,16 @@ impl Predictor {
     /// The grid axes of this predictor on `grid`, or `None` if it does not apply there.
     fn axes(self, grid: Grid, len: usize) -> Option<([Axis; MAX_AXES], usize)> {
         let whole = usize::MAX;
-        let fits = |unit: usize| unit >= 2 && len % unit == 0 && len >= 2 * unit;
         match self {
             Predictor::Centre => Some(([(0, whole); MAX_AXES], 0)),
             Predictor::Previous => Some(([(1, whole), (0, whole), (0, whole)], 1)),
-            Predictor::Lorenzo2 if fits(grid.row) => {
+            Predictor::Lorenzo2 if grid.has_rows(len) => {
                 Some(([(1, grid.row), (grid.row, whole), (0, whole)], 2))
             }
-            Predictor::Lorenzo3
-                if fits(grid.row) && grid.plane > grid.row && grid.plane % grid.row == 0 =>
-            {
-                fits(grid.plane).then_some((
-                    [(1, grid.row), (grid.row, grid.plane), (grid.plane, whole)],
-                    3,
-                ))
-            }
+            Predictor::Lorenzo3 if grid.has_planes(len) => Some((
+                [(1, grid.row), (grid.row, grid.plane), (grid.plane, whole)],
+                3,
+            )),
             _ => None,
         }
     }
@@ -280,16 +295,12 @@ impl Interp {
     /// The interpolation of predictor `p` (`Interp` or `InterpPlanes`) on `grid`, axes in
     /// their natural order, or `None` where it does not apply.
     pub(crate) fn new(p: Predictor, grid: Grid, len: usize) -> Option<Self> {
-        let fits = |unit: usize| unit >= 2 && len % unit == 0 && len >= 2 * unit;
-        let planes = grid.plane > grid.row
-            && fits(grid.row)
-            && grid.plane % grid.row == 0
-            && fits(grid.plane);
+        let planes = grid.has_planes(len);
         let (shape, nd, block): ([usize; MAX_AXES], usize, usize) = match p {
             Predictor::Interp if planes => {
                 ([len / grid.plane, grid.plane / grid.row, grid.row], 3, len)
             }
-            Predictor::Interp if fits(grid.row) => ([len / grid.row, grid.row, 1], 2, len),
+            Predictor::Interp if grid.has_rows(len) => ([len / grid.row, grid.row, 1], 2, len),
             Predictor::InterpPlanes if planes => {
                 ([grid.plane / grid.row, grid.row, 1], 2, grid.plane)
             }
