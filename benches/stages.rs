@@ -126,15 +126,9 @@ fn stages(c: &mut Criterion) {
     g.finish();
 
     // A field (the CFD fixture, 60 × 50 × 50): interpolation across frames, rows and columns.
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/cfd_decay_ux.npy"
-    ))
-    .expect("fixture");
-    let h = baler::io::npy::read_header(&mut &bytes[..]).expect("npy");
-    let field: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[h.data_offset as usize..]);
+    let (field, shape) = common::fixture("cfd_decay_ux");
     let (bound, centre, half) = column_stats(&field, 1, 0);
-    let (row, plane) = (h.shape[2] as usize, (h.shape[1] * h.shape[2]) as usize);
+    let (row, plane) = (shape[2], shape[1] * shape[2]);
     let mut g = c.benchmark_group("chunk-field");
     g.throughput(Throughput::Bytes((field.len() * 4) as u64));
     let mut chunks = Chunks::<f32>::field(bound, (centre, half), row, plane);

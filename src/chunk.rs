@@ -967,6 +967,32 @@ mod tests {
         })
     }
 
+    /// A field's codec parameters: rows of `row_len`, planes of `plane_len`, records of
+    /// `record_len` values, one bound and normalization.
+    fn field_params(
+        (row_len, plane_len, record_len): (usize, usize, usize),
+        bound: f64,
+        (offset, scale): (f64, f64),
+    ) -> Arc<CodecParams> {
+        Arc::new(CodecParams {
+            layout: Layout::Field,
+            record_len,
+            row_len,
+            plane_len,
+            columns: vec![ColumnParams {
+                bound,
+                norm: Normalization { offset, scale },
+            }],
+            model: None,
+        })
+    }
+
+    /// Where the first column section's body starts in a payload (after its length prefix).
+    fn first_section(payload: &[u8]) -> usize {
+        let len = ByteReader::new(payload).uvarint().unwrap();
+        payload.len() - len as usize
+    }
+
     fn round_trip<T: Element>(p: Arc<CodecParams>, data: &[T]) -> (PayloadKind, usize) {
         let mut codec = ChunkCodec::<T>::new(Arc::clone(&p));
         let mut payload = Vec::new();
@@ -1045,20 +1071,7 @@ mod tests {
         data[777] = -0.0;
         data[778] = 1e30;
         let field = |row_len, plane_len, record_len| {
-            Arc::new(CodecParams {
-                layout: Layout::Field,
-                record_len,
-                row_len,
-                plane_len,
-                columns: vec![ColumnParams {
-                    bound: 0.01,
-                    norm: Normalization {
-                        offset: 0.0,
-                        scale: 60.0,
-                    },
-                }],
-                model: None,
-            })
+            field_params((row_len, plane_len, record_len), 0.01, (0.0, 60.0))
         };
         let mut sizes = Vec::new();
         for (p, want) in [
@@ -1102,8 +1115,7 @@ mod tests {
         let p = params(Layout::Table, 1, &[1e-3]);
         let mut payload = Vec::new();
         ChunkCodec::<f64>::new(Arc::clone(&p)).encode(&table, &mut payload);
-        let at = ByteReader::new(&payload).uvarint().unwrap();
-        let head = payload.len() - at as usize; // length prefix bytes
+        let head = first_section(&payload);
         assert_eq!(payload[head + 1], Predictor::Previous.id());
         payload[head + 1] = Predictor::Lorenzo2.id();
         let err = ChunkCodec::<f64>::new(p)
@@ -1120,24 +1132,10 @@ mod tests {
         let data: Vec<f64> = (0..w * h)
             .map(|i| ((i % w) as f64 * 0.1).sin() * ((i / w) as f64 * 0.07).cos())
             .collect();
-        let p = Arc::new(CodecParams {
-            layout: Layout::Field,
-            record_len: w,
-            row_len: w,
-            plane_len: w * h,
-            columns: vec![ColumnParams {
-                bound: 1e-4,
-                norm: Normalization {
-                    offset: 0.0,
-                    scale: 1.0,
-                },
-            }],
-            model: None,
-        });
+        let p = field_params((w, w * h, w), 1e-4, (0.0, 1.0));
         let mut payload = Vec::new();
         ChunkCodec::<f64>::new(Arc::clone(&p)).encode(&data, &mut payload);
-        let at = ByteReader::new(&payload).uvarint().unwrap();
-        let head = payload.len() - at as usize;
+        let head = first_section(&payload);
         assert_eq!(payload[head + 1], Predictor::Interp.id());
         assert!(
             matches!(payload[head + 2], 0b0100 | 0b0001),

@@ -240,16 +240,7 @@ fn output_is_the_same_for_every_thread_count() {
         );
     }
     // And the decoder gives the same bits whatever its thread count.
-    let dec = |t: usize| {
-        let mut d =
-            baler::Decompressor::with_threads(std::io::Cursor::new(one.clone()), t).unwrap();
-        let mut all = Vec::new();
-        while let Some(baler::ArrayData::F32(c)) = d.next_chunk().unwrap() {
-            all.extend(c.iter().map(|v| v.to_bits()));
-        }
-        all
-    };
-    assert_eq!(dec(1), dec(4));
+    assert_eq!(decoded_bits(&one, 1), decoded_bits(&one, 4));
 
     // A smooth 3-D field (interpolation, coded sequentially; codes by context), with
     // exceptions inside the recurrences: the same bytes and bits too.
@@ -262,18 +253,23 @@ fn output_is_the_same_for_every_thread_count() {
         let many = baler::compress_slice(&field, &spec, &base.clone().threads(t)).unwrap();
         assert!(one == many, "field: {t} threads wrote different bytes");
     }
-    let dec = |t: usize| {
-        let mut d =
-            baler::Decompressor::with_threads(std::io::Cursor::new(one.clone()), t).unwrap();
-        let mut all = Vec::new();
-        while let Some(baler::ArrayData::F64(c)) = d.next_chunk().unwrap() {
-            all.extend(c.iter().map(|v| v.to_bits()));
-        }
-        all
-    };
-    let bits = dec(1);
+    let bits = decoded_bits(&one, 1);
     assert_eq!(bits.len(), field.len());
-    assert_eq!(bits, dec(4));
+    assert_eq!(bits, decoded_bits(&one, 4));
+}
+
+/// The bits of every value a container decodes to, with `threads` decoder threads.
+fn decoded_bits(packed: &[u8], threads: usize) -> Vec<u64> {
+    let mut d =
+        baler::Decompressor::with_threads(std::io::Cursor::new(packed.to_vec()), threads).unwrap();
+    let mut all = Vec::new();
+    while let Some(chunk) = d.next_chunk().unwrap() {
+        match chunk {
+            baler::ArrayData::F32(c) => all.extend(c.iter().map(|v| u64::from(v.to_bits()))),
+            baler::ArrayData::F64(c) => all.extend(c.iter().map(|v| v.to_bits())),
+        }
+    }
+    all
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! What the benches share: the Delphes fixture and the compress/decompress pair.
+//! What the benches share: the fixtures and the compress/decompress pair.
 
 use std::hint::black_box;
 
@@ -6,16 +6,19 @@ use baler::{ArraySpec, CompressOptions, DType, compress_slice, decompress_to_vec
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
 
-/// The Delphes fixture (16384 × 16) as f32, row-major, with its rows and columns.
-pub fn table() -> (Vec<f32>, usize, usize) {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/delphes_16k.npy"
-    ))
-    .expect("fixture");
+/// The f32 fixture `fixtures/NAME.npy`: its values (C order) and shape.
+pub fn fixture(name: &str) -> (Vec<f32>, Vec<usize>) {
+    let path = format!("{}/fixtures/{name}.npy", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).expect("fixture");
     let h = baler::io::npy::read_header(&mut &bytes[..]).expect("npy");
     let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[h.data_offset as usize..]);
-    (data, h.shape[0] as usize, h.shape[1] as usize)
+    (data, h.shape.iter().map(|&d| d as usize).collect())
+}
+
+/// The Delphes fixture (16384 × 16) as f32, row-major, with its rows and columns.
+pub fn table() -> (Vec<f32>, usize, usize) {
+    let (data, shape) = fixture("delphes_16k");
+    (data, shape[0], shape[1])
 }
 
 /// `compress/T` and `decompress/T` of the table in memory, for 1 and 2 threads, with the
