@@ -68,17 +68,8 @@ pub struct EvaluateArgs {
     #[arg(long, requires = "plots")]
     pub svg: bool,
 
-    /// Element type of a raw original.
-    #[arg(long, value_enum)]
-    pub dtype: Option<DTypeArg>,
-
-    /// Shape of a raw original, e.g. 1000,24 or -1,24.
-    #[arg(long, value_name = "DIMS", allow_hyphen_values = true)]
-    pub shape: Option<String>,
-
-    /// The dataset of an HDF5 original (or write FILE.h5:/group/data).
-    #[arg(long, value_name = "PATH")]
-    pub dataset: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// Decoding threads [default: one per core].
     #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
@@ -143,6 +134,42 @@ pub enum DTypeArg {
     F64,
 }
 
+/// How to read an input that does not describe itself, or which dataset of an HDF5 file:
+/// shared by the commands that read arrays.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Element type of raw input.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+
+    /// Shape of raw input, e.g. 1000,24 or -1,24 (-1: as many rows as the input holds).
+    #[arg(long, value_name = "DIMS", allow_hyphen_values = true)]
+    pub shape: Option<String>,
+
+    /// The dataset of an HDF5 input, e.g. /group/data (or write FILE.h5:/group/data) [default:
+    /// the file's only float dataset].
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<String>,
+}
+
+impl SourceArgs {
+    /// The flags as the library's [`RawFormat`](baler::io::RawFormat).
+    pub fn raw_format(&self) -> baler::Result<baler::io::RawFormat> {
+        Ok(baler::io::RawFormat {
+            dtype: self.dtype.map(|d| match d {
+                DTypeArg::F32 => baler::DType::F32,
+                DTypeArg::F64 => baler::DType::F64,
+            }),
+            shape: self
+                .shape
+                .as_deref()
+                .map(baler::io::parse_shape)
+                .transpose()?,
+            dataset: self.dataset.clone(),
+        })
+    }
+}
+
 /// What to compress and how: shared by `compress` and `bench`.
 #[derive(Debug, Args)]
 pub struct CodecArgs {
@@ -161,23 +188,13 @@ pub struct CodecArgs {
     #[arg(long, value_enum)]
     pub layout: Option<LayoutArg>,
 
-    /// Element type of raw input.
-    #[arg(long, value_enum)]
-    pub dtype: Option<DTypeArg>,
-
-    /// Shape of raw input, e.g. 1000,24 or -1,24 (-1: as many rows as the input holds).
-    #[arg(long, value_name = "DIMS", allow_hyphen_values = true)]
-    pub shape: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// Column names of a table, comma-separated (stored in the container, usable in --bound-col)
     /// [default: from the file, where it has them: an HDF5 `columns` attribute or compound fields].
     #[arg(long, value_name = "A,B,...")]
     pub names: Option<String>,
-
-    /// The dataset of an HDF5 input, e.g. /group/data (or write FILE.h5:/group/data) [default:
-    /// the file's only float dataset].
-    #[arg(long, value_name = "PATH")]
-    pub dataset: Option<String>,
 
     /// Target size of a chunk of input (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]

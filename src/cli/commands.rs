@@ -9,13 +9,13 @@ use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 
 use baler::container::SourceFormat;
+use baler::io::Input;
 use baler::io::output::{OutputFile, ValueFormat, ValueSink, ValueWriter};
-use baler::io::{Input, RawFormat, parse_shape};
 use baler::{
     BoundSpec, Bounds, CompressOptions, Compressor, DType, Decompressor, Finished, Layout,
 };
 
-use super::args::{BenchArgs, CodecArgs, CompressArgs, DTypeArg, DecompressArgs, LayoutArg};
+use super::args::{BenchArgs, CodecArgs, CompressArgs, DecompressArgs, LayoutArg};
 use super::progress::{self, Counting};
 use super::show_progress;
 
@@ -33,15 +33,7 @@ fn open_input(
     show: bool,
 ) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
     let bounds = bounds_from(args);
-    let raw = RawFormat {
-        dtype: args.dtype.map(|d| match d {
-            DTypeArg::F32 => DType::F32,
-            DTypeArg::F64 => DType::F64,
-        }),
-        shape: args.shape.as_deref().map(parse_shape).transpose()?,
-        dataset: args.dataset.clone(),
-    };
-    let input = Input::open(path, &raw)?;
+    let input = Input::open(path, &args.source.raw_format()?)?;
     let layout = args.layout.map(|l| match l {
         LayoutArg::Table => Layout::Table,
         LayoutArg::Field => Layout::Field,

@@ -11,10 +11,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use baler::evaluate::{ColumnMetrics, Evaluation};
-use baler::io::{Input, RawFormat, parse_shape, read_full};
+use baler::io::{Input, RawFormat, read_full};
 use baler::{DType, Decompressor, Element, Header, Layout, UNKNOWN};
 
-use super::args::{DTypeArg, EvaluateArgs};
+use super::args::EvaluateArgs;
 use super::commands::json_str;
 use super::plots::Histograms;
 use super::progress::{self, size};
@@ -165,14 +165,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
 /// The raw format of the original: from the flags, or (a raw container, no flags, an
 /// original that is neither .npy nor HDF5) the container's own element type and shape.
 fn raw_format(args: &EvaluateArgs, header: &Header) -> Result<RawFormat> {
-    let mut raw = RawFormat {
-        dtype: args.dtype.map(|d| match d {
-            DTypeArg::F32 => DType::F32,
-            DTypeArg::F64 => DType::F64,
-        }),
-        shape: args.shape.as_deref().map(parse_shape).transpose()?,
-        dataset: args.dataset.clone(),
-    };
+    let mut raw = args.source.raw_format()?;
     if raw.dtype.is_none()
         && raw.shape.is_none()
         && raw.dataset.is_none()
