@@ -40,9 +40,11 @@ fn model(c: &mut Criterion) {
                 &opts,
                 |_, _, _| {},
             )
+            .expect("training on the CPU")
         })
     });
-    let (trained, _) = fit(&sample, width, &specs, 1 << 30, &opts, |_, _, _| {});
+    let (trained, _) =
+        fit(&sample, width, &specs, 1 << 30, &opts, |_, _, _| {}).expect("training on the CPU");
     common::round_trips(&mut g, &data, rows, width, |threads| {
         CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
             .threads(threads)

@@ -282,6 +282,18 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
             &fixture("cms_ak4jets.npy"),
             "-b",
             "rel:1e-3",
+            "--device",
+            "tpu",
+        ],
+        2,
+        "expected cpu, cuda or cuda:N",
+    );
+    fails(
+        &[
+            "compress",
+            &fixture("cms_ak4jets.npy"),
+            "-b",
+            "rel:1e-3",
             "--chunk-size",
             "100000G",
         ],
@@ -310,20 +322,13 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
         "does not end in .baler",
     );
     let d = tmp();
-    fails(
-        &[
-            "compress",
-            &fixture("cms_ak4jets.npy"),
-            "-o",
-            &p(d.path(), "x"),
-            "-b",
-            "rel:1e-3",
-            "--bound-col",
-            "59=abs:1",
-        ],
-        1,
-        "out of range",
-    );
+    let (cms, x) = (fixture("cms_ak4jets.npy"), p(d.path(), "x"));
+    let cms_to_x = |more: &[&'static str]| -> Vec<&str> {
+        let mut a = vec!["compress", cms.as_str(), "-o", x.as_str(), "-b", "rel:1e-3"];
+        a.extend_from_slice(more);
+        a
+    };
+    fails(&cms_to_x(&["--bound-col", "59=abs:1"]), 1, "out of range");
     fails(
         &[
             "compress",
@@ -338,6 +343,14 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
         1,
         "tables",
     );
+    // Asking for a GPU that a build without CUDA cannot use, or one that is not there, says
+    // what to do, before any work (dfdx itself would panic on a missing GPU).
+    let (device, needle) = if cfg!(feature = "cuda") {
+        ("cuda:99", "train on the CPU with --device cpu")
+    } else {
+        ("cuda", "--features cuda")
+    };
+    fails(&cms_to_x(&["--device", device]), 1, needle);
     assert_eq!(
         fs::read_dir(d.path()).unwrap().count(),
         0,

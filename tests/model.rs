@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use baler::model::Model;
-use baler::model::train::{TrainOptions, fit};
+use baler::model::train::{TrainDevice, TrainOptions, fit};
 use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType, Layout};
 use common::{Lcg, round_trip};
 
@@ -38,13 +38,18 @@ fn spec(rows: usize) -> ArraySpec {
 }
 
 fn trained(data: &[f32], bound: BoundSpec) -> Model {
+    trained_on(data, bound, TrainDevice::Cpu)
+}
+
+fn trained_on(data: &[f32], bound: BoundSpec, device: TrainDevice) -> Model {
     let sample: Vec<f64> = data.iter().map(|&x| f64::from(x)).collect();
     let opts = TrainOptions {
         hidden: 16,
         epochs: 20,
+        device,
         ..TrainOptions::default()
     };
-    let (model, _) = fit(&sample, 8, &[bound; 8], 0, &opts, |_, _, _| {});
+    let (model, _) = fit(&sample, 8, &[bound; 8], 0, &opts, |_, _, _| {}).unwrap();
     model
 }
 
@@ -74,6 +79,50 @@ fn the_model_pays_keeps_the_bound_and_is_deterministic() {
         "with the model {} bytes, without {}",
         sizes[0],
         without.len()
+    );
+}
+
+/// Built with the `cuda` feature, training runs on the GPU (a GPU is then expected: this test
+/// fails without one). The weights differ from the CPU's in their rounding, not in what they
+/// learn; whichever they are, they are stored, so the bound and the bits decoded do not depend
+/// on where the model was trained.
+#[cfg(feature = "cuda")]
+#[test]
+fn a_model_trained_on_the_gpu_pays_like_one_trained_on_the_cpu() {
+    let rows = 30_000;
+    let data = kinematics(rows, 1);
+    let bound = BoundSpec::Rel(1e-3);
+    let plain = CompressOptions::new(Bounds::new(bound)).chunk_bytes(1 << 18);
+    let (without, _) = round_trip(&data, &spec(rows), &plain);
+    let mut sizes = Vec::new();
+    for device in [TrainDevice::Cpu, TrainDevice::Cuda(0)] {
+        let model = trained_on(&data[..8 * 10_000], bound, device);
+        assert!(
+            model.active_columns() >= 3,
+            "{device}: {}",
+            model.active_columns()
+        );
+        let mut outputs = Vec::new();
+        for threads in [1, 3] {
+            let opts = plain.clone().model(model.clone()).threads(threads);
+            outputs.push(round_trip(&data, &spec(rows), &opts).0);
+        }
+        assert_eq!(
+            outputs[0], outputs[1],
+            "{device}: depends on the thread count"
+        );
+        sizes.push(outputs[0].len() as f64);
+    }
+    assert!(
+        sizes[1] < 0.95 * without.len() as f64,
+        "{sizes:?} vs {}",
+        without.len()
+    );
+    assert!(
+        (sizes[1] / sizes[0] - 1.0).abs() < 0.02,
+        "GPU-trained {} bytes, CPU-trained {}",
+        sizes[1],
+        sizes[0]
     );
 }
 

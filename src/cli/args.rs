@@ -118,6 +118,10 @@ pub struct TrainFlags {
     /// Seed of the sample, the split, the initialization and the noise.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
+    /// Where to train: cpu, or cuda / cuda:N for a GPU (a build with the `cuda` feature).
+    /// Only training runs there; the file decodes the same on any machine.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: baler::model::train::TrainDevice,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -112,6 +112,7 @@ fn train_on(
         max_inputs: f.inputs,
         epochs: f.epochs,
         seed: f.seed,
+        device: f.device,
         ..Default::default()
     };
     let bar = progress::epochs(f.epochs as u64, show);
@@ -120,7 +121,7 @@ fn train_on(
         baler::model::train::fit(&sample, width, &specs, raw, &opts, |e, t, v| {
             bar.set_position(e as u64 + 1);
             bar.set_message(format!("loss {t:.2e} / held-out {v:.2e}"));
-        });
+        })?;
     bar.finish_and_clear();
     if show && model.active_columns() > 0 {
         eprintln!(

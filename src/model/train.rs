@@ -14,7 +14,10 @@
 //! The inputs are the normalized sample plus uniform noise of the column's bound: the decoder
 //! predicts from reconstructed values, which differ from the originals by up to the bound, and
 //! a network trained on clean inputs can lean on digits that do not survive. Only the decoder
-//! side needs bit-reproducibility (`Model::predict_column`); training may run anywhere.
+//! side needs bit-reproducibility (`Model::predict_column`); training may run anywhere: on the
+//! CPU, or on a GPU through dfdx's CUDA backend ([`TrainDevice::Cuda`], cargo feature `cuda`).
+//! The device only changes how fast the weights are found and, through the order of float
+//! sums, which weights: whichever they are, they are stored, and every decoder uses them alike.
 
 use dfdx::prelude::*;
 
@@ -37,6 +40,55 @@ pub struct TrainOptions {
     pub patience: usize,
     /// Seed of every random choice (split, shuffling, initialization, noise).
     pub seed: u64,
+    /// Where the network's forward and backward passes run.
+    pub device: TrainDevice,
+}
+
+/// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrainDevice {
+    /// dfdx's CPU backend.
+    #[default]
+    Cpu,
+    /// dfdx's CUDA backend on the GPU of this ordinal (needs the `cuda` cargo feature).
+    Cuda(usize),
+}
+
+impl std::fmt::Display for TrainDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainDevice::Cpu => write!(f, "cpu"),
+            TrainDevice::Cuda(0) => write!(f, "cuda"),
+            TrainDevice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TrainDevice {
+    type Err = String;
+    /// `cpu`, `cuda` or `cuda:N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(TrainDevice::Cpu),
+            "cuda" | "gpu" => Ok(TrainDevice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(TrainDevice::Cuda)
+                .ok_or_else(|| format!("unknown device {s:?}: expected cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl TrainDevice {
+    /// Whether this build can train on the device at all (the CPU always; CUDA with the
+    /// `cuda` feature).
+    pub fn compiled(self) -> bool {
+        match self {
+            TrainDevice::Cpu => true,
+            TrainDevice::Cuda(_) => cfg!(feature = "cuda"),
+        }
+    }
 }
 
 impl Default for TrainOptions {
@@ -49,6 +101,7 @@ impl Default for TrainOptions {
             learning_rate: 3e-3,
             patience: 3,
             seed: 1,
+            device: TrainDevice::Cpu,
         }
     }
 }
@@ -70,6 +123,8 @@ pub struct TrainReport {
 /// Fits a model to a sample of records (row-major, `width` values each) to be coded under
 /// `specs`: normalization from the sample's ranges, the noise of each column's bound, and
 /// hidden units from [`default_hidden`] for `raw_bytes` of input unless `opts.hidden` is set.
+///
+/// Fails only when `opts.device` cannot be used (a build without CUDA, no GPU).
 pub fn fit(
     sample: &[f64],
     width: usize,
@@ -77,7 +132,7 @@ pub fn fit(
     raw_bytes: u64,
     opts: &TrainOptions,
     progress: impl FnMut(usize, f32, f32),
-) -> (Model, TrainReport) {
+) -> crate::Result<(Model, TrainReport)> {
     let rows = sample.len() / width.max(1);
     let mut norms = Vec::with_capacity(width);
     let mut bounds = Vec::with_capacity(width);
@@ -166,14 +221,18 @@ impl Param {
 /// Trains a model on `sample` (row-major, `width` values per record), with per-column
 /// normalization `norms` (`(offset, scale)`) and absolute bounds `bounds` (0: stored exactly,
 /// never predicted). `progress(epoch, train_loss, val_loss)` is called after each epoch.
+///
+/// Fails only when `opts.device` cannot be used (a build without CUDA, no GPU).
 pub fn train(
     sample: &[f64],
     width: usize,
     norms: &[(f64, f64)],
     bounds: &[f64],
     opts: &TrainOptions,
-    mut progress: impl FnMut(usize, f32, f32),
-) -> (Model, TrainReport) {
+    progress: impl FnMut(usize, f32, f32),
+) -> crate::Result<(Model, TrainReport)> {
+    // Open the device first: a missing GPU is an error before any work, not after it.
+    let device = Backend::open(opts.device)?;
     let rows = sample.len() / width.max(1);
     let mut report = TrainReport {
         records: rows,
@@ -184,7 +243,7 @@ pub fn train(
     let max_inputs = opts.max_inputs.clamp(1, MAX_INPUTS);
     let hidden = opts.hidden.min(MAX_HIDDEN);
     if rows < 64 || width < 2 || hidden == 0 {
-        return (model, report);
+        return Ok((model, report));
     }
     let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
 
@@ -222,7 +281,7 @@ pub fn train(
     let inputs = plan.inputs;
     let active: Vec<usize> = (0..width).filter(|&j| !inputs[j].is_empty()).collect();
     if active.is_empty() {
-        return (model, report);
+        return Ok((model, report));
     }
 
     // The distinct inputs, evaluated on the whole sample (column-major, normalized).
@@ -259,7 +318,6 @@ pub fn train(
     }
     let nval = (rows / 10).clamp(32, 20_000);
     let (val_idx, train_idx) = perm.split_at(nval);
-    let mut train_idx = train_idx.to_vec();
 
     // The linear part, per column: least squares with intercept on the training split (in
     // f64, then rounded to the f32 weights the kernel uses), fixed while the network learns
@@ -334,128 +392,42 @@ pub fn train(
             w2[at] = (rng.unit() * 2.0 - 1.0) * a2;
         }
     }
-    let mut p_w1 = Param::new(w1, m1);
-    let mut p_b1 = Param::new(vec![0.0; ch], vec![true; ch]);
-    let mut p_w2 = Param::new(w2, m2);
     let mut active_mask = vec![false; width];
     for &j in &active {
         active_mask[j] = true;
     }
-    let mut p_b2 = Param::new(vec![0.0; width], active_mask.clone());
-    let col_mask: Vec<f32> = active_mask
-        .iter()
-        .map(|&a| if a { 1.0 } else { 0.0 })
-        .collect();
-
-    let dev: Cpu = Default::default();
-    let batch_of = |idx: &[usize]| -> (Vec<f32>, Vec<f32>) {
-        let b = idx.len();
-        let mut x = vec![0f32; b * nin];
-        let mut t = vec![0f32; b * width];
-        for (k, &r) in idx.iter().enumerate() {
-            for s in 0..nin {
-                x[k * nin + s] = xin[s * rows + r];
-            }
-            for &j in &active {
-                t[k * width + j] = resid[j * rows + r];
-            }
-        }
-        (x, t)
+    let params = [
+        Param::new(w1, m1),
+        Param::new(vec![0.0; ch], vec![true; ch]),
+        Param::new(w2, m2),
+        Param::new(vec![0.0; width], active_mask.clone()),
+    ];
+    let net = Net {
+        xin: &xin,
+        resid: &resid,
+        rows,
+        nin,
+        ch,
+        width,
+        active: &active,
+        col_mask: active_mask
+            .iter()
+            .map(|&a| if a { 1.0 } else { 0.0 })
+            .collect(),
     };
-    let forward_loss = |x: Vec<f32>,
-                        t: Vec<f32>,
-                        b: usize,
-                        p: [&Param; 4],
-                        train: bool|
-     -> (f32, Option<[Vec<f32>; 4]>) {
-        let w1 = dev.tensor_from_vec(p[0].w.clone(), (nin, ch));
-        let b1 = dev.tensor_from_vec(p[1].w.clone(), (ch,));
-        let w2 = dev.tensor_from_vec(p[2].w.clone(), (ch, width));
-        let b2 = dev.tensor_from_vec(p[3].w.clone(), (width,));
-        let tt = dev.tensor_from_vec(t, (b, width));
-        let mask = dev
-            .tensor_from_vec(col_mask.clone(), (width,))
-            .broadcast_like::<_, Axis<0>>(&(b, width));
-        let xt = dev.tensor_from_vec(x, (b, nin));
-        if train {
-            let x = xt.traced(Gradients::leaky());
-            let h =
-                (x.matmul(w1.clone()) + b1.clone().broadcast_like::<_, Axis<0>>(&(b, ch))).relu();
-            let y = h.matmul(w2.clone()) + b2.clone().broadcast_like::<_, Axis<0>>(&(b, width));
-            let d = (y - tt) * mask;
-            let loss = d.square().mean::<(), _>();
-            let l = loss.array();
-            let g = loss.backward();
-            let grads = [
-                g.get(&w1).as_vec(),
-                g.get(&b1).as_vec(),
-                g.get(&w2).as_vec(),
-                g.get(&b2).as_vec(),
-            ];
-            (l, Some(grads))
-        } else {
-            let h = (xt.matmul(w1) + b1.broadcast_like::<_, Axis<0>>(&(b, ch))).relu();
-            let y = h.matmul(w2) + b2.broadcast_like::<_, Axis<0>>(&(b, width));
-            let d = (y - tt) * mask;
-            (d.square().mean::<(), _>().array(), None)
-        }
+    let run = Run {
+        params,
+        val_idx,
+        train_idx,
+        opts,
+        rng: &mut rng,
+        report: &mut report,
     };
-
-    let share = active.len() as f32 / width as f32;
-    let (vx, vt) = batch_of(val_idx);
-    let mut lr = opts.learning_rate;
-    let mut t = 0i32;
-    let snapshot = |p: [&Param; 4]| {
-        [
-            p[0].w.clone(),
-            p[1].w.clone(),
-            p[2].w.clone(),
-            p[3].w.clone(),
-        ]
+    let [w1, b1, w2, b2] = match device {
+        Backend::Cpu(dev) => net.optimize(&dev, run, progress),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(dev) => net.optimize(&dev, run, progress),
     };
-    // The held-out loss per predicted column.
-    let validate =
-        |p: [&Param; 4]| forward_loss(vx.clone(), vt.clone(), val_idx.len(), p, false).0 / share;
-    // Epoch "0" is the linear part alone (the network's output starts near zero).
-    let v0 = validate([&p_w1, &p_b1, &p_w2, &p_b2]);
-    let mut best = (v0, snapshot([&p_w1, &p_b1, &p_w2, &p_b2]));
-    let mut stale = 0;
-    let batch = opts.batch.max(16);
-    for epoch in 0..opts.epochs {
-        for i in (1..train_idx.len()).rev() {
-            train_idx.swap(i, rng.below(i + 1));
-        }
-        let mut sum = 0.0f64;
-        let mut steps = 0usize;
-        for idx in train_idx.chunks(batch) {
-            let (x, tg) = batch_of(idx);
-            let (l, g) = forward_loss(x, tg, idx.len(), [&p_w1, &p_b1, &p_w2, &p_b2], true);
-            let Some(g) = g else { break };
-            t += 1;
-            p_w1.step(&g[0], lr, t);
-            p_b1.step(&g[1], lr, t);
-            p_w2.step(&g[2], lr, t);
-            p_b2.step(&g[3], lr, t);
-            sum += f64::from(l);
-            steps += 1;
-        }
-        let train_loss = (sum / steps.max(1) as f64) as f32 / share;
-        let vl = validate([&p_w1, &p_b1, &p_w2, &p_b2]);
-        report.train_loss.push(train_loss);
-        report.val_loss.push(vl);
-        progress(epoch, train_loss, vl);
-        if vl < best.0 * 0.999 {
-            best = (vl, snapshot([&p_w1, &p_b1, &p_w2, &p_b2]));
-            stale = 0;
-        } else {
-            stale += 1;
-            lr *= 0.5;
-            if stale >= opts.patience {
-                break;
-            }
-        }
-    }
-    let [w1, b1, w2, b2] = best.1;
 
     // Per column: the network read out, and kept only where it beats the linear part alone
     // on the held-out records; columns that neither explains get no predictor.
@@ -510,9 +482,18 @@ pub fn train(
         }
     }
     model.columns = columns;
-    // Drop features no column reads any more, renumbering the inputs.
-    let mut used = vec![false; model.features.len()];
-    for c in &model.columns {
+    model.features = used_features(&mut model.columns, std::mem::take(&mut model.features));
+    Ok((model, report))
+}
+
+/// The features some column still reads, its inputs renumbered to match.
+fn used_features(
+    columns: &mut [ColumnModel],
+    features: Vec<super::Feature>,
+) -> Vec<super::Feature> {
+    let width = columns.len();
+    let mut used = vec![false; features.len()];
+    for c in columns.iter() {
         for &i in &c.inputs {
             if i as usize >= width {
                 used[i as usize - width] = true;
@@ -521,21 +502,213 @@ pub fn train(
     }
     let mut renumber = vec![u32::MAX; used.len()];
     let mut kept = Vec::new();
-    for (k, f) in model.features.iter().enumerate() {
+    for (k, f) in features.into_iter().enumerate() {
         if used[k] {
             renumber[k] = (width + kept.len()) as u32;
-            kept.push(f.clone());
+            kept.push(f);
         }
     }
-    for c in &mut model.columns {
+    for c in columns.iter_mut() {
         for i in &mut c.inputs {
             if *i as usize >= width {
                 *i = renumber[*i as usize - width];
             }
         }
     }
-    model.features = kept;
-    (model, report)
+    kept
+}
+
+/// An opened training device.
+enum Backend {
+    Cpu(Cpu),
+    #[cfg(feature = "cuda")]
+    Cuda(Cuda),
+}
+
+impl Backend {
+    fn open(device: TrainDevice) -> crate::Result<Backend> {
+        match device {
+            TrainDevice::Cpu => Ok(Backend::Cpu(Cpu::default())),
+            #[cfg(feature = "cuda")]
+            TrainDevice::Cuda(ordinal) => {
+                let fail = |why: String| {
+                    crate::Error::InvalidOption(format!(
+                        "--device {device}: {why}; train on the CPU with --device cpu"
+                    ))
+                };
+                // dfdx unwraps these two calls: ask first, so a missing driver or GPU is an
+                // error rather than a panic.
+                use cudarc::driver::result;
+                result::init().map_err(|e| fail(format!("no usable CUDA driver ({e:?})")))?;
+                let count = result::device::get_count()
+                    .map_err(|e| fail(format!("cannot count CUDA devices ({e:?})")))?;
+                if ordinal >= count.max(0) as usize {
+                    return Err(fail(format!(
+                        "no CUDA device {ordinal}: this machine has {count}"
+                    )));
+                }
+                Cuda::try_build(ordinal, 0)
+                    .map(Backend::Cuda)
+                    .map_err(|e| fail(format!("cannot open CUDA device {ordinal} ({e:?})")))
+            }
+            #[cfg(not(feature = "cuda"))]
+            TrainDevice::Cuda(_) => Err(crate::Error::InvalidOption(format!(
+                "--device {device}: this baler was built without CUDA support; build it with \
+                 `cargo build --release --features cuda` (needs a CUDA toolkit), or train on \
+                 the CPU with --device cpu"
+            ))),
+        }
+    }
+}
+
+/// The masked network's data: inputs and targets of the whole sample (column-major), and
+/// its shape.
+struct Net<'a> {
+    xin: &'a [f32],
+    resid: &'a [f32],
+    rows: usize,
+    nin: usize,
+    ch: usize,
+    width: usize,
+    active: &'a [usize],
+    /// 1.0 for predicted columns, 0.0 for the others (their outputs do not count).
+    col_mask: Vec<f32>,
+}
+
+/// One optimization: the parameters with their Adam state, the split, and what to report.
+struct Run<'a> {
+    params: [Param; 4],
+    val_idx: &'a [usize],
+    train_idx: &'a [usize],
+    opts: &'a TrainOptions,
+    rng: &'a mut Lcg,
+    report: &'a mut TrainReport,
+}
+
+impl Net<'_> {
+    /// Minibatch `idx` as network inputs and targets (row-major).
+    fn batch(&self, idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let (rows, nin, width) = (self.rows, self.nin, self.width);
+        let b = idx.len();
+        let mut x = vec![0f32; b * nin];
+        let mut t = vec![0f32; b * width];
+        for (k, &r) in idx.iter().enumerate() {
+            for s in 0..nin {
+                x[k * nin + s] = self.xin[s * rows + r];
+            }
+            for &j in self.active {
+                t[k * width + j] = self.resid[j * rows + r];
+            }
+        }
+        (x, t)
+    }
+
+    /// The mean squared error of a batch, and with `train` the gradients of the four
+    /// parameters, computed on `dev`.
+    fn forward_loss<D: Device<f32> + TensorToArray<(), f32, Array = f32>>(
+        &self,
+        dev: &D,
+        (x, t): (Vec<f32>, Vec<f32>),
+        p: &[Param; 4],
+        train: bool,
+    ) -> (f32, Option<[Vec<f32>; 4]>) {
+        let (nin, ch, width) = (self.nin, self.ch, self.width);
+        let b = x.len() / nin;
+        let w1 = dev.tensor_from_vec(p[0].w.clone(), (nin, ch));
+        let b1 = dev.tensor_from_vec(p[1].w.clone(), (ch,));
+        let w2 = dev.tensor_from_vec(p[2].w.clone(), (ch, width));
+        let b2 = dev.tensor_from_vec(p[3].w.clone(), (width,));
+        let tt = dev.tensor_from_vec(t, (b, width));
+        let mask = dev
+            .tensor_from_vec(self.col_mask.clone(), (width,))
+            .broadcast_like::<_, Axis<0>>(&(b, width));
+        let xt = dev.tensor_from_vec(x, (b, nin));
+        if train {
+            let x = xt.traced(Gradients::leaky());
+            let h =
+                (x.matmul(w1.clone()) + b1.clone().broadcast_like::<_, Axis<0>>(&(b, ch))).relu();
+            let y = h.matmul(w2.clone()) + b2.clone().broadcast_like::<_, Axis<0>>(&(b, width));
+            let d = (y - tt) * mask;
+            let loss = d.square().mean::<(), _>();
+            let l = loss.array();
+            let g = loss.backward();
+            let grads = [
+                g.get(&w1).as_vec(),
+                g.get(&b1).as_vec(),
+                g.get(&w2).as_vec(),
+                g.get(&b2).as_vec(),
+            ];
+            (l, Some(grads))
+        } else {
+            let h = (xt.matmul(w1) + b1.broadcast_like::<_, Axis<0>>(&(b, ch))).relu();
+            let y = h.matmul(w2) + b2.broadcast_like::<_, Axis<0>>(&(b, width));
+            let d = (y - tt) * mask;
+            (d.square().mean::<(), _>().array(), None)
+        }
+    }
+
+    /// Adam over shuffled minibatches with learning-rate decay on plateaus and early stopping
+    /// on the held-out split; returns the best parameters seen.
+    fn optimize<D: Device<f32> + TensorToArray<(), f32, Array = f32>>(
+        &self,
+        dev: &D,
+        run: Run<'_>,
+        mut progress: impl FnMut(usize, f32, f32),
+    ) -> [Vec<f32>; 4] {
+        let Run {
+            mut params,
+            val_idx,
+            train_idx,
+            opts,
+            rng,
+            report,
+        } = run;
+        let mut train_idx = train_idx.to_vec();
+        let share = self.active.len() as f32 / self.width as f32;
+        let val = self.batch(val_idx);
+        let snapshot = |p: &[Param; 4]| p.each_ref().map(|p| p.w.clone());
+        // The held-out loss per predicted column.
+        let validate = |p: &[Param; 4]| self.forward_loss(dev, val.clone(), p, false).0 / share;
+        // Epoch "0" is the linear part alone (the network's output starts near zero).
+        let mut best = (validate(&params), snapshot(&params));
+        let mut lr = opts.learning_rate;
+        let mut t = 0i32;
+        let mut stale = 0;
+        let batch = opts.batch.max(16);
+        for epoch in 0..opts.epochs {
+            for i in (1..train_idx.len()).rev() {
+                train_idx.swap(i, rng.below(i + 1));
+            }
+            let mut sum = 0.0f64;
+            let mut steps = 0usize;
+            for idx in train_idx.chunks(batch) {
+                let (l, g) = self.forward_loss(dev, self.batch(idx), &params, true);
+                let Some(g) = g else { break };
+                t += 1;
+                for (p, g) in params.iter_mut().zip(&g) {
+                    p.step(g, lr, t);
+                }
+                sum += f64::from(l);
+                steps += 1;
+            }
+            let train_loss = (sum / steps.max(1) as f64) as f32 / share;
+            let vl = validate(&params);
+            report.train_loss.push(train_loss);
+            report.val_loss.push(vl);
+            progress(epoch, train_loss, vl);
+            if vl < best.0 * 0.999 {
+                best = (vl, snapshot(&params));
+                stale = 0;
+            } else {
+                stale += 1;
+                lr *= 0.5;
+                if stale >= opts.patience {
+                    break;
+                }
+            }
+        }
+        best.1
+    }
 }
 
 /// Reads the per-column predictors out of the linear parts and the masked matrices
@@ -604,7 +777,7 @@ mod tests {
             epochs: 30,
             ..TrainOptions::default()
         };
-        let (model, report) = train(&data, 4, &norms, &bounds, &opts, |_, _, _| {});
+        let (model, report) = train(&data, 4, &norms, &bounds, &opts, |_, _, _| {}).unwrap();
         // pt and phi are coded first; px and py follow from them through the derived features
         // pt·cos φ and pt·sin φ, up to the reconstruction noise of pt and phi.
         let pos = |j: u32| model.order.iter().position(|&c| c == j).unwrap();
