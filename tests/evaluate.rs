@@ -568,6 +568,8 @@ fn train_draws_its_loss_curve_and_info_describes_the_model() {
     let curve = read_json(&format!("{model}.json"));
     let epochs = curve["epochs"].as_array().unwrap().len();
     assert!(epochs >= 1);
+    assert_eq!(curve["device"], "cpu");
+    assert!(curve["seconds"].as_f64().unwrap() > 0.0);
     let out = ok(&["info", &model]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("baler model"), "{text}");

@@ -125,8 +125,10 @@ fn train_on(
     bar.finish_and_clear();
     if show && model.active_columns() > 0 {
         eprintln!(
-            "trained on {} records: {} of {width} columns predicted, {} parameters, held-out loss {:.3e} after {} epochs",
+            "trained on {} records ({}, {:.1} s): {} of {width} columns predicted, {} parameters, held-out loss {:.3e} after {} epochs",
             report.records,
+            report.device,
+            report.seconds,
             model.active_columns(),
             model.parameters(),
             report
@@ -225,8 +227,10 @@ fn training_json(
         })
         .collect();
     format!(
-        "{{\n  \"records\": {},\n  \"epochs\": [\n    {}\n  ],\n  \"order\": [{}],\n  \"columns\": [\n    {}\n  ]\n}}\n",
+        "{{\n  \"records\": {},\n  \"device\": {},\n  \"seconds\": {:.3},\n  \"epochs\": [\n    {}\n  ],\n  \"order\": [{}],\n  \"columns\": [\n    {}\n  ]\n}}\n",
         report.records,
+        json_str(&report.device.to_string()),
+        report.seconds,
         epochs.join(",\n    "),
         order.join(", "),
         columns.join(",\n    ")

@@ -118,6 +118,10 @@ pub struct TrainReport {
     pub explained: Vec<Option<f32>>,
     /// Records trained on.
     pub records: usize,
+    /// Where training ran.
+    pub device: TrainDevice,
+    /// Seconds training took (choosing order and inputs, the linear parts, the network).
+    pub seconds: f64,
 }
 
 /// Fits a model to a sample of records (row-major, `width` values each) to be coded under
@@ -231,12 +235,14 @@ pub fn train(
     opts: &TrainOptions,
     progress: impl FnMut(usize, f32, f32),
 ) -> crate::Result<(Model, TrainReport)> {
+    let started = std::time::Instant::now();
     // Open the device first: a missing GPU is an error before any work, not after it.
     let device = Backend::open(opts.device)?;
     let rows = sample.len() / width.max(1);
     let mut report = TrainReport {
         records: rows,
         explained: vec![None; width],
+        device: opts.device,
         ..TrainReport::default()
     };
     let mut model = Model::plain(norms);
@@ -483,6 +489,7 @@ pub fn train(
     }
     model.columns = columns;
     model.features = used_features(&mut model.columns, std::mem::take(&mut model.features));
+    report.seconds = started.elapsed().as_secs_f64();
     Ok((model, report))
 }
 
