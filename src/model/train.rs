@@ -80,17 +80,6 @@ impl std::str::FromStr for TrainDevice {
     }
 }
 
-impl TrainDevice {
-    /// Whether this build can train on the device at all (the CPU always; CUDA with the
-    /// `cuda` feature).
-    pub fn compiled(self) -> bool {
-        match self {
-            TrainDevice::Cpu => true,
-            TrainDevice::Cuda(_) => cfg!(feature = "cuda"),
-        }
-    }
-}
-
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
@@ -437,30 +426,13 @@ pub fn train(
 
     // Per column: the network read out, and kept only where it beats the linear part alone
     // on the held-out records; columns that neither explains get no predictor.
-    let with_net = extract(
-        &model,
-        &active,
-        &inputs,
-        &ids,
-        &lin,
-        &b0,
-        hidden,
-        ch,
-        width,
-        [&w1, &b1, &w2, &b2],
-    );
-    let lin_only = extract(
-        &model,
-        &active,
-        &inputs,
-        &ids,
-        &lin,
-        &b0,
-        0,
-        ch,
-        width,
-        [&w1, &b1, &w2, &b2],
-    );
+    let read_out = |units: usize| {
+        let weights = [&w1[..], &b1[..], &w2[..], &b2[..]];
+        extract(
+            &model, &active, &inputs, &ids, &lin, &b0, units, ch, width, weights,
+        )
+    };
+    let (with_net, lin_only) = (read_out(hidden), read_out(0));
     let (mut err_net, mut err_lin) = (vec![0f64; width], vec![0f64; width]);
     for &r in val_idx {
         let row = &noisy[r * width..(r + 1) * width];
