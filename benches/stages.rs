@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use baler::stages::{Chunks, Entropy, Lossless, dequantize, quantize};
-use baler::{BoundSpec, Bounds, CompressOptions};
+use baler::{Bound, BoundSpec, Bounds, CompressOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
@@ -27,6 +27,7 @@ fn stages(c: &mut Criterion) {
     // Column 5 (PT): a falling spectrum.
     let col: Vec<f32> = data.iter().skip(5).step_by(width).copied().collect();
     let (bound, centre, half) = column_stats(&data, width, 5);
+    let bound = Bound::Abs(bound);
     let bytes = (col.len() * 4) as u64;
 
     let mut g = c.benchmark_group("residual");
@@ -107,27 +108,36 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunk");
     g.throughput(Throughput::Bytes((data.len() * 4) as u64));
     let stats: Vec<(f64, f64, f64)> = (0..width).map(|j| column_stats(&data, width, j)).collect();
-    let bounds: Vec<f64> = stats.iter().map(|s| s.0).collect();
     let norms: Vec<(f64, f64)> = stats.iter().map(|s| (s.1, s.2)).collect();
-    let mut chunks = Chunks::<f32>::table(&bounds, &norms);
     let mut payload = Vec::new();
-    assert!(chunks.encode(&data, &mut payload));
-    let chunk_payload = payload.clone();
-    g.bench_function("encode", |b| {
-        b.iter(|| chunks.encode(black_box(&data), &mut payload))
-    });
     let mut out = Vec::with_capacity(data.len());
-    g.bench_function("decode", |b| {
-        b.iter(|| {
-            out.clear();
-            chunks.decode(black_box(&chunk_payload), data.len(), &mut out)
-        })
-    });
+    // The same table at rel:1e-3 and at bits:10 (point-wise relative, the ordinal domain).
+    for (name, bounds) in [
+        (
+            "",
+            stats.iter().map(|s| Bound::Abs(s.0)).collect::<Vec<_>>(),
+        ),
+        ("-bits10", vec![Bound::PwRel(1.0 / 2048.0); width]),
+    ] {
+        let mut chunks = Chunks::<f32>::table(&bounds, &norms);
+        assert!(chunks.encode(&data, &mut payload));
+        let chunk_payload = payload.clone();
+        g.bench_function(format!("encode{name}"), |b| {
+            b.iter(|| chunks.encode(black_box(&data), &mut payload))
+        });
+        g.bench_function(format!("decode{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                chunks.decode(black_box(&chunk_payload), data.len(), &mut out)
+            })
+        });
+    }
     g.finish();
 
     // A field (the CFD fixture, 60 × 50 × 50): interpolation across frames, rows and columns.
     let (field, shape) = common::fixture("cfd_decay_ux");
     let (bound, centre, half) = column_stats(&field, 1, 0);
+    let bound = Bound::Abs(bound);
     let (row, plane) = (shape[2], shape[1] * shape[2]);
     let mut g = c.benchmark_group("chunk-field");
     g.throughput(Throughput::Bytes((field.len() * 4) as u64));

@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 use crate::array::Layout;
+use crate::bound::Bound;
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section};
 use crate::element::Element;
 use crate::entropy::{CONTEXTS, CodeCoder};
@@ -67,8 +68,8 @@ const KIND_LOSSLESS: u8 = 1;
 /// A column's coding parameters, shared by every chunk.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ColumnParams {
-    /// Resolved absolute bound (0 = bit-exact).
-    pub bound: f64,
+    /// The bound in effect.
+    pub bound: Bound,
     /// Normalization (the plain predictor predicts its offset).
     pub norm: Normalization,
 }
@@ -253,8 +254,9 @@ impl<T: Element> ChunkCodec<T> {
             let cp = &params.columns[j];
             // The model reads the reconstructions of the columns coded before this one.
             let model_pred = match &params.model {
-                Some(m) if keep_recon && cp.bound > 0.0 && m.columns[j].is_active() => {
+                Some(m) if keep_recon && !cp.bound.is_lossless() && m.columns[j].is_active() => {
                     m.predict_column(j, &self.recon, rows, cp.norm.offset, &mut self.preds);
+                    cp.bound.domain(&cp.norm).predict_all::<T>(&mut self.preds);
                     Some(&self.preds[..])
                 }
                 _ => None,
@@ -343,6 +345,7 @@ impl<T: Element> ChunkCodec<T> {
             let model_pred = match &params.model {
                 Some(m) if wants_model && m.columns[j].is_active() => {
                     m.predict_column(j, dest, rows, cp.norm.offset, &mut self.preds);
+                    cp.bound.domain(&cp.norm).predict_all::<T>(&mut self.preds);
                     Some(&self.preds[..])
                 }
                 _ => None,
@@ -547,7 +550,7 @@ impl<T: Element> ColumnCoder<T> {
         mut recon: Option<&mut [T]>,
         out: &mut Vec<u8>,
     ) {
-        if cp.bound == 0.0 {
+        if cp.bound.is_lossless() {
             out.push(KIND_LOSSLESS);
             lossless::encode(col, reference, &mut self.coder, &mut self.ll, out);
             if let Some(r) = recon {
@@ -555,12 +558,11 @@ impl<T: Element> ColumnCoder<T> {
             }
             return;
         }
-        // The column's largest magnitude, from the header's statistics: values beyond it (a
-        // stream whose statistics came from its first records) still meet the bound, through
-        // the exact check.
-        let max_abs = cp.norm.offset.abs() + cp.norm.scale;
-        let q = Quantizer::for_values::<T>(cp.bound, max_abs);
-        let centre = Predictor::centre(&cp.norm, q.step);
+        // The step follows from the header's statistics: values beyond them (a stream whose
+        // statistics came from its first records) still meet the bound, through the exact
+        // check.
+        let q = Quantizer::new::<T>(cp.bound, &cp.norm);
+        let centre = q.centre::<T>(&cp.norm);
         let pred = Prediction::Constant(centre);
         quantize_column(
             q,
@@ -648,7 +650,7 @@ impl<T: Element> ColumnCoder<T> {
             );
         }
         if let Some((p, ip, alone)) = interp {
-            self.interpolate(col, q, centre, ip);
+            self.interpolate(col, q, q.fallback::<T>(&cp.norm), ip);
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
             let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
@@ -698,7 +700,7 @@ impl<T: Element> ColumnCoder<T> {
         rec.resize(n, T::from_f64(0.0));
         exc.clear();
         ip.run(rec, centre, |pos, pred| {
-            match q.quantize_one(col[pos], pred) {
+            match q.quantize_one(col[pos], q.predict::<T>(pred)) {
                 Some((c, y)) => {
                     k.push(c);
                     y
@@ -771,11 +773,13 @@ impl<T: Element> ColumnCoder<T> {
                     return Err(Malformed(format!("invalid quantization step {step}")));
                 }
                 self.exc.read(&mut r, out.len())?;
-                let q = Quantizer {
-                    step,
-                    bound: cp.bound,
-                };
-                let centre = Predictor::centre(&cp.norm, step);
+                if cp.bound.is_lossless() {
+                    return Err(Malformed::new(
+                        "a quantized section in a column whose bound is lossless",
+                    ));
+                }
+                let q = Quantizer::with_step(cp.bound, &cp.norm, step);
+                let centre = q.centre::<T>(&cp.norm);
                 let pred = Prediction::Constant(centre);
                 let pred = match (predictor, model_pred) {
                     (Predictor::Model, Some(p)) if p.len() == out.len() => Prediction::Values(p),
@@ -804,12 +808,12 @@ impl<T: Element> ColumnCoder<T> {
                     // encoder did; its value goes in place afterwards.
                     let (k, exc) = (&self.k, &self.exc);
                     let mut next = 0;
-                    ip.run(out, centre, |pos, p| {
+                    ip.run(out, q.fallback::<T>(&cp.norm), |pos, p| {
                         if exc.pos.binary_search(&(pos as u32)).is_ok() {
                             T::from_f64(p)
                         } else {
                             next += 1;
-                            q.level(p, k[next - 1])
+                            q.level(q.predict::<T>(p), k[next - 1])
                         }
                     });
                     for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
@@ -948,6 +952,11 @@ mod tests {
     use crate::residual::first_violation;
 
     fn params(layout: Layout, record_len: usize, bounds: &[f64]) -> Arc<CodecParams> {
+        let bounds: Vec<Bound> = bounds.iter().map(|&b| Bound::abs(b)).collect();
+        params_with(layout, record_len, &bounds)
+    }
+
+    fn params_with(layout: Layout, record_len: usize, bounds: &[Bound]) -> Arc<CodecParams> {
         Arc::new(CodecParams {
             layout,
             record_len,
@@ -980,7 +989,7 @@ mod tests {
             row_len,
             plane_len,
             columns: vec![ColumnParams {
-                bound,
+                bound: Bound::abs(bound),
                 norm: Normalization { offset, scale },
             }],
             model: None,
@@ -1015,6 +1024,13 @@ mod tests {
                 None,
                 "column {j} bound {b}"
             );
+            if b.is_lossless() {
+                assert!(
+                    orig.iter()
+                        .zip(&back)
+                        .all(|(x, y)| x.to_bits64() == y.to_bits64())
+                );
+            }
         }
         (kind, payload.len())
     }

@@ -269,10 +269,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
             .bound_specs
             .iter()
             .zip(&stats)
-            .map(|(s, st)| ResolvedBound {
-                spec: *s,
-                abs: s.resolve(st),
-            })
+            .map(|(s, st)| ResolvedBound::new(*s, st))
             .collect();
         let norms: Vec<Normalization> = stats.iter().map(Normalization::from_stats).collect();
         let header = Header {

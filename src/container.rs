@@ -51,7 +51,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use crate::array::{ArraySpec, Layout};
-use crate::bound::{BoundSpec, ResolvedBound};
+use crate::bound::{Bound, BoundSpec, ResolvedBound};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::chunk::{CodecParams, ColumnParams, PayloadKind};
 use crate::element::DType;
@@ -189,7 +189,7 @@ impl Header {
                 .iter()
                 .zip(&self.norms)
                 .map(|(b, n)| ColumnParams {
-                    bound: b.abs,
+                    bound: b.bound,
                     norm: *n,
                 })
                 .collect(),
@@ -228,7 +228,7 @@ impl Header {
         for b in &self.bounds {
             sec.push(b.spec.code());
             sec.extend_from_slice(&b.spec.value().to_le_bytes());
-            sec.extend_from_slice(&b.abs.to_le_bytes());
+            sec.extend_from_slice(&b.bound.value().to_le_bytes());
         }
         put_sec(&mut body, SEC_BOUNDS, &mut sec);
         put_uvarint(&mut sec, self.norms.len() as u64);
@@ -363,13 +363,17 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
                 for _ in 0..n {
                     let code = s.u8()?;
                     let value = s.f64()?;
-                    let abs = s.f64()?;
-                    let spec = BoundSpec::from_code(code, value)
-                        .ok_or_else(|| Malformed::new("unknown bound kind"))?;
-                    if !(abs.is_finite() && abs >= 0.0) {
-                        return Err(Malformed(format!("invalid resolved bound {abs}")));
-                    }
-                    v.push(ResolvedBound { spec, abs });
+                    let resolved = s.f64()?;
+                    let spec = BoundSpec::from_code(code, value).ok_or_else(|| {
+                        Malformed(format!(
+                            "unknown or invalid bound (kind {code}, value {value}; written by a \
+                             newer baler?)"
+                        ))
+                    })?;
+                    let bound = Bound::from_stored(spec, resolved).ok_or_else(|| {
+                        Malformed(format!("invalid resolved bound {resolved} for {spec}"))
+                    })?;
+                    v.push(ResolvedBound { spec, bound });
                 }
                 bounds = Some(v);
             }
@@ -917,7 +921,6 @@ pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
 mod tests {
     use super::*;
     use crate::array::UNKNOWN;
-    use crate::bound::BoundSpec;
 
     pub(crate) fn sample_header() -> Header {
         let mut spec = ArraySpec::new(DType::F32, vec![UNKNOWN, 3]);
@@ -930,9 +933,16 @@ mod tests {
             bounds: vec![
                 ResolvedBound {
                     spec: BoundSpec::Rel(1e-3),
-                    abs: 0.25
-                };
-                3
+                    bound: Bound::Abs(0.25),
+                },
+                ResolvedBound {
+                    spec: BoundSpec::Bits(10),
+                    bound: Bound::PwRel(1.0 / 2048.0),
+                },
+                ResolvedBound {
+                    spec: BoundSpec::PwRel(1e-3),
+                    bound: Bound::PwRel(1e-3),
+                },
             ],
             stats: vec![
                 ColumnStats {

@@ -8,14 +8,14 @@
 //! the means and RMS of the residual `x' − x` and of the relative response `(x' − x) / x`.
 //! Sums are taken in `f64` over blocks of at most [`BLOCK`] values, and the block sums
 //! combined with Neumaier's compensated summation, so 10⁹ values keep about full `f64`
-//! precision. The bound check is the exact one the encoder uses
-//! ([`crate::residual::within_bound`]).
+//! precision. The bound check is the exact one the encoder uses ([`Bound::check`]); under a
+//! point-wise relative bound the figure against the bound is the largest `|x' − x| / |x|`.
 //!
 //! ```
-//! use baler::evaluate::Evaluation;
+//! use baler::{Bound, evaluate::Evaluation};
 //! let original = [1.0f32, 2.0, 0.0, 4.0];
 //! let decoded = [1.0f32, 2.5, 0.0, 3.0];
-//! let mut e = Evaluation::new(vec![1.0], 1);
+//! let mut e = Evaluation::new(vec![Bound::Abs(1.0)], 1);
 //! e.add(&original, &decoded);
 //! let c = &e.finish()[0];
 //! assert_eq!(c.max_abs_error, 1.0);
@@ -24,8 +24,8 @@
 //! assert!(c.bound_met());
 //! ```
 
+use crate::bound::Bound;
 use crate::element::Element;
-use crate::residual::within_bound;
 
 /// Values summed in plain `f64` before a block's sum joins the compensated total.
 pub const BLOCK: usize = 4096;
@@ -57,8 +57,8 @@ impl Sum {
 /// The metrics of one bound column (a table's column, or a whole field).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnMetrics {
-    /// The absolute bound in effect for the column (0: bit-exact).
-    pub bound: f64,
+    /// The bound in effect for the column.
+    pub bound: Bound,
     /// Values compared.
     pub count: u64,
     /// Values whose original is finite and came back finite: the values the error statistics
@@ -79,6 +79,11 @@ pub struct ColumnMetrics {
     pub max_abs_error: f64,
     /// Position in the column of the first value with that error.
     pub max_error_at: Option<u64>,
+    /// Largest `|x' − x| / |x|` over the finite values (`+inf` where a 0 came back as
+    /// something else).
+    pub max_rel_error: f64,
+    /// Position in the column of the first value with that relative error.
+    pub max_rel_error_at: Option<u64>,
     /// Smallest finite original value (`+inf` if none).
     pub min: f64,
     /// Largest finite original value (`−inf` if none).
@@ -103,13 +108,19 @@ impl ColumnMetrics {
         self.violations == 0 && self.special_mismatches == 0
     }
 
-    /// `max |x' − x| / bound`; 0 for a bit-exact column reproduced exactly, `+inf` for a
-    /// bit-exact column that was not.
+    /// The worst error over what the bound allows: `max |x' − x| / E`, or under a point-wise
+    /// relative bound `max |x' − x| / |x|` over `R`; 0 for a bit-exact column reproduced
+    /// exactly, `+inf` for a bit-exact column that was not.
     pub fn error_over_bound(&self) -> f64 {
-        if self.bound > 0.0 {
-            self.max_abs_error / self.bound
-        } else if self.max_abs_error == 0.0 {
+        let (err, lim) = match self.bound {
+            Bound::Abs(e) => (self.max_abs_error, e),
+            Bound::PwRel(r) => (self.max_rel_error, r),
+            Bound::Lossless => (self.max_abs_error, 0.0),
+        };
+        if err == 0.0 {
             0.0
+        } else if lim > 0.0 {
+            err / lim
         } else {
             f64::INFINITY
         }
@@ -169,7 +180,7 @@ impl ColumnMetrics {
 /// Running state of one column.
 #[derive(Debug, Clone)]
 struct Column {
-    bound: f64,
+    bound: Bound,
     count: u64,
     finite: u64,
     nonfinite: u64,
@@ -178,6 +189,8 @@ struct Column {
     first_violation_at: Option<u64>,
     max_abs_error: f64,
     max_error_at: Option<u64>,
+    max_rel_error: f64,
+    max_rel_error_at: Option<u64>,
     min: f64,
     max: f64,
     response_count: u64,
@@ -199,9 +212,9 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// An evaluation of `bounds.len()` columns with these absolute bounds: a table's columns
+    /// An evaluation of `bounds.len()` columns with these bounds: a table's columns
     /// (`width` = the number of columns), or one column over a whole field (`width` = 1).
-    pub fn new(bounds: Vec<f64>, width: usize) -> Evaluation {
+    pub fn new(bounds: Vec<Bound>, width: usize) -> Evaluation {
         assert_eq!(bounds.len(), width.max(1), "one bound per column");
         Evaluation {
             columns: bounds
@@ -216,6 +229,8 @@ impl Evaluation {
                     first_violation_at: None,
                     max_abs_error: 0.0,
                     max_error_at: None,
+                    max_rel_error: 0.0,
+                    max_rel_error_at: None,
                     min: f64::INFINITY,
                     max: f64::NEG_INFINITY,
                     response_count: 0,
@@ -237,7 +252,7 @@ impl Evaluation {
             crate::Layout::Table => header.record_len as usize,
             crate::Layout::Field => 1,
         };
-        Evaluation::new(header.bounds.iter().map(|b| b.abs).collect(), width)
+        Evaluation::new(header.bounds.iter().map(|b| b.bound).collect(), width)
     }
 
     /// Values per record (1 for a field).
@@ -290,6 +305,8 @@ impl Evaluation {
                 first_violation_at: c.first_violation_at,
                 max_abs_error: c.max_abs_error,
                 max_error_at: c.max_error_at,
+                max_rel_error: c.max_rel_error,
+                max_rel_error_at: c.max_rel_error_at,
                 min: c.min,
                 max: c.max,
                 sum_residual: c.residual.value(),
@@ -314,6 +331,8 @@ impl Column {
         let (mut lo, mut hi) = (self.min, self.max);
         let mut worst = self.max_abs_error;
         let mut worst_at = self.max_error_at;
+        let mut worst_rel = self.max_rel_error;
+        let mut worst_rel_at = self.max_rel_error_at;
         let mut n = 0u64;
         for (k, (&x, &y)) in orig
             .iter()
@@ -347,8 +366,18 @@ impl Column {
                 worst = ad;
                 worst_at = Some(pos);
             }
-            if ad >= bound && xb != yb && !zero_sign && (bound == 0.0 || !within_bound(x, y, bound))
-            {
+            let rel = if xb == yb {
+                0.0
+            } else if xf != 0.0 {
+                ad / xf.abs()
+            } else {
+                f64::INFINITY
+            };
+            if rel > worst_rel || worst_rel_at.is_none() {
+                worst_rel = rel;
+                worst_rel_at = Some(pos);
+            }
+            if xb != yb && !zero_sign && !bound.check(x, y) {
                 self.violations += 1;
                 self.first_violation_at.get_or_insert(pos);
             }
@@ -374,6 +403,8 @@ impl Column {
         self.max = hi;
         self.max_abs_error = worst;
         self.max_error_at = worst_at;
+        self.max_rel_error = worst_rel;
+        self.max_rel_error_at = worst_rel_at;
         self.residual.add(s1);
         self.residual_sq.add(s2);
         self.response.add(r1);
@@ -401,7 +432,7 @@ mod tests {
         // Two columns; the second has its worst error on row 2 and a zero original.
         let orig = [1.0f64, 0.0, 2.0, 4.0, 3.0, -2.0];
         let dec = [1.0f64, 0.25, 2.5, 4.0, 3.0, -1.0];
-        let mut e = Evaluation::new(vec![0.5, 1.0], 2);
+        let mut e = Evaluation::new(vec![Bound::Abs(0.5), Bound::Abs(1.0)], 2);
         e.add(&orig[..2], &dec[..2]);
         e.add(&orig[2..], &dec[2..]);
         let m = e.finish();
@@ -418,11 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn pointwise_relative_columns() {
+        let r = 1.0 / 1024.0;
+        let orig = [1024.0f32, 0.0, -0.0, 3.0, 1e-30, 2048.0];
+        let dec = [1024.5f32, 0.0, -0.0, 3.0, 1e-30, 2049.75];
+        let mut e = Evaluation::new(vec![Bound::PwRel(r)], 1);
+        e.add(&orig, &dec);
+        let m = &e.finish()[0];
+        assert!(m.bound_met());
+        assert_eq!(m.max_rel_error, 1.75 / 2048.0);
+        assert_eq!(m.max_rel_error_at, Some(5));
+        assert_eq!(m.error_over_bound(), 0.875);
+        // A zero that comes back as anything else, and an error just over R·|x|.
+        let mut e = Evaluation::new(vec![Bound::PwRel(r)], 1);
+        e.add(&[0.0f32, 1024.0], &[1e-40, 1025.5]);
+        let m = &e.finish()[0];
+        assert_eq!(m.violations, 2);
+        assert_eq!(m.first_violation_at, Some(0));
+        assert_eq!(m.error_over_bound(), f64::INFINITY);
+    }
+
+    #[test]
     fn violations_and_special_values() {
         let nan = f32::NAN;
         let orig = [1.0f32, nan, f32::INFINITY, -0.0, 2.0, 5.0];
         let dec = [1.0f32, nan, f32::NEG_INFINITY, 0.0, 2.6, 5.5];
-        let mut e = Evaluation::new(vec![0.5], 1);
+        let mut e = Evaluation::new(vec![Bound::Abs(0.5)], 1);
         e.add(&orig, &dec);
         let m = &e.finish()[0];
         assert_eq!(m.nonfinite, 2);
@@ -432,12 +484,12 @@ mod tests {
         assert_eq!(m.finite, 4);
         assert!(!m.bound_met());
         // A bit-exact column: any difference is a violation.
-        let mut e = Evaluation::new(vec![0.0], 1);
+        let mut e = Evaluation::new(vec![Bound::Lossless], 1);
         e.add(&[1.0f64, 2.0], &[1.0, 2.0 + f64::EPSILON * 2.0]);
         let m = &e.finish()[0];
         assert_eq!(m.violations, 1);
         assert_eq!(m.error_over_bound(), f64::INFINITY);
-        let mut e = Evaluation::new(vec![0.0], 1);
+        let mut e = Evaluation::new(vec![Bound::Lossless], 1);
         e.add(&[1.0f64, 2.0], &[1.0, 2.0]);
         let m = &e.finish()[0];
         assert_eq!(

@@ -26,16 +26,18 @@
 //!     })
 //!     .collect();
 //! let spec = ArraySpec::new(DType::F32, vec![10_000, 3]);
-//! // 1e-3 of each column's range, but the category column exactly.
-//! let bounds = Bounds::new(BoundSpec::Rel(1e-3)).with_override_str("2=lossless")?;
+//! // 1e-3 of each column's range, the angle to 10 mantissa bits, the category exactly.
+//! let bounds = Bounds::new(BoundSpec::Rel(1e-3))
+//!     .with_override_str("1=bits:10")?
+//!     .with_override_str("2=lossless")?;
 //! let packed = baler::compress_slice(&data, &spec, &CompressOptions::new(bounds))?;
 //! assert!(packed.len() * 4 < data.len() * 4);
 //!
 //! let (header, back) = baler::decompress_to_vec(&packed)?;
 //! let ArrayData::F32(back) = back else { unreachable!() };
 //! for (i, (x, y)) in data.iter().zip(&back).enumerate() {
-//!     let e = header.bounds[i % 3].abs;
-//!     assert!((*x as f64 - *y as f64).abs() <= e);
+//!     // Every value within its column's bound, checked exactly as the encoder does.
+//!     assert!(header.bounds[i % 3].bound.check(*x, *y));
 //! }
 //! # Ok::<(), baler::Error>(())
 //! ```
@@ -69,7 +71,7 @@ pub mod residual;
 pub mod stages;
 
 pub use array::{ArraySpec, Layout, UNKNOWN};
-pub use bound::{BoundSpec, Bounds, ColumnRef, ResolvedBound};
+pub use bound::{Bound, BoundSpec, Bounds, BoundsFile, ColumnRef, ResolvedBound};
 pub use compress::{CompressOptions, Compressor, Finished, compress_slice};
 pub use container::Header;
 pub use decompress::{Decompressor, decompress_chunk, decompress_to_vec};

@@ -50,7 +50,6 @@
 //! decoder, and the codes are `round((x − x̂) / s)`.
 
 use crate::element::Element;
-use crate::normalize::Normalization;
 use crate::residual::MAX_CODE;
 
 /// How a column's values are predicted.
@@ -150,22 +149,6 @@ impl Predictor {
             Predictor::Model => "model",
             Predictor::Interp => "interp",
             Predictor::InterpPlanes => "interp-planes",
-        }
-    }
-
-    /// The prediction of the floating-point stage: the column centre, snapped to the
-    /// quantization grid (a multiple of the step), for every predictor.
-    ///
-    /// Snapping makes the codes exactly `round(x / step)` shifted by an integer. For continuous
-    /// data the offset does not matter; for discrete values (PID, charge, status, integer
-    /// counts) an off-grid centre can split values that the grid through 0 keeps together,
-    /// costing bits.
-    pub(crate) fn centre(norm: &Normalization, step: f64) -> f64 {
-        let snapped = (norm.offset / step).round() * step;
-        if snapped.is_finite() {
-            snapped
-        } else {
-            norm.offset
         }
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::array::Layout;
+use crate::bound::Bound;
 use crate::bytes::ByteReader;
 use crate::chunk::{ChunkCodec, CodecParams, ColumnParams, PayloadKind};
 use crate::element::Element;
@@ -12,16 +13,27 @@ use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
 use crate::residual::{Exceptions, Prediction, Quantizer};
 
+/// The quantizer of a column of values within `±max_abs` (predictions are in its domain).
+fn quantizer<T: Element>(bound: Bound, max_abs: f64) -> Quantizer {
+    Quantizer::new::<T>(
+        bound,
+        &Normalization {
+            offset: 0.0,
+            scale: max_abs,
+        },
+    )
+}
+
 /// The residual stage on one column: quantize with a constant prediction.
 pub fn quantize<T: Element>(
     values: &[T],
     prediction: f64,
-    bound: f64,
+    bound: Bound,
     max_abs: f64,
     codes: &mut Vec<i32>,
     recon: &mut [T],
 ) -> usize {
-    let q = Quantizer::for_values::<T>(bound, max_abs);
+    let q = quantizer::<T>(bound, max_abs);
     let mut exc = Exceptions::default();
     q.quantize(
         values,
@@ -37,11 +49,11 @@ pub fn quantize<T: Element>(
 pub fn dequantize<T: Element>(
     codes: &[i32],
     prediction: f64,
-    bound: f64,
+    bound: Bound,
     max_abs: f64,
     out: &mut [T],
 ) {
-    let q = Quantizer::for_values::<T>(bound, max_abs);
+    let q = quantizer::<T>(bound, max_abs);
     q.dequantize(codes, &[], &[], 0, Prediction::Constant(prediction), out)
         .expect("consistent");
 }
@@ -112,7 +124,7 @@ pub struct Chunks<T: Element>(ChunkCodec<T>);
 
 impl<T: Element> Chunks<T> {
     /// A codec for tables of `width` columns, each with `bounds[j]` and `norms[j]`.
-    pub fn table(bounds: &[f64], norms: &[(f64, f64)]) -> Self {
+    pub fn table(bounds: &[Bound], norms: &[(f64, f64)]) -> Self {
         let columns = bounds
             .iter()
             .zip(norms)
@@ -133,7 +145,7 @@ impl<T: Element> Chunks<T> {
 
     /// A codec for chunks of a field whose slices along the first axis hold `plane` values
     /// in rows of `row`, with one bound and normalization.
-    pub fn field(bound: f64, (offset, scale): (f64, f64), row: usize, plane: usize) -> Self {
+    pub fn field(bound: Bound, (offset, scale): (f64, f64), row: usize, plane: usize) -> Self {
         Chunks(ChunkCodec::new(Arc::new(CodecParams {
             layout: Layout::Field,
             record_len: plane,

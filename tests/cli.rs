@@ -9,9 +9,9 @@ use std::process::Stdio;
 
 use baler::ArrayData;
 use common::cli::{baler, fails, ok, p, piped, run, tmp};
-use common::{assert_within, fixture, load_npy};
+use common::{Expected, assert_within, fixture, load_npy};
 
-fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<f64> {
+fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<Expected> {
     (0..width)
         .map(|j| {
             let col = data
@@ -23,7 +23,7 @@ fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<f64> {
             let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
                 (a.min(v), b.max(v))
             });
-            rel * (hi - lo)
+            Expected::Abs(rel * (hi - lo))
         })
         .collect()
 }
@@ -76,7 +76,7 @@ fn raw_files_and_shapes() {
     let out = p(d.path(), "y.raw");
     ok(&["decompress", &packed, "-o", &out, "-q"]);
     let back: Vec<f32> = bytemuck::pod_collect_to_vec(&fs::read(&out).unwrap());
-    assert_within(f32s(&orig), &back, 10, &[0.01; 10]);
+    assert_within(f32s(&orig), &back, 10, &[Expected::Abs(0.01); 10]);
     // The same container decompresses to .npy by extension.
     let npy = p(d.path(), "y.npy");
     ok(&["decompress", &packed, "-o", &npy, "-q"]);
@@ -178,7 +178,7 @@ fn lossless_is_bit_exact_with_special_values() {
             "abs:0.5" => 0.5,
             _ => 1e-2 * (f32::MAX as f64 - (-2.25f64)),
         };
-        assert_within(&vals, &back, 1, &[e]);
+        assert_within(&vals, &back, 1, &[Expected::Abs(e)]);
     }
 }
 
@@ -210,8 +210,8 @@ fn column_bounds_by_name_and_index() {
     let (orig, _) = load_npy(&fixture("delphes_16k.npy"));
     let (back, _) = load_npy(&out);
     let mut bounds = rel_bounds(f32s(&orig), 16, 1e-2);
-    bounds[0] = 1e-4;
-    bounds[13] = 0.0; // PID
+    bounds[0] = Expected::Abs(1e-4);
+    bounds[13] = Expected::Abs(0.0); // PID
     assert_within(f32s(&orig), f32s(&back), 16, &bounds);
     fails(
         &[
@@ -560,7 +560,7 @@ fn fields_and_f64_through_the_binary() {
                     .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
                         (l.min(v), h.max(v))
                     });
-                assert_within(a, b, 1, &[1e-4 * (hi - lo)]);
+                assert_within(a, b, 1, &[Expected::Abs(1e-4 * (hi - lo))]);
             }
             _ => panic!("dtype changed"),
         }

@@ -200,7 +200,7 @@ mod forged {
             source_path: None,
             bounds: vec![ResolvedBound {
                 spec: BoundSpec::Abs(0.5),
-                abs: 0.5,
+                bound: baler::Bound::Abs(0.5),
             }],
             stats: vec![ColumnStats {
                 min: 0.0,

@@ -252,7 +252,10 @@ fn table_figures_match_an_independent_computation() {
     let ArrayData::F32(raw) = &data else {
         unreachable!()
     };
-    let expected_bounds = expected_bounds(raw, &spec, &bounds);
+    let expected_bounds: Vec<f64> = expected_bounds(raw, &spec, &bounds)
+        .iter()
+        .map(|e| e.abs())
+        .collect();
     check_report(&report, &o, &b, 16, &expected_bounds);
 
     // The whole report: names, sizes, the model's share.
@@ -302,7 +305,11 @@ fn field_figures_match_an_independent_computation() {
     let ArrayData::F32(raw) = &orig else {
         unreachable!()
     };
-    let bounds = expected_bounds(raw, &spec, &baler::Bounds::new(baler::BoundSpec::Rel(1e-4)));
+    let bounds: Vec<f64> =
+        expected_bounds(raw, &spec, &baler::Bounds::new(baler::BoundSpec::Rel(1e-4)))
+            .iter()
+            .map(|e| e.abs())
+            .collect();
     check_report(&report, &values(&orig), &values(&back_data), 1, &bounds);
     assert_eq!(report["layout"], "field");
     assert_eq!(report["shape"], serde_json::json!([60, 50, 50]));

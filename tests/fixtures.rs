@@ -30,6 +30,10 @@ fn every_fixture_at_every_bound() {
             BoundSpec::Rel(1e-4),
             BoundSpec::Abs(1e-3),
             BoundSpec::Lossless,
+            BoundSpec::Bits(12),
+            BoundSpec::Bits(10),
+            BoundSpec::Bits(7),
+            BoundSpec::PwRel(1e-3),
         ] {
             let opts = CompressOptions::new(Bounds::new(b)).chunk_bytes(256 << 10);
             let (packed, _) = match &data {
@@ -41,6 +45,14 @@ fn every_fixture_at_every_bound() {
                 assert!(
                     packed.len() < raw / 2,
                     "{name} at {b}: {} of {raw} bytes",
+                    packed.len()
+                );
+            }
+            if b.is_pointwise_relative() {
+                // Never worse than the raw data (plus framing), even at 12 bits.
+                assert!(
+                    packed.len() <= raw + 4096,
+                    "{name} at {b}: {} of {raw}",
                     packed.len()
                 );
             }

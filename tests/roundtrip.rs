@@ -52,6 +52,8 @@ fn bound_spec() -> impl Strategy<Value = BoundSpec> {
         3 => (1e-7f64..0.3).prop_map(BoundSpec::Rel),
         1 => Just(BoundSpec::Lossless),
         1 => Just(BoundSpec::Abs(0.0)),
+        2 => (1u32..=52).prop_map(BoundSpec::Bits),
+        2 => (1e-9f64..0.5).prop_map(BoundSpec::PwRel),
     ]
 }
 
@@ -144,6 +146,54 @@ proptest! {
     }
 }
 
+/// A value of any magnitude `T` holds, log-uniformly (f32: 1e-38..1e38, f64: 1e-308..1e308),
+/// either sign, with zeros, −0.0, subnormals, NaN and ±Inf mixed in.
+fn any_magnitude(max_exp: f64, subnormal: f64) -> impl Strategy<Value = f64> {
+    prop_oneof![
+        12 => (-max_exp..max_exp, any::<bool>())
+            .prop_map(|(e, neg)| if neg { -(10f64.powf(e)) } else { 10f64.powf(e) }),
+        2 => Just(0.0),
+        1 => Just(-0.0),
+        1 => (1.0f64..1000.0, any::<bool>())
+            .prop_map(move |(m, neg)| if neg { -m * subnormal } else { m * subnormal }),
+        1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY)],
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// `pwrel:R` and `bits:N` over every magnitude: every finite value within `R·|x|` (checked
+    /// independently), zeros, −0.0, subnormals and non-finite values bit for bit, tables and
+    /// fields, f32 and f64, any thread count (the independent check is `common::round_trip`).
+    #[test]
+    fn pointwise_relative_bounds_hold_over_every_magnitude(
+        f32_values in prop::collection::vec(any_magnitude(38.0, 1e-42), 0..3000),
+        f64_values in prop::collection::vec(any_magnitude(308.0, 1e-320), 0..3000),
+        bound in prop_oneof![
+            (1u32..=52).prop_map(BoundSpec::Bits),
+            (1e-12f64..0.9).prop_map(BoundSpec::PwRel),
+            Just(BoundSpec::Bits(10)),
+            Just(BoundSpec::Bits(7)),
+        ],
+        width in 1usize..6,
+        table in any::<bool>(),
+        threads in 1usize..4,
+        chunk_bytes in prop_oneof![Just(4096usize), Just(1 << 20)],
+    ) {
+        let opts = CompressOptions::new(Bounds::new(bound)).chunk_bytes(chunk_bytes).threads(threads);
+        let f32s: Vec<f32> = f32_values.iter().map(|&v| v as f32).collect();
+        let rows = f32s.len() / width;
+        let mut spec = ArraySpec::new(DType::F32, vec![rows as u64, width as u64]);
+        spec.layout = if table { Layout::Table } else { Layout::Field };
+        round_trip(&f32s[..rows * width], &spec, &opts);
+        let rows = f64_values.len() / width;
+        let mut spec = ArraySpec::new(DType::F64, vec![rows as u64, width as u64]);
+        spec.layout = if table { Layout::Table } else { Layout::Field };
+        round_trip(&f64_values[..rows * width], &spec, &opts);
+    }
+}
+
 /// A smooth field (so the neighbour predictors are chosen) of `shape`, with the special values
 /// of `specials` planted at the given positions: they become exceptions in the middle of the
 /// Lorenzo recurrences.
@@ -182,6 +232,7 @@ proptest! {
         bound in prop_oneof![
             (1e-6f64..0.5).prop_map(BoundSpec::Rel),
             (1e-4f64..5.0).prop_map(BoundSpec::Abs),
+            (4u32..24).prop_map(BoundSpec::Bits),
         ],
         chunk_bytes in prop_oneof![Just(4096usize), Just(20_000), Just(1 << 20)],
         f32_data in any::<bool>(),
@@ -313,7 +364,11 @@ fn values_far_outside_the_sampled_range_still_meet_the_bound() {
         header.stats_source,
         baler::container::StatsSource::FirstRecords(_)
     ));
-    let bounds: Vec<f64> = header.bounds.iter().map(|b| b.abs).collect();
+    let bounds: Vec<common::Expected> = header
+        .bounds
+        .iter()
+        .map(|b| common::Expected::Abs(b.bound.value()))
+        .collect();
     let baler::ArrayData::F32(back) = back else {
         panic!("dtype")
     };

@@ -121,13 +121,18 @@ fn awkward_readers_on_both_sides() {
         calls: 0,
     })
     .unwrap();
-    assert_within(&values, &decode_all(&mut d), 5, &[0.01; 5]);
+    assert_within(
+        &values,
+        &decode_all(&mut d),
+        5,
+        &[common::Expected::Abs(0.01); 5],
+    );
     // The Read adapter gives the same values as little-endian bytes.
     let mut d = Decompressor::new(Cursor::new(compress(&values, vec![3000, 5]))).unwrap();
     let mut raw = Vec::new();
     d.read_to_end(&mut raw).unwrap();
     let back: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
-    assert_within(&values, &back, 5, &[0.01; 5]);
+    assert_within(&values, &back, 5, &[common::Expected::Abs(0.01); 5]);
 }
 
 #[test]
@@ -152,7 +157,7 @@ fn values_split_anywhere_across_writes() {
     let ArrayData::F32(back) = back else {
         panic!("dtype")
     };
-    assert_within(&values, &back, 3, &[0.01; 3]);
+    assert_within(&values, &back, 3, &[common::Expected::Abs(0.01); 3]);
 }
 
 #[test]
@@ -162,10 +167,20 @@ fn containers_back_to_back_in_one_stream() {
     stream.extend(compress(&b, vec![1700, 2]));
     stream.extend_from_slice(b"trailing bytes");
     let mut first = Decompressor::new(Cursor::new(stream)).unwrap();
-    assert_within(&a, &decode_all(&mut first), 4, &[0.01; 4]);
+    assert_within(
+        &a,
+        &decode_all(&mut first),
+        4,
+        &[common::Expected::Abs(0.01); 4],
+    );
     let rest = first.into_inner().unwrap();
     let mut second = Decompressor::new(rest).unwrap();
-    assert_within(&b, &decode_all(&mut second), 2, &[0.01; 2]);
+    assert_within(
+        &b,
+        &decode_all(&mut second),
+        2,
+        &[common::Expected::Abs(0.01); 2],
+    );
     let mut tail = Vec::new();
     second.into_inner().unwrap().read_to_end(&mut tail).unwrap();
     assert_eq!(tail, b"trailing bytes");

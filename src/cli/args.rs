@@ -177,13 +177,21 @@ impl SourceArgs {
 /// What to compress and how: shared by `compress` and `bench`.
 #[derive(Debug, Args)]
 pub struct CodecArgs {
-    /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables)
-    /// or lossless.
-    #[arg(short, long, value_name = "SPEC")]
-    pub bound: BoundSpec,
+    /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables),
+    /// pwrel:R (|x - x'| <= R|x| for every value), bits:N (N mantissa bits: pwrel:2^-(N+1))
+    /// or lossless. Required unless --bounds gives a default.
+    #[arg(short, long, value_name = "SPEC", required_unless_present = "bounds")]
+    pub bound: Option<BoundSpec>,
 
-    /// Bound for one column of a table, as COL=SPEC with COL a 0-based index or a column name
-    /// (repeatable), e.g. --bound-col 3=abs:0.5 --bound-col PID=lossless.
+    /// Bounds per column from a file: lines `COLUMN SPEC` (a name, a glob such as Jet_*, or a
+    /// 0-based index) and `default SPEC`; later lines win, # starts a comment. --bound, if
+    /// given, replaces the file's default; --bound-col comes after the file.
+    #[arg(long, value_name = "FILE")]
+    pub bounds: Option<std::path::PathBuf>,
+
+    /// Bound for columns of a table, as COL=SPEC with COL a 0-based index, a column name or a
+    /// glob (repeatable), e.g. --bound-col 3=abs:0.5 --bound-col PID=lossless
+    /// --bound-col 'Jet_*=bits:10'.
     #[arg(long = "bound-col", value_name = "COL=SPEC", value_parser = parse_column_bound)]
     pub bound_col: Vec<(ColumnRef, BoundSpec)>,
 

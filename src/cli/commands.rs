@@ -12,18 +12,34 @@ use baler::container::SourceFormat;
 use baler::io::Input;
 use baler::io::output::{OutputFile, ValueFormat, ValueSink, ValueWriter};
 use baler::{
-    BoundSpec, Bounds, CompressOptions, Compressor, DType, Decompressor, Finished, Layout,
+    BoundSpec, Bounds, BoundsFile, CompressOptions, Compressor, DType, Decompressor, Finished,
+    Layout,
 };
 
 use super::args::{BenchArgs, CodecArgs, CompressArgs, DecompressArgs, LayoutArg};
 use super::progress::{self, Counting};
 use super::show_progress;
 
-fn bounds_from(args: &CodecArgs) -> Bounds {
-    Bounds {
-        default: args.bound,
-        overrides: args.bound_col.clone(),
+/// The bounds of `--bounds FILE`, `--bound` and `--bound-col`, in that order of precedence
+/// (later wins).
+fn bounds_from(args: &CodecArgs) -> Result<Bounds> {
+    let mut bounds = Bounds::new(args.bound.unwrap_or(BoundSpec::Lossless));
+    if let Some(path) = &args.bounds {
+        let file = BoundsFile::read(path)?;
+        if args.bound.is_none() && file.default.is_none() {
+            bail!(
+                "{} has no 'default SPEC' line: give one there, or --bound for the columns it \
+                 does not name",
+                path.display()
+            );
+        }
+        bounds = bounds.with_file(file);
+        if let Some(b) = args.bound {
+            bounds.default = b;
+        }
     }
+    bounds.overrides.extend(args.bound_col.iter().cloned());
+    Ok(bounds)
 }
 
 /// Opens the input and builds its spec and options from the flags (statistics not yet taken).
@@ -32,7 +48,7 @@ fn open_input(
     args: &CodecArgs,
     show: bool,
 ) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
-    let bounds = bounds_from(args);
+    let bounds = bounds_from(args)?;
     let input = Input::open(path, &args.source.raw_format()?)?;
     let layout = args.layout.map(|l| match l {
         LayoutArg::Table => Layout::Table,
@@ -670,16 +686,16 @@ fn worst_error_ratio(
         };
         let mut worst = 0.0f64;
         for j in 0..width {
-            let bound = h.bounds[j].abs;
+            let bound = h.bounds[j].bound;
             let col_a: Vec<T> = a.iter().skip(j).step_by(width).copied().collect();
             let col_b: Vec<T> = b.iter().skip(j).step_by(width).copied().collect();
             if let Some((i, err)) = baler::residual::first_violation(&col_a, &col_b, bound) {
-                bail!("BOUND VIOLATED: column {j}, value {i}: error {err:e} > bound {bound:e}");
+                bail!("BOUND VIOLATED: column {j}, value {i}: error {err:e} > bound {bound}");
             }
-            if bound > 0.0 {
+            if !bound.is_lossless() {
                 for (x, y) in col_a.iter().zip(&col_b) {
                     if x.is_finite() {
-                        worst = worst.max((x.to_f64() - y.to_f64()).abs() / bound);
+                        worst = worst.max(bound.error_ratio(x.to_f64(), y.to_f64()));
                     }
                 }
             }

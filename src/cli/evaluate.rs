@@ -138,7 +138,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         .filter(|(_, c)| !c.bound_met())
         .map(|(j, c)| {
             format!(
-                "{}: {} values over the bound {:e} and {} special values (NaN, Inf, -0.0) \
+                "{}: {} values over the bound {} and {} special values (NaN, Inf, -0.0) \
                  changed, first at {}",
                 column_name(&report.header, j),
                 c.violations,
@@ -422,10 +422,10 @@ fn print_table(out: &mut impl Write, r: &Report) -> Result<()> {
         writeln!(
             out,
             "  {j:>4}  {name:<nw$} {:>10} {:>10} {:>9} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>8}{}",
-            if c.bound == 0.0 {
-                "lossless".into()
-            } else {
-                g(c.bound)
+            match c.bound {
+                baler::Bound::Lossless => "lossless".into(),
+                baler::Bound::Abs(e) => g(e),
+                baler::Bound::PwRel(r) => format!("{}|x|", g(r)),
             },
             g(c.max_abs_error),
             format!("{:.5}", c.error_over_bound()),
@@ -471,16 +471,23 @@ fn json(r: &Report) -> String {
         .enumerate()
         .map(|(j, c)| {
             format!(
-                "{{\"index\": {j}, \"name\": {}, \"bound_spec\": {}, \"bound\": {}, \"count\": {}, \
+                "{{\"index\": {j}, \"name\": {}, \"bound_spec\": {}, \"bound_kind\": \"{}\", \
+                 \"bound\": {}, \"count\": {}, \
                  \"finite\": {}, \"nonfinite\": {}, \"special_mismatches\": {}, \"violations\": {}, \
                  \"first_violation_at\": {}, \"bound_met\": {}, \"max_abs_error\": {}, \
-                 \"max_error_at\": {}, \"max_error_over_bound\": {}, \"min\": {}, \"max\": {}, \
+                 \"max_error_at\": {}, \"max_rel_error\": {}, \"max_rel_error_at\": {}, \
+                 \"max_error_over_bound\": {}, \"min\": {}, \"max\": {}, \
                  \"range\": {}, \"rmse\": {}, \"psnr_db\": {}, \"residual_mean\": {}, \
                  \"residual_rms\": {}, \"response_count\": {}, \"response_zeros_excluded\": {}, \
                  \"response_mean\": {}, \"response_rms\": {}}}",
                 json_str(&column_name(h, j)),
                 json_str(&h.bounds[j].to_string()),
-                num(c.bound),
+                match c.bound {
+                    baler::Bound::Lossless => "lossless",
+                    baler::Bound::Abs(_) => "abs",
+                    baler::Bound::PwRel(_) => "pwrel",
+                },
+                num(c.bound.value()),
                 c.count,
                 c.finite,
                 c.nonfinite,
@@ -490,6 +497,8 @@ fn json(r: &Report) -> String {
                 c.bound_met(),
                 num(c.max_abs_error),
                 opt(c.max_error_at),
+                num(c.max_rel_error),
+                opt(c.max_rel_error_at),
                 num(c.error_over_bound()),
                 num(c.min),
                 num(c.max),

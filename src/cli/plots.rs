@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use baler::evaluate::ColumnMetrics;
-use baler::{Element, Header, Layout};
+use baler::{Bound, Element, Header, Layout};
 
 /// Bins of a value distribution and of the residual.
 const BINS: usize = 100;
@@ -78,7 +78,11 @@ struct ColumnHist {
     log_x: bool,
     original: Bins,
     decoded: Bins,
+    /// `x' − x` (an absolute bound), or `(x' − x)/x` (a point-wise relative bound), over
+    /// ±1.1 × the bound; none for a lossless column.
     residual: Option<Bins>,
+    /// Whether `residual` is relative.
+    relative: bool,
     /// `log10 |(x' − x)/x|` over finite `x ≠ 0`, `x' ≠ x`.
     response: Bins,
     /// Values reproduced exactly (response 0), not in `response`.
@@ -178,18 +182,26 @@ impl Histograms {
                 // The stored range, widened by the bound so that reconstructions of the
                 // extreme values stay in the edge bins.
                 let log_x = s.finite > 0 && s.min > 0.0 && s.max / s.min > 1e3;
+                // How far a reconstruction may move the extreme values.
+                let reach = match b.bound {
+                    Bound::Abs(e) => e,
+                    Bound::PwRel(r) => r * s.min.abs().max(s.max.abs()),
+                    Bound::Lossless => 0.0,
+                };
                 let (lo, hi) = if log_x {
-                    (s.min.log10() - 0.01, (s.max + b.abs).log10() + 0.01)
+                    (s.min.log10() - 0.01, (s.max + reach).log10() + 0.01)
                 } else if s.finite > 0 {
-                    (s.min - b.abs, s.max + b.abs)
+                    (s.min - reach, s.max + reach)
                 } else {
                     (0.0, 1.0)
                 };
+                let lim = b.bound.value();
                 ColumnHist {
                     log_x,
                     original: Bins::new(lo, hi, BINS),
                     decoded: Bins::new(lo, hi, BINS),
-                    residual: (b.abs > 0.0).then(|| Bins::new(-1.1 * b.abs, 1.1 * b.abs, BINS)),
+                    residual: (lim > 0.0).then(|| Bins::new(-1.1 * lim, 1.1 * lim, BINS)),
+                    relative: matches!(b.bound, Bound::PwRel(_)),
                     response: Bins::new(RESP_LO, RESP_HI, RESP_BINS),
                     exact: 0,
                 }
@@ -236,7 +248,11 @@ impl Histograms {
                 }
                 let d = yf - xf;
                 if let Some(r) = &mut c.residual {
-                    r.add(d);
+                    if !c.relative {
+                        r.add(d);
+                    } else if xf != 0.0 {
+                        r.add(d / xf);
+                    }
                 }
                 if d == 0.0 {
                     c.exact += 1;
@@ -337,7 +353,7 @@ pub fn write(
             c,
             m,
             &names[j],
-            h.bounds[j].abs
+            h.bounds[j].bound
         ));
     }
     if let Some(slice) = &hist.slice {
@@ -345,7 +361,7 @@ pub fn write(
             &root,
             slice,
             &h.spec.shape,
-            h.bounds[0].abs
+            h.bounds[0].bound
         ));
     }
     let size = overview_layout(hist.columns.len()).2;
@@ -436,7 +452,7 @@ fn slice_page<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     s: &Slice,
     shape: &[u64],
-    bound: f64,
+    bound: Bound,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -451,6 +467,7 @@ where
     }
     idx.reverse();
     idx.extend(["·".to_string(), "·".to_string()]);
+    let relative = matches!(bound, Bound::PwRel(_));
     let (title, body) = root.split_vertically(44);
     let finite = s.original.iter().copied().filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
@@ -460,7 +477,7 @@ where
     title
         .draw_text(
             &format!(
-                "slice [{}] of {}{}: values {} .. {} (viridis), error x' - x over ±{} (blue - white - red)",
+                "slice [{}] of {}{}: values {} .. {} (viridis), error {} over ±{} (blue - white - red)",
                 idx.join(", "),
                 baler::array::shape_string(shape),
                 if s.step > 1 {
@@ -470,7 +487,8 @@ where
                 },
                 sci(&lo),
                 sci(&hi),
-                sci(&bound)
+                if relative { "(x' - x)/x" } else { "x' - x" },
+                sci(&bound.value())
             ),
             &("sans-serif", 20).into_font().color(&BLACK),
             (16, 12),
@@ -492,12 +510,22 @@ where
         .original
         .iter()
         .zip(&s.decoded)
-        .map(|(x, y)| y - x)
+        .map(|(x, y)| match (relative, y - x) {
+            (true, d) if d != 0.0 => d / x,
+            (_, d) => d,
+        })
         .collect();
-    let e = if bound > 0.0 { bound } else { 1.0 };
-    image(&panels[2], "error x' - x", dims, s.step, &err, &|v| {
-        diverging(v / e)
-    })?;
+    let e = if bound.value() > 0.0 {
+        bound.value()
+    } else {
+        1.0
+    };
+    let label = if relative {
+        "error (x' - x)/x"
+    } else {
+        "error x' - x"
+    };
+    image(&panels[2], label, dims, s.step, &err, &|v| diverging(v / e))?;
     Ok(())
 }
 
@@ -624,23 +652,26 @@ fn column_page<DB: DrawingBackend>(
     c: &ColumnHist,
     m: &ColumnMetrics,
     name: &str,
-    bound: f64,
+    bound: Bound,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(plot_err)?;
     let (title, body) = root.split_vertically(50);
+    let (max_err, what) = match bound {
+        Bound::PwRel(_) => (m.max_rel_error, "max |x'-x|/|x|"),
+        _ => (m.max_abs_error, "max |x'-x|"),
+    };
     title
         .draw_text(
             &format!(
-                "{name}: max |x'-x| = {:.3e} ({:.4} of the bound {}), RMSE {:.3e}, PSNR {}",
-                m.max_abs_error,
+                "{name}: {what} = {max_err:.3e} ({:.4} of the bound {}), RMSE {:.3e}, PSNR {}",
                 m.error_over_bound(),
-                if bound > 0.0 {
-                    format!("{bound:.3e}")
-                } else {
-                    "0: lossless".into()
+                match bound {
+                    Bound::Abs(e) => format!("{e:.3e}"),
+                    Bound::PwRel(r) => format!("{r:.3e}·|x|"),
+                    Bound::Lossless => "0: lossless".into(),
                 },
                 m.rmse(),
                 match m.psnr_db() {
@@ -656,13 +687,27 @@ where
     let panels = body.split_evenly((1, 3));
     distributions(&panels[0], c, name, 16, true)?;
 
-    // The residual, with the bound marked.
+    // The residual (relative under a point-wise relative bound), with the bound marked.
     let red = RGBColor(214, 39, 40);
+    let lim = bound.value();
+    let (caption, x_desc, mark) = if c.relative {
+        (
+            "relative error (x' - x)/x",
+            format!("(x' - x)/x ({name})"),
+            format!("bound ±{lim:.2e}·|x|"),
+        )
+    } else {
+        (
+            "residual x' - x",
+            format!("x' - x ({name})"),
+            format!("bound ±{lim:.2e}"),
+        )
+    };
     match &c.residual {
         Some(r) => {
             let ymax = top(&r.counts);
             let mut chart = ChartBuilder::on(&panels[1])
-                .caption("residual x' - x", ("sans-serif", 20))
+                .caption(caption, ("sans-serif", 20))
                 .margin(8)
                 .x_label_area_size(48)
                 .y_label_area_size(64)
@@ -670,7 +715,7 @@ where
                 .map_err(plot_err)?;
             chart
                 .configure_mesh()
-                .x_desc(format!("x' - x ({name})"))
+                .x_desc(x_desc)
                 .y_desc("values per bin")
                 .x_label_formatter(&sci)
                 .y_label_formatter(&|v| format!("{v:.0e}"))
@@ -681,7 +726,7 @@ where
             chart
                 .draw_series(bars(r, RGBColor(44, 160, 44)))
                 .map_err(plot_err)?;
-            for e in [-bound, bound] {
+            for e in [-lim, lim] {
                 chart
                     .draw_series(LineSeries::new(
                         vec![(e, 0.5), (e, ymax)],
@@ -691,7 +736,7 @@ where
             }
             chart
                 .draw_series(std::iter::once(Text::new(
-                    format!("bound ±{bound:.2e}"),
+                    mark,
                     (r.lo + 0.02 * (r.hi - r.lo), ymax / 2.0),
                     ("sans-serif", 16).into_font().color(&red),
                 )))

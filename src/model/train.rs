@@ -138,7 +138,7 @@ pub fn fit(
     }
     let mut opts = opts.clone();
     if opts.hidden == 0 {
-        let active = bounds.iter().skip(1).filter(|&&b| b > 0.0).count();
+        let active = bounds.iter().skip(1).filter(|b| !b.is_lossless()).count();
         opts.hidden = default_hidden(raw_bytes, active, opts.max_inputs);
     }
     train(sample, width, &norms, &bounds, &opts, progress)
@@ -212,7 +212,7 @@ impl Param {
 }
 
 /// Trains a model on `sample` (row-major, `width` values per record), with per-column
-/// normalization `norms` (`(offset, scale)`) and absolute bounds `bounds` (0: stored exactly,
+/// normalization `norms` (`(offset, scale)`) and bounds `bounds` (lossless: stored exactly,
 /// never predicted). `progress(epoch, train_loss, val_loss)` is called after each epoch.
 ///
 /// Fails only when `opts.device` cannot be used (a build without CUDA, no GPU).
@@ -220,7 +220,7 @@ pub fn train(
     sample: &[f64],
     width: usize,
     norms: &[(f64, f64)],
-    bounds: &[f64],
+    bounds: &[crate::bound::Bound],
     opts: &TrainOptions,
     progress: impl FnMut(usize, f32, f32),
 ) -> crate::Result<(Model, TrainReport)> {
@@ -243,15 +243,21 @@ pub fn train(
     let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
 
     // Clean targets (normalized, column-major) and inputs as the decoder sees them: each value
-    // moved by up to its bound (uniform noise), in the data's units.
+    // moved by up to its bound (uniform noise), in the data's units: `E`, or `R·|x|` under a
+    // point-wise relative bound.
     let mut targets = vec![0f32; rows * width];
     let mut noisy = vec![0f64; rows * width];
     for r in 0..rows {
         for j in 0..width {
             let x = sample[r * width + j];
             targets[j * rows + r] = model.columns[j].normalize(x);
-            let n = if bounds[j] > 0.0 && x.is_finite() {
-                (f64::from(rng.unit()) * 2.0 - 1.0) * bounds[j]
+            let reach = match bounds[j] {
+                crate::bound::Bound::Abs(e) => e,
+                crate::bound::Bound::PwRel(r) => r * x.abs(),
+                crate::bound::Bound::Lossless => 0.0,
+            };
+            let n = if reach > 0.0 && x.is_finite() {
+                (f64::from(rng.unit()) * 2.0 - 1.0) * reach
             } else {
                 0.0
             };
@@ -267,9 +273,31 @@ pub fn train(
         })
         .collect();
 
-    // Order, features and inputs.
+    // Order, features and inputs, priced with each column's typical absolute bound (a
+    // point-wise relative bound at the column's mean magnitude).
+    let abs_bounds: Vec<f64> = (0..width)
+        .map(|j| match bounds[j] {
+            crate::bound::Bound::Abs(e) => e,
+            crate::bound::Bound::PwRel(r) => {
+                let (sum, n) = (0..rows)
+                    .map(|i| sample[i * width + j])
+                    .filter(|x| x.is_finite())
+                    .fold((0.0, 0usize), |(s, n), x| (s + x.abs(), n + 1));
+                let mean = if n > 0 { sum / n as f64 } else { 0.0 };
+                if mean > 0.0 { r * mean } else { r }
+            }
+            crate::bound::Bound::Lossless => 0.0,
+        })
+        .collect();
     let plan = select::plan(
-        sample, &noisy, &targets, rows, width, norms, bounds, max_inputs,
+        sample,
+        &noisy,
+        &targets,
+        rows,
+        width,
+        norms,
+        &abs_bounds,
+        max_inputs,
     );
     model.order = plan.order.iter().map(|&j| j as u32).collect();
     model.features = plan.features;
@@ -750,7 +778,7 @@ mod tests {
             data.extend_from_slice(&[pt, phi, pt * phi.cos(), pt * phi.sin()]);
         }
         let norms = [(60.0, 40.0), (0.0, 3.2), (0.0, 100.0), (0.0, 100.0)];
-        let bounds = [0.1, 0.003, 0.1, 0.1];
+        let bounds = [0.1, 0.003, 0.1, 0.1].map(crate::bound::Bound::Abs);
         let opts = TrainOptions {
             hidden: 24,
             epochs: 30,

@@ -9,9 +9,40 @@ use baler::{
     ArrayData, ArraySpec, BoundSpec, Bounds, ColumnRef, CompressOptions, Element, Header, Layout,
 };
 
-/// The absolute bound each column must meet, computed here from the data (not by the library):
-/// `rel` is `R × (max − min)` over finite values, in f64, as `check.py` does.
-pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds) -> Vec<f64> {
+/// The bound a column must meet, resolved here from the data (not by the library).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expected {
+    /// `|x − x'| ≤ E` (0: bit for bit).
+    Abs(f64),
+    /// `|x − x'| ≤ R·|x|`.
+    PwRel(f64),
+}
+
+impl Expected {
+    /// The absolute bound (for tests of absolute and range-relative bounds only).
+    pub fn abs(self) -> f64 {
+        match self {
+            Expected::Abs(e) => e,
+            Expected::PwRel(r) => panic!("pwrel:{r} is not an absolute bound"),
+        }
+    }
+}
+
+/// A glob (`*`, `?`) matched by plain recursion, independently of the library's.
+fn glob(p: &[char], n: &[char]) -> bool {
+    match (p.first(), n.first()) {
+        (None, None) => true,
+        (Some('*'), _) => glob(&p[1..], n) || (!n.is_empty() && glob(p, &n[1..])),
+        (Some('?'), Some(_)) => glob(&p[1..], &n[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &n[1..]),
+        _ => false,
+    }
+}
+
+/// The bound each column must meet, computed here from the data (not by the library):
+/// `rel` is `R × (max − min)` over finite values, in f64, as `check.py` does; `bits:N` is
+/// `pwrel:2^-(N+1)`.
+pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds) -> Vec<Expected> {
     let width = spec.bound_columns();
     let stride = if spec.layout == Layout::Table {
         width
@@ -25,14 +56,22 @@ pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds
                 let hit = match r {
                     ColumnRef::Index(i) => *i == j,
                     ColumnRef::Name(n) => spec.column_names.get(j) == Some(n),
+                    ColumnRef::Pattern(p) => spec.column_names.get(j).is_some_and(|n| {
+                        glob(
+                            &p.chars().collect::<Vec<_>>(),
+                            &n.chars().collect::<Vec<_>>(),
+                        )
+                    }),
                 };
                 if hit {
                     spec_j = *s;
                 }
             }
             match spec_j {
-                BoundSpec::Abs(e) => e,
-                BoundSpec::Lossless => 0.0,
+                BoundSpec::Abs(e) => Expected::Abs(e),
+                BoundSpec::Lossless => Expected::Abs(0.0),
+                BoundSpec::PwRel(r) => Expected::PwRel(r),
+                BoundSpec::Bits(n) => Expected::PwRel(1.0 / (2.0f64).powi(n as i32 + 1)),
                 BoundSpec::Rel(r) => {
                     let col = data
                         .iter()
@@ -43,7 +82,7 @@ pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds
                     let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
                         (a.min(v), b.max(v))
                     });
-                    if lo > hi { 0.0 } else { r * (hi - lo) }
+                    Expected::Abs(if lo > hi { 0.0 } else { r * (hi - lo) })
                 }
             }
         })
@@ -52,15 +91,19 @@ pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds
 
 /// Asserts every value of `back` stands for `orig` under `bounds` (one per column): finite values
 /// within the bound, exactly, in the data's own precision; non-finite values, −0.0, and every
-/// value of a bound-0 column bit for bit.
-pub fn assert_within<T: Element>(orig: &[T], back: &[T], width: usize, bounds: &[f64]) {
+/// value of a bound-0 column bit for bit; under a point-wise relative bound, zeros bit for bit.
+pub fn assert_within<T: Element>(orig: &[T], back: &[T], width: usize, bounds: &[Expected]) {
     assert_eq!(orig.len(), back.len(), "length");
     for (i, (&x, &y)) in orig.iter().zip(back).enumerate() {
         let j = i % width;
-        let e = bounds[j.min(bounds.len() - 1)];
+        let bound = bounds[j.min(bounds.len() - 1)];
         let (xb, yb) = (x.to_bits64(), y.to_bits64());
         let sign = 1u64 << (8 * T::BYTES - 1);
-        if e == 0.0 || !x.is_finite() || xb == sign {
+        let exact = match bound {
+            Expected::Abs(e) => e == 0.0,
+            Expected::PwRel(_) => x.to_f64() == 0.0,
+        };
+        if exact || !x.is_finite() || xb == sign {
             assert_eq!(
                 xb, yb,
                 "value {i} (column {j}) must be bit-exact: {x:?} came back as {y:?}"
@@ -68,19 +111,22 @@ pub fn assert_within<T: Element>(orig: &[T], back: &[T], width: usize, bounds: &
             continue;
         }
         assert!(y.is_finite(), "value {i}: finite {x:?} came back as {y:?}");
-        // Exact: |x − y| ≤ e, with the subtraction's rounding error accounted for.
         let (a, b) = (x.to_f64(), y.to_f64());
         let d = a - b;
-        let ok = if d.abs() != e {
-            d.abs() < e
-        } else {
-            let bb = d - a;
-            let err = (a - (d - bb)) + (-b - bb);
-            if d > 0.0 { err <= 0.0 } else { err >= 0.0 }
+        let (ok, e) = match bound {
+            // Exact: |x − y| ≤ e, with the subtraction's rounding error accounted for.
+            Expected::Abs(e) if d.abs() != e => (d.abs() < e, e),
+            Expected::Abs(e) => {
+                let bb = d - a;
+                let err = (a - (d - bb)) + (-b - bb);
+                (if d > 0.0 { err <= 0.0 } else { err >= 0.0 }, e)
+            }
+            // |x − y| ≤ R·|x|, in f64 (exact for f32 data and for R a power of two).
+            Expected::PwRel(r) => (d.abs() <= r * a.abs(), r * a.abs()),
         };
         assert!(
             ok,
-            "value {i} (column {j}): |{x:?} - {y:?}| = {:e} exceeds the bound {e:e}",
+            "value {i} (column {j}): |{x:?} - {y:?}| = {:e} exceeds the bound {e:e} ({bound:?})",
             d.abs()
         );
         assert!(
@@ -109,10 +155,16 @@ pub fn round_trip<T: Element>(
     assert_eq!(back.dtype(), T::DTYPE);
     let expected = expected_bounds(data, spec, &opts.bounds);
     for (j, (b, e)) in header.bounds.iter().zip(&expected).enumerate() {
+        let ok = match (b.bound, *e) {
+            (baler::Bound::Lossless, Expected::Abs(_)) => true,
+            (baler::Bound::Abs(a), Expected::Abs(e)) => a <= e,
+            (baler::Bound::PwRel(r), Expected::PwRel(e)) => r <= e,
+            _ => false,
+        };
         assert!(
-            b.abs <= *e,
-            "column {j}: resolved bound {} above the expected {e}",
-            b.abs
+            ok,
+            "column {j}: resolved bound {} differs from the expected {e:?}",
+            b.bound
         );
     }
     let width = if spec.layout == Layout::Table {
