@@ -388,10 +388,91 @@ pub(crate) fn from_ordinal<T: Element>(o: i64) -> T {
 pub(crate) enum Domain {
     /// The values themselves.
     Linear,
-    /// Their ordinals ([`ordinal`]); predictions are clamped to `lo..=hi` (the column's finite
-    /// range) before they are mapped, so a prediction never changes sign across an all-positive
-    /// column.
-    Ordinal { lo: f64, hi: f64 },
+    /// Their ordinals ([`ordinal`]) with the unused run below the column's smallest magnitude
+    /// taken out: `v(x) = sign(x)·(|ord(x)| − gap)` (0 for 0, and for the magnitudes within
+    /// the gap, which no value of the chunk's column has). Without the gap a column of values
+    /// around 1 and zeros would code its zeros a billion ordinals away; with it they sit next
+    /// to the smallest values and a signed column is continuous across 0. Predictions are
+    /// clamped to `lo..=hi` (the column's finite range) before they are mapped, so a
+    /// prediction never changes sign across an all-positive column.
+    Ordinal { lo: f64, hi: f64, gap: i64 },
+}
+
+impl Domain {
+    /// This domain with the ordinal gap `gap` (linear: unchanged).
+    pub(crate) fn with_gap(self, gap: i64) -> Self {
+        match self {
+            Domain::Ordinal { lo, hi, .. } => Domain::Ordinal { lo, hi, gap },
+            Domain::Linear => Domain::Linear,
+        }
+    }
+
+    /// A value in this domain.
+    #[inline(always)]
+    pub(crate) fn value<T: Element>(self, x: T) -> f64 {
+        match self {
+            Domain::Linear => x.to_f64(),
+            Domain::Ordinal { gap, .. } => gapped_ordinal(x, gap) as f64,
+        }
+    }
+
+    /// A prediction `p` of a value, in this domain: itself, or the gapped ordinal of the
+    /// element nearest to it within the column's range (NaN: 0).
+    #[inline(always)]
+    pub(crate) fn predict<T: Element>(self, p: f64) -> f64 {
+        match self {
+            Domain::Linear => p,
+            Domain::Ordinal { lo, hi, gap } => {
+                let p = if p.is_nan() { 0.0 } else { p.clamp(lo, hi) };
+                gapped_ordinal(T::from_f64(p), gap) as f64
+            }
+        }
+    }
+
+    /// Maps predictions of values to this domain, into `out`.
+    pub(crate) fn predict_into<T: Element>(self, ps: &[f64], out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(ps.iter().map(|&p| self.predict::<T>(p)));
+    }
+}
+
+/// `sign(x)·(|ord(x)| − gap)`, 0 where that is not positive.
+#[inline(always)]
+fn gapped_ordinal<T: Element>(x: T, gap: i64) -> i64 {
+    let o = ordinal(x);
+    let m = o.abs() - gap;
+    if m <= 0 { 0 } else { o.signum() * m }
+}
+
+/// The element of gapped ordinal `v` (an integer; 0 is +0.0).
+#[inline(always)]
+pub(crate) fn from_gapped_ordinal<T: Element>(v: i64, gap: i64) -> T {
+    if v == 0 {
+        return T::from_f64(0.0);
+    }
+    from_ordinal(v.saturating_add(v.signum().saturating_mul(gap)))
+}
+
+/// The ordinal gap of a column under step `step`: the ordinals below its smallest finite
+/// non-zero magnitude, less two steps, so that the smallest values stay clear of the level of
+/// 0 (which is within half a step of 0). 0 where the column has no such value.
+pub(crate) fn ordinal_gap<T: Element>(values: &[T], step: f64) -> i64 {
+    let mut least = i64::MAX;
+    for &x in values {
+        let m = ordinal(x).abs();
+        if m > 0 && x.is_finite() {
+            least = least.min(m);
+        }
+    }
+    if least == i64::MAX {
+        return 0;
+    }
+    (least - 2 * step as i64).max(0)
+}
+
+/// The largest valid ordinal gap of `T` (a decoder refuses larger ones).
+pub(crate) fn max_gap<T: Element>() -> i64 {
+    max_ordinal::<T>()
 }
 
 impl Bound {
@@ -427,32 +508,9 @@ impl Bound {
             Bound::PwRel(_) => Domain::Ordinal {
                 lo: norm.offset - norm.scale,
                 hi: norm.offset + norm.scale,
+                gap: 0,
             },
             _ => Domain::Linear,
-        }
-    }
-}
-
-impl Domain {
-    /// A prediction `p` of a value, in this domain: itself, or the ordinal of the element
-    /// nearest to it within the column's range (NaN: 0).
-    #[inline(always)]
-    pub(crate) fn predict<T: Element>(self, p: f64) -> f64 {
-        match self {
-            Domain::Linear => p,
-            Domain::Ordinal { lo, hi } => {
-                let p = if p.is_nan() { 0.0 } else { p.clamp(lo, hi) };
-                ordinal(T::from_f64(p)) as f64
-            }
-        }
-    }
-
-    /// Maps predictions of values to this domain, in place.
-    pub(crate) fn predict_all<T: Element>(self, ps: &mut [f64]) {
-        if self != Domain::Linear {
-            for p in ps {
-                *p = self.predict::<T>(*p);
-            }
         }
     }
 }

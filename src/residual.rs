@@ -22,7 +22,7 @@
 //!
 //! A lossless bound never reaches this stage: such columns take the lossless path.
 
-use crate::bound::{Bound, Domain, from_ordinal, ordinal, within_abs, within_pwrel};
+use crate::bound::{Bound, Domain, from_gapped_ordinal, within_abs, within_pwrel};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section, put_uvarint};
 use crate::element::Element;
 
@@ -242,12 +242,14 @@ impl<T: Element> Map<T> for Linear {
 struct Ordinal {
     step: f64,
     r: f64,
+    domain: Domain,
+    gap: i64,
 }
 
 impl<T: Element> Map<T> for Ordinal {
     #[inline(always)]
     fn value(self, x: T) -> f64 {
-        ordinal(x) as f64
+        self.domain.value(x)
     }
     #[inline(always)]
     fn level(self, p: f64, q: i32) -> T {
@@ -256,7 +258,7 @@ impl<T: Element> Map<T> for Ordinal {
         if v.abs() <= 0.5 * self.step {
             return T::from_f64(0.0);
         }
-        from_ordinal(v.round() as i64)
+        from_gapped_ordinal(v.round() as i64, self.gap)
     }
     #[inline(always)]
     fn clear(self, x: T, y: T) -> bool {
@@ -299,6 +301,19 @@ impl Quantizer {
         }
     }
 
+    /// This quantizer with the ordinal gap `gap` (see [`Domain::Ordinal`]; linear: unchanged).
+    pub(crate) fn with_gap(self, gap: i64) -> Self {
+        Quantizer {
+            domain: self.domain.with_gap(gap),
+            ..self
+        }
+    }
+
+    /// Whether values are quantized as ordinals (the column section then stores the gap).
+    pub(crate) fn is_ordinal(self) -> bool {
+        matches!(self.domain, Domain::Ordinal { .. })
+    }
+
     /// The quantizer a decoder rebuilds from a stored step.
     pub(crate) fn with_step(
         bound: Bound,
@@ -327,9 +342,12 @@ impl Quantizer {
     #[inline(always)]
     fn map(self) -> Maps {
         match (self.domain, self.bound) {
-            (Domain::Ordinal { .. }, Bound::PwRel(r)) => {
-                Maps::Ordinal(Ordinal { step: self.step, r })
-            }
+            (Domain::Ordinal { gap, .. }, Bound::PwRel(r)) => Maps::Ordinal(Ordinal {
+                step: self.step,
+                r,
+                domain: self.domain,
+                gap,
+            }),
             _ => Maps::Linear(Linear {
                 step: self.step,
                 bound: self.bound.value(),

@@ -28,6 +28,10 @@ fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<Expected> {
         .collect()
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn f32s(data: &ArrayData) -> &[f32] {
     match data {
         ArrayData::F32(v) => v,
@@ -228,6 +232,118 @@ fn column_bounds_by_name_and_index() {
         ],
         1,
         "PID",
+    );
+}
+
+#[test]
+fn bounds_file_mixes_modes_by_name_glob_and_index() {
+    let d = tmp();
+    let names = fs::read_to_string(fixture("delphes_16k.columns")).unwrap();
+    let bounds = p(d.path(), "delphes.bounds");
+    fs::write(
+        &bounds,
+        "# NanoAOD-like: kinematics to mantissa bits, angles absolute, ids exact\n\
+         default   bits:10\n\
+         P?        bits:12     # Px, Py, Pz, PT\n\
+         Eta       abs:1e-3\n\
+         Phi = abs:1e-3\n\
+         PID       lossless\n\
+         15        lossless    # Charge\n\
+         Muon_*    bits:7      # matches nothing here: fine for a glob\n",
+    )
+    .unwrap();
+    let c = p(d.path(), "x.baler");
+    ok(&[
+        "compress",
+        &fixture("delphes_16k.npy"),
+        "-o",
+        &c,
+        "--bounds",
+        &bounds,
+        "--names",
+        names.trim(),
+        "--bound-col",
+        "Status=pwrel:1e-3",
+        "-q",
+    ]);
+    // info shows each column's bound as given and as resolved.
+    let info = String::from_utf8(ok(&["info", &c]).stdout).unwrap();
+    for want in [
+        "bits:10 -> pwrel:4.8828125e-4",
+        "bits:12 -> pwrel:1.220703125e-4",
+        "abs:1e-3",
+        "lossless",
+        "pwrel:1e-3",
+    ] {
+        assert!(info.contains(want), "{want} not in {info}");
+    }
+    let out = p(d.path(), "x.npy");
+    ok(&["decompress", &c, "-o", &out, "-q"]);
+    let (orig, _) = load_npy(&fixture("delphes_16k.npy"));
+    let (back, _) = load_npy(&out);
+    let bits = |n: i32| Expected::PwRel(1.0 / 2f64.powi(n + 1));
+    let mut want = vec![bits(10); 16];
+    for j in [2, 3, 4, 5] {
+        want[j] = bits(12);
+    }
+    want[6] = Expected::Abs(1e-3);
+    want[7] = Expected::Abs(1e-3);
+    want[13] = Expected::Abs(0.0);
+    want[14] = Expected::PwRel(1e-3);
+    want[15] = Expected::Abs(0.0);
+    assert_within(f32s(&orig), f32s(&back), 16, &want);
+    // evaluate checks every column against its own mode.
+    let report = String::from_utf8(
+        ok(&["evaluate", &fixture("delphes_16k.npy"), &c, "--json", "-", "-q"]).stdout,
+    )
+    .unwrap();
+    assert!(report.contains("\"bound_kind\": \"pwrel\""), "{report}");
+    assert!(!report.contains("\"bound_met\": false"), "{report}");
+
+    // --bound replaces the file's default; a file without one needs --bound.
+    let partial = p(d.path(), "partial.bounds");
+    fs::write(&partial, "PT bits:8\n").unwrap();
+    let out = p(d.path(), "y.baler");
+    let with = |extra: &[&str]| -> Vec<String> {
+        let fix = fixture("delphes_16k.npy");
+        let mut a: Vec<String> = [
+            "compress",
+            &fix,
+            "-o",
+            &out,
+            "--names",
+            names.trim(),
+            "--bounds",
+            &partial,
+            "-f",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    fails(&refs(&with(&[])), 1, "no 'default SPEC' line");
+    ok(&refs(&with(&["-b", "rel:1e-3", "-q"])));
+    // A bad line names the file and the line; a name that is no column is an error.
+    fs::write(&partial, "default rel:1e-3\nPT bits:99\n").unwrap();
+    fails(&refs(&with(&[])), 1, "line 2");
+    fs::write(&partial, "default rel:1e-3\nJet_pt bits:10\n").unwrap();
+    fails(&refs(&with(&[])), 1, "column 'Jet_pt' not found");
+    fails(
+        &[
+            "compress",
+            &fixture("delphes_16k.npy"),
+            "--bounds",
+            &p(d.path(), "missing.bounds"),
+        ],
+        1,
+        "cannot read bounds file",
+    );
+    fails(
+        &["compress", &fixture("delphes_16k.npy"), "-b", "bits:53"],
+        2,
+        "between 1 and 52",
     );
 }
 

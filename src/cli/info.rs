@@ -380,6 +380,11 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let mut lossless = vec![0u64; ncols];
     let mut predictors = vec![[0u64; Predictor::ALL.len()]; ncols];
     let order = header.codec_params().column_order(ncols);
+    let ordinal: Vec<bool> = header
+        .bounds
+        .iter()
+        .map(|b| matches!(b.bound, baler::Bound::PwRel(_)))
+        .collect();
     let (mut raw_chunks, mut chunks) = (0u64, 0u64);
     while let Frame::Chunk {
         index,
@@ -393,7 +398,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             raw_chunks += 1;
             continue;
         }
-        let cols = inspect_payload(&payload, &order).map_err(|e| baler::Error::CorruptChunk {
+        let cols = inspect_payload(&payload, &order, &ordinal).map_err(|e| baler::Error::CorruptChunk {
             chunk: index,
             reason: e,
         })?;
