@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# Writes fixtures/format/vN/: small .baler containers written by this checkout's baler, each
+# with the array `baler decompress` makes of it (NAME.expected.npy), and a README.md recording
+# the commit, every command line, and what `baler info --columns` reports for each file.
+# tests/format_compat.rs decodes every one of them and compares bit for bit: files written by a
+# version of baler must keep decoding identically in every later version.
+#
+#     scripts/make_format_fixtures.sh [OUT_DIR]     # default: fixtures/format/v<format version>
+#
+# Run it once per container format version, from a clean checkout (it refuses a modified src/,
+# Cargo.toml or Cargo.lock unless ALLOW_DIRTY=1), and never again over a folder already
+# committed: it refuses an OUT_DIR that holds fixtures unless FORCE=1. Its inputs are cut from
+# fixtures/*.npy (and a fixed pseudo-random sequence) with numpy (python3, or PYTHON=...; a
+# virtual environment with PyPI numpy is made under /tmp when python3 has none). The output is
+# deterministic: running it twice on one commit writes the same bytes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+py=${PYTHON:-python3}
+if ! "$py" -c 'import numpy' 2>/dev/null; then
+  venv=${BALER_NUMPY_VENV:-/tmp/baler-numpy-venv}
+  if ! "$venv/bin/python" -c 'import numpy' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q numpy
+  fi
+  py="$venv/bin/python"
+fi
+
+if [[ ${ALLOW_DIRTY:-0} != 1 ]] && [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock) ]]; then
+  echo "make_format_fixtures: src/, Cargo.toml or Cargo.lock has changes: the fixtures" >&2
+  echo "would not be what a commit writes (ALLOW_DIRTY=1 to go on anyway)" >&2
+  exit 1
+fi
+commit=$(git rev-parse HEAD)
+
+cargo build --release --quiet --bin baler --example stream_fixture
+B=target/release/baler
+SF=target/release/examples/stream_fixture
+export HDF5_USE_FILE_LOCKING=FALSE
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+IN=$work/in
+mkdir -p "$IN"
+
+# The format version this build writes, from a container of its own.
+"$py" -c 'import numpy as np; np.save("'"$work"'/probe.npy", np.arange(8, dtype=np.float32))'
+"$B" compress "$work/probe.npy" --bound lossless -q -o "$work/probe.baler"
+version=$("$B" info "$work/probe.baler" | sed -n 's/.*format version \([0-9]*\).*/\1/p' | head -n 1)
+[[ -n $version ]] || { echo "make_format_fixtures: no format version in baler info" >&2; exit 1; }
+
+OUT=${1:-fixtures/format/v$version}
+if compgen -G "$OUT/*.baler" >/dev/null && [[ ${FORCE:-0} != 1 ]]; then
+  echo "make_format_fixtures: $OUT already holds fixtures; they are a promise, not a cache." >&2
+  echo "Write a new version's fixtures to a new folder (FORCE=1 to overwrite anyway)." >&2
+  exit 1
+fi
+mkdir -p "$OUT"
+rm -f "$OUT"/*.baler "$OUT"/*.expected.npy "$OUT"/README.md
+
+# ---------------------------------------------------------------------------------------------
+# The inputs: slices of fixtures/*.npy, special values, and a fixed pseudo-random sequence.
+cat >"$work/cut.py" <<'EOF'
+import sys
+import numpy as np
+
+out = sys.argv[1]
+fx = "fixtures/"
+
+def lcg(n, seed):
+    """n 64-bit states of Knuth's MMIX LCG (the same numbers on every machine and numpy)."""
+    s, v = seed, np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        s = (s * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        v[i] = s
+    return v
+
+def save(name, a):
+    np.save(f"{out}/{name}", np.ascontiguousarray(a))
+
+delphes = np.load(fx + "delphes_16k.npy")
+save("delphes_800.npy", delphes[:800])
+
+# Rows 8000..8499 with special values placed in lossy (rel, abs) and lossless columns.
+t = delphes[8000:8500].copy()
+bits = lambda b: np.array([b], dtype=np.uint32).view(np.float32)[0]
+specials = {
+    # (row, column): value; columns 2 Px rel, 5 PT abs:0.05, 6 Eta rel, 13 PID lossless
+    (3, 2): np.float32(np.nan),
+    (4, 2): np.float32(np.inf),
+    (5, 2): np.float32(-np.inf),
+    (6, 2): np.float32(-0.0),
+    (7, 2): bits(0x00000001),    # smallest subnormal
+    (8, 2): bits(0x807FFFFF),    # largest negative subnormal
+    (9, 2): bits(0x7FC01234),    # NaN with a payload
+    (10, 2): bits(0xFFC00001),   # negative NaN
+    (11, 2): bits(0x7F800001),   # signalling NaN
+    (20, 5): np.float32(-0.0),
+    (21, 5): np.float32(np.nan),
+    (22, 5): bits(0x00000010),
+    (23, 5): np.float32(np.inf),
+    (30, 6): np.float32(-np.inf),
+    (31, 6): np.float32(-0.0),
+    (32, 6): bits(0x00400000),
+    (40, 13): np.float32(np.nan),
+    (41, 13): np.float32(-0.0),
+    (42, 13): bits(0x00000003),
+    (43, 13): np.float32(-np.inf),
+    (299, 7): bits(0xFFFFFFFF),  # in the third chunk
+    (300, 7): np.float32(-0.0),
+}
+for (r, c), v in specials.items():
+    t[r, c] = v
+save("delphes_specials_500.npy", t)
+
+save("cms_200.npy", np.load(fx + "cms_ak4jets.npy")[:200])
+
+cfd = np.load(fx + "cfd_decay_ux.npy")
+save("cfd_4x32x32.npy", cfd[:4, :32, :32])
+save("cfd_every15_4x32x32.npy", cfd[::15][:4, :32, :32])
+
+# A rough 3-D volume: a triple running sum of sums of 12 uniforms (Lorenzo 3-D pays there).
+u = (lcg(12 * 8 * 24 * 24, 5) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+u = u.reshape(12, 8, 24, 24).sum(axis=0) - 6.0
+save("volume_8x24x24.npy", np.cumsum(np.cumsum(np.cumsum(u, 0), 1), 2).astype(np.float32))
+
+save("ocean_48x96.npy", np.load(fx + "ocean_temp.npy")[112:160, 0:96])
+
+save("tau_1500_f64.npy", np.load(fx + "tau_pt_f64.npy")[:1500])
+
+nexo = np.load(fx + "nexo_8k.npy")
+nexo[:400].astype("<f4").tofile(f"{out}/nexo_400.raw")
+s = nexo[400:800].copy()
+s[350:, :3] *= 20.0  # past the range the first records show: more bits, still the bound
+s.astype("<f4").tofile(f"{out}/nexo_400_later_wider.raw")
+
+# Four chunks of 1024 float32 (4 KiB): random bit patterns (stored raw), 512 of them twice
+# (LZ4 pays), a smooth ramp (coded), and 16 random patterns in a random order (coded: few
+# distinct words).
+words = lambda n, seed: (lcg(n, seed) >> np.uint64(32)).astype(np.uint32)
+noise = words(1024, 7).view(np.float32)
+pat = words(512, 9).view(np.float32)
+ramp = np.arange(1024, dtype=np.float32) * np.float32(0.25) + np.float32(100)
+few = words(16, 11)[(lcg(1024, 13) >> np.uint64(60)).astype(np.int64)].view(np.float32)
+save("bits_4x1024.npy", np.concatenate([noise, pat, pat, ramp, few]))
+EOF
+"$py" "$work/cut.py" "$IN"
+
+# ---------------------------------------------------------------------------------------------
+# What a container holds, for the README: header variant, chunk kinds, predictors.
+cat >"$work/describe.py" <<'EOF'
+import re, struct, sys
+
+path, info, columns = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
+model_info = open(sys.argv[4]).read() if len(sys.argv) > 4 else None
+d = open(path, "rb").read()
+assert d[:8] == b"\x89BALER\r\n", path
+version, body_len = struct.unpack_from("<HI", d, 8)
+assert d[14] == 0x01  # the ARRAY section comes first
+rank = d[16 + 2]
+shape = struct.unpack_from("<%dQ" % rank, d, 16 + 3)
+streamed = shape[0] == (1 << 64) - 1
+p, kinds = 14 + body_len + 4, []
+while d[p] == ord("C"):
+    _, _, flags, plen = struct.unpack_from("<QIHI", d, p + 1)
+    kinds.append(("coded", "raw", "LZ4")[flags & 3])
+    p += 27 + plen
+counts = {}
+for k in kinds:
+    counts[k] = counts.get(k, 0) + 1
+preds, lossless, names, by_model = {}, 0, [], []
+rows = columns.split("predictors (chunks)", 1)[1].strip().splitlines()
+for line in rows:
+    m = re.match(r"\s*(\d+)\s+(\S+)\s+\d+\s+\S+\s+\S+\s+\d+\s+(\d+)/(\d+)\s*(.*)$", line)
+    if not m:
+        continue
+    names.append(m.group(2))
+    lossless += int(m.group(3))
+    for part in filter(None, (x.strip() for x in m.group(5).split(","))):
+        name, k = part.rsplit(" ", 1)
+        preds[name] = preds.get(name, 0) + int(k)
+        if name == "model":
+            by_model.append(int(m.group(1)))
+field = lambda key: re.search(r"^\s*" + key + r"\s+(.*)$", info, re.M).group(1).strip()
+array, ranges, model = field("array"), field("ranges"), field("model")
+print(f"| array | {array}; header shape: {'first dimension streamed (unknown until the end mark)' if streamed else 'known'} |")
+print(f"| ranges | {ranges} |")
+print(f"| model | {model} |")
+print(f"| chunks | {len(kinds)}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + " |")
+pr = ", ".join(f"{k} {v}" for k, v in sorted(preds.items(), key=lambda kv: -kv[1]))
+print(f"| predictors (column × coded chunk) | {pr or '—'}; bit-exact (lossless) {lossless} |")
+if model_info is not None:
+    # `baler info MODEL`: per column, its inputs and hidden units (the model names columns colN).
+    hidden = {}
+    for line in model_info.splitlines():
+        m = re.match(r"\s*col(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s", line)
+        if m:
+            hidden[int(m.group(1))] = int(m.group(3))
+    net = [names[j] for j in by_model if hidden.get(j, 0) > 0]
+    lin = [names[j] for j in by_model if hidden.get(j, 0) == 0]
+    print(f"| coded with the model's hidden layer | {', '.join(net) or '— (the model has hidden units only for columns coded otherwise here)'} |")
+    print(f"| coded with the model's linear part only | {', '.join(lin) or '—'} |")
+print(f"| size | {len(d)} bytes |")
+EOF
+
+readme_body=$work/body.md
+: >"$readme_body"
+
+# fixture NAME "what it covers" ORIGINAL COMMAND [MODEL]: COMMAND (run through bash -c, so a
+# pipe can be part of it) writes $OUT/NAME.baler from ORIGINAL (the arguments `baler evaluate`
+# takes for it); MODEL: the model file it was given, to say which columns used its hidden layer.
+fixture() {
+  local name=$1 covers=$2 input=$3 cmd=$4 model=${5:-}
+  local f=$OUT/$name.baler
+  echo "== $name" >&2
+  bash -c "$cmd"
+  "$B" decompress "$f" -o "$OUT/$name.expected.npy" -q
+  # The container meets its bounds against the array it was made from.
+  # shellcheck disable=SC2086
+  "$B" evaluate $input "$f" -q
+  "$B" info "$f" >"$work/info.txt"
+  "$B" info --columns "$f" >"$work/columns.txt"
+  {
+    echo "### \`$name.baler\`"
+    echo
+    echo "$covers"
+    echo
+    echo '```sh'
+    echo "${cmd//$IN/IN}"
+    echo '```'
+    echo
+    echo "| | |"
+    echo "|---|---|"
+    if [[ -n $model ]]; then
+      "$B" info "$model" >"$work/model.txt"
+      "$py" "$work/describe.py" "$f" "$work/info.txt" "$work/columns.txt" "$work/model.txt"
+    else
+      "$py" "$work/describe.py" "$f" "$work/info.txt" "$work/columns.txt"
+    fi
+    echo "| expected | \`$name.expected.npy\`, $(stat -c %s "$OUT/$name.expected.npy") bytes |"
+    echo
+  } >>"$readme_body"
+}
+
+# The learned models, trained on whole fixture files (deterministic: fixed seed, any thread count).
+echo "== models" >&2
+"$B" train fixtures/delphes_16k.npy --bound rel:1e-3 -T 1 -q -o "$IN/delphes_rel1e-3.bmdl"
+"$B" train fixtures/cms_ak4jets.npy --bound abs:1e-2 --hidden 4 --epochs 40 -T 1 -q \
+  -o "$IN/cms_abs1e-2_hidden4.bmdl"
+train_cmds="$B train fixtures/delphes_16k.npy --bound rel:1e-3 -T 1 -q -o IN/delphes_rel1e-3.bmdl
+$B train fixtures/cms_ak4jets.npy --bound abs:1e-2 --hidden 4 --epochs 40 -T 1 -q -o IN/cms_abs1e-2_hidden4.bmdl"
+
+delphes_names=$(cat fixtures/delphes_16k.columns)
+cms_names=$(cat fixtures/cms_ak4jets.columns)
+nexo_names=$(cat fixtures/nexo_8k.columns)
+
+fixture table_model_delphes \
+  "Table, f32, 800 × 16 (first rows of \`delphes_16k.npy\`), \`rel:1e-3\`, with a learned model (trained on the whole 16,384-row file: a small table gets none from \`--model auto\`) stored in the MODEL section (its one column with hidden units, Charge, is coded otherwise here: the columns use its linear part); 4 chunks; four all-zero columns (lossless: \`rel\` on a constant column)." \
+  "$IN/delphes_800.npy" \
+  "$B compress $IN/delphes_800.npy --bound rel:1e-3 --model $IN/delphes_rel1e-3.bmdl --chunk-size 16K -T 1 -q -o $OUT/table_model_delphes.baler" \
+  "$IN/delphes_rel1e-3.bmdl"
+
+fixture table_model_hidden_cms_abs \
+  "Table, f32, 200 × 59 (first rows of \`cms_ak4jets.npy\`), \`abs:1e-2\` on every column, with a learned model whose network has a hidden ReLU layer (4 units per column) for some of the columns the chunk codes with it (listed below), column names." \
+  "$IN/cms_200.npy" \
+  "$B compress $IN/cms_200.npy --bound abs:1e-2 --model $IN/cms_abs1e-2_hidden4.bmdl --names $cms_names -T 1 -q -o $OUT/table_model_hidden_cms_abs.baler" \
+  "$IN/cms_abs1e-2_hidden4.bmdl"
+
+fixture table_names_bounds_specials \
+  "Table, f32, 500 × 16 (rows 8000–8499 of \`delphes_16k.npy\`), no model, \`rel:1e-3\` with per-column bounds by name and by index (PID, Status, Charge lossless; PT \`abs:0.05\`; column 1 (E) \`abs:1\`), column names; special values in rel, abs and lossless columns: NaN (quiet, with a payload, negative, signalling), ±Inf, −0.0, subnormals (see \`cut.py\` in the script); 4 chunks." \
+  "$IN/delphes_specials_500.npy" \
+  "$B compress $IN/delphes_specials_500.npy --bound rel:1e-3 --model none --names $delphes_names --bound-col PID=lossless --bound-col Status=lossless --bound-col Charge=lossless --bound-col PT=abs:0.05 --bound-col 1=abs:1 --chunk-size 8K -T 1 -q -o $OUT/table_names_bounds_specials.baler"
+
+fixture field3d_cfd_interp_rel1e-3 \
+  "3-D field, f32, 4 × 32 × 32 (first 4 time steps of \`cfd_decay_ux.npy\`, one corner), \`rel:1e-3\`: multilevel interpolation over every axis." \
+  "$IN/cfd_4x32x32.npy" \
+  "$B compress $IN/cfd_4x32x32.npy --bound rel:1e-3 -T 1 -q -o $OUT/field3d_cfd_interp_rel1e-3.baler"
+
+fixture field3d_cfd_interp_rel1e-2 \
+  "The same 3-D field at \`rel:1e-2\`." \
+  "$IN/cfd_4x32x32.npy" \
+  "$B compress $IN/cfd_4x32x32.npy --bound rel:1e-2 -T 1 -q -o $OUT/field3d_cfd_interp_rel1e-2.baler"
+
+fixture field3d_cfd_interp_planes_rel1e-2 \
+  "3-D field, f32, 4 × 32 × 32 (every 15th time step of \`cfd_decay_ux.npy\`: frames that differ), \`rel:1e-2\`: interpolation within each plane." \
+  "$IN/cfd_every15_4x32x32.npy" \
+  "$B compress $IN/cfd_every15_4x32x32.npy --bound rel:1e-2 -T 1 -q -o $OUT/field3d_cfd_interp_planes_rel1e-2.baler"
+
+fixture field3d_lorenzo3_rel1e-3 \
+  "3-D field, f32, 8 × 24 × 24 (a triple running sum of pseudo-random values), \`rel:1e-3\`: 3-D Lorenzo." \
+  "$IN/volume_8x24x24.npy" \
+  "$B compress $IN/volume_8x24x24.npy --bound rel:1e-3 -T 1 -q -o $OUT/field3d_lorenzo3_rel1e-3.baler"
+
+fixture field2d_ocean_rel1e-4 \
+  "2-D field (an image: \`--layout field\`), f32, 48 × 96 (rows 112–159, columns 0–95 of \`ocean_temp.npy\`, land = 0), \`rel:1e-4\`: 2-D Lorenzo." \
+  "$IN/ocean_48x96.npy" \
+  "$B compress $IN/ocean_48x96.npy --layout field --bound rel:1e-4 -T 1 -q -o $OUT/field2d_ocean_rel1e-4.baler"
+
+fixture f64_tau_rel1e-3 \
+  "1-D field, f64, 1500 values (first of \`tau_pt_f64.npy\`), \`rel:1e-3\`." \
+  "$IN/tau_1500_f64.npy" \
+  "$B compress $IN/tau_1500_f64.npy --bound rel:1e-3 -T 1 -q -o $OUT/f64_tau_rel1e-3.baler"
+
+fixture f64_tau_lossless \
+  "The same f64 values, \`lossless\` (bit-exact column coding)." \
+  "$IN/tau_1500_f64.npy" \
+  "$B compress $IN/tau_1500_f64.npy --bound lossless -T 1 -q -o $OUT/f64_tau_lossless.baler"
+
+fixture stream_stdin_raw \
+  "Table, f32, 400 × 10 (first rows of \`nexo_8k.npy\`) as raw little-endian values through a pipe, \`--dtype f32 --shape -1,10\` (source: raw values), \`rel:1e-3\`, column names, fTrackNumber lossless, 4 chunks. The stream ends within the compressor's 16 MiB statistics sample, so the header is written with the length known." \
+  "--dtype f32 --shape -1,10 $IN/nexo_400.raw" \
+  "cat $IN/nexo_400.raw | $B compress - --dtype f32 --shape -1,10 --bound rel:1e-3 --names $nexo_names --bound-col fTrackNumber=lossless --chunk-size 4K -T 1 -q -o $OUT/stream_stdin_raw.baler"
+
+fixture stream_unknown_length \
+  "Table, f32, 400 × 10 (rows 400–799 of \`nexo_8k.npy\`, the first three columns of the last 50 rows × 20) written as a stream of unknown length, by the library (\`examples/stream_fixture.rs\`: the \`Compressor\` with an 8 KiB statistics sample, which \`baler compress -\` has at 16 MiB): the header's first dimension is unknown (u64::MAX; the record count is in the end mark), ranges from the first records (values past them later), \`rel:1e-3\`, column names, 4 chunks." \
+  "--dtype f32 --shape -1,10 $IN/nexo_400_later_wider.raw" \
+  "$SF $OUT/stream_unknown_length.baler 10 rel:1e-3 4096 8192 $nexo_names < $IN/nexo_400_later_wider.raw"
+
+fixture raw_lz4_coded_lossless \
+  "1-D field, f32, 4 × 1024 values, \`lossless\`, 4 chunks of 4 KiB: random bit patterns (some NaNs with payloads; coding does not pay: stored raw), 512 random patterns twice (LZ4), a ramp (coded), 16 random patterns in a random order (coded)." \
+  "$IN/bits_4x1024.npy" \
+  "$B compress $IN/bits_4x1024.npy --bound lossless --chunk-size 4K -T 1 -q -o $OUT/raw_lz4_coded_lossless.baler"
+
+# ---------------------------------------------------------------------------------------------
+total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)
+{
+  cat <<EOF
+# Container format version $version fixtures
+
+Written by baler commit \`$commit\` (\`$("$B" --version)\`, format version $version) with
+\`scripts/make_format_fixtures.sh\`. Each \`NAME.baler\` comes with \`NAME.expected.npy\`, what
+\`baler decompress NAME.baler -o NAME.expected.npy\` wrote at that commit.
+\`tests/format_compat.rs\` decodes every container here with the library and with the CLI and
+requires the same shape, dtype and bits. **Never regenerate or edit these files**: a later
+version of baler that cannot read them bit for bit has broken the format's promise. A new
+format version gets a new folder (\`fixtures/format/v2/\`, written by the script from that
+version), and this one stays.
+
+Every container was checked against the array it was made from (\`baler evaluate\`) when it
+was written. The inputs are not kept: the script cuts them again from \`fixtures/*.npy\` into a
+temporary folder, written \`IN/\` below (see \`cut.py\` inside the script). \`target/release/baler\`
+is the release build of that commit; \`stream_fixture\` is \`examples/stream_fixture.rs\`.
+Predictor ids (\`src/predict.rs\`): 0 centre, 1 previous, 2 lorenzo2, 3 lorenzo3, 4 model,
+5 interp, 6 interp-planes. The tables below are what \`baler info\` and \`baler info --columns\`
+reported, and the payload kind of each chunk (coded, raw, LZ4) read from its flags.
+
+Total: $(ls "$OUT"/*.baler | wc -l) containers, $total bytes with the expected arrays.
+
+## The learned models
+
+Trained on whole fixture files, then passed with \`--model\` (each container stores its own copy):
+
+\`\`\`sh
+$train_cmds
+\`\`\`
+
+## The containers
+
+EOF
+  cat "$readme_body"
+} >"$OUT/README.md"
+
+ls -l "$OUT" >&2
+echo "make_format_fixtures: $OUT: $total bytes (containers and expected arrays)" >&2
