@@ -46,7 +46,8 @@ mkdir -p "$IN"
 
 # The format version this build writes, from a container of its own.
 "$py" -c 'import numpy as np; np.save("'"$work"'/probe.npy", np.arange(8, dtype=np.float32))'
-"$B" compress "$work/probe.npy" --bound lossless -q -o "$work/probe.baler"
+# (bits:10: point-wise relative bounds are what the newest version, 2, adds.)
+"$B" compress "$work/probe.npy" --bound bits:10 -q -o "$work/probe.baler"
 version=$("$B" info "$work/probe.baler" | sed -n 's/.*format version \([0-9]*\).*/\1/p' | head -n 1)
 [[ -n $version ]] || { echo "make_format_fixtures: no format version in baler info" >&2; exit 1; }
 
@@ -243,6 +244,8 @@ fixture() {
   } >>"$readme_body"
 }
 
+if [[ $version == 1 ]]; then
+# Version 1 (written by 3de2bbb): every predictor, chunk kind and header variant.
 # The learned models, trained on whole fixture files (deterministic: fixed seed, any thread count).
 echo "== models" >&2
 "$B" train fixtures/delphes_16k.npy --bound rel:1e-3 -T 1 -q -o "$IN/delphes_rel1e-3.bmdl"
@@ -321,6 +324,53 @@ fixture raw_lz4_coded_lossless \
   "1-D field, f32, 4 × 1024 values, \`lossless\`, 4 chunks of 4 KiB: random bit patterns (some NaNs with payloads; coding does not pay: stored raw), 512 random patterns twice (LZ4), a ramp (coded), 16 random patterns in a random order (coded)." \
   "$IN/bits_4x1024.npy" \
   "$B compress $IN/bits_4x1024.npy --bound lossless --chunk-size 4K -T 1 -q -o $OUT/raw_lz4_coded_lossless.baler"
+
+fi
+
+if [[ $version == 2 ]]; then
+# Version 2: point-wise relative bounds (bits:N, pwrel:R; the ordinal domain and its gap).
+echo "== models" >&2
+"$B" train fixtures/delphes_16k.npy --bound bits:10 -T 1 -q -o "$IN/delphes_bits10.bmdl"
+train_cmds="$B train fixtures/delphes_16k.npy --bound bits:10 -T 1 -q -o IN/delphes_bits10.bmdl"
+delphes_names=$(cat fixtures/delphes_16k.columns)
+cat >"$IN/nano.bounds" <<'BOUNDS'
+# NanoAOD-like: momenta to mantissa bits, angles absolute, ids exact
+default   bits:10
+P?        bits:12
+Eta       abs:1e-3
+Phi       abs:1e-3
+Rapidity  pwrel:1e-3
+PID       lossless
+Status    lossless
+Charge    lossless
+BOUNDS
+
+fixture table_bits10_model_delphes \
+  "Table, f32, 800 × 16 (first rows of \`delphes_16k.npy\`), \`bits:10\` on every column, with a learned model trained at \`bits:10\` (its value predictions mapped to the ordinal domain); 4 chunks." \
+  "$IN/delphes_800.npy" \
+  "$B compress $IN/delphes_800.npy --bound bits:10 --model $IN/delphes_bits10.bmdl --chunk-size 16K -T 1 -q -o $OUT/table_bits10_model_delphes.baler" \
+  "$IN/delphes_bits10.bmdl"
+
+fixture table_bounds_file_specials \
+  "Table, f32, 500 × 16 (rows 8000..8499 of \`delphes_16k.npy\`, with NaN payloads, ±Inf, −0.0 and subnormals planted), a bounds file mixing \`bits:10\`, \`bits:12\` (a glob), \`abs\`, \`pwrel:1e-3\` and \`lossless\` by column name, no model, column names; 4 chunks. The bounds file: \`$(grep -v '^#' "$IN/nano.bounds" | tr -s ' ' | paste -sd ';' -)\`." \
+  "$IN/delphes_specials_500.npy" \
+  "$B compress $IN/delphes_specials_500.npy --bounds $IN/nano.bounds --names $delphes_names --model none --chunk-size 8K -T 1 -q -o $OUT/table_bounds_file_specials.baler"
+
+fixture field3d_cfd_bits10 \
+  "Field, f32, 4 × 32 × 32 (\`cfd_decay_ux.npy\`), \`bits:10\`: a signed field through the ordinal domain (interpolation predictions mapped there)." \
+  "$IN/cfd_4x32x32.npy" \
+  "$B compress $IN/cfd_4x32x32.npy --bound bits:10 -T 1 -q -o $OUT/field3d_cfd_bits10.baler"
+
+fixture field2d_ocean_bits7 \
+  "Field, f32, 48 × 96 (\`ocean_temp.npy\`, land = 0), \`--layout field\`, \`bits:7\`: zeros beside values around 10–30 (the ordinal gap)." \
+  "$IN/ocean_48x96.npy --layout field" \
+  "$B compress $IN/ocean_48x96.npy --layout field --bound bits:7 -T 1 -q -o $OUT/field2d_ocean_bits7.baler"
+
+fixture f64_tau_pwrel1e-3 \
+  "1-D field, f64, 1500 values (\`tau_pt_f64.npy\`), \`pwrel:1e-3\` (a step of ⌊2e-3 · 2^52⌋ ordinals)." \
+  "$IN/tau_1500_f64.npy" \
+  "$B compress $IN/tau_1500_f64.npy --bound pwrel:1e-3 -T 1 -q -o $OUT/f64_tau_pwrel1e-3.baler"
+fi
 
 # ---------------------------------------------------------------------------------------------
 total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)

@@ -1,4 +1,4 @@
-//! The container format, version 1.
+//! The container format, versions 1 and 2 (ARCHITECTURE.md has the whole format).
 //!
 //! All integers are little-endian. `uvarint` is unsigned LEB128. CRCs are CRC-32 (IEEE, as in
 //! gzip and PNG). The file is written front to back with no seeking, so it can go to a pipe.
@@ -7,7 +7,8 @@
 //! file    := header chunk* end footer
 //!
 //! header  := magic        8 bytes  89 42 41 4C 45 52 0D 0A  ("\x89BALER\r\n")
-//!            version      u16      format version (1); separate from the crate version
+//!            version      u16      format version (1, or 2 where a bound is point-wise
+//!                                   relative); separate from the crate version
 //!            body_len     u32
 //!            body         body_len bytes: sections
 //!            crc          u32      CRC of version, body_len and body
@@ -18,7 +19,8 @@
 //!                   record_len u64 (values per record), source u8 (0 unknown, 1 npy, 2 raw)
 //!   0x02 COLUMNS    count uvarint, count × (len uvarint, UTF-8 name)
 //!   0x03 BOUNDS     count uvarint (table columns, or 1 for a field), per column:
-//!                   kind u8 (1 abs, 2 rel, 3 lossless), requested f64, resolved absolute f64
+//!                   kind u8 (1 abs, 2 rel, 3 lossless, 4 pwrel, 5 bits), requested f64,
+//!                   resolved f64 (the absolute bound; R for kinds 4 and 5)
 //!   0x04 NORMALIZE  count uvarint, per column: min f64, max f64, finite u64, nonfinite u64,
 //!                   offset f64, scale f64; then from u8 (0 whole input, 1 first records),
 //!                   sampled_records u64
@@ -62,8 +64,13 @@ use crate::normalize::{ColumnStats, Normalization};
 pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
 /// The last bytes of every complete container.
 pub const FOOTER_MAGIC: [u8; 8] = *b"BALERIDX";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this build writes and reads. Version 2 adds point-wise relative
+/// bounds (BOUNDS kinds 4 and 5, and the ordinal gap in their column sections); a file is
+/// written as version 2 only when it uses them, so every other file stays readable by
+/// version-1 readers.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
 
 const TAG_CHUNK: u8 = b'C';
 const TAG_END: u8 = b'E';
@@ -202,6 +209,20 @@ impl Header {
         Some(len / self.record_len.max(1))
     }
 
+    /// The format version this header is written as: 2 where a column has a point-wise
+    /// relative bound, else 1.
+    pub fn format_version(&self) -> u16 {
+        if self
+            .bounds
+            .iter()
+            .any(|b| matches!(b.bound, Bound::PwRel(_)))
+        {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Serializes the header.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut body = Vec::new();
@@ -268,7 +289,7 @@ impl Header {
 
         out.extend_from_slice(&MAGIC);
         let start = out.len();
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.format_version().to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
         let crc = crc32fast::hash(&out[start..]);
@@ -285,7 +306,7 @@ impl Header {
         let mut vl = [0u8; 6];
         read_exact_or(r, &mut vl, || truncated("inside the header", 0, 0))?;
         let version = u16::from_le_bytes([vl[0], vl[1]]);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,

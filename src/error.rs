@@ -23,7 +23,7 @@ pub enum Error {
 
     /// The container was written in a format version this build cannot read.
     #[error(
-        "container format version {found} is not supported by this build (it reads version {supported}); \
+        "container format version {found} is not supported by this build (it reads versions 1 to {supported}); \
          upgrade baler to read it"
     )]
     UnsupportedVersion {

@@ -240,7 +240,7 @@ fn container_info(
     writeln!(
         out,
         "{path}: baler container, format version {}, written by {}",
-        baler::container::FORMAT_VERSION,
+        header.format_version(),
         header.writer
     )?;
     writeln!(
