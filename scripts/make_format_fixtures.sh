@@ -363,7 +363,7 @@ fixture field3d_cfd_bits10 \
 
 fixture field2d_ocean_bits7 \
   "Field, f32, 48 × 96 (\`ocean_temp.npy\`, land = 0), \`--layout field\`, \`bits:7\`: zeros beside values around 10–30 (the ordinal gap)." \
-  "$IN/ocean_48x96.npy --layout field" \
+  "$IN/ocean_48x96.npy" \
   "$B compress $IN/ocean_48x96.npy --layout field --bound bits:7 -T 1 -q -o $OUT/field2d_ocean_bits7.baler"
 
 fixture f64_tau_pwrel1e-3 \
