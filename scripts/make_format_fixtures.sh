@@ -356,6 +356,11 @@ fixture table_bounds_file_specials \
   "$IN/delphes_specials_500.npy" \
   "$B compress $IN/delphes_specials_500.npy --bounds $IN/nano.bounds --names $delphes_names --model none --chunk-size 8K -T 1 -q -o $OUT/table_bounds_file_specials.baler"
 
+fixture table_cms_bits12_grid \
+  "Table, f32, 200 × 59 (first rows of \`cms_ak4jets.npy\`: NanoAOD branches already rounded to 10 mantissa bits or fewer), \`bits:12\`, column names: columns on a coarser grid than the bound's step are coded with the grid's step and come back exactly." \
+  "$IN/cms_200.npy" \
+  "$B compress $IN/cms_200.npy --bound bits:12 --names $(cat fixtures/cms_ak4jets.columns) -T 1 -q -o $OUT/table_cms_bits12_grid.baler"
+
 fixture field3d_cfd_bits10 \
   "Field, f32, 4 × 32 × 32 (\`cfd_decay_ux.npy\`), \`bits:10\`: a signed field through the ordinal domain (interpolation predictions mapped there)." \
   "$IN/cfd_4x32x32.npy" \

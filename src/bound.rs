@@ -394,15 +394,23 @@ pub(crate) enum Domain {
     /// around 1 and zeros would code its zeros a billion ordinals away; with it they sit next
     /// to the smallest values and a signed column is continuous across 0. Predictions are
     /// clamped to `lo..=hi` (the column's finite range) before they are mapped, so a
-    /// prediction never changes sign across an all-positive column.
-    Ordinal { lo: f64, hi: f64, gap: i64 },
+    /// prediction never changes sign across an all-positive column. `grid` (0: none): a
+    /// column whose ordinals are all multiples of a power of two above the bound's step (data
+    /// already rounded to fewer mantissa bits, as NanoAOD's are) is quantized with that step
+    /// and its predictions snapped to it, so every value comes back exactly.
+    Ordinal {
+        lo: f64,
+        hi: f64,
+        gap: i64,
+        grid: f64,
+    },
 }
 
 impl Domain {
-    /// This domain with the ordinal gap `gap` (linear: unchanged).
-    pub(crate) fn with_gap(self, gap: i64) -> Self {
+    /// This domain with the ordinal gap `gap` and grid `grid` (linear: unchanged).
+    pub(crate) fn with_layout(self, gap: i64, grid: f64) -> Self {
         match self {
-            Domain::Ordinal { lo, hi, .. } => Domain::Ordinal { lo, hi, gap },
+            Domain::Ordinal { lo, hi, .. } => Domain::Ordinal { lo, hi, gap, grid },
             Domain::Linear => Domain::Linear,
         }
     }
@@ -422,9 +430,14 @@ impl Domain {
     pub(crate) fn predict<T: Element>(self, p: f64) -> f64 {
         match self {
             Domain::Linear => p,
-            Domain::Ordinal { lo, hi, gap } => {
+            Domain::Ordinal { lo, hi, gap, grid } => {
                 let p = if p.is_nan() { 0.0 } else { p.clamp(lo, hi) };
-                gapped_ordinal(T::from_f64(p), gap) as f64
+                let v = gapped_ordinal(T::from_f64(p), gap) as f64;
+                if grid > 0.0 {
+                    (v / grid).round() * grid
+                } else {
+                    v
+                }
             }
         }
     }
@@ -453,21 +466,40 @@ pub(crate) fn from_gapped_ordinal<T: Element>(v: i64, gap: i64) -> T {
     from_ordinal(v.saturating_add(v.signum().saturating_mul(gap)))
 }
 
-/// The ordinal gap of a column under step `step`: the ordinals below its smallest finite
-/// non-zero magnitude, less two steps, so that the smallest values stay clear of the level of
-/// 0 (which is within half a step of 0). 0 where the column has no such value.
-pub(crate) fn ordinal_gap<T: Element>(values: &[T], step: f64) -> i64 {
+/// The ordinal layout of a column under the bound's step `nominal`: `(step, gap, grid)`.
+///
+/// `gap`: the ordinals below its smallest finite non-zero magnitude, less two steps, so that
+/// the smallest values stay clear of the level of 0 (within half a step of 0); 0 where the
+/// column has no such value. `grid`: where every such ordinal is a multiple of a power of two
+/// `G` above `nominal` (values already rounded to fewer mantissa bits than the bound asks),
+/// `G`, which is then the step (and the gap a multiple of it); else 0 and the step is
+/// `nominal`.
+pub(crate) fn ordinal_layout<T: Element>(values: &[T], nominal: f64) -> (f64, i64, f64) {
     let mut least = i64::MAX;
+    let mut common = 0i64;
     for &x in values {
         let m = ordinal(x).abs();
         if m > 0 && x.is_finite() {
             least = least.min(m);
+            common |= m;
         }
     }
     if least == i64::MAX {
-        return 0;
+        return (nominal, 0, 0.0);
     }
-    (least - 2 * step as i64).max(0)
+    let g = 2f64.powi(common.trailing_zeros() as i32);
+    let (step, grid) = if g > nominal { (g, g) } else { (nominal, 0.0) };
+    let mut gap = (least - 2 * step as i64).max(0);
+    if grid > 0.0 {
+        gap -= gap % grid as i64;
+    }
+    (step, gap, grid)
+}
+
+/// The step `⌊2R·2^M⌋` (at least 1) of a point-wise relative bound `r` on `T`.
+pub(crate) fn nominal_ordinal_step<T: Element>(r: f64) -> f64 {
+    let m = if T::BYTES == 4 { 23 } else { 52 };
+    (2.0 * r * 2f64.powi(m)).floor().max(1.0)
 }
 
 /// The largest valid ordinal gap of `T` (a decoder refuses larger ones).
@@ -493,11 +525,7 @@ impl Bound {
                 let step = if step >= 1.5 * e { step } else { 2.0 * e };
                 (step, Domain::Linear)
             }
-            Bound::PwRel(r) => {
-                let m = if T::BYTES == 4 { 23 } else { 52 };
-                let step = (2.0 * r * 2f64.powi(m)).floor().max(1.0);
-                (step, self.domain(norm))
-            }
+            Bound::PwRel(r) => (nominal_ordinal_step::<T>(r), self.domain(norm)),
             Bound::Lossless => (0.0, Domain::Linear),
         }
     }
@@ -509,6 +537,7 @@ impl Bound {
                 lo: norm.offset - norm.scale,
                 hi: norm.offset + norm.scale,
                 gap: 0,
+                grid: 0.0,
             },
             _ => Domain::Linear,
         }

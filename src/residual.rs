@@ -301,12 +301,28 @@ impl Quantizer {
         }
     }
 
-    /// This quantizer with the ordinal gap `gap` (see [`Domain::Ordinal`]; linear: unchanged).
-    pub(crate) fn with_gap(self, gap: i64) -> Self {
-        Quantizer {
-            domain: self.domain.with_gap(gap),
-            ..self
+    /// This quantizer with an ordinal column's step, gap and grid (see [`Domain::Ordinal`];
+    /// linear: unchanged).
+    pub(crate) fn with_layout(self, step: f64, gap: i64, grid: f64) -> Self {
+        match self.domain {
+            Domain::Linear => self,
+            d => Quantizer {
+                step,
+                domain: d.with_layout(gap, grid),
+                ..self
+            },
         }
+    }
+
+    /// The layout a decoder rebuilds for an ordinal column from its stored step and gap: a
+    /// step above the bound's own is a grid the data lies on.
+    pub(crate) fn with_stored_layout<T: Element>(self, gap: i64) -> Self {
+        let nominal = match self.bound {
+            Bound::PwRel(r) => crate::bound::nominal_ordinal_step::<T>(r),
+            _ => self.step,
+        };
+        let grid = if self.step > nominal { self.step } else { 0.0 };
+        self.with_layout(self.step, gap, grid)
     }
 
     /// Whether values are quantized as ordinals (the column section then stores the gap).

@@ -294,7 +294,15 @@ fn bounds_file_mixes_modes_by_name_glob_and_index() {
     assert_within(f32s(&orig), f32s(&back), 16, &want);
     // evaluate checks every column against its own mode.
     let report = String::from_utf8(
-        ok(&["evaluate", &fixture("delphes_16k.npy"), &c, "--json", "-", "-q"]).stdout,
+        ok(&[
+            "evaluate",
+            &fixture("delphes_16k.npy"),
+            &c,
+            "--json",
+            "-",
+            "-q",
+        ])
+        .stdout,
     )
     .unwrap();
     assert!(report.contains("\"bound_kind\": \"pwrel\""), "{report}");

@@ -398,9 +398,11 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             raw_chunks += 1;
             continue;
         }
-        let cols = inspect_payload(&payload, &order, &ordinal).map_err(|e| baler::Error::CorruptChunk {
-            chunk: index,
-            reason: e,
+        let cols = inspect_payload(&payload, &order, &ordinal).map_err(|e| {
+            baler::Error::CorruptChunk {
+                chunk: index,
+                reason: e,
+            }
         })?;
         for (j, c) in cols.iter().enumerate() {
             bytes[j] += c.bytes as u64;
