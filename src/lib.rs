@@ -54,6 +54,7 @@ pub mod array;
 pub mod bound;
 mod bytes;
 pub mod chunk;
+pub mod column;
 pub mod compress;
 pub mod container;
 pub mod decompress;

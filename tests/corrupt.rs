@@ -71,14 +71,14 @@ fn bit_flips_are_detected_and_name_the_chunk() {
 #[test]
 fn a_newer_format_version_is_refused() {
     let mut c = container();
-    c[8] = 2;
+    c[8] = 3;
     let e = decompress_to_vec(&c).unwrap_err();
     assert!(
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{e}"

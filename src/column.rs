@@ -1,0 +1,637 @@
+//! One column of a chunk ⇄ one section: the predictor chosen for it, its quantization or
+//! bit-exact coding, and its code streams.
+//!
+//! ```text
+//! column   := 0x00 predictor:u8 [order:u8] step:f64 [gap:uvarint] exceptions segment*   (quantized)
+//!           | 0x01 lossless                                  (bit-exact, see `lossless`)
+//! ```
+//!
+//! `exceptions` is `Exceptions::write`'s block for the whole column; then one `CodeCoder`
+//! stream per segment of [`SEGMENT`] values (the last one shorter), holding one code per value
+//! of the segment that is not an exception: the plain quantization code, or under a neighbour
+//! predictor (see [`predict`](crate::predict)) its residual, or under the learned model or an
+//! interpolation the code of the value's residual from its prediction (`order`, present for
+//! the interpolation predictors only, is their axis order; `gap`, present for columns
+//! quantized as ordinals, their ordinal gap: see [`bound`](crate::bound)). The predictor is
+//! chosen per column and chunk, by estimated cost, and where it is close by coding both.
+
+use crate::bound::{Bound, Domain, max_gap, ordinal_layout};
+use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
+use crate::element::Element;
+use crate::entropy::{CONTEXTS, CodeCoder};
+use crate::lossless::{self, LosslessScratch, Reference};
+use crate::normalize::Normalization;
+use crate::predict::{Chooser, Grid, Interp, Predictor, codes_in_range};
+use crate::residual::{Exceptions, Prediction, Quantizer};
+
+/// Section kind of a quantized column.
+pub(crate) const KIND_QUANTIZED: u8 = 0;
+/// An interpolation is coded as well as the best neighbour predictor when its estimate (on
+/// the plain codes) is within this factor of that predictor's, and alone when it is below it:
+/// coding values sequentially beats the estimate by ~25% on smooth fields.
+const INTERP_TRY: f64 = 1.35;
+/// Section kind of a bit-exact column.
+pub(crate) const KIND_LOSSLESS: u8 = 1;
+
+/// A column's coding parameters, shared by every chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColumnParams {
+    /// The bound in effect.
+    pub bound: Bound,
+    /// Normalization (the plain predictor predicts its offset).
+    pub norm: Normalization,
+}
+
+/// Values per code stream: a long column (a field, or a one-column table) is coded in segments
+/// of this many values, each with its own table, so every stage's scratch stays in cache and
+/// the statistics follow the data along the column.
+pub const SEGMENT: usize = 1 << 16;
+
+/// Codes and decodes one column, with the scratch space that needs.
+#[derive(Debug)]
+pub(crate) struct ColumnCoder<T: Element> {
+    coder: CodeCoder,
+    ll: LosslessScratch,
+    codes: Vec<i32>,
+    /// One code per value of the column (exceptions: see `predict`).
+    k: Vec<i32>,
+    /// The chosen predictor's residuals of `k`.
+    d: Vec<i32>,
+    chooser: Chooser,
+    /// The learned predictor's codes, exceptions and reconstruction, while it is priced.
+    model_k: Vec<i32>,
+    model_exc: Exceptions<T>,
+    model_recon: Vec<T>,
+    exc: Exceptions<T>,
+    seg_exc: Exceptions<T>,
+    segments: Vec<u8>,
+    alt: Vec<u8>,
+    /// The interpolation's section, while it is compared.
+    interp_out: Vec<u8>,
+    /// Codes split by context (interpolation streams).
+    split: [Vec<i32>; CONTEXTS],
+    /// The learned predictor's predictions in the quantizer's domain (ordinal columns).
+    dom_preds: Vec<f64>,
+}
+
+/// Appends `len` codes to `out`: `codes` in order, with a 0 at each of `positions` (relative to
+/// the start, increasing).
+fn scatter(codes: &[i32], positions: impl Iterator<Item = usize>, len: usize, out: &mut Vec<i32>) {
+    let start = out.len();
+    let mut k = 0;
+    for p in positions {
+        let run = p - (out.len() - start);
+        out.extend_from_slice(&codes[k..k + run]);
+        out.push(0);
+        k += run;
+    }
+    out.extend_from_slice(&codes[k..k + (len - (out.len() - start))]);
+}
+
+/// Quantizes a whole column under `pred`: one code per value into `k` (0 at exceptions), the
+/// exceptions into `exc`, and the reconstruction into `recon` if wanted. `scratch` is per
+/// segment.
+fn quantize_column<T: Element>(
+    q: Quantizer,
+    col: &[T],
+    pred: Prediction<'_>,
+    mut recon: Option<&mut [T]>,
+    scratch: (&mut Vec<i32>, &mut Exceptions<T>),
+    k: &mut Vec<i32>,
+    exc: &mut Exceptions<T>,
+) {
+    let (codes, seg_exc) = scratch;
+    exc.clear();
+    k.clear();
+    for (s, values) in col.chunks(SEGMENT).enumerate() {
+        let base = s * SEGMENT;
+        let end = base + values.len();
+        let rec = recon.as_deref_mut().map(|r| &mut r[base..end]);
+        q.quantize(values, pred.segment(base, end), codes, seg_exc, rec);
+        let rel = seg_exc.pos.iter().map(|&p| p as usize);
+        scatter(codes, rel, values.len(), k);
+        exc.pos.extend(seg_exc.pos.iter().map(|&p| p + base as u32));
+        exc.val.extend_from_slice(&seg_exc.val);
+    }
+}
+
+/// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
+fn gather(src: &[i32], positions: impl Iterator<Item = usize>, out: &mut Vec<i32>) {
+    out.clear();
+    let mut start = 0;
+    for p in positions {
+        out.extend_from_slice(&src[start..p]);
+        start = p + 1;
+    }
+    out.extend_from_slice(&src[start..]);
+}
+
+/// The codes of a quantized column, as the encoder holds them.
+#[derive(Debug)]
+enum Stream<'a> {
+    /// One code per value in column order, exceptions included (their codes are left out, so
+    /// segment `s` holds the codes of values `s·SEGMENT..(s+1)·SEGMENT` that are not
+    /// exceptions).
+    ByPosition(&'a [i32]),
+    /// Only the codes of values that are not exceptions, in the predictor's decoding order,
+    /// in segments of `SEGMENT` codes, each coded by context
+    /// ([`CodeCoder::encode_in_context`]): consecutive codes are neighbours on the grid.
+    Dense(&'a [i32]),
+}
+
+/// Appends a quantized column section: `head` (kind, predictor id, any predictor parameter),
+/// the step, the exceptions and the code streams of `stream` by segment.
+fn write_quantized<T: Element>(
+    (coder, codes, segments): (&mut CodeCoder, &mut Vec<i32>, &mut Vec<u8>),
+    split: &mut [Vec<i32>; CONTEXTS],
+    (head, step, gap): (&[u8], f64, Option<i64>),
+    exc: &Exceptions<T>,
+    stream: Stream<'_>,
+    out: &mut Vec<u8>,
+) {
+    segments.clear();
+    match stream {
+        Stream::ByPosition(all) => {
+            for (s, seg) in all.chunks(SEGMENT).enumerate() {
+                let (lo, hi) = exc.segment(s * SEGMENT, s * SEGMENT + seg.len());
+                let rel = exc.pos[lo..hi].iter().map(|&p| p as usize - s * SEGMENT);
+                gather(seg, rel, codes);
+                coder.encode_either(codes, split, segments);
+            }
+        }
+        Stream::Dense(dense) => {
+            for seg in dense.chunks(SEGMENT) {
+                coder.encode_either(seg, split, segments);
+            }
+        }
+    }
+    out.extend_from_slice(head);
+    out.extend_from_slice(&step.to_le_bytes());
+    if let Some(g) = gap {
+        put_uvarint(out, g as u64);
+    }
+    exc.write(out);
+    out.extend_from_slice(segments);
+}
+
+impl<T: Element> ColumnCoder<T> {
+    /// Decodes the code streams of a column of `n` values into `self.k`, one code per value
+    /// (0 at the exceptions, `self.exc`, already read).
+    fn read_codes(&mut self, r: &mut ByteReader<'_>, n: usize) -> DecodeResult<()> {
+        self.k.clear();
+        for s in 0..n.div_ceil(SEGMENT) {
+            let base = s * SEGMENT;
+            let end = (base + SEGMENT).min(n);
+            let (lo, hi) = self.exc.segment(base, end);
+            let n = end - base - (hi - lo);
+            self.coder
+                .decode_either(r, n, &mut self.split, &mut self.codes)?;
+            let rel = self.exc.pos[lo..hi].iter().map(|&p| p as usize - base);
+            scatter(&self.codes, rel, end - base, &mut self.k);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn new() -> Self {
+        ColumnCoder {
+            coder: CodeCoder::new(),
+            ll: LosslessScratch::default(),
+            codes: Vec::new(),
+            k: Vec::new(),
+            d: Vec::new(),
+            chooser: Chooser::default(),
+            model_k: Vec::new(),
+            model_exc: Exceptions::default(),
+            model_recon: Vec::new(),
+            exc: Exceptions::default(),
+            seg_exc: Exceptions::default(),
+            segments: Vec::new(),
+            alt: Vec::new(),
+            interp_out: Vec::new(),
+            split: Default::default(),
+            dom_preds: Vec::new(),
+        }
+    }
+
+    /// Appends the section body of `col` to `out`, and its reconstruction to `recon` if wanted.
+    /// What the column may be predicted from: its `reference` (lossless), its `grid`
+    /// (neighbour predictors) and the learned model's predictions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode(
+        &mut self,
+        col: &[T],
+        reference: Reference<'_, T>,
+        cp: &ColumnParams,
+        grid: Grid,
+        model_pred: Option<&[f64]>,
+        mut recon: Option<&mut [T]>,
+        out: &mut Vec<u8>,
+    ) {
+        if cp.bound.is_lossless() {
+            out.push(KIND_LOSSLESS);
+            lossless::encode(col, reference, &mut self.coder, &mut self.ll, out);
+            if let Some(r) = recon {
+                r.copy_from_slice(col);
+            }
+            return;
+        }
+        // The step follows from the header's statistics: values beyond them (a stream whose
+        // statistics came from its first records) still meet the bound, through the exact
+        // check.
+        let q = Quantizer::new::<T>(cp.bound, &cp.norm);
+        // Ordinal columns skip the ordinals below the chunk's smallest magnitude, and follow
+        // a coarser grid their values already lie on.
+        let q = if q.is_ordinal() {
+            let (step, gap, grid) = ordinal_layout(col, q.step);
+            q.with_layout(step, gap, grid)
+        } else {
+            q
+        };
+        let gap = match q.domain {
+            Domain::Ordinal { gap, .. } => Some(gap),
+            Domain::Linear => None,
+        };
+        let centre = q.centre::<T>(&cp.norm);
+        // The model predicts values; the quantizer takes them in its domain.
+        let mut dom_preds = std::mem::take(&mut self.dom_preds);
+        let model_pred = match model_pred {
+            Some(p) if q.is_ordinal() => {
+                q.domain.predict_into::<T>(p, &mut dom_preds);
+                Some(&dom_preds[..])
+            }
+            other => other,
+        };
+        let pred = Prediction::Constant(centre);
+        quantize_column(
+            q,
+            col,
+            pred,
+            recon.as_deref_mut(),
+            (&mut self.codes, &mut self.seg_exc),
+            &mut self.k,
+            &mut self.exc,
+        );
+        // The neighbour predictors transform the codes; the values are the same either way.
+        let (mut predictor, bits) = self.chooser.choose(grid, &self.k);
+        let mut use_model = false;
+        if let Some(preds) = model_pred {
+            // The model's codes, priced like the others (exceptions at their raw size).
+            let rec = recon.as_deref_mut().map(|_| {
+                self.model_recon.resize(col.len(), T::from_f64(0.0));
+                &mut self.model_recon[..]
+            });
+            quantize_column(
+                q,
+                col,
+                Prediction::Values(preds),
+                rec,
+                (&mut self.codes, &mut self.seg_exc),
+                &mut self.model_k,
+                &mut self.model_exc,
+            );
+            let model_bits = self.chooser.estimate(&self.model_k);
+            let exc_bits = (T::BYTES * 8 + 8) as f64;
+            let n = col.len() as f64;
+            // `choose` already priced the plain codes on the same sample; it prices nothing
+            // only for columns too short to sample.
+            let best = if bits.is_finite() {
+                bits
+            } else {
+                self.chooser.estimate(&self.k)
+            };
+            let plain = best * n + self.exc.len() as f64 * exc_bits;
+            let learned = model_bits * n + self.model_exc.len() as f64 * exc_bits;
+            if learned < plain * 0.98 {
+                use_model = true;
+                predictor = Predictor::Model;
+                std::mem::swap(&mut self.k, &mut self.model_k);
+                std::mem::swap(&mut self.exc, &mut self.model_exc);
+                if let Some(r) = recon.as_deref_mut() {
+                    r.copy_from_slice(&self.model_recon[..col.len()]);
+                }
+            }
+        }
+        // An interpolation (fields only), where its estimate comes close: alone when it is
+        // the cheapest, else coded as well and kept if smaller.
+        let interp = match self.chooser.interp() {
+            Some((p, ip, ibits)) if !use_model && bits.is_finite() && ibits < bits * INTERP_TRY => {
+                Some((p, ip, ibits < bits))
+            }
+            _ => None,
+        };
+        let start = out.len();
+        if !interp.is_some_and(|(_, _, alone)| alone) {
+            if !use_model && predictor != Predictor::Centre {
+                predictor.fill_exceptions(grid, &mut self.k, &self.exc.pos);
+                self.d.resize(col.len(), 0);
+                predictor.residuals(grid, &self.k, &mut self.d);
+                if !codes_in_range(&self.d) {
+                    predictor = Predictor::Centre;
+                }
+            }
+            let stream = if matches!(predictor, Predictor::Centre | Predictor::Model) {
+                &self.k
+            } else {
+                &self.d
+            };
+            let head = [KIND_QUANTIZED, predictor.id()];
+            let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
+            let scratch = &mut self.split;
+            write_quantized(
+                parts,
+                scratch,
+                (&head, q.step, gap),
+                &self.exc,
+                Stream::ByPosition(stream),
+                out,
+            );
+        }
+        if let Some((p, ip, alone)) = interp {
+            self.interpolate(col, q, q.fallback::<T>(&cp.norm), ip);
+            self.interp_out.clear();
+            let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
+            let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
+            let scratch = &mut self.split;
+            let stream = Stream::Dense(&self.k);
+            write_quantized(
+                parts,
+                scratch,
+                (&head, q.step, gap),
+                &self.exc,
+                stream,
+                &mut self.interp_out,
+            );
+            if alone || self.interp_out.len() < out.len() - start {
+                out.truncate(start);
+                out.extend_from_slice(&self.interp_out);
+                if let Some(r) = recon.as_deref_mut() {
+                    r.copy_from_slice(&self.model_recon[..col.len()]);
+                }
+            }
+        }
+        // With many exceptions (a bound below the data's own precision), bit-exact coding can
+        // be smaller.
+        if self.exc.len() * 8 > col.len() {
+            self.alt.clear();
+            self.alt.push(KIND_LOSSLESS);
+            lossless::encode(col, reference, &mut self.coder, &mut self.ll, &mut self.alt);
+            if self.alt.len() < out.len() {
+                std::mem::swap(out, &mut self.alt);
+                if let Some(r) = recon {
+                    r.copy_from_slice(col);
+                }
+            }
+        }
+        self.dom_preds = dom_preds;
+    }
+
+    /// Codes `col` under interpolation `ip`, sequentially: the codes of the values that are
+    /// not exceptions into `self.k` in decoding order (so the coarse levels, whose residuals
+    /// are larger, fill their own segments), the exceptions into `self.exc`, the
+    /// reconstruction into `self.model_recon`.
+    fn interpolate(&mut self, col: &[T], q: Quantizer, centre: f64, ip: Interp) {
+        let n = col.len();
+        let (k, exc, rec) = (&mut self.k, &mut self.exc, &mut self.model_recon);
+        k.clear();
+        rec.clear();
+        rec.resize(n, T::from_f64(0.0));
+        exc.clear();
+        ip.run(rec, centre, |pos, pred| {
+            match q.quantize_one(col[pos], q.predict::<T>(pred)) {
+                Some((c, y)) => {
+                    k.push(c);
+                    y
+                }
+                None => {
+                    exc.pos.push(pos as u32);
+                    exc.val.push(col[pos]);
+                    T::from_f64(pred)
+                }
+            }
+        });
+        for &p in &exc.pos {
+            rec[p as usize] = col[p as usize];
+        }
+        // Exceptions were found in decoding order; the block lists them by position.
+        if !exc.pos.is_sorted() {
+            let mut pairs: Vec<(u32, T)> = exc
+                .pos
+                .iter()
+                .copied()
+                .zip(exc.val.iter().copied())
+                .collect();
+            pairs.sort_unstable_by_key(|&(p, _)| p);
+            exc.clear();
+            for (p, v) in pairs {
+                exc.pos.push(p);
+                exc.val.push(v);
+            }
+        }
+    }
+
+    /// Decodes a column section into `out` (the column's length).
+    pub(crate) fn decode(
+        &mut self,
+        section: &[u8],
+        reference: Reference<'_, T>,
+        cp: &ColumnParams,
+        grid: Grid,
+        model_pred: Option<&[f64]>,
+        out: &mut [T],
+    ) -> DecodeResult<()> {
+        let mut r = ByteReader::new(section);
+        match r.u8()? {
+            KIND_QUANTIZED => {
+                let id = r.u8()?;
+                let predictor = Predictor::from_id(id).ok_or_else(|| {
+                    Malformed(format!(
+                        "unknown predictor {id} (written by a newer baler?)"
+                    ))
+                })?;
+                let interp = match predictor {
+                    Predictor::Interp | Predictor::InterpPlanes => {
+                        let byte = r.u8()?;
+                        let ip = Interp::new(predictor, grid, out.len())
+                            .and_then(|ip| ip.with_order_byte(byte))
+                            .ok_or_else(|| {
+                                Malformed(format!(
+                                    "predictor {} (axis order {byte:#x}) does not apply to a \
+                                     column of {} values here",
+                                    predictor.name(),
+                                    out.len()
+                                ))
+                            })?;
+                        Some(ip)
+                    }
+                    _ => None,
+                };
+                let step = r.f64()?;
+                if !(step.is_finite() && step > 0.0) {
+                    return Err(Malformed(format!("invalid quantization step {step}")));
+                }
+                if cp.bound.is_lossless() {
+                    return Err(Malformed::new(
+                        "a quantized section in a column whose bound is lossless",
+                    ));
+                }
+                let mut q = Quantizer::with_step(cp.bound, &cp.norm, step);
+                if q.is_ordinal() {
+                    let gap = r.uvarint_max(max_gap::<T>() as u64, "ordinal gap")?;
+                    q = q.with_stored_layout::<T>(gap as i64);
+                }
+                self.exc.read(&mut r, out.len())?;
+                let centre = q.centre::<T>(&cp.norm);
+                let model_pred = match model_pred {
+                    Some(p) if q.is_ordinal() => {
+                        q.domain.predict_into::<T>(p, &mut self.dom_preds);
+                        Some(&self.dom_preds[..])
+                    }
+                    other => other,
+                };
+                let pred = Prediction::Constant(centre);
+                let pred = match (predictor, model_pred) {
+                    (Predictor::Model, Some(p)) if p.len() == out.len() => Prediction::Values(p),
+                    (Predictor::Model, _) => {
+                        return Err(Malformed::new(
+                            "the column is coded with a learned model the file does not hold",
+                        ));
+                    }
+                    _ => pred,
+                };
+                if let Some(ip) = interp {
+                    // The codes in decoding order, in segments of SEGMENT codes.
+                    let m = out.len() - self.exc.len();
+                    self.k.clear();
+                    for s in 0..m.div_ceil(SEGMENT) {
+                        let count = SEGMENT.min(m - s * SEGMENT);
+                        self.coder.decode_either(
+                            &mut r,
+                            count,
+                            &mut self.split,
+                            &mut self.codes,
+                        )?;
+                        self.k.extend_from_slice(&self.codes);
+                    }
+                    // An exception's neighbours are predicted from its prediction, as the
+                    // encoder did; its value goes in place afterwards.
+                    let (k, exc) = (&self.k, &self.exc);
+                    let mut next = 0;
+                    ip.run(out, q.fallback::<T>(&cp.norm), |pos, p| {
+                        if exc.pos.binary_search(&(pos as u32)).is_ok() {
+                            T::from_f64(p)
+                        } else {
+                            next += 1;
+                            q.level(q.predict::<T>(p), k[next - 1])
+                        }
+                    });
+                    for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
+                        out[pos as usize] = v;
+                    }
+                } else if !matches!(predictor, Predictor::Centre | Predictor::Model) {
+                    if !predictor.applies(grid, out.len()) {
+                        return Err(Malformed(format!(
+                            "predictor {} does not apply to a column of {} values here",
+                            predictor.name(),
+                            out.len()
+                        )));
+                    }
+                    self.read_codes(&mut r, out.len())?;
+                    predictor.integrate(grid, &mut self.k);
+                    let exc = &self.exc;
+                    q.dequantize_all(&self.k, &exc.pos, &exc.val, centre, out)?;
+                } else {
+                    let exc = &self.exc;
+                    for (s, dst) in out.chunks_mut(SEGMENT).enumerate() {
+                        let base = s * SEGMENT;
+                        let end = base + dst.len();
+                        let (lo, hi) = exc.segment(base, end);
+                        let n = dst.len() - (hi - lo);
+                        self.coder
+                            .decode_either(&mut r, n, &mut self.split, &mut self.codes)?;
+                        q.dequantize(
+                            &self.codes,
+                            &exc.pos[lo..hi],
+                            &exc.val[lo..hi],
+                            base as u32,
+                            pred.segment(base, end),
+                            dst,
+                        )?;
+                    }
+                }
+            }
+            KIND_LOSSLESS => {
+                lossless::decode(&mut r, reference, &mut self.coder, &mut self.ll, out)?
+            }
+            k => return Err(Malformed(format!("unknown column kind {k}"))),
+        }
+        if !r.is_empty() {
+            return Err(Malformed(format!(
+                "{} bytes left in the column section",
+                r.remaining()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a column section of a coded payload holds (for `baler info --columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSection {
+    /// Bytes of the section.
+    pub bytes: usize,
+    /// Whether the column was coded bit-exactly.
+    pub lossless: bool,
+    /// The predictor of a quantized column.
+    pub predictor: Option<Predictor>,
+    /// Values stored verbatim.
+    pub exceptions: u64,
+}
+
+/// Splits a coded payload into its column sections without decoding them; `order` is the
+/// order the columns are coded in ([`crate::chunk::CodecParams::column_order`]), `ordinal[j]` whether column
+/// `j` is quantized as ordinals (a point-wise relative bound, whose sections hold its gap). The
+/// sections are returned by column.
+pub fn inspect_payload(
+    payload: &[u8],
+    order: &[usize],
+    ordinal: &[bool],
+) -> Result<Vec<ColumnSection>, String> {
+    let mut r = ByteReader::new(payload);
+    let mut out = vec![
+        ColumnSection {
+            bytes: 0,
+            lossless: false,
+            predictor: None,
+            exceptions: 0,
+        };
+        order.len()
+    ];
+    for &j in order {
+        let before = r.remaining();
+        let sec = r.section().map_err(|e| format!("column {j}: {}", e.0))?;
+        let mut s = ByteReader::new(sec);
+        let kind = s.u8().map_err(|e| e.0)?;
+        let (predictor, exceptions) = if kind == KIND_QUANTIZED {
+            let id = s.u8().map_err(|e| e.0)?;
+            let p = Predictor::from_id(id).ok_or_else(|| format!("column {j}: predictor {id}"))?;
+            if matches!(p, Predictor::Interp | Predictor::InterpPlanes) {
+                s.u8().map_err(|e| e.0)?;
+            }
+            s.bytes(8).map_err(|e| e.0)?;
+            if ordinal.get(j).copied().unwrap_or(false) {
+                s.uvarint().map_err(|e| e.0)?;
+            }
+            (Some(p), s.uvarint().map_err(|e| e.0)?)
+        } else {
+            (None, 0)
+        };
+        out[j] = ColumnSection {
+            // The section and its length prefix.
+            bytes: before - r.remaining(),
+            lossless: kind == KIND_LOSSLESS,
+            predictor,
+            exceptions,
+        };
+    }
+    Ok(out)
+}
