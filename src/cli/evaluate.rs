@@ -409,7 +409,13 @@ fn print_table(out: &mut impl Write, r: &Report) -> Result<()> {
     )?;
     for (j, c) in r.columns.iter().enumerate() {
         let name: String = column_name(h, j).chars().take(nw).collect();
-        let at = match (h.spec.layout, c.max_error_at) {
+        // Where the worst error against the bound is: the largest |x' − x|, or under a
+        // point-wise relative bound the largest |x' − x| / |x|.
+        let worst_at = match c.bound {
+            baler::Bound::PwRel(_) => c.max_rel_error_at,
+            _ => c.max_error_at,
+        };
+        let at = match (h.spec.layout, worst_at) {
             (_, None) => "-".to_string(),
             (Layout::Table, Some(p)) => p.to_string(),
             (Layout::Field, Some(p)) => position(r, p),

@@ -757,13 +757,22 @@ where
     let b = &c.response;
     let ymax = top(&b.counts);
     let used: Vec<usize> = (0..b.counts.len()).filter(|&k| b.counts[k] > 0).collect();
-    let (x0, x1) = match (used.first(), used.last()) {
+    let (mut x0, mut x1) = match (used.first(), used.last()) {
         (Some(&f), Some(&l)) => (
             (b.lo + f as f64 * b.width()).floor() - 1.0,
             (b.lo + (l + 1) as f64 * b.width()).ceil() + 1.0,
         ),
         _ => (b.lo, b.hi),
     };
+    // A point-wise relative bound is a decade on this axis: keep it in view, marked.
+    let rel_mark = match bound {
+        Bound::PwRel(r) => Some(r.log10()),
+        _ => None,
+    };
+    if let Some(m) = rel_mark {
+        x0 = x0.min(m.floor() - 1.0);
+        x1 = x1.max(m.ceil() + 1.0);
+    }
     let mut chart = ChartBuilder::on(&panels[2])
         .caption(
             format!(
@@ -788,6 +797,21 @@ where
     chart
         .draw_series(bars(b, RGBColor(148, 103, 189)))
         .map_err(plot_err)?;
+    if let Some(m) = rel_mark.filter(|m| (b.lo..b.hi).contains(m)) {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(m, 0.5), (m, ymax)],
+                red.stroke_width(2),
+            ))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("bound {lim:.2e}"),
+                (m - 0.22 * (x1 - x0), ymax / 2.0),
+                ("sans-serif", 16).into_font().color(&red),
+            )))
+            .map_err(plot_err)?;
+    }
     Ok(())
 }
 
