@@ -307,6 +307,27 @@ fn bounds_file_mixes_modes_by_name_glob_and_index() {
     .unwrap();
     assert!(report.contains("\"bound_kind\": \"pwrel\""), "{report}");
     assert!(!report.contains("\"bound_met\": false"), "{report}");
+    // ...and draws each column's relative error against its point-wise bound.
+    let plots = p(d.path(), "plots");
+    ok(&[
+        "evaluate",
+        &fixture("delphes_16k.npy"),
+        &c,
+        "--plots",
+        &plots,
+        "-q",
+    ]);
+    let pngs = fs::read_dir(&plots)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert_eq!(pngs, 17, "16 columns and the overview");
 
     // --bound replaces the file's default; a file without one needs --bound.
     let partial = p(d.path(), "partial.bounds");

@@ -688,7 +688,6 @@ where
     distributions(&panels[0], c, name, 16, true)?;
 
     // The residual (relative under a point-wise relative bound), with the bound marked.
-    let red = RGBColor(214, 39, 40);
     let lim = bound.value();
     let (caption, x_desc, mark) = if c.relative {
         (
@@ -726,21 +725,12 @@ where
             chart
                 .draw_series(bars(r, RGBColor(44, 160, 44)))
                 .map_err(plot_err)?;
-            for e in [-lim, lim] {
-                chart
-                    .draw_series(LineSeries::new(
-                        vec![(e, 0.5), (e, ymax)],
-                        red.stroke_width(2),
-                    ))
-                    .map_err(plot_err)?;
-            }
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    mark,
-                    (r.lo + 0.02 * (r.hi - r.lo), ymax / 2.0),
-                    ("sans-serif", 16).into_font().color(&red),
-                )))
-                .map_err(plot_err)?;
+            mark_bound(
+                &mut chart,
+                &[-lim, lim],
+                ymax,
+                (mark, r.lo + 0.02 * (r.hi - r.lo)),
+            )?;
         }
         None => {
             panels[1]
@@ -798,20 +788,42 @@ where
         .draw_series(bars(b, RGBColor(148, 103, 189)))
         .map_err(plot_err)?;
     if let Some(m) = rel_mark.filter(|m| (b.lo..b.hi).contains(m)) {
+        let label = (format!("bound {lim:.2e}"), m - 0.22 * (x1 - x0));
+        mark_bound(&mut chart, &[m], ymax, label)?;
+    }
+    Ok(())
+}
+
+/// Marks a bound on a histogram: a red vertical line at each of `xs`, and `label` at its x.
+fn mark_bound<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, LogCoord<f64>>,
+    >,
+    xs: &[f64],
+    ymax: f64,
+    (label, at): (String, f64),
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let red = RGBColor(214, 39, 40);
+    for &x in xs {
         chart
             .draw_series(LineSeries::new(
-                vec![(m, 0.5), (m, ymax)],
+                vec![(x, 0.5), (x, ymax)],
                 red.stroke_width(2),
             ))
             .map_err(plot_err)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("bound {lim:.2e}"),
-                (m - 0.22 * (x1 - x0), ymax / 2.0),
-                ("sans-serif", 16).into_font().color(&red),
-            )))
-            .map_err(plot_err)?;
     }
+    chart
+        .draw_series(std::iter::once(Text::new(
+            label,
+            (at, ymax / 2.0),
+            ("sans-serif", 16).into_font().color(&red),
+        )))
+        .map_err(plot_err)?;
     Ok(())
 }
 
