@@ -284,13 +284,18 @@ impl Bound {
             Bound::Abs(e) => e,
             Bound::PwRel(r) => r * x.abs(),
         };
-        if d == 0.0 {
-            0.0
-        } else if lim > 0.0 {
-            d / lim
-        } else {
-            f64::INFINITY
-        }
+        over(d, lim)
+    }
+}
+
+/// `err / lim`, with nothing allowed (`lim = 0`) giving 0 for no error and `+inf` for any.
+pub fn over(err: f64, lim: f64) -> f64 {
+    if err == 0.0 {
+        0.0
+    } else if lim > 0.0 {
+        err / lim
+    } else {
+        f64::INFINITY
     }
 }
 

@@ -117,13 +117,7 @@ impl ColumnMetrics {
             Bound::PwRel(r) => (self.max_rel_error, r),
             Bound::Lossless => (self.max_abs_error, 0.0),
         };
-        if err == 0.0 {
-            0.0
-        } else if lim > 0.0 {
-            err / lim
-        } else {
-            f64::INFINITY
-        }
+        crate::bound::over(err, lim)
     }
 
     /// Root mean square error over the finite values (`NaN` if none).
