@@ -340,20 +340,14 @@ pub fn within_abs<T: Element>(x: T, y: T, bound: f64) -> bool {
 /// value itself passes.
 #[inline(always)]
 pub fn within_pwrel<T: Element>(x: T, y: T, r: f64) -> bool {
+    // Written without branches (the quantizer runs it on every value): a zero on either side
+    // makes `lim` 0 (x = ±0) or `d = |x| > lim` (y = ±0, R < 1), so it fails unless the bits
+    // are the same; non-finite `x` makes `lim` infinite or NaN.
     let (xb, yb) = (x.to_bits64(), y.to_bits64());
-    if xb == yb {
-        return true;
-    }
-    let mag = (1u64 << (T::BYTES * 8 - 1)) - 1;
-    if xb & mag == 0 || yb & mag == 0 {
-        return false;
-    }
     let (xf, yf) = (x.to_f64(), y.to_f64());
     let lim = r * xf.abs();
-    if !(f64::MIN_POSITIVE..=f64::MAX).contains(&lim) {
-        return false;
-    }
-    (xf - yf).abs() <= lim * PWREL_MARGIN
+    let d = (xf - yf).abs();
+    (xb == yb) | ((d <= lim * PWREL_MARGIN) & (lim >= f64::MIN_POSITIVE) & (lim <= f64::MAX))
 }
 
 /// The ordinal of `x`: its bits as a sign-magnitude integer, monotone in `x` (±0 are both 0).
@@ -376,7 +370,7 @@ fn max_ordinal<T: Element>() -> i64 {
 }
 
 /// The value of ordinal `o` (clamped to the finite values; 0 is +0.0).
-#[inline(always)]
+#[cfg(test)]
 pub(crate) fn from_ordinal<T: Element>(o: i64) -> T {
     let m = max_ordinal::<T>();
     let o = o.clamp(-m, m);
@@ -457,18 +451,22 @@ impl Domain {
 /// `sign(x)·(|ord(x)| − gap)`, 0 where that is not positive.
 #[inline(always)]
 fn gapped_ordinal<T: Element>(x: T, gap: i64) -> i64 {
-    let o = ordinal(x);
-    let m = o.abs() - gap;
-    if m <= 0 { 0 } else { o.signum() * m }
+    let b = x.to_bits64();
+    let sign = 1u64 << (T::BYTES * 8 - 1);
+    let m = ((b & (sign - 1)) as i64 - gap).max(0);
+    if b & sign != 0 { -m } else { m }
 }
 
-/// The element of gapped ordinal `v` (an integer; 0 is +0.0).
+/// The element of gapped ordinal `v` (an integer; 0 is +0.0; clamped to the finite values).
 #[inline(always)]
 pub(crate) fn from_gapped_ordinal<T: Element>(v: i64, gap: i64) -> T {
-    if v == 0 {
-        return T::from_f64(0.0);
-    }
-    from_ordinal(v.saturating_add(v.signum().saturating_mul(gap)))
+    let sign = 1u64 << (T::BYTES * 8 - 1);
+    let mag = v
+        .unsigned_abs()
+        .saturating_add(gap as u64)
+        .min(max_ordinal::<T>() as u64);
+    let bits = if v < 0 { sign | mag } else { mag };
+    T::from_bits64(if v == 0 { 0 } else { bits })
 }
 
 /// The ordinal layout of a column under the bound's step `nominal`: `(step, gap, grid)`.
