@@ -347,7 +347,7 @@ pub fn within_pwrel<T: Element>(x: T, y: T, r: f64) -> bool {
     let (xf, yf) = (x.to_f64(), y.to_f64());
     let lim = r * xf.abs();
     let d = (xf - yf).abs();
-    (xb == yb) | ((d <= lim * PWREL_MARGIN) & (lim >= f64::MIN_POSITIVE) & (lim <= f64::MAX))
+    (xb == yb) | ((d <= lim * PWREL_MARGIN) & (f64::MIN_POSITIVE..=f64::MAX).contains(&lim))
 }
 
 /// The ordinal of `x`: its bits as a sign-magnitude integer, monotone in `x` (±0 are both 0).
