@@ -471,28 +471,32 @@ pub(crate) fn from_gapped_ordinal<T: Element>(v: i64, gap: i64) -> T {
 
 /// The ordinal layout of a column under the bound's step `nominal`: `(step, gap, grid)`.
 ///
-/// `gap`: the ordinals below its smallest finite non-zero magnitude, less two steps, so that
-/// the smallest values stay clear of the level of 0 (within half a step of 0); 0 where the
-/// column has no such value. `grid`: where every such ordinal is a multiple of a power of two
-/// `G` above `nominal` (values already rounded to fewer mantissa bits than the bound asks),
-/// `G`, which is then the step (and the gap a multiple of it); else 0 and the step is
-/// `nominal`.
+/// `gap`: the ordinals below the column's small magnitudes, less two steps, so that they stay
+/// clear of the level of 0 (within half a step of 0). "Small" is the least finite non-zero
+/// magnitude, or in a column of over 16,384 such values the one of rank n/16384: a few
+/// stray tiny values (a subnormal, a 1e-30 among momenta) then become exceptions instead of
+/// pushing every zero a hundred binades away from the rest. 0 where the column has no such
+/// value. `grid`: where every such ordinal is a multiple of a power of two `G` above
+/// `nominal` (values already rounded to fewer mantissa bits than the bound asks), `G`, which
+/// is then the step (and the gap a multiple of it); else 0 and the step is `nominal`.
 pub(crate) fn ordinal_layout<T: Element>(values: &[T], nominal: f64) -> (f64, i64, f64) {
-    let mut least = i64::MAX;
+    let mut mags: Vec<i64> = Vec::with_capacity(values.len());
     let mut common = 0i64;
     for &x in values {
         let m = ordinal(x).abs();
         if m > 0 && x.is_finite() {
-            least = least.min(m);
+            mags.push(m);
             common |= m;
         }
     }
-    if least == i64::MAX {
+    if mags.is_empty() {
         return (nominal, 0, 0.0);
     }
+    let rank = mags.len() / 16384;
+    let small = *mags.select_nth_unstable(rank).1;
     let g = 2f64.powi(common.trailing_zeros() as i32);
     let (step, grid) = if g > nominal { (g, g) } else { (nominal, 0.0) };
-    let mut gap = (least - 2 * step as i64).max(0);
+    let mut gap = (small - 2 * step as i64).max(0);
     if grid > 0.0 {
         gap -= gap % grid as i64;
     }
