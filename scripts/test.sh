@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # The test command: installs what a fresh Debian machine lacks, then builds baler and runs the
-# whole suite (unit, property, CLI, corruption, fixture and memory tests, doc tests), release
-# build. The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the binary.
+# whole suite (unit, property, CLI, corruption, fixture, format and memory tests, doc tests),
+# release build. The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
+# binary.
+#
+#   scripts/test.sh          # everything (what CI runs)
+#   scripts/test.sh --fast   # the fast tier, for the edit-test loop: unit tests, the format
+#                            # fixtures, the real-data fixtures, the CLI, evaluate and streaming
+#                            # (about a minute once built; no property, corruption, HDF5 or
+#                            # memory tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-cargo test --release
+if [[ ${1:-} == --fast ]]; then
+  cargo test --release --lib --test format_compat --test fixtures --test cli --test evaluate \
+    --test streaming
+else
+  cargo test --release
+fi
