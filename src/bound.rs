@@ -430,7 +430,8 @@ impl Domain {
         match self {
             Domain::Linear => p,
             Domain::Ordinal { lo, hi, gap, grid } => {
-                let p = if p.is_nan() { 0.0 } else { p.clamp(lo, hi) };
+                // max/min, not clamp: a forged header's range never panics.
+                let p = if p.is_nan() { 0.0 } else { p.max(lo).min(hi) };
                 let v = gapped_ordinal(T::from_f64(p), gap) as f64;
                 if grid > 0.0 {
                     (v / grid).round() * grid

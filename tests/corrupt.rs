@@ -159,6 +159,37 @@ fn forged_payloads_never_panic_the_decoders() {
         )
         .unwrap(),
     );
+    // Point-wise relative bounds: ordinal sections with their gap, a grid (whole numbers),
+    // zeros and both signs; the smooth field at bits:10 (interpolation mapped to ordinals).
+    let pw: Vec<f32> = (0..6000 * 3)
+        .map(|i| match i % 3 {
+            0 => ((i / 3) % 17) as f32,
+            1 => (i as f32 * 0.37).sin() * 1e3,
+            _ => {
+                if i % 5 == 0 {
+                    0.0
+                } else {
+                    (i as f32).sqrt()
+                }
+            }
+        })
+        .collect();
+    containers.push(
+        baler::compress_slice(
+            &pw,
+            &ArraySpec::new(DType::F32, vec![6000, 3]),
+            &CompressOptions::new(Bounds::new(BoundSpec::Bits(10))),
+        )
+        .unwrap(),
+    );
+    containers.push(
+        baler::compress_slice(
+            &smooth,
+            &volume,
+            &CompressOptions::new(Bounds::new(BoundSpec::PwRel(1e-3))),
+        )
+        .unwrap(),
+    );
     for c in containers {
         let index = baler::container::read_trailer(&mut std::io::Cursor::new(&c))
             .unwrap()
