@@ -347,7 +347,8 @@ impl<T: Element> ColumnCoder<T> {
             );
         }
         if let Some((p, ip, alone)) = interp {
-            self.interpolate(col, q, q.fallback::<T>(&cp.norm), ip);
+            let (k, exc, rec) = (&mut self.k, &mut self.exc, &mut self.model_recon);
+            ip.quantize(col, (q, q.fallback::<T>(&cp.norm)), k, exc, rec);
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
             let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
@@ -383,50 +384,6 @@ impl<T: Element> ColumnCoder<T> {
             }
         }
         self.dom_preds = dom_preds;
-    }
-
-    /// Codes `col` under interpolation `ip`, sequentially: the codes of the values that are
-    /// not exceptions into `self.k` in decoding order (so the coarse levels, whose residuals
-    /// are larger, fill their own segments), the exceptions into `self.exc`, the
-    /// reconstruction into `self.model_recon`.
-    fn interpolate(&mut self, col: &[T], q: Quantizer, centre: f64, ip: Interp) {
-        let n = col.len();
-        let (k, exc, rec) = (&mut self.k, &mut self.exc, &mut self.model_recon);
-        k.clear();
-        rec.clear();
-        rec.resize(n, T::from_f64(0.0));
-        exc.clear();
-        ip.run(rec, centre, |pos, pred| {
-            match q.quantize_one(col[pos], q.predict::<T>(pred)) {
-                Some((c, y)) => {
-                    k.push(c);
-                    y
-                }
-                None => {
-                    exc.pos.push(pos as u32);
-                    exc.val.push(col[pos]);
-                    T::from_f64(pred)
-                }
-            }
-        });
-        for &p in &exc.pos {
-            rec[p as usize] = col[p as usize];
-        }
-        // Exceptions were found in decoding order; the block lists them by position.
-        if !exc.pos.is_sorted() {
-            let mut pairs: Vec<(u32, T)> = exc
-                .pos
-                .iter()
-                .copied()
-                .zip(exc.val.iter().copied())
-                .collect();
-            pairs.sort_unstable_by_key(|&(p, _)| p);
-            exc.clear();
-            for (p, v) in pairs {
-                exc.pos.push(p);
-                exc.val.push(v);
-            }
-        }
     }
 
     /// Decodes a column section into `out` (the column's length).
@@ -512,21 +469,7 @@ impl<T: Element> ColumnCoder<T> {
                         )?;
                         self.k.extend_from_slice(&self.codes);
                     }
-                    // An exception's neighbours are predicted from its prediction, as the
-                    // encoder did; its value goes in place afterwards.
-                    let (k, exc) = (&self.k, &self.exc);
-                    let mut next = 0;
-                    ip.run(out, q.fallback::<T>(&cp.norm), |pos, p| {
-                        if exc.pos.binary_search(&(pos as u32)).is_ok() {
-                            T::from_f64(p)
-                        } else {
-                            next += 1;
-                            q.level(q.predict::<T>(p), k[next - 1])
-                        }
-                    });
-                    for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
-                        out[pos as usize] = v;
-                    }
+                    ip.dequantize(&self.k, &self.exc, (q, q.fallback::<T>(&cp.norm)), out);
                 } else if !matches!(predictor, Predictor::Centre | Predictor::Model) {
                     if !predictor.applies(grid, out.len()) {
                         return Err(Malformed(format!(

@@ -50,7 +50,7 @@
 //! decoder, and the codes are `round((x − x̂) / s)`.
 
 use crate::element::Element;
-use crate::residual::MAX_CODE;
+use crate::residual::{Exceptions, MAX_CODE, Quantizer};
 
 /// How a column's values are predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -729,6 +729,84 @@ impl Chooser {
 pub(crate) fn codes_in_range(d: &[i32]) -> bool {
     let lim = MAX_CODE as i32;
     d.iter().all(|&c| (-lim..=lim).contains(&c))
+}
+
+/// Coding a column along an interpolation: each value quantized against the interpolation of
+/// the reconstructed values before it, so encoder and decoder walk the same way.
+impl Interp {
+    /// Quantizes `col` along this interpolation, sequentially: the codes of the values that
+    /// are not exceptions into `k` in decoding order (so the coarse levels, whose residuals are
+    /// larger, fill their own segments), the exceptions into `exc` (by position), the
+    /// reconstruction into `rec`. `fallback` is the value predicted from non-finite neighbours.
+    pub(crate) fn quantize<T: Element>(
+        self,
+        col: &[T],
+        (q, fallback): (Quantizer, f64),
+        k: &mut Vec<i32>,
+        exc: &mut Exceptions<T>,
+        rec: &mut Vec<T>,
+    ) {
+        let n = col.len();
+        k.clear();
+        rec.clear();
+        rec.resize(n, T::from_f64(0.0));
+        exc.clear();
+        self.run(rec, fallback, |pos, pred| {
+            match q.quantize_one(col[pos], q.predict::<T>(pred)) {
+                Some((c, y)) => {
+                    k.push(c);
+                    y
+                }
+                None => {
+                    exc.pos.push(pos as u32);
+                    exc.val.push(col[pos]);
+                    T::from_f64(pred)
+                }
+            }
+        });
+        for &p in &exc.pos {
+            rec[p as usize] = col[p as usize];
+        }
+        // Exceptions were found in decoding order; the block lists them by position.
+        if !exc.pos.is_sorted() {
+            let mut pairs: Vec<(u32, T)> = exc
+                .pos
+                .iter()
+                .copied()
+                .zip(exc.val.iter().copied())
+                .collect();
+            pairs.sort_unstable_by_key(|&(p, _)| p);
+            exc.clear();
+            for (p, v) in pairs {
+                exc.pos.push(p);
+                exc.val.push(v);
+            }
+        }
+    }
+
+    /// Rebuilds `out` from the codes `k` (in decoding order, one per value that is not an
+    /// exception) and the exceptions `exc`: an exception's neighbours are predicted from its
+    /// prediction, as the encoder did, and its value goes in place afterwards.
+    pub(crate) fn dequantize<T: Element>(
+        self,
+        k: &[i32],
+        exc: &Exceptions<T>,
+        (q, fallback): (Quantizer, f64),
+        out: &mut [T],
+    ) {
+        let mut next = 0;
+        self.run(out, fallback, |pos, p| {
+            if exc.pos.binary_search(&(pos as u32)).is_ok() {
+                T::from_f64(p)
+            } else {
+                next += 1;
+                q.level(q.predict::<T>(p), k[next - 1])
+            }
+        });
+        for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
+            out[pos as usize] = v;
+        }
+    }
 }
 
 #[cfg(test)]
