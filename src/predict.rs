@@ -751,8 +751,10 @@ impl Interp {
         rec.clear();
         rec.resize(n, T::from_f64(0.0));
         exc.clear();
+        let linear = !q.is_ordinal();
         self.run(rec, fallback, |pos, pred| {
-            match q.quantize_one(col[pos], q.predict::<T>(pred)) {
+            let p = if linear { pred } else { q.predict::<T>(pred) };
+            match q.quantize_one(col[pos], p) {
                 Some((c, y)) => {
                     k.push(c);
                     y
@@ -794,14 +796,33 @@ impl Interp {
         (q, fallback): (Quantizer, f64),
         out: &mut [T],
     ) {
-        let mut next = 0;
-        self.run(out, fallback, |pos, p| {
-            if exc.pos.binary_search(&(pos as u32)).is_ok() {
-                T::from_f64(p)
-            } else {
-                next += 1;
-                q.level(q.predict::<T>(p), k[next - 1])
+        struct Walk<'a, T> {
+            ip: Interp,
+            k: &'a [i32],
+            exc: &'a Exceptions<T>,
+            fallback: f64,
+            out: &'a mut [T],
+        }
+        impl<T: Element> crate::residual::LevelUser<T, ()> for Walk<'_, T> {
+            fn run(self, level: impl Fn(f64, i32) -> T + Copy) {
+                let (k, exc) = (self.k, self.exc);
+                let mut next = 0;
+                self.ip.run(self.out, self.fallback, |pos, p| {
+                    if exc.pos.binary_search(&(pos as u32)).is_ok() {
+                        T::from_f64(p)
+                    } else {
+                        next += 1;
+                        level(p, k[next - 1])
+                    }
+                });
             }
+        }
+        q.level_fn(Walk {
+            ip: self,
+            k,
+            exc,
+            fallback,
+            out: &mut *out,
         });
         for (&pos, &v) in exc.pos.iter().zip(&exc.val) {
             out[pos as usize] = v;

@@ -197,6 +197,12 @@ pub(crate) struct Quantizer {
     pub domain: Domain,
 }
 
+/// The linear domain's reconstruction of code `q` under prediction `p` with step `step`.
+#[inline(always)]
+fn linear_level<T: Element>(step: f64, p: f64, q: i32) -> T {
+    T::from_f64(p + step * q as f64)
+}
+
 /// One domain's arithmetic, for the quantizer's loops (monomorphized per domain).
 trait Map<T: Element>: Copy {
     /// `x` in the domain.
@@ -222,7 +228,7 @@ impl<T: Element> Map<T> for Linear {
     }
     #[inline(always)]
     fn level(self, p: f64, q: i32) -> T {
-        T::from_f64(p + self.step * q as f64)
+        linear_level(self.step, p, q)
     }
     #[inline(always)]
     fn clear(self, x: T, y: T) -> bool {
@@ -270,6 +276,13 @@ impl<T: Element> Map<T> for Ordinal {
     fn check(self, x: T, y: T) -> bool {
         within_pwrel(x, y, self.r)
     }
+}
+
+/// What [`Quantizer::level_fn`] hands a reconstruction function to (a generic closure, which
+/// Rust has no syntax for).
+pub(crate) trait LevelUser<T, R> {
+    /// Runs with `level(prediction of the value, code)`.
+    fn run(self, level: impl Fn(f64, i32) -> T + Copy) -> R;
 }
 
 /// The domains' arithmetic, chosen once per call ([`dispatch!`]).
@@ -325,6 +338,27 @@ impl Quantizer {
         };
         let grid = if self.step > nominal { self.step } else { 0.0 };
         self.with_layout(self.step, gap, grid)
+    }
+
+    /// The reconstruction of code `q` under a prediction `p` *of the value*, for a walk that
+    /// predicts value by value: the prediction mapped to the domain, then the level. Callers
+    /// in a loop take [`level_fn`](Self::level_fn) instead, which decides the domain once.
+    #[inline(always)]
+    pub(crate) fn level_of_value<T: Element>(self, p: f64, q: i32) -> T {
+        self.level(self.predict::<T>(p), q)
+    }
+
+    /// Runs `f` with a reconstruction function `(prediction of the value, code) -> value`
+    /// specialized to this quantizer's domain (the linear one is a multiply-add).
+    #[inline(always)]
+    pub(crate) fn level_fn<T: Element, R>(self, f: impl LevelUser<T, R>) -> R {
+        match self.domain {
+            Domain::Linear => {
+                let step = self.step;
+                f.run(move |p, q| linear_level(step, p, q))
+            }
+            Domain::Ordinal { .. } => f.run(move |p, q| self.level_of_value(p, q)),
+        }
     }
 
     /// Whether values are quantized as ordinals (the column section then stores the gap).
