@@ -254,13 +254,7 @@ impl<T: Element> ColumnCoder<T> {
         let centre = q.centre::<T>(&cp.norm);
         // The model predicts values; the quantizer takes them in its domain.
         let mut dom_preds = std::mem::take(&mut self.dom_preds);
-        let model_pred = match model_pred {
-            Some(p) if q.is_ordinal() => {
-                q.domain.predict_into::<T>(p, &mut dom_preds);
-                Some(&dom_preds[..])
-            }
-            other => other,
-        };
+        let model_pred = q.predictions::<T>(model_pred, &mut dom_preds);
         let pred = Prediction::Constant(centre);
         quantize_column(
             q,
@@ -438,13 +432,7 @@ impl<T: Element> ColumnCoder<T> {
                 }
                 self.exc.read(&mut r, out.len())?;
                 let centre = q.centre::<T>(&cp.norm);
-                let model_pred = match model_pred {
-                    Some(p) if q.is_ordinal() => {
-                        q.domain.predict_into::<T>(p, &mut self.dom_preds);
-                        Some(&self.dom_preds[..])
-                    }
-                    other => other,
-                };
+                let model_pred = q.predictions::<T>(model_pred, &mut self.dom_preds);
                 let pred = Prediction::Constant(centre);
                 let pred = match (predictor, model_pred) {
                     (Predictor::Model, Some(p)) if p.len() == out.len() => Prediction::Values(p),

@@ -413,6 +413,22 @@ impl Quantizer {
         self.domain.predict::<T>(p)
     }
 
+    /// The learned model's predictions (of values) in this quantizer's domain: themselves, or
+    /// mapped into `scratch`.
+    pub(crate) fn predictions<'a, T: Element>(
+        self,
+        ps: Option<&'a [f64]>,
+        scratch: &'a mut Vec<f64>,
+    ) -> Option<&'a [f64]> {
+        match ps {
+            Some(p) if self.is_ordinal() => {
+                self.domain.predict_into::<T>(p, scratch);
+                Some(&scratch[..])
+            }
+            other => other,
+        }
+    }
+
     /// The plain predictor: the column centre in this domain, snapped to the grid of the step
     /// (so discrete columns are not split across grid cells, and a point-wise relative
     /// column's zeros sit on a level).
