@@ -46,7 +46,7 @@ mkdir -p "$IN"
 
 # The format version this build writes, from a container of its own.
 "$py" -c 'import numpy as np; np.save("'"$work"'/probe.npy", np.arange(8, dtype=np.float32))'
-# (bits:10: point-wise relative bounds are what the newest version, 2, adds.)
+# (any bound: every file is written in the newest version)
 "$B" compress "$work/probe.npy" --bound bits:10 -q -o "$work/probe.baler"
 version=$("$B" info "$work/probe.baler" | sed -n 's/.*format version \([0-9]*\).*/\1/p' | head -n 1)
 [[ -n $version ]] || { echo "make_format_fixtures: no format version in baler info" >&2; exit 1; }

@@ -531,7 +531,9 @@ impl Bound {
                 let slack = ulp_near::<T>(reach) + reach * f64::EPSILON * 2.0;
                 let step = 2.0 * e - slack;
                 let step = if step >= 1.5 * e { step } else { 2.0 * e };
-                (step, Domain::Linear)
+                // `2E` overflows for bounds above f64::MAX / 2 (a range beyond f64::MAX at a
+                // relative bound over 1/4): any finite step up to `2E` keeps the bound.
+                (step.min(f64::MAX), Domain::Linear)
             }
             Bound::PwRel(r) => (nominal_ordinal_step::<T>(r), self.domain(norm)),
             Bound::Lossless => (0.0, Domain::Linear),

@@ -1,48 +1,8 @@
-//! The container format, versions 1 and 2 (ARCHITECTURE.md has the whole format).
-//!
-//! All integers are little-endian. `uvarint` is unsigned LEB128. CRCs are CRC-32 (IEEE, as in
-//! gzip and PNG). The file is written front to back with no seeking, so it can go to a pipe.
-//!
-//! ```text
-//! file    := header chunk* end footer
-//!
-//! header  := magic        8 bytes  89 42 41 4C 45 52 0D 0A  ("\x89BALER\r\n")
-//!            version      u16      format version (1, or 2 where a bound is point-wise
-//!                                   relative); separate from the crate version
-//!            body_len     u32
-//!            body         body_len bytes: sections
-//!            crc          u32      CRC of version, body_len and body
-//! section := tag u8, len uvarint, len bytes. Tags with bit 0x80 set are optional: readers skip
-//!            the ones they do not know; an unknown tag without it is an error.
-//!   0x01 ARRAY      dtype u8 (1 f32, 2 f64), layout u8 (1 table, 2 field), rank u8,
-//!                   shape u64 × rank (first = u64::MAX when streamed: see the end mark),
-//!                   record_len u64 (values per record), source u8 (0 unknown, 1 npy, 2 raw)
-//!   0x02 COLUMNS    count uvarint, count × (len uvarint, UTF-8 name)
-//!   0x03 BOUNDS     count uvarint (table columns, or 1 for a field), per column:
-//!                   kind u8 (1 abs, 2 rel, 3 lossless, 4 pwrel, 5 bits), requested f64,
-//!                   resolved f64 (the absolute bound; R for kinds 4 and 5)
-//!   0x04 NORMALIZE  count uvarint, per column: min f64, max f64, finite u64, nonfinite u64,
-//!                   offset f64, scale f64; then from u8 (0 whole input, 1 first records),
-//!                   sampled_records u64
-//!   0x05 MODEL      kind u8 (0 = none), then the predictor's parameters (empty in v1: the
-//!                   autoencoder's decoder weights go here)
-//!   0x81 WRITER     UTF-8 name and version of the program that wrote the file
-//!
-//! chunk   := tag          u8       0x43 'C'
-//!            index        u64      0, 1, 2, ... (detects lost or reordered chunks)
-//!            records      u32      records in this chunk (≥ 1)
-//!            flags        u16      bits 0–1 payload kind (0 coded, 1 raw, 2 LZ4); others 0
-//!            payload_len  u32
-//!            payload_crc  u32      CRC of the payload
-//!            header_crc   u32      CRC of the 23 bytes above
-//!            payload      payload_len bytes (see `chunk`)
-//!
-//! end     := tag 0x45 'E', chunks u64, records u64, crc u32 (of the 17 bytes before it)
-//!
-//! footer  := entry × chunks: offset u64 (of the chunk's tag), first_record u64, records u32
-//!            entries_len u64, crc u32 (of the entries and entries_len),
-//!            magic 8 bytes "BALERIDX"
-//! ```
+//! The container format, versions 1 to 3: header (magic, version, sections, CRC), chunks
+//! (each with its sequence number, record count, payload CRC and header CRC), end mark and
+//! footer index. ARCHITECTURE.md ("Container format") describes every byte, once; this module
+//! writes and reads it. All integers are little-endian, `uvarint` is unsigned LEB128, CRCs are
+//! CRC-32 (IEEE). The file is written front to back with no seeking, so it can go to a pipe.
 //!
 //! A reader streams header, chunks and end mark; a reader that can seek finds the footer from
 //! the last 20 bytes ([`read_trailer`]) and reads any chunk directly ([`read_chunk_at`]). A file cut short
@@ -64,11 +24,11 @@ use crate::normalize::{ColumnStats, Normalization};
 pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
 /// The last bytes of every complete container.
 pub const FOOTER_MAGIC: [u8; 8] = *b"BALERIDX";
-/// The newest format version this build writes and reads. Version 2 adds point-wise relative
-/// bounds (BOUNDS kinds 4 and 5, and the ordinal gap in their column sections); a file is
-/// written as version 2 only when it uses them, so every other file stays readable by
-/// version-1 readers.
-pub const FORMAT_VERSION: u16 = 2;
+/// The format version this build writes, and the newest it reads. Version 2 added point-wise
+/// relative bounds (BOUNDS kinds 4 and 5, and the ordinal gap in their column sections);
+/// version 3 adds the binned mode of code streams and the compact RUNS and STATS sections
+/// (which replace BOUNDS and NORMALIZE). Every file is written as version 3.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 
@@ -90,6 +50,8 @@ const SEC_COLUMNS: u8 = 0x02;
 const SEC_BOUNDS: u8 = 0x03;
 const SEC_NORMALIZE: u8 = 0x04;
 const SEC_MODEL: u8 = 0x05;
+const SEC_RUNS: u8 = 0x06;
+const SEC_STATS: u8 = 0x07;
 const SEC_WRITER: u8 = 0x81;
 const SEC_SOURCE_PATH: u8 = 0x82;
 
@@ -162,6 +124,9 @@ pub struct Header {
     pub model: Vec<u8>,
     /// The program that wrote the file.
     pub writer: String,
+    /// The format version of the file the header was read from ([`FORMAT_VERSION`] for one
+    /// being written: headers are always written in the newest version).
+    pub version: u16,
 }
 
 impl Header {
@@ -209,20 +174,6 @@ impl Header {
         Some(len / self.record_len.max(1))
     }
 
-    /// The format version this header is written as: 2 where a column has a point-wise
-    /// relative bound, else 1.
-    pub fn format_version(&self) -> u16 {
-        if self
-            .bounds
-            .iter()
-            .any(|b| matches!(b.bound, Bound::PwRel(_)))
-        {
-            2
-        } else {
-            1
-        }
-    }
-
     /// Serializes the header.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut body = Vec::new();
@@ -245,34 +196,54 @@ impl Header {
             }
             put_sec(&mut body, SEC_COLUMNS, &mut sec);
         }
-        put_uvarint(&mut sec, self.bounds.len() as u64);
-        for b in &self.bounds {
+        // Runs of columns with the same bound, resolved alike (a wide table configured by a
+        // bounds file is a handful of runs).
+        let runs: Vec<&[ResolvedBound]> = self
+            .bounds
+            .chunk_by(|a, b| {
+                a.spec.code() == b.spec.code()
+                    && a.spec.value().to_bits() == b.spec.value().to_bits()
+                    && a.bound.value().to_bits() == b.bound.value().to_bits()
+                    && a.bound.is_lossless() == b.bound.is_lossless()
+            })
+            .collect();
+        put_uvarint(&mut sec, runs.len() as u64);
+        for run in runs {
+            put_uvarint(&mut sec, run.len() as u64);
+            let b = run[0];
             sec.push(b.spec.code());
             sec.extend_from_slice(&b.spec.value().to_le_bytes());
             sec.extend_from_slice(&b.bound.value().to_le_bytes());
         }
-        put_sec(&mut body, SEC_BOUNDS, &mut sec);
-        put_uvarint(&mut sec, self.norms.len() as u64);
-        for (st, n) in self.stats.iter().zip(&self.norms) {
+        put_sec(&mut body, SEC_RUNS, &mut sec);
+        // The normalization follows from the statistics; the range is stored in the element
+        // type where it is exact there (it always is for ranges of the values themselves).
+        let narrow = s.dtype == DType::F32
+            && self
+                .stats
+                .iter()
+                .all(|st| [st.min, st.max].iter().all(|&v| f64::from(v as f32) == v));
+        put_uvarint(&mut sec, self.stats.len() as u64);
+        sec.push(if narrow { 4 } else { 8 });
+        for st in &self.stats {
             for v in [st.min, st.max] {
-                sec.extend_from_slice(&v.to_le_bytes());
+                if narrow {
+                    sec.extend_from_slice(&(v as f32).to_le_bytes());
+                } else {
+                    sec.extend_from_slice(&v.to_le_bytes());
+                }
             }
-            sec.extend_from_slice(&st.finite.to_le_bytes());
-            sec.extend_from_slice(&st.nonfinite.to_le_bytes());
-            sec.extend_from_slice(&n.offset.to_le_bytes());
-            sec.extend_from_slice(&n.scale.to_le_bytes());
+            put_uvarint(&mut sec, st.finite);
+            put_uvarint(&mut sec, st.nonfinite);
         }
         match self.stats_source {
-            StatsSource::Whole => {
-                sec.push(0);
-                sec.extend_from_slice(&0u64.to_le_bytes());
-            }
+            StatsSource::Whole => sec.push(0),
             StatsSource::FirstRecords(n) => {
                 sec.push(1);
-                sec.extend_from_slice(&n.to_le_bytes());
+                put_uvarint(&mut sec, n);
             }
         }
-        put_sec(&mut body, SEC_NORMALIZE, &mut sec);
+        put_sec(&mut body, SEC_STATS, &mut sec);
         if self.model.is_empty() {
             sec.push(0);
         } else {
@@ -289,7 +260,7 @@ impl Header {
 
         out.extend_from_slice(&MAGIC);
         let start = out.len();
-        out.extend_from_slice(&self.format_version().to_le_bytes());
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
         let crc = crc32fast::hash(&out[start..]);
@@ -331,7 +302,7 @@ impl Header {
                 "checksum {crc:#010x} does not match the stored {crc_stored:#010x}"
             )));
         }
-        parse_body(&body).map_err(|m| Error::CorruptHeader(m.0))
+        parse_body(&body, version).map_err(|m| Error::CorruptHeader(m.0))
     }
 }
 
@@ -341,11 +312,12 @@ fn put_sec(body: &mut Vec<u8>, tag: u8, sec: &mut Vec<u8>) {
     body.append(sec);
 }
 
-fn parse_body(body: &[u8]) -> DecodeResult<Header> {
+fn parse_body(body: &[u8], version: u16) -> DecodeResult<Header> {
     let mut r = ByteReader::new(body);
     let mut array = None;
     let mut names = Vec::new();
     let mut bounds = None;
+    let mut runs: Option<Vec<(usize, ResolvedBound)>> = None;
     let mut norm = None;
     let mut model = Vec::new();
     let mut writer = String::new();
@@ -382,21 +354,54 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
                 let n = s.uvarint_max(sec.len() as u64 / 17, "bound count")?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let code = s.u8()?;
-                    let value = s.f64()?;
-                    let resolved = s.f64()?;
-                    let spec = BoundSpec::from_code(code, value).ok_or_else(|| {
-                        Malformed(format!(
-                            "unknown or invalid bound (kind {code}, value {value}; written by a \
-                             newer baler?)"
-                        ))
-                    })?;
-                    let bound = Bound::from_stored(spec, resolved).ok_or_else(|| {
-                        Malformed(format!("invalid resolved bound {resolved} for {spec}"))
-                    })?;
-                    v.push(ResolvedBound { spec, bound });
+                    v.push(read_bound(&mut s)?);
                 }
                 bounds = Some(v);
+            }
+            SEC_RUNS => {
+                let n = s.uvarint_max(sec.len() as u64 / 18, "bound run count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let count = s.uvarint_max(u32::MAX as u64, "bound run length")?;
+                    let b = read_bound(&mut s)?;
+                    v.push((count, b));
+                }
+                runs = Some(v);
+            }
+            SEC_STATS => {
+                let n = s.uvarint_max(sec.len() as u64 / 10, "statistics count")?;
+                let width = s.u8()?;
+                if width != 4 && width != 8 {
+                    return Err(Malformed(format!("statistics of {width}-byte values")));
+                }
+                let mut stats = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut value = || -> DecodeResult<f64> {
+                        Ok(if width == 4 {
+                            f64::from(f32::from_le_bytes(s.bytes(4)?.try_into().expect("4")))
+                        } else {
+                            s.f64()?
+                        })
+                    };
+                    let (min, max) = (value()?, value()?);
+                    let (finite, nonfinite) = (s.uvarint()?, s.uvarint()?);
+                    if min.is_nan() || max.is_nan() || (finite > 0 && min > max) {
+                        return Err(Malformed::new("invalid column range"));
+                    }
+                    stats.push(ColumnStats {
+                        min,
+                        max,
+                        finite,
+                        nonfinite,
+                    });
+                }
+                let source = match s.u8()? {
+                    0 => StatsSource::Whole,
+                    1 => StatsSource::FirstRecords(s.uvarint()?),
+                    _ => return Err(Malformed::new("unknown statistics source")),
+                };
+                let norms = stats.iter().map(Normalization::from_stats).collect();
+                norm = Some((stats, norms, source));
             }
             SEC_NORMALIZE => {
                 let n = s.uvarint_max(sec.len() as u64 / 48, "normalization count")?;
@@ -448,9 +453,27 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
     }
     let (dtype, layout, shape, record_len, source) =
         array.ok_or_else(|| Malformed::new("no array section"))?;
-    let bounds = bounds.ok_or_else(|| Malformed::new("no bounds section"))?;
     let (stats, norms, stats_source) =
-        norm.ok_or_else(|| Malformed::new("no normalization section"))?;
+        norm.ok_or_else(|| Malformed::new("no statistics section"))?;
+    let bounds = match (bounds, runs) {
+        (Some(b), None) => b,
+        // Expanded only once their total is known to match the statistics, whose size the
+        // header's length bounds.
+        (None, Some(runs)) => {
+            let total = runs.iter().map(|r| r.0 as u64).sum::<u64>();
+            if total != stats.len() as u64 {
+                return Err(Malformed(format!(
+                    "bound runs cover {total} columns, the statistics {}",
+                    stats.len()
+                )));
+            }
+            runs.iter()
+                .flat_map(|&(count, b)| std::iter::repeat_n(b, count))
+                .collect()
+        }
+        (Some(_), Some(_)) => return Err(Malformed::new("two bounds sections")),
+        (None, None) => return Err(Malformed::new("no bounds section")),
+    };
     let spec = ArraySpec {
         dtype,
         shape,
@@ -493,7 +516,23 @@ fn parse_body(body: &[u8]) -> DecodeResult<Header> {
         stats_source,
         model,
         writer,
+        version,
     })
+}
+
+/// One stored bound: kind u8, requested f64, resolved f64.
+fn read_bound(s: &mut ByteReader<'_>) -> DecodeResult<ResolvedBound> {
+    let code = s.u8()?;
+    let value = s.f64()?;
+    let resolved = s.f64()?;
+    let spec = BoundSpec::from_code(code, value).ok_or_else(|| {
+        Malformed(format!(
+            "unknown or invalid bound (kind {code}, value {value}; written by a newer baler?)"
+        ))
+    })?;
+    let bound = Bound::from_stored(spec, resolved)
+        .ok_or_else(|| Malformed(format!("invalid resolved bound {resolved} for {spec}")))?;
+    Ok(ResolvedBound { spec, bound })
 }
 
 fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], on_eof: impl FnOnce() -> Error) -> Result<()> {
@@ -984,6 +1023,7 @@ mod tests {
             stats_source: StatsSource::FirstRecords(10),
             model: vec![],
             writer: "baler test".into(),
+            version: FORMAT_VERSION,
         }
     }
 
@@ -1051,6 +1091,81 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn compact_sections_round_trip_and_runs_merge_alike_columns() {
+        // Ranges that f32 cannot hold exactly are stored as f64.
+        let mut h = sample_header();
+        h.stats[1].min = 0.1;
+        h.norms[1] = Normalization::from_stats(&h.stats[1]);
+        let mut buf = Vec::new();
+        h.write_to(&mut buf);
+        assert_eq!(Header::read_from(&mut &buf[..]).unwrap(), h);
+        // 100 columns under one bound: one run, and a header of a few bytes per column.
+        let mut wide = sample_header();
+        wide.spec = ArraySpec::new(DType::F32, vec![UNKNOWN, 100]);
+        wide.record_len = 100;
+        wide.bounds = vec![wide.bounds[1]; 100];
+        wide.stats = vec![wide.stats[0]; 100];
+        wide.norms = vec![wide.norms[0]; 100];
+        let mut buf = Vec::new();
+        wide.write_to(&mut buf);
+        assert!(buf.len() < 100 * 12, "{} bytes", buf.len());
+        assert_eq!(Header::read_from(&mut &buf[..]).unwrap(), wide);
+    }
+
+    #[test]
+    fn forged_compact_sections_are_errors() {
+        let array = |body: &mut Vec<u8>| {
+            let mut sec = vec![DType::F32.code(), Layout::Table.code(), 2];
+            sec.extend_from_slice(&10u64.to_le_bytes());
+            sec.extend_from_slice(&2u64.to_le_bytes());
+            sec.extend_from_slice(&2u64.to_le_bytes());
+            sec.push(0);
+            put_sec(body, SEC_ARRAY, &mut sec);
+        };
+        let runs = |body: &mut Vec<u8>, count: u64| {
+            let mut sec = Vec::new();
+            put_uvarint(&mut sec, 1);
+            put_uvarint(&mut sec, count);
+            sec.push(1);
+            sec.extend_from_slice(&0.5f64.to_le_bytes());
+            sec.extend_from_slice(&0.5f64.to_le_bytes());
+            put_sec(body, SEC_RUNS, &mut sec);
+        };
+        let stats = |body: &mut Vec<u8>, width: u8, min: f32, max: f32| {
+            let mut sec = Vec::new();
+            put_uvarint(&mut sec, 2);
+            sec.push(width);
+            for _ in 0..2 {
+                sec.extend_from_slice(&min.to_le_bytes());
+                sec.extend_from_slice(&max.to_le_bytes());
+                put_uvarint(&mut sec, 10);
+                put_uvarint(&mut sec, 0);
+            }
+            sec.push(0);
+            put_sec(body, SEC_STATS, &mut sec);
+        };
+        let parse = |runs_count: u64, width: u8, min: f32, max: f32| {
+            let mut body = Vec::new();
+            array(&mut body);
+            runs(&mut body, runs_count);
+            stats(&mut body, width, min, max);
+            parse_body(&body, 3)
+        };
+        let ok = parse(2, 4, -1.0, 1.0).unwrap();
+        assert_eq!(ok.bounds.len(), 2);
+        assert_eq!(ok.norms[0], Normalization::from_stats(&ok.stats[0]));
+        // Runs that cover more or fewer columns than there are, even absurdly many.
+        for n in [1, 3, u32::MAX as u64] {
+            assert!(parse(n, 4, -1.0, 1.0).is_err(), "{n}");
+        }
+        assert!(parse(1 << 40, 4, -1.0, 1.0).is_err());
+        // Ranges of another width, inverted or NaN.
+        assert!(parse(2, 5, -1.0, 1.0).is_err());
+        assert!(parse(2, 4, 1.0, -1.0).is_err());
+        assert!(parse(2, 4, f32::NAN, 1.0).is_err());
     }
 
     #[test]

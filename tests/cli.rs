@@ -653,7 +653,7 @@ fn info_describes_the_container() {
         "f32 16384 × 16",
         "table",
         "rel:1e-3",
-        "format version 1",
+        "format version 3",
         "chunk",
         "bits/value",
         "x,",

@@ -71,14 +71,14 @@ fn bit_flips_are_detected_and_name_the_chunk() {
 #[test]
 fn a_newer_format_version_is_refused() {
     let mut c = container();
-    c[8] = 3;
+    c[8] = 4;
     let e = decompress_to_vec(&c).unwrap_err();
     assert!(
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ),
         "{e}"
@@ -246,6 +246,7 @@ mod forged {
             stats_source: StatsSource::Whole,
             model: vec![],
             writer: "forger".into(),
+            version: baler::container::FORMAT_VERSION,
         }
     }
 

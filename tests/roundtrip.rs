@@ -343,6 +343,32 @@ fn many_bounds_on_physics_like_tables() {
 }
 
 #[test]
+fn bounds_near_the_largest_finite_values() {
+    // Ranges beyond f64::MAX, and bounds whose step 2E would overflow: found by the proptest
+    // above (rel:0.263 on a column holding ±f64::MAX wrote an infinite step).
+    let mut data = vec![0.0f64; 8 * 3];
+    data[7] = f64::MAX;
+    data[22] = -f64::MAX;
+    data[3] = 1e300;
+    let spec = ArraySpec::new(DType::F64, vec![8, 3]);
+    for b in [
+        BoundSpec::Rel(0.263),
+        BoundSpec::Rel(0.49),
+        BoundSpec::Rel(1e-3),
+        BoundSpec::Abs(1e308),
+        BoundSpec::Abs(f64::MAX),
+        BoundSpec::PwRel(0.49),
+    ] {
+        round_trip(&data, &spec, &CompressOptions::new(Bounds::new(b)));
+    }
+    let data32: Vec<f32> = [f32::MAX, -f32::MAX, 0.0, 1.0].repeat(6);
+    let spec32 = ArraySpec::new(DType::F32, vec![8, 3]);
+    for b in [BoundSpec::Rel(0.49), BoundSpec::Abs(1e38)] {
+        round_trip(&data32, &spec32, &CompressOptions::new(Bounds::new(b)));
+    }
+}
+
+#[test]
 fn values_far_outside_the_sampled_range_still_meet_the_bound() {
     // Statistics from the first records only (a stream): later values are 1e6× larger.
     let rows = 40_000usize;

@@ -208,9 +208,11 @@ pub struct CodecArgs {
     #[arg(long, value_name = "A,B,...")]
     pub names: Option<String>,
 
-    /// Target size of a chunk of input (K, M, G suffixes).
-    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
-    pub chunk_size: usize,
+    /// Target size of a chunk of input (K, M, G suffixes) [default: 4M, and a table's chunks
+    /// hold at least 16384 rows where up to 16M allows: each chunk pays a table per column].
+    /// Given, it is the size used.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<usize>,
 
     /// Worker threads [default: one per core].
     #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]

@@ -60,9 +60,10 @@ fn open_input(
         .map(|n| n.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
     let spec = input.spec(layout, names)?;
-    let mut options = CompressOptions::new(bounds)
-        .threads(args.threads)
-        .chunk_bytes(args.chunk_size);
+    let mut options = CompressOptions::new(bounds).threads(args.threads);
+    if let Some(size) = args.chunk_size {
+        options = options.chunk_bytes(size);
+    }
     options.source = input.format;
     options.source_path = input.source_path.clone();
     options.model = prepare_model(&input, &spec, &options, args, show)?;

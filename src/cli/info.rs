@@ -240,8 +240,7 @@ fn container_info(
     writeln!(
         out,
         "{path}: baler container, format version {}, written by {}",
-        header.format_version(),
-        header.writer
+        header.version, header.writer
     )?;
     writeln!(
         out,
