@@ -131,6 +131,8 @@ save("ocean_48x96.npy", np.load(fx + "ocean_temp.npy")[112:160, 0:96])
 save("tau_1500_f64.npy", np.load(fx + "tau_pt_f64.npy")[:1500])
 
 nexo = np.load(fx + "nexo_8k.npy")
+save("nexo_2000.npy", nexo[:2000])
+save("nexo_1000_f64.npy", nexo[2000:3000].astype(np.float64))
 nexo[:400].astype("<f4").tofile(f"{out}/nexo_400.raw")
 s = nexo[400:800].copy()
 s[350:, :3] *= 20.0  # past the range the first records show: more bits, still the bound
@@ -375,6 +377,32 @@ fixture f64_tau_pwrel1e-3 \
   "1-D field, f64, 1500 values (\`tau_pt_f64.npy\`), \`pwrel:1e-3\` (a step of ⌊2e-3 · 2^52⌋ ordinals)." \
   "$IN/tau_1500_f64.npy" \
   "$B compress $IN/tau_1500_f64.npy --bound pwrel:1e-3 -T 1 -q -o $OUT/f64_tau_pwrel1e-3.baler"
+fi
+
+if [[ $version == 3 ]]; then
+# Version 3: binned code streams; the RUNS and STATS header sections.
+train_cmds="(none)"
+nexo_names=$(cat fixtures/nexo_8k.columns)
+
+fixture table_nexo_bits10_binned \
+  "Table, f32, 2000 × 10 (first rows of \`nexo_8k.npy\`), \`bits:10\`, no model, column names, one chunk: the energy and time columns are broad distributions of ordinals over many decades, coded as binned streams; one run of bounds, ranges stored as f32." \
+  "$IN/nexo_2000.npy" \
+  "$B compress $IN/nexo_2000.npy --bound bits:10 --model none --names $nexo_names -T 1 -q -o $OUT/table_nexo_bits10_binned.baler"
+
+fixture table_nexo_mixed_runs \
+  "Table, f32, 2000 × 10 (\`nexo_8k.npy\`), \`rel:1e-4\` with fTrackNumber lossless and the first three columns \`pwrel:1e-4\` (runs of bounds of three kinds), no model, column names, 4 chunks (\`--chunk-size 20K\`: a size given is used as given)." \
+  "$IN/nexo_2000.npy" \
+  "$B compress $IN/nexo_2000.npy --bound rel:1e-4 --bound-col 0=pwrel:1e-4 --bound-col 1=pwrel:1e-4 --bound-col 2=pwrel:1e-4 --bound-col fTrackNumber=lossless --names $nexo_names --model none --chunk-size 20K -T 1 -q -o $OUT/table_nexo_mixed_runs.baler"
+
+fixture table_f64_nexo_pwrel \
+  "Table, f64, 1000 × 10 (rows 2000–2999 of \`nexo_8k.npy\` as f64), \`pwrel:1e-5\`, no model: ranges stored as f64, binned streams of f64 ordinals." \
+  "$IN/nexo_1000_f64.npy" \
+  "$B compress $IN/nexo_1000_f64.npy --bound pwrel:1e-5 --model none -T 1 -q -o $OUT/table_f64_nexo_pwrel.baler"
+
+fixture stream_unknown_length_bits10 \
+  "Table, f32, 400 × 10 (rows 400–799 of \`nexo_8k.npy\`, the last 50 rows' first three columns × 20) as a stream of unknown length through the library (\`examples/stream_fixture.rs\`, 8 KiB statistics sample): ranges from the first records (the STATS section's sampled count), \`bits:10\`, 4 chunks." \
+  "--dtype f32 --shape -1,10 $IN/nexo_400_later_wider.raw" \
+  "$SF $OUT/stream_unknown_length_bits10.baler 10 bits:10 4096 8192 $nexo_names < $IN/nexo_400_later_wider.raw"
 fi
 
 # ---------------------------------------------------------------------------------------------
