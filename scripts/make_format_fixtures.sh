@@ -399,6 +399,11 @@ fixture table_f64_nexo_pwrel \
   "$IN/nexo_1000_f64.npy" \
   "$B compress $IN/nexo_1000_f64.npy --bound pwrel:1e-5 --model none -T 1 -q -o $OUT/table_f64_nexo_pwrel.baler"
 
+fixture table_nexo_8k_bits12_carry \
+  "Table, f32, 8192 × 10 (\`nexo_8k.npy\`), \`bits:12\`, no model, column names, one chunk: fPostEnergyDeposit carried over from fPreEnergyDeposit one record after (predictor 7, lag 1), the track numbers' and other few-valued streams coded by previous code (layout 2)." \
+  "fixtures/nexo_8k.npy" \
+  "$B compress fixtures/nexo_8k.npy --bound bits:12 --model none --names $nexo_names -T 1 -q -o $OUT/table_nexo_8k_bits12_carry.baler"
+
 fixture stream_unknown_length_bits10 \
   "Table, f32, 400 × 10 (rows 400–799 of \`nexo_8k.npy\`, the last 50 rows' first three columns × 20) as a stream of unknown length through the library (\`examples/stream_fixture.rs\`, 8 KiB statistics sample): ranges from the first records (the STATS section's sampled count), \`bits:10\`, 4 chunks." \
   "--dtype f32 --shape -1,10 $IN/nexo_400_later_wider.raw" \

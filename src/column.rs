@@ -2,7 +2,8 @@
 //! bit-exact coding, and its code streams.
 //!
 //! ```text
-//! column   := 0x00 predictor:u8 [order:u8] step:f64 [gap:uvarint] exceptions segment*   (quantized)
+//! column   := 0x00 predictor:u8 [order:u8 | lag:u8 column:uvarint] step:f64 [gap:uvarint]
+//!             exceptions segment*                                                   (quantized)
 //!           | 0x01 lossless                                  (bit-exact, see `lossless`)
 //! ```
 //!
@@ -11,7 +12,8 @@
 //! of the segment that is not an exception: the plain quantization code, or under a neighbour
 //! predictor (see [`predict`](crate::predict)) its residual, or under the learned model or an
 //! interpolation the code of the value's residual from its prediction (`order`, present for
-//! the interpolation predictors only, is their axis order; `gap`, present for columns
+//! the interpolation predictors only, is their axis order; `lag` and `column`, present for
+//! [`Predictor::Carry`] only, the record (0 before, 1 after) and the column carried over; `gap`, present for columns
 //! quantized as ordinals, their ordinal gap: see [`bound`](crate::bound)). The predictor is
 //! chosen per column and chunk, by estimated cost, and where it is close by coding both.
 
@@ -21,7 +23,7 @@ use crate::element::Element;
 use crate::entropy::{CONTEXTS, CodeCoder};
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
-use crate::predict::{Chooser, Grid, Interp, Predictor, codes_in_range};
+use crate::predict::{Chooser, Grid, Interp, Lag, Predictor, codes_in_range};
 use crate::residual::{Exceptions, Prediction, Quantizer};
 
 /// Section kind of a quantized column.
@@ -46,6 +48,15 @@ pub struct ColumnParams {
 /// of this many values, each with its own table, so every stage's scratch stays in cache and
 /// the statistics follow the data along the column.
 pub const SEGMENT: usize = 1 << 16;
+
+/// A [`Predictor::Carry`] candidate for a column: its predictions ([`crate::predict::carried`])
+/// and the column and record they come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CarryFrom<'a> {
+    pub(crate) preds: &'a [f64],
+    pub(crate) column: usize,
+    pub(crate) lag: Lag,
+}
 
 /// Codes and decodes one column, with the scratch space that needs.
 #[derive(Debug)]
@@ -72,6 +83,7 @@ pub(crate) struct ColumnCoder<T: Element> {
     split: [Vec<i32>; CONTEXTS],
     /// The learned predictor's predictions in the quantizer's domain (ordinal columns).
     dom_preds: Vec<f64>,
+    carry_dom: Vec<f64>,
 }
 
 /// Appends `len` codes to `out`: `codes` in order, with a 0 at each of `positions` (relative to
@@ -210,12 +222,14 @@ impl<T: Element> ColumnCoder<T> {
             interp_out: Vec::new(),
             split: Default::default(),
             dom_preds: Vec::new(),
+            carry_dom: Vec::new(),
         }
     }
 
     /// Appends the section body of `col` to `out`, and its reconstruction to `recon` if wanted.
     /// What the column may be predicted from: its `reference` (lossless), its `grid`
-    /// (neighbour predictors) and the learned model's predictions.
+    /// (neighbour predictors), the learned model's predictions and another column's values
+    /// carried over one record (`carry`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn encode(
         &mut self,
@@ -224,6 +238,7 @@ impl<T: Element> ColumnCoder<T> {
         cp: &ColumnParams,
         grid: Grid,
         model_pred: Option<&[f64]>,
+        carry: Option<CarryFrom<'_>>,
         mut recon: Option<&mut [T]>,
         out: &mut Vec<u8>,
     ) {
@@ -305,6 +320,46 @@ impl<T: Element> ColumnCoder<T> {
                 }
             }
         }
+        // Another column carried over one record, priced the same way against the best so far.
+        let mut carry_dom = std::mem::take(&mut self.carry_dom);
+        let mut carried_from = None;
+        if let Some(c) = carry {
+            if let Some(preds) = q.predictions::<T>(Some(c.preds), &mut carry_dom) {
+                let exc_bits = (T::BYTES * 8 + 8) as f64;
+                let n = col.len() as f64;
+                let current = if use_model || !bits.is_finite() {
+                    self.chooser.estimate(&self.k) * n
+                } else {
+                    bits * n
+                } + self.exc.len() as f64 * exc_bits;
+                let rec = recon.as_deref_mut().map(|_| {
+                    self.model_recon.resize(col.len(), T::from_f64(0.0));
+                    &mut self.model_recon[..]
+                });
+                quantize_column(
+                    q,
+                    col,
+                    Prediction::Values(preds),
+                    rec,
+                    (&mut self.codes, &mut self.seg_exc),
+                    &mut self.model_k,
+                    &mut self.model_exc,
+                );
+                let carried = self.chooser.estimate(&self.model_k) * n
+                    + self.model_exc.len() as f64 * exc_bits;
+                if carried < current * 0.98 {
+                    use_model = true;
+                    predictor = Predictor::Carry;
+                    carried_from = Some((c.lag, c.column));
+                    std::mem::swap(&mut self.k, &mut self.model_k);
+                    std::mem::swap(&mut self.exc, &mut self.model_exc);
+                    if let Some(r) = recon.as_deref_mut() {
+                        r.copy_from_slice(&self.model_recon[..col.len()]);
+                    }
+                }
+            }
+        }
+        self.carry_dom = carry_dom;
         // An interpolation (fields only), where its estimate comes close: alone when it is
         // the cheapest, else coded as well and kept if smaller.
         let interp = match self.chooser.interp() {
@@ -323,12 +378,19 @@ impl<T: Element> ColumnCoder<T> {
                     predictor = Predictor::Centre;
                 }
             }
-            let stream = if matches!(predictor, Predictor::Centre | Predictor::Model) {
+            let stream = if matches!(
+                predictor,
+                Predictor::Centre | Predictor::Model | Predictor::Carry
+            ) {
                 &self.k
             } else {
                 &self.d
             };
-            let head = [KIND_QUANTIZED, predictor.id()];
+            let mut head = vec![KIND_QUANTIZED, predictor.id()];
+            if let Some((lag, column)) = carried_from {
+                head.push(lag.byte());
+                put_uvarint(&mut head, column as u64);
+            }
             let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
             let scratch = &mut self.split;
             write_quantized(
@@ -399,6 +461,11 @@ impl<T: Element> ColumnCoder<T> {
                         "unknown predictor {id} (written by a newer baler?)"
                     ))
                 })?;
+                if predictor == Predictor::Carry {
+                    // Which column and record: the caller read them to carry the values over.
+                    Lag::from_byte(r.u8()?).ok_or_else(|| Malformed::new("invalid carry lag"))?;
+                    r.uvarint()?;
+                }
                 let interp = match predictor {
                     Predictor::Interp | Predictor::InterpPlanes => {
                         let byte = r.u8()?;
@@ -435,10 +502,17 @@ impl<T: Element> ColumnCoder<T> {
                 let model_pred = q.predictions::<T>(model_pred, &mut self.dom_preds);
                 let pred = Prediction::Constant(centre);
                 let pred = match (predictor, model_pred) {
-                    (Predictor::Model, Some(p)) if p.len() == out.len() => Prediction::Values(p),
+                    (Predictor::Model | Predictor::Carry, Some(p)) if p.len() == out.len() => {
+                        Prediction::Values(p)
+                    }
                     (Predictor::Model, _) => {
                         return Err(Malformed::new(
                             "the column is coded with a learned model the file does not hold",
+                        ));
+                    }
+                    (Predictor::Carry, _) => {
+                        return Err(Malformed::new(
+                            "the column is carried over from a column not decoded before it",
                         ));
                     }
                     _ => pred,
@@ -458,7 +532,10 @@ impl<T: Element> ColumnCoder<T> {
                         self.k.extend_from_slice(&self.codes);
                     }
                     ip.dequantize(&self.k, &self.exc, (q, q.fallback::<T>(&cp.norm)), out);
-                } else if !matches!(predictor, Predictor::Centre | Predictor::Model) {
+                } else if !matches!(
+                    predictor,
+                    Predictor::Centre | Predictor::Model | Predictor::Carry
+                ) {
                     if !predictor.applies(grid, out.len()) {
                         return Err(Malformed(format!(
                             "predictor {} does not apply to a column of {} values here",
@@ -547,6 +624,10 @@ pub fn inspect_payload(
             let p = Predictor::from_id(id).ok_or_else(|| format!("column {j}: predictor {id}"))?;
             if matches!(p, Predictor::Interp | Predictor::InterpPlanes) {
                 s.u8().map_err(|e| e.0)?;
+            }
+            if p == Predictor::Carry {
+                s.u8().map_err(|e| e.0)?;
+                s.uvarint().map_err(|e| e.0)?;
             }
             s.bytes(8).map_err(|e| e.0)?;
             if ordinal.get(j).copied().unwrap_or(false) {

@@ -13,6 +13,7 @@
 //! | 4 | [`Predictor::Model`] | `round((x − x̂) / s)`, `x̂` from the learned model | table columns related to earlier ones |
 //! | 5 | [`Predictor::Interp`] | `round((x − x̂) / s)`, `x̂` a multilevel interpolation of reconstructed values over every axis | smooth fields (SZ3's interpolation) |
 //! | 6 | [`Predictor::InterpPlanes`] | the same within each plane (2-D) | stacks of 2-D frames that differ more than their pixels |
+//! | 7 | [`Predictor::Carry`] | `round((x − x̂) / s)`, `x̂` another column's reconstruction one record before or after ([`carried`]) | chains of steps: a deposit's energy after the step is the next deposit's energy before it |
 //!
 //! The neighbour predictors work on the *integer* codes `k` of the plain quantizer ("dual
 //! quantization", as in cuSZ), not on floating-point values: every value is first quantized
@@ -70,6 +71,59 @@ pub enum Predictor {
     Interp,
     /// Multilevel interpolation within each plane of a 3-D grid.
     InterpPlanes,
+    /// Another column of the table, one record before or after ([`carried`]); the section
+    /// names which.
+    Carry,
+}
+
+/// Which record a [`Predictor::Carry`] takes its reference column's value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// The record before (`x̂[i] = ref[i − 1]`).
+    Before,
+    /// The record after (`x̂[i] = ref[i + 1]`).
+    After,
+}
+
+impl Lag {
+    /// The byte stored after the predictor id.
+    pub(crate) fn byte(self) -> u8 {
+        match self {
+            Lag::Before => 0,
+            Lag::After => 1,
+        }
+    }
+
+    /// The lag of a stored byte.
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Lag::Before),
+            1 => Some(Lag::After),
+            _ => None,
+        }
+    }
+}
+
+/// The predictions of [`Predictor::Carry`]: the values of `reference` (another column's
+/// reconstruction) shifted by one record as `lag` says, `fill` where there is none (the first
+/// or last record) or it is not finite. The encoder and the decoder both call this.
+pub(crate) fn carried<T: Element>(reference: &[T], lag: Lag, fill: f64, out: &mut Vec<f64>) {
+    let n = reference.len();
+    out.clear();
+    let value = |v: T| {
+        let v = v.to_f64();
+        if v.is_finite() { v } else { fill }
+    };
+    match lag {
+        Lag::Before => {
+            out.extend(std::iter::once(fill).take(n.min(1)));
+            out.extend(reference[..n.saturating_sub(1)].iter().map(|&v| value(v)));
+        }
+        Lag::After => {
+            out.extend(reference[n.min(1)..].iter().map(|&v| value(v)));
+            out.extend(std::iter::once(fill).take(n.min(1)));
+        }
+    }
 }
 
 /// The shape a column's values lie on, for the neighbour predictors.
@@ -111,7 +165,7 @@ const MAX_AXES: usize = 3;
 
 impl Predictor {
     /// Every predictor, by id.
-    pub const ALL: [Predictor; 7] = [
+    pub const ALL: [Predictor; 8] = [
         Predictor::Centre,
         Predictor::Previous,
         Predictor::Lorenzo2,
@@ -119,6 +173,7 @@ impl Predictor {
         Predictor::Model,
         Predictor::Interp,
         Predictor::InterpPlanes,
+        Predictor::Carry,
     ];
 
     /// The id stored in the chunk.
@@ -131,6 +186,7 @@ impl Predictor {
             Predictor::Model => 4,
             Predictor::Interp => 5,
             Predictor::InterpPlanes => 6,
+            Predictor::Carry => 7,
         }
     }
 
@@ -149,6 +205,7 @@ impl Predictor {
             Predictor::Model => "model",
             Predictor::Interp => "interp",
             Predictor::InterpPlanes => "interp-planes",
+            Predictor::Carry => "carry",
         }
     }
 

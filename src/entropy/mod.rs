@@ -385,6 +385,9 @@ pub struct CodeCoder {
     tok_counts: Vec<u32>,
     bins: Vec<Bin>,
     bin_plan: Vec<(f64, u8)>,
+    prev_vals: Vec<i32>,
+    prev_split: Vec<Vec<i32>>,
+    prev_out: Vec<u8>,
 
     symbols: Vec<u16>,
     wcodes: Vec<u8>,
@@ -482,6 +485,14 @@ fn entropy_cost(
     best
 }
 
+/// Most contexts of the by-previous-code layout ([`CodeCoder::encode_by_previous`]): the
+/// most frequent codes, each a context, and one context for every other code.
+const PREV_CONTEXTS: usize = 63;
+/// Streams are tried by previous code only with at most this many distinct codes, and at
+/// least [`PREV_MIN_LEN`] codes.
+const PREV_MAX_DISTINCT: usize = 1024;
+const PREV_MIN_LEN: usize = 4096;
+
 /// Contexts of [`CodeCoder::encode_in_context`]: the magnitudes (0, 1, 2 or more) of the two
 /// codes before.
 pub(crate) const CONTEXTS: usize = 9;
@@ -573,13 +584,17 @@ impl CodeCoder {
     /// Codes `codes` as one stream, or split by context
     /// ([`encode_in_context`](Self::encode_in_context)) where that is estimated to save at
     /// least 3% ([`contexts_pay`]; decoding by context is slower), after a byte saying which
-    /// (0 one stream, 1 by context). `split` is scratch.
+    /// (0 one stream, 1 by context, 2 by previous code). A stream of few distinct codes (ids,
+    /// categories, counts: a track number that follows a pattern) is also coded by previous
+    /// code ([`encode_by_previous`](Self::encode_by_previous)), and kept where smaller.
+    /// `split` is scratch.
     pub(crate) fn encode_either(
         &mut self,
         codes: &[i32],
         split: &mut [Vec<i32>; CONTEXTS],
         out: &mut Vec<u8>,
     ) {
+        let start = out.len();
         if contexts_pay(codes) {
             out.push(1);
             self.encode_in_context(codes, split, out);
@@ -587,6 +602,151 @@ impl CodeCoder {
             out.push(0);
             self.encode(codes, out);
         }
+        if codes.len() >= PREV_MIN_LEN && self.previous_contexts(codes) {
+            let mut alt = std::mem::take(&mut self.prev_out);
+            alt.clear();
+            alt.push(2);
+            self.encode_by_previous(codes, &mut alt);
+            if alt.len() < out.len() - start {
+                out.truncate(start);
+                out.extend_from_slice(&alt);
+            }
+            self.prev_out = alt;
+        }
+    }
+
+    /// Chooses the contexts of [`encode_by_previous`](Self::encode_by_previous) for `codes`
+    /// (into `prev_vals`, ascending): its most frequent codes, where it has few distinct ones.
+    fn previous_contexts(&mut self, codes: &[i32]) -> bool {
+        let (mut min, mut max) = (i32::MAX, i32::MIN);
+        for &c in codes {
+            min = min.min(c);
+            max = max.max(c);
+        }
+        if min == max {
+            return false;
+        }
+        self.histogram(codes, min, max);
+        if self.vals.len() > PREV_MAX_DISTINCT {
+            return false;
+        }
+        let mut by_count: Vec<(u32, i32)> = self
+            .counts
+            .iter()
+            .zip(&self.vals)
+            .map(|(&c, &v)| (c, v))
+            .collect();
+        by_count.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.prev_vals.clear();
+        self.prev_vals
+            .extend(by_count.iter().take(PREV_CONTEXTS).map(|&(_, v)| v));
+        self.prev_vals.sort_unstable();
+        true
+    }
+
+    /// Codes `codes` by previous code: each code in the stream of the code before it (0 before
+    /// the first) when that is one of the context codes `prev_vals`, else in the last stream.
+    /// Layout: `uvarint K`, the K context codes (`ivarint` first, then `uvarint` gaps − 1),
+    /// K + 1 `uvarint` counts, then each non-empty stream.
+    fn encode_by_previous(&mut self, codes: &[i32], out: &mut Vec<u8>) {
+        let vals = std::mem::take(&mut self.prev_vals);
+        let k = vals.len();
+        let mut split = std::mem::take(&mut self.prev_split);
+        split.resize_with(k + 1, Vec::new);
+        for s in split.iter_mut() {
+            s.clear();
+        }
+        let mut prev = 0;
+        for &c in codes {
+            let x = vals.binary_search(&prev).unwrap_or(k);
+            split[x].push(c);
+            prev = c;
+        }
+        put_uvarint(out, k as u64);
+        for (i, &v) in vals.iter().enumerate() {
+            if i == 0 {
+                put_ivarint(out, v as i64);
+            } else {
+                put_uvarint(out, (v as i64 - vals[i - 1] as i64 - 1) as u64);
+            }
+        }
+        for s in &split[..=k] {
+            put_uvarint(out, s.len() as u64);
+        }
+        for s in split[..=k].iter().filter(|s| !s.is_empty()) {
+            self.encode(s, out);
+        }
+        self.prev_split = split;
+        self.prev_vals = vals;
+    }
+
+    /// Decodes `n` codes written by [`encode_by_previous`](Self::encode_by_previous) into
+    /// `out` (replacing its contents).
+    fn decode_by_previous(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        let k = r.uvarint_max(PREV_CONTEXTS as u64, "previous-code contexts")?;
+        let mut vals = std::mem::take(&mut self.prev_vals);
+        vals.clear();
+        let mut v = 0i64;
+        for i in 0..k {
+            v = if i == 0 {
+                r.ivarint()?
+            } else {
+                v.saturating_add(r.uvarint()?.min(u32::MAX as u64) as i64 + 1)
+            };
+            vals.push(i32::try_from(v).map_err(|_| Malformed::new("context code out of range"))?);
+        }
+        let mut counts = [0usize; PREV_CONTEXTS + 1];
+        let mut total = 0usize;
+        for c in counts[..=k].iter_mut() {
+            *c = r.uvarint_max(n as u64, "context count")?;
+            total += *c;
+        }
+        if total != n {
+            return Err(Malformed(format!(
+                "context counts add up to {total} codes, not {n}"
+            )));
+        }
+        let mut split = std::mem::take(&mut self.prev_split);
+        split.resize_with(k + 1, Vec::new);
+        let mut result = Ok(());
+        for (s, &c) in split.iter_mut().zip(&counts[..=k]) {
+            s.clear();
+            if c > 0 {
+                result = self.decode(r, c, s);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            // Counts add up to `n`, so every stream is used up exactly when none runs short.
+            out.clear();
+            out.reserve(n);
+            let mut at = [0usize; PREV_CONTEXTS + 1];
+            let mut prev = 0;
+            for _ in 0..n {
+                let x = vals.binary_search(&prev).unwrap_or(k);
+                match split[x].get(at[x]) {
+                    Some(&c) => {
+                        at[x] += 1;
+                        out.push(c);
+                        prev = c;
+                    }
+                    None => {
+                        result = Err(Malformed::new("a context's code stream ends early"));
+                        break;
+                    }
+                }
+            }
+        }
+        self.prev_split = split;
+        self.prev_vals = vals;
+        result
     }
 
     /// Decodes `n` codes written by [`encode_either`](Self::encode_either) into `out`
@@ -601,6 +761,7 @@ impl CodeCoder {
         match r.u8()? {
             0 => self.decode(r, n, out),
             1 => self.decode_in_context(r, n, split, out),
+            2 => self.decode_by_previous(r, n, out),
             m => Err(Malformed(format!("unknown code stream layout {m}"))),
         }
     }
