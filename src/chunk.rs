@@ -455,6 +455,17 @@ mod tests {
     use crate::normalize::Normalization;
     use crate::residual::first_violation;
 
+    /// Uniform numbers in [0, 1) from Knuth's MMIX LCG (the same on every machine).
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut x = seed;
+        move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
     fn params(layout: Layout, record_len: usize, bounds: &[f64]) -> Arc<CodecParams> {
         let bounds: Vec<Bound> = bounds.iter().map(|&b| Bound::abs(b)).collect();
         params_with(layout, record_len, &bounds)
@@ -569,13 +580,7 @@ mod tests {
         // Half zeros and values 0.5..500 (a momentum with empty entries); a signed column
         // spanning four decades either side of 0; both at 10 bits.
         let rows = 20_000;
-        let mut x = 12345u64;
-        let mut rnd = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = uniform(12345);
         let data: Vec<f32> = (0..rows * 2)
             .map(|i| {
                 let u = rnd();
@@ -720,13 +725,7 @@ mod tests {
     /// before it, which is the value after the step of the record before (a detector
     /// simulation's pre- and post-step energies), with fresh chains starting now and then.
     fn chain_table(rows: usize) -> Vec<f64> {
-        let mut seed = 5u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(5);
         let mut before = 1000.0;
         let mut t = Vec::with_capacity(rows * 3);
         for _ in 0..rows {

@@ -284,40 +284,10 @@ impl<T: Element> ColumnCoder<T> {
         let (mut predictor, bits) = self.chooser.choose(grid, &self.k);
         let mut use_model = false;
         if let Some(preds) = model_pred {
-            // The model's codes, priced like the others (exceptions at their raw size).
-            let rec = recon.as_deref_mut().map(|_| {
-                self.model_recon.resize(col.len(), T::from_f64(0.0));
-                &mut self.model_recon[..]
-            });
-            quantize_column(
-                q,
-                col,
-                Prediction::Values(preds),
-                rec,
-                (&mut self.codes, &mut self.seg_exc),
-                &mut self.model_k,
-                &mut self.model_exc,
-            );
-            let model_bits = self.chooser.estimate(&self.model_k);
-            let exc_bits = (T::BYTES * 8 + 8) as f64;
-            let n = col.len() as f64;
-            // `choose` already priced the plain codes on the same sample; it prices nothing
-            // only for columns too short to sample.
-            let best = if bits.is_finite() {
-                bits
-            } else {
-                self.chooser.estimate(&self.k)
-            };
-            let plain = best * n + self.exc.len() as f64 * exc_bits;
-            let learned = model_bits * n + self.model_exc.len() as f64 * exc_bits;
-            if learned < plain * 0.98 {
+            let current = self.current_cost(bits, false);
+            if self.take_if_cheaper(q, col, preds, current, recon.as_deref_mut()) {
                 use_model = true;
                 predictor = Predictor::Model;
-                std::mem::swap(&mut self.k, &mut self.model_k);
-                std::mem::swap(&mut self.exc, &mut self.model_exc);
-                if let Some(r) = recon.as_deref_mut() {
-                    r.copy_from_slice(&self.model_recon[..col.len()]);
-                }
             }
         }
         // Another column carried over one record, priced the same way against the best so far.
@@ -325,37 +295,11 @@ impl<T: Element> ColumnCoder<T> {
         let mut carried_from = None;
         if let Some(c) = carry {
             if let Some(preds) = q.predictions::<T>(Some(c.preds), &mut carry_dom) {
-                let exc_bits = (T::BYTES * 8 + 8) as f64;
-                let n = col.len() as f64;
-                let current = if use_model || !bits.is_finite() {
-                    self.chooser.estimate(&self.k) * n
-                } else {
-                    bits * n
-                } + self.exc.len() as f64 * exc_bits;
-                let rec = recon.as_deref_mut().map(|_| {
-                    self.model_recon.resize(col.len(), T::from_f64(0.0));
-                    &mut self.model_recon[..]
-                });
-                quantize_column(
-                    q,
-                    col,
-                    Prediction::Values(preds),
-                    rec,
-                    (&mut self.codes, &mut self.seg_exc),
-                    &mut self.model_k,
-                    &mut self.model_exc,
-                );
-                let carried = self.chooser.estimate(&self.model_k) * n
-                    + self.model_exc.len() as f64 * exc_bits;
-                if carried < current * 0.98 {
+                let current = self.current_cost(bits, use_model);
+                if self.take_if_cheaper(q, col, preds, current, recon.as_deref_mut()) {
                     use_model = true;
                     predictor = Predictor::Carry;
                     carried_from = Some((c.lag, c.column));
-                    std::mem::swap(&mut self.k, &mut self.model_k);
-                    std::mem::swap(&mut self.exc, &mut self.model_exc);
-                    if let Some(r) = recon.as_deref_mut() {
-                        r.copy_from_slice(&self.model_recon[..col.len()]);
-                    }
                 }
             }
         }
@@ -440,6 +384,56 @@ impl<T: Element> ColumnCoder<T> {
             }
         }
         self.dom_preds = dom_preds;
+    }
+
+    /// The estimated bits of the codes in `self.k` with their exceptions: `bits` per value as
+    /// the chooser priced the plain codes, unless value predictions replaced them (`taken`) or
+    /// the column was too short to sample.
+    fn current_cost(&mut self, bits: f64, taken: bool) -> f64 {
+        let per_value = if taken || !bits.is_finite() {
+            self.chooser.estimate(&self.k)
+        } else {
+            bits
+        };
+        per_value * self.k.len() as f64 + self.exc.len() as f64 * (T::BYTES * 8 + 8) as f64
+    }
+
+    /// Quantizes `col` against value predictions `preds` (the model's, or a carried column's,
+    /// in the quantizer's domain) and takes those codes, exceptions and reconstruction in place
+    /// of the current ones where they are estimated at 2% below `current` bits (exceptions at
+    /// their raw size). Returns whether it did.
+    fn take_if_cheaper(
+        &mut self,
+        q: Quantizer,
+        col: &[T],
+        preds: &[f64],
+        current: f64,
+        recon: Option<&mut [T]>,
+    ) -> bool {
+        let rec = recon.is_some().then(|| {
+            self.model_recon.resize(col.len(), T::from_f64(0.0));
+            &mut self.model_recon[..]
+        });
+        quantize_column(
+            q,
+            col,
+            Prediction::Values(preds),
+            rec,
+            (&mut self.codes, &mut self.seg_exc),
+            &mut self.model_k,
+            &mut self.model_exc,
+        );
+        let cost = self.chooser.estimate(&self.model_k) * col.len() as f64
+            + self.model_exc.len() as f64 * (T::BYTES * 8 + 8) as f64;
+        if cost >= current * 0.98 {
+            return false;
+        }
+        std::mem::swap(&mut self.k, &mut self.model_k);
+        std::mem::swap(&mut self.exc, &mut self.model_exc);
+        if let Some(r) = recon {
+            r.copy_from_slice(&self.model_recon[..col.len()]);
+        }
+        true
     }
 
     /// Decodes a column section into `out` (the column's length).
