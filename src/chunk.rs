@@ -149,7 +149,7 @@ pub(crate) struct ChunkCodec<T: Element> {
 }
 
 /// The column coded before (in `earlier`) and the lag whose reconstruction, carried over one
-/// record, meets `col`'s bound most often on a sample of rows: a candidate for
+/// record, meets `col`'s bound most often on 256 sampled rows: a candidate for
 /// [`Predictor::Carry`] where it does so at least a fifth of the time (a chain of steps, where
 /// one record's value after a step is the next one's before it). The encoder then prices it.
 fn carry_candidate<T: Element>(
@@ -158,7 +158,7 @@ fn carry_candidate<T: Element>(
     earlier: &[usize],
     bound: crate::bound::Bound,
 ) -> Option<(usize, Lag)> {
-    const SAMPLE: usize = 512;
+    const SAMPLE: usize = 256;
     let rows = col.len();
     if rows < 64 {
         return None;
@@ -166,7 +166,13 @@ fn carry_candidate<T: Element>(
     let stride = (rows / SAMPLE).max(1);
     let sample = (1..rows - 1).step_by(stride);
     let total = sample.len();
-    let mut best = (0usize, None);
+    // The column's own previous value is what the neighbour predictor already uses: a carry
+    // must do clearly better than that.
+    let own = sample
+        .clone()
+        .filter(|&i| bound.check(col[i], col[i - 1]))
+        .count();
+    let mut best = (own + total / 10, None);
     for &k in earlier {
         let r = &recon[k * rows..(k + 1) * rows];
         for lag in [Lag::Before, Lag::After] {
