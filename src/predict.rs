@@ -13,7 +13,7 @@
 //! | 4 | [`Predictor::Model`] | `round((x − x̂) / s)`, `x̂` from the learned model | table columns related to earlier ones |
 //! | 5 | [`Predictor::Interp`] | `round((x − x̂) / s)`, `x̂` a multilevel interpolation of reconstructed values over every axis | smooth fields (SZ3's interpolation) |
 //! | 6 | [`Predictor::InterpPlanes`] | the same within each plane (2-D) | stacks of 2-D frames that differ more than their pixels |
-//! | 7 | [`Predictor::Carry`] | `round((x − x̂) / s)`, `x̂` another column's reconstruction one record before or after ([`carried`]) | chains of steps: a deposit's energy after the step is the next deposit's energy before it |
+//! | 7 | [`Predictor::Carry`] | `round((x − x̂) / s)`, `x̂` another column's reconstruction one record before or after (`carried`) | chains of steps: a deposit's energy after the step is the next deposit's energy before it |
 //!
 //! The neighbour predictors work on the *integer* codes `k` of the plain quantizer ("dual
 //! quantization", as in cuSZ), not on floating-point values: every value is first quantized
@@ -71,7 +71,7 @@ pub enum Predictor {
     Interp,
     /// Multilevel interpolation within each plane of a 3-D grid.
     InterpPlanes,
-    /// Another column of the table, one record before or after ([`carried`]); the section
+    /// Another column of the table, one record before or after (`carried`); the section
     /// names which.
     Carry,
 }
