@@ -605,12 +605,14 @@ impl CodeCoder {
             out.push(0);
             self.encode(codes, out);
         }
-        // Probed on a prefix: where the code before promises to save a tenth there, the whole
-        // stream is coded so and priced exactly.
+        // Probed on a prefix: where the code before promises to save 5% there, against both
+        // plain coding and what the stream costs now (by context, its magnitudes may have
+        // caught the same pattern), the whole stream is coded so and priced exactly.
         let probe = &codes[..codes.len().min(PREV_PROBE)];
+        let now = 8.0 * (out.len() - start) as f64 * probe.len() as f64 / codes.len() as f64;
         if codes.len() >= PREV_MIN_LEN && self.previous_contexts(probe) && {
             let (by_previous, plain) = self.by_previous_estimate(probe);
-            by_previous < 0.95 * plain
+            by_previous < 0.95 * plain.min(now)
         } {
             let mut alt = std::mem::take(&mut self.prev_out);
             alt.clear();
