@@ -242,6 +242,8 @@ impl<T: Element> ColumnCoder<T> {
         mut recon: Option<&mut [T]>,
         out: &mut Vec<u8>,
     ) {
+        // Binned streams pay on a point-wise relative column's ordinals only.
+        self.coder.allow_binned(false);
         if cp.bound.is_lossless() {
             out.push(KIND_LOSSLESS);
             lossless::encode(col, reference, &mut self.coder, &mut self.ll, out);
@@ -266,6 +268,7 @@ impl<T: Element> ColumnCoder<T> {
             Domain::Ordinal { gap, .. } => Some(gap),
             Domain::Linear => None,
         };
+        self.coder.allow_binned(q.is_ordinal());
         let centre = q.centre::<T>(&cp.norm);
         // The model predicts values; the quantizer takes them in its domain.
         let mut dom_preds = std::mem::take(&mut self.dom_preds);
@@ -373,6 +376,7 @@ impl<T: Element> ColumnCoder<T> {
         // With many exceptions (a bound below the data's own precision), bit-exact coding can
         // be smaller.
         if self.exc.len() * 8 > col.len() {
+            self.coder.allow_binned(false);
             self.alt.clear();
             self.alt.push(KIND_LOSSLESS);
             lossless::encode(col, reference, &mut self.coder, &mut self.ll, &mut self.alt);
