@@ -499,6 +499,31 @@ const PREV_MIN_LEN: usize = 4096;
 /// Codes of a stream's prefix that the by-previous-code layout is probed on.
 const PREV_PROBE: usize = 8192;
 
+/// The smallest and largest of `codes`, if any.
+fn range(codes: &[i32]) -> Option<(i32, i32)> {
+    let (&first, rest) = codes.split_first()?;
+    Some(
+        rest.iter()
+            .fold((first, first), |(lo, hi), &c| (lo.min(c), hi.max(c))),
+    )
+}
+
+/// Reads the per-context code counts of a split stream (one `uvarint` each) into `counts`;
+/// they must add up to the stream's `n` codes.
+fn read_context_counts(r: &mut ByteReader<'_>, n: usize, counts: &mut [usize]) -> DecodeResult<()> {
+    let mut total = 0usize;
+    for c in counts.iter_mut() {
+        *c = r.uvarint_max(n as u64, "context count")?;
+        total += *c;
+    }
+    if total != n {
+        return Err(Malformed(format!(
+            "context counts add up to {total} codes, not {n}"
+        )));
+    }
+    Ok(())
+}
+
 /// Contexts of [`CodeCoder::encode_in_context`]: the magnitudes (0, 1, 2 or more) of the two
 /// codes before.
 pub(crate) const CONTEXTS: usize = 9;
@@ -632,11 +657,9 @@ impl CodeCoder {
     /// Chooses the contexts of [`encode_by_previous`](Self::encode_by_previous) for `codes`
     /// (into `prev_vals`, ascending): its most frequent codes, where it has few distinct ones.
     fn previous_contexts(&mut self, codes: &[i32]) -> bool {
-        let (mut min, mut max) = (i32::MAX, i32::MIN);
-        for &c in codes {
-            min = min.min(c);
-            max = max.max(c);
-        }
+        let Some((min, max)) = range(codes) else {
+            return false;
+        };
         if min == max {
             return false;
         }
@@ -773,16 +796,7 @@ impl CodeCoder {
             vals.push(i32::try_from(v).map_err(|_| Malformed::new("context code out of range"))?);
         }
         let mut counts = [0usize; PREV_CONTEXTS + 1];
-        let mut total = 0usize;
-        for c in counts[..=k].iter_mut() {
-            *c = r.uvarint_max(n as u64, "context count")?;
-            total += *c;
-        }
-        if total != n {
-            return Err(Malformed(format!(
-                "context counts add up to {total} codes, not {n}"
-            )));
-        }
+        read_context_counts(r, n, &mut counts[..=k])?;
         let mut split = std::mem::take(&mut self.prev_split);
         split.resize_with(k + 1, Vec::new);
         let mut result = Ok(());
@@ -873,16 +887,7 @@ impl CodeCoder {
         out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
         let mut counts = [0usize; CONTEXTS];
-        let mut total = 0usize;
-        for c in counts.iter_mut() {
-            *c = r.uvarint_max(n as u64, "context count")?;
-            total += *c;
-        }
-        if total != n {
-            return Err(Malformed(format!(
-                "context counts add up to {total} codes, not {n}"
-            )));
-        }
+        read_context_counts(r, n, &mut counts)?;
         for (s, &c) in split.iter_mut().zip(&counts) {
             s.clear();
             if c > 0 {
@@ -1150,16 +1155,11 @@ impl CodeCoder {
 
     /// Appends the coded form of `codes` to `out`.
     pub(crate) fn encode(&mut self, codes: &[i32], out: &mut Vec<u8>) {
-        let Some((&first, rest)) = codes.split_first() else {
+        let Some((min, max)) = range(codes) else {
             out.push(MODE_CONST);
             put_ivarint(out, 0);
             return;
         };
-        let (mut min, mut max) = (first, first);
-        for &c in rest {
-            min = min.min(c);
-            max = max.max(c);
-        }
         let choice = if min == max {
             Choice::Const(min)
         } else {
