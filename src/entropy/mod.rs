@@ -101,6 +101,36 @@ pub(crate) struct Bin {
     count: u32,
 }
 
+/// Scratch of [`plan_bins`]: the dynamic program's table and the suffix sums of the counts.
+#[derive(Debug, Default)]
+struct BinPlan {
+    /// `best[i]`: the cheapest plan for `vals[i..]`, and the width of its first bin.
+    best: Vec<(f64, u8)>,
+    /// `suffix[i] = Σ counts[i..]`.
+    suffix: Vec<u64>,
+}
+
+/// Counts below this have their [`fast_log2`] tabled ([`log2_count`]): a segment's streams
+/// never count more codes.
+const LOG2_TABLE: usize = (1 << 16) + 1;
+
+/// `fast_log2(c)` for a count `c ≥ 1`, from a table where `c` is below [`LOG2_TABLE`] (the
+/// binning plan evaluates it tens of times per code). The table holds exactly what
+/// `fast_log2` computes, so plans do not depend on which path priced them.
+#[inline]
+fn log2_count(c: u64) -> f64 {
+    static TABLE: std::sync::OnceLock<Box<[f64]>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..LOG2_TABLE)
+            .map(|c| fast_log2(c.max(1) as f64))
+            .collect()
+    });
+    match table.get(c as usize) {
+        Some(&l) => l,
+        None => fast_log2(c as f64),
+    }
+}
+
 /// Plans bins for a stream of `n` codes whose sorted distinct values are `vals` (with their
 /// `counts`), minimizing `Σ count·(w + log2(n/count)) + bin_bits` over every partition of the
 /// values into ranges of power-of-two widths: a dynamic program from the largest value down,
@@ -111,21 +141,23 @@ fn plan_bins(
     counts: &[u32],
     n: u64,
     bin_bits: f64,
-    best: &mut Vec<(f64, u8)>,
+    plan: &mut BinPlan,
     bins: &mut Vec<Bin>,
 ) -> f64 {
     const WIDTHS: usize = 33;
     let m = vals.len();
     let log_n = fast_log2(n as f64);
-    // best[i]: cheapest plan for vals[i..], and the width of its first bin.
+    let BinPlan { best, suffix } = plan;
     best.clear();
     best.resize(m + 1, (0.0, 0));
-    // cum[i] = Σ counts[i..]; reuse the suffix sums as we walk down.
-    let mut ends = [m; WIDTHS];
-    let mut suffix = vec![0u64; m + 1];
+    suffix.clear();
+    suffix.resize(m + 1, 0);
     for i in (0..m).rev() {
         suffix[i] = suffix[i + 1] + counts[i] as u64;
     }
+    // fast_log2 errs by under 5e-5: on a count that is at most n, 1e-4·n bits.
+    let slack = 1e-4 * n as f64 + 1.0;
+    let mut ends = [m; WIDTHS];
     for i in (0..m).rev() {
         let lo = vals[i] as i64;
         let mut b = (f64::INFINITY, 0u8);
@@ -145,11 +177,15 @@ fn plan_bins(
             }
             prev_end = k;
             let c = suffix[i] - suffix[k];
-            let cost = c as f64 * (w as f64 + log_n - fast_log2(c as f64)) + bin_bits + best[k].0;
+            let own = c as f64 * (w as f64 + log_n - log2_count(c)) + bin_bits;
+            let cost = own + best[k].0;
             if cost < b.0 {
                 b = (cost, w as u8);
             }
-            if k == m {
+            // From width 2 on, a bin's own cost only grows with its width (by at least
+            // 0.55 bits per code it gains, beyond the log's error): once it alone exceeds
+            // the best plan, no wider bin can be better.
+            if k == m || (w >= 2 && own > b.0 + slack) {
                 break;
             }
         }
@@ -385,7 +421,7 @@ pub struct CodeCoder {
     fine: Fine,
     tok_counts: Vec<u32>,
     bins: Vec<Bin>,
-    bin_plan: Vec<(f64, u8)>,
+    bin_plan: BinPlan,
     prev_vals: Vec<i32>,
     prev_lut: Vec<u8>,
     prev_split: Vec<Vec<i32>>,
@@ -947,7 +983,8 @@ impl CodeCoder {
         self.vals.clear();
         self.counts.clear();
         let span = (max as i64 - min as i64) as u64 + 1;
-        if span <= DENSE_SPAN {
+        // Counting beats sorting up to a span of a few times the codes.
+        if span <= DENSE_SPAN.max(4 * codes.len() as u64) {
             self.dense.clear();
             self.dense.resize(span as usize, 0);
             for &c in codes {
@@ -1300,12 +1337,32 @@ impl CodeCoder {
         put_section(out, &bw.finish());
         let mut raw = BitWriter::reusing(std::mem::take(&mut self.raw));
         self.symbols.clear();
+        // A code's bin by a coarse table over the span (at most 2^16 cells, each pointing at
+        // the first bin ending inside or after it), then a step or two forward: the bins
+        // cover every code of the stream, sorted.
         let bins = &self.bins;
+        let min = bins[0].lo;
+        let span = (*self.vals.last().expect("a non-empty stream") as i64 - min) as u64;
+        let shift = (64 - span.leading_zeros()).saturating_sub(16);
+        self.dense.clear();
+        let mut t = 0;
+        for cell in 0..=(span >> shift) {
+            let start = min + (cell << shift) as i64;
+            while bins[t].lo + (1i64 << bins[t].w) <= start {
+                t += 1;
+            }
+            self.dense.push(t as u32);
+        }
+        let first = &self.dense;
         for &c in codes {
-            let t = bins.partition_point(|b| b.lo <= c as i64) - 1;
+            let c = c as i64;
+            let mut t = first[((c - min) as u64 >> shift) as usize] as usize;
+            while t + 1 < bins.len() && bins[t + 1].lo <= c {
+                t += 1;
+            }
             let b = bins[t];
             self.symbols.push(t as u16);
-            raw.write((c as i64 - b.lo) as u32, b.w);
+            raw.write((c - b.lo) as u32, b.w);
         }
         self.write_rans(prec, out);
         self.raw = raw.finish();
@@ -1667,6 +1724,27 @@ mod tests {
                 if lcg(&mut seed) % 4 == 0 { -v } else { v }
             })
             .collect()
+    }
+
+    /// The encoder finds each code's bin through a coarse table over the span: streams whose
+    /// span needs cells of many codes, with many bins in one cell and lone far outliers,
+    /// coded binned and back bit for bit.
+    #[test]
+    fn binned_codes_find_their_bins_over_any_span() {
+        let mut far = broad(40_000, 8);
+        far.extend([1 << 30, -(1 << 30), i32::MAX, i32::MIN, (1 << 30) + 1]);
+        let wide: Vec<i32> = broad(40_000, 9)
+            .iter()
+            .map(|&c| c.wrapping_mul(4099))
+            .collect();
+        for codes in [broad(60_000, 7), far, wide] {
+            let mut c = CodeCoder::new();
+            c.allow_binned(true);
+            let (min, max) = (*codes.iter().min().unwrap(), *codes.iter().max().unwrap());
+            let choice = c.choose(&codes, min, max);
+            assert!(matches!(choice, Choice::Binned { .. }), "{choice:?}");
+            round_trip(&codes);
+        }
     }
 
     #[test]
