@@ -229,6 +229,17 @@ impl Bound {
         }
     }
 
+    /// Whether every reconstruction within `self` is also within `other`: lossless is within
+    /// any bound, otherwise the same mode with a bound no larger. `evaluate` checks a
+    /// container's stored bounds so against its specs resolved on the original.
+    pub fn within(self, other: Bound) -> bool {
+        match (self, other) {
+            (Bound::Lossless, _) => true,
+            (Bound::Abs(a), Bound::Abs(b)) | (Bound::PwRel(a), Bound::PwRel(b)) => a <= b,
+            _ => false,
+        }
+    }
+
     /// Whether the column is stored bit for bit.
     pub fn is_lossless(self) -> bool {
         self == Bound::Lossless
@@ -900,6 +911,20 @@ mod tests {
             Bound::from_stored(BoundSpec::Rel(1e-3), 0.0),
             Some(Bound::Lossless)
         );
+    }
+
+    #[test]
+    fn within_compares_like_modes_only() {
+        assert!(Bound::Lossless.within(Bound::Abs(1.0)));
+        assert!(Bound::Lossless.within(Bound::PwRel(0.25)));
+        assert!(Bound::Lossless.within(Bound::Lossless));
+        assert!(Bound::Abs(1.0).within(Bound::Abs(1.0)));
+        assert!(!Bound::Abs(1.0 + f64::EPSILON).within(Bound::Abs(1.0)));
+        assert!(Bound::PwRel(1e-3).within(Bound::PwRel(2e-3)));
+        assert!(!Bound::PwRel(2e-3).within(Bound::PwRel(1e-3)));
+        assert!(!Bound::Abs(1e-9).within(Bound::Lossless));
+        assert!(!Bound::Abs(1e-9).within(Bound::PwRel(0.5)));
+        assert!(!Bound::PwRel(1e-9).within(Bound::Abs(1e300)));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use baler::ArrayData;
-use common::cli::{baler, fails, ok, p, piped, run, tmp};
+use common::cli::{baler, fails, ok, p, piped, piped_output, run, tmp};
 use common::{Expected, assert_within, fixture, load_npy};
 
 fn rel_bounds(data: &[f32], width: usize, rel: f64) -> Vec<Expected> {
@@ -640,6 +640,54 @@ fn truncated_input_is_an_error_not_a_short_output() {
         vec![std::ffi::OsString::from("short.npy")],
         "left behind: {left:?}"
     );
+}
+
+/// A `.npy` header declaring 2^64 − 1 records (the reader's mark of an unknown length) or more
+/// bytes than 2^64 is refused, as a file and as a stream, whatever the model option: it once
+/// compressed to an empty container with exit 0.
+#[test]
+fn impossible_npy_shapes_are_errors_not_empty_containers() {
+    let d = tmp();
+    let npy = |shape: &str| {
+        let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(&[0u8; 64]);
+        b
+    };
+    let out = p(d.path(), "o.baler");
+    for (shape, needle) in [
+        ("(18446744073709551615,)", "2^64 - 1"),
+        ("(18446744073709551615, 2)", "2^64 - 1"),
+        ("(4611686018427387904,)", "more bytes than 2^64"),
+        ("(4294967296, 4294967296)", "more bytes than 2^64"),
+    ] {
+        let f = p(d.path(), "big.npy");
+        fs::write(&f, npy(shape)).unwrap();
+        for model in ["none", "auto"] {
+            let msg = fails(
+                &[
+                    "compress", &f, "-b", "rel:1e-3", "--model", model, "-o", &out,
+                ],
+                1,
+                needle,
+            );
+            assert!(msg.contains("big.npy"), "{msg}");
+            assert!(!Path::new(&out).exists());
+        }
+        let o = piped_output(
+            &["compress", "-", "-b", "rel:1e-3", "-o", &out],
+            &npy(shape),
+        );
+        assert_eq!(o.status.code(), Some(1), "{shape} as a stream");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(needle));
+        assert!(!Path::new(&out).exists());
+    }
 }
 
 #[test]

@@ -592,3 +592,44 @@ fn train_draws_its_loss_curve_and_info_describes_the_model() {
         .count();
     assert_eq!(rows, 16, "{text}");
 }
+
+/// A column spread over ±1e308 (its range beyond f64::MAX) at `rel:R`: the container stores
+/// R times the true range (it once stored f64::MAX/8 whatever R, and came back 66,000× over
+/// at `rel:1e-6`), and `evaluate` checks the stored bound against the spec on the original
+/// as well as every value against it.
+#[test]
+fn ranges_beyond_f64_max_keep_their_relative_bound() {
+    let d = tmp();
+    let mut rng = common::Lcg(5);
+    let v: Vec<f64> = (0..3000)
+        .flat_map(|_| [1e308 * (2.0 * rng.unit() - 1.0), rng.unit()])
+        .collect();
+    let orig = p(d.path(), "wide.npy");
+    write_npy(&orig, &ArrayData::F64(v.clone()), &[3000, 2]);
+    for r in ["1e-3", "1e-6"] {
+        let (c, back) = (p(d.path(), "w.baler"), p(d.path(), "back.npy"));
+        let bound = format!("rel:{r}");
+        ok(&[
+            "compress", &orig, "-b", &bound, "--model", "none", "-o", &c, "-f",
+        ]);
+        ok(&["evaluate", &orig, &c, "-q"]);
+        ok(&["decompress", &c, "-o", &back, "-f"]);
+        let (decoded, _) = load_npy(&back);
+        let back = values(&decoded);
+        let r: f64 = r.parse().unwrap();
+        let (lo, hi) = v
+            .iter()
+            .step_by(2)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        // |x' − x| ≤ R·(hi − lo), compared in halves so neither side overflows.
+        let half_bound = r * (hi / 2.0 - lo / 2.0);
+        for (i, (x, y)) in v.iter().zip(&back).enumerate().step_by(2) {
+            assert!(
+                (y / 2.0 - x / 2.0).abs() <= half_bound,
+                "rel:{r}: value {i}: {x:e} came back {y:e}"
+            );
+        }
+    }
+}

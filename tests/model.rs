@@ -254,3 +254,51 @@ fn small_tables_get_no_model() {
     let info = baler().arg("info").arg(&packed).output().unwrap();
     assert!(String::from_utf8_lossy(&info.stdout).contains("model    none"));
 }
+
+/// A model file whose checksum is right but whose sizes are forged (a width of 2^64 − 1, 2^40,
+/// 2^31 columns in a few bytes) is refused with a clear error, by `compress --model` and by
+/// `info`, before anything is allocated: it once panicked ("capacity overflow"), aborted on a
+/// 4 TB allocation, or took 16 GiB for 40 s.
+#[test]
+fn forged_model_sizes_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
+    for width in [u64::MAX, 1 << 40, 1 << 31, 1 << 20] {
+        let mut body = b"BALERMDL\x01\x02".to_vec();
+        let mut w = width;
+        loop {
+            let b = (w & 0x7f) as u8;
+            w >>= 7;
+            if w == 0 {
+                body.push(b);
+                break;
+            }
+            body.push(b | 0x80);
+        }
+        body.extend_from_slice(&[0u8; 10]);
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        let model = dir.path().join("forged.bmdl");
+        std::fs::write(&model, &body).unwrap();
+        let out = dir.path().join("o.baler");
+        for args in [
+            vec![
+                "compress".as_ref(),
+                fixture.as_ref(),
+                "-b".as_ref(),
+                "rel:1e-3".as_ref(),
+                "--model".as_ref(),
+                model.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+            ],
+            vec!["info".as_ref(), model.as_os_str()],
+        ] {
+            let o = baler().args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{width}: {err}");
+            assert!(err.contains("more than its 10 bytes can hold"), "{err}");
+            assert!(!out.exists());
+        }
+    }
+}

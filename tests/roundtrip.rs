@@ -361,6 +361,17 @@ fn bounds_near_the_largest_finite_values() {
     ] {
         round_trip(&data, &spec, &CompressOptions::new(Bounds::new(b)));
     }
+    // A column spread over ±1e308 (its range beyond f64::MAX) beside an ordinary one: the
+    // relative bound is R times the true range at every R.
+    let mut rng = Lcg(13);
+    let wide: Vec<f64> = (0..4000)
+        .flat_map(|_| [1e308 * (2.0 * rng.unit() - 1.0), rng.unit()])
+        .collect();
+    let wide_spec = ArraySpec::new(DType::F64, vec![2000, 4]);
+    for r in [1e-3, 1e-6, 1e-9] {
+        let b = Bounds::new(BoundSpec::Rel(r));
+        round_trip(&wide, &wide_spec, &CompressOptions::new(b));
+    }
     let data32: Vec<f32> = [f32::MAX, -f32::MAX, 0.0, 1.0].repeat(6);
     let spec32 = ArraySpec::new(DType::F32, vec![8, 3]);
     for b in [BoundSpec::Rel(0.49), BoundSpec::Abs(1e38)] {

@@ -159,6 +159,41 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             report.compressed
         );
     }
+    // The stored bounds are what the container claims; each must be what its spec gives on
+    // the original (a relative bound from the original's own range), or stricter.
+    let loose: Vec<String> = report
+        .columns
+        .iter()
+        .zip(&report.header.bounds)
+        .enumerate()
+        .filter_map(|(j, (c, rb))| {
+            let stats = baler::normalize::ColumnStats {
+                min: c.min,
+                max: c.max,
+                finite: c.finite,
+                nonfinite: c.nonfinite,
+            };
+            let from_spec = rb.spec.resolve(&stats);
+            (!c.bound.within(from_spec)).then(|| {
+                format!(
+                    "{}: the container's bound {} is looser than {} gives on the original ({})",
+                    column_name(&report.header, j),
+                    c.bound,
+                    rb.spec,
+                    from_spec
+                )
+            })
+        })
+        .collect();
+    if !loose.is_empty() {
+        bail!(
+            "BOUND NOT AS SPECIFIED: {}: {}; if {} really is the array it was compressed from, \
+             this is a bug in baler: please report it",
+            report.compressed,
+            loose.join("; "),
+            report.original
+        );
+    }
     Ok(())
 }
 

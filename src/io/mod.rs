@@ -234,8 +234,8 @@ impl Input {
             )));
         }
         let h = npy::read_header(&mut file).map_err(|e| with_name(e, path))?;
-        let bytes = h.shape.iter().product::<u64>() * h.dtype.size() as u64;
-        if h.data_offset + bytes > size {
+        let bytes = h.data_bytes().map_err(|e| with_name(e, path))?;
+        if bytes > size.saturating_sub(h.data_offset) {
             return Err(Error::InvalidInput(format!(
                 "{path}: truncated .npy file: its header declares {bytes} bytes of data but only {} follow",
                 size.saturating_sub(h.data_offset)
@@ -340,7 +340,7 @@ impl Input {
             )));
         }
         let h = npy::read_header(&mut reader).map_err(|e| with_name(e, &name))?;
-        let data_bytes = Some(h.shape.iter().product::<u64>() * h.dtype.size() as u64);
+        let data_bytes = Some(h.data_bytes().map_err(|e| with_name(e, &name))?);
         let reader: Box<dyn Read + Send> = if h.big_endian {
             Box::new(SwapReader::new(reader, h.dtype.size()))
         } else {

@@ -141,12 +141,41 @@ fn parse_dict(text: &str) -> Result<NpyHeader> {
         .map_err(|_| {
             Error::InvalidInput("the .npy shape holds something other than integers".into())
         })?;
-    Ok(NpyHeader {
+    let header = NpyHeader {
         dtype,
         big_endian,
         shape,
         data_offset: 0,
-    })
+    };
+    header.data_bytes()?;
+    Ok(header)
+}
+
+impl NpyHeader {
+    /// Bytes of values the header declares; an error where that count overflows, or where a
+    /// dimension is 2^64 − 1 (what no file can hold, and the reader's mark of a stream of
+    /// unknown length).
+    pub fn data_bytes(&self) -> Result<u64> {
+        let shape = || {
+            let dims: Vec<String> = self.shape.iter().map(u64::to_string).collect();
+            format!("({})", dims.join(", "))
+        };
+        if self.shape.contains(&crate::array::UNKNOWN) {
+            return Err(Error::InvalidInput(format!(
+                "the .npy header declares shape {}: a dimension of 2^64 - 1 cannot be real",
+                shape()
+            )));
+        }
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size() as u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "the .npy header declares shape {}, more bytes than 2^64",
+                    shape()
+                ))
+            })
+    }
 }
 
 /// Width reserved for a first dimension that is filled in later.
@@ -186,6 +215,27 @@ pub fn header_bytes(dtype: DType, shape: &[u64], reserve_first: bool) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_beyond_what_a_file_can_hold_are_refused() {
+        let dict = |shape: &str| {
+            parse_dict(&format!(
+                "{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+            ))
+        };
+        for bad in [
+            "(18446744073709551615,)",
+            "(18446744073709551615, 2)",
+            "(0, 18446744073709551615)",
+            "(4611686018427387904,)",
+            "(4294967296, 4294967296)",
+        ] {
+            assert!(dict(bad).is_err(), "{bad}");
+        }
+        let h = dict("(1152921504606846975, 2)").unwrap();
+        assert_eq!(h.data_bytes().unwrap(), 1152921504606846975 * 8);
+        assert_eq!(dict("(0, 3)").unwrap().data_bytes().unwrap(), 0);
+    }
 
     #[test]
     fn parses_numpy_headers() {

@@ -219,7 +219,16 @@ impl Model {
 
     fn read_inner(bytes: &[u8], width: usize) -> DecodeResult<Model> {
         let mut r = ByteReader::new(bytes);
-        let n = r.uvarint()? as usize;
+        // Each column takes at least 18 bytes (its place in the order, offset, scale, input
+        // count): a count the bytes cannot hold is refused before anything is allocated.
+        let n = r.uvarint()?;
+        if n > (r.remaining() / 18) as u64 {
+            return Err(Malformed(format!(
+                "the model declares {n} columns, more than its {} bytes can hold",
+                r.remaining()
+            )));
+        }
+        let n = n as usize;
         if n != width {
             return Err(Malformed(format!(
                 "the model has {n} columns, the table {width}"

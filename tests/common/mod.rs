@@ -82,7 +82,16 @@ pub fn expected_bounds<T: Element>(data: &[T], spec: &ArraySpec, bounds: &Bounds
                     let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
                         (a.min(v), b.max(v))
                     });
-                    Expected::Abs(if lo > hi { 0.0 } else { r * (hi - lo) })
+                    // A range beyond f64::MAX (values near ±1e308) is taken in halves, so the
+                    // bound is R times the true range, not infinite.
+                    let e = if lo > hi {
+                        0.0
+                    } else if (hi - lo).is_finite() {
+                        r * (hi - lo)
+                    } else {
+                        (r * (hi / 2.0 - lo / 2.0) * 2.0).min(f64::MAX)
+                    };
+                    Expected::Abs(e)
                 }
             }
         })
