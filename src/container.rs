@@ -681,6 +681,8 @@ pub struct ContainerReader<R: Read> {
     chunks: u64,
     records: u64,
     done: bool,
+    /// The decompressor's memory limit: no payload may take more than half of it.
+    memory_limit: Option<u64>,
 }
 
 impl<R: Read> ContainerReader<R> {
@@ -693,7 +695,14 @@ impl<R: Read> ContainerReader<R> {
             chunks: 0,
             records: 0,
             done: false,
+            memory_limit: None,
         })
+    }
+
+    /// Refuses chunks whose payload alone exceeds half of `memory_limit` bytes (before reading
+    /// it), as [`Error::MemoryLimit`].
+    pub fn limit_memory(&mut self, memory_limit: u64) {
+        self.memory_limit = Some(memory_limit);
     }
 
     /// The header.
@@ -741,7 +750,7 @@ impl<R: Read> ContainerReader<R> {
         })?;
         match tag[0] {
             TAG_CHUNK => {
-                let frame = read_chunk_body(&mut self.inner, n, rec, spare)?;
+                let frame = read_chunk_body(&mut self.inner, n, rec, spare, self.memory_limit)?;
                 if let Frame::Chunk { records, .. } = frame {
                     self.chunks += 1;
                     self.records += records as u64;
@@ -826,8 +835,15 @@ fn parse_footer(buf: &[u8], chunks: u64) -> Result<Vec<IndexEntry>> {
 }
 
 /// Reads the rest of chunk `n` after its tag (`rec` records came before it), checking both its
-/// CRCs and its sequence number, into `spare`'s allocation.
-fn read_chunk_body<R: Read>(r: &mut R, n: u64, rec: u64, spare: Vec<u8>) -> Result<Frame> {
+/// CRCs and its sequence number, into `spare`'s allocation; a payload over half of
+/// `memory_limit` is refused before it is read.
+fn read_chunk_body<R: Read>(
+    r: &mut R,
+    n: u64,
+    rec: u64,
+    spare: Vec<u8>,
+    memory_limit: Option<u64>,
+) -> Result<Frame> {
     let mut h = [0u8; CHUNK_HEADER_LEN];
     h[0] = TAG_CHUNK;
     read_exact_or(r, &mut h[1..], || {
@@ -861,6 +877,14 @@ fn read_chunk_body<R: Read>(r: &mut R, n: u64, rec: u64, spare: Vec<u8>) -> Resu
             n,
             format!("implausible size: {records} records in {len} bytes"),
         ));
+    }
+    if let Some(limit) = memory_limit.filter(|&l| u64::from(len) > l / 2) {
+        return Err(Error::MemoryLimit {
+            chunk: n,
+            records: u64::from(records),
+            needs: u64::from(len),
+            limit,
+        });
     }
     let mut payload = spare;
     payload.clear();
@@ -901,7 +925,7 @@ pub fn read_chunk_at<R: Read + Seek>(r: &mut R, n: u64, entry: &IndexEntry) -> R
             "the index entry of chunk {n} does not point at a chunk"
         )));
     }
-    let frame = read_chunk_body(r, n, entry.first_record, Vec::new())?;
+    let frame = read_chunk_body(r, n, entry.first_record, Vec::new(), None)?;
     if let Frame::Chunk { records, .. } = &frame {
         if *records != entry.records {
             return Err(Error::CorruptTrailer(format!(

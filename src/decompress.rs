@@ -9,7 +9,31 @@ use crate::compress::default_threads;
 use crate::container::{ContainerReader, Frame, Header, MAX_CHUNK_BYTES};
 use crate::element::ArrayData;
 use crate::error::{Error, Result};
-use crate::pipeline::{AnyCodec, DecodeJob, DecodeMsg, DecodePool, wait_reply};
+use crate::pipeline::{
+    AnyCodec, DEFAULT_MEMORY_LIMIT, DecodeJob, DecodeMsg, DecodePool, chunk_cost, wait_reply,
+};
+
+/// How to decompress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecompressOptions {
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Most bytes the chunks being decoded and the buffers kept for reuse may take together
+    /// (default [`DEFAULT_MEMORY_LIMIT`], 1 GiB). A chunk needing more than half of it is refused
+    /// with [`Error::MemoryLimit`] before anything is allocated for it; smaller chunks wait
+    /// for earlier ones to be consumed, so a file whose chunks claim any size decodes within
+    /// the limit or not at all.
+    pub memory_limit: u64,
+}
+
+impl Default for DecompressOptions {
+    fn default() -> Self {
+        DecompressOptions {
+            threads: 0,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
 
 /// Decompresses a container read from `R`, chunk by chunk, in order.
 ///
@@ -41,6 +65,8 @@ pub struct Decompressor<R: Read + Send + 'static> {
     current: Option<(ArrayData, usize)>,
     records: u64,
     chunks: u64,
+    /// The share of the memory budget the chunk last handed out holds.
+    held: u64,
     finished: bool,
     failed: bool,
 }
@@ -62,68 +88,102 @@ impl<R: Read + Send + 'static> Decompressor<R> {
 
     /// Reads the header and starts decoding with `threads` workers (0 = one per core).
     pub fn with_threads(reader: R, threads: usize) -> Result<Self> {
+        Self::with_options(
+            reader,
+            DecompressOptions {
+                threads,
+                ..DecompressOptions::default()
+            },
+        )
+    }
+
+    /// Reads the header and starts decoding with these options.
+    pub fn with_options(reader: R, options: DecompressOptions) -> Result<Self> {
         let mut cr = ContainerReader::new(reader)?;
         let header = cr.header().clone();
-        let threads = if threads == 0 {
+        let threads = if options.threads == 0 {
             default_threads()
         } else {
-            threads
+            options.threads
         };
+        let limit = options.memory_limit;
+        // No payload may take more than a chunk's share of the budget.
+        cr.limit_memory(limit);
         let record_len = header.record_len;
         let dtype = header.spec.dtype;
         let params = Arc::new(header.codec_params());
-        let pool = DecodePool::start(threads, dtype, params, move |jobs, order, payloads| {
-            loop {
-                match cr.next_frame_reusing(payloads.take().unwrap_or_default()) {
-                    Ok(Frame::Chunk {
-                        index,
-                        records,
-                        kind,
-                        payload,
-                    }) => {
-                        let values = (records as u64).checked_mul(record_len);
-                        let Some(values) = values
-                            .filter(|v| v.saturating_mul(dtype.size() as u64) <= MAX_CHUNK_BYTES)
-                        else {
-                            let e = Error::chunk(
-                                index,
-                                format!(
-                                    "{records} records of {record_len} values exceed any chunk baler writes"
-                                ),
-                            );
-                            let _ = order.send(DecodeMsg::Failed(e));
-                            return None;
-                        };
-                        let (tx, rx) = bounded(1);
-                        if order.send(DecodeMsg::Chunk(rx)).is_err() {
-                            return None;
-                        }
-                        let job = DecodeJob {
-                            chunk: index,
+        let pool = DecodePool::start(
+            threads,
+            limit,
+            dtype,
+            params,
+            move |jobs, order, payloads, budget| {
+                loop {
+                    match cr.next_frame_reusing(payloads.take().unwrap_or_default()) {
+                        Ok(Frame::Chunk {
+                            index,
+                            records,
                             kind,
                             payload,
-                            values: values as usize,
-                            reply: tx,
-                        };
-                        if jobs.send(job).is_err() {
+                        }) => {
+                            let values = (records as u64).checked_mul(record_len);
+                            let Some(values) = values.filter(|v| {
+                                v.saturating_mul(dtype.size() as u64) <= MAX_CHUNK_BYTES
+                            }) else {
+                                let e = Error::chunk(
+                                    index,
+                                    format!(
+                                        "{records} records of {record_len} values exceed any chunk baler writes"
+                                    ),
+                                );
+                                let _ = order.send(DecodeMsg::Failed(e));
+                                return None;
+                            };
+                            let cost = chunk_cost(dtype, values, payload.len());
+                            if cost > budget.limit() {
+                                let e = Error::MemoryLimit {
+                                    chunk: index,
+                                    records: records as u64,
+                                    needs: cost,
+                                    limit,
+                                };
+                                let _ = order.send(DecodeMsg::Failed(e));
+                                return None;
+                            }
+                            if !budget.reserve(cost) {
+                                return None;
+                            }
+                            let (tx, rx) = bounded(1);
+                            if order.send(DecodeMsg::Chunk(rx, cost)).is_err() {
+                                return None;
+                            }
+                            let job = DecodeJob {
+                                chunk: index,
+                                kind,
+                                payload,
+                                values: values as usize,
+                                reply: tx,
+                            };
+                            if jobs.send(job).is_err() {
+                                return None;
+                            }
+                        }
+                        Ok(Frame::End { .. }) => {
+                            let (msg, inner) = match cr.read_footer() {
+                                Ok(_) => (DecodeMsg::End, Some(cr.into_inner())),
+                                Err(e) => (DecodeMsg::Failed(e), None),
+                            };
+                            let _ = order.send(msg);
+                            return inner;
+                        }
+                        Err(e) => {
+                            let _ = order.send(DecodeMsg::Failed(e));
                             return None;
                         }
                     }
-                    Ok(Frame::End { .. }) => {
-                        let (msg, inner) = match cr.read_footer() {
-                            Ok(_) => (DecodeMsg::End, Some(cr.into_inner())),
-                            Err(e) => (DecodeMsg::Failed(e), None),
-                        };
-                        let _ = order.send(msg);
-                        return inner;
-                    }
-                    Err(e) => {
-                        let _ = order.send(DecodeMsg::Failed(e));
-                        return None;
-                    }
                 }
-            }
-        });
+            },
+        );
         Ok(Decompressor {
             header,
             pool: Some(pool?),
@@ -131,6 +191,7 @@ impl<R: Read + Send + 'static> Decompressor<R> {
             current: None,
             records: 0,
             chunks: 0,
+            held: 0,
             finished: false,
             failed: false,
         })
@@ -182,8 +243,13 @@ impl<R: Read + Send + 'static> Decompressor<R> {
         let Some(pool) = &self.pool else {
             return Ok(None);
         };
+        // The caller is done with the chunk handed out before.
+        pool.release(std::mem::take(&mut self.held));
         let result = match pool.next() {
-            Some(DecodeMsg::Chunk(rx)) => wait_reply(&rx).map(|d| Some(d.data)),
+            Some(DecodeMsg::Chunk(rx, cost)) => {
+                self.held = cost;
+                wait_reply(&rx).map(|d| Some(d.data))
+            }
             Some(DecodeMsg::End) => {
                 self.finished = true;
                 if let Some(p) = self.pool.take() {

@@ -221,6 +221,14 @@ impl ArrayData {
             ArrayData::F64(v) => v.clear(),
         }
     }
+
+    /// Values the buffer holds room for.
+    pub fn capacity(&self) -> usize {
+        match self {
+            ArrayData::F32(v) => v.capacity(),
+            ArrayData::F64(v) => v.capacity(),
+        }
+    }
 }
 
 /// Calls `$body` with `$v` bound to the typed vector inside an [`ArrayData`].

@@ -88,6 +88,22 @@ pub enum Error {
         bound: f64,
     },
 
+    /// Decoding a chunk would take more memory than the decompressor's limit allows.
+    #[error(
+        "chunk {chunk} needs {} MiB to decode ({records} records), more than the memory limit of {} MiB allows; if the file is trusted, raise the limit to at least {} MiB (--memory-limit)",
+        needs.div_ceil(1 << 20), limit.div_ceil(1 << 20), needs.saturating_mul(2).div_ceil(1 << 20)
+    )]
+    MemoryLimit {
+        /// Index of the chunk (0-based) in the container.
+        chunk: u64,
+        /// Records the chunk declares.
+        records: u64,
+        /// Bytes decoding it would take.
+        needs: u64,
+        /// The limit in effect, in bytes.
+        limit: u64,
+    },
+
     /// The caller's input does not fit what was declared (shape, dtype, record size).
     #[error("{0}")]
     InvalidInput(String),

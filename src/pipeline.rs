@@ -12,13 +12,21 @@
 //! so chunks come out in input order whatever order the workers finish in. Both channels are
 //! bounded, so at most about `2 × workers + 3` chunks exist at any time, whatever the input size.
 //!
+//! Decoding is also bounded in bytes, whatever a (possibly forged) file claims: the reader
+//! thread reserves each chunk's decoding memory ([`chunk_cost`]) from a [`Budget`] of half the
+//! memory limit before it queues the chunk, and waits while earlier chunks hold it; the
+//! consumer gives a chunk's share back when it asks for the next one. A chunk that alone
+//! exceeds the budget is refused before anything is allocated for it. The other half bounds
+//! what is kept for reuse: workers drop their scratch after a chunk above their share, and
+//! the recycling pools keep only buffers below theirs.
+//!
 //! Errors travel as values: a worker that fails sends `Err` as its reply; the consumer stops at
 //! the first `Err` it meets in order (the earliest failing chunk) and drops its channels, which
 //! unblocks and ends every other stage. A worker that panics (a bug) catches the panic and
 //! replies with an [`Error::Internal`] naming the chunk, then stops.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -29,6 +37,72 @@ use crate::error::{Error, Result};
 
 /// Most worker threads a pipeline starts, whatever is asked.
 pub(crate) const MAX_THREADS: usize = 256;
+
+/// Default limit on the memory a decompressor's chunk buffers take (`--memory-limit`): files
+/// baler writes with its default chunk size need a few tens of MiB at most.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
+
+/// Bytes a chunk of `values` values of `dtype`, coded in `payload` bytes, may take while it is
+/// decoded and until the consumer moves on: its values, the codec's scratch (codes and
+/// reconstructions, at most 8 bytes per value) and its payload.
+pub(crate) fn chunk_cost(dtype: DType, values: u64, payload: usize) -> u64 {
+    values
+        .saturating_mul(dtype.size() as u64 + 8)
+        .saturating_add(payload as u64)
+}
+
+/// Bytes of decoding memory shared by the chunks in flight: reserved by the reader thread
+/// before it queues a chunk, given back as the consumer moves past it.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: u64,
+    /// Bytes reserved, and whether the pipeline is closing (no one will give bytes back).
+    state: Mutex<(u64, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: u64) -> Self {
+        Budget {
+            limit,
+            state: Mutex::new((0, false)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// The most one chunk may take.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Waits until `bytes` fit beside what is reserved (anything fits when nothing is), then
+    /// reserves them. `false` if the pipeline closed meanwhile.
+    pub(crate) fn reserve(&self, bytes: u64) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !s.1 && s.0 > 0 && s.0.saturating_add(bytes) > self.limit {
+            s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.1 {
+            return false;
+        }
+        s.0 = s.0.saturating_add(bytes);
+        true
+    }
+
+    /// Gives `bytes` back.
+    pub(crate) fn release(&self, bytes: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 = s.0.saturating_sub(bytes);
+        self.freed.notify_all();
+    }
+
+    /// Wakes and refuses every reservation from now on.
+    fn close(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.1 = true;
+        self.freed.notify_all();
+    }
+}
 
 /// A chunk codec for either element type.
 #[derive(Debug)]
@@ -317,7 +391,8 @@ pub(crate) struct Decoded {
 
 /// What the consumer receives, in order.
 pub(crate) enum DecodeMsg {
-    Chunk(Receiver<Result<Decoded>>),
+    /// A chunk's reply, and the share of the budget it holds until the consumer moves on.
+    Chunk(Receiver<Result<Decoded>>, u64),
     /// The end mark and footer were read and verified.
     End,
     Failed(Error),
@@ -347,31 +422,45 @@ pub(crate) struct DecodePool<T: Send + 'static> {
     /// The reader thread; it returns its input when done.
     reader: Option<JoinHandle<T>>,
     buffers: DecodeBuffers,
+    budget: Arc<Budget>,
+    /// Largest buffer kept for reuse, in bytes.
+    keep: u64,
 }
 
 impl<T: Send + 'static> DecodePool<T> {
     /// Starts `threads` workers and a reader thread running `read`, which sends jobs and order
-    /// messages until the end of the input or an error, then returns its input.
+    /// messages until the end of the input or an error, then returns its input. Chunk buffers
+    /// stay within `memory_limit` bytes (see the module docs): `read` reserves each chunk's
+    /// share of the [`Budget`] it is given before queuing it.
     pub(crate) fn start(
         threads: usize,
+        memory_limit: u64,
         dtype: DType,
         params: Arc<CodecParams>,
-        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>) -> T + Send + 'static,
+        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>, Arc<Budget>) -> T
+        + Send
+        + 'static,
     ) -> Result<Self> {
         let threads = threads.clamp(1, MAX_THREADS);
         let (jobs_tx, jobs_rx) = bounded::<DecodeJob>(threads);
         let (order_tx, order_rx) = bounded::<DecodeMsg>(2 * threads);
+        let pooled = 2 * threads + 2;
         let buffers = DecodeBuffers {
-            payload: Pool::new(2 * threads + 2),
-            data: Pool::new(2 * threads + 2),
+            payload: Pool::new(pooled),
+            data: Pool::new(pooled),
         };
+        // Half the limit for the chunks in flight, a quarter for the workers' scratch, a
+        // quarter for the two pools' buffers.
+        let budget = Arc::new(Budget::new(memory_limit / 2));
+        let scratch_keep = memory_limit / 4 / threads as u64;
+        let keep = memory_limit / 8 / pooled as u64;
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
             let bufs = buffers.clone();
             workers.push(spawn(format!("baler-decode-{i}"), move || {
-                let mut codec = AnyCodec::new(dtype, params);
+                let mut codec = AnyCodec::new(dtype, Arc::clone(&params));
                 for job in jobs {
                     let mut data = match bufs.data.take() {
                         Some(mut d) if d.dtype() == dtype => {
@@ -383,7 +472,13 @@ impl<T: Send + 'static> DecodePool<T> {
                     let r = guarded(job.chunk, "decoding", || {
                         codec.decode(job.chunk, job.kind, &job.payload, job.values, &mut data)
                     });
-                    bufs.payload.give(job.payload);
+                    if chunk_cost(dtype, job.values as u64, 0) > scratch_keep {
+                        // Scratch this large is not kept between chunks.
+                        codec = AnyCodec::new(dtype, Arc::clone(&params));
+                    }
+                    if job.payload.capacity() as u64 <= keep {
+                        bufs.payload.give(job.payload);
+                    }
                     let failed = matches!(r, Err(Error::Internal(_)));
                     let _ = job.reply.send(r.map(|()| Decoded { data }));
                     if failed {
@@ -393,20 +488,30 @@ impl<T: Send + 'static> DecodePool<T> {
             })?);
         }
         let payloads = buffers.payload.clone();
+        let for_reader = Arc::clone(&budget);
         let reader = spawn("baler-reader".into(), move || {
-            read(jobs_tx, order_tx, payloads)
+            read(jobs_tx, order_tx, payloads, for_reader)
         })?;
         Ok(DecodePool {
             order: order_rx,
             workers,
             reader: Some(reader),
             buffers,
+            budget,
+            keep,
         })
     }
 
-    /// Hands a decoded chunk's buffer back for reuse.
+    /// Hands a decoded chunk's buffer back for reuse (kept only if small enough).
     pub(crate) fn recycle(&self, data: ArrayData) {
-        self.buffers.data.give(data);
+        if (data.capacity() * data.dtype().size()) as u64 <= self.keep {
+            self.buffers.data.give(data);
+        }
+    }
+
+    /// Gives back the share of the budget a chunk the consumer is done with held.
+    pub(crate) fn release(&self, bytes: u64) {
+        self.budget.release(bytes);
     }
 
     /// The next message in order; `None` once every stage has stopped.
@@ -416,11 +521,59 @@ impl<T: Send + 'static> DecodePool<T> {
 
     /// Joins the threads (after the end was reached); returns what the reader thread returned.
     pub(crate) fn join(mut self) -> Option<T> {
+        self.budget.close();
         drop(std::mem::replace(&mut self.order, bounded(0).1));
         let reader = self.reader.take().and_then(|h| h.join().ok());
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
         reader
+    }
+}
+
+impl<T: Send + 'static> Drop for DecodePool<T> {
+    fn drop(&mut self) {
+        // A reader waiting for budget would wait for a consumer that has gone.
+        self.budget.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_admits_what_fits_and_closing_wakes_a_waiter() {
+        let b = Arc::new(Budget::new(100));
+        // Anything fits when nothing is reserved; then only what fits beside it.
+        assert!(b.reserve(60));
+        assert!(b.reserve(40));
+        let waiter = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || b.reserve(50))
+        };
+        thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "50 more does not fit in 100 beside 100"
+        );
+        b.release(60);
+        assert!(waiter.join().unwrap(), "admitted once 60 were given back");
+        let waiter = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || b.reserve(80))
+        };
+        thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        b.close();
+        assert!(!waiter.join().unwrap(), "refused once the pipeline closes");
+        assert!(!b.reserve(1));
+    }
+
+    #[test]
+    fn chunk_cost_counts_values_scratch_and_payload() {
+        assert_eq!(chunk_cost(DType::F32, 10, 7), 10 * 12 + 7);
+        assert_eq!(chunk_cost(DType::F64, 10, 0), 160);
+        assert_eq!(chunk_cost(DType::F64, u64::MAX, 1), u64::MAX);
     }
 }

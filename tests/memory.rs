@@ -351,3 +351,67 @@ fn hdf5_through_files(mib: u64) -> (u64, u64) {
 fn hdf5_datasets_stream_in_flat_memory() {
     assert_flat(" HDF5 dataset (chunked, gzip) to .h5", hdf5_through_files);
 }
+
+/// Chunks that are huge once decoded (`fixtures/limits`: constant values, kB on disk) decode
+/// within the memory limit at any thread count, or are refused before anything is allocated:
+/// 16 chunks of 64 MiB of f32 at 4 threads once peaked at 590 MiB; under `--memory-limit
+/// 512M` they stay below it, and under 256M (a chunk needs 192 MiB of the half it may use)
+/// they are refused. Two chunks of 1 GiB each are refused at the default limit.
+#[test]
+fn decoding_stays_within_the_memory_limit_whatever_chunks_claim() {
+    let fixture = |n: &str| format!("{}/fixtures/limits/{n}", env!("CARGO_MANIFEST_DIR"));
+    let big = fixture("const_16x64MiB.baler");
+    for threads in ["1", "4"] {
+        let mut child = baler()
+            .args([
+                "decompress",
+                &big,
+                "-o",
+                "-",
+                "--memory-limit",
+                "512M",
+                "-T",
+                threads,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let m = Monitor::start(vec![child.id()]);
+        let mut out = child.stdout.take().unwrap();
+        // 2^28 values of 1.5, coded within 0.1: 1024 blocks of 1 MiB, then the end.
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            out.read_exact(&mut buf).unwrap();
+            assert!(
+                buf.chunks(4)
+                    .all(|c| (f32::from_le_bytes(c.try_into().unwrap()) - 1.5).abs() <= 0.1),
+                "values"
+            );
+        }
+        assert_eq!(out.read(&mut buf).unwrap(), 0, "no more than 2^28 values");
+        wait_ok(child, "decompress under 512M");
+        let peak = m.finish()[0];
+        assert!(
+            peak < 512,
+            "{threads} threads: peak {peak} MiB over the 512 MiB limit"
+        );
+        eprintln!("64 MiB chunks, {threads} threads, --memory-limit 512M: peak {peak} MiB");
+    }
+    for (file, limit, needs) in [
+        (big.as_str(), "256M", "needs 193 MiB"),
+        (&fixture("const_2x1GiB.baler"), "1G", "needs 3073 MiB"),
+    ] {
+        let o = baler()
+            .args(["decompress", file, "-o", "-", "--memory-limit", limit])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(needs) && err.contains("--memory-limit"),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}

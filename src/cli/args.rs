@@ -75,6 +75,11 @@ pub struct EvaluateArgs {
     #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
 
+    /// Most memory the decoding may take for its chunks, e.g. 4G (K, M, G); a chunk needing
+    /// more than half of it is refused, whatever the file claims.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_memory)]
+    pub memory_limit: usize,
+
     /// No progress bar and no table (the JSON, errors and a bound violation are still written).
     #[arg(short, long)]
     pub quiet: bool,
@@ -210,7 +215,9 @@ pub struct CodecArgs {
 
     /// Target size of a chunk of input (K, M, G suffixes) [default: 4M, and a table's chunks
     /// hold at least 16384 rows where up to 16M allows: each chunk pays a table per column].
-    /// Given, it is the size used.
+    /// Given, it is the size used. Decoding takes about three times a chunk's size (f32; twice
+    /// for f64) of the decompressor's --memory-limit, half of which one chunk may use: chunks
+    /// above 170M of f32 need a limit above the default 1G to decompress.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<usize>,
 
@@ -283,6 +290,11 @@ pub struct DecompressArgs {
     #[arg(short = 'T', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
 
+    /// Most memory the decoding may take for its chunks, e.g. 4G (K, M, G); a chunk needing
+    /// more than half of it is refused, whatever the file claims.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_memory)]
+    pub memory_limit: usize,
+
     /// Overwrite the output if it exists.
     #[arg(short, long)]
     pub force: bool,
@@ -314,8 +326,22 @@ pub fn parse_column_bound(s: &str) -> Result<(ColumnRef, BoundSpec), String> {
     Ok(b.overrides[0].clone())
 }
 
-/// Parses `4M`, `512K`, `1G`, `4096`.
+/// Parses a chunk size: `4M`, `512K`, `1G`, `4096` (4K to 1G).
 pub fn parse_size(s: &str) -> Result<usize, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes as u64 > baler::container::MAX_CHUNK_BYTES {
+        return Err(format!("size '{s}' is too large (at most 1G)"));
+    }
+    Ok(bytes)
+}
+
+/// Parses a memory size: `64M`, `4G`, `1.5G` (at least 4K).
+pub fn parse_memory(s: &str) -> Result<usize, String> {
+    parse_bytes(s)
+}
+
+/// Parses a byte count with an optional unit (K, M, G; KiB, MB and the like read alike).
+fn parse_bytes(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => {
@@ -338,9 +364,6 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let bytes = (v * mult as f64) as usize;
     if !(v.is_finite() && v > 0.0) || bytes < 4096 {
         return Err(format!("size '{s}' is too small (at least 4K)"));
-    }
-    if bytes as u64 > baler::container::MAX_CHUNK_BYTES {
-        return Err(format!("size '{s}' is too large (at most 1G)"));
     }
     Ok(bytes)
 }

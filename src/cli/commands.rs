@@ -456,7 +456,11 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
         })?;
         Box::new(io::BufReader::with_capacity(1 << 20, f))
     };
-    let d = Decompressor::with_threads(reader, args.threads)
+    let options = baler::DecompressOptions {
+        threads: args.threads,
+        memory_limit: args.memory_limit as u64,
+    };
+    let d = Decompressor::with_options(reader, options)
         .with_context(|| format!("reading {}", args.input))?;
     let header = d.header().clone();
     let total = header

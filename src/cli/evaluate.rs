@@ -75,7 +75,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         inner: reader,
         count: Arc::clone(&count),
     };
-    let d = Decompressor::with_threads(reader, args.threads)
+    let options = baler::DecompressOptions {
+        threads: args.threads,
+        memory_limit: args.memory_limit as u64,
+    };
+    let d = Decompressor::with_options(reader, options)
         .with_context(|| format!("reading {}", args.compressed))?;
     let header = d.header().clone();
 

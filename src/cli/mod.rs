@@ -70,6 +70,10 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         baler::Error::ChunkChecksum { .. }
         | baler::Error::CorruptChunk { .. }
         | baler::Error::CorruptTrailer(_) => "the file is damaged: restore it from a good copy",
+        baler::Error::MemoryLimit { .. } => {
+            "files written with a large --chunk-size need more memory to decode; a damaged or \
+             forged file may claim any size"
+        }
         baler::Error::BadMagic => {
             "is this a .baler file? `baler info FILE` tells what a file holds"
         }
