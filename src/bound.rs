@@ -723,6 +723,13 @@ impl Bounds {
                             ))
                         }
                     })?;
+                    if let Some(j) = names[i + 1..].iter().position(|c| c == n) {
+                        return Err(Error::InvalidOption(format!(
+                            "column '{n}' is ambiguous: columns {i} and {} are both named so; \
+                             use a 0-based index, or give unique --names",
+                            i + 1 + j
+                        )));
+                    }
                     specs[i] = *spec;
                 }
                 ColumnRef::Pattern(p) => {
@@ -1071,6 +1078,22 @@ mod tests {
                 .is_err()
         );
         assert!(b.per_column(1, &[], false).is_err());
+        // A name two columns carry is ambiguous, not the first of them.
+        let twice: Vec<String> = ["PT", "Eta", "PT"].iter().map(|s| s.to_string()).collect();
+        let e = Bounds::new(BoundSpec::Lossless)
+            .with_override_str("PT=abs:1")
+            .unwrap()
+            .per_column(3, &twice, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ambiguous") && e.contains("columns 0 and 2"),
+            "{e}"
+        );
+        assert!(
+            b.per_column(3, &twice, true).is_ok(),
+            "unused, it is no matter"
+        );
     }
 
     #[test]

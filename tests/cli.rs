@@ -407,6 +407,177 @@ fn refuses_to_overwrite_without_force() {
     assert_ne!(fs::read(&c).unwrap(), b"precious");
 }
 
+/// Compressing or decompressing a file onto itself (by its name, with -f, or through a link) is
+/// refused and the input kept: `compress F -o F -f` once replaced the original.
+#[test]
+fn the_input_is_never_its_own_output() {
+    let d = tmp();
+    let npy = p(d.path(), "t.npy");
+    fs::copy(fixture("cms_ak4jets.npy"), &npy).unwrap();
+    let original = fs::read(&npy).unwrap();
+    let link = p(d.path(), "link.npy");
+    std::os::unix::fs::symlink(&npy, &link).unwrap();
+    for out in [&npy, &link] {
+        for force in [false, true] {
+            let mut args = vec!["compress", &npy, "-b", "rel:1e-3", "-o", out];
+            if force {
+                args.push("-f");
+            }
+            fails(&args, 1, "is the input itself");
+        }
+    }
+    assert_eq!(fs::read(&npy).unwrap(), original);
+    let c = p(d.path(), "t.baler");
+    ok(&["compress", &npy, "-b", "rel:1e-3", "-o", &c, "-q"]);
+    let packed = fs::read(&c).unwrap();
+    fails(
+        &["decompress", &c, "-o", &c, "-f"],
+        1,
+        "is the input itself",
+    );
+    assert_eq!(fs::read(&c).unwrap(), packed);
+    let left: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(left.len(), 3, "no temporary file left: {left:?}");
+}
+
+/// A device or FIFO as the output is written in place as a stream, never replaced by a file
+/// (`-o /dev/null -f` once replaced the system's /dev/null): a FIFO read by another thread
+/// stays a FIFO and gets the whole output; /dev/null works without -f, as in zstd.
+#[test]
+fn devices_and_fifos_are_written_as_streams() {
+    use std::os::unix::fs::FileTypeExt;
+    let d = tmp();
+    let mkfifo = |name: &str| {
+        let path = p(d.path(), name);
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+        path
+    };
+    let fifo = mkfifo("pipe.raw");
+    let c = p(d.path(), "t.baler");
+    ok(&[
+        "compress",
+        &fixture("cms_ak4jets.npy"),
+        "-b",
+        "rel:1e-3",
+        "-o",
+        &c,
+        "-q",
+    ]);
+    for force in [false, true] {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        let mut args = vec!["decompress", &c, "-o", &fifo, "-q"];
+        if force {
+            args.push("-f");
+        }
+        ok(&args);
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), 1636 * 59 * 4, "every value, raw");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+    ok(&[
+        "compress",
+        &fixture("cms_ak4jets.npy"),
+        "-b",
+        "rel:1e-3",
+        "-o",
+        "/dev/null",
+        "-q",
+    ]);
+    ok(&["decompress", &c, "-o", "/dev/null", "-q"]);
+    assert!(
+        fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // An HDF5 file needs a regular file.
+    let h5 = mkfifo("pipe.h5");
+    fails(&["decompress", &c, "-o", &h5], 1, "regular file");
+}
+
+/// A full disk (/dev/full) is reported as a failure to write the output, naming it, while
+/// compressing and decompressing, to a file or to standard output: it was once reported as
+/// "reading INPUT", or without any name.
+#[test]
+fn a_full_disk_names_the_output() {
+    let d = tmp();
+    let c = p(d.path(), "t.baler");
+    let npy = fixture("cms_ak4jets.npy");
+    ok(&["compress", &npy, "-b", "rel:1e-3", "-o", &c, "-q"]);
+    let full = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let runs: [(&[&str], &str); 2] = [
+        (&["compress", &npy, "-b", "rel:1e-3"], "compressing"),
+        (&["decompress", &c], "decompressing"),
+    ];
+    for (args, doing) in runs {
+        let mut to_file = args.to_vec();
+        to_file.extend(["-o", "/dev/full", "-q"]);
+        let e = fails(&to_file, 1, "writing /dev/full");
+        assert!(e.contains(doing) && e.contains("No space left"), "{e}");
+        let mut to_stdout = args.to_vec();
+        to_stdout.extend(["-o", "-", "-q"]);
+        let o = baler().args(&to_stdout).stdout(full()).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(e.contains("writing standard output: No space left"), "{e}");
+    }
+}
+
+/// SIGINT and SIGTERM while writing remove the temporary output and exit as the signal would
+/// (130, 143): they once left hidden files of up to 150 MB behind.
+#[test]
+fn signals_leave_no_temporary_file() {
+    for (sig, code) in [("-INT", 130), ("-TERM", 143)] {
+        let d = tmp();
+        let out = p(d.path(), "o.baler");
+        let mut child = baler()
+            .args([
+                "compress", "-", "--dtype", "f32", "--shape", "-1,4", "-b", "abs:0.1",
+            ])
+            .args(["--chunk-size", "64K", "-o", &out, "-q"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let block: Vec<u8> = (0..1u32 << 16)
+            .flat_map(|i| (i as f32).to_le_bytes())
+            .collect();
+        // Enough for chunks to reach the file, and the stream left open.
+        for _ in 0..8 {
+            stdin.write_all(&block).unwrap();
+        }
+        stdin.flush().unwrap();
+        let started = std::time::Instant::now();
+        while fs::read_dir(d.path()).unwrap().count() == 0 {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let killed = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{sig}");
+        drop(stdin);
+        let left: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
+        assert!(left.is_empty(), "{sig} left {left:?}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_2_and_runtime_errors_exit_1() {
     fails(&["compress", &fixture("cms_ak4jets.npy")], 2, "--bound");

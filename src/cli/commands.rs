@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 
 use baler::container::SourceFormat;
 use baler::io::Input;
-use baler::io::output::{OutputFile, ValueFormat, ValueSink, ValueWriter};
+use baler::io::output::{Named, OutputFile, OutputPath, ValueFormat, ValueSink, ValueWriter};
 use baler::{
     BoundSpec, Bounds, BoundsFile, CompressOptions, Compressor, DType, Decompressor, Finished,
     Layout,
@@ -265,10 +265,24 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
             input.name
         );
     }
+    // The model, and beside it the loss curve and what each column reads: all three reserved
+    // (refused if they exist, without --force) before training, and written under temporary
+    // names renamed only once all are complete.
     let out = Path::new(&args.output);
-    if out.exists() && !args.force {
-        bail!("{} exists; use --force to overwrite it", out.display());
+    let mut curve = out.as_os_str().to_owned();
+    curve.push(".json");
+    let curve = PathBuf::from(curve);
+    let png = curve.with_extension("png");
+    if args.input != "-" {
+        let file =
+            baler::io::hdf5::split_dataset_path(&args.input).map_or(&*args.input, |(f, _)| f);
+        for p in [out, &curve, &png] {
+            baler::io::output::refuse_input_as_output(Path::new(file), p)?;
+        }
     }
+    let reserved = [out, curve.as_path(), png.as_path()].map(|p| OutputPath::new(p, args.force));
+    let [out_model, out_curve, out_png] = reserved;
+    let (out_model, out_curve, out_png) = (out_model?, out_curve?, out_png?);
     let (model, report) = train_on(&input, &spec, &options, &codec, !args.quiet)?
         .filter(|(m, _)| m.active_columns() > 0)
         .with_context(|| {
@@ -278,17 +292,19 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
             )
         })?;
     model
-        .save(out)
+        .save(out_model.tmp())
         .with_context(|| format!("writing {}", out.display()))?;
-    // The loss curve and what each column reads, beside the model.
-    let mut curve = out.as_os_str().to_owned();
-    curve.push(".json");
-    let curve = PathBuf::from(curve);
-    std::fs::write(&curve, training_json(&model, &report, &spec.column_names))
-        .with_context(|| format!("writing {}", curve.display()))?;
-    let png = curve.with_extension("png");
-    super::plots::loss_curve(&png, &report.train_loss, &report.val_loss)
+    std::fs::write(
+        out_curve.tmp(),
+        training_json(&model, &report, &spec.column_names),
+    )
+    .with_context(|| format!("writing {}", curve.display()))?;
+    super::plots::loss_curve(out_png.tmp(), &report.train_loss, &report.val_loss)
         .with_context(|| format!("writing {}", png.display()))?;
+    for o in [out_model, out_curve, out_png] {
+        let name = o.path().display().to_string();
+        o.commit().with_context(|| format!("writing {name}"))?;
+    }
     if !args.quiet {
         eprintln!(
             "{} -> {}: {} bytes",
@@ -327,6 +343,11 @@ pub fn compress(args: CompressArgs) -> Result<()> {
             "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
         );
     }
+    if let (Target::File(out), false) = (&target, args.input == "-") {
+        let file =
+            baler::io::hdf5::split_dataset_path(&args.input).map_or(&*args.input, |(f, _)| f);
+        baler::io::output::refuse_input_as_output(Path::new(file), out)?;
+    }
 
     // A `rel` bound needs each column's range: a file gets a fast pre-pass for it. Otherwise
     // (and for streams) the statistics come from the first chunks, and the input is read once.
@@ -363,7 +384,10 @@ pub fn compress(args: CompressArgs) -> Result<()> {
             r
         }
         Target::Stdout => {
-            let out = BufWriter::with_capacity(1 << 20, io::stdout());
+            let out = Named::new(
+                BufWriter::with_capacity(1 << 20, io::stdout()),
+                "standard output",
+            );
             let f = run_compressor(out, spec, options, reader, &name)?;
             (
                 f.header,
@@ -475,8 +499,8 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
                 SourceFormat::Hdf5 | SourceFormat::Hdf5Compound => ValueFormat::Hdf5,
                 _ => ValueFormat::Raw,
             });
-            if path == Path::new(&args.input) {
-                bail!("the output would overwrite the input {}", args.input);
+            if args.input != "-" {
+                baler::io::output::refuse_input_as_output(Path::new(&args.input), path)?;
             }
             if format == ValueFormat::Hdf5 {
                 let dataset = out_dataset
@@ -489,14 +513,18 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
                 let mut w =
                     ValueWriter::new(out, format, header.spec.dtype, header.spec.shape.clone())?;
                 let n = drain(d, &mut w, &bar, &args.input)?;
-                w.finish_seekable()?
+                w.finish_seekable()
+                    .with_context(|| format!("decompressing {}", args.input))?
                     .commit()
                     .with_context(|| format!("writing {}", path.display()))?;
                 n
             }
         }
         Target::Stdout => {
-            let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let out = Named::new(
+                BufWriter::with_capacity(1 << 20, io::stdout().lock()),
+                "standard output",
+            );
             let mut w = ValueWriter::new(
                 out,
                 ValueFormat::Raw,
@@ -504,7 +532,8 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
                 header.spec.shape.clone(),
             )?;
             let n = drain(d, &mut w, &bar, &args.input)?;
-            w.finish()?;
+            w.finish()
+                .with_context(|| format!("decompressing {}", args.input))?;
             n
         }
     };
@@ -591,7 +620,8 @@ fn drain<R: Read + Send + 'static>(
         .with_context(|| format!("decompressing {name}"))?
     {
         let b = chunk.as_le_bytes();
-        w.write_le(&b)?;
+        w.write_le(&b)
+            .with_context(|| format!("decompressing {name}"))?;
         bytes += b.len() as u64;
         bar.inc(b.len() as u64);
         drop(b);

@@ -23,6 +23,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    remove_outputs_on_signals();
     let result = match cli.command {
         Command::Compress(a) => commands::compress(a),
         Command::Decompress(a) => commands::decompress(a),
@@ -48,6 +49,26 @@ pub fn run() -> ExitCode {
             let _ = writeln!(io::stderr(), "{msg}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the temporary files of the outputs being written and
+/// exits as the signal would (128 + its number), so an interrupted run leaves nothing behind.
+fn remove_outputs_on_signals() {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("baler-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    baler::io::output::remove_pending();
+                    std::process::exit(128 + sig);
+                }
+            });
     }
 }
 

@@ -85,6 +85,11 @@ impl H5Writer {
     /// Creates the file at `out`'s temporary path and the dataset in it.
     pub fn create(out: OutputPath, spec: &DatasetSpec<'_>) -> Result<Self> {
         let name = format!("{}:{}", out.path().display(), spec.path);
+        if out.is_stream() {
+            return Err(Error::InvalidOption(format!(
+                "{name}: an HDF5 file cannot be written to a device or FIFO; name a regular file"
+            )));
+        }
         let compound = spec.compound && spec.shape.len() == 2 && !spec.columns.is_empty();
         let size = spec.dtype.size();
         let float = match spec.dtype {
