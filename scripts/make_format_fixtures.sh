@@ -410,6 +410,28 @@ fixture stream_unknown_length_bits10 \
   "$SF $OUT/stream_unknown_length_bits10.baler 10 bits:10 4096 8192 $nexo_names < $IN/nexo_400_later_wider.raw"
 fi
 
+if [[ $version == 4 ]]; then
+# Version 4: the content checksum in the end mark (and the footer magic BALERIX4).
+train_cmds="(none)"
+delphes_names=$(cat fixtures/delphes_16k.columns)
+nexo_names=$(cat fixtures/nexo_8k.columns)
+
+fixture table_delphes_chunks_rel1e-3 \
+  "Table, f32, 800 × 16 (first rows of \`delphes_16k.npy\`), \`rel:1e-3\`, no model, column names, 4 chunks: the end mark's content checksum over the header's and the chunk headers' checksums." \
+  "$IN/delphes_800.npy" \
+  "$B compress $IN/delphes_800.npy --bound rel:1e-3 --model none --names $delphes_names --chunk-size 16K -T 1 -q -o $OUT/table_delphes_chunks_rel1e-3.baler"
+
+fixture stream_unknown_length_v4 \
+  "Table, f32, 400 × 10 (rows 400–799 of \`nexo_8k.npy\`) as a stream of unknown length through the library (\`examples/stream_fixture.rs\`), \`rel:1e-3\`, 4 chunks: the content checksum of a header written before the length was known." \
+  "--dtype f32 --shape -1,10 $IN/nexo_400_later_wider.raw" \
+  "$SF $OUT/stream_unknown_length_v4.baler 10 rel:1e-3 4096 8192 $nexo_names < $IN/nexo_400_later_wider.raw"
+
+fixture field3d_cfd_bits10_v4 \
+  "Field, f32, 4 × 32 × 32 (\`cfd_decay_ux.npy\`), \`bits:10\`, one chunk." \
+  "$IN/cfd_4x32x32.npy" \
+  "$B compress $IN/cfd_4x32x32.npy --bound bits:10 -T 1 -q -o $OUT/field3d_cfd_bits10_v4.baler"
+fi
+
 # ---------------------------------------------------------------------------------------------
 total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)
 {

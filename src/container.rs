@@ -22,20 +22,26 @@ use crate::normalize::{ColumnStats, Normalization};
 
 /// The first bytes of every container.
 pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
-/// The last bytes of every complete container.
+/// The last bytes of every complete container of format versions 1 to 3.
 pub const FOOTER_MAGIC: [u8; 8] = *b"BALERIDX";
+/// The last bytes of every complete container from format version 4 (whose end mark carries
+/// the content checksum).
+pub const FOOTER_MAGIC_V4: [u8; 8] = *b"BALERIX4";
 /// The format version this build writes, and the newest it reads. Version 2 added point-wise
 /// relative bounds (BOUNDS kinds 4 and 5, and the ordinal gap in their column sections);
 /// version 3 adds the binned mode of code streams and the compact RUNS and STATS sections
-/// (which replace BOUNDS and NORMALIZE). Every file is written as version 3.
-pub const FORMAT_VERSION: u16 = 3;
+/// (which replace BOUNDS and NORMALIZE); version 4 the content checksum in the end mark, which
+/// binds every chunk to the file's header and position. Every file is written as version 4.
+pub const FORMAT_VERSION: u16 = 4;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 
 const TAG_CHUNK: u8 = b'C';
 const TAG_END: u8 = b'E';
 const CHUNK_HEADER_LEN: usize = 27;
+/// Length of the end mark up to version 3; version 4 adds the content checksum.
 const END_LEN: usize = 21;
+const END_LEN_V4: usize = 25;
 const INDEX_ENTRY_LEN: usize = 20;
 /// Largest header body accepted (names of very wide tables fit many times over).
 const MAX_HEADER: u32 = 64 << 20;
@@ -269,6 +275,12 @@ impl Header {
 
     /// Reads and validates a header.
     pub fn read_from<R: Read>(r: &mut R) -> Result<Header> {
+        Self::read_with_crc(r).map(|(h, _, _)| h)
+    }
+
+    /// Reads and validates a header; also returns its length in bytes and its checksum (which
+    /// starts the content checksum, [`ContentSum`]).
+    fn read_with_crc<R: Read>(r: &mut R) -> Result<(Header, u64, u32)> {
         let mut magic = [0u8; 8];
         read_exact_or(r, &mut magic, || Error::BadMagic)?;
         if magic != MAGIC {
@@ -302,8 +314,44 @@ impl Header {
                 "checksum {crc:#010x} does not match the stored {crc_stored:#010x}"
             )));
         }
-        parse_body(&body, version).map_err(|m| Error::CorruptHeader(m.0))
+        let header = parse_body(&body, version).map_err(|m| Error::CorruptHeader(m.0))?;
+        Ok((header, 8 + 6 + len as u64 + 4, crc))
     }
+}
+
+/// The content checksum of format version 4: a CRC-32 over the header's checksum and then
+/// every chunk header in order, less its own CRC (each holds the chunk's sequence number,
+/// record count, flags, payload length and payload CRC), stored in the end mark. A chunk from another file, or one
+/// forged with checksums of its own, changes it; joining shards (which copies chunks as
+/// they are) only needs their headers to recompute it.
+#[derive(Debug, Clone)]
+struct ContentSum(crc32fast::Hasher);
+
+impl ContentSum {
+    fn new(header_crc: u32) -> Self {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&header_crc.to_le_bytes());
+        ContentSum(h)
+    }
+
+    /// Adds a chunk by its header, less the header's own CRC: a CRC run over a block that
+    /// ends in its own CRC ends in a state that does not depend on the block at all.
+    fn add_chunk(&mut self, chunk_header: &[u8; CHUNK_HEADER_LEN]) {
+        self.0.update(&chunk_header[..CHUNK_HEADER_LEN - 4]);
+    }
+
+    fn value(&self) -> u32 {
+        self.0.clone().finalize()
+    }
+}
+
+/// The footer entry of a chunk, as written: for checking a footer against the chunks read.
+fn entry_bytes(e: &IndexEntry) -> [u8; INDEX_ENTRY_LEN] {
+    let mut b = [0u8; INDEX_ENTRY_LEN];
+    b[..8].copy_from_slice(&e.offset.to_le_bytes());
+    b[8..16].copy_from_slice(&e.first_record.to_le_bytes());
+    b[16..20].copy_from_slice(&e.records.to_le_bytes());
+    b
 }
 
 fn put_sec(body: &mut Vec<u8>, tag: u8, sec: &mut Vec<u8>) {
@@ -569,6 +617,7 @@ pub struct ContainerWriter<W: Write> {
     offset: u64,
     records: u64,
     index: Vec<IndexEntry>,
+    content: ContentSum,
 }
 
 impl<W: Write> ContainerWriter<W> {
@@ -577,11 +626,13 @@ impl<W: Write> ContainerWriter<W> {
         let mut buf = Vec::new();
         header.write_to(&mut buf);
         inner.write_all(&buf)?;
+        let crc = u32::from_le_bytes(buf[buf.len() - 4..].try_into().expect("4"));
         Ok(ContainerWriter {
             inner,
             offset: buf.len() as u64,
             records: 0,
             index: Vec::new(),
+            content: ContentSum::new(crc),
         })
     }
 
@@ -612,6 +663,7 @@ impl<W: Write> ContainerWriter<W> {
         h[19..23].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
         let hc = crc32fast::hash(&h[..23]);
         h[23..27].copy_from_slice(&hc.to_le_bytes());
+        self.content.add_chunk(&h);
         self.inner.write_all(&h)?;
         self.inner.write_all(payload)?;
         self.index.push(IndexEntry {
@@ -626,10 +678,11 @@ impl<W: Write> ContainerWriter<W> {
 
     /// Writes the end mark and footer, flushes, and returns the inner writer.
     pub fn finish(mut self) -> Result<W> {
-        let mut e = Vec::with_capacity(END_LEN + self.index.len() * INDEX_ENTRY_LEN + 20);
+        let mut e = Vec::with_capacity(END_LEN_V4 + self.index.len() * INDEX_ENTRY_LEN + 20);
         e.push(TAG_END);
         e.extend_from_slice(&(self.index.len() as u64).to_le_bytes());
         e.extend_from_slice(&self.records.to_le_bytes());
+        e.extend_from_slice(&self.content.value().to_le_bytes());
         let c = crc32fast::hash(&e);
         e.extend_from_slice(&c.to_le_bytes());
         let start = e.len();
@@ -642,7 +695,7 @@ impl<W: Write> ContainerWriter<W> {
         e.extend_from_slice(&entries_len.to_le_bytes());
         let c = crc32fast::hash(&e[start..]);
         e.extend_from_slice(&c.to_le_bytes());
-        e.extend_from_slice(&FOOTER_MAGIC);
+        e.extend_from_slice(&FOOTER_MAGIC_V4);
         self.inner.write_all(&e)?;
         self.inner.flush()?;
         self.offset += e.len() as u64;
@@ -683,12 +736,18 @@ pub struct ContainerReader<R: Read> {
     done: bool,
     /// The decompressor's memory limit: no payload may take more than half of it.
     memory_limit: Option<u64>,
+    /// Bytes read so far (where the next chunk starts).
+    offset: u64,
+    /// The content checksum of the chunks read so far (checked at the end mark, version 4).
+    content: ContentSum,
+    /// A CRC of the footer entries the chunks read call for (checked against the footer).
+    entries: crc32fast::Hasher,
 }
 
 impl<R: Read> ContainerReader<R> {
     /// Reads the header.
     pub fn new(mut inner: R) -> Result<Self> {
-        let header = Header::read_from(&mut inner)?;
+        let (header, len, crc) = Header::read_with_crc(&mut inner)?;
         Ok(ContainerReader {
             inner,
             header,
@@ -696,6 +755,9 @@ impl<R: Read> ContainerReader<R> {
             records: 0,
             done: false,
             memory_limit: None,
+            offset: len,
+            content: ContentSum::new(crc),
+            entries: crc32fast::Hasher::new(),
         })
     }
 
@@ -750,24 +812,53 @@ impl<R: Read> ContainerReader<R> {
         })?;
         match tag[0] {
             TAG_CHUNK => {
-                let frame = read_chunk_body(&mut self.inner, n, rec, spare, self.memory_limit)?;
-                if let Frame::Chunk { records, .. } = frame {
+                let (frame, h) =
+                    read_chunk_body(&mut self.inner, n, rec, spare, self.memory_limit)?;
+                if let Frame::Chunk {
+                    records,
+                    ref payload,
+                    ..
+                } = frame
+                {
+                    self.entries.update(&entry_bytes(&IndexEntry {
+                        offset: self.offset,
+                        first_record: self.records,
+                        records,
+                    }));
+                    self.content.add_chunk(&h);
+                    self.offset += (CHUNK_HEADER_LEN + payload.len()) as u64;
                     self.chunks += 1;
                     self.records += records as u64;
                 }
                 Ok(frame)
             }
             TAG_END => {
-                let mut e = [0u8; END_LEN];
+                let len = if self.header.version >= 4 {
+                    END_LEN_V4
+                } else {
+                    END_LEN
+                };
+                let mut e = [0u8; END_LEN_V4];
                 e[0] = TAG_END;
-                read_exact_or(&mut self.inner, &mut e[1..], || {
+                read_exact_or(&mut self.inner, &mut e[1..len], || {
                     truncated("inside the end mark", n, rec)
                 })?;
-                let stored = u32::from_le_bytes(e[17..21].try_into().expect("4"));
-                if crc32fast::hash(&e[..17]) != stored {
+                let stored = u32::from_le_bytes(e[len - 4..len].try_into().expect("4"));
+                if crc32fast::hash(&e[..len - 4]) != stored {
                     return Err(Error::CorruptTrailer(
                         "the end mark fails its checksum".into(),
                     ));
+                }
+                if len == END_LEN_V4 {
+                    let content = u32::from_le_bytes(e[17..21].try_into().expect("4"));
+                    if content != self.content.value() {
+                        return Err(Error::CorruptTrailer(format!(
+                            "the chunks are not the ones this file was written with: their \
+                             content checksum is {:#010x}, the end mark says {content:#010x} \
+                             (a chunk taken from another file, or forged)",
+                            self.content.value()
+                        )));
+                    }
                 }
                 let chunks = u64::from_le_bytes(e[1..9].try_into().expect("8"));
                 let records = u64::from_le_bytes(e[9..17].try_into().expect("8"));
@@ -802,18 +893,34 @@ impl<R: Read> ContainerReader<R> {
         read_exact_or(&mut self.inner, &mut buf, || {
             truncated("inside the footer index", self.chunks, self.records)
         })?;
-        parse_footer(&buf, self.chunks)
+        let index = parse_footer(&buf, self.chunks, footer_magic(self.header.version))?;
+        // The entries must be where the chunks read are, not merely checksummed.
+        if crc32fast::hash(&buf[..n * INDEX_ENTRY_LEN]) != self.entries.clone().finalize() {
+            return Err(Error::CorruptTrailer(
+                "footer index: it does not point at the chunks read (forged or damaged)".into(),
+            ));
+        }
+        Ok(index)
     }
 }
 
-fn parse_footer(buf: &[u8], chunks: u64) -> Result<Vec<IndexEntry>> {
+/// The footer magic of format `version`.
+fn footer_magic(version: u16) -> [u8; 8] {
+    if version >= 4 {
+        FOOTER_MAGIC_V4
+    } else {
+        FOOTER_MAGIC
+    }
+}
+
+fn parse_footer(buf: &[u8], chunks: u64, magic: [u8; 8]) -> Result<Vec<IndexEntry>> {
     let bad = |m: &str| Error::CorruptTrailer(format!("footer index: {m}"));
     let n = chunks as usize;
     if buf.len() != n * INDEX_ENTRY_LEN + 20 {
         return Err(bad("wrong length"));
     }
     let tail = &buf[n * INDEX_ENTRY_LEN..];
-    if tail[12..20] != FOOTER_MAGIC {
+    if tail[12..20] != magic {
         return Err(bad("missing its magic"));
     }
     let len = u64::from_le_bytes(tail[..8].try_into().expect("8"));
@@ -836,14 +943,14 @@ fn parse_footer(buf: &[u8], chunks: u64) -> Result<Vec<IndexEntry>> {
 
 /// Reads the rest of chunk `n` after its tag (`rec` records came before it), checking both its
 /// CRCs and its sequence number, into `spare`'s allocation; a payload over half of
-/// `memory_limit` is refused before it is read.
+/// `memory_limit` is refused before it is read. Returns the chunk and its header's bytes.
 fn read_chunk_body<R: Read>(
     r: &mut R,
     n: u64,
     rec: u64,
     spare: Vec<u8>,
     memory_limit: Option<u64>,
-) -> Result<Frame> {
+) -> Result<(Frame, [u8; CHUNK_HEADER_LEN])> {
     let mut h = [0u8; CHUNK_HEADER_LEN];
     h[0] = TAG_CHUNK;
     read_exact_or(r, &mut h[1..], || {
@@ -904,12 +1011,13 @@ fn read_chunk_body<R: Read>(
             found,
         });
     }
-    Ok(Frame::Chunk {
+    let frame = Frame::Chunk {
         index,
         records,
         kind,
         payload,
-    })
+    };
+    Ok((frame, h))
 }
 
 /// Reads chunk `n` of a seekable container directly, through its footer index entry (random
@@ -925,7 +1033,7 @@ pub fn read_chunk_at<R: Read + Seek>(r: &mut R, n: u64, entry: &IndexEntry) -> R
             "the index entry of chunk {n} does not point at a chunk"
         )));
     }
-    let frame = read_chunk_body(r, n, entry.first_record, Vec::new(), None)?;
+    let (frame, _) = read_chunk_body(r, n, entry.first_record, Vec::new(), None)?;
     if let Frame::Chunk { records, .. } = &frame {
         if *records != entry.records {
             return Err(Error::CorruptTrailer(format!(
@@ -937,7 +1045,7 @@ pub fn read_chunk_at<R: Read + Seek>(r: &mut R, n: u64, entry: &IndexEntry) -> R
 }
 
 /// The end of a complete container: totals and the chunk index, read from the end of a seekable
-/// file without touching the chunks.
+/// file without touching the chunks ([`verify_trailer`] checks it against them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trailer {
     /// Chunks in the file.
@@ -946,6 +1054,10 @@ pub struct Trailer {
     pub records: u64,
     /// One entry per chunk.
     pub index: Vec<IndexEntry>,
+    /// The content checksum of the end mark (format version 4 on).
+    pub content: Option<u32>,
+    /// Where the end mark starts.
+    pub end_offset: u64,
 }
 
 /// Reads the end mark and footer index of a seekable container.
@@ -961,27 +1073,31 @@ pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
     let mut tail = [0u8; 20];
     r.seek(SeekFrom::End(-20))?;
     r.read_exact(&mut tail)?;
-    if tail[12..20] != FOOTER_MAGIC {
-        return Err(truncated(
-            "without its footer (the last bytes are not the index magic)",
-            0,
-            0,
-        ));
-    }
+    let (magic, end_len) = match &tail[12..20] {
+        m if m == FOOTER_MAGIC => (FOOTER_MAGIC, END_LEN),
+        m if m == FOOTER_MAGIC_V4 => (FOOTER_MAGIC_V4, END_LEN_V4),
+        _ => {
+            return Err(truncated(
+                "without its footer (the last bytes are not the index magic)",
+                0,
+                0,
+            ));
+        }
+    };
     let len = u64::from_le_bytes(tail[..8].try_into().expect("8"));
-    if len % INDEX_ENTRY_LEN as u64 != 0 || len > size - 20 - END_LEN as u64 {
+    if len % INDEX_ENTRY_LEN as u64 != 0 || len > size - 20 - end_len as u64 {
         return Err(Error::CorruptTrailer(format!(
             "footer length {len} is implausible"
         )));
     }
     let chunks = len / INDEX_ENTRY_LEN as u64;
-    r.seek(SeekFrom::End(-(len as i64) - 20 - END_LEN as i64))?;
-    let mut buf = vec![0u8; END_LEN + len as usize + 20];
+    let end_offset = size - len - 20 - end_len as u64;
+    r.seek(SeekFrom::Start(end_offset))?;
+    let mut buf = vec![0u8; end_len + len as usize + 20];
     r.read_exact(&mut buf)?;
-    let e = &buf[..END_LEN];
-    if e[0] != TAG_END
-        || crc32fast::hash(&e[..17]) != u32::from_le_bytes(e[17..21].try_into().expect("4"))
-    {
+    let e = &buf[..end_len];
+    let stored = u32::from_le_bytes(e[end_len - 4..].try_into().expect("4"));
+    if e[0] != TAG_END || crc32fast::hash(&e[..end_len - 4]) != stored {
         return Err(Error::CorruptTrailer(
             "the end mark before the footer is damaged".into(),
         ));
@@ -993,12 +1109,79 @@ pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
             "end mark and footer disagree on the chunk count".into(),
         ));
     }
-    let index = parse_footer(&buf[END_LEN..], chunks)?;
+    let content =
+        (end_len == END_LEN_V4).then(|| u32::from_le_bytes(e[17..21].try_into().expect("4")));
+    let index = parse_footer(&buf[end_len..], chunks, magic)?;
     Ok(Trailer {
         chunks,
         records,
         index,
+        content,
+        end_offset,
     })
+}
+
+/// Checks a trailer against the chunks it indexes, reading only their headers: each entry
+/// must point at the chunk of its number, with its record count, the chunks must follow each
+/// other from the header to the end mark, their records must add up to the end mark's, and
+/// (format version 4) their content checksum must be the end mark's. A footer forged with a
+/// valid checksum of its own fails here.
+pub fn verify_trailer<R: Read + Seek>(r: &mut R, trailer: &Trailer) -> Result<()> {
+    let bad = |m: String| Error::CorruptTrailer(format!("footer index: {m}"));
+    r.seek(SeekFrom::Start(0))?;
+    let (header, mut offset, crc) = Header::read_with_crc(r)?;
+    if (header.version >= 4) != trailer.content.is_some() {
+        return Err(bad(
+            "its kind does not match the header's format version".into()
+        ));
+    }
+    let mut content = ContentSum::new(crc);
+    let mut records = 0u64;
+    for (i, e) in trailer.index.iter().enumerate() {
+        if e.offset != offset || e.first_record != records {
+            return Err(bad(format!(
+                "entry {i} says offset {} and first record {}, but chunk {i} starts at {offset} \
+                 after {records} records",
+                e.offset, e.first_record
+            )));
+        }
+        r.seek(SeekFrom::Start(offset))?;
+        let mut h = [0u8; CHUNK_HEADER_LEN];
+        read_exact_or(r, &mut h, || {
+            truncated(&format!("at chunk {i}"), i as u64, records)
+        })?;
+        let stored = u32::from_le_bytes(h[23..27].try_into().expect("4"));
+        let index = u64::from_le_bytes(h[1..9].try_into().expect("8"));
+        let n = u32::from_le_bytes(h[9..13].try_into().expect("4"));
+        let len = u32::from_le_bytes(h[15..19].try_into().expect("4"));
+        if h[0] != TAG_CHUNK || crc32fast::hash(&h[..23]) != stored || index != i as u64 {
+            return Err(bad(format!("entry {i} does not point at chunk {i}")));
+        }
+        if n != e.records {
+            return Err(bad(format!(
+                "entry {i} says {} records, chunk {i} holds {n}",
+                e.records
+            )));
+        }
+        content.add_chunk(&h);
+        offset += (CHUNK_HEADER_LEN as u64) + u64::from(len);
+        records += u64::from(n);
+    }
+    if offset != trailer.end_offset || records != trailer.records {
+        return Err(bad(format!(
+            "the chunks end at byte {offset} with {records} records, the end mark is at byte {} \
+             and counts {} records",
+            trailer.end_offset, trailer.records
+        )));
+    }
+    if let Some(stored) = trailer.content {
+        if content.value() != stored {
+            return Err(Error::CorruptTrailer(
+                "the chunks are not the ones this file was written with (content checksum)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -213,6 +213,32 @@ impl<R: Read + Send + 'static> Decompressor<R> {
             .ok_or_else(|| Error::Io(io::Error::other("the reader was lost after an error")))
     }
 
+    /// Reads whatever chunks remain, verifies the end, and requires the input to end there too:
+    /// anything after a container (a second one appended, stray bytes) is an error, as in
+    /// zstd. Use [`into_inner`](Self::into_inner) to read what follows instead.
+    pub fn finish(self) -> Result<()> {
+        let mut rest = self.into_inner()?;
+        let mut probe = [0u8; 64];
+        let n = loop {
+            match rest.read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        if n > 0 {
+            let what = if probe[..n.min(8)] == crate::container::MAGIC[..n.min(8)] {
+                "another container"
+            } else {
+                "bytes that are not part of it"
+            };
+            return Err(Error::InvalidInput(format!(
+                "{what} after the end of the container: baler reads one container per file \
+                 (split them, or use the library's Decompressor::into_inner to go on)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Hands back a chunk returned by [`next_chunk`](Self::next_chunk) once done with it, so its
     /// memory serves a later chunk (optional: it saves allocations, nothing else).
     pub fn recycle(&self, data: ArrayData) {
@@ -342,6 +368,7 @@ pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
         }
     }
     let mut header = d.header.clone();
+    d.finish()?;
     if header.spec.shape[0] == crate::array::UNKNOWN {
         header.spec.shape[0] = all.len() as u64 / header.spec.slice_len().max(1);
     }

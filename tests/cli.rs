@@ -872,7 +872,7 @@ fn info_describes_the_container() {
         "f32 16384 × 16",
         "table",
         "rel:1e-3",
-        "format version 3",
+        "format version 4",
         "chunk",
         "bits/value",
         "x,",

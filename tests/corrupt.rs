@@ -71,14 +71,14 @@ fn bit_flips_are_detected_and_name_the_chunk() {
 #[test]
 fn a_newer_format_version_is_refused() {
     let mut c = container();
-    c[8] = 4;
+    c[8] = 5;
     let e = decompress_to_vec(&c).unwrap_err();
     assert!(
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 4,
-                supported: 3
+                found: 5,
+                supported: 4
             }
         ),
         "{e}"
@@ -337,4 +337,106 @@ fn random_access_through_the_footer_index() {
     let mut wrong = trailer.index[1];
     wrong.offset += 1;
     assert!(baler::container::read_chunk_at(&mut cursor, 1, &wrong).is_err());
+}
+
+/// Two containers of the same shape and bound from different data (each chunk's checksums
+/// intact).
+fn two_alike() -> (Vec<u8>, Vec<u8>) {
+    let make = |seed: u64| {
+        let mut rng = Lcg(seed);
+        let data: Vec<f32> = (0..6000 * 5)
+            .map(|i| ((i / 5) as f32 * 0.01).sin() * 10.0 + rng.normal() as f32)
+            .collect();
+        let spec = ArraySpec::new(DType::F32, vec![6000, 5]);
+        let opts = CompressOptions::new(Bounds::new(BoundSpec::Abs(0.01))).chunk_bytes(16 << 10);
+        baler::compress_slice(&data, &spec, &opts).unwrap()
+    };
+    (make(11), make(12))
+}
+
+/// A chunk of another file put in place of one of this file's, at the same position and with
+/// every CRC intact, is caught by the content checksum of the end mark (it once decoded with
+/// exit 0 and errors 1,063× the bound); so are chunks swapped within a file.
+#[test]
+fn chunks_from_another_file_are_detected() {
+    let (a, b) = two_alike();
+    let ta = baler::container::read_trailer(&mut std::io::Cursor::new(&a)).unwrap();
+    let tb = baler::container::read_trailer(&mut std::io::Cursor::new(&b)).unwrap();
+    assert!(ta.index.len() >= 3 && ta.index.len() == tb.index.len());
+    let span = |t: &baler::container::Trailer, k: usize| {
+        let end = t.index.get(k + 1).map_or(t.end_offset, |e| e.offset);
+        t.index[k].offset as usize..end as usize
+    };
+    for k in [0, 1, ta.index.len() - 1] {
+        let mut forged = a[..span(&ta, k).start].to_vec();
+        forged.extend_from_slice(&b[span(&tb, k)]);
+        forged.extend_from_slice(&a[span(&ta, k).end..]);
+        match decompress_to_vec(&forged) {
+            Err(Error::CorruptTrailer(m)) => {
+                assert!(
+                    m.contains("another file") || m.contains("footer"),
+                    "chunk {k}: {m}"
+                )
+            }
+            Err(e) => panic!("chunk {k} from another file: {e}"),
+            Ok(_) => panic!(
+                "chunk {k} from another file decoded (same bytes: {})",
+                a[span(&ta, k)] == b[span(&tb, k)]
+            ),
+        }
+    }
+    // The trailer alone cannot tell, the chunks' headers can.
+    let k = 1;
+    let (sa, sb) = (span(&ta, k), span(&tb, k));
+    if sa.len() == sb.len() {
+        let mut forged = a.clone();
+        forged[sa].copy_from_slice(&b[sb]);
+        let mut cur = std::io::Cursor::new(&forged);
+        let t = baler::container::read_trailer(&mut cur).unwrap();
+        assert!(baler::container::verify_trailer(&mut cur, &t).is_err());
+    }
+}
+
+/// Anything after a container is an error (another container appended, stray bytes), not
+/// silently ignored.
+#[test]
+fn data_after_the_container_is_an_error() {
+    let (a, b) = two_alike();
+    let mut two = a.clone();
+    two.extend_from_slice(&b);
+    let e = decompress_to_vec(&two).unwrap_err().to_string();
+    assert!(e.contains("another container"), "{e}");
+    let mut stray = a.clone();
+    stray.extend_from_slice(b"\n");
+    let e = decompress_to_vec(&stray).unwrap_err().to_string();
+    assert!(e.contains("not part of it"), "{e}");
+    assert!(decompress_to_vec(&a).is_ok());
+}
+
+/// A footer index rewritten with a valid checksum of its own (entries pointing at the wrong
+/// chunks or claiming other record counts) is refused by the streaming reader and by
+/// `verify_trailer` (which `info` runs): it was once shown by `info --chunks` as if true.
+#[test]
+fn a_forged_footer_index_is_detected() {
+    let (a, _) = two_alike();
+    let t = baler::container::read_trailer(&mut std::io::Cursor::new(&a)).unwrap();
+    let n = t.index.len();
+    let footer = a.len() - 20 - 20 * n;
+    for (entry, field, delta) in [(1usize, 0usize, 27u64), (2, 16, 1), (0, 8, 5)] {
+        let mut forged = a.clone();
+        let at = footer + 20 * entry + field;
+        let width = if field == 16 { 4 } else { 8 };
+        let mut v = [0u8; 8];
+        v[..width].copy_from_slice(&forged[at..at + width]);
+        let x = u64::from_le_bytes(v) + delta;
+        forged[at..at + width].copy_from_slice(&x.to_le_bytes()[..width]);
+        let crc = crc32fast::hash(&forged[footer..footer + 20 * n + 8]);
+        forged[footer + 20 * n + 8..footer + 20 * n + 12].copy_from_slice(&crc.to_le_bytes());
+        let mut cur = std::io::Cursor::new(&forged);
+        let t = baler::container::read_trailer(&mut cur).expect("a checksummed footer parses");
+        let e = baler::container::verify_trailer(&mut cur, &t).unwrap_err();
+        assert!(e.to_string().contains("footer index"), "{e}");
+        let e = decompress_to_vec(&forged).unwrap_err();
+        assert!(e.to_string().contains("footer index"), "{e}");
+    }
 }

@@ -627,6 +627,8 @@ fn drain<R: Read + Send + 'static>(
         drop(b);
         d.recycle(chunk);
     }
+    d.finish()
+        .with_context(|| format!("decompressing {name}"))?;
     Ok(bytes)
 }
 

@@ -300,6 +300,8 @@ fn lockstep<T: Element, R: Read + Send + 'static>(
         bar.inc(want as u64);
         d.recycle(chunk);
     }
+    d.finish()
+        .with_context(|| format!("decompressing {}", args.compressed))?;
     let mut extra = [0u8; 1];
     if read_full(&mut original, &mut extra).with_context(|| format!("reading {name}"))? > 0 {
         bail!(

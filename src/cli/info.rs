@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use baler::chunk::{PayloadKind, inspect_payload};
 use baler::container::{
-    ContainerReader, Frame, Header, MAGIC, SourceFormat, StatsSource, read_trailer,
+    ContainerReader, Frame, Header, MAGIC, SourceFormat, StatsSource, read_trailer, verify_trailer,
 };
 use baler::io::npy;
 use baler::predict::Predictor;
@@ -225,11 +225,13 @@ fn container_info(
     let header = Header::read_from(&mut BufReader::new(&mut f))
         .with_context(|| format!("reading {path}"))?;
     let trailer = read_trailer(&mut f).with_context(|| format!("reading the footer of {path}"))?;
-    let footer = trailer.chunks.saturating_mul(20) + 20 + 21;
+    // What the footer says is checked against the chunks' own headers before it is shown.
+    verify_trailer(&mut f, &trailer).with_context(|| format!("checking the footer of {path}"))?;
+    let footer = file_size.saturating_sub(trailer.end_offset);
     let header_len = trailer
         .index
         .first()
-        .map_or(file_size.saturating_sub(footer), |e| e.offset);
+        .map_or(trailer.end_offset, |e| e.offset);
     let spec = &header.spec;
     let mut shape = spec.shape.clone();
     if shape[0] == UNKNOWN {
