@@ -1085,7 +1085,9 @@ pub fn read_trailer<R: Read + Seek>(r: &mut R) -> Result<Trailer> {
         }
     };
     let len = u64::from_le_bytes(tail[..8].try_into().expect("8"));
-    if len % INDEX_ENTRY_LEN as u64 != 0 || len > size - 20 - end_len as u64 {
+    // (A file too short for this version's end mark leaves no room at all.)
+    let room = size.checked_sub(20 + end_len as u64);
+    if len % INDEX_ENTRY_LEN as u64 != 0 || room.is_none_or(|room| len > room) {
         return Err(Error::CorruptTrailer(format!(
             "footer length {len} is implausible"
         )));

@@ -309,6 +309,22 @@ mod forged {
         f.extend_from_slice(&[0u8; 4]);
         f.extend_from_slice(b"BALERIDX");
         assert!(baler::container::read_trailer(&mut std::io::Cursor::new(&f)).is_err());
+        // Found by fuzzing: a file long enough for a version-3 end mark but not a version-4
+        // one, whose footer claims a length near the file's (the room for it wrapped).
+        for size in 41..46 {
+            let mut f = vec![0u8; size - 20];
+            f.extend_from_slice(&((size as u64 - 41) / 20 * 20 + 20).to_le_bytes());
+            f.extend_from_slice(&[0u8; 4]);
+            f.extend_from_slice(b"BALERIX4");
+            let e = baler::container::read_trailer(&mut std::io::Cursor::new(&f)).unwrap_err();
+            assert!(e.to_string().contains("implausible"), "{size}: {e}");
+        }
+        let mut f = vec![0u8; 21];
+        f.extend_from_slice(&(u64::MAX - 15).to_le_bytes());
+        f.extend_from_slice(&[0u8; 4]);
+        f.extend_from_slice(b"BALERIX4");
+        let e = baler::container::read_trailer(&mut std::io::Cursor::new(&f)).unwrap_err();
+        assert!(e.to_string().contains("implausible"), "{e}");
     }
 }
 
