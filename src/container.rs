@@ -1,8 +1,9 @@
-//! The container format, versions 1 to 3: header (magic, version, sections, CRC), chunks
-//! (each with its sequence number, record count, payload CRC and header CRC), end mark and
-//! footer index. ARCHITECTURE.md ("Container format") describes every byte, once; this module
-//! writes and reads it. All integers are little-endian, `uvarint` is unsigned LEB128, CRCs are
-//! CRC-32 (IEEE). The file is written front to back with no seeking, so it can go to a pipe.
+//! The container format, versions 1 to 4: header (magic, version, sections, CRC), chunks
+//! (each with its sequence number, record count, payload CRC and header CRC), end mark (with
+//! the content checksum from version 4) and footer index. ARCHITECTURE.md ("Container
+//! format") describes every byte, once; this module writes and reads it. All integers are
+//! little-endian, `uvarint` is unsigned LEB128, CRCs are CRC-32 (IEEE). The file is written
+//! front to back with no seeking, so it can go to a pipe.
 //!
 //! A reader streams header, chunks and end mark; a reader that can seek finds the footer from
 //! the last 20 bytes ([`read_trailer`]) and reads any chunk directly ([`read_chunk_at`]). A file cut short
