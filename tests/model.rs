@@ -184,6 +184,37 @@ fn train_then_compress_with_the_model_file() {
         "{curve}"
     );
     assert_eq!(curve.matches("\"unexplained\"").count(), 16, "{curve}");
+    // Training again over them needs -f, for the model and for its .json and .png alike (they
+    // were once overwritten without it), and leaves all three as they were.
+    let png = dir.path().join("delphes.bmdl.png");
+    let before: Vec<Vec<u8>> = [&model, &dir.path().join("delphes.bmdl.json"), &png]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    // With all three there, then with only the .json and .png.
+    for gone in [None, Some(&model)] {
+        if let Some(g) = gone {
+            std::fs::remove_file(g).unwrap();
+        }
+        let out = baler()
+            .args(["train", fixture, "--bound", "rel:1e-3", "-q", "-o"])
+            .arg(&model)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("already exists") && err.contains("-f"),
+            "{err}"
+        );
+    }
+    std::fs::write(&model, &before[0]).unwrap();
+    assert_eq!(std::fs::read(&png).unwrap(), before[2]);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "no temporary file left"
+    );
 
     let packed = dir.path().join("x.baler");
     let back = dir.path().join("x.npy");
