@@ -346,7 +346,7 @@ impl ContentSum {
     }
 }
 
-/// The footer entry of a chunk, as written: for checking a footer against the chunks read.
+/// The footer entry of a chunk, as the writer writes it and the reader checks it.
 fn entry_bytes(e: &IndexEntry) -> [u8; INDEX_ENTRY_LEN] {
     let mut b = [0u8; INDEX_ENTRY_LEN];
     b[..8].copy_from_slice(&e.offset.to_le_bytes());
@@ -688,9 +688,7 @@ impl<W: Write> ContainerWriter<W> {
         e.extend_from_slice(&c.to_le_bytes());
         let start = e.len();
         for x in &self.index {
-            e.extend_from_slice(&x.offset.to_le_bytes());
-            e.extend_from_slice(&x.first_record.to_le_bytes());
-            e.extend_from_slice(&x.records.to_le_bytes());
+            e.extend_from_slice(&entry_bytes(x));
         }
         let entries_len = (e.len() - start) as u64;
         e.extend_from_slice(&entries_len.to_le_bytes());

@@ -455,15 +455,9 @@ fn devices_and_fifos_are_written_as_streams() {
     };
     let fifo = mkfifo("pipe.raw");
     let c = p(d.path(), "t.baler");
-    ok(&[
-        "compress",
-        &fixture("cms_ak4jets.npy"),
-        "-b",
-        "rel:1e-3",
-        "-o",
-        &c,
-        "-q",
-    ]);
+    let npy = fixture("cms_ak4jets.npy");
+    let compress_to = |out: &str| ok(&["compress", &npy, "-b", "rel:1e-3", "-o", out, "-q"]);
+    compress_to(&c);
     for force in [false, true] {
         let reader = {
             let fifo = fifo.clone();
@@ -478,15 +472,7 @@ fn devices_and_fifos_are_written_as_streams() {
         assert_eq!(got.len(), 1636 * 59 * 4, "every value, raw");
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
     }
-    ok(&[
-        "compress",
-        &fixture("cms_ak4jets.npy"),
-        "-b",
-        "rel:1e-3",
-        "-o",
-        "/dev/null",
-        "-q",
-    ]);
+    compress_to("/dev/null");
     ok(&["decompress", &c, "-o", "/dev/null", "-q"]);
     assert!(
         fs::metadata("/dev/null")

@@ -273,12 +273,8 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     curve.push(".json");
     let curve = PathBuf::from(curve);
     let png = curve.with_extension("png");
-    if args.input != "-" {
-        let file =
-            baler::io::hdf5::split_dataset_path(&args.input).map_or(&*args.input, |(f, _)| f);
-        for p in [out, &curve, &png] {
-            baler::io::output::refuse_input_as_output(Path::new(file), p)?;
-        }
+    for p in [out, &curve, &png] {
+        refuse_input_as_output(&args.input, p)?;
     }
     let reserved = [out, curve.as_path(), png.as_path()].map(|p| OutputPath::new(p, args.force));
     let [out_model, out_curve, out_png] = reserved;
@@ -316,6 +312,19 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The file an input argument reads: `FILE.h5:/dataset` reads `FILE.h5`.
+fn input_file(arg: &str) -> &str {
+    baler::io::hdf5::split_dataset_path(arg).map_or(arg, |(f, _)| f)
+}
+
+/// Refuses an output that is the file the input argument reads (standard input has none).
+fn refuse_input_as_output(input: &str, output: &Path) -> Result<()> {
+    if input != "-" {
+        baler::io::output::refuse_input_as_output(Path::new(input_file(input)), output)?;
+    }
+    Ok(())
+}
+
 enum Target {
     File(PathBuf),
     Stdout,
@@ -330,23 +339,15 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         Some(p) => Target::File(p.into()),
         None if args.input == "-" => Target::Stdout,
         // FILE.h5:/dataset -> FILE.h5.baler
-        None => Target::File(
-            format!(
-                "{}.baler",
-                baler::io::hdf5::split_dataset_path(&args.input).map_or(&*args.input, |(f, _)| f)
-            )
-            .into(),
-        ),
+        None => Target::File(format!("{}.baler", input_file(&args.input)).into()),
     };
     if matches!(target, Target::Stdout) && io::stdout().is_terminal() {
         bail!(
             "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
         );
     }
-    if let (Target::File(out), false) = (&target, args.input == "-") {
-        let file =
-            baler::io::hdf5::split_dataset_path(&args.input).map_or(&*args.input, |(f, _)| f);
-        baler::io::output::refuse_input_as_output(Path::new(file), out)?;
+    if let Target::File(out) = &target {
+        refuse_input_as_output(&args.input, out)?;
     }
 
     // A `rel` bound needs each column's range: a file gets a fast pre-pass for it. Otherwise
@@ -499,9 +500,7 @@ pub fn decompress(args: DecompressArgs) -> Result<()> {
                 SourceFormat::Hdf5 | SourceFormat::Hdf5Compound => ValueFormat::Hdf5,
                 _ => ValueFormat::Raw,
             });
-            if args.input != "-" {
-                baler::io::output::refuse_input_as_output(Path::new(&args.input), path)?;
-            }
+            refuse_input_as_output(&args.input, path)?;
             if format == ValueFormat::Hdf5 {
                 let dataset = out_dataset
                     .as_deref()
