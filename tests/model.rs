@@ -270,6 +270,64 @@ fn train_then_compress_with_the_model_file() {
     }
 }
 
+/// `--effort` decides how much the inline training does: none at 1 (the same file as
+/// `--model none`), linear predictors only at the default for a table of thousands of
+/// records, and levels outside 1–9 are refused.
+#[test]
+fn effort_levels_choose_how_much_to_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
+    let packed = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        succeed(
+            baler()
+                .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "-o"])
+                .arg(&out)
+                .args(extra),
+        );
+        let info = baler().arg("info").arg(&out).output().unwrap();
+        (
+            std::fs::read(&out).unwrap(),
+            String::from_utf8_lossy(&info.stdout).into_owned(),
+        )
+    };
+    let (fastest, info) = packed("e1.baler", &["-e", "1"]);
+    assert!(!info.contains("conditional MLP"), "{info}");
+    assert_eq!(fastest, packed("none.baler", &["--model", "none"]).0);
+    // The default: the linear parts alone, a few dozen parameters (a network of 8+ units
+    // per column would be hundreds), and a smaller file than without a model.
+    let (default, info) = packed("e3.baler", &[]);
+    let model_line = info
+        .lines()
+        .find(|l| l.contains("conditional MLP"))
+        .unwrap();
+    let parameters: usize = model_line
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" parameters"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{model_line}"));
+    let predicted: usize = model_line
+        .split("MLP: ")
+        .nth(1)
+        .and_then(|p| p.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{model_line}"));
+    assert!(parameters <= predicted * 13, "{model_line}");
+    assert!(default.len() < fastest.len());
+    for bad in ["0", "10", "x"] {
+        let out = baler()
+            .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "-e", bad])
+            .arg("-o")
+            .arg(dir.path().join("bad.baler"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("1 (fastest) to 9"), "{err}");
+        assert!(!dir.path().join("bad.baler").exists());
+    }
+}
+
 #[test]
 fn small_tables_get_no_model() {
     // The decoder would cost more than it saves: `auto` trains nothing.

@@ -114,12 +114,15 @@ pub struct TrainFlags {
     /// Most earlier columns each column is predicted from.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub inputs: usize,
-    /// Most passes over the sample (training stops earlier when the held-out loss stalls).
-    #[arg(long, value_name = "N", default_value_t = 12)]
-    pub epochs: usize,
-    /// Records in the training sample, drawn uniformly from the whole file.
-    #[arg(long, value_name = "N", default_value_t = 200_000)]
-    pub sample: usize,
+    /// Most passes of the network over the sample, 0 for the linear parts alone (training
+    /// stops earlier when the held-out loss stalls) [default: from --effort for compress, 12
+    /// for train].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Records in the training sample, drawn uniformly from the whole file [default: from
+    /// --effort for compress, 200000 for train].
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
     /// Seed of the sample, the split, the initialization and the noise.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
@@ -230,6 +233,14 @@ pub struct CodecArgs {
     /// neighbour predictors only, or a model file from `baler train`.
     #[arg(long, value_name = "auto|none|FILE", default_value = "auto")]
     pub model: String,
+
+    /// How hard to work on the learned predictor (`--model auto`), from 1 (none: fastest) to 9,
+    /// like zstd's levels: 2 fits linear predictors on a small sample, 3 on a larger one and
+    /// trains a network only for inputs of millions of records, and each level above gives
+    /// the network more of the input's records to learn from. --sample and --epochs, given,
+    /// win.
+    #[arg(short = 'e', long, value_name = "1-9", default_value_t = baler::model::budget::DEFAULT_EFFORT, value_parser = baler::model::budget::parse_effort)]
+    pub effort: u8,
 
     #[command(flatten)]
     pub train: TrainFlags,

@@ -85,7 +85,15 @@ fn prepare_model(
             if spec.layout != Layout::Table || !input.can_scan() {
                 return Ok(None);
             }
-            let trained = train_on(input, spec, options, args, show)?;
+            let records = spec.shape[0];
+            let budget = baler::model::budget::TrainBudget::new(args.effort, records);
+            let sample = args.train.sample.unwrap_or(budget.sample);
+            let epochs = args.train.epochs.unwrap_or(budget.epochs);
+            if sample == 0 {
+                return Ok(None);
+            }
+            let plan = (sample, epochs, records);
+            let trained = train_on(input, spec, options, args, plan, show)?;
             Ok(trained.map(|(m, _)| m).filter(|m| m.active_columns() > 0))
         }
         path => {
@@ -107,18 +115,20 @@ fn prepare_model(
     }
 }
 
-/// Trains on a sample of `input`'s records (`None` for a stream or a table too small).
+/// Trains on `sample` of `input`'s records for at most `epochs`, for a model that will code
+/// `records` (`None` for a stream or a table too small).
 fn train_on(
     input: &Input,
     spec: &baler::ArraySpec,
     options: &CompressOptions,
     args: &CodecArgs,
+    (sample, epochs, records): (usize, usize, u64),
     show: bool,
 ) -> Result<Option<(baler::model::Model, baler::model::train::TrainReport)>> {
     let width = spec.shape[1] as usize;
     let f = &args.train;
     let Some(sample) = input
-        .sample_records(width, f.sample, f.seed)
+        .sample_records(width, sample, f.seed)
         .with_context(|| format!("sampling {} for training", input.name))?
     else {
         return Ok(None);
@@ -127,12 +137,13 @@ fn train_on(
     let opts = baler::model::train::TrainOptions {
         hidden: f.hidden.unwrap_or(0),
         max_inputs: f.inputs,
-        epochs: f.epochs,
+        epochs,
         seed: f.seed,
         device: f.device,
+        records,
         ..Default::default()
     };
-    let bar = progress::epochs(f.epochs as u64, show);
+    let bar = progress::epochs(epochs as u64, show);
     let raw = input.data_bytes.unwrap_or(sample.len() as u64 * 8);
     let (model, report) =
         baler::model::train::fit(&sample, width, &specs, raw, &opts, |e, t, v| {
@@ -279,7 +290,15 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     let reserved = [out, curve.as_path(), png.as_path()].map(|p| OutputPath::new(p, args.force));
     let [out_model, out_curve, out_png] = reserved;
     let (out_model, out_curve, out_png) = (out_model?, out_curve?, out_png?);
-    let (model, report) = train_on(&input, &spec, &options, &codec, !args.quiet)?
+    // A model trained once for many files: the thorough defaults, whatever --effort says,
+    // and networks kept wherever they predict better (their weights are paid once).
+    let f = &codec.train;
+    let budget = (
+        f.sample.unwrap_or(200_000),
+        f.epochs.unwrap_or(12),
+        u64::MAX,
+    );
+    let (model, report) = train_on(&input, &spec, &options, &codec, budget, !args.quiet)?
         .filter(|(m, _)| m.active_columns() > 0)
         .with_context(|| {
             format!(

@@ -44,6 +44,7 @@
 //! all little-endian. An input below `width` is that column; `width + k` is feature `k`. Every
 //! column an input reads must come before the predicted column in `order`.
 
+pub mod budget;
 pub mod features;
 mod select;
 pub mod train;

@@ -42,6 +42,10 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Where the network's forward and backward passes run.
     pub device: TrainDevice,
+    /// Records the model will code (the whole input; 0: as many as the sample holds). A
+    /// column keeps its network only where the bits it saves on that many records beat what
+    /// its weights cost in the container.
+    pub records: u64,
 }
 
 /// Where training runs.
@@ -91,6 +95,7 @@ impl Default for TrainOptions {
             patience: 3,
             seed: 1,
             device: TrainDevice::Cpu,
+            records: 0,
         }
     }
 }
@@ -137,9 +142,27 @@ pub fn fit(
         bounds.push(specs[j].resolve(&stats));
     }
     let mut opts = opts.clone();
+    let active = bounds.iter().skip(1).filter(|b| !b.is_lossless()).count();
     if opts.hidden == 0 {
-        let active = bounds.iter().skip(1).filter(|b| !b.is_lossless()).count();
         opts.hidden = default_hidden(raw_bytes, active, opts.max_inputs);
+    }
+    // Without a network only the linear parts are stored, which fit in far smaller inputs;
+    // where even they would weigh, no model.
+    let fits = if opts.epochs == 0 {
+        linear_fits(raw_bytes, active, opts.max_inputs)
+    } else {
+        opts.hidden > 0
+    };
+    if !fits {
+        // Asked for a device that is not there: an error even with nothing to train.
+        Backend::open(opts.device)?;
+        let report = TrainReport {
+            records: rows,
+            explained: vec![None; width],
+            device: opts.device,
+            ..TrainReport::default()
+        };
+        return Ok((Model::plain(&norms), report));
     }
     train(sample, width, &norms, &bounds, &opts, progress)
 }
@@ -155,6 +178,13 @@ pub fn default_hidden(raw_bytes: u64, active: usize, max_inputs: usize) -> usize
     let per_unit = (active * (max_inputs + 2) * 4) as f64;
     let h = (budget / per_unit) as usize;
     if h < 4 { 0 } else { h.min(32) }
+}
+
+/// Whether linear parts for `active` columns of up to `max_inputs` inputs (their weights,
+/// bias and inputs, about 4 bytes each) stay within the 2% of an estimated compressed size of
+/// `raw_bytes / 5` that [`default_hidden`] allows the model. Unknown sizes (0) fit.
+pub fn linear_fits(raw_bytes: u64, active: usize, max_inputs: usize) -> bool {
+    raw_bytes == 0 || (active * (max_inputs + 2) * 4) as f64 <= raw_bytes as f64 / 5.0 * 0.02
 }
 
 struct Lcg(u64);
@@ -237,7 +267,7 @@ pub fn train(
     let mut model = Model::plain(norms);
     let max_inputs = opts.max_inputs.clamp(1, MAX_INPUTS);
     let hidden = opts.hidden.min(MAX_HIDDEN);
-    if rows < 64 || width < 2 || hidden == 0 {
+    if rows < 64 || width < 2 || (hidden == 0 && opts.epochs > 0) {
         return Ok((model, report));
     }
     let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
@@ -446,7 +476,10 @@ pub fn train(
         rng: &mut rng,
         report: &mut report,
     };
+    // No epochs: the linear parts alone (the network's weights stay unread).
+    let network = opts.epochs > 0;
     let [w1, b1, w2, b2] = match device {
+        _ if !network => Default::default(),
         Backend::Cpu(dev) => net.optimize(&dev, run, progress),
         #[cfg(feature = "cuda")]
         Backend::Cuda(dev) => net.optimize(&dev, run, progress),
@@ -460,7 +493,7 @@ pub fn train(
             &model, &active, &inputs, &ids, &lin, &b0, units, ch, width, weights,
         )
     };
-    let (with_net, lin_only) = (read_out(hidden), read_out(0));
+    let (with_net, lin_only) = (read_out(if network { hidden } else { 0 }), read_out(0));
     let (mut err_net, mut err_lin) = (vec![0f64; width], vec![0f64; width]);
     for &r in val_idx {
         let row = &noisy[r * width..(r + 1) * width];
@@ -474,13 +507,23 @@ pub fn train(
         }
     }
     let mut columns = with_net.columns;
+    let records = if opts.records > 0 {
+        opts.records as f64
+    } else {
+        rows as f64
+    };
     for &j in &active {
         let var = stats[j].1 * val_idx.len() as f64;
         let (net, lin) = (err_net[j] / var, err_lin[j] / var);
-        if net > 0.98 * lin {
+        // A residual's entropy at a fixed step falls by half a bit per halving of its
+        // variance: what the network saves over the file, against its weights' 32 bits each.
+        let saved = 0.5 * (lin / net).log2() * records;
+        let weights = columns[j].parameters() - lin_only.columns[j].parameters();
+        let keep_net = net <= 0.98 * lin && saved >= 32.0 * weights as f64;
+        if !keep_net {
             columns[j] = lin_only.columns[j].clone();
         }
-        let rel = net.min(lin) as f32;
+        let rel = if keep_net { net } else { lin } as f32;
         report.explained[j] = Some(rel);
         if rel > 0.9 {
             let c = &columns[j];
