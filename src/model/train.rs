@@ -412,13 +412,16 @@ pub fn train(
         lin[j] = w.iter().map(|&v| v as f32).collect();
         b0[j] = intercept as f32;
     }
-    // What the linear part leaves, per record and column (the network's target).
-    let mut resid = vec![0f32; rows * width];
-    for &j in &active {
+    // What the linear part leaves, per record and column (the network's target; none without
+    // epochs, where the network is skipped).
+    let network = opts.epochs > 0;
+    let mut resid = vec![0f32; if network { rows * width } else { 0 }];
+    for &j in active.iter().filter(|_| network) {
+        let slots: Vec<usize> = inputs[j].iter().map(|&id| slot(id) * rows).collect();
         for r in 0..rows {
             let mut y = b0[j];
-            for (k, &id) in inputs[j].iter().enumerate() {
-                y += lin[j][k] * xin[slot(id) * rows + r];
+            for (&w, &at) in lin[j].iter().zip(&slots) {
+                y += w * xin[at + r];
             }
             resid[j * rows + r] = targets[j * rows + r] - y;
         }
@@ -477,7 +480,6 @@ pub fn train(
         report: &mut report,
     };
     // No epochs: the linear parts alone (the network's weights stay unread).
-    let network = opts.epochs > 0;
     let [w1, b1, w2, b2] = match device {
         _ if !network => Default::default(),
         Backend::Cpu(dev) => net.optimize(&dev, run, progress),
@@ -500,10 +502,14 @@ pub fn train(
         for &j in &active {
             let c = &with_net.columns[j];
             let x = c.offset + c.scale * f64::from(targets[j * rows + r]);
-            let e = (with_net.predict_one(j, row, 0.0) - x) / c.scale;
-            err_net[j] += e * e;
             let e = (lin_only.predict_one(j, row, 0.0) - x) / c.scale;
             err_lin[j] += e * e;
+            if network {
+                let e = (with_net.predict_one(j, row, 0.0) - x) / c.scale;
+                err_net[j] += e * e;
+            } else {
+                err_net[j] += e * e;
+            }
         }
     }
     let mut columns = with_net.columns;
