@@ -64,6 +64,35 @@ const INPUT_CLAMP: f64 = 8.0;
 /// Records evaluated together by the kernel.
 const BLOCK: usize = 256;
 
+/// `f` over `items` on up to `threads` threads (contiguous runs of the items, at most 8
+/// threads), the results in the items' order: what each item gives does not depend on the
+/// thread count.
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let per = items.len().div_ceil(threads.clamp(1, 8)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|run| {
+                let f = &f;
+                scope.spawn(move || run.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a model thread panicked"))
+            .collect()
+    })
+}
+
+/// The threads training and selection use: every core.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// `x` normalized by `offset` and `scale` as a network input: `(x − offset) · (1 / scale)`,
 /// clamped to ±8, rounded to `f32` (non-finite `x` or a constant column → 0). Multiplying by
 /// the reciprocal (the same `f64` everywhere) keeps the division out of the per-record loop.
@@ -411,19 +440,23 @@ impl Model {
 
     /// The network's inputs for one record (`row`: its reconstructed values, every column).
     pub fn inputs_of(&self, j: usize, row: &[f64]) -> Vec<f32> {
-        let w = self.columns.len();
         self.columns[j]
             .inputs
             .iter()
-            .map(|&i| {
-                if (i as usize) < w {
-                    self.columns[i as usize].normalize(row[i as usize])
-                } else {
-                    let f = &self.features[i as usize - w];
-                    normalize_input(f.value(|a| row[a]), f.offset, f.scale)
-                }
-            })
+            .map(|&i| self.input_value(i, row))
             .collect()
+    }
+
+    /// Input `i` of the model (a column below the width, else a derived feature) for the
+    /// record `row`, normalized as the network reads it.
+    pub fn input_value(&self, i: u32, row: &[f64]) -> f32 {
+        let w = self.columns.len();
+        if (i as usize) < w {
+            self.columns[i as usize].normalize(row[i as usize])
+        } else {
+            let f = &self.features[i as usize - w];
+            normalize_input(f.value(|a| row[a]), f.offset, f.scale)
+        }
     }
 
     /// The same prediction as [`predict_column`](Self::predict_column) for one record, written
@@ -511,6 +544,16 @@ fn network(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn par_map_keeps_order_for_any_thread_count() {
+        let items: Vec<u64> = (0..1001).collect();
+        let want: Vec<u64> = items.iter().map(|x| x * x + 1).collect();
+        for threads in [0, 1, 2, 3, 8, 64] {
+            assert_eq!(par_map(&items, threads, |x| x * x + 1), want, "{threads}");
+        }
+        assert!(par_map(&[] as &[u64], 4, |x| *x).is_empty());
+    }
 
     pub(crate) fn random_model(width: usize, hidden: usize, seed: u64) -> Model {
         let mut s = seed;

@@ -393,7 +393,7 @@ pub(crate) fn plan(
             }
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = super::cores();
     let best = screen_candidates(&mut cands, &xs, &t, &target, threads);
 
     // The order: categorical columns first (most distinct values first), then local search.
@@ -450,11 +450,28 @@ pub(crate) fn plan(
         pos[c] = p;
     }
 
-    // Inputs per column.
+    // Inputs per column, chosen for the columns in parallel (each on its own), then numbered
+    // in column order so the features' numbering does not depend on the thread count.
     let mut features: Vec<Feature> = Vec::new();
     let mut inputs: Vec<Vec<u32>> = vec![Vec::new(); width];
     let max_inputs = max_inputs.max(1);
-    for c in (0..width).filter(|&c| target(c) && pos[c] > 0) {
+    // The columns themselves as inputs, normalized and centred once.
+    let own: Vec<Option<(Vec<f64>, f64)>> = (0..width)
+        .map(|i| {
+            varies[i].then(|| {
+                let (o, s) = norms[i];
+                let v: Vec<f64> = xs[i]
+                    .iter()
+                    .map(|&x| f64::from(normalize_input(x, o, s)))
+                    .collect();
+                let mean = v.iter().sum::<f64>() / m as f64;
+                let v: Vec<f64> = v.into_iter().map(|x| x - mean).collect();
+                let n2 = dot(&v, &v);
+                (v, n2)
+            })
+        })
+        .collect();
+    let pick = |c: usize| -> Vec<usize> {
         let earlier = |ci: usize| cands[ci].args.iter().all(|&a| pos[a as usize] < pos[c]);
         let pool: Vec<usize> = best[c]
             .iter()
@@ -482,19 +499,11 @@ pub(crate) fn plan(
         let mut picked: Vec<usize> = chosen.iter().map(|&k| pool[k]).collect();
         // Top up with the earlier columns themselves, by correlation.
         let mut raw: Vec<(f64, usize)> = (0..width)
-            .filter(|&i| pos[i] < pos[c] && varies[i])
-            .map(|i| {
-                let (o, s) = norms[i];
-                let v: Vec<f64> = (0..m)
-                    .map(|k| f64::from(normalize_input(xs[i][k], o, s)))
-                    .collect();
-                let mean = v.iter().sum::<f64>() / m as f64;
-                let (mut dot, mut n2) = (0.0, 0.0);
-                for (a, b) in v.iter().zip(&t[c]) {
-                    dot += (a - mean) * b;
-                    n2 += (a - mean) * (a - mean);
-                }
-                (if n2 > 0.0 { dot * dot / n2 } else { 0.0 }, i)
+            .filter(|&i| pos[i] < pos[c])
+            .filter_map(|i| {
+                let (v, n2) = own[i].as_ref()?;
+                let d = dot(v, &t[c]);
+                Some((if *n2 > 0.0 { d * d / n2 } else { 0.0 }, i))
             })
             .collect();
         raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -513,6 +522,11 @@ pub(crate) fn plan(
                 picked.push(ci);
             }
         }
+        picked
+    };
+    let predicted: Vec<usize> = (0..width).filter(|&c| target(c) && pos[c] > 0).collect();
+    let picks = super::par_map(&predicted, threads, |&c| pick(c));
+    for (&c, picked) in predicted.iter().zip(picks) {
         for ci in picked {
             let cand = &cands[ci];
             let id = match cand.op {

@@ -344,25 +344,23 @@ pub fn train(
     let nin = ids.len();
     let slot = |id: u32| ids.binary_search(&id).expect("input id listed");
     let mut xin = vec![0f32; rows * nin];
-    {
-        let probe = Model {
-            order: model.order.clone(),
-            features: model.features.clone(),
-            columns: (0..width)
-                .map(|j| {
-                    let mut c = model.columns[j].clone();
-                    c.inputs = if j == 0 { ids.clone() } else { Vec::new() };
-                    c
-                })
-                .collect(),
-        };
-        for r in 0..rows {
-            let u = probe.inputs_of(0, &noisy[r * width..(r + 1) * width]);
-            for (s, &v) in u.iter().enumerate() {
-                xin[s * rows + r] = v;
-            }
+    // One input per task, over all records: a contiguous run of `xin` each, computed as the
+    // decoder computes it ([`Model::input_value`]), on every core.
+    let threads = super::cores();
+    let per = nin.div_ceil(threads.clamp(1, 8)).max(1);
+    std::thread::scope(|scope| {
+        for (t, block) in xin.chunks_mut(per * rows.max(1)).enumerate() {
+            let (ids, noisy, model) = (&ids, &noisy, &model);
+            scope.spawn(move || {
+                for (k, out) in block.chunks_mut(rows.max(1)).enumerate() {
+                    let id = ids[t * per + k];
+                    for (r, x) in out.iter_mut().enumerate() {
+                        *x = model.input_value(id, &noisy[r * width..(r + 1) * width]);
+                    }
+                }
+            });
         }
-    }
+    });
 
     // Split: a shuffled tenth held out.
     let mut perm: Vec<usize> = (0..rows).collect();
@@ -375,14 +373,15 @@ pub fn train(
     // The linear part, per column: least squares with intercept on the training split (in
     // f64, then rounded to the f32 weights the kernel uses), fixed while the network learns
     // what is left.
-    let mut lin: Vec<Vec<f32>> = vec![Vec::new(); width];
-    let mut b0 = vec![0f32; width];
-    for &j in &active {
-        let fit_rows: Vec<usize> = train_idx
-            .iter()
-            .copied()
-            .step_by((train_idx.len() / 50_000).max(1))
-            .collect();
+    // Columns fitted in parallel, each on its own; the records in increasing order (the
+    // gathers then walk memory forward).
+    let mut fit_rows: Vec<usize> = train_idx
+        .iter()
+        .copied()
+        .step_by((train_idx.len() / 50_000).max(1))
+        .collect();
+    fit_rows.sort_unstable();
+    let fit = |j: usize| -> (Vec<f32>, f32) {
         let cols: Vec<Vec<f64>> = inputs[j]
             .iter()
             .map(|&id| {
@@ -409,8 +408,14 @@ pub fn train(
         let refs: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
         let w = select::least_squares(&refs, &tc, 1e-9).unwrap_or_else(|| vec![0.0; refs.len()]);
         let intercept = tm - w.iter().zip(&means).map(|(a, b)| a * b).sum::<f64>();
-        lin[j] = w.iter().map(|&v| v as f32).collect();
-        b0[j] = intercept as f32;
+        (w.iter().map(|&v| v as f32).collect(), intercept as f32)
+    };
+    let fitted = super::par_map(&active, threads, |&j| fit(j));
+    let mut lin: Vec<Vec<f32>> = vec![Vec::new(); width];
+    let mut b0 = vec![0f32; width];
+    for (&j, (w, b)) in active.iter().zip(fitted) {
+        lin[j] = w;
+        b0[j] = b;
     }
     // What the linear part leaves, per record and column (the network's target; none without
     // epochs, where the network is skipped).
