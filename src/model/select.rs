@@ -274,7 +274,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Bits per value of a Gaussian residual of variance `var` quantized in steps of `step`.
-fn gaussian_bits(var: f64, step: f64) -> f64 {
+pub(crate) fn gaussian_bits(var: f64, step: f64) -> f64 {
     0.5 * (1.0 + 2.0 * std::f64::consts::PI * std::f64::consts::E * var / (step * step)).log2()
 }
 

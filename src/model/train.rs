@@ -487,9 +487,16 @@ pub fn train(
     // No epochs: the linear parts alone (the network's weights stay unread).
     let [w1, b1, w2, b2] = match device {
         _ if !network => Default::default(),
-        Backend::Cpu(dev) => net.optimize(&dev, run, progress),
+        Backend::Cpu(dev) => {
+            let grads = |idx: &[usize], p: &[Param; 4]| net.halves(&dev, idx, p);
+            net.optimize(&dev, run, grads, progress)
+        }
         #[cfg(feature = "cuda")]
-        Backend::Cuda(dev) => net.optimize(&dev, run, progress),
+        Backend::Cuda(dev) => {
+            let grads =
+                |idx: &[usize], p: &[Param; 4]| net.forward_loss(&dev, net.batch(idx), p, true);
+            net.optimize(&dev, run, grads, progress)
+        }
     };
 
     // Per column: the network read out, and kept only where it beats the linear part alone
@@ -526,9 +533,16 @@ pub fn train(
     for &j in &active {
         let var = stats[j].1 * val_idx.len() as f64;
         let (net, lin) = (err_net[j] / var, err_lin[j] / var);
-        // A residual's entropy at a fixed step falls by half a bit per halving of its
-        // variance: what the network saves over the file, against its weights' 32 bits each.
-        let saved = 0.5 * (lin / net).log2() * records;
+        // What the network saves over the file (a Gaussian residual's entropy in steps of the
+        // column's bound, which falls by half a bit per halving of its variance where the
+        // residual spans many steps, and by nothing where it is within one), against its
+        // weights' 32 bits each.
+        let scale = columns[j].scale;
+        let mse = |err: f64| err / val_idx.len() as f64 * scale * scale;
+        let step = 2.0 * abs_bounds[j];
+        let saved = (select::gaussian_bits(mse(err_lin[j]), step)
+            - select::gaussian_bits(mse(err_net[j]), step))
+            * records;
         let weights = columns[j].parameters() - lin_only.columns[j].parameters();
         let keep_net = net <= 0.98 * lin && saved >= 32.0 * weights as f64;
         if !keep_net {
@@ -708,12 +722,47 @@ impl Net<'_> {
         }
     }
 
-    /// Adam over shuffled minibatches with learning-rate decay on plateaus and early stopping
-    /// on the held-out split; returns the best parameters seen.
+    /// The loss and gradients of minibatch `idx` computed in two halves on two threads, and
+    /// combined weighted by their sizes (the mean over the whole batch). Always two halves,
+    /// whatever the machine, so the weights found do not depend on its core count.
+    fn halves<D: Device<f32> + TensorToArray<(), f32, Array = f32> + Sync>(
+        &self,
+        dev: &D,
+        idx: &[usize],
+        p: &[Param; 4],
+    ) -> (f32, Option<[Vec<f32>; 4]>) {
+        if idx.len() < 64 {
+            return self.forward_loss(dev, self.batch(idx), p, true);
+        }
+        let (a, b) = idx.split_at(idx.len() / 2);
+        let ((la, ga), (lb, gb)) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.forward_loss(dev, self.batch(b), p, true));
+            let mine = self.forward_loss(dev, self.batch(a), p, true);
+            (mine, other.join().expect("a training thread panicked"))
+        });
+        let (wa, wb) = (
+            a.len() as f32 / idx.len() as f32,
+            b.len() as f32 / idx.len() as f32,
+        );
+        let grads = ga.zip(gb).map(|(mut ga, gb)| {
+            for (x, y) in ga.iter_mut().zip(&gb) {
+                for (x, &y) in x.iter_mut().zip(y) {
+                    *x = wa * *x + wb * y;
+                }
+            }
+            ga
+        });
+        (wa * la + wb * lb, grads)
+    }
+
+    /// Adam over shuffled minibatches (their loss and gradients from `grads`) with
+    /// learning-rate decay on plateaus and early stopping on the held-out split; returns the
+    /// best parameters seen.
     fn optimize<D: Device<f32> + TensorToArray<(), f32, Array = f32>>(
         &self,
         dev: &D,
         run: Run<'_>,
+        grads: impl Fn(&[usize], &[Param; 4]) -> (f32, Option<[Vec<f32>; 4]>),
         mut progress: impl FnMut(usize, f32, f32),
     ) -> [Vec<f32>; 4] {
         let Run {
@@ -743,7 +792,7 @@ impl Net<'_> {
             let mut sum = 0.0f64;
             let mut steps = 0usize;
             for idx in train_idx.chunks(batch) {
-                let (l, g) = self.forward_loss(dev, self.batch(idx), &params, true);
+                let (l, g) = grads(idx, &params);
                 let Some(g) = g else { break };
                 t += 1;
                 for (p, g) in params.iter_mut().zip(&g) {
