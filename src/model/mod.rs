@@ -88,6 +88,19 @@ pub(crate) fn par_map<T: Sync, R: Send>(
     })
 }
 
+/// The total of eight interleaved partial sums (of a vectorized dot product), added in a
+/// fixed order.
+#[inline]
+pub(crate) fn fold_lanes<T: Copy + std::ops::Add<Output = T>>(acc: [T; 8]) -> T {
+    let pairs = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (pairs[0] + pairs[2]) + (pairs[1] + pairs[3])
+}
+
 /// The threads training and selection use: every core.
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

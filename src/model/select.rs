@@ -264,13 +264,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
             acc[l] += x[l] * y[l];
         }
     }
-    let pairs = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
+    super::fold_lanes(acc) + tail
 }
 
 /// Bits per value of a Gaussian residual of variance `var` quantized in steps of `step`.
