@@ -11,10 +11,14 @@ pub fn epochs(total: u64, visible: bool) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
-    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
-        ProgressStyle::with_template("training {wide_bar} epoch {pos}/{len}  {msg}")
-            .expect("template"),
-    )
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template(
+            "training {wide_bar} epoch {pos}/{len}, {elapsed} (about {eta} left)  {msg}",
+        )
+        .expect("template"),
+    );
+    pb.set_message("choosing the inputs, fitting the linear parts");
+    pb
 }
 
 pub fn bar(total: Option<u64>, visible: bool, what: &str) -> ProgressBar {

@@ -3,12 +3,13 @@
 //! small, predictable share of the work whatever the file's size.
 //!
 //! What the parts cost and bring, measured on this project's 2-core machine (see README,
-//! "Effort"): choosing each column's inputs and fitting the linear parts takes about a second
-//! whatever the file, and brings most of the gain (the Z′ jets at `rel:1e-3`: 4.20× without a
-//! model, 6.79× with the linear parts); the network's epochs cost about 8 µs per record each
-//! for a table of 24 columns and bring about 1% more (6.87× after 12 epochs over 200,000
-//! records: 19 s). So the network trains only where the input is large enough to repay it:
-//! its record-epochs are a share of the input's records that grows with the effort.
+//! "Effort"): choosing each column's inputs and fitting the linear parts takes a few tenths of
+//! a second whatever the file, and brings most of the gain (the Z′ jets at `rel:1e-3`: 4.20× without a
+//! model, 6.79× with the linear parts); the network's epochs cost about 2 µs per record each
+//! for a table of 24 columns (the block-sparse kernel on 2 cores) and bring about 1% more
+//! (6.87× after 16 epochs over 200,000 records: 6 s). So the network trains only where the
+//! input is large enough to repay it: its record-epochs are a share of the input's records
+//! that grows with the effort.
 //!
 //! | effort | learned predictor |
 //! |---|---|
