@@ -72,7 +72,7 @@ pub(crate) fn par_map<T: Sync, R: Send>(
     threads: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let per = items.len().div_ceil(threads.clamp(1, 8)).max(1);
+    let per = run_len(items.len(), threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(per)
@@ -81,11 +81,45 @@ pub(crate) fn par_map<T: Sync, R: Send>(
                 scope.spawn(move || run.iter().map(f).collect::<Vec<R>>())
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a model thread panicked"))
-            .collect()
+        join_all(handles).into_iter().flatten().collect()
     })
+}
+
+/// `f(first, run)` on up to `threads` threads over contiguous runs of `items`, each run whole
+/// units of `unit` items and `first` the index of its first unit; the results in run order.
+pub(crate) fn par_runs_mut<T: Send, R: Send>(
+    items: &mut [T],
+    unit: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let unit = unit.max(1);
+    let per = run_len(items.len() / unit, threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks_mut(per * unit)
+            .enumerate()
+            .map(|(i, run)| {
+                let f = &f;
+                scope.spawn(move || f(i * per, run))
+            })
+            .collect();
+        join_all(handles)
+    })
+}
+
+/// Items per run when `n` items are split in contiguous runs for up to `threads` threads (at
+/// most 8).
+fn run_len(n: usize, threads: usize) -> usize {
+    n.div_ceil(threads.clamp(1, 8)).max(1)
+}
+
+/// The results of scoped threads, in order.
+fn join_all<R>(handles: Vec<std::thread::ScopedJoinHandle<'_, R>>) -> Vec<R> {
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("a model thread panicked"))
+        .collect()
 }
 
 /// The total of eight interleaved partial sums (of a vectorized dot product), added in a

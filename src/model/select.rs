@@ -110,20 +110,11 @@ fn screen_candidates(
     if m < 2 * SCREEN || cands.len() <= 4 * SCREEN_KEEP {
         return best_candidates(cands, xs, t, &variance(t), target, (threads, TOP));
     }
-    let head = |cols: &[Vec<f64>], centre: bool| -> Vec<Vec<f64>> {
-        cols.iter()
-            .map(|c| {
-                let c = &c[..SCREEN];
-                let mean = if centre {
-                    c.iter().sum::<f64>() / SCREEN as f64
-                } else {
-                    0.0
-                };
-                c.iter().map(|x| x - mean).collect()
-            })
-            .collect()
-    };
-    let (xs1, t1) = (head(xs, false), head(t, true));
+    let xs1: Vec<Vec<f64>> = xs.iter().map(|c| c[..SCREEN].to_vec()).collect();
+    let t1: Vec<Vec<f64>> = t
+        .iter()
+        .map(|c| centred(c[..SCREEN].iter().copied()))
+        .collect();
     let mut probe = cands.to_vec();
     let screened = best_candidates(
         &mut probe,
@@ -159,8 +150,7 @@ fn best_candidates(
     (threads, keep): (usize, usize),
 ) -> Vec<Vec<(f64, usize)>> {
     let (width, m) = (t.len(), xs.first().map_or(0, Vec::len));
-    let per = cands.len().div_ceil(threads.clamp(1, 8)).max(1);
-    let score = |first: usize, run: &mut [Cand]| -> Vec<Vec<(f64, usize)>> {
+    let parts = super::par_runs_mut(cands, 1, threads, |first, run| {
         let mut scores: Vec<Vec<(f64, usize)>> = vec![Vec::new(); width];
         let mut vals = vec![0f64; m];
         for (k, cand) in run.iter_mut().enumerate() {
@@ -171,20 +161,6 @@ fn best_candidates(
             }
         }
         scores
-    };
-    let parts: Vec<Vec<Vec<(f64, usize)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = cands
-            .chunks_mut(per)
-            .enumerate()
-            .map(|(i, run)| {
-                let score = &score;
-                scope.spawn(move || score(i * per, run))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a selection thread panicked"))
-            .collect()
     });
     let by_score = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     (0..width)
@@ -249,6 +225,13 @@ fn correlations(
     )
 }
 
+/// `values` less their mean.
+fn centred(values: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let v: Vec<f64> = values.into_iter().collect();
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    v.into_iter().map(|x| x - mean).collect()
+}
+
 /// `Σ a·b` in eight interleaved partial sums (so it vectorizes), added in a fixed order.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0f64; 8];
@@ -296,14 +279,7 @@ pub(crate) fn plan(
         .map(|i| pick.iter().map(|&r| noisy[r * width + i]).collect())
         .collect();
     let t: Vec<Vec<f64>> = (0..width)
-        .map(|c| {
-            let v: Vec<f64> = pick
-                .iter()
-                .map(|&r| f64::from(targets[c * rows + r]))
-                .collect();
-            let mean = v.iter().sum::<f64>() / m as f64;
-            v.into_iter().map(|x| x - mean).collect()
-        })
+        .map(|c| centred(pick.iter().map(|&r| f64::from(targets[c * rows + r]))))
         .collect();
     let tvar: Vec<f64> = t
         .iter()
@@ -454,12 +430,7 @@ pub(crate) fn plan(
         .map(|i| {
             varies[i].then(|| {
                 let (o, s) = norms[i];
-                let v: Vec<f64> = xs[i]
-                    .iter()
-                    .map(|&x| f64::from(normalize_input(x, o, s)))
-                    .collect();
-                let mean = v.iter().sum::<f64>() / m as f64;
-                let v: Vec<f64> = v.into_iter().map(|x| x - mean).collect();
+                let v = centred(xs[i].iter().map(|&x| f64::from(normalize_input(x, o, s))));
                 let n2 = dot(&v, &v);
                 (v, n2)
             })
@@ -476,17 +447,13 @@ pub(crate) fn plan(
             .iter()
             .map(|&ci| {
                 let cand = &cands[ci];
-                let v: Vec<f64> = (0..m)
-                    .map(|k| {
-                        f64::from(normalize_input(
-                            cand.value(|i| xs[i][k]),
-                            cand.offset,
-                            cand.scale,
-                        ))
-                    })
-                    .collect();
-                let mean = v.iter().sum::<f64>() / m as f64;
-                v.into_iter().map(|x| x - mean).collect()
+                centred((0..m).map(|k| {
+                    f64::from(normalize_input(
+                        cand.value(|i| xs[i][k]),
+                        cand.offset,
+                        cand.scale,
+                    ))
+                }))
             })
             .collect();
         let chosen = pursue(&columns, &t[c], max_inputs);

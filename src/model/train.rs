@@ -123,6 +123,18 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
+impl TrainReport {
+    /// The report of no training yet on `records` records of `width` columns.
+    fn new(records: usize, width: usize, device: TrainDevice) -> Self {
+        TrainReport {
+            records,
+            explained: vec![None; width],
+            device,
+            ..TrainReport::default()
+        }
+    }
+}
+
 /// Fits a model to a sample of records (row-major, `width` values each) to be coded under
 /// `specs`: normalization from the sample's ranges, the noise of each column's bound, and
 /// hidden units from [`default_hidden`] for `raw_bytes` of input unless `opts.hidden` is set.
@@ -161,13 +173,10 @@ pub fn fit(
     if !fits {
         // Asked for a device that is not there: an error even with nothing to train.
         Backend::open(opts.device)?;
-        let report = TrainReport {
-            records: rows,
-            explained: vec![None; width],
-            device: opts.device,
-            ..TrainReport::default()
-        };
-        return Ok((Model::plain(&norms), report));
+        return Ok((
+            Model::plain(&norms),
+            TrainReport::new(rows, width, opts.device),
+        ));
     }
     train(sample, width, &norms, &bounds, &opts, progress)
 }
@@ -179,7 +188,7 @@ pub fn default_hidden(raw_bytes: u64, active: usize, max_inputs: usize) -> usize
     if active == 0 {
         return 0;
     }
-    let budget = raw_bytes as f64 / 5.0 * 0.02;
+    let budget = model_budget(raw_bytes);
     let per_unit = (active * (max_inputs + 2) * 4) as f64;
     let h = (budget / per_unit) as usize;
     if h < 4 { 0 } else { h.min(32) }
@@ -189,7 +198,13 @@ pub fn default_hidden(raw_bytes: u64, active: usize, max_inputs: usize) -> usize
 /// bias and inputs, about 4 bytes each) stay within the 2% of an estimated compressed size of
 /// `raw_bytes / 5` that [`default_hidden`] allows the model. Unknown sizes (0) fit.
 pub fn linear_fits(raw_bytes: u64, active: usize, max_inputs: usize) -> bool {
-    raw_bytes == 0 || (active * (max_inputs + 2) * 4) as f64 <= raw_bytes as f64 / 5.0 * 0.02
+    raw_bytes == 0 || (active * (max_inputs + 2) * 4) as f64 <= model_budget(raw_bytes)
+}
+
+/// The bytes a model may take for an input of `raw_bytes`: 2% of an estimated compressed size
+/// of `raw_bytes / 5`.
+fn model_budget(raw_bytes: u64) -> f64 {
+    raw_bytes as f64 / 5.0 * 0.02
 }
 
 struct Lcg(u64);
@@ -295,12 +310,7 @@ pub fn train(
     // Open the device first: a missing GPU is an error before any work, not after it.
     let device = Backend::open(opts.device)?;
     let rows = sample.len() / width.max(1);
-    let mut report = TrainReport {
-        records: rows,
-        explained: vec![None; width],
-        device: opts.device,
-        ..TrainReport::default()
-    };
+    let mut report = TrainReport::new(rows, width, opts.device);
     let mut model = Model::plain(norms);
     let max_inputs = opts.max_inputs.clamp(1, MAX_INPUTS);
     let hidden = opts.hidden.min(MAX_HIDDEN);
@@ -384,18 +394,12 @@ pub fn train(
     // One input per task, over all records: a contiguous run of `xin` each, computed as the
     // decoder computes it ([`Model::input_value`]), on every core.
     let threads = super::cores();
-    let per = nin.div_ceil(threads.clamp(1, 8)).max(1);
-    std::thread::scope(|scope| {
-        for (t, block) in xin.chunks_mut(per * rows.max(1)).enumerate() {
-            let (ids, noisy, model) = (&ids, &noisy, &model);
-            scope.spawn(move || {
-                for (k, out) in block.chunks_mut(rows.max(1)).enumerate() {
-                    let id = ids[t * per + k];
-                    for (r, x) in out.iter_mut().enumerate() {
-                        *x = model.input_value(id, &noisy[r * width..(r + 1) * width]);
-                    }
-                }
-            });
+    super::par_runs_mut(&mut xin, rows.max(1), threads, |first, run| {
+        for (k, out) in run.chunks_mut(rows.max(1)).enumerate() {
+            let id = ids[first + k];
+            for (r, x) in out.iter_mut().enumerate() {
+                *x = model.input_value(id, &noisy[r * width..(r + 1) * width]);
+            }
         }
     });
 
@@ -553,23 +557,29 @@ pub fn train(
             &model, &active, &inputs, &ids, &lin, &b0, units, ch, width, weights,
         )
     };
-    let (with_net, lin_only) = (read_out(if network { hidden } else { 0 }), read_out(0));
-    let (mut err_net, mut err_lin) = (vec![0f64; width], vec![0f64; width]);
-    for &r in val_idx {
-        let row = &noisy[r * width..(r + 1) * width];
-        for &j in &active {
-            let c = &with_net.columns[j];
-            let x = c.offset + c.scale * f64::from(targets[j * rows + r]);
-            let e = (lin_only.predict_one(j, row, 0.0) - x) / c.scale;
-            err_lin[j] += e * e;
-            if network {
-                let e = (with_net.predict_one(j, row, 0.0) - x) / c.scale;
-                err_net[j] += e * e;
-            } else {
-                err_net[j] += e * e;
+    // Held-out squared errors (normalized) of a model's columns.
+    let held_out = |m: &Model| -> Vec<f64> {
+        let mut err = vec![0f64; width];
+        for &r in val_idx {
+            let row = &noisy[r * width..(r + 1) * width];
+            for &j in &active {
+                let c = &m.columns[j];
+                let x = c.offset + c.scale * f64::from(targets[j * rows + r]);
+                let e = (m.predict_one(j, row, 0.0) - x) / c.scale;
+                err[j] += e * e;
             }
         }
-    }
+        err
+    };
+    let lin_only = read_out(0);
+    let err_lin = held_out(&lin_only);
+    let (with_net, err_net) = if network {
+        let m = read_out(hidden);
+        let err = held_out(&m);
+        (m, err)
+    } else {
+        (lin_only.clone(), err_lin.clone())
+    };
     let mut columns = with_net.columns;
     let records = if opts.records > 0 {
         opts.records as f64
