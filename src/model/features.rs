@@ -93,6 +93,48 @@ impl Op {
         }
     }
 
+    /// For the formulas `a · f(b)`, `f`: the caller may compute `f` once per value of `b`
+    /// and multiply, which gives the bits of [`eval`](Self::eval).
+    pub fn factor_of_b(self) -> Option<fn(f64) -> f64> {
+        match self {
+            Op::MulCos => Some(cos),
+            Op::MulSin => Some(sin),
+            Op::MulSinh => Some(sinh),
+            Op::MulCosh => Some(cosh),
+            _ => None,
+        }
+    }
+
+    /// `out[k] = eval(a[k], b[k], c[k])` for every `k` (`c` is read by three-argument
+    /// formulas only): the formula chosen once, so the plain arithmetic ones vectorize.
+    pub fn eval_into(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
+        let n = out.len();
+        let (a, b) = (&a[..n], &b[..n]);
+        let two = |out: &mut [f64], f: fn(f64, f64) -> f64| {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        };
+        match self {
+            Op::Mul => two(out, |a, b| a * b),
+            Op::Div => two(out, |a, b| a / b),
+            Op::Hypot => two(out, |a, b| (a * a + b * b).sqrt()),
+            Op::DiffSq => two(out, |a, b| (a * a - b * b).abs().sqrt()),
+            Op::Hypot3 => {
+                for (((o, &x), &y), &z) in out.iter_mut().zip(a).zip(b).zip(&c[..n]) {
+                    *o = (x * x + y * y + z * z).sqrt();
+                }
+            }
+            Op::MulCos => two(out, |a, b| a * cos(b)),
+            Op::MulSin => two(out, |a, b| a * sin(b)),
+            Op::MulSinh => two(out, |a, b| a * sinh(b)),
+            Op::MulCosh => two(out, |a, b| a * cosh(b)),
+            Op::Atan2 => two(out, atan2),
+            Op::Asinh => two(out, |a, b| asinh(a / b)),
+            Op::Rapidity => two(out, |a, b| 0.5 * ln((a + b) / (a - b))),
+        }
+    }
+
     /// The formula's value (non-finite where it is undefined; the kernel maps that to 0).
     #[inline]
     pub fn eval(self, a: f64, b: f64, c: f64) -> f64 {

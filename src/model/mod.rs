@@ -431,22 +431,18 @@ impl Model {
             return;
         }
         let f = &self.features[input as usize - w];
-        let a = at(f.args[0]);
-        let b = at(f.args[1]);
-        match f.args.get(2) {
-            Some(&c) => {
-                let c = at(c);
-                for (t, d) in u.iter_mut().enumerate() {
-                    let v = f.op.eval(a[t].to_f64(), b[t].to_f64(), c[t].to_f64());
-                    *d = normalize_input(v, f.offset, f.scale);
-                }
+        // The arguments widened to f64, then the formula over the whole block at once.
+        let mut args = [[0f64; BLOCK]; 3];
+        for (arg, &i) in args.iter_mut().zip(&f.args) {
+            for (d, &x) in arg.iter_mut().zip(at(i)) {
+                *d = x.to_f64();
             }
-            None => {
-                for (t, d) in u.iter_mut().enumerate() {
-                    let v = f.op.eval(a[t].to_f64(), b[t].to_f64(), 0.0);
-                    *d = normalize_input(v, f.offset, f.scale);
-                }
-            }
+        }
+        let mut v = [0f64; BLOCK];
+        let [a, b, c] = &args;
+        f.op.eval_into(&a[..n], &b[..n], &c[..n], &mut v[..n]);
+        for (d, &v) in u.iter_mut().zip(&v[..n]) {
+            *d = normalize_input(v, f.offset, f.scale);
         }
     }
 

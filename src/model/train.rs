@@ -26,7 +26,7 @@
 
 use dfdx::prelude::*;
 
-use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model, select};
+use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model, normalize_input, select};
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -395,10 +395,28 @@ pub fn train(
     // decoder computes it ([`Model::input_value`]), on every core.
     let threads = super::cores();
     super::par_runs_mut(&mut xin, rows.max(1), threads, |first, run| {
+        // A derived feature's arguments gathered into columns, then the formula over them
+        // all at once ([`Op::eval_into`](super::features::Op::eval_into), the bits of
+        // `input_value`).
+        let mut args = [Vec::new(), Vec::new(), Vec::new()];
+        let mut v = vec![0f64; rows];
         for (k, out) in run.chunks_mut(rows.max(1)).enumerate() {
-            let id = ids[first + k];
-            for (r, x) in out.iter_mut().enumerate() {
-                *x = model.input_value(id, &noisy[r * width..(r + 1) * width]);
+            let id = ids[first + k] as usize;
+            let Some(f) = id.checked_sub(width).map(|i| &model.features[i]) else {
+                let c = &model.columns[id];
+                for (r, x) in out.iter_mut().enumerate() {
+                    *x = c.normalize(noisy[r * width + id]);
+                }
+                continue;
+            };
+            for (arg, &a) in args.iter_mut().zip(&f.args) {
+                arg.clear();
+                arg.extend((0..rows).map(|r| noisy[r * width + a as usize]));
+            }
+            let [a, b, c] = &args;
+            f.op.eval_into(a, b, c, &mut v);
+            for (x, &v) in out.iter_mut().zip(&v) {
+                *x = normalize_input(v, f.offset, f.scale);
             }
         }
     });
@@ -422,32 +440,47 @@ pub fn train(
         .step_by((train_idx.len() / 50_000).max(1))
         .collect();
     fit_rows.sort_unstable();
+    // The normal equations of the centred inputs, summed record by record straight from
+    // `xin` (no copies of the columns): two passes, the means first.
     let fit = |j: usize| -> (Vec<f32>, f32) {
-        let cols: Vec<Vec<f64>> = inputs[j]
+        let cols: Vec<&[f32]> = inputs[j]
             .iter()
-            .map(|&id| {
-                let s = slot(id);
-                fit_rows
-                    .iter()
-                    .map(|&r| f64::from(xin[s * rows + r]))
-                    .collect()
-            })
+            .map(|&id| &xin[slot(id) * rows..(slot(id) + 1) * rows])
             .collect();
-        let t: Vec<f64> = fit_rows
-            .iter()
-            .map(|&r| f64::from(targets[j * rows + r]))
-            .collect();
+        let tcol = &targets[j * rows..(j + 1) * rows];
+        let k = cols.len();
         let n = fit_rows.len() as f64;
-        let means: Vec<f64> = cols.iter().map(|c| c.iter().sum::<f64>() / n).collect();
-        let tm = t.iter().sum::<f64>() / n;
-        let centred: Vec<Vec<f64>> = cols
-            .iter()
-            .zip(&means)
-            .map(|(c, m)| c.iter().map(|x| x - m).collect())
-            .collect();
-        let tc: Vec<f64> = t.iter().map(|x| x - tm).collect();
-        let refs: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
-        let w = select::least_squares(&refs, &tc, 1e-9).unwrap_or_else(|| vec![0.0; refs.len()]);
+        let mut means = vec![0f64; k];
+        let mut tm = 0.0;
+        for &r in &fit_rows {
+            for (m, c) in means.iter_mut().zip(&cols) {
+                *m += f64::from(c[r]);
+            }
+            tm += f64::from(tcol[r]);
+        }
+        means.iter_mut().for_each(|m| *m /= n);
+        tm /= n;
+        let mut a = vec![0f64; k * k];
+        let mut b = vec![0f64; k];
+        let mut x = [0f64; MAX_INPUTS];
+        for &r in &fit_rows {
+            for ((x, c), m) in x.iter_mut().zip(&cols).zip(&means) {
+                *x = f64::from(c[r]) - m;
+            }
+            let y = f64::from(tcol[r]) - tm;
+            for i in 0..k {
+                for (a, &xj) in a[i * k..i * k + i + 1].iter_mut().zip(&x[..=i]) {
+                    *a += x[i] * xj;
+                }
+                b[i] += x[i] * y;
+            }
+        }
+        for i in 0..k {
+            for j in 0..i {
+                a[j * k + i] = a[i * k + j];
+            }
+        }
+        let w = select::solve_normal(a, b, 1e-9).unwrap_or_else(|| vec![0.0; k]);
         let intercept = tm - w.iter().zip(&means).map(|(a, b)| a * b).sum::<f64>();
         (w.iter().map(|&v| v as f32).collect(), intercept as f32)
     };
@@ -558,16 +591,30 @@ pub fn train(
         )
     };
     // Held-out squared errors (normalized) of a model's columns.
+    // The held-out records' inputs, column-major, as the model's kernel reads a chunk.
+    let nval = val_idx.len();
+    let mut val_cols = vec![0f64; width * nval];
+    for (k, &r) in val_idx.iter().enumerate() {
+        for j in 0..width {
+            val_cols[j * nval + k] = noisy[r * width + j];
+        }
+    }
     let held_out = |m: &Model| -> Vec<f64> {
-        let mut err = vec![0f64; width];
-        for &r in val_idx {
-            let row = &noisy[r * width..(r + 1) * width];
-            for &j in &active {
-                let c = &m.columns[j];
+        let errs = super::par_map(&active, threads, |&j| {
+            let c = &m.columns[j];
+            let mut preds = Vec::new();
+            m.predict_column(j, &val_cols, nval, 0.0, &mut preds);
+            let mut err = 0.0;
+            for (&r, &p) in val_idx.iter().zip(&preds) {
                 let x = c.offset + c.scale * f64::from(targets[j * rows + r]);
-                let e = (m.predict_one(j, row, 0.0) - x) / c.scale;
-                err[j] += e * e;
+                let e = (p - x) / c.scale;
+                err += e * e;
             }
+            err
+        });
+        let mut err = vec![0f64; width];
+        for (&j, e) in active.iter().zip(errs) {
+            err[j] = e;
         }
         err
     };
