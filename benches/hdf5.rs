@@ -133,7 +133,7 @@ fn read(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(2));
+    config = Criterion::default().without_plots().measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(2));
     targets = read
 }
 criterion_main!(benches);

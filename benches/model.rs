@@ -1,8 +1,11 @@
 //! The learned predictor on the Delphes fixture (16384 records × 16 columns): training
-//! throughput (records per second of one epoch), and compression and decompression with the
+//! throughput (records per second of one epoch, and of the default effort's selection and
+//! linear parts), and compression and decompression with the
 //! model, in records/s (criterion also prints MB/s of raw input for the coding benches).
 //!
 //!     cargo bench --bench model
+//!
+//! (No plots: criterion draws them with system fonts, which a headless machine may lack.)
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -43,6 +46,25 @@ fn model(c: &mut Criterion) {
             .expect("training on the CPU")
         })
     });
+    // What the default effort trains on inputs of this size: the selection and the linear
+    // parts alone (no epochs).
+    let linear = TrainOptions {
+        epochs: 0,
+        ..TrainOptions::default()
+    };
+    g.bench_function("train linear parts", |b| {
+        b.iter(|| {
+            fit(
+                black_box(&sample),
+                width,
+                &specs,
+                1 << 30,
+                &linear,
+                |_, _, _| {},
+            )
+            .expect("training on the CPU")
+        })
+    });
     let (trained, _) =
         fit(&sample, width, &specs, 1 << 30, &opts, |_, _, _| {}).expect("training on the CPU");
     common::round_trips(&mut g, &data, rows, width, |threads| {
@@ -56,7 +78,7 @@ fn model(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    config = Criterion::default().without_plots().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
     targets = model
 }
 criterion_main!(benches);

@@ -167,7 +167,7 @@ fn stages(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    config = Criterion::default().without_plots().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
     targets = stages
 }
 criterion_main!(benches);
