@@ -32,41 +32,27 @@ fn model(c: &mut Criterion) {
     let mut g = c.benchmark_group("model");
     g.sample_size(10);
     g.throughput(Throughput::Elements(rows as u64));
+    let train = |opts: &TrainOptions| {
+        fit(
+            black_box(&sample),
+            width,
+            &specs,
+            1 << 30,
+            opts,
+            |_, _, _| {},
+        )
+        .expect("training on the CPU")
+    };
     // Selection of order and features, least squares, and one epoch over the sample.
-    g.bench_function("train 1 epoch", |b| {
-        b.iter(|| {
-            fit(
-                black_box(&sample),
-                width,
-                &specs,
-                1 << 30,
-                &opts,
-                |_, _, _| {},
-            )
-            .expect("training on the CPU")
-        })
-    });
+    g.bench_function("train 1 epoch", |b| b.iter(|| train(&opts)));
     // What the default effort trains on inputs of this size: the selection and the linear
     // parts alone (no epochs).
     let linear = TrainOptions {
         epochs: 0,
         ..TrainOptions::default()
     };
-    g.bench_function("train linear parts", |b| {
-        b.iter(|| {
-            fit(
-                black_box(&sample),
-                width,
-                &specs,
-                1 << 30,
-                &linear,
-                |_, _, _| {},
-            )
-            .expect("training on the CPU")
-        })
-    });
-    let (trained, _) =
-        fit(&sample, width, &specs, 1 << 30, &opts, |_, _, _| {}).expect("training on the CPU");
+    g.bench_function("train linear parts", |b| b.iter(|| train(&linear)));
+    let (trained, _) = train(&opts);
     common::round_trips(&mut g, &data, rows, width, |threads| {
         CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
             .threads(threads)

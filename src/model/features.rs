@@ -182,6 +182,18 @@ impl Feature {
         self.op.eval(a, b, c)
     }
 
+    /// Its network inputs for a block of records (normalized, as
+    /// [`normalize_input`](super::normalize_input)) from its arguments' values (`args[k]`:
+    /// argument `k`'s, one per record; the third read by three-argument formulas only), the
+    /// formula's values going through `v` (scratch, at least `out.len()` long).
+    pub fn inputs_into(&self, [a, b, c]: [&[f64]; 3], v: &mut [f64], out: &mut [f32]) {
+        let v = &mut v[..out.len()];
+        self.op.eval_into(a, b, c, v);
+        for (d, &x) in out.iter_mut().zip(v.iter()) {
+            *d = super::normalize_input(x, self.offset, self.scale);
+        }
+    }
+
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.push(self.op as u8);
         for &a in &self.args {

@@ -440,10 +440,7 @@ impl Model {
         }
         let mut v = [0f64; BLOCK];
         let [a, b, c] = &args;
-        f.op.eval_into(&a[..n], &b[..n], &c[..n], &mut v[..n]);
-        for (d, &v) in u.iter_mut().zip(&v[..n]) {
-            *d = normalize_input(v, f.offset, f.scale);
-        }
+        f.inputs_into([&a[..n], &b[..n], &c[..n]], &mut v, u);
     }
 
     /// Predicts column `j` of a chunk of `rows` records from the reconstructed columns coded

@@ -85,26 +85,21 @@ impl Cand {
 /// candidate.
 struct Sub {
     cols: Vec<Vec<f64>>,
-    /// `factors[k·width + b]`: `f_k(b)` for the `k`-th factor op of [`FACTOR_OPS`].
+    /// `factors[op·width + b]`: `f(b)` for the formula `op` (by id).
     factors: Vec<Option<Vec<f64>>>,
 }
-
-/// The formulas `a · f(b)`, in the order [`Sub`] keeps their factors.
-const FACTOR_OPS: [Op; 4] = [Op::MulCos, Op::MulSin, Op::MulSinh, Op::MulCosh];
 
 impl Sub {
     /// `cols` with the factors `cands` read.
     fn new(cols: Vec<Vec<f64>>, cands: &[Cand]) -> Sub {
         let width = cols.len();
-        let mut factors = vec![None; FACTOR_OPS.len() * width];
+        let mut factors = vec![None; Op::ALL.len() * width];
         for cand in cands {
-            let Some(op) = cand.op else { continue };
-            let (Some(k), Some(f)) = (FACTOR_OPS.iter().position(|&o| o == op), op.factor_of_b())
-            else {
+            let Some((op, f)) = cand.op.and_then(|op| Some((op, op.factor_of_b()?))) else {
                 continue;
             };
             let b = cand.args[1] as usize;
-            factors[k * width + b]
+            factors[op as usize * width + b]
                 .get_or_insert_with(|| cols[b].iter().map(|&x| f(x)).collect::<Vec<f64>>());
         }
         Sub { cols, factors }
@@ -112,8 +107,7 @@ impl Sub {
 
     /// `f(b)` of the formula `op` on column `b`, where `op` is `a · f(b)`.
     fn factor(&self, op: Op, b: u32) -> Option<&[f64]> {
-        let k = FACTOR_OPS.iter().position(|&o| o == op)?;
-        self.factors[k * self.cols.len() + b as usize].as_deref()
+        self.factors[op as usize * self.cols.len() + b as usize].as_deref()
     }
 
     /// The first `m` records.

@@ -26,7 +26,7 @@
 
 use dfdx::prelude::*;
 
-use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model, normalize_input, select};
+use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model, select};
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -392,12 +392,10 @@ pub fn train(
     let slot = |id: u32| ids.binary_search(&id).expect("input id listed");
     let mut xin = vec![0f32; rows * nin];
     // One input per task, over all records: a contiguous run of `xin` each, computed as the
-    // decoder computes it ([`Model::input_value`]), on every core.
+    // decoder computes it, on every core: a derived feature's arguments gathered into
+    // columns, then [`Feature::inputs_into`](super::Feature::inputs_into) over them all.
     let threads = super::cores();
     super::par_runs_mut(&mut xin, rows.max(1), threads, |first, run| {
-        // A derived feature's arguments gathered into columns, then the formula over them
-        // all at once ([`Op::eval_into`](super::features::Op::eval_into), the bits of
-        // `input_value`).
         let mut args = [Vec::new(), Vec::new(), Vec::new()];
         let mut v = vec![0f64; rows];
         for (k, out) in run.chunks_mut(rows.max(1)).enumerate() {
@@ -414,10 +412,7 @@ pub fn train(
                 arg.extend((0..rows).map(|r| noisy[r * width + a as usize]));
             }
             let [a, b, c] = &args;
-            f.op.eval_into(a, b, c, &mut v);
-            for (x, &v) in out.iter_mut().zip(&v) {
-                *x = normalize_input(v, f.offset, f.scale);
-            }
+            f.inputs_into([a, b, c], &mut v, out);
         }
     });
 
@@ -527,34 +522,17 @@ pub fn train(
             w2[at] = (rng.unit() * 2.0 - 1.0) * a2;
         }
     }
-    let mut active_mask = vec![false; width];
-    for &j in &active {
-        active_mask[j] = true;
-    }
-    let params = [
-        Param::new(w1, m1),
-        Param::new(vec![0.0; ch], vec![true; ch]),
-        Param::new(w2, m2),
-        Param::new(vec![0.0; width], active_mask.clone()),
-    ];
     let slots: Vec<Vec<usize>> = active
         .iter()
         .map(|&j| inputs[j].iter().map(|&id| slot(id)).collect())
         .collect();
-    let net = Net {
-        xin: &xin,
-        resid: &resid,
-        rows,
-        nin,
-        ch,
-        width,
-        active: &active,
-        slots: &slots,
-        col_mask: active_mask
-            .iter()
-            .map(|&a| if a { 1.0 } else { 0.0 })
-            .collect(),
-    };
+    let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
+    let params = [
+        Param::new(w1, m1),
+        Param::new(vec![0.0; ch], vec![true; ch]),
+        Param::new(w2, m2),
+        Param::new(vec![0.0; width], net.output_mask()),
+    ];
     let run = Run {
         params,
         val_idx,
@@ -755,8 +733,40 @@ struct Net<'a> {
     /// Per predicted column (in `active`'s order), its inputs' indices among the `nin`.
     slots: &'a [Vec<usize>],
     /// 1.0 for predicted columns, 0.0 for the others (their outputs do not count).
-    #[cfg_attr(not(any(feature = "cuda", test)), allow(dead_code))]
     col_mask: Vec<f32>,
+}
+
+impl<'a> Net<'a> {
+    /// The network over the inputs `xin` (`nin` columns of `rows` records) and the linear
+    /// parts' residuals `resid` (`width` columns), with `ch` hidden units for the columns
+    /// `active`, each reading the inputs `slots` lists for it.
+    fn new(
+        (xin, resid): (&'a [f32], &'a [f32]),
+        (rows, nin, ch, width): (usize, usize, usize, usize),
+        active: &'a [usize],
+        slots: &'a [Vec<usize>],
+    ) -> Self {
+        let mut col_mask = vec![0f32; width];
+        for &j in active {
+            col_mask[j] = 1.0;
+        }
+        Net {
+            xin,
+            resid,
+            rows,
+            nin,
+            ch,
+            width,
+            active,
+            slots,
+            col_mask,
+        }
+    }
+
+    /// Which output biases train: those of the predicted columns.
+    fn output_mask(&self) -> Vec<bool> {
+        self.col_mask.iter().map(|&m| m > 0.0).collect()
+    }
 }
 
 /// One optimization: the parameters with their Adam state, the split, and what to report.
@@ -1105,27 +1115,13 @@ mod tests {
         }
         let b1: Vec<f32> = (0..ch).map(|_| rng.unit() * 0.2 - 0.1).collect();
         let b2: Vec<f32> = (0..width).map(|_| rng.unit() * 0.2 - 0.1).collect();
-        let col_mask: Vec<f32> = (0..width)
-            .map(|j| f32::from(active.contains(&j) as u8))
-            .collect();
-        let mask2 = col_mask.iter().map(|&m| m > 0.0).collect();
+        let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
         let params = [
             Param::new(w1, m1),
             Param::new(b1, vec![true; ch]),
             Param::new(w2, m2),
-            Param::new(b2, mask2),
+            Param::new(b2, net.output_mask()),
         ];
-        let net = Net {
-            xin: &xin,
-            resid: &resid,
-            rows,
-            nin,
-            ch,
-            width,
-            active: &active,
-            slots: &slots,
-            col_mask,
-        };
         let idx: Vec<usize> = (0..rows).step_by(3).collect();
         let (dense_loss, dense) = net.forward_loss(&Cpu::default(), net.batch(&idx), &params, true);
         let dense = dense.unwrap();
