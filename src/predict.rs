@@ -51,7 +51,7 @@
 //! decoder, and the codes are `round((x − x̂) / s)`.
 
 use crate::element::Element;
-use crate::residual::{Exceptions, MAX_CODE, Quantizer};
+use crate::residual::{Exceptions, MAX_CODE, QuantizeUser, Quantizer};
 
 /// How a column's values are predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,12 +378,11 @@ impl Interp {
         self.orders().find(|o| o.order_byte() == byte)
     }
 
-    /// Calls `point(pos, c, len, hs, h)` for every point predicted, in decoding order: level by
-    /// level (spacing `h`), axis by axis, and within an axis by coordinate `c` along it (so
-    /// points predicted alike, e.g. past the far edge, come together in the code stream), then
-    /// across the other axes in memory order. `len` is the axis' length and `hs` the distance
-    /// between neighbours along it.
-    fn walk(&self, mut point: impl FnMut(usize, usize, usize, usize, usize)) {
+    /// Calls `line` for every [`Line`] of points predicted, in decoding order: level by level
+    /// (spacing `h`), axis by axis, and within an axis by coordinate `c` along it (so points
+    /// predicted alike, e.g. past the far edge, come together in the code stream), then across
+    /// the other axes in memory order, the last of them along the line.
+    fn lines(&self, mut line: impl FnMut(Line)) {
         let shape = &self.shape;
         let longest = shape[..self.nd].iter().copied().max().unwrap_or(0);
         if longest < 2 {
@@ -402,21 +401,32 @@ impl Interp {
                 let mut others = (0..self.nd).filter(|&a| a != d);
                 let (s, n) = (self.strides[d], shape[d]);
                 let (a, b) = (others.next(), others.next());
+                // The points along axis `e` from `start`.
+                let along = |start: usize, e: usize| Line {
+                    start,
+                    count: shape[e].div_ceil(step(e)),
+                    stride: step(e) * self.strides[e],
+                    c: 0,
+                    len: n,
+                    hs: h * s,
+                    h,
+                };
                 for c in (h..n).step_by(2 * h) {
                     let at = c * s;
                     match (a, b) {
-                        (None, _) => point(at, c, n, h * s, h),
-                        (Some(a), None) => {
-                            for ca in (0..shape[a]).step_by(step(a)) {
-                                point(at + ca * self.strides[a], c, n, h * s, h);
-                            }
-                        }
+                        (None, _) => line(Line {
+                            count: 1,
+                            stride: 1,
+                            c,
+                            ..along(at, d)
+                        }),
+                        (Some(a), None) => line(Line { c, ..along(at, a) }),
                         (Some(a), Some(b)) => {
                             for ca in (0..shape[a]).step_by(step(a)) {
-                                let base = at + ca * self.strides[a];
-                                for cb in (0..shape[b]).step_by(step(b)) {
-                                    point(base + cb * self.strides[b], c, n, h * s, h);
-                                }
+                                line(Line {
+                                    c,
+                                    ..along(at + ca * self.strides[a], b)
+                                });
                             }
                         }
                     }
@@ -431,7 +441,8 @@ impl Interp {
     /// first value of a block is predicted as `first`; a prediction from non-finite
     /// neighbours is `first` too). For an exception (a value stored verbatim) `value` should
     /// give its prediction, and the caller put the exceptions in place afterwards: so an
-    /// outlier or a NaN does not spoil the predictions of its neighbours.
+    /// outlier or a NaN does not spoil the predictions of its neighbours. A line's
+    /// predictions are all computed before its values are given.
     pub(crate) fn run<T: Element>(
         &self,
         vals: &mut [T],
@@ -441,10 +452,7 @@ impl Interp {
         for (b, vb) in vals.chunks_exact_mut(self.block).enumerate() {
             let base0 = b * self.block;
             vb[0] = value(base0, first);
-            self.walk(|pos, c, len, hs, h| {
-                let p = interpolate_values(vb, pos, c, len, hs, h);
-                vb[pos] = value(base0 + pos, if p.is_finite() { p } else { first });
-            });
+            self.lines(|l| interpolate_line(vb, l, first, |pos, p| value(base0 + pos, p)));
         }
     }
 
@@ -508,8 +516,9 @@ fn interpolate_codes(k: &[i32], pos: usize, c: usize, len: usize, hs: usize, h: 
 }
 
 /// The same interpolation on values, in `f64` with a fixed order of operations (no fused
-/// multiply-add), so encoder and decoder compute the same bits.
-#[inline(always)]
+/// multiply-add), so encoder and decoder compute the same bits: one point of
+/// [`interpolate_line`], as the tests check it.
+#[cfg(test)]
 fn interpolate_values<T: Element>(
     v: &[T],
     pos: usize,
@@ -533,6 +542,64 @@ fn interpolate_values<T: Element>(
         (false, false) => (b + n) * 0.5,
     }
 }
+/// Points of one level and axis that read none of each other: `count` points from `start`,
+/// `stride` apart, each at coordinate `c` (an odd multiple of `h`) of an axis of `len` points
+/// whose neighbours are `hs` apart. So a line's predictions can all be computed (a tight loop
+/// per edge case) before any of its values is known.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    start: usize,
+    count: usize,
+    stride: usize,
+    c: usize,
+    len: usize,
+    hs: usize,
+    h: usize,
+}
+
+impl Line {
+    /// The positions of the line's points.
+    fn points(self) -> impl Iterator<Item = usize> {
+        (0..self.count).map(move |j| self.start + j * self.stride)
+    }
+}
+
+/// Gives every point of line `l` its value `value(pos, prediction)`, the prediction as
+/// [`interpolate_values`] computes it (bit for bit), or `first` where that is not finite. The
+/// neighbours' case is the same along a line, so it is chosen once per line.
+#[inline(always)]
+fn interpolate_line<T: Element>(
+    v: &mut [T],
+    l: Line,
+    first: f64,
+    mut value: impl FnMut(usize, f64) -> T,
+) {
+    let hs = l.hs;
+    macro_rules! each {
+        (|$at:ident, $p:ident| $e:expr) => {
+            for $p in l.points() {
+                let $at = |i: usize| v[i].to_f64();
+                let x: f64 = $e;
+                v[$p] = value($p, if x.is_finite() { x } else { first });
+            }
+        };
+    }
+    match reach(l.c, l.len, l.h) {
+        Err(true) => each!(|at, p| (3.0 * at(p - hs) - at(p - 3 * hs)) * 0.5),
+        Err(false) => each!(|at, p| at(p - hs)),
+        Ok((true, true)) => each!(|at, p| (9.0 * (at(p - hs) + at(p + hs))
+            - (at(p - 3 * hs) + at(p + 3 * hs)))
+            * 0.0625),
+        Ok((false, true)) => {
+            each!(|at, p| (3.0 * at(p - hs) + 6.0 * at(p + hs) - at(p + 3 * hs)) * 0.125)
+        }
+        Ok((true, false)) => {
+            each!(|at, p| (6.0 * at(p - hs) + 3.0 * at(p + hs) - at(p - 3 * hs)) * 0.125)
+        }
+        Ok((false, false)) => each!(|at, p| (at(p - hs) + at(p + hs)) * 0.5),
+    }
+}
+
 /// A predictor's neighbours: `k[i]`'s prediction is the alternating sum of `k[i − offs[m]]`
 /// over the non-empty subsets `m` of axes along which `i` has a neighbour.
 #[derive(Debug, Clone, Copy)]
@@ -805,23 +872,49 @@ impl Interp {
     ) {
         let n = col.len();
         k.clear();
+        k.reserve(n);
         rec.clear();
         rec.resize(n, T::from_f64(0.0));
         exc.clear();
-        let linear = !q.is_ordinal();
-        self.run(rec, fallback, |pos, pred| {
-            let p = if linear { pred } else { q.predict::<T>(pred) };
-            match q.quantize_one(col[pos], p) {
-                Some((c, y)) => {
-                    k.push(c);
-                    y
-                }
-                None => {
-                    exc.pos.push(pos as u32);
-                    exc.val.push(col[pos]);
-                    T::from_f64(pred)
-                }
+        struct Walk<'a, T> {
+            ip: Interp,
+            q: Quantizer,
+            fallback: f64,
+            col: &'a [T],
+            k: &'a mut Vec<i32>,
+            exc: &'a mut Exceptions<T>,
+            rec: &'a mut [T],
+        }
+        impl<T: Element> QuantizeUser<T, ()> for Walk<'_, T> {
+            fn run(self, quantize_one: impl Fn(T, f64) -> Option<(i32, T)> + Copy) {
+                let Walk {
+                    ip, q, col, k, exc, ..
+                } = self;
+                let linear = !q.is_ordinal();
+                ip.run(self.rec, self.fallback, |pos, pred| {
+                    let p = if linear { pred } else { q.predict::<T>(pred) };
+                    match quantize_one(col[pos], p) {
+                        Some((c, y)) => {
+                            k.push(c);
+                            y
+                        }
+                        None => {
+                            exc.pos.push(pos as u32);
+                            exc.val.push(col[pos]);
+                            T::from_f64(pred)
+                        }
+                    }
+                });
             }
+        }
+        q.quantize_one_fn(Walk {
+            ip: self,
+            q,
+            fallback,
+            col,
+            k: &mut *k,
+            exc: &mut *exc,
+            rec: &mut rec[..],
         });
         for &p in &exc.pos {
             rec[p as usize] = col[p as usize];
@@ -863,9 +956,9 @@ impl Interp {
         impl<T: Element> crate::residual::LevelUser<T, ()> for Walk<'_, T> {
             fn run(self, level: impl Fn(f64, i32) -> T + Copy) {
                 let (k, exc) = (self.k, self.exc);
-                let mut next = 0;
+                let (mut next, none) = (0, exc.pos.is_empty());
                 self.ip.run(self.out, self.fallback, |pos, p| {
-                    if exc.pos.binary_search(&(pos as u32)).is_ok() {
+                    if !none && exc.pos.binary_search(&(pos as u32)).is_ok() {
                         T::from_f64(p)
                     } else {
                         next += 1;
@@ -1005,30 +1098,47 @@ mod tests {
                     for b in (0..len).step_by(ip.block) {
                         seen[b] = true;
                     }
+                    let vals: Vec<f32> = k.iter().map(|&x| x as f32).collect();
                     for b in (0..len).step_by(ip.block) {
-                        ip.walk(|pos, c, n, hs, h| {
-                            let i = b + pos;
-                            assert!(!seen[i], "{p:?} {grid:?} {ip:?}: {i} twice");
-                            let mut reads = vec![i - hs];
-                            match reach(c, n, h) {
-                                Ok((left, right)) => {
-                                    reads.push(i + hs);
-                                    if left {
-                                        reads.push(i - 3 * hs);
+                        ip.lines(|l| {
+                            let (c, n, hs, h) = (l.c, l.len, l.hs, l.h);
+                            // Every read is of a point seen before the line: none of the line.
+                            for pos in l.points() {
+                                let i = b + pos;
+                                assert!(!seen[i], "{p:?} {grid:?} {ip:?}: {i} twice");
+                                let mut reads = vec![i - hs];
+                                match reach(c, n, h) {
+                                    Ok((left, right)) => {
+                                        reads.push(i + hs);
+                                        if left {
+                                            reads.push(i - 3 * hs);
+                                        }
+                                        if right {
+                                            reads.push(i + 3 * hs);
+                                        }
                                     }
-                                    if right {
-                                        reads.push(i + 3 * hs);
-                                    }
+                                    Err(true) => reads.push(i - 3 * hs),
+                                    Err(false) => {}
                                 }
-                                Err(true) => reads.push(i - 3 * hs),
-                                Err(false) => {}
+                                for r in reads {
+                                    assert!(seen[r], "{p:?} {grid:?} {ip:?}: {i} reads {r} first");
+                                }
+                                let want = interpolate_codes(&k, i, c, n, hs, h);
+                                assert_eq!(ip.predict(&k, i), want, "{p:?} {grid:?} {ip:?} at {i}");
                             }
-                            for r in reads {
-                                assert!(seen[r], "{p:?} {grid:?} {ip:?}: {i} reads {r} first");
+                            // The values stay (each point is given its own), the
+                            // predictions are recorded.
+                            let mut block = vals[b..b + ip.block].to_vec();
+                            let mut got = Vec::new();
+                            interpolate_line(&mut block, l, 0.0, |pos, p| {
+                                got.push(p);
+                                vals[b + pos]
+                            });
+                            for (j, pos) in l.points().enumerate() {
+                                let want = interpolate_values(&block, pos, c, n, hs, h);
+                                assert_eq!(got[j].to_bits(), want.to_bits(), "{ip:?} at {pos}");
+                                seen[b + pos] = true;
                             }
-                            seen[i] = true;
-                            let want = interpolate_codes(&k, i, c, n, hs, h);
-                            assert_eq!(ip.predict(&k, i), want, "{p:?} {grid:?} {ip:?} at {i}");
                         });
                     }
                     assert!(seen.iter().all(|&s| s), "{p:?} {grid:?} {ip:?}");

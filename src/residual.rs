@@ -285,6 +285,12 @@ pub(crate) trait LevelUser<T, R> {
     fn run(self, level: impl Fn(f64, i32) -> T + Copy) -> R;
 }
 
+/// What [`Quantizer::quantize_one_fn`] hands a one-value quantizer to.
+pub(crate) trait QuantizeUser<T, R> {
+    /// Runs with `quantize_one(value, prediction in the domain)`.
+    fn run(self, quantize_one: impl Fn(T, f64) -> Option<(i32, T)> + Copy) -> R;
+}
+
 /// The domains' arithmetic, chosen once per call ([`dispatch!`]).
 #[derive(Clone, Copy)]
 enum Maps {
@@ -454,20 +460,21 @@ impl Quantizer {
         dispatch!(self, m => Map::<T>::level(m, p, q))
     }
 
-    /// Quantizes one value `x` against prediction `p` (in the domain): its code and
-    /// reconstruction, or `None` where it must be stored verbatim. The same arithmetic and
-    /// check as [`quantize`](Self::quantize), for predictors that need each reconstruction
-    /// before the next prediction.
-    #[inline(always)]
-    pub(crate) fn quantize_one<T: Element>(self, x: T, p: f64) -> Option<(i32, T)> {
-        fn one<T: Element, M: Map<T>>(m: M, step: f64, x: T, p: f64) -> Option<(i32, T)> {
+    /// Runs `f` with a function that quantizes one value `x` against prediction `p` (in the
+    /// domain): its code and reconstruction, or `None` where it must be stored verbatim. The
+    /// same arithmetic and check as [`quantize`](Self::quantize), for predictors that need
+    /// each reconstruction before the next prediction; the domain is chosen once.
+    pub(crate) fn quantize_one_fn<T: Element, R>(self, f: impl QuantizeUser<T, R>) -> R {
+        #[inline(always)]
+        fn one<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> Option<(i32, T)> {
             let lim = MAX_CODE as f64;
-            let v = ((m.value(x) - p) * (1.0 / step)).clamp(-lim, lim);
+            let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
             let q = (v + 0.5f64.copysign(v)) as i32;
             let y: T = m.level(p, q);
             (m.clear(x, y) || m.check(x, y)).then_some((q, y))
         }
-        dispatch!(self, m => one(m, self.step, x, p))
+        let inv = 1.0 / self.step;
+        dispatch!(self, m => f.run(move |x, p| one(m, inv, x, p)))
     }
 
     /// Quantizes `values`: fills `codes` for the values that meet the bound, `exc` with the
