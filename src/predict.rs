@@ -285,15 +285,6 @@ enum Rule {
 }
 
 impl Rule {
-    /// The prediction of `k[i]` from the codes it depends on.
-    #[inline]
-    fn predict(&self, k: &[i32], i: usize) -> i32 {
-        match self {
-            Rule::Stencil(st) => st.predict(k, i),
-            Rule::Interp(ip) => ip.predict(k, i),
-        }
-    }
-
     /// Appends the residuals of positions `b..e` to `out`.
     fn push_residuals(&self, k: &[i32], b: usize, e: usize, out: &mut Vec<i32>) {
         match self {
@@ -456,10 +447,14 @@ impl Interp {
         }
     }
 
-    /// The prediction of code `k[i]` from the plain codes (for pricing): its level `h` is the
-    /// lowest bit set in any of its coordinates, its axis the last one visited whose
-    /// coordinate has that bit.
+    /// The prediction of code `k[i]` from the plain codes (for pricing).
     fn predict(&self, k: &[i32], i: usize) -> i32 {
+        self.predict_at(k, i, self.spot(i), &self.last_visited())
+    }
+
+    /// Where position `i` sits in the walk: its level `h` is the lowest bit set in any of its
+    /// coordinates, and its axis will be the last one visited whose coordinate has that bit.
+    fn spot(&self, i: usize) -> Spot {
         let mut j = i % self.block;
         let mut coords = [0usize; MAX_AXES];
         for (c, &s) in coords.iter_mut().zip(&self.strides[..self.nd]) {
@@ -467,17 +462,46 @@ impl Interp {
             j %= s;
         }
         let or = coords.iter().fold(0, |o, &c| o | c);
-        if or == 0 {
+        let h = or & or.wrapping_neg();
+        let axes = (0..self.nd).fold(0, |m, a| m | u8::from(coords[a] & h != 0) << a);
+        Spot { coords, h, axes }
+    }
+
+    /// For each set of axes (a bit per axis), the last of them this order visits.
+    fn last_visited(&self) -> [u8; 1 << MAX_AXES] {
+        let mut last = [0; 1 << MAX_AXES];
+        for (m, l) in last.iter_mut().enumerate() {
+            if let Some(&a) = self.order[..self.nd]
+                .iter()
+                .rev()
+                .find(|&&a| m >> a & 1 != 0)
+            {
+                *l = a as u8;
+            }
+        }
+        last
+    }
+
+    /// [`predict`](Self::predict) with the point's [`spot`](Self::spot) and this order's
+    /// [`last_visited`](Self::last_visited) given: for pricing every order of the axes on the
+    /// same sample.
+    #[inline]
+    fn predict_at(&self, k: &[i32], i: usize, spot: Spot, last: &[u8; 1 << MAX_AXES]) -> i32 {
+        if spot.h == 0 {
             return 0;
         }
-        let h = or & or.wrapping_neg();
-        let d = *self.order[..self.nd]
-            .iter()
-            .rev()
-            .find(|&&a| coords[a] & h != 0)
-            .expect("a set bit");
-        interpolate_codes(k, i, coords[d], self.shape[d], h * self.strides[d], h)
+        let (d, h) = (usize::from(last[usize::from(spot.axes)]), spot.h);
+        interpolate_codes(k, i, spot.coords[d], self.shape[d], h * self.strides[d], h)
     }
+}
+
+/// A point's place in an interpolation's walk ([`Interp::spot`]): its coordinates, its level
+/// (0 for a block's first point) and the axes whose coordinate has the level's bit.
+#[derive(Debug, Clone, Copy)]
+struct Spot {
+    coords: [usize; MAX_AXES],
+    h: usize,
+    axes: u8,
 }
 
 /// Which neighbours of a point at `c` (an odd multiple of `h` on an axis of `len` points)
@@ -768,13 +792,27 @@ impl Chooser {
                 None => {}
             }
         }
+        // The sample's places in an interpolation's walk, the same for every order of its axes.
+        let mut spots: Option<(Predictor, Vec<Spot>)> = None;
         for (p, rule) in rules {
             self.sample.clear();
-            if whole {
-                rule.push_residuals(k, 0, n, &mut self.sample);
-            } else {
-                let residual = |&i: &usize| k[i].wrapping_sub(rule.predict(k, i));
-                self.sample.extend(self.positions.iter().map(residual));
+            match rule {
+                _ if whole => rule.push_residuals(k, 0, n, &mut self.sample),
+                Rule::Interp(ip) => {
+                    if spots.as_ref().is_none_or(|s| s.0 != p) {
+                        spots = Some((p, self.positions.iter().map(|&i| ip.spot(i)).collect()));
+                    }
+                    let (last, at) = (ip.last_visited(), &spots.as_ref().expect("just made").1);
+                    let residual = |(&i, &s): (&usize, &Spot)| {
+                        k[i].wrapping_sub(ip.predict_at(k, i, s, &last))
+                    };
+                    self.sample
+                        .extend(self.positions.iter().zip(at).map(residual));
+                }
+                Rule::Stencil(st) => {
+                    let residual = |&i: &usize| k[i].wrapping_sub(st.predict(k, i));
+                    self.sample.extend(self.positions.iter().map(residual));
+                }
             }
             let bits = self.estimate_bits() * if p == Predictor::Centre { 0.98 } else { 1.0 };
             let per_value = bits / self.sample.len() as f64;
