@@ -235,10 +235,10 @@ pub struct CodecArgs {
     pub model: String,
 
     /// How hard to work on the learned predictor (`--model auto`), from 1 (none: fastest) to 9,
-    /// like zstd's levels: 2 fits linear predictors on a small sample, 3 on a larger one and
-    /// trains a network only for inputs of millions of records, and each level above gives
-    /// the network more of the input's records to learn from. --sample and --epochs, given,
-    /// win.
+    /// like zstd's levels: 2 fits linear predictors on a small sample, 3 on a larger one, and
+    /// from 4 on a network is trained too, given more of the input's records to learn from at
+    /// each level (it costs time at both ends: its predictions are computed for every record
+    /// when compressing and decompressing). --sample and --epochs, given, win.
     #[arg(short = 'e', long, value_name = "1-9", default_value_t = baler::model::budget::DEFAULT_EFFORT, value_parser = baler::model::budget::parse_effort)]
     pub effort: u8,
 
