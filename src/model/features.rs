@@ -69,6 +69,16 @@ impl Op {
         }
     }
 
+    /// Whether the formula calls a transcendental function (a sine, an exponential, a
+    /// logarithm, an arctangent): several times the cost of the arithmetic ones for every
+    /// record compressed and decompressed, so selection asks more of it.
+    pub fn transcendental(self) -> bool {
+        !matches!(
+            self,
+            Op::Mul | Op::Div | Op::Hypot | Op::Hypot3 | Op::DiffSq
+        )
+    }
+
     /// Whether swapping `a` and `b` gives the same value (only one order is a candidate).
     pub fn symmetric(self) -> bool {
         matches!(self, Op::Mul | Op::Hypot | Op::Hypot3 | Op::DiffSq)

@@ -613,7 +613,11 @@ pub(crate) fn plan(
                 )
             })
             .collect();
-        let chosen = pursue(&columns, &t[c], max_inputs);
+        let costly: Vec<bool> = pool
+            .iter()
+            .map(|&ci| cands[ci].op.is_some_and(|op| op.transcendental()))
+            .collect();
+        let chosen = pursue(&columns, &costly, &t[c], max_inputs);
         let mut picked: Vec<usize> = chosen.iter().map(|&k| pool[k]).collect();
         // Top up with the earlier columns themselves, by correlation.
         let mut raw: Vec<(f64, usize)> = (0..width)
@@ -674,9 +678,11 @@ pub(crate) fn plan(
 }
 
 /// Orthogonal matching pursuit: up to `max` of `columns` (centred) that explain `t` (centred),
-/// each adding at least 0.2% of its variance. Returns their indices, in the order chosen.
-fn pursue(columns: &[Vec<f64>], t: &[f64], max: usize) -> Vec<usize> {
+/// each adding at least 0.2% of its variance, or [`COSTLY_GAIN`] for the `costly` ones.
+/// Returns their indices, in the order chosen.
+fn pursue(columns: &[Vec<f64>], costly: &[bool], t: &[f64], max: usize) -> Vec<usize> {
     let total: f64 = t.iter().map(|x| x * x).sum();
+    let least = |k: usize| if costly[k] { COSTLY_GAIN } else { 0.002 } * total;
     let mut chosen: Vec<usize> = Vec::new();
     let mut resid = t.to_vec();
     let mut ss = total;
@@ -688,11 +694,11 @@ fn pursue(columns: &[Vec<f64>], t: &[f64], max: usize) -> Vec<usize> {
             }
             let (d, n2) = (dot(col, &resid), dot(col, col));
             let gain = if n2 > 0.0 { d * d / n2 } else { 0.0 };
-            if gain > top.0 {
+            if gain > top.0 && gain >= least(k) {
                 top = (gain, k);
             }
         }
-        if top.1 == usize::MAX || top.0 < 0.002 * total {
+        if top.1 == usize::MAX {
             break;
         }
         chosen.push(top.1);
@@ -705,7 +711,7 @@ fn pursue(columns: &[Vec<f64>], t: &[f64], max: usize) -> Vec<usize> {
             *r = y - sel.iter().zip(&w).map(|(c, wk)| c[i] * wk).sum::<f64>();
         }
         let new_ss: f64 = resid.iter().map(|x| x * x).sum();
-        if ss - new_ss < 0.002 * total {
+        if ss - new_ss < least(top.1) {
             chosen.pop();
             break;
         }
@@ -713,6 +719,10 @@ fn pursue(columns: &[Vec<f64>], t: &[f64], max: usize) -> Vec<usize> {
     }
     chosen
 }
+
+/// The share of a column's variance a formula with a transcendental function must explain to
+/// be chosen (the others: 0.2%).
+const COSTLY_GAIN: f64 = 0.02;
 
 /// Ridge least squares without intercept: the `w` minimizing `|Σ wₖ·xₖ − t|² + λ·tr·|w|²`, by
 /// Cholesky. `None` if the system is singular.
@@ -788,6 +798,21 @@ mod tests {
             (w[0] - 2.0).abs() < 1e-9 && (w[1] + 0.5).abs() < 1e-9,
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn costly_formulas_must_explain_more() {
+        // A target made of three parts worth 90%, 1% and 1% of its variance: the 1% part is
+        // taken from a plain input, not from a transcendental formula.
+        let n = 4000;
+        let wave = |f: f64| -> Vec<f64> { centred((0..n).map(|i| (i as f64 * f).sin())) };
+        let (a, b, c) = (wave(0.37), wave(1.13), wave(2.71));
+        let t: Vec<f64> = (0..n).map(|i| 3.0 * a[i] + 0.32 * b[i] + 0.32 * c[i]).collect();
+        let cols = vec![a, b, c];
+        assert_eq!(pursue(&cols, &[false, false, false], &t, 8), vec![0, 1, 2]);
+        assert_eq!(pursue(&cols, &[false, true, false], &t, 8), vec![0, 2]);
+        // A costly input that explains much is still chosen.
+        assert_eq!(pursue(&cols, &[true, true, false], &t, 8), vec![0, 2]);
     }
 
     #[test]
