@@ -807,7 +807,9 @@ mod tests {
         let n = 4000;
         let wave = |f: f64| -> Vec<f64> { centred((0..n).map(|i| (i as f64 * f).sin())) };
         let (a, b, c) = (wave(0.37), wave(1.13), wave(2.71));
-        let t: Vec<f64> = (0..n).map(|i| 3.0 * a[i] + 0.32 * b[i] + 0.32 * c[i]).collect();
+        let t: Vec<f64> = (0..n)
+            .map(|i| 3.0 * a[i] + 0.32 * b[i] + 0.32 * c[i])
+            .collect();
         let cols = vec![a, b, c];
         assert_eq!(pursue(&cols, &[false, false, false], &t, 8), vec![0, 1, 2]);
         assert_eq!(pursue(&cols, &[false, true, false], &t, 8), vec![0, 2]);
