@@ -3,12 +3,12 @@
 //! small, predictable share of the work whatever the file's size.
 //!
 //! A network costs at both ends, not only in training: its predictions are evaluated for every
-//! record when compressing and decompressing. On Delphes ×400 (1.98 GB, 31 M records) the
-//! default's network (5% of the records as record-epochs: 193,000 × 8) bought 0.35% (22.52 →
-//! 22.60×) and took the compression from 8.3 to 13.7 s, of which training was under a second;
-//! a smaller one (50,000 × 6) gave 22.55×, and on Delphes ×40 it was 0.4% *larger* than the
-//! linear parts alone and 30% slower. So the default stops at the linear parts; the network is
-//! for those who ask for more effort.
+//! record when compressing and decompressing. On Delphes ×40 (198 MB) a network (50,000
+//! records × 6 epochs) made the file 0.4% *larger* than the linear parts alone and the
+//! compression 30% slower (1.73 against 1.33 s); on Delphes ×400 (1.98 GB, 31 M records) the
+//! former default's network (5% of the records as record-epochs: 193,000 × 8) gave 22.60×,
+//! the linear parts alone 22.61×. So the default stops at the linear parts; the network is for
+//! those who ask for more effort.
 //!
 //! What the parts cost and bring, measured on this project's 2-core machine (see README,
 //! "Effort"): choosing each column's inputs and fitting the linear parts takes a few tenths of
