@@ -289,7 +289,11 @@ impl Rule {
     fn push_residuals(&self, k: &[i32], b: usize, e: usize, out: &mut Vec<i32>) {
         match self {
             Rule::Stencil(st) => st.push_residuals(k, b, e, out),
-            Rule::Interp(ip) => out.extend((b..e).map(|i| k[i].wrapping_sub(ip.predict(k, i)))),
+            Rule::Interp(ip) => {
+                let last = ip.last_visited();
+                let residual = |i: usize| k[i].wrapping_sub(ip.predict_at(k, i, ip.spot(i), &last));
+                out.extend((b..e).map(residual));
+            }
         }
     }
 }
@@ -302,7 +306,7 @@ impl Rule {
 /// the values already reconstructed and its residual quantized (`crate::chunk`), which is
 /// worth ~25% on smooth fields over interpolating the plain codes (whose own rounding adds to
 /// the residual's). The encoder prices them, and picks the axis order, on the plain codes
-/// ([`Interp::predict`]), a close and cheap proxy.
+/// ([`Interp::predict_at`]), a close and cheap proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Interp {
     shape: [usize; MAX_AXES],
@@ -432,8 +436,7 @@ impl Interp {
     /// first value of a block is predicted as `first`; a prediction from non-finite
     /// neighbours is `first` too). For an exception (a value stored verbatim) `value` should
     /// give its prediction, and the caller put the exceptions in place afterwards: so an
-    /// outlier or a NaN does not spoil the predictions of its neighbours. A line's
-    /// predictions are all computed before its values are given.
+    /// outlier or a NaN does not spoil the predictions of its neighbours.
     pub(crate) fn run<T: Element>(
         &self,
         vals: &mut [T],
@@ -447,7 +450,9 @@ impl Interp {
         }
     }
 
-    /// The prediction of code `k[i]` from the plain codes (for pricing).
+    /// The prediction of code `k[i]` from the plain codes, point by point (the pricing uses
+    /// [`predict_at`](Self::predict_at) with the spots and the order's table computed once).
+    #[cfg(test)]
     fn predict(&self, k: &[i32], i: usize) -> i32 {
         self.predict_at(k, i, self.spot(i), &self.last_visited())
     }
@@ -482,9 +487,9 @@ impl Interp {
         last
     }
 
-    /// [`predict`](Self::predict) with the point's [`spot`](Self::spot) and this order's
-    /// [`last_visited`](Self::last_visited) given: for pricing every order of the axes on the
-    /// same sample.
+    /// The prediction of code `k[i]` from the plain codes (for pricing), given the point's
+    /// [`spot`](Self::spot) and this order's [`last_visited`](Self::last_visited): so every
+    /// order of the axes is priced on the same sample with the spots computed once.
     #[inline]
     fn predict_at(&self, k: &[i32], i: usize, spot: Spot, last: &[u8; 1 << MAX_AXES]) -> i32 {
         if spot.h == 0 {
@@ -540,8 +545,8 @@ fn interpolate_codes(k: &[i32], pos: usize, c: usize, len: usize, hs: usize, h: 
 }
 
 /// The same interpolation on values, in `f64` with a fixed order of operations (no fused
-/// multiply-add), so encoder and decoder compute the same bits: one point of
-/// [`interpolate_line`], as the tests check it.
+/// multiply-add), so encoder and decoder compute the same bits: the point-wise reference
+/// [`interpolate_line`] is tested against.
 #[cfg(test)]
 fn interpolate_values<T: Element>(
     v: &[T],
@@ -568,8 +573,8 @@ fn interpolate_values<T: Element>(
 }
 /// Points of one level and axis that read none of each other: `count` points from `start`,
 /// `stride` apart, each at coordinate `c` (an odd multiple of `h`) of an axis of `len` points
-/// whose neighbours are `hs` apart. So a line's predictions can all be computed (a tight loop
-/// per edge case) before any of its values is known.
+/// whose neighbours are `hs` apart. They share their edge case ([`reach`]), so a line is
+/// predicted in one tight loop per case ([`interpolate_line`]).
 #[derive(Debug, Clone, Copy)]
 struct Line {
     start: usize,
@@ -589,7 +594,7 @@ impl Line {
 }
 
 /// Gives every point of line `l` its value `value(pos, prediction)`, the prediction as
-/// [`interpolate_values`] computes it (bit for bit), or `first` where that is not finite. The
+/// `interpolate_values` (the tests' point-wise reference) computes it, bit for bit, or `first` where that is not finite. The
 /// neighbours' case is the same along a line, so it is chosen once per line.
 #[inline(always)]
 fn interpolate_line<T: Element>(
@@ -926,10 +931,16 @@ impl Interp {
         impl<T: Element> QuantizeUser<T, ()> for Walk<'_, T> {
             fn run(self, quantize_one: impl Fn(T, f64) -> Option<(i32, T)> + Copy) {
                 let Walk {
-                    ip, q, col, k, exc, ..
+                    ip,
+                    q,
+                    fallback,
+                    col,
+                    k,
+                    exc,
+                    rec,
                 } = self;
                 let linear = !q.is_ordinal();
-                ip.run(self.rec, self.fallback, |pos, pred| {
+                ip.run(rec, fallback, |pos, pred| {
                     let p = if linear { pred } else { q.predict::<T>(pred) };
                     match quantize_one(col[pos], p) {
                         Some((c, y)) => {
