@@ -8,6 +8,7 @@
 #   chunk      one chunk payload under real headers (table, table with a model, field, f64)
 #   model      a learned model's serialized form
 #   npy        a .npy header
+#   shard      a plan (parsed, split into shards) or a shard (opened and joined)
 #
 #     scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     # default: 60 s, every target
 #
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(container header chunk model npy)
+[[ ${#targets[@]} -gt 0 ]] || targets=(container header chunk model npy shard)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 
@@ -83,6 +84,11 @@ for c in containers:
         put("model", name, m)
 for n in glob.glob("fixtures/*.npy"):
     put("npy", os.path.basename(n), open(n, "rb").read()[:256])
+for n in glob.glob("fixtures/shards/v*/*"):
+    if n.endswith(".plan"):
+        put("shard", "plan_" + os.path.basename(n), b"\0" + open(n, "rb").read())
+    elif n.endswith(".shard"):
+        put("shard", os.path.basename(n), b"\1" + open(n, "rb").read()[:65536])
 PY
 
 failed=0

@@ -6,7 +6,7 @@
 #
 #   scripts/test.sh          # everything (what CI runs)
 #   scripts/test.sh --fast   # the fast tier, for the edit-test loop: unit tests, the format
-#                            # fixtures, the real-data fixtures, the CLI, evaluate and streaming
+#                            # fixtures, the real-data fixtures, the CLI, evaluate, streaming and shards
 #                            # (about a minute once built; no property, corruption, HDF5 or
 #                            # memory tests)
 set -euo pipefail
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 if [[ ${1:-} == --fast ]]; then
   cargo test --release --lib --test format_compat --test fixtures --test cli --test evaluate \
-    --test streaming
+    --test streaming --test shard
 else
   cargo test --release
 fi

@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::io::read_full;
 use crate::normalize::{ColumnStats, Normalization, StatsAccumulator};
 use crate::pipeline::{EncodePool, WriterMsg, wait_reply};
+use crate::plan::Plan;
+use crate::shard::{ShardEnd, ShardRange};
 
 /// Default target size of a chunk's raw values.
 pub const DEFAULT_CHUNK_BYTES: usize = 4 << 20;
@@ -168,6 +170,8 @@ pub struct Compressor<W: Write + Send + 'static> {
     current: ArrayData,
     carry: ([u8; 8], usize),
     records_in: u64,
+    /// The values to expect: the shape's, or a shard's (`None` for a stream).
+    expected_values: Option<u64>,
     progress: Arc<Progress>,
     state: State<W>,
 }
@@ -191,32 +195,9 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 )));
             }
         }
-        let mut threads = if options.threads == 0 {
-            default_threads()
-        } else {
-            options.threads
-        };
         let chunk_bytes = options.chunk_bytes.max(MIN_CHUNK_BYTES);
-        if chunk_bytes as u64 > MAX_CHUNK_BYTES {
-            return Err(Error::InvalidOption(format!(
-                "a chunk size of {chunk_bytes} bytes is above the format's limit of {MAX_CHUNK_BYTES}"
-            )));
-        }
-        let row_bytes = spec.slice_len().saturating_mul(spec.dtype.size() as u64);
-        if spec.layout == Layout::Table && row_bytes > MAX_CHUNK_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "a row of {row_bytes} bytes is above the format's chunk limit of {MAX_CHUNK_BYTES} bytes; \
-                 store such data as a field (--layout field)"
-            )));
-        }
-        // Memory: each worker holds about six chunks' worth (its job, its scratch, its
-        // payload, its share of the queues), plus four chunks around the pipeline. The budget
-        // caps the threads, never the chunk size, so the output does not depend on the
-        // machine.
-        let per_thread = 6 * chunk_bytes;
-        threads = threads
-            .min((options.memory_budget.saturating_sub(4 * chunk_bytes) / per_thread).max(1));
-        let (record_len, chunk_records) = chunking(&spec, chunk_bytes, options.min_chunk_records);
+        let (record_len, chunk_records) = layout(&spec, &options)?;
+        let threads = fit_threads(options.threads, chunk_bytes, options.memory_budget);
         let current = ArrayData::with_capacity(spec.dtype, chunk_records * record_len);
         let state = State::Buffering {
             writer,
@@ -234,12 +215,76 @@ impl<W: Write + Send + 'static> Compressor<W> {
             current,
             carry: ([0; 8], 0),
             records_in: 0,
+            expected_values: None,
             progress: Arc::new(Progress::default()),
             state,
         };
+        c.expected_values = c.spec.len();
         if let Some(stats) = c.options.stats.clone() {
             c.start(stats, StatsSource::Whole)?;
         }
+        Ok(c)
+    }
+
+    /// Compresses what `plan` planned, with its header (bounds, statistics, model) and its
+    /// chunking: the whole input (`shard` `None`: the file one process writes), or one shard
+    /// of it — then only the shard's records are written here, and the output is a shard for
+    /// [`crate::shard::concat`]. Either way, every chunk comes out byte for byte as in the
+    /// whole file, whatever the shard count.
+    pub fn with_plan(
+        writer: W,
+        plan: &Plan,
+        shard: Option<ShardRange>,
+        threads: usize,
+    ) -> Result<Self> {
+        let header = plan.header.clone();
+        let spec = header.spec.clone();
+        let record_len = header.record_len as usize;
+        let chunk_records = plan.chunk_records as usize;
+        let mut options = CompressOptions::new(Bounds::new(BoundSpec::Lossless)).threads(threads);
+        options.source = header.source;
+        options.source_path = header.source_path.clone();
+        let chunk_bytes = chunk_records * record_len * spec.dtype.size();
+        let threads = fit_threads(threads, chunk_bytes, options.memory_budget);
+        let expected = match &shard {
+            Some(s) => s.records * record_len as u64,
+            None => plan.records() * record_len as u64,
+        };
+        let out = Output {
+            prefix: if shard.is_some() {
+                crate::shard::SHARD_MAGIC.to_vec()
+            } else {
+                Vec::new()
+            },
+            header_bytes: plan.header_bytes().to_vec(),
+            first_chunk: shard.as_ref().map_or(0, |s| s.first_chunk),
+            first_record: shard.as_ref().map_or(0, |s| s.first_record),
+            shard: shard.map(|range| ShardEnd {
+                range,
+                total_chunks: plan.chunks(),
+                total_records: plan.records(),
+            }),
+        };
+        let mut c = Compressor {
+            bound_specs: header.bounds.iter().map(|b| b.spec).collect(),
+            current: ArrayData::with_capacity(spec.dtype, chunk_records * record_len),
+            spec,
+            options,
+            record_len,
+            chunk_records,
+            threads,
+            carry: ([0; 8], 0),
+            records_in: 0,
+            expected_values: Some(expected),
+            progress: Arc::new(Progress::default()),
+            state: State::Buffering {
+                writer,
+                pending: Vec::new(),
+                stats: StatsAccumulator::new(0),
+                bytes: 0,
+            },
+        };
+        c.run(header, out)?;
         Ok(c)
     }
 
@@ -268,76 +313,102 @@ impl<W: Write + Send + 'static> Compressor<W> {
     }
 
     fn start(&mut self, stats: Vec<ColumnStats>, source: StatsSource) -> Result<()> {
+        let header = header_for(
+            &self.spec,
+            &self.options,
+            &self.bound_specs,
+            self.record_len,
+            stats,
+            source,
+        );
+        let mut header_bytes = Vec::new();
+        header.write_to(&mut header_bytes);
+        let out = Output {
+            prefix: Vec::new(),
+            header_bytes,
+            first_chunk: 0,
+            first_record: 0,
+            shard: None,
+        };
+        self.run(header, out)
+    }
+
+    /// Starts the workers and the writer, which writes `out` around the chunks.
+    fn run(&mut self, header: Header, out: Output) -> Result<()> {
         let State::Buffering {
             writer, pending, ..
         } = std::mem::replace(&mut self.state, State::Stopped)
         else {
             unreachable!("started twice");
         };
-        let spec = &self.spec;
-        let bounds: Vec<ResolvedBound> = self
-            .bound_specs
-            .iter()
-            .zip(&stats)
-            .map(|(s, st)| ResolvedBound::new(*s, st))
-            .collect();
-        let norms: Vec<Normalization> = stats.iter().map(Normalization::from_stats).collect();
-        let header = Header {
-            spec: spec.clone(),
-            record_len: self.record_len as u64,
-            source: self.options.source,
-            source_path: self.options.source_path.clone(),
-            bounds,
-            stats,
-            norms,
-            stats_source: source,
-            model: match (&self.options.model, self.spec.layout) {
-                (Some(m), Layout::Table) if m.columns.len() == self.record_len => m.to_bytes(),
-                _ => Vec::new(),
-            },
-            writer: format!("baler {}", env!("CARGO_PKG_VERSION")),
-            version: crate::container::FORMAT_VERSION,
-        };
         let params = Arc::new(header.codec_params());
         let progress = Arc::clone(&self.progress);
-        let pool = EncodePool::start(self.threads, spec.dtype, params, move |order, buffers| {
-            let mut cw = ContainerWriter::new(writer, &header)?;
-            progress
-                .bytes_out
-                .store(cw.bytes_written(), Ordering::Relaxed);
-            let mut chunks = 0u64;
-            for msg in order {
-                match msg {
-                    WriterMsg::Chunk(rx) => {
-                        let mut enc = wait_reply(&rx)?;
-                        cw.write_chunk(enc.records, enc.kind, &enc.payload)?;
-                        chunks += 1;
-                        progress
-                            .bytes_out
-                            .store(cw.bytes_written(), Ordering::Relaxed);
-                        enc.data.clear();
-                        buffers.data.give(enc.data);
-                        enc.payload.clear();
-                        buffers.payload.give(enc.payload);
-                    }
-                    WriterMsg::Finish => {
-                        let records = cw.records_written();
-                        let writer = cw.finish()?;
-                        let bytes_out = progress.bytes_out.load(Ordering::Relaxed);
-                        return Ok(Finished {
-                            writer,
-                            header,
-                            chunks,
-                            records,
-                            bytes_out,
-                        });
+        let pool = EncodePool::start(
+            self.threads,
+            self.spec.dtype,
+            params,
+            move |order, buffers| {
+                let mut cw = ContainerWriter::with_header_bytes(
+                    writer,
+                    &out.prefix,
+                    &out.header_bytes,
+                    out.first_chunk,
+                    out.first_record,
+                )?;
+                progress
+                    .bytes_out
+                    .store(cw.bytes_written(), Ordering::Relaxed);
+                for msg in order {
+                    match msg {
+                        WriterMsg::Chunk(rx) => {
+                            let mut enc = wait_reply(&rx)?;
+                            cw.write_chunk(enc.records, enc.kind, &enc.payload)?;
+                            progress
+                                .bytes_out
+                                .store(cw.bytes_written(), Ordering::Relaxed);
+                            enc.data.clear();
+                            buffers.data.give(enc.data);
+                            enc.payload.clear();
+                            buffers.payload.give(enc.payload);
+                        }
+                        WriterMsg::Finish => {
+                            let (chunks, records) = (cw.chunks_written(), cw.records_written());
+                            let writer = match &out.shard {
+                                None => cw.finish()?,
+                                Some(end) => {
+                                    if (chunks, records) != (end.range.chunks, end.range.records) {
+                                        return Err(Error::Internal(format!(
+                                            "shard {} of {}: {chunks} chunks of {records} records \
+                                         written, its range holds {} chunks of {} records",
+                                            end.range.index,
+                                            end.range.count,
+                                            end.range.chunks,
+                                            end.range.records
+                                        )));
+                                    }
+                                    cw.finish_with(&end.to_bytes())?
+                                }
+                            };
+                            let bytes_out = progress.bytes_out.load(Ordering::Relaxed)
+                                + out
+                                    .shard
+                                    .as_ref()
+                                    .map_or(0, |_| crate::shard::SHARD_END_LEN as u64);
+                            return Ok(Finished {
+                                writer,
+                                header,
+                                chunks,
+                                records,
+                                bytes_out,
+                            });
+                        }
                     }
                 }
-            }
-            Err(Error::Io(io::Error::other(
-                "the compressor was dropped before finish(): the output has no end mark",
-            )))
-        });
+                Err(Error::Io(io::Error::other(
+                    "the compressor was dropped before finish(): the output has no end mark",
+                )))
+            },
+        );
         self.state = State::Running(pool?);
         for (data, records) in pending {
             self.submit(data, records)?;
@@ -402,7 +473,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
 
     /// Fails if `incoming` more values would exceed the declared shape.
     fn check_room(&self, incoming: u64) -> Result<()> {
-        if let Some(total) = self.spec.len() {
+        if let Some(total) = self.expected_values {
             if self.values_in() + incoming > total {
                 return Err(Error::InvalidInput(format!(
                     "the input holds more than the {total} values its shape {} declares",
@@ -529,7 +600,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
 
     /// Like [`finish`](Self::finish), with totals.
     pub fn finish_detailed(mut self) -> Result<Finished<W>> {
-        if let Some(total) = self.spec.len() {
+        if let Some(total) = self.expected_values {
             let got = self.records_in * self.record_len as u64 + self.current.len() as u64;
             if got < total {
                 return Err(Error::InvalidInput(format!(
@@ -582,6 +653,83 @@ impl<W: Write + Send + 'static> Compressor<W> {
             State::Running(pool) => pool.finish(),
             _ => Err(stopped()),
         }
+    }
+}
+
+/// What the writer puts around the chunks: a prefix (a shard's magic), the header's bytes,
+/// where the chunks' numbering starts, and (a shard) its end.
+struct Output {
+    prefix: Vec<u8>,
+    header_bytes: Vec<u8>,
+    first_chunk: u64,
+    first_record: u64,
+    shard: Option<ShardEnd>,
+}
+
+/// Values per record and records per chunk for `spec` under `options`, once the chunk size
+/// and the spec's rows are checked against the format's limits.
+pub(crate) fn layout(spec: &ArraySpec, options: &CompressOptions) -> Result<(usize, usize)> {
+    let chunk_bytes = options.chunk_bytes.max(MIN_CHUNK_BYTES);
+    if chunk_bytes as u64 > MAX_CHUNK_BYTES {
+        return Err(Error::InvalidOption(format!(
+            "a chunk size of {chunk_bytes} bytes is above the format's limit of {MAX_CHUNK_BYTES}"
+        )));
+    }
+    let row_bytes = spec.slice_len().saturating_mul(spec.dtype.size() as u64);
+    if spec.layout == Layout::Table && row_bytes > MAX_CHUNK_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "a row of {row_bytes} bytes is above the format's chunk limit of {MAX_CHUNK_BYTES} bytes; \
+             store such data as a field (--layout field)"
+        )));
+    }
+    Ok(chunking(spec, chunk_bytes, options.min_chunk_records))
+}
+
+/// The worker threads for `threads` (0: one per core) within the memory budget. Each worker
+/// holds about six chunks' worth (its job, its scratch, its payload, its share of the
+/// queues), plus four chunks around the pipeline. The budget caps the threads, never the chunk
+/// size, so the output does not depend on the machine.
+fn fit_threads(threads: usize, chunk_bytes: usize, memory_budget: usize) -> usize {
+    let threads = if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    };
+    let per_thread = 6 * chunk_bytes.max(1);
+    threads.min((memory_budget.saturating_sub(4 * chunk_bytes) / per_thread).max(1))
+}
+
+/// The header of a container of `spec` compressed under `options`, once the statistics are
+/// known: the bounds resolved against them, the normalization, the model.
+pub(crate) fn header_for(
+    spec: &ArraySpec,
+    options: &CompressOptions,
+    bound_specs: &[BoundSpec],
+    record_len: usize,
+    stats: Vec<ColumnStats>,
+    source: StatsSource,
+) -> Header {
+    let bounds: Vec<ResolvedBound> = bound_specs
+        .iter()
+        .zip(&stats)
+        .map(|(s, st)| ResolvedBound::new(*s, st))
+        .collect();
+    let norms: Vec<Normalization> = stats.iter().map(Normalization::from_stats).collect();
+    Header {
+        spec: spec.clone(),
+        record_len: record_len as u64,
+        source: options.source,
+        source_path: options.source_path.clone(),
+        bounds,
+        stats,
+        norms,
+        stats_source: source,
+        model: match (&options.model, spec.layout) {
+            (Some(m), Layout::Table) if m.columns.len() == record_len => m.to_bytes(),
+            _ => Vec::new(),
+        },
+        writer: format!("baler {}", env!("CARGO_PKG_VERSION")),
+        version: crate::container::FORMAT_VERSION,
     }
 }
 

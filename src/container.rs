@@ -37,9 +37,9 @@ pub const FORMAT_VERSION: u16 = 4;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 
-const TAG_CHUNK: u8 = b'C';
+pub(crate) const TAG_CHUNK: u8 = b'C';
 const TAG_END: u8 = b'E';
-const CHUNK_HEADER_LEN: usize = 27;
+pub(crate) const CHUNK_HEADER_LEN: usize = 27;
 /// Length of the end mark up to version 3; version 4 adds the content checksum.
 const END_LEN: usize = 21;
 const END_LEN_V4: usize = 25;
@@ -282,41 +282,65 @@ impl Header {
     /// Reads and validates a header; also returns its length in bytes and its checksum (which
     /// starts the content checksum, [`ContentSum`]).
     fn read_with_crc<R: Read>(r: &mut R) -> Result<(Header, u64, u32)> {
-        let mut magic = [0u8; 8];
-        read_exact_or(r, &mut magic, || Error::BadMagic)?;
-        if magic != MAGIC {
-            return Err(Error::BadMagic);
+        let (header, raw) = Self::read_raw(r)?;
+        let crc = u32::from_le_bytes(raw[raw.len() - 4..].try_into().expect("4"));
+        Ok((header, raw.len() as u64, crc))
+    }
+
+    /// Reads and validates a header; also returns its bytes, exactly as they were written
+    /// (a plan keeps them, so that every file of the plan starts with them).
+    pub(crate) fn read_raw<R: Read>(r: &mut R) -> Result<(Header, Vec<u8>)> {
+        let mut raw = vec![0u8; 14];
+        read_exact_or(r, &mut raw[..8], || Error::BadMagic)?;
+        if raw[..8] != MAGIC {
+            return Err(not_a_container(&raw[..8]));
         }
-        let mut vl = [0u8; 6];
-        read_exact_or(r, &mut vl, || truncated("inside the header", 0, 0))?;
-        let version = u16::from_le_bytes([vl[0], vl[1]]);
+        read_exact_or(r, &mut raw[8..], || truncated("inside the header", 0, 0))?;
+        let version = u16::from_le_bytes([raw[8], raw[9]]);
         if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
             });
         }
-        let len = u32::from_le_bytes([vl[2], vl[3], vl[4], vl[5]]);
+        let len = u32::from_le_bytes([raw[10], raw[11], raw[12], raw[13]]);
         if len > MAX_HEADER {
             return Err(Error::CorruptHeader(format!(
                 "header length {len} is implausible"
             )));
         }
-        let mut body = vec![0u8; len as usize + 4];
-        read_exact_or(r, &mut body, || truncated("inside the header", 0, 0))?;
-        let crc_stored = u32::from_le_bytes(body[len as usize..].try_into().expect("4 bytes"));
-        body.truncate(len as usize);
-        let mut h = crc32fast::Hasher::new();
-        h.update(&vl);
-        h.update(&body);
-        let crc = h.finalize();
+        raw.resize(14 + len as usize + 4, 0);
+        read_exact_or(r, &mut raw[14..], || truncated("inside the header", 0, 0))?;
+        let end = 14 + len as usize;
+        let crc_stored = u32::from_le_bytes(raw[end..].try_into().expect("4 bytes"));
+        let crc = crc32fast::hash(&raw[8..end]);
         if crc != crc_stored {
             return Err(Error::CorruptHeader(format!(
                 "checksum {crc:#010x} does not match the stored {crc_stored:#010x}"
             )));
         }
-        let header = parse_body(&body, version).map_err(|m| Error::CorruptHeader(m.0))?;
-        Ok((header, 8 + 6 + len as u64 + 4, crc))
+        let header = parse_body(&raw[14..end], version).map_err(|m| Error::CorruptHeader(m.0))?;
+        Ok((header, raw))
+    }
+}
+
+/// The error for a file that does not start with the container magic: what it is instead,
+/// where it is another file of baler's (a plan, a shard).
+fn not_a_container(magic: &[u8]) -> Error {
+    if magic == crate::shard::SHARD_MAGIC {
+        Error::InvalidInput(
+            "this is one shard of a container (written by `baler compress --shard`), not a \
+             whole container: join the shards with `baler concat SHARD... -o OUT`"
+                .into(),
+        )
+    } else if magic == crate::plan::PLAN_MAGIC {
+        Error::InvalidInput(
+            "this is a plan (written by `baler plan`), not a container: compress with \
+             `baler compress INPUT --plan PLAN`"
+                .into(),
+        )
+    } else {
+        Error::BadMagic
     }
 }
 
@@ -584,7 +608,11 @@ fn read_bound(s: &mut ByteReader<'_>) -> DecodeResult<ResolvedBound> {
     Ok(ResolvedBound { spec, bound })
 }
 
-fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], on_eof: impl FnOnce() -> Error) -> Result<()> {
+pub(crate) fn read_exact_or<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    on_eof: impl FnOnce() -> Error,
+) -> Result<()> {
     match r.read_exact(buf) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(on_eof()),
@@ -592,7 +620,7 @@ fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], on_eof: impl FnOnce() -> Er
     }
 }
 
-fn truncated(where_: &str, chunks: u64, records: u64) -> Error {
+pub(crate) fn truncated(where_: &str, chunks: u64, records: u64) -> Error {
     Error::Truncated {
         where_: where_.to_string(),
         chunks,
@@ -617,24 +645,54 @@ pub struct ContainerWriter<W: Write> {
     inner: W,
     offset: u64,
     records: u64,
+    /// The sequence number of the first chunk written (a shard's first chunk in the whole
+    /// container; 0 otherwise) and the records before it.
+    first_chunk: u64,
+    first_record: u64,
     index: Vec<IndexEntry>,
     content: ContentSum,
 }
 
 impl<W: Write> ContainerWriter<W> {
     /// Writes the header.
-    pub fn new(mut inner: W, header: &Header) -> Result<Self> {
+    pub fn new(inner: W, header: &Header) -> Result<Self> {
         let mut buf = Vec::new();
         header.write_to(&mut buf);
-        inner.write_all(&buf)?;
-        let crc = u32::from_le_bytes(buf[buf.len() - 4..].try_into().expect("4"));
+        Self::with_header_bytes(inner, &[], &buf, 0, 0)
+    }
+
+    /// Writes `prefix` and then a serialized header (a plan's, exactly as it was written);
+    /// chunks are numbered from `first_chunk`, after `first_record` records (a shard of a
+    /// container, [`crate::shard`]).
+    pub(crate) fn with_header_bytes(
+        mut inner: W,
+        prefix: &[u8],
+        header: &[u8],
+        first_chunk: u64,
+        first_record: u64,
+    ) -> Result<Self> {
+        inner.write_all(prefix)?;
+        inner.write_all(header)?;
+        let crc = u32::from_le_bytes(header[header.len() - 4..].try_into().expect("4"));
         Ok(ContainerWriter {
             inner,
-            offset: buf.len() as u64,
+            offset: (prefix.len() + header.len()) as u64,
             records: 0,
+            first_chunk,
+            first_record,
             index: Vec::new(),
             content: ContentSum::new(crc),
         })
+    }
+
+    /// The file's size once [`finish`](Self::finish) has written the end mark and footer.
+    pub(crate) fn finished_len(&self) -> u64 {
+        self.offset + (END_LEN_V4 + self.index.len() * INDEX_ENTRY_LEN + 20) as u64
+    }
+
+    /// Chunks written so far.
+    pub(crate) fn chunks_written(&self) -> u64 {
+        self.index.len() as u64
     }
 
     /// Bytes written so far.
@@ -657,28 +715,84 @@ impl<W: Write> ContainerWriter<W> {
         }
         let mut h = [0u8; CHUNK_HEADER_LEN];
         h[0] = TAG_CHUNK;
-        h[1..9].copy_from_slice(&(self.index.len() as u64).to_le_bytes());
+        h[1..9].copy_from_slice(&(self.first_chunk + self.index.len() as u64).to_le_bytes());
         h[9..13].copy_from_slice(&records.to_le_bytes());
         h[13..15].copy_from_slice(&(kind as u16).to_le_bytes());
         h[15..19].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         h[19..23].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
         let hc = crc32fast::hash(&h[..23]);
         h[23..27].copy_from_slice(&hc.to_le_bytes());
-        self.content.add_chunk(&h);
         self.inner.write_all(&h)?;
         self.inner.write_all(payload)?;
-        self.index.push(IndexEntry {
-            offset: self.offset,
-            first_record: self.records,
-            records,
-        });
-        self.offset += (CHUNK_HEADER_LEN + payload.len()) as u64;
-        self.records += records as u64;
+        self.add_entry(&h);
         Ok(())
     }
 
+    /// Counts a chunk just written by its header.
+    fn add_entry(&mut self, h: &[u8; CHUNK_HEADER_LEN]) {
+        let records = u32::from_le_bytes(h[9..13].try_into().expect("4"));
+        let len = u32::from_le_bytes(h[15..19].try_into().expect("4"));
+        self.content.add_chunk(h);
+        self.index.push(IndexEntry {
+            offset: self.offset,
+            first_record: self.first_record + self.records,
+            records,
+        });
+        self.offset += CHUNK_HEADER_LEN as u64 + u64::from(len);
+        self.records += u64::from(records);
+    }
+
+    /// Copies chunk `n` of another file as it is (joining shards): `h` is its header, read
+    /// and checked (its CRC, its sequence number `n`), and `payload` reads its payload, whose
+    /// CRC is checked as it is copied, in blocks of 1 MiB. Returns the payload's length.
+    pub(crate) fn copy_chunk<R: Read>(
+        &mut self,
+        h: &[u8; CHUNK_HEADER_LEN],
+        payload: &mut R,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
+        let n = self.first_chunk + self.index.len() as u64;
+        let (index, len, pcrc) = chunk_header_fields(h, n)?;
+        if index != n {
+            return Err(Error::chunk(
+                n,
+                format!("it is numbered {index}: chunks are missing or out of order"),
+            ));
+        }
+        self.inner.write_all(h)?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut left = u64::from(len);
+        buf.resize(1 << 20, 0);
+        while left > 0 {
+            let step = left.min(buf.len() as u64) as usize;
+            read_exact_or(payload, &mut buf[..step], || {
+                truncated(
+                    &format!(
+                        "inside chunk {n} ({} of its {len} bytes)",
+                        u64::from(len) - left
+                    ),
+                    n,
+                    self.first_record + self.records,
+                )
+            })?;
+            hasher.update(&buf[..step]);
+            self.inner.write_all(&buf[..step])?;
+            left -= step as u64;
+        }
+        let found = hasher.finalize();
+        if found != pcrc {
+            return Err(Error::ChunkChecksum {
+                chunk: n,
+                expected: pcrc,
+                found,
+            });
+        }
+        self.add_entry(h);
+        Ok(u64::from(len))
+    }
+
     /// Writes the end mark and footer, flushes, and returns the inner writer.
-    pub fn finish(mut self) -> Result<W> {
+    pub fn finish(self) -> Result<W> {
         let mut e = Vec::with_capacity(END_LEN_V4 + self.index.len() * INDEX_ENTRY_LEN + 20);
         e.push(TAG_END);
         e.extend_from_slice(&(self.index.len() as u64).to_le_bytes());
@@ -695,11 +809,43 @@ impl<W: Write> ContainerWriter<W> {
         let c = crc32fast::hash(&e[start..]);
         e.extend_from_slice(&c.to_le_bytes());
         e.extend_from_slice(&FOOTER_MAGIC_V4);
-        self.inner.write_all(&e)?;
+        self.finish_with(&e)
+    }
+
+    /// Writes `end` (a shard's end, in place of a container's end mark and footer), flushes,
+    /// and returns the inner writer.
+    pub(crate) fn finish_with(mut self, end: &[u8]) -> Result<W> {
+        self.inner.write_all(end)?;
         self.inner.flush()?;
-        self.offset += e.len() as u64;
+        self.offset += end.len() as u64;
         Ok(self.inner)
     }
+}
+
+/// A chunk header's sequence number, payload length and payload CRC, once its own CRC checks
+/// out (`n`: the chunk expected there, for the message).
+pub(crate) fn chunk_header_fields(h: &[u8; CHUNK_HEADER_LEN], n: u64) -> Result<(u64, u32, u32)> {
+    let stored = u32::from_le_bytes(h[23..27].try_into().expect("4"));
+    let found = crc32fast::hash(&h[..23]);
+    if h[0] != TAG_CHUNK || stored != found {
+        return Err(Error::ChunkChecksum {
+            chunk: n,
+            expected: stored,
+            found,
+        });
+    }
+    let len = u32::from_le_bytes(h[15..19].try_into().expect("4"));
+    if len > MAX_PAYLOAD {
+        return Err(Error::chunk(
+            n,
+            format!("implausible payload of {len} bytes"),
+        ));
+    }
+    Ok((
+        u64::from_le_bytes(h[1..9].try_into().expect("8")),
+        len,
+        u32::from_le_bytes(h[19..23].try_into().expect("4")),
+    ))
 }
 
 /// One unit read from a container stream.

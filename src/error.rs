@@ -112,6 +112,16 @@ pub enum Error {
     #[error("{0}")]
     InvalidOption(String),
 
+    /// An error in one of several files (the shards [`crate::shard::concat`] joins).
+    #[error("{file}: {source}")]
+    InFile {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A bug in baler (a worker panicked); the message says where.
     #[error("internal error: {0} (this is a bug in baler; please report it)")]
     Internal(String),

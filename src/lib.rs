@@ -66,8 +66,10 @@ mod lossless;
 pub mod model;
 pub mod normalize;
 mod pipeline;
+pub mod plan;
 pub mod predict;
 pub mod residual;
+pub mod shard;
 #[doc(hidden)]
 pub mod stages;
 
@@ -79,3 +81,4 @@ pub use decompress::{DecompressOptions, Decompressor, decompress_chunk, decompre
 pub use element::{ArrayData, DType, Element};
 pub use error::{Error, Result};
 pub use pipeline::DEFAULT_MEMORY_LIMIT;
+pub use plan::Plan;

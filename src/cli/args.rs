@@ -41,6 +41,69 @@ pub enum Command {
     /// Train a learned predictor for a table on a random sample of its records, reusable with
     /// `compress --model` on files of the same kind.
     Train(TrainArgs),
+    /// Decide once how a file is compressed (value ranges, bounds, learned predictor, chunks)
+    /// for `compress --plan PLAN --shard I/N` jobs on many machines, joined by `concat`.
+    Plan(PlanArgs),
+    /// Join the shards of one plan into one container, copying their chunks (no
+    /// recompression): the same bytes as `compress --plan` in one process.
+    Concat(ConcatArgs),
+}
+
+/// `baler plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Input: a .npy file, an HDF5 dataset (FILE.h5:/dataset) or a raw file (with --dtype and
+    /// --shape); not a stream (every shard reads its part of the file).
+    pub input: String,
+    /// The plan file to write [default: INPUT.baler-plan].
+    #[arg(short, long, value_name = "PLAN")]
+    pub output: Option<String>,
+    #[command(flatten)]
+    pub codec: CodecArgs,
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// No progress bar or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `baler concat`.
+#[derive(Debug, Args)]
+pub struct ConcatArgs {
+    /// The shards, in any order (written by `compress --plan PLAN --shard I/N`).
+    #[arg(required = true, value_name = "SHARD")]
+    pub shards: Vec<String>,
+    /// The container to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: String,
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// No summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `--shard I/N`.
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("'{s}' is not I/N (e.g. 3/16: the fourth of 16 shards)"))?;
+    let i: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{i}' is not a shard number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{n}' is not a shard count"))?;
+    if n == 0 || i >= n {
+        return Err(format!(
+            "shard {i} of {n}: shards are numbered 0 to N-1 (N at least 1)"
+        ));
+    }
+    Ok((i, n))
 }
 
 /// `baler evaluate`.
@@ -188,7 +251,7 @@ pub struct CodecArgs {
     /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables),
     /// pwrel:R (|x - x'| <= R|x| for every value), bits:N (N mantissa bits: pwrel:2^-(N+1))
     /// or lossless. Required unless --bounds gives a default.
-    #[arg(short, long, value_name = "SPEC", required_unless_present = "bounds")]
+    #[arg(short, long, value_name = "SPEC")]
     pub bound: Option<BoundSpec>,
 
     /// Bounds per column from a file: lines `COLUMN SPEC` (a name, a glob such as Jet_*, or a
@@ -259,6 +322,29 @@ pub struct CompressArgs {
 
     #[command(flatten)]
     pub codec: CodecArgs,
+
+    /// Compress as a plan from `baler plan` says (its bounds, model and chunks; the input must
+    /// be the file it was made from): the whole file, or one shard of it with --shard.
+    #[arg(long, value_name = "PLAN", conflicts_with_all = [
+        "bound", "bounds", "bound_col", "layout", "names", "chunk_size", "model", "effort",
+        "hidden", "inputs", "epochs", "sample", "seed", "device",
+    ])]
+    pub plan: Option<std::path::PathBuf>,
+
+    /// Compress the I-th of N shards (from 0) of the plan's chunks, for `baler concat`; in -o,
+    /// {i} and {n} stand for I and N [default output: INPUT.baler.shard-I-of-N].
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, requires = "plan")]
+    pub shard: Option<(u32, u32)>,
+
+    /// Take I (and N) from the job's environment: SLURM_ARRAY_TASK_ID (less
+    /// SLURM_ARRAY_TASK_MIN, by SLURM_ARRAY_TASK_STEP) of SLURM_ARRAY_TASK_COUNT, SLURM_PROCID of
+    /// SLURM_NTASKS, OMPI_COMM_WORLD_RANK of OMPI_COMM_WORLD_SIZE, or PMI_RANK of PMI_SIZE.
+    #[arg(long, requires = "plan", conflicts_with = "shard")]
+    pub shard_from_env: bool,
+
+    /// N for --shard-from-env, where the environment's count is not the shard count.
+    #[arg(long, value_name = "N", requires = "shard_from_env")]
+    pub shards: Option<u32>,
 
     /// Overwrite the output if it exists.
     #[arg(short, long)]

@@ -16,7 +16,9 @@ use baler::{
     Layout,
 };
 
-use super::args::{BenchArgs, CodecArgs, CompressArgs, DecompressArgs, LayoutArg};
+use super::args::{
+    BenchArgs, CodecArgs, CompressArgs, ConcatArgs, DecompressArgs, LayoutArg, PlanArgs,
+};
 use super::progress::{self, Counting};
 use super::show_progress;
 
@@ -350,6 +352,9 @@ enum Target {
 }
 
 pub fn compress(args: CompressArgs) -> Result<()> {
+    if args.plan.is_some() {
+        return compress_planned(args);
+    }
     let started = Instant::now();
     let (input, spec, mut options) =
         open_input(&args.input, &args.codec, show_progress(args.quiet))?;
@@ -436,7 +441,268 @@ pub fn compress(args: CompressArgs) -> Result<()> {
     Ok(())
 }
 
-fn summarize_bounds(h: &baler::Header) -> String {
+/// `baler plan`: the range pass and the training, once, for every shard of a cluster job.
+pub fn plan(args: PlanArgs) -> Result<()> {
+    let started = Instant::now();
+    let show = show_progress(args.quiet);
+    if args.input == "-" {
+        bail!(
+            "a plan is made for a file, which every shard then reads its part of; standard \
+             input cannot be planned (compress it in one process with `baler compress -`)"
+        );
+    }
+    let out = PathBuf::from(
+        args.output
+            .clone()
+            .unwrap_or_else(|| format!("{}.baler-plan", input_file(&args.input))),
+    );
+    refuse_input_as_output(&args.input, &out)?;
+    let reserved = OutputPath::new(&out, args.force)?;
+    let (input, spec, options) = open_input(&args.input, &args.codec, show)?;
+    let fingerprint = input.fingerprint()?;
+    let stats = input
+        .scan_stats(spec.bound_columns())
+        .with_context(|| format!("scanning {} for value ranges", input.name))?;
+    let plan = baler::Plan::new(spec, &options, stats, fingerprint)
+        .with_context(|| format!("planning {}", input.name))?;
+    std::fs::write(reserved.tmp(), plan.to_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    reserved
+        .commit()
+        .with_context(|| format!("writing {}", out.display()))?;
+    if !args.quiet {
+        let h = &plan.header;
+        let model = match h.model.len() {
+            0 => "no learned predictor".to_string(),
+            n => format!("a learned predictor of {}", progress::size(n as u64)),
+        };
+        eprintln!(
+            "{} -> {}: {} records in {} chunks of {}, {}, {model}, {:.2} s\n\
+             next: baler compress {} --plan {} --shard I/N (I = 0..N-1), then baler concat \
+             SHARDS... -o OUT",
+            input.name,
+            out.display(),
+            plan.records(),
+            plan.chunks(),
+            plan.chunk_records,
+            summarize_bounds(h),
+            started.elapsed().as_secs_f64(),
+            args.input,
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The shard number and count from a job's environment (`--shard-from-env`): a Slurm array
+/// task, a Slurm task, an Open MPI or a PMI rank; `shards` overrides the count.
+fn shard_from_env(shards: Option<u32>) -> Result<(u32, u32)> {
+    let get = |k: &str| -> Result<Option<u64>> {
+        match std::env::var(k) {
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .with_context(|| format!("{k}={v} is not a number")),
+            Err(_) => Ok(None),
+        }
+    };
+    let (from, i, n) = if let Some(id) = get("SLURM_ARRAY_TASK_ID")? {
+        let min = get("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let step = get("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+        let n = get("SLURM_ARRAY_TASK_COUNT")?;
+        ("SLURM_ARRAY_TASK_ID", id.saturating_sub(min) / step, n)
+    } else if let Some(id) = get("SLURM_PROCID")? {
+        ("SLURM_PROCID", id, get("SLURM_NTASKS")?)
+    } else if let Some(id) = get("OMPI_COMM_WORLD_RANK")? {
+        ("OMPI_COMM_WORLD_RANK", id, get("OMPI_COMM_WORLD_SIZE")?)
+    } else if let Some(id) = get("PMI_RANK")? {
+        ("PMI_RANK", id, get("PMI_SIZE")?)
+    } else {
+        bail!(
+            "--shard-from-env: none of SLURM_ARRAY_TASK_ID, SLURM_PROCID, OMPI_COMM_WORLD_RANK \
+             or PMI_RANK is set (not inside a job?); give --shard I/N"
+        );
+    };
+    let n = match (shards, n) {
+        (Some(n), _) => u64::from(n),
+        (None, Some(n)) => n,
+        (None, None) => {
+            bail!("--shard-from-env: {from} is set but not the task count; give --shards N")
+        }
+    };
+    if n == 0 || i >= n || n > u64::from(u32::MAX) {
+        bail!("--shard-from-env: {from} gives shard {i} of {n}: shards are numbered 0 to N-1");
+    }
+    Ok((i as u32, n as u32))
+}
+
+/// `-o` of a shard with `{i}` and `{n}` replaced, or the default name (numbers padded so that
+/// the names sort in shard order).
+fn shard_output(output: Option<&str>, input: &str, (i, n): (u32, u32)) -> String {
+    let width = (n - 1).to_string().len();
+    match output {
+        Some(o) => o
+            .replace("{i}", &i.to_string())
+            .replace("{n}", &n.to_string()),
+        None => format!("{}.baler.shard-{i:0width$}-of-{n}", input_file(input)),
+    }
+}
+
+/// `baler compress --plan PLAN [--shard I/N]`.
+fn compress_planned(args: CompressArgs) -> Result<()> {
+    let started = Instant::now();
+    let plan_path = args.plan.as_deref().expect("a plan");
+    let plan = baler::Plan::load(plan_path)?;
+    let h = &plan.header;
+    if args.input == "-" {
+        bail!("a plan compresses the file it was made from; standard input is not a file");
+    }
+    // The input as the plan read it: raw values of its type and shape, its HDF5 dataset.
+    let mut raw = args.codec.source.raw_format()?;
+    if h.source == SourceFormat::Raw && raw.dtype.is_none() && raw.shape.is_none() {
+        raw.dtype = Some(h.spec.dtype);
+        raw.shape = Some(h.spec.shape.iter().map(|&d| d as i64).collect());
+    }
+    if matches!(h.source, SourceFormat::Hdf5 | SourceFormat::Hdf5Compound)
+        && raw.dataset.is_none()
+        && baler::io::hdf5::split_dataset_path(&args.input).is_none()
+    {
+        raw.dataset = h.source_path.clone();
+    }
+    let input = Input::open(&args.input, &raw)?;
+    let spec = input.spec(Some(h.spec.layout), h.spec.column_names.clone())?;
+    plan.check_input(&spec, &input.fingerprint()?)
+        .with_context(|| format!("compressing with the plan {}", plan_path.display()))?;
+    let shard = match (args.shard, args.shard_from_env) {
+        (Some(s), _) => Some(s),
+        (None, true) => Some(shard_from_env(args.shards)?),
+        (None, false) => None,
+    };
+    let range = shard.map(|(i, n)| plan.shard(i, n)).transpose()?;
+    let target = match (&range, args.output.as_deref()) {
+        (_, Some("-")) => Target::Stdout,
+        (Some(r), o) => Target::File(shard_output(o, &args.input, (r.index, r.count)).into()),
+        (None, Some(p)) => Target::File(p.into()),
+        (None, None) => Target::File(format!("{}.baler", input_file(&args.input)).into()),
+    };
+    if matches!(target, Target::Stdout) && io::stdout().is_terminal() {
+        bail!(
+            "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
+        );
+    }
+    if let Target::File(out) = &target {
+        refuse_input_as_output(&args.input, out)?;
+    }
+    let record_len = h.record_len;
+    let (first, records) = range.map_or((0, plan.records()), |r| (r.first_record, r.records));
+    let reader = input.range_reader(first * record_len, records * record_len)?;
+    let bytes_in = records * record_len * spec.dtype.size() as u64;
+    let bar = progress::bar(Some(bytes_in), show_progress(args.quiet), "compressing");
+    let reader = Counting {
+        inner: reader,
+        bar: bar.clone(),
+    };
+    let name = input.name.clone();
+    fn run<W: Write + Send + 'static, R: Read>(
+        out: W,
+        plan: &baler::Plan,
+        range: Option<baler::shard::ShardRange>,
+        threads: usize,
+        reader: R,
+        name: &str,
+    ) -> Result<Finished<W>> {
+        let mut c = Compressor::with_plan(out, plan, range, threads)?;
+        c.read_from(reader)
+            .with_context(|| format!("reading {name}"))?;
+        c.finish_detailed()
+            .with_context(|| format!("compressing {name}"))
+    }
+    let threads = args.codec.threads;
+    let (bytes_out, chunks, out_name) = match &target {
+        Target::File(path) => {
+            let out = OutputFile::create(path, args.force)?;
+            let f = run(out, &plan, range, threads, reader, &name)?;
+            let r = (f.bytes_out, f.chunks, path.display().to_string());
+            f.writer
+                .commit()
+                .with_context(|| format!("writing {}", path.display()))?;
+            r
+        }
+        Target::Stdout => {
+            let out = Named::new(
+                BufWriter::with_capacity(1 << 20, io::stdout()),
+                "standard output",
+            );
+            let f = run(out, &plan, range, threads, reader, &name)?;
+            (f.bytes_out, f.chunks, "<stdout>".to_string())
+        }
+    };
+    bar.finish_and_clear();
+    if !args.quiet {
+        let part = range.map_or(String::new(), |r| {
+            format!(
+                " [shard {} of {}: records {}..{}]",
+                r.index,
+                r.count,
+                r.first_record,
+                r.first_record + r.records
+            )
+        });
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}{part} -> {out_name}: {} -> {} ({:.2}x), {records} records in {chunks} chunks, {}, {:.2} s ({:.0} MB/s)",
+            progress::size(bytes_in),
+            progress::size(bytes_out),
+            bytes_in as f64 / bytes_out.max(1) as f64,
+            summarize_bounds(h),
+            secs,
+            bytes_in as f64 / 1e6 / secs.max(1e-9),
+        );
+    }
+    Ok(())
+}
+
+/// `baler concat`: the shards of one plan joined into one container.
+pub fn concat(args: ConcatArgs) -> Result<()> {
+    let started = Instant::now();
+    let out = PathBuf::from(&args.output);
+    let mut shards = Vec::with_capacity(args.shards.len());
+    for name in &args.shards {
+        if baler::io::output::same_file(Path::new(name), &out) {
+            bail!("{name} is both a shard and the output");
+        }
+        let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
+        shards.push(baler::shard::ShardFile::open(name, f)?);
+    }
+    let bytes_in: u64 = shards.iter().map(|s| s.size()).sum();
+    let n = shards.len();
+    // Coverage is checked before the output is created.
+    let shards = baler::shard::check_cover(shards)?;
+    let file = OutputFile::create(&out, args.force)?;
+    let j = baler::shard::concat(shards, file)?;
+    j.writer
+        .commit()
+        .with_context(|| format!("writing {}", out.display()))?;
+    if !args.quiet {
+        let raw = j.records * j.header.record_len * j.header.spec.dtype.size() as u64;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{n} shards ({}) -> {}: {} records in {} chunks, {} ({:.2}x), {:.2} s ({:.0} MB/s)",
+            progress::size(bytes_in),
+            out.display(),
+            j.records,
+            j.chunks,
+            progress::size(j.bytes_out),
+            raw as f64 / j.bytes_out.max(1) as f64,
+            secs,
+            bytes_in as f64 / 1e6 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn summarize_bounds(h: &baler::Header) -> String {
     let first = h.bounds[0];
     if h.bounds.iter().all(|b| b.spec == first.spec) {
         match first.spec {

@@ -38,6 +38,12 @@ pub fn info(args: InfoArgs) -> Result<()> {
     if n == 8 && &magic == b"BALERMDL" {
         return model_info(&mut out, path, file_size);
     }
+    if n == 8 && magic == baler::plan::PLAN_MAGIC {
+        return plan_info(&mut out, path, file_size);
+    }
+    if n == 8 && magic == baler::shard::SHARD_MAGIC {
+        return shard_info(&mut out, path, f);
+    }
     if magic.starts_with(b"\x93NUMPY") {
         let h = npy::read_header(&mut f)?;
         writeln!(out, "{path}: .npy array")?;
@@ -65,8 +71,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
         return hdf5_info(&mut out, path, None);
     }
     bail!(
-        "{path} is neither a .baler container, nor a model from `baler train`, nor a .npy file, \
-         nor an HDF5 file"
+        "{path} is neither a .baler container, nor a model from `baler train`, nor a plan or a \
+         shard, nor a .npy file, nor an HDF5 file"
     )
 }
 
@@ -120,6 +126,84 @@ fn model_info(out: &mut impl Write, path: &str, file_size: u64) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// What a header fixes, in a plan or a shard: the array, the bounds, the model.
+fn planned(out: &mut impl Write, h: &Header) -> Result<()> {
+    let spec = &h.spec;
+    writeln!(
+        out,
+        "  array    {} {}, {}",
+        spec.dtype,
+        baler::array::shape_string(&spec.shape),
+        spec.layout
+    )?;
+    writeln!(out, "  bounds   {}", super::commands::summarize_bounds(h))?;
+    let model = if h.model.is_empty() {
+        "none".to_string()
+    } else {
+        match baler::model::Model::read(&h.model, h.record_len as usize) {
+            Ok(m) => format!(
+                "{} of {} columns predicted, {}",
+                m.active_columns(),
+                m.columns.len(),
+                size(h.model.len() as u64)
+            ),
+            Err(e) => format!("unreadable ({e})"),
+        }
+    };
+    writeln!(out, "  model    {model}")?;
+    Ok(())
+}
+
+/// A plan from `baler plan`: the input it is for, its chunks and what its header fixes.
+fn plan_info(out: &mut impl Write, path: &str, file_size: u64) -> Result<()> {
+    let plan = baler::Plan::load(std::path::Path::new(path))?;
+    writeln!(
+        out,
+        "{path}: baler plan (for `baler compress INPUT --plan {path} --shard I/N`), {}",
+        size(file_size)
+    )?;
+    writeln!(
+        out,
+        "  input    {} ({} of values, sampled checksum {:#010x})",
+        plan.input.name,
+        size(plan.input.bytes),
+        plan.input.digest
+    )?;
+    planned(out, &plan.header)?;
+    writeln!(
+        out,
+        "  chunks   {} of {} records ({} records)",
+        plan.chunks(),
+        plan.chunk_records,
+        plan.records()
+    )?;
+    Ok(())
+}
+
+/// A shard from `compress --plan --shard`: which records it holds.
+fn shard_info(out: &mut impl Write, path: &str, f: File) -> Result<()> {
+    let s = baler::shard::ShardFile::open(path, f)?;
+    let r = s.end.range;
+    writeln!(
+        out,
+        "{path}: baler shard {} of {} (join with `baler concat`), {}",
+        r.index,
+        r.count,
+        size(s.size())
+    )?;
+    writeln!(
+        out,
+        "  records  {}..{} of {} (chunks {}..{} of {})",
+        r.first_record,
+        r.first_record + r.records,
+        s.end.total_records,
+        r.first_chunk,
+        r.first_chunk + r.chunks,
+        s.end.total_chunks
+    )?;
+    planned(out, &s.header)
 }
 
 /// The datasets of an HDF5 file, or one dataset in detail.

@@ -23,6 +23,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Err(e) = check_usage(&cli) {
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
     remove_outputs_on_signals();
     let result = match cli.command {
         Command::Compress(a) => commands::compress(a),
@@ -31,6 +35,8 @@ pub fn run() -> ExitCode {
         Command::Bench(a) => commands::bench(a),
         Command::Train(a) => commands::train(a),
         Command::Evaluate(a) => evaluate::evaluate(a),
+        Command::Plan(a) => commands::plan(a),
+        Command::Concat(a) => commands::concat(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,6 +78,50 @@ fn remove_outputs_on_signals() {
     }
 }
 
+/// What clap cannot say: a bound is required (`--bound`, or `--bounds` with a default) except
+/// where a plan brings its own.
+fn check_usage(cli: &Cli) -> Result<(), clap::Error> {
+    use clap::CommandFactory;
+    if let Command::Compress(a) = &cli.command {
+        // (clap lets `requires = "plan"` pass when --plan would conflict with a flag given.)
+        if a.plan.is_none() && (a.shard.is_some() || a.shard_from_env) {
+            let mut cmd = Cli::command();
+            let sub = cmd
+                .find_subcommand_mut("compress")
+                .expect("compress")
+                .clone();
+            return Err(sub.bin_name("baler compress").error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--shard and --shard-from-env compress a shard of a plan: give --plan PLAN \
+                 (from `baler plan INPUT --bound ...`)",
+            ));
+        }
+    }
+    let codec = match &cli.command {
+        Command::Compress(a) if a.plan.is_none() => &a.codec,
+        Command::Bench(a) => &a.codec,
+        Command::Train(a) => &a.codec,
+        Command::Plan(a) => &a.codec,
+        _ => return Ok(()),
+    };
+    if codec.bound.is_none() && codec.bounds.is_none() {
+        let name = match &cli.command {
+            Command::Compress(_) => "compress",
+            Command::Bench(_) => "bench",
+            Command::Train(_) => "train",
+            _ => "plan",
+        };
+        let mut cmd = Cli::command();
+        let sub = cmd.find_subcommand_mut(name).expect("a subcommand").clone();
+        return Err(sub.bin_name(format!("baler {name}")).error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "a bound is required: --bound SPEC (e.g. --bound rel:1e-3), or --bounds FILE \
+             with a 'default SPEC' line",
+        ));
+    }
+    Ok(())
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -83,7 +133,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// What the user can do about an error.
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    let b = e.chain().find_map(|c| c.downcast_ref::<baler::Error>())?;
+    let b = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<baler::Error>())
+        .find(|b| !matches!(b, baler::Error::InFile { .. }))?;
     Some(match b {
         baler::Error::Truncated { .. } => {
             "the file is incomplete: was compression interrupted, or the copy cut short?"

@@ -394,23 +394,9 @@ impl Input {
     }
 
     /// A new reader of the whole input, from the start (file inputs only).
-    fn reread(&self) -> Result<Box<dyn Read>> {
-        match self.rescan.clone() {
-            Some(Rescan::Region {
-                path,
-                start,
-                end,
-                big_endian,
-            }) => {
-                let reader = RegionReader::new(File::open(&path)?, start, end, WINDOW)?;
-                Ok(if big_endian {
-                    Box::new(SwapReader::new(reader, self.dtype.size()))
-                } else {
-                    Box::new(reader)
-                })
-            }
-            #[cfg(feature = "hdf5")]
-            Some(Rescan::Hdf5(source)) => Ok(Box::new(source.reader())),
+    fn reread(&self) -> Result<Box<dyn Read + Send>> {
+        match self.data_bytes.filter(|_| self.can_scan()) {
+            Some(bytes) => self.range_reader(0, bytes / self.dtype.size() as u64),
             None => Err(Error::InvalidInput(format!(
                 "{}: a stream cannot be scanned twice",
                 self.name
@@ -513,6 +499,93 @@ impl Input {
             }
         }
         Ok(Some(out))
+    }
+
+    /// What identifies this file input for a plan ([`crate::plan::Fingerprint`]): its size,
+    /// and a CRC-32 of its values (little-endian, so a big-endian copy has the same) in 16
+    /// windows of 64 KiB spread evenly over it (all of it up to 1 MiB).
+    pub fn fingerprint(&self) -> Result<crate::plan::Fingerprint> {
+        let Some(bytes) = self.data_bytes.filter(|_| self.can_scan()) else {
+            return Err(Error::InvalidInput(format!(
+                "{}: a plan needs a file it can read again (each shard reads its part of it); \
+                 a stream cannot be planned",
+                self.name
+            )));
+        };
+        let size = self.dtype.size() as u64;
+        // A compound HDF5 dataset is read by whole records.
+        let unit = match self.format {
+            SourceFormat::Hdf5Compound => self.shape.get(1).copied().unwrap_or(1).max(1),
+            _ => 1,
+        };
+        let values = bytes / size;
+        let window = (((64 << 10) / size) / unit).max(1) * unit;
+        const WINDOWS: u64 = 16;
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = Vec::new();
+        let mut read = |first: u64, n: u64, crc: &mut crc32fast::Hasher| -> Result<()> {
+            buf.resize((n * size) as usize, 0);
+            self.read_values_at(first, &mut buf).map_err(|e| {
+                Error::InvalidInput(format!("{}: reading values {first}..: {e}", self.name))
+            })?;
+            crc.update(&buf);
+            Ok(())
+        };
+        if values <= WINDOWS * window {
+            let mut at = 0;
+            while at < values {
+                let n = window.min(values - at);
+                read(at, n, &mut crc)?;
+                at += n;
+            }
+        } else {
+            let units = (values - window) / unit;
+            for k in 0..WINDOWS {
+                let first = units * k / (WINDOWS - 1) * unit;
+                read(first, window, &mut crc)?;
+            }
+        }
+        Ok(crate::plan::Fingerprint {
+            name: self.name.clone(),
+            bytes,
+            digest: crc.finalize(),
+        })
+    }
+
+    /// A reader of values `first .. first + count` of a file input, little-endian (a shard's
+    /// records; `first` a whole number of records).
+    pub fn range_reader(&self, first: u64, count: u64) -> Result<Box<dyn Read + Send>> {
+        let size = self.dtype.size() as u64;
+        match self.rescan.clone() {
+            Some(Rescan::Region {
+                path,
+                start,
+                end,
+                big_endian,
+            }) => {
+                let a = start + first * size;
+                let b = a + count * size;
+                if b > end {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: values {first}..{} lie past its end",
+                        self.name,
+                        first + count
+                    )));
+                }
+                let reader = RegionReader::new(File::open(&path)?, a, b, WINDOW)?;
+                Ok(if big_endian {
+                    Box::new(SwapReader::new(reader, self.dtype.size()))
+                } else {
+                    Box::new(reader)
+                })
+            }
+            #[cfg(feature = "hdf5")]
+            Some(Rescan::Hdf5(source)) => Ok(Box::new(source.range_reader(first, count)?)),
+            None => Err(Error::InvalidInput(format!(
+                "{}: a stream cannot be read in parts",
+                self.name
+            ))),
+        }
     }
 
     /// The reader of the values, little-endian.

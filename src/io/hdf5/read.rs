@@ -592,6 +592,24 @@ impl Source {
         ))
     }
 
+    /// A reader of values `first .. first + count` (whole dataset elements), in C order, as
+    /// little-endian bytes.
+    pub fn range_reader(&self, first: u64, count: u64) -> Result<H5Reader> {
+        let vpe = self.values_per_elem as u64;
+        let total: u64 = self.shape.iter().product();
+        if first % vpe != 0 || count % vpe != 0 || (first + count) / vpe > total {
+            return Err(Error::Internal(format!(
+                "{}: a range of values {first}..{} that is not whole elements of the dataset",
+                self.name,
+                first + count
+            )));
+        }
+        let mut r = self.reader();
+        r.pos = first / vpe;
+        r.end = (first + count) / vpe;
+        Ok(r)
+    }
+
     /// A reader with windows of `window` dataset elements (tests try windows that do not
     /// follow the chunking).
     #[doc(hidden)]
