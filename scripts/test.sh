@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what a fresh Debian machine lacks, then builds baler and runs the
 # whole suite (unit, property, CLI, corruption, fixture, format and memory tests, doc tests),
-# release build. The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
+# release build, then the cluster tests (tests/cluster/run.sh: a Python environment with Dask
+# in target/cluster-venv). The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
 # binary.
 #
 #   scripts/test.sh          # everything (what CI runs)
@@ -17,4 +18,7 @@ if [[ ${1:-} == --fast ]]; then
     --test streaming --test shard
 else
   cargo test --release
+  # The cluster drivers end to end (Dask LocalCluster), with the release binary just built.
+  cargo build --release --quiet
+  tests/cluster/run.sh
 fi
