@@ -251,6 +251,9 @@ fn concat_names_what_is_missing_or_repeated_and_writes_nothing() {
         "compress", &input, "--plan", &plan, "--shard", "1/2", "-o", &half, "-q",
     ]);
     ok(&["concat", &s[0], &s[1], &half, "-o", &out, "-q"]);
+    // To standard output, the same bytes.
+    let piped = ok(&["concat", &s[0], &s[1], &half, "-o", "-", "-q"]).stdout;
+    assert!(piped == fs::read(&out).unwrap());
     fs::remove_file(&out).unwrap();
     let e = fails(
         &["concat", &s[0], &s[1], &s[2], &half, "-o", &out],

@@ -74,7 +74,7 @@ pub struct ConcatArgs {
     /// The shards, in any order (written by `compress --plan PLAN --shard I/N`).
     #[arg(required = true, value_name = "SHARD")]
     pub shards: Vec<String>,
-    /// The container to write.
+    /// The container to write, or - for standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: String,
     /// Overwrite the output if it exists.

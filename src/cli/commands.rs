@@ -669,7 +669,7 @@ pub fn concat(args: ConcatArgs) -> Result<()> {
     let out = PathBuf::from(&args.output);
     let mut shards = Vec::with_capacity(args.shards.len());
     for name in &args.shards {
-        if baler::io::output::same_file(Path::new(name), &out) {
+        if args.output != "-" && baler::io::output::same_file(Path::new(name), &out) {
             bail!("{name} is both a shard and the output");
         }
         let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
@@ -679,22 +679,40 @@ pub fn concat(args: ConcatArgs) -> Result<()> {
     let n = shards.len();
     // Coverage is checked before the output is created.
     let shards = baler::shard::check_cover(shards)?;
-    let file = OutputFile::create(&out, args.force)?;
-    let j = baler::shard::concat(shards, file)?;
-    j.writer
-        .commit()
-        .with_context(|| format!("writing {}", out.display()))?;
+    let j = if args.output == "-" {
+        if io::stdout().is_terminal() {
+            bail!(
+                "refusing to write a container to a terminal; use -o FILE or redirect standard output"
+            );
+        }
+        let out = Named::new(
+            BufWriter::with_capacity(1 << 20, io::stdout()),
+            "standard output",
+        );
+        let j = baler::shard::concat(shards, out)?;
+        (j.records, j.chunks, j.bytes_out, j.header)
+    } else {
+        let file = OutputFile::create(&out, args.force)?;
+        let j = baler::shard::concat(shards, file)?;
+        j.writer
+            .commit()
+            .with_context(|| format!("writing {}", out.display()))?;
+        (j.records, j.chunks, j.bytes_out, j.header)
+    };
+    let (records, chunks, bytes_out, header) = j;
     if !args.quiet {
-        let raw = j.records * j.header.record_len * j.header.spec.dtype.size() as u64;
+        let raw = records * header.record_len * header.spec.dtype.size() as u64;
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "{n} shards ({}) -> {}: {} records in {} chunks, {} ({:.2}x), {:.2} s ({:.0} MB/s)",
+            "{n} shards ({}) -> {}: {records} records in {chunks} chunks, {} ({:.2}x), {:.2} s ({:.0} MB/s)",
             progress::size(bytes_in),
-            out.display(),
-            j.records,
-            j.chunks,
-            progress::size(j.bytes_out),
-            raw as f64 / j.bytes_out.max(1) as f64,
+            if args.output == "-" {
+                "<stdout>".into()
+            } else {
+                out.display().to_string()
+            },
+            progress::size(bytes_out),
+            raw as f64 / bytes_out.max(1) as f64,
             secs,
             bytes_in as f64 / 1e6 / secs.max(1e-9)
         );

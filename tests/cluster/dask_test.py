@@ -4,7 +4,7 @@
     $(scripts/cluster-venv.sh) tests/cluster/dask_test.py [--baler target/release/baler]
 
 * A table (BALER_DASK_TEST_MB, default 96 MB of float32) in 4 shards, planned by the driver,
-  and in 7 shards with a plan given; a 3-D field (half that size) in 4 shards: each join is
+  and in 7 shards with a plan given; a 3-D field (half that size) in 4 and 7: each join is
   byte-identical to the one-process file, and decompresses within the bound (checked here with
   NumPy, per column for the table).
 * A shard that fails once is retried (retries=1): the output is still byte-identical and the
@@ -146,9 +146,10 @@ def main():
         run([baler, "plan", field, "-b", "rel:1e-3", "-o", fplan, "-q"])
         one_f = os.path.join(tmp, "one-field.baler")
         run([baler, "compress", field, "--plan", fplan, "-o", one_f, "-q"])
-        outf = os.path.join(tmp, "f4.baler")
-        driver(baler, [field, "-o", outf, "--shards", "4", "--plan", fplan])
-        same(outf, one_f, "field, 4 shards vs compress --plan")
+        for n in (4, 7):
+            outf = os.path.join(tmp, f"f{n}.baler")
+            driver(baler, [field, "-o", outf, "--shards", str(n), "--plan", fplan])
+            same(outf, one_f, f"field, {n} shards vs compress --plan")
         check_bound(baler, field, outf, tmp, False, 1e-3)
 
         # A shard that fails once: a wrapper that fails the first attempt of shard 2.
