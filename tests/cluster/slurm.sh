@@ -79,7 +79,7 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   if ((rc != 0)) && [[ -n $work && -d $work ]]; then
-    for f in "$work"/log/* "$work"/shards/slurm-*.out "$work"/redo/slurm-*.out; do
+    for f in "$work"/log/* "$work"/*.shards/slurm-*.out "$work"/redo/slurm-*.out; do
       [[ -s $f ]] || continue
       echo "----- ${f#"$work"/} (last 40 lines)" >&2
       tail -n 40 "$f" >&2
@@ -120,7 +120,7 @@ trap 'exit 143' TERM
 # munged wants every directory above its socket searchable by all (mktemp makes 0700).
 work=$(mktemp -d "${TMPDIR:-/tmp}/baler-slurm.XXXXXX")
 chmod 755 "$work"
-mkdir -p "$work"/{etc,run,state,spool,log,shards,redo}
+mkdir -p "$work"/{etc,run,state,spool,log,redo}
 chmod 700 "$work/etc"
 
 # --- munge and Slurm ---------------------------------------------------------------------------
@@ -230,8 +230,9 @@ timed "baler compress --plan (1 process)" "$(since "$t")"
 
 # --- The recipe: array + dependent concat -------------------------------------------------------
 out=$work/out.baler
+sdir=$out.shards # submit.sh's default OUTDIR
 t=$(now)
-ids=$(OUTDIR=$work/shards scripts/slurm/submit.sh "$input" "$plan" "$out" "$shards")
+ids=$(scripts/slurm/submit.sh "$input" "$plan" "$out" "$shards")
 read -r array concat <<<"$ids"
 [[ $array =~ ^[0-9]+$ && $concat =~ ^[0-9]+$ ]] || fail "submit.sh printed '$ids', not two job ids"
 submitted+=("$array" "$concat")
@@ -241,7 +242,7 @@ t2=$(now)
 wait_job "$concat" 120
 timed "concat job (after the shards)" "$(since "$t2")"
 [[ -f $out ]] || fail "the concat job left no $out"
-ran=$(awk '/^baler-shards: task/ { n++ } END { print n + 0 }' "$work"/shards/slurm-*_*.out)
+ran=$(awk '/^baler-shards: task/ { n++ } END { print n + 0 }' "$sdir"/slurm-*_*.out)
 ((ran == shards)) || fail "$ran of $shards shard tasks logged their start"
 
 cmp "$out" "$work/one.baler" || fail "the joined file differs from the one-process file"
@@ -254,9 +255,9 @@ rm -f "$work/dec.npy"
 
 # --- A missing shard, redone alone ---------------------------------------------------------------
 k=2
-rm "$work/shards/shard-$k.baler"
+rm "$sdir/shard-$k.baler"
 t=$(now)
-if "$BALER" concat "$work"/shards/shard-*.baler -o "$work/gap.baler" 2>"$work/gap.err"; then
+if "$BALER" concat "$sdir"/shard-*.baler -o "$work/gap.baler" 2>"$work/gap.err"; then
   fail "concat joined $((shards - 1)) of $shards shards"
 fi
 timed "baler concat (refusing a gap)" "$(since "$t")"
@@ -266,23 +267,23 @@ say "a missing shard is refused: $(head -n1 "$work/gap.err")"
 
 # Without N, a lone task cannot know N: refused, nothing written.
 lone=$(sbatch --parsable --array=$k --output="$work/redo/slurm-%A_%a.out" \
-  scripts/slurm/baler-shards.sbatch "$input" "$plan" "$work/shards")
+  scripts/slurm/baler-shards.sbatch "$input" "$plan" "$sdir")
 lone=${lone%%;*}
 submitted+=("$lone")
 if (wait_job "$lone" 60) 2>/dev/null; then fail "a lone task without N ran (job $lone)"; fi
 grep -q 'give N' "$work"/redo/slurm-"$lone"_$k.out || fail "lone task without N: no 'give N' in its log"
-[[ ! -e $work/shards/shard-$k.baler ]] || fail "the refused lone task wrote shard $k"
+[[ ! -e $sdir/shard-$k.baler ]] || fail "the refused lone task wrote shard $k"
 say "a lone task without N is refused"
 
 t=$(now)
 redo=$(sbatch --parsable --array=$k --output="$work/redo/slurm-%A_%a.out" \
-  scripts/slurm/baler-shards.sbatch "$input" "$plan" "$work/shards" "$shards")
+  scripts/slurm/baler-shards.sbatch "$input" "$plan" "$sdir" "$shards")
 redo=${redo%%;*}
 submitted+=("$redo")
 wait_job "$redo" 300
 timed "shard $k redone (sbatch --array=$k)" "$(since "$t")"
 t=$(now)
-"$BALER" concat "$work"/shards/shard-*.baler -q -o "$work/again.baler"
+"$BALER" concat "$sdir"/shard-*.baler -q -o "$work/again.baler"
 timed "baler concat ($shards shards)" "$(since "$t")"
 cmp "$work/again.baler" "$work/one.baler" || fail "with shard $k redone, the joined file differs"
 say "shard $k redone alone joins to the same bytes"
