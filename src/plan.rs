@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::array::ArraySpec;
 use crate::bytes::{ByteReader, put_uvarint};
 use crate::compress::{CompressOptions, header_for, layout};
-use crate::container::{Header, StatsSource};
+use crate::container::{Header, MAX_CHUNK_BYTES, StatsSource};
 use crate::error::{Error, Result};
 use crate::normalize::ColumnStats;
 use crate::shard::ShardRange;
@@ -206,8 +206,24 @@ impl Plan {
         if raw.len() != header_bytes.len() {
             return Err(bad("bytes follow its header".into()));
         }
-        if chunk_records == 0 || header.records().is_none() {
-            return Err(bad("it describes no chunking of a known input".into()));
+        // A forged plan must not ask for absurd chunks: they obey the container's limit.
+        let record_bytes = header
+            .record_len
+            .saturating_mul(header.spec.dtype.size() as u64);
+        let chunk_bytes = chunk_records.saturating_mul(record_bytes);
+        let Some(records) = header.records() else {
+            return Err(bad("its header is for a stream of unknown length".into()));
+        };
+        if chunk_records == 0 || record_bytes == 0 || chunk_bytes > MAX_CHUNK_BYTES {
+            return Err(bad(format!(
+                "chunks of {chunk_records} records of {record_bytes} bytes are not a chunking \
+                 a container allows"
+            )));
+        }
+        if records.checked_mul(record_bytes) != Some(bytes) {
+            return Err(bad(format!(
+                "its input holds {bytes} bytes, its header {records} records of {record_bytes}"
+            )));
         }
         Ok(Plan {
             header,
@@ -318,6 +334,14 @@ mod tests {
         for cut in [0, 5, 14, bytes.len() - 1] {
             assert!(Plan::read_from(&mut &bytes[..cut]).is_err(), "cut at {cut}");
         }
+        // Checksummed but absurd: chunks past the container's limit, a size that does not
+        // match the header.
+        let mut huge = p.clone();
+        huge.chunk_records = 1 << 40;
+        assert!(Plan::read_from(&mut huge.to_bytes().as_slice()).is_err());
+        let mut size = p.clone();
+        size.input.bytes += 4;
+        assert!(Plan::read_from(&mut size.to_bytes().as_slice()).is_err());
     }
 
     #[test]
