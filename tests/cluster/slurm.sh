@@ -7,7 +7,9 @@
 # starts munged, slurmctld and slurmd by hand (no systemd) with their keys, sockets, state,
 # spool and logs in a temporary directory and a slurm.conf of one node on loopback (ports
 # 16817/16818, not the default ones), then:
-#   * makes a float32 table of BALER_SLURM_TEST_MB megabytes (default 200) and its plan;
+#   * makes a float32 table of BALER_SLURM_TEST_MB megabytes (default 200), or takes the .npy
+#     file BALER_SLURM_TEST_INPUT names (a table, or a field, checked over all its values), and
+#     its plan;
 #   * scripts/slurm/submit.sh: 4 array tasks and the dependent concat job; the joined file must
 #     be byte for byte `baler compress INPUT --plan PLAN` in one process, and decompress within
 #     the bound (rel:1e-3 of each column's range) with the NaNs in place;
@@ -219,8 +221,13 @@ wait_job() {
 # --- The table, the plan, the reference -----------------------------------------------------------
 input=$work/in.npy plan=$work/in.plan
 t=$(now)
-"$py" tests/cluster/table.py make "$input" "$mb"
-timed "table ($mb MB float32)" "$(since "$t")"
+if [[ -n ${BALER_SLURM_TEST_INPUT:-} ]]; then
+  # An array of the caller's (a field is checked against one bound over all its values).
+  ln -s "$(realpath -- "$BALER_SLURM_TEST_INPUT")" "$input"
+else
+  "$py" tests/cluster/table.py make "$input" "$mb"
+fi
+timed "input ($(du -Lh "$input" | cut -f1))" "$(since "$t")"
 t=$(now)
 "$BALER" plan "$input" --bound "rel:$rel" -o "$plan"
 timed "baler plan" "$(since "$t")"

@@ -5,7 +5,8 @@
                                   (16 columns) tiled, each tile with its own deterministic
                                   multiplicative noise, and a few NaNs
   table.py check ORIG.npy DECODED.npy REL
-                                  every value within REL x (max - min) of its column (computed in
+                                  every value within REL x (max - min) of its column (of the whole
+                                  array where it is not 2-D; computed in
                                   float64 from the stored values, NaNs left out of the range);
                                   NaNs where and only where the original has them
 """
@@ -42,9 +43,12 @@ def check(orig_path, dec_path, rel):
     if orig.shape != dec.shape or orig.dtype != dec.dtype:
         sys.exit(f"FAIL: decoded {dec.shape} {dec.dtype}, original {orig.shape} {orig.dtype}")
     worst = 0.0
-    for j in range(orig.shape[1]):
-        x = np.asarray(orig[:, j], dtype=np.float64)
-        y = np.asarray(dec[:, j], dtype=np.float64)
+    # A table's bound is per column; any other array's is one over all its values.
+    table = orig.ndim == 2
+    columns = orig.shape[1] if table else 1
+    for j in range(columns):
+        x = np.asarray(orig[:, j] if table else orig.reshape(-1), dtype=np.float64)
+        y = np.asarray(dec[:, j] if table else dec.reshape(-1), dtype=np.float64)
         nx, ny = np.isnan(x), np.isnan(y)
         if not np.array_equal(nx, ny):
             sys.exit(f"FAIL: column {j}: NaN positions differ "
@@ -59,8 +63,9 @@ def check(orig_path, dec_path, rel):
                      f"{bound!r} (worst {err[k]!r}: {x[ok][k]!r} -> {y[ok][k]!r})")
         if bound > 0:
             worst = max(worst, float(err.max() / bound))
-    print(f"{dec_path}: {orig.shape[0]} x {orig.shape[1]} values within rel:{rel} of each "
-          f"column's range (largest error {worst:.3f} of the bound); NaN positions equal")
+    what = "each column's range" if table else "the array's range"
+    print(f"{dec_path}: {' x '.join(map(str, orig.shape))} values within rel:{rel} of {what} "
+          f"(largest error {worst:.3f} of the bound); NaN positions equal")
 
 
 if __name__ == "__main__":
