@@ -295,6 +295,6 @@ timed "baler concat ($shards shards)" "$(since "$t")"
 cmp "$work/again.baler" "$work/one.baler" || fail "with shard $k redone, the joined file differs"
 say "shard $k redone alone joins to the same bytes"
 
-echo "slurm-test: timings ($mb MB, $shards shards, $cpus CPUs):"
+echo "slurm-test: timings ($(du -Lh "$input" | cut -f1) input, $shards shards, $cpus CPUs):"
 printf '  %s\n' "${timings[@]}"
 echo "slurm-test: OK"
