@@ -2,7 +2,8 @@
 # The test command: installs what a fresh Debian machine lacks, then builds baler and runs the
 # whole suite (unit, property, CLI, corruption, fixture, format and memory tests, doc tests),
 # release build, then the cluster tests (tests/cluster/run.sh: a Python environment with Dask
-# in target/cluster-venv). The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
+# in target/cluster-venv) and the Python package's (scripts/test_python.sh: the wheel built with
+# maturin from PyPI, installed into a fresh venv, pytest). The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
 # binary.
 #
 #   scripts/test.sh          # everything (what CI runs)
@@ -21,4 +22,6 @@ else
   # The cluster drivers end to end (Dask LocalCluster), with the release binary just built.
   cargo build --release --quiet
   tests/cluster/run.sh
+  # The Python wheel (maturin), installed into a fresh venv, and its pytest suite.
+  scripts/test_python.sh
 fi
