@@ -98,7 +98,7 @@ fn compress<'py>(
     bound: Option<&str>,
     bounds: Option<&Bound<'py, PyAny>>,
     names: Option<Vec<String>>,
-    model: Option<std::path::PathBuf>,
+    model: Option<&Bound<'py, PyAny>>,
     threads: Option<usize>,
     layout: Option<&str>,
     chunk_size: Option<usize>,
@@ -118,9 +118,19 @@ fn compress<'py>(
     };
     let with_model =
         |mut options: CompressOptions, spec: &ArraySpec| -> PyResult<CompressOptions> {
-            if let Some(path) = &model {
-                let m = baler::model::Model::load(path)
-                    .map_err(|e| BalerError::new_err(format!("{}: {e}", path.display())))?;
+            if let Some(model) = model {
+                // A model file's path, or its contents (bytes).
+                let (m, path) = if model.is_instance_of::<PyBytes>() {
+                    let bytes: Vec<u8> = model.extract()?;
+                    (
+                        baler::model::Model::from_file_bytes(&bytes),
+                        std::path::PathBuf::from("the model"),
+                    )
+                } else {
+                    let path: std::path::PathBuf = model.extract()?;
+                    (baler::model::Model::load(&path), path)
+                };
+                let m = m.map_err(|e| BalerError::new_err(format!("{}: {e}", path.display())))?;
                 if spec.layout != baler::Layout::Table
                     || spec.shape.get(1) != Some(&(m.columns.len() as u64))
                 {

@@ -389,6 +389,12 @@ impl Model {
     /// Reads a model file written by [`save`](Self::save).
     pub fn load(path: &std::path::Path) -> Result<Model, String> {
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        Self::from_file_bytes(&bytes)
+    }
+
+    /// Reads a model file's contents (what [`save`](Self::save) writes), e.g. kept in a codec's
+    /// configuration.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Model, String> {
         if bytes.len() < FILE_MAGIC.len() + 6 || &bytes[..8] != FILE_MAGIC {
             return Err("not a baler model file".into());
         }

@@ -189,3 +189,54 @@ def test_a_model_file_from_baler_train(tmp_path):
     assert len(learned) < len(plain)  # px = pt cos(phi) is learned
     with pytest.raises(baler.BalerError, match="columns"):
         baler.compress(t[:, :4].copy(), bound="rel:1e-3", model=model)
+
+
+def test_the_numcodecs_codec_from_its_entry_point(tmp_path):
+    numcodecs = pytest.importorskip("numcodecs")
+    codec = numcodecs.get_codec({"id": "baler", "bound": "abs:0.01"})
+    assert type(codec).__module__ == "baler.codecs"
+    chunk = field(np.float32)
+    back = codec.decode(codec.encode(chunk))
+    assert back.shape == chunk.shape and np.all(np.abs(back - chunk) <= 0.01)
+    out = np.empty_like(chunk)
+    codec.decode(codec.encode(chunk), out=out)
+    assert np.array_equal(out, back)
+    # A table's chunk with per-column bounds and a model trained beforehand: the configuration
+    # carries the model, and a codec made from it decodes alone.
+    t = table(np.float32, rows=60_000)
+    npy = tmp_path / "t.npy"
+    np.save(npy, t)
+    model = tmp_path / "t.bmdl"
+    subprocess.run([BALER, "train", str(npy), "-b", "abs:0.01", "-o", str(model), "-q", "--epochs", "0"], check=True)
+    codec = numcodecs.get_codec({"id": "baler", "bound": "abs:0.01", "bounds": {"4": "lossless"}, "model": None})
+    with_model = type(codec)(bound="abs:0.01", bounds={4: "lossless"}, model=model)
+    config = with_model.get_config()
+    assert isinstance(config["model"], str) and len(config["model"]) < 4 * model.stat().st_size
+    again = numcodecs.get_codec(config)
+    blob = again.encode(t)
+    assert len(blob) < len(codec.encode(t))
+    back = numcodecs.get_codec(config).decode(blob)
+    assert np.array_equal(back[:, 4], t[:, 4])
+    with pytest.raises(TypeError):
+        codec.encode(np.arange(10))
+
+
+def test_zarr_arrays_through_the_codec(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from baler.codecs import Baler
+
+    data = field(np.float32, shape=(40, 60, 50))
+    z = zarr.create_array(
+        store=str(tmp_path / "f.zarr"),
+        shape=data.shape,
+        chunks=(10, 60, 50),
+        dtype="float32",
+        zarr_format=2,
+        compressors=Baler(bound="abs:0.001"),
+    )
+    z[...] = data
+    back = zarr.open_array(str(tmp_path / "f.zarr"), mode="r")[...]
+    assert np.all(np.abs(back - data) <= 0.001)
+    # Every chunk decodes on its own: one slab read back alone.
+    part = zarr.open_array(str(tmp_path / "f.zarr"), mode="r")[20:30]
+    assert np.all(np.abs(part - data[20:30]) <= 0.001)

@@ -39,7 +39,7 @@ def compress(
     bound: Optional[str] = _DEFAULT_BOUND,
     bounds: Union[None, str, PathLike, Mapping[Union[int, str], str]] = None,
     names: Optional[Sequence[str]] = None,
-    model: Union[None, str, PathLike] = None,
+    model: Union[None, str, PathLike, bytes] = None,
     threads: Optional[int] = None,
     layout: Optional[str] = None,
     chunk_size: Optional[int] = None,
@@ -56,8 +56,9 @@ def compress(
                 `baler compress --bounds`), or a mapping {column: spec} where a column is a
                 0-based index, a name (see `names`) or a glob such as "Jet_*" (as --bound-col).
     names       a table's column names, stored in the container.
-    model       a model file from `baler train`, for a table of as many columns (the learned
-                predictor; without it the plain and neighbour predictors are used).
+    model       a model file from `baler train` (its path, or its contents as bytes), for a
+                table of as many columns (the learned predictor; without it the plain and
+                neighbour predictors are used).
     threads     worker threads (default: one per core). The GIL is released while compressing.
     layout      "table" or "field" (default: table for 2-D arrays, field otherwise).
     chunk_size  target bytes of input per chunk (default: 4 MiB, chosen from the array's size).

@@ -13,7 +13,7 @@ def compress(
     bound: Optional[str] = "rel:1e-3",
     bounds: Union[None, str, PathLike[str], Mapping[Union[int, str], str]] = None,
     names: Optional[Sequence[str]] = None,
-    model: Union[None, str, PathLike[str]] = None,
+    model: Union[None, str, PathLike[str], bytes] = None,
     threads: Optional[int] = None,
     layout: Optional[str] = None,
     chunk_size: Optional[int] = None,
