@@ -240,3 +240,40 @@ def test_zarr_arrays_through_the_codec(tmp_path):
     # Every chunk decodes on its own: one slab read back alone.
     part = zarr.open_array(str(tmp_path / "f.zarr"), mode="r")[20:30]
     assert np.all(np.abs(part - data[20:30]) <= 0.001)
+
+
+def test_zarr_v3_arrays_through_the_array_to_bytes_codec(tmp_path):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    from baler.zarr3 import BalerCodec
+
+    # Found by name through the zarr.codecs entry point.
+    assert zarr.registry.get_codec_class("baler") is BalerCodec
+    data = field(np.float64, shape=(40, 60, 50))
+    path = str(tmp_path / "v3.zarr")
+    z = zarr.create_array(
+        store=path, shape=data.shape, chunks=(10, 30, 50), dtype="float64",
+        serializer=BalerCodec(bound="pwrel:1e-4"), compressors=None,
+    )
+    z[...] = data
+    again = zarr.open_array(path, mode="r")
+    assert again.metadata.to_dict()["codecs"][0]["name"] == "baler"
+    back = again[...]
+    assert np.all(np.abs(back - data) <= 1e-4 * np.abs(data))
+    part = again[10:20, 30:60]
+    assert np.array_equal(part, back[10:20, 30:60])
+    # A table with per-column bounds and a model in its configuration.
+    t = table(np.float32, rows=60_000)
+    npy = tmp_path / "t.npy"
+    np.save(npy, t)
+    model = tmp_path / "t.bmdl"
+    subprocess.run([BALER, "train", str(npy), "-b", "abs:0.01", "-o", str(model), "-q", "--epochs", "0"], check=True)
+    tz = zarr.create_array(
+        store=str(tmp_path / "t.zarr"), shape=t.shape, chunks=(20_000, 6), dtype="float32",
+        serializer=BalerCodec(bound="abs:0.01", bounds={4: "lossless"}, model=model), compressors=None,
+    )
+    tz[...] = t
+    tb = zarr.open_array(str(tmp_path / "t.zarr"), mode="r")[...]
+    assert np.array_equal(tb[:, 4], t[:, 4])
+    fin = np.isfinite(t)
+    with np.errstate(invalid="ignore"):
+        assert np.all(np.abs(tb.astype(np.float64) - t)[fin] <= 0.01)
