@@ -30,9 +30,9 @@ from . import compress, decompress
 class Baler(Codec):
     """Error-bounded compression of a chunk of float32/float64 values (see `baler.compress`).
 
-    bound, bounds (a mapping {column: spec}; files are read at construction), names, layout
-    as for `baler.compress`; model: a model file's path or its bytes; threads: worker threads
-    per chunk (default 1: zarr and dask parallelize over chunks).
+    bound, bounds (a mapping {column: spec}, kept in the configuration), names, layout as for
+    `baler.compress`; model: a model file's path (read now) or its bytes; threads: worker
+    threads per chunk (default 1: zarr and dask parallelize over chunks).
     """
 
     codec_id = "baler"
