@@ -181,20 +181,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
     /// against the spec now; the header is written once statistics are known.
     pub fn new(writer: W, spec: ArraySpec, options: CompressOptions) -> Result<Self> {
         spec.validate()?;
-        let bound_specs = options.bounds.per_column(
-            spec.bound_columns(),
-            &spec.column_names,
-            spec.layout == Layout::Table,
-        )?;
-        if let Some(s) = &options.stats {
-            if s.len() != spec.bound_columns() {
-                return Err(Error::InvalidOption(format!(
-                    "{} column statistics given for {} columns",
-                    s.len(),
-                    spec.bound_columns()
-                )));
-            }
-        }
+        let bound_specs = column_bounds(&spec, &options, options.stats.as_deref())?;
         let chunk_bytes = options.chunk_bytes.max(MIN_CHUNK_BYTES);
         let (record_len, chunk_records) = layout(&spec, &options)?;
         let threads = fit_threads(options.threads, chunk_bytes, options.memory_budget);
@@ -664,6 +651,28 @@ struct Output {
     first_chunk: u64,
     first_record: u64,
     shard: Option<ShardEnd>,
+}
+
+/// The bound asked for each bound column of `spec` (checked against its columns and names),
+/// and the statistics given for them, if any, checked to be one per bound column.
+pub(crate) fn column_bounds(
+    spec: &ArraySpec,
+    options: &CompressOptions,
+    stats: Option<&[ColumnStats]>,
+) -> Result<Vec<BoundSpec>> {
+    let specs = options.bounds.per_column(
+        spec.bound_columns(),
+        &spec.column_names,
+        spec.layout == Layout::Table,
+    )?;
+    if let Some(s) = stats.filter(|s| s.len() != spec.bound_columns()) {
+        return Err(Error::InvalidOption(format!(
+            "{} column statistics given for {} columns",
+            s.len(),
+            spec.bound_columns()
+        )));
+    }
+    Ok(specs)
 }
 
 /// Values per record and records per chunk for `spec` under `options`, once the chunk size

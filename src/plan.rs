@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::array::ArraySpec;
 use crate::bytes::{ByteReader, put_uvarint};
-use crate::compress::{CompressOptions, header_for, layout};
+use crate::compress::{CompressOptions, column_bounds, header_for, layout};
 use crate::container::{Header, MAX_CHUNK_BYTES, StatsSource};
 use crate::error::{Error, Result};
 use crate::normalize::ColumnStats;
@@ -65,18 +65,7 @@ impl Plan {
                 "a plan needs an input of known size (a file, not a stream)".into(),
             ));
         }
-        let bound_specs = options.bounds.per_column(
-            spec.bound_columns(),
-            &spec.column_names,
-            spec.layout == crate::Layout::Table,
-        )?;
-        if stats.len() != spec.bound_columns() {
-            return Err(Error::InvalidOption(format!(
-                "{} column statistics given for {} columns",
-                stats.len(),
-                spec.bound_columns()
-            )));
-        }
+        let bound_specs = column_bounds(&spec, options, Some(&stats))?;
         let (record_len, chunk_records) = layout(&spec, options)?;
         let header = header_for(
             &spec,

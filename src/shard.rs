@@ -12,9 +12,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 
-use crate::container::{
-    CHUNK_HEADER_LEN, ContainerWriter, Header, TAG_CHUNK, chunk_header_fields, read_exact_or,
-};
+use crate::container::{CHUNK_HEADER_LEN, ContainerWriter, Header, TAG_CHUNK, read_exact_or};
 use crate::error::{Error, Result};
 
 /// The first bytes of a shard.
@@ -369,9 +367,9 @@ fn copy_shard<W: Write>(
                 ),
             ));
         }
-        chunk_header_fields(&h, n)?;
-        records += u64::from(u32::from_le_bytes(h[9..13].try_into().expect("4")));
+        // (copy_chunk checks the header's CRC and number before it copies anything.)
         cw.copy_chunk(&h, &mut rd, buf)?;
+        records += u64::from(u32::from_le_bytes(h[9..13].try_into().expect("4")));
     }
     let mut end = [0u8; SHARD_END_LEN];
     read_exact_or(&mut rd, &mut end, || {

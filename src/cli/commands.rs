@@ -351,6 +351,77 @@ enum Target {
     Stdout,
 }
 
+impl Target {
+    /// Refuses a terminal for standard output.
+    fn refuse_terminal(&self) -> Result<()> {
+        if matches!(self, Target::Stdout) && io::stdout().is_terminal() {
+            bail!(
+                "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
+            );
+        }
+        Ok(())
+    }
+
+    /// Opens a container output: a file under a temporary name until committed, or standard
+    /// output.
+    fn open(&self, force: bool) -> Result<Sink> {
+        Ok(match self {
+            Target::File(path) => Sink::File(OutputFile::create(path, force)?),
+            Target::Stdout => Sink::Stdout(Named::new(
+                BufWriter::with_capacity(1 << 20, io::stdout()),
+                "standard output",
+            )),
+        })
+    }
+
+    /// The output's name in summaries.
+    fn name(&self) -> String {
+        match self {
+            Target::File(path) => path.display().to_string(),
+            Target::Stdout => "<stdout>".to_string(),
+        }
+    }
+}
+
+/// A container output being written (see [`Target::open`]).
+enum Sink {
+    File(OutputFile),
+    Stdout(Named<BufWriter<io::Stdout>>),
+}
+
+impl Sink {
+    /// Completes the output: a file is synced and renamed into place (standard output was
+    /// flushed by the container writer).
+    fn commit(self) -> Result<()> {
+        if let Sink::File(f) = self {
+            let name = f.path().display().to_string();
+            f.commit().with_context(|| format!("writing {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Stdout(s) => s.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(buf),
+            Sink::Stdout(s) => s.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
+}
+
 pub fn compress(args: CompressArgs) -> Result<()> {
     if args.plan.is_some() {
         return compress_planned(args);
@@ -365,11 +436,7 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         // FILE.h5:/dataset -> FILE.h5.baler
         None => Target::File(format!("{}.baler", input_file(&args.input)).into()),
     };
-    if matches!(target, Target::Stdout) && io::stdout().is_terminal() {
-        bail!(
-            "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
-        );
-    }
+    target.refuse_terminal()?;
     if let Target::File(out) = &target {
         refuse_input_as_output(&args.input, out)?;
     }
@@ -392,37 +459,12 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         bar: bar.clone(),
     };
 
-    let (finished_header, records, chunks, bytes_out, out_name) = match &target {
-        Target::File(path) => {
-            let out = OutputFile::create(path, args.force)?;
-            let f = run_compressor(out, spec, options, reader, &name)?;
-            let r = (
-                f.header,
-                f.records,
-                f.chunks,
-                f.bytes_out,
-                path.display().to_string(),
-            );
-            f.writer
-                .commit()
-                .with_context(|| format!("writing {}", path.display()))?;
-            r
-        }
-        Target::Stdout => {
-            let out = Named::new(
-                BufWriter::with_capacity(1 << 20, io::stdout()),
-                "standard output",
-            );
-            let f = run_compressor(out, spec, options, reader, &name)?;
-            (
-                f.header,
-                f.records,
-                f.chunks,
-                f.bytes_out,
-                "<stdout>".to_string(),
-            )
-        }
-    };
+    let out = target.open(args.force)?;
+    let f = run_compressor(Compressor::new(out, spec, options)?, reader, &name)?;
+    let (finished_header, records, chunks, bytes_out) =
+        (f.header, f.records, f.chunks, f.bytes_out);
+    f.writer.commit()?;
+    let out_name = target.name();
     bar.finish_and_clear();
     if !args.quiet {
         let bytes_in =
@@ -586,11 +628,7 @@ fn compress_planned(args: CompressArgs) -> Result<()> {
         (None, Some(p)) => Target::File(p.into()),
         (None, None) => Target::File(format!("{}.baler", input_file(&args.input)).into()),
     };
-    if matches!(target, Target::Stdout) && io::stdout().is_terminal() {
-        bail!(
-            "refusing to write compressed data to a terminal; use -o FILE or redirect standard output"
-        );
-    }
+    target.refuse_terminal()?;
     if let Target::File(out) = &target {
         refuse_input_as_output(&args.input, out)?;
     }
@@ -604,40 +642,12 @@ fn compress_planned(args: CompressArgs) -> Result<()> {
         bar: bar.clone(),
     };
     let name = input.name.clone();
-    fn run<W: Write + Send + 'static, R: Read>(
-        out: W,
-        plan: &baler::Plan,
-        range: Option<baler::shard::ShardRange>,
-        threads: usize,
-        reader: R,
-        name: &str,
-    ) -> Result<Finished<W>> {
-        let mut c = Compressor::with_plan(out, plan, range, threads)?;
-        c.read_from(reader)
-            .with_context(|| format!("reading {name}"))?;
-        c.finish_detailed()
-            .with_context(|| format!("compressing {name}"))
-    }
-    let threads = args.codec.threads;
-    let (bytes_out, chunks, out_name) = match &target {
-        Target::File(path) => {
-            let out = OutputFile::create(path, args.force)?;
-            let f = run(out, &plan, range, threads, reader, &name)?;
-            let r = (f.bytes_out, f.chunks, path.display().to_string());
-            f.writer
-                .commit()
-                .with_context(|| format!("writing {}", path.display()))?;
-            r
-        }
-        Target::Stdout => {
-            let out = Named::new(
-                BufWriter::with_capacity(1 << 20, io::stdout()),
-                "standard output",
-            );
-            let f = run(out, &plan, range, threads, reader, &name)?;
-            (f.bytes_out, f.chunks, "<stdout>".to_string())
-        }
-    };
+    let out = target.open(args.force)?;
+    let c = Compressor::with_plan(out, &plan, range, args.codec.threads)?;
+    let f = run_compressor(c, reader, &name)?;
+    let (bytes_out, chunks) = (f.bytes_out, f.chunks);
+    f.writer.commit()?;
+    let out_name = target.name();
     bar.finish_and_clear();
     if !args.quiet {
         let part = range.map_or(String::new(), |r| {
@@ -677,40 +687,23 @@ pub fn concat(args: ConcatArgs) -> Result<()> {
     }
     let bytes_in: u64 = shards.iter().map(|s| s.size()).sum();
     let n = shards.len();
-    // Coverage is checked before the output is created.
-    let shards = baler::shard::check_cover(shards)?;
-    let j = if args.output == "-" {
-        if io::stdout().is_terminal() {
-            bail!(
-                "refusing to write a container to a terminal; use -o FILE or redirect standard output"
-            );
-        }
-        let out = Named::new(
-            BufWriter::with_capacity(1 << 20, io::stdout()),
-            "standard output",
-        );
-        let j = baler::shard::concat(shards, out)?;
-        (j.records, j.chunks, j.bytes_out, j.header)
+    let target = if args.output == "-" {
+        Target::Stdout
     } else {
-        let file = OutputFile::create(&out, args.force)?;
-        let j = baler::shard::concat(shards, file)?;
-        j.writer
-            .commit()
-            .with_context(|| format!("writing {}", out.display()))?;
-        (j.records, j.chunks, j.bytes_out, j.header)
+        Target::File(out)
     };
-    let (records, chunks, bytes_out, header) = j;
+    target.refuse_terminal()?;
+    // (Coverage is checked before anything is written; a refused join leaves no file.)
+    let j = baler::shard::concat(shards, target.open(args.force)?)?;
+    let (records, chunks, bytes_out, header) = (j.records, j.chunks, j.bytes_out, j.header);
+    j.writer.commit()?;
     if !args.quiet {
         let raw = records * header.record_len * header.spec.dtype.size() as u64;
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
             "{n} shards ({}) -> {}: {records} records in {chunks} chunks, {} ({:.2}x), {:.2} s ({:.0} MB/s)",
             progress::size(bytes_in),
-            if args.output == "-" {
-                "<stdout>".into()
-            } else {
-                out.display().to_string()
-            },
+            target.name(),
             progress::size(bytes_out),
             raw as f64 / bytes_out.max(1) as f64,
             secs,
@@ -733,13 +726,10 @@ pub(super) fn summarize_bounds(h: &baler::Header) -> String {
 }
 
 fn run_compressor<W: Write + Send + 'static, R: Read>(
-    out: W,
-    spec: baler::ArraySpec,
-    options: CompressOptions,
+    mut c: Compressor<W>,
     reader: R,
     name: &str,
 ) -> Result<Finished<W>> {
-    let mut c = Compressor::new(out, spec, options)?;
     c.read_from(reader)
         .with_context(|| format!("reading {name}"))?;
     c.finish_detailed()
