@@ -20,7 +20,7 @@ fn mib() -> usize {
         .unwrap_or(1024)
 }
 
-/// Rows of 16 physics-like columns (as in tests/memory.rs).
+/// Rows of 16 physics-like columns (as in cli/tests/memory.rs).
 fn fill(buf: &mut [f32], seed: &mut u64, row0: usize) {
     for (i, row) in buf.chunks_mut(COLS).enumerate() {
         for (c, v) in row.iter_mut().enumerate() {

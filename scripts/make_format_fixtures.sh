@@ -2,7 +2,7 @@
 # Writes fixtures/format/vN/: small .baler containers written by this checkout's baler, each
 # with the array `baler decompress` makes of it (NAME.expected.npy), and a README.md recording
 # the commit, every command line, and what `baler info --columns` reports for each file.
-# tests/format_compat.rs decodes every one of them and compares bit for bit: files written by a
+# cli/tests/format_compat.rs decodes every one of them and compares bit for bit: files written by a
 # version of baler must keep decoding identically in every later version.
 #
 #     scripts/make_format_fixtures.sh [OUT_DIR]     # default: fixtures/format/v<format version>
@@ -441,7 +441,7 @@ total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)
 Written by baler commit \`$commit\` (\`$("$B" --version)\`, format version $version) with
 \`scripts/make_format_fixtures.sh\`. Each \`NAME.baler\` comes with \`NAME.expected.npy\`, what
 \`baler decompress NAME.baler -o NAME.expected.npy\` wrote at that commit.
-\`tests/format_compat.rs\` decodes every container here with the library and with the CLI and
+\`cli/tests/format_compat.rs\` decodes every container here with the library and with the CLI and
 requires the same shape, dtype and bits. **Never regenerate or edit these files**: a later
 version of baler that cannot read them bit for bit has broken the format's promise. A new
 format version gets a new folder (\`fixtures/format/v2/\`, written by the script from that

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes fixtures/limits/: containers whose chunks are huge once decoded (constant values, a
-# few kB coded), for the decoder's memory limit (tests/memory.rs, tests/cli.rs). Written once;
+# few kB coded), for the decoder's memory limit (cli/tests/memory.rs, cli/tests/cli.rs). Written once;
 # they are valid files, so any later baler must decode them alike.
 #   const_2x1GiB.baler  2 chunks of 2^28 f32 (1 GiB each)
 #   const_16x64MiB.baler 16 chunks of 2^24 f32 (64 MiB each)

@@ -15,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 if [[ ${1:-} == --fast ]]; then
-  cargo test --release --lib --test format_compat --test fixtures --test cli --test evaluate \
-    --test streaming --test shard
+  cargo test --release -p baler --lib --test fixtures --test streaming
+  cargo test --release -p baler-cli --test format_compat --test cli --test evaluate --test shard
 else
   cargo test --release
   # The cluster drivers end to end (Dask LocalCluster), with the release binary just built.

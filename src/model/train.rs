@@ -24,6 +24,9 @@
 //! The device only changes how fast the weights are found and, through the order of float
 //! sums, which weights: whichever they are, they are stored, and every decoder uses them alike.
 
+// dfdx runs the dense network on a GPU; the tests use its CPU backend as the sparse kernel's
+// reference. Built without `cuda`, the library does not compile it.
+#[cfg(any(feature = "cuda", test))]
 use dfdx::prelude::*;
 
 use super::{ColumnModel, MAX_HIDDEN, MAX_INPUTS, Model, select};
@@ -781,7 +784,7 @@ struct Run<'a> {
 
 impl Net<'_> {
     /// Minibatch `idx` as network inputs and targets (row-major).
-    #[cfg_attr(not(any(feature = "cuda", test)), allow(dead_code))]
+    #[cfg(any(feature = "cuda", test))]
     fn batch(&self, idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
         let (rows, nin, width) = (self.rows, self.nin, self.width);
         let b = idx.len();
@@ -800,7 +803,7 @@ impl Net<'_> {
 
     /// The mean squared error of a batch, and with `train` the gradients of the four
     /// parameters, computed on `dev`.
-    #[cfg_attr(not(any(feature = "cuda", test)), allow(dead_code))]
+    #[cfg(any(feature = "cuda", test))]
     fn forward_loss<D: Device<f32> + TensorToArray<(), f32, Array = f32>>(
         &self,
         dev: &D,
@@ -843,14 +846,12 @@ impl Net<'_> {
         }
     }
 
-    /// The loss of minibatch `idx` and (with `train`) its gradients, as [`forward_loss`]
-    /// computes them but over each column's own units and inputs only: the masked matrices
+    /// The loss of minibatch `idx` and (with `train`) its gradients, as `forward_loss` (dfdx's
+    /// dense network) computes them but over each column's own units and inputs only: the masked matrices
     /// are block-sparse (a column's units read its few inputs and feed its one output), so
     /// this does about a twentieth of the dense products' work. Columns run in parallel
     /// ([`super::par_map`]), each over the records in order, and touch disjoint parameters, so
     /// the result does not depend on the thread count.
-    ///
-    /// [`forward_loss`]: Self::forward_loss
     fn sparse(&self, idx: &[usize], p: &[Param; 4], train: bool) -> (f32, [Vec<f32>; 4]) {
         let (rows, ch, width) = (self.rows, self.ch, self.width);
         let hidden = ch / self.active.len().max(1);
@@ -976,7 +977,7 @@ impl Net<'_> {
     /// on the held-out split; returns the best parameters seen. `loss(records, params,
     /// train)` gives a batch's loss and, with `train`, its gradients: the block-sparse kernel
     /// on the CPU ([`Self::sparse`]), dfdx's dense masked network on a GPU
-    /// ([`Self::forward_loss`]).
+    /// (`Self::forward_loss`).
     fn optimize(
         &self,
         run: Run<'_>,

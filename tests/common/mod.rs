@@ -1,9 +1,8 @@
 //! Helpers shared by the integration tests: one round trip used by every mode, and a bound check
-//! written independently of the library (it resolves bounds itself and compares exactly).
+//! written independently of the library (it resolves bounds itself and compares exactly). The
+//! command line's tests (`cli/tests/`) use them too, with their own `cli` helpers beside.
 
 #![allow(dead_code)]
-
-pub mod cli;
 
 use baler::{
     ArrayData, ArraySpec, BoundSpec, Bounds, ColumnRef, CompressOptions, Element, Header, Layout,
@@ -218,7 +217,18 @@ pub fn load_npy(path: &str) -> (ArrayData, Vec<u64>) {
     (data, h.shape)
 }
 
+/// The repository's root (where `fixtures/` is), from the library's tests or the command
+/// line's (`cli/`).
+pub fn repo() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if dir.join("fixtures").is_dir() {
+        dir.to_path_buf()
+    } else {
+        dir.parent().expect("the workspace root").to_path_buf()
+    }
+}
+
 /// Path of a fixture.
 pub fn fixture(name: &str) -> String {
-    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    repo().join("fixtures").join(name).display().to_string()
 }

@@ -147,7 +147,7 @@ fn same(how: &str, got: &Bits, want: &Bits) -> Result<(), String> {
 
 /// `fixtures/format/vN/` folders, with N.
 fn version_dirs() -> Vec<(PathBuf, u16)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/format");
+    let root = common::repo().join("fixtures/format");
     let entries = fs::read_dir(&root).unwrap_or_else(|e| {
         panic!(
             "{}: {e}: the container format fixtures are missing",

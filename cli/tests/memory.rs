@@ -8,6 +8,8 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::fs;
 use std::io::{BufWriter, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -359,7 +361,7 @@ fn hdf5_datasets_stream_in_flat_memory() {
 /// they are refused. Two chunks of 1 GiB each are refused at the default limit.
 #[test]
 fn decoding_stays_within_the_memory_limit_whatever_chunks_claim() {
-    let fixture = |n: &str| format!("{}/fixtures/limits/{n}", env!("CARGO_MANIFEST_DIR"));
+    let fixture = |n: &str| common::fixture(&format!("limits/{n}"));
     let big = fixture("const_16x64MiB.baler");
     for threads in ["1", "4"] {
         let mut child = baler()

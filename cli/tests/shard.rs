@@ -470,7 +470,7 @@ fn shards_take_their_number_from_the_job_environment() {
 /// container it wrote, and its plan still drives `compress --plan` (`fixtures/shards/vN/`).
 #[test]
 fn shard_fixtures_of_earlier_versions_still_join() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/shards");
+    let root = common::repo().join("fixtures/shards");
     let dir = tmp();
     let mut seen = 0;
     for v in fs::read_dir(&root).expect("fixtures/shards") {

@@ -166,7 +166,7 @@ fn succeed(cmd: &mut Command) {
 #[test]
 fn train_then_compress_with_the_model_file() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
+    let fixture = &common::fixture("delphes_16k.npy");
     let model = dir.path().join("delphes.bmdl");
     succeed(
         baler()
@@ -245,16 +245,8 @@ fn train_then_compress_with_the_model_file() {
     std::fs::write(&bad, &bytes).unwrap();
     for (input, m, want) in [
         (fixture, &bad, "damaged"),
-        (
-            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/nexo_8k.npy"),
-            &model,
-            "columns",
-        ),
-        (
-            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cfd_decay_ux.npy"),
-            &model,
-            "field",
-        ),
+        (&common::fixture("nexo_8k.npy"), &model, "columns"),
+        (&common::fixture("cfd_decay_ux.npy"), &model, "field"),
     ] {
         let out = baler()
             .args(["compress", input, "--bound", "rel:1e-3", "-q", "--model"])
@@ -276,7 +268,7 @@ fn train_then_compress_with_the_model_file() {
 #[test]
 fn effort_levels_choose_how_much_to_train() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
+    let fixture = &common::fixture("delphes_16k.npy");
     let packed = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
         succeed(
@@ -332,7 +324,7 @@ fn effort_levels_choose_how_much_to_train() {
 fn small_tables_get_no_model() {
     // The decoder would cost more than it saves: `auto` trains nothing.
     let dir = tempfile::tempdir().unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cms_ak4jets.npy");
+    let fixture = &common::fixture("cms_ak4jets.npy");
     let packed = dir.path().join("c.baler");
     let out = baler()
         .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "-o"])
@@ -351,7 +343,7 @@ fn small_tables_get_no_model() {
 #[test]
 fn forged_model_sizes_are_errors_not_crashes() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/delphes_16k.npy");
+    let fixture = &common::fixture("delphes_16k.npy");
     for width in [u64::MAX, 1 << 40, 1 << 31, 1 << 20] {
         let mut body = b"BALERMDL\x01\x02".to_vec();
         let mut w = width;

@@ -1,4 +1,7 @@
-//! The `baler` command: flags in, library calls, a summary or an error out.
+//! The `baler` command line: flags in, library calls, a summary or an error out.
+//!
+//! A thin layer over the `baler` library (the repository's root package): clap, indicatif,
+//! plotters and anyhow are this crate's dependencies, not the library's.
 
 mod args;
 mod commands;
@@ -15,7 +18,7 @@ use clap::Parser;
 use args::{Cli, Command};
 
 /// Runs the command line and returns the exit code: 0 ok, 1 error, 2 usage.
-pub fn run() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -285,7 +285,7 @@ fn font() {
         let _ = plotters::style::register_font(
             "sans-serif",
             FontStyle::Normal,
-            include_bytes!("../../assets/DejaVuSans.ttf"),
+            include_bytes!("../assets/DejaVuSans.ttf"),
         );
     });
 }
