@@ -8,5 +8,5 @@ scripts/build_wheel.sh >/dev/null
 venv=target/python-test-venv
 rm -rf "$venv"
 python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check target/wheels/baler_rs-*.whl pytest numcodecs zarr uproot awkward 'dask[distributed]'
+"$venv/bin/pip" install -q --disable-pip-version-check target/wheels/baler_rs-*.whl pytest numcodecs zarr h5py uproot awkward 'dask[distributed]'
 BALER=$PWD/target/release/baler "$venv/bin/python" -m pytest -q tests/python

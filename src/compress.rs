@@ -117,7 +117,7 @@ pub struct Finished<W> {
     pub chunks: u64,
     /// Records written.
     pub records: u64,
-    /// Container bytes written.
+    /// Container bytes written: the output's size, end mark and index included.
     pub bytes_out: u64,
 }
 
@@ -360,6 +360,12 @@ impl<W: Write + Send + 'static> Compressor<W> {
                         }
                         WriterMsg::Finish => {
                             let (chunks, records) = (cw.chunks_written(), cw.records_written());
+                            // The whole output: the chunks, and the end mark and index (or a
+                            // shard's end) written next.
+                            let bytes_out = match &out.shard {
+                                None => cw.finished_len(),
+                                Some(_) => cw.bytes_written() + crate::shard::SHARD_END_LEN as u64,
+                            };
                             let writer = match &out.shard {
                                 None => cw.finish()?,
                                 Some(end) => {
@@ -376,11 +382,6 @@ impl<W: Write + Send + 'static> Compressor<W> {
                                     cw.finish_with(&end.to_bytes())?
                                 }
                             };
-                            let bytes_out = progress.bytes_out.load(Ordering::Relaxed)
-                                + out
-                                    .shard
-                                    .as_ref()
-                                    .map_or(0, |_| crate::shard::SHARD_END_LEN as u64);
                             return Ok(Finished {
                                 writer,
                                 header,

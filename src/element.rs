@@ -194,6 +194,14 @@ impl ArrayData {
         self.len() == 0
     }
 
+    /// The values as `T`, where `T` is their element type (`None` otherwise).
+    pub fn values<T: Element>(&self) -> Option<&[T]> {
+        (T::DTYPE == self.dtype()).then(|| match self {
+            ArrayData::F32(v) => bytemuck::cast_slice(v),
+            ArrayData::F64(v) => bytemuck::cast_slice(v),
+        })
+    }
+
     /// The values as little-endian bytes (a view on little-endian machines).
     pub fn as_le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         #[cfg(target_endian = "little")]

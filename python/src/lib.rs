@@ -3,6 +3,10 @@
 //! the GIL is released while the engine runs, and the engine's errors are raised as
 //! `baler.BalerError` (a `ValueError`) with the command line's messages.
 
+mod container;
+mod file;
+mod model;
+
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -20,6 +24,16 @@ create_exception!(
 
 fn err(e: baler::Error) -> PyErr {
     BalerError::new_err(e.to_string())
+}
+
+/// An array's values, read in place (no copy).
+fn in_place<'a, T: numpy::Element>(a: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| {
+        BalerError::new_err(
+            "the array is not C-contiguous and aligned (numpy.require(a, requirements='CA') \
+             makes it so)",
+        )
+    })
 }
 
 /// The bounds: `bound` for every column, then `bounds` (a bounds file's path, or a mapping of
@@ -71,8 +85,10 @@ fn bounds_from(bound: Option<&str>, bounds: Option<&Bound<'_, PyAny>>) -> PyResu
     Ok(out)
 }
 
-/// What an array's dtype and shape make of the call's arguments: its spec and the options.
-type Prepare<'a> = dyn Fn(DType, &[usize]) -> PyResult<(ArraySpec, CompressOptions)> + 'a;
+/// What an array's dtype and shape make of the call's arguments: its spec, the options, and
+/// the training of its learned predictor where one is to be trained (`model="auto"`).
+type Prepare<'a> =
+    dyn Fn(DType, &[usize]) -> PyResult<(ArraySpec, CompressOptions, Option<model::Training>)> + 'a;
 
 /// Compresses an array in place (its buffer, read without a copy), the GIL released; `prepare`
 /// gives its spec and options from its dtype and shape.
@@ -81,16 +97,75 @@ fn compress_array<T: Element + numpy::Element>(
     a: &PyReadonlyArrayDyn<'_, T>,
     prepare: &Prepare<'_>,
 ) -> PyResult<Vec<u8>> {
-    let (spec, options) = prepare(T::DTYPE, a.shape())?;
-    let values = a.as_slice().map_err(|_| {
-        BalerError::new_err("the array is not C-contiguous (numpy.ascontiguousarray makes it so)")
-    })?;
-    py.detach(|| baler::compress_slice(values, &spec, &options))
-        .map_err(err)
+    let (spec, mut options, training) = prepare(T::DTYPE, a.shape())?;
+    let values = in_place(a)?;
+    py.detach(|| {
+        if let Some(t) = &training {
+            options.model = model::train_table(values, &spec, &options.bounds, t)?;
+        }
+        baler::compress_slice(values, &spec, &options)
+    })
+    .map_err(err)
+}
+
+/// The model argument of `compress` and `compress_file`: `"auto"` (trained at `effort` for a
+/// table), `"none"`/`None`, a model file's path, its bytes, or a `baler.Model`.
+pub(crate) enum ModelArg {
+    Auto,
+    Given(baler::model::Model, String),
+}
+
+impl ModelArg {
+    fn from_py(model: Option<&Bound<'_, PyAny>>) -> PyResult<Option<ModelArg>> {
+        let Some(model) = model else {
+            return Ok(None);
+        };
+        if let Ok(m) = model.cast::<model::PyModel>() {
+            return Ok(Some(ModelArg::Given(
+                m.get().inner.clone(),
+                "the model".into(),
+            )));
+        }
+        if model.is_instance_of::<PyBytes>() {
+            let bytes: Vec<u8> = model.extract()?;
+            let m = baler::model::Model::from_file_bytes(&bytes)
+                .map_err(|e| BalerError::new_err(format!("the model: {e}")))?;
+            return Ok(Some(ModelArg::Given(m, "the model".into())));
+        }
+        if let Ok(s) = model.extract::<String>() {
+            match s.as_str() {
+                "auto" => return Ok(Some(ModelArg::Auto)),
+                "none" => return Ok(None),
+                _ => {}
+            }
+        }
+        let path: std::path::PathBuf = model.extract().map_err(|_| {
+            BalerError::new_err(
+                "model= takes \"auto\", \"none\", a model file's path or contents, or a baler.Model",
+            )
+        })?;
+        let m = baler::model::Model::load(&path)
+            .map_err(|e| BalerError::new_err(format!("{}: {e}", path.display())))?;
+        Ok(Some(ModelArg::Given(m, path.display().to_string())))
+    }
+
+    /// A given model, checked against the table it is to code.
+    fn check(m: &baler::model::Model, name: &str, spec: &ArraySpec) -> PyResult<()> {
+        if spec.layout != baler::Layout::Table
+            || spec.shape.get(1) != Some(&(m.columns.len() as u64))
+        {
+            return Err(BalerError::new_err(format!(
+                "{name}: the model is for tables of {} columns; the array is {}",
+                m.columns.len(),
+                spec.shape_string()
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[pyfunction]
-#[pyo3(signature = (array, bound=None, bounds=None, names=None, model=None, threads=None, layout=None, chunk_size=None))]
+#[pyo3(signature = (array, bound=None, bounds=None, names=None, model=None, effort=3, threads=None, layout=None, chunk_size=None))]
 #[allow(clippy::too_many_arguments)]
 fn compress<'py>(
     py: Python<'py>,
@@ -99,56 +174,42 @@ fn compress<'py>(
     bounds: Option<&Bound<'py, PyAny>>,
     names: Option<Vec<String>>,
     model: Option<&Bound<'py, PyAny>>,
+    effort: u8,
     threads: Option<usize>,
     layout: Option<&str>,
     chunk_size: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    let effort = check_effort(effort)?;
     let mut options = CompressOptions::new(bounds_from(bound, bounds)?);
     options.threads = threads.unwrap_or(0);
     if let Some(n) = chunk_size {
         options = options.chunk_bytes(n);
     }
-    let spec_of = |dtype: DType, shape: &[usize]| -> PyResult<ArraySpec> {
+    let model = ModelArg::from_py(model)?;
+    let prepare = |dtype: DType,
+                   shape: &[usize]|
+     -> PyResult<(ArraySpec, CompressOptions, Option<model::Training>)> {
         let mut spec = ArraySpec::new(dtype, shape.iter().map(|&d| d as u64).collect());
         if let Some(l) = layout {
             spec.layout = l.parse().map_err(err)?;
         }
         spec.column_names = names.clone().unwrap_or_default();
-        Ok(spec)
-    };
-    let with_model =
-        |mut options: CompressOptions, spec: &ArraySpec| -> PyResult<CompressOptions> {
-            if let Some(model) = model {
-                // A model file's path, or its contents (bytes).
-                let (m, path) = if model.is_instance_of::<PyBytes>() {
-                    let bytes: Vec<u8> = model.extract()?;
-                    (
-                        baler::model::Model::from_file_bytes(&bytes),
-                        std::path::PathBuf::from("the model"),
-                    )
-                } else {
-                    let path: std::path::PathBuf = model.extract()?;
-                    (baler::model::Model::load(&path), path)
-                };
-                let m = m.map_err(|e| BalerError::new_err(format!("{}: {e}", path.display())))?;
-                if spec.layout != baler::Layout::Table
-                    || spec.shape.get(1) != Some(&(m.columns.len() as u64))
-                {
-                    return Err(BalerError::new_err(format!(
-                        "{}: the model is for tables of {} columns; the array is {}",
-                        path.display(),
-                        m.columns.len(),
-                        spec.shape_string()
-                    )));
-                }
-                options = options.model(m);
+        let mut options = options.clone();
+        let mut training = None;
+        match &model {
+            None => {}
+            Some(ModelArg::Auto)
+                if spec.layout == baler::Layout::Table && spec.shape.len() == 2 =>
+            {
+                training = Some(model::Training::for_effort(effort, spec.shape[0]));
             }
-            Ok(options)
-        };
-    let prepare = |dtype: DType, shape: &[usize]| -> PyResult<(ArraySpec, CompressOptions)> {
-        let spec = spec_of(dtype, shape)?;
-        let options = with_model(options.clone(), &spec)?;
-        Ok((spec, options))
+            Some(ModelArg::Auto) => {}
+            Some(ModelArg::Given(m, name)) => {
+                ModelArg::check(m, name, &spec)?;
+                options = options.model(m.clone());
+            }
+        }
+        Ok((spec, options, training))
     };
     let bytes = if let Ok(a) = array.extract::<PyReadonlyArrayDyn<'py, f32>>() {
         compress_array(py, &a, &prepare)?
@@ -160,6 +221,11 @@ fn compress<'py>(
         ));
     };
     Ok(PyBytes::new(py, &bytes))
+}
+
+/// An effort level, 1 to 9.
+fn check_effort(effort: u8) -> PyResult<u8> {
+    baler::model::budget::parse_effort(&effort.to_string()).map_err(BalerError::new_err)
 }
 
 #[pyfunction]
@@ -176,6 +242,13 @@ fn decompress<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> 
 fn _baler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compress, m)?)?;
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
+    m.add_function(wrap_pyfunction!(model::train, m)?)?;
+    m.add_function(wrap_pyfunction!(file::compress_file, m)?)?;
+    m.add_function(wrap_pyfunction!(file::decompress_file, m)?)?;
+    m.add_function(wrap_pyfunction!(file::compress_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(file::evaluate, m)?)?;
+    m.add_class::<model::PyModel>()?;
+    m.add_class::<container::Container>()?;
     m.add("BalerError", m.py().get_type::<BalerError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -457,32 +457,9 @@ impl Input {
         if records == 0 {
             return Ok(Some(Vec::new()));
         }
-        const BLOCK: u64 = 256;
-        let blocks = records.div_ceil(BLOCK);
-        let want = (max_records as u64).div_ceil(BLOCK).min(blocks);
-        // Block indices: all of them, or `want` distinct ones drawn uniformly (Floyd's method).
-        let mut picked: Vec<u64> = if want == blocks {
-            (0..blocks).collect()
-        } else {
-            let mut s = seed ^ 0x5a3c_9e1d_2b47_f680;
-            let mut set = std::collections::BTreeSet::new();
-            for j in blocks - want..blocks {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let t = ((u128::from(s >> 11) * u128::from(j + 1)) >> 53) as u64;
-                if !set.insert(t) {
-                    set.insert(j);
-                }
-            }
-            set.into_iter().collect()
-        };
-        picked.sort_unstable();
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        for b in picked {
-            let first = b * BLOCK;
-            let n = BLOCK.min(records - first);
+        for (first, n) in crate::model::budget::sample_blocks(records, max_records, seed) {
             buf.resize((n * record_bytes) as usize, 0);
             self.read_values_at(first * record_len as u64, &mut buf)
                 .map_err(|e| {

@@ -92,6 +92,68 @@ impl TrainBudget {
     }
 }
 
+/// Records per block of the training sample: blocks of consecutive records are read, so a
+/// sample of a file on disk costs a few hundred reads, not one per record.
+pub const SAMPLE_BLOCK: u64 = 256;
+
+/// The blocks of a uniform random sample of about `max_records` of `records` records, drawn
+/// with `seed`: `(first record, records)` in order, of [`SAMPLE_BLOCK`] records each (the
+/// last one shorter), all of them where the sample is the whole input. Every sampler of
+/// baler's (a file's, [`crate::io::Input::sample_records`], or an array's, [`sample_slice`])
+/// draws these, so one seed gives one sample whatever holds the records.
+pub fn sample_blocks(records: u64, max_records: usize, seed: u64) -> Vec<(u64, u64)> {
+    if records == 0 {
+        return Vec::new();
+    }
+    let blocks = records.div_ceil(SAMPLE_BLOCK);
+    let want = (max_records as u64).div_ceil(SAMPLE_BLOCK).min(blocks);
+    // Block indices: all of them, or `want` distinct ones drawn uniformly (Floyd's method).
+    let mut picked: Vec<u64> = if want == blocks {
+        (0..blocks).collect()
+    } else {
+        let mut s = seed ^ 0x5a3c_9e1d_2b47_f680;
+        let mut set = std::collections::BTreeSet::new();
+        for j in blocks - want..blocks {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let t = ((u128::from(s >> 11) * u128::from(j + 1)) >> 53) as u64;
+            if !set.insert(t) {
+                set.insert(j);
+            }
+        }
+        set.into_iter().collect()
+    };
+    picked.sort_unstable();
+    picked
+        .into_iter()
+        .map(|b| {
+            let first = b * SAMPLE_BLOCK;
+            (first, SAMPLE_BLOCK.min(records - first))
+        })
+        .collect()
+}
+
+/// The training sample of a table held in memory (`values`, row-major records of
+/// `record_len`), as `f64`: the records of [`sample_blocks`].
+pub fn sample_slice<T: crate::Element>(
+    values: &[T],
+    record_len: usize,
+    max_records: usize,
+    seed: u64,
+) -> Vec<f64> {
+    let records = (values.len() / record_len.max(1)) as u64;
+    let mut out = Vec::new();
+    for (first, n) in sample_blocks(records, max_records, seed) {
+        let (a, b) = (
+            first as usize * record_len,
+            (first + n) as usize * record_len,
+        );
+        out.extend(values[a..b].iter().map(|v| v.to_f64()));
+    }
+    out
+}
+
 /// Parses an effort level, `1`–`9`.
 pub fn parse_effort(s: &str) -> Result<u8, String> {
     match s.trim().parse::<u8>() {
@@ -137,6 +199,46 @@ mod tests {
         // Terabytes stay bounded: a million records, thirty epochs.
         let b = TrainBudget::new(MAX_EFFORT, 1 << 40);
         assert_eq!((b.sample, b.epochs), (1_000_000, 30));
+    }
+
+    #[test]
+    fn samples_are_whole_blocks_drawn_once() {
+        assert!(sample_blocks(0, 100, 1).is_empty());
+        // Small inputs: everything, the last block short.
+        assert_eq!(sample_blocks(300, 1000, 1), vec![(0, 256), (256, 44)]);
+        for (records, want) in [(1_000_000u64, 50_000usize), (10_000, 2_000), (257, 1)] {
+            let b = sample_blocks(records, want, 7);
+            let got: u64 = b.iter().map(|&(_, n)| n).sum();
+            assert!(
+                got >= want as u64 && got <= want as u64 + SAMPLE_BLOCK,
+                "{records}: {got}"
+            );
+            assert!(
+                b.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0),
+                "sorted, disjoint"
+            );
+            assert!(
+                b.iter()
+                    .all(|&(f, n)| f % SAMPLE_BLOCK == 0 && f + n <= records)
+            );
+            assert_eq!(b, sample_blocks(records, want, 7), "one seed, one sample");
+        }
+        assert_ne!(
+            sample_blocks(1 << 20, 5_000, 1),
+            sample_blocks(1 << 20, 5_000, 2)
+        );
+        let values: Vec<f32> = (0..3_000).map(|i| i as f32).collect();
+        let s = sample_slice(&values, 3, 400, 5);
+        let rows: Vec<u64> = sample_blocks(1_000, 400, 5)
+            .iter()
+            .flat_map(|&(f, n)| f..f + n)
+            .collect();
+        assert_eq!(s.len(), rows.len() * 3);
+        assert!(
+            rows.iter()
+                .enumerate()
+                .all(|(k, &r)| s[k * 3] == (r * 3) as f64)
+        );
     }
 
     #[test]

@@ -376,6 +376,12 @@ impl Model {
     /// Writes the model as a file: `"BALERMDL"`, format version `u8` (1), kind `u8` (2), the
     /// serialized model, and a CRC-32 of everything before it.
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, self.to_file_bytes())
+    }
+
+    /// The model file's contents, as [`save`](Self::save) writes them and
+    /// [`from_file_bytes`](Self::from_file_bytes) reads them.
+    pub fn to_file_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(FILE_MAGIC);
         out.push(1);
@@ -383,7 +389,7 @@ impl Model {
         self.write(&mut out);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
-        std::fs::write(path, out)
+        out
     }
 
     /// Reads a model file written by [`save`](Self::save).

@@ -60,7 +60,7 @@ def field_block(block_info=None):
 def field():
     """The field as a dask array whose chunks are made where they are computed: on the workers,
     as when each worker reads its part of a dataset. (Chunks made here and shipped to the
-    workers can arrive unaligned, which baler refuses: see test_an_unaligned_array.)"""
+    workers: test_to_zarr_of_chunks_shipped_to_the_workers.)"""
     chunks = tuple((c,) * (n // c) for n, c in zip(SHAPE, CHUNKS))
     return da.map_blocks(field_block, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
 
@@ -166,13 +166,20 @@ def test_the_default_scheduler_is_the_cluster(client):
     assert client.scheduler.address.startswith("tcp://127.0.0.1:")
 
 
-# A C-contiguous float32 array that is not aligned (its data at an odd address) is refused with
-# "the array is not C-contiguous": the engine reads the buffer in place (rust-numpy's as_slice
-# wants it aligned), and baler.compress copies only arrays that are not C-contiguous or not in
-# native byte order. distributed hands a worker such arrays: a chunk made on the client and
-# shipped to a worker came out of its message at an odd offset, and the numcodecs codec passed
-# it on as it was (to_zarr format 2 failed with that error). Strict: passes once fixed upstream.
-@pytest.mark.xfail(strict=True, raises=baler.BalerError, reason="unaligned arrays are refused, not copied")
+def test_to_zarr_of_chunks_shipped_to_the_workers(client, data, tmp_path):
+    # Chunks made here and sent to the workers come out of their messages at odd offsets
+    # (unaligned): baler.compress copies them into aligned memory (the engine reads an array's
+    # buffer in place, and rust-numpy wants it aligned).
+    path = str(tmp_path / "shipped.zarr")
+    darr = da.from_array(data, chunks=CHUNKS)
+    with get_task_stream(client) as ts:
+        da.to_zarr(darr, path, zarr_format=2, compressors=Baler(bound="abs:0.01"))
+    stored_by_workers(client, ts.data)
+    within_abs(data, zarr.open_array(path, mode="r")[...], 0.01)
+
+
+# A C-contiguous float32 array that is not aligned (its data at an odd address): copied into
+# aligned memory, not refused.
 def test_an_unaligned_array():
     raw = np.random.default_rng(0).random(1000).astype(np.float32)
     buf = bytearray(raw.nbytes + 1)
