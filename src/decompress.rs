@@ -361,11 +361,14 @@ pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
         .min(bytes.len() as u64 * 64) as usize;
     let mut all = ArrayData::with_capacity(dtype, cap);
     while let Some(chunk) = d.next_chunk()? {
-        match (&mut all, chunk) {
-            (ArrayData::F32(a), ArrayData::F32(c)) => a.extend_from_slice(&c),
-            (ArrayData::F64(a), ArrayData::F64(c)) => a.extend_from_slice(&c),
+        match (&mut all, &chunk) {
+            (ArrayData::F32(a), ArrayData::F32(c)) => a.extend_from_slice(c),
+            (ArrayData::F64(a), ArrayData::F64(c)) => a.extend_from_slice(c),
             _ => unreachable!("one dtype per container"),
         }
+        // The chunk's buffer goes back to the workers: decoding does not fault in fresh pages
+        // for every chunk.
+        d.recycle(chunk);
     }
     let mut header = d.header.clone();
     d.finish()?;

@@ -230,12 +230,76 @@ fn check_effort(effort: u8) -> PyResult<u8> {
 
 #[pyfunction]
 fn decompress<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    if let Some((header, values)) = sized(data) {
+        // Decoded straight into NumPy's own buffer (which NumPy allocates with huge pages):
+        // one write per value, no second copy.
+        let mut shape: Vec<usize> = header.spec.shape.iter().map(|&d| d as usize).collect();
+        shape[0] = (values / header.spec.slice_len().max(1)) as usize;
+        return Ok(match header.spec.dtype {
+            DType::F32 => decode_into_numpy::<f32>(py, data, shape)?.into_any(),
+            DType::F64 => decode_into_numpy::<f64>(py, data, shape)?.into_any(),
+        });
+    }
     let (header, values) = py.detach(|| baler::decompress_to_vec(data)).map_err(err)?;
     let shape: Vec<usize> = header.spec.shape.iter().map(|&d| d as usize).collect();
     Ok(match values {
         ArrayData::F32(v) => PyArray1::from_vec(py, v).reshape(shape)?.into_any(),
         ArrayData::F64(v) => PyArray1::from_vec(py, v).reshape(shape)?.into_any(),
     })
+}
+
+/// The header and the number of values of a container whose footer index holds, checked
+/// against every chunk's own header (so the array is sized by what the chunks say, not by a
+/// header alone); `None` where the footer cannot tell (the streaming decoder then finds the
+/// error, or the end).
+fn sized(data: &[u8]) -> Option<(baler::Header, u64)> {
+    use baler::container::{read_trailer, verify_trailer};
+    let mut c = std::io::Cursor::new(data);
+    let header = baler::Header::read_from(&mut c).ok()?;
+    let trailer = read_trailer(&mut c).ok()?;
+    verify_trailer(&mut c, &trailer).ok()?;
+    let values = trailer.records.checked_mul(header.record_len)?;
+    let slice = header.spec.slice_len().max(1);
+    let known = header.spec.len();
+    (values % slice == 0 && known.is_none_or(|n| n == values)).then_some((header, values))
+}
+
+/// Decodes `data` into a new NumPy array of `shape`, the GIL released.
+fn decode_into_numpy<'py, T: Element + numpy::Element>(
+    py: Python<'py>,
+    data: &[u8],
+    shape: Vec<usize>,
+) -> PyResult<Bound<'py, numpy::PyArrayDyn<T>>> {
+    let arr = numpy::PyArrayDyn::<T>::zeros(py, shape, false);
+    {
+        let mut rw = arr.readwrite();
+        let out = rw.as_slice_mut().expect("a new array is contiguous");
+        py.detach(|| -> baler::Result<()> {
+            let mut d = baler::Decompressor::new(std::io::Cursor::new(data.to_vec()))?;
+            let (mut at, total) = (0, out.len());
+            while let Some(chunk) = d.next_chunk()? {
+                let v: &[T] = chunk.values().expect("the container's element type");
+                let dst = out.get_mut(at..at + v.len()).ok_or_else(|| {
+                    baler::Error::InvalidInput(format!(
+                        "the container holds more than the {total} values its footer counts"
+                    ))
+                })?;
+                dst.copy_from_slice(v);
+                at += v.len();
+                d.recycle(chunk);
+            }
+            d.finish()?;
+            if at != out.len() {
+                return Err(baler::Error::InvalidInput(format!(
+                    "the container holds {at} values, its footer counts {}",
+                    out.len()
+                )));
+            }
+            Ok(())
+        })
+        .map_err(err)?;
+    }
+    Ok(arr)
 }
 
 #[pymodule]

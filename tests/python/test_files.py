@@ -239,3 +239,25 @@ def test_hdf5_datasets_through_h5py(tmp_path):
         baler.decompress_file(out, tmp_path / "jets.h5")
     with pytest.raises(baler.BalerError, match="float datasets|name"):
         baler.compress_file(h5, tmp_path / "x.baler")  # two float datasets: which one?
+
+
+def test_decompress_sizes_the_array_from_the_footer(tmp_path):
+    # A container written from a stream (the first dimension unknown in its header) decodes
+    # to its full shape, as does one of a known shape, in many chunks.
+    t = table(np.float32, rows=30_000)
+    raw = t.tobytes()
+    out = subprocess.run(
+        [BALER, "compress", "-", "--dtype", "f32", "--shape", "-1,6", "-b", "abs:0.01",
+         "--chunk-size", "65536", "-q", "-o", "-"],
+        input=raw, capture_output=True, check=True,
+    ).stdout
+    back = baler.decompress(out)
+    assert back.shape == (30_000, 6)
+    check(t, back, "abs", 0.01, False)
+    blob = baler.compress(t, bound="abs:0.01", chunk_size=65536)
+    again = baler.decompress(blob)
+    check(t, again, "abs", 0.01, False)
+    np.testing.assert_array_equal(baler.decompress(memoryview(blob)), again)
+    # A cut container is an error, not a short array.
+    with pytest.raises(baler.BalerError):
+        baler.decompress(blob[: len(blob) // 2])
