@@ -347,6 +347,111 @@ pub fn decompress_chunk(header: &Header, frame: Frame) -> Result<ArrayData> {
     Ok(out)
 }
 
+/// Decompresses a whole container held in memory into `out`, which must hold exactly its
+/// values (row-major; the footer index tells how many: [`crate::container::read_trailer`]).
+/// The chunks are found through the footer index, checked against every chunk's own header,
+/// and decoded on `threads` workers (0: one per core), each writing its chunks' part of
+/// `out` directly: no second copy of the values and no reader thread, for callers that own
+/// the destination (a NumPy array, a memory-mapped file). Returns the header.
+pub fn decompress_into<T: crate::Element>(
+    bytes: &[u8],
+    out: &mut [T],
+    threads: usize,
+) -> Result<Header> {
+    use crate::container::{read_chunk_at, read_trailer, verify_trailer};
+    use std::sync::Mutex;
+    let mut c = io::Cursor::new(bytes);
+    let header = Header::read_from(&mut c)?;
+    let trailer = read_trailer(&mut c)?;
+    verify_trailer(&mut c, &trailer)?;
+    if T::DTYPE != header.spec.dtype {
+        return Err(Error::InvalidOption(format!(
+            "the container holds {} values, the destination is of {}",
+            header.spec.dtype,
+            T::DTYPE
+        )));
+    }
+    let record_len = header.record_len.max(1) as usize;
+    if trailer.records.checked_mul(record_len as u64) != Some(out.len() as u64) {
+        return Err(Error::InvalidOption(format!(
+            "the container holds {} records of {record_len} values, the destination {} values",
+            trailer.records,
+            out.len()
+        )));
+    }
+    // Each chunk's own part of `out`, handed out in order to whichever worker is free.
+    let mut parts = Vec::with_capacity(trailer.index.len());
+    let mut rest = out;
+    for (k, e) in trailer.index.iter().enumerate() {
+        let n = e.records as usize * record_len;
+        if n > rest.len()
+            || (e.records as u64 * record_len as u64 * T::BYTES as u64) > MAX_CHUNK_BYTES
+        {
+            return Err(Error::chunk(
+                k as u64,
+                "larger than the footer's totals allow",
+            ));
+        }
+        let (part, tail) = rest.split_at_mut(n);
+        parts.push((k, part));
+        rest = tail;
+    }
+    parts.reverse();
+    let queue = Mutex::new(parts);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let params = Arc::new(header.codec_params());
+    let workers = if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    }
+    .clamp(1, trailer.index.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let mut codec = AnyCodec::new(header.spec.dtype, Arc::clone(&params));
+                let mut buf = ArrayData::with_capacity(header.spec.dtype, 0);
+                let mut reader = io::Cursor::new(bytes);
+                loop {
+                    if failed.lock().expect("the error slot").is_some() {
+                        return;
+                    }
+                    let Some((k, part)) = queue.lock().expect("the queue").pop() else {
+                        return;
+                    };
+                    let done = crate::pipeline::guarded(k as u64, "decoding", || {
+                        let Frame::Chunk {
+                            index,
+                            kind,
+                            payload,
+                            ..
+                        } = read_chunk_at(&mut reader, k as u64, &trailer.index[k])?
+                        else {
+                            return Err(Error::chunk(k as u64, "the index points at no chunk"));
+                        };
+                        match &mut buf {
+                            ArrayData::F32(v) => v.clear(),
+                            ArrayData::F64(v) => v.clear(),
+                        }
+                        codec.decode(index, kind, &payload, part.len(), &mut buf)?;
+                        let v: &[T] = buf.values().expect("the container's element type");
+                        part.copy_from_slice(v);
+                        Ok(())
+                    });
+                    if let Err(e) = done {
+                        failed.lock().expect("the error slot").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("the error slot") {
+        Some(e) => Err(e),
+        None => Ok(header),
+    }
+}
+
 /// Decompresses a whole container held in memory: its header and all its values.
 pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
     let mut d = Decompressor::new(io::Cursor::new(bytes.to_vec()))?;

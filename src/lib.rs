@@ -77,7 +77,9 @@ pub use array::{ArraySpec, Layout, UNKNOWN};
 pub use bound::{Bound, BoundSpec, Bounds, BoundsFile, ColumnRef, ResolvedBound};
 pub use compress::{CompressOptions, Compressor, Finished, compress_slice};
 pub use container::Header;
-pub use decompress::{DecompressOptions, Decompressor, decompress_chunk, decompress_to_vec};
+pub use decompress::{
+    DecompressOptions, Decompressor, decompress_chunk, decompress_into, decompress_to_vec,
+};
 pub use element::{ArrayData, DType, Element};
 pub use error::{Error, Result};
 pub use pipeline::DEFAULT_MEMORY_LIMIT;

@@ -145,7 +145,7 @@ impl AnyCodec {
 }
 
 /// Runs `f`, turning a panic into an internal error about `chunk`.
-fn guarded<T>(chunk: u64, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(chunk: u64, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()

@@ -355,6 +355,42 @@ fn random_access_through_the_footer_index() {
     assert!(baler::container::read_chunk_at(&mut cursor, 1, &wrong).is_err());
 }
 
+#[test]
+fn decoding_into_a_buffer_equals_the_stream_and_catches_damage() {
+    let c = container();
+    let (_, all) = decompress_to_vec(&c).unwrap();
+    let baler::ArrayData::F32(all) = all else {
+        panic!("f32")
+    };
+    for threads in [1, 2, 5] {
+        let mut out = vec![0f32; all.len()];
+        let h = baler::decompress_into(&c, &mut out, threads).unwrap();
+        assert_eq!(h.spec.shape, vec![6000, 5]);
+        assert!(
+            out.iter()
+                .zip(&all)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{threads} threads"
+        );
+    }
+    // The destination must hold exactly the values, of the container's type.
+    let e = baler::decompress_into(&c, &mut vec![0f32; all.len() - 1], 2).unwrap_err();
+    assert!(e.to_string().contains("destination"), "{e}");
+    let e = baler::decompress_into(&c, &mut vec![0f64; all.len()], 2).unwrap_err();
+    assert!(e.to_string().contains("destination"), "{e}");
+    // A flipped payload bit fails that chunk's checksum; a cut container has no footer.
+    let index = baler::container::read_trailer(&mut std::io::Cursor::new(&c))
+        .unwrap()
+        .index;
+    let mut bad = c.clone();
+    let at = (index[3].offset + index[4].offset) / 2;
+    bad[at as usize] ^= 0x04;
+    let mut out = vec![0f32; all.len()];
+    let e = baler::decompress_into(&bad, &mut out, 2).unwrap_err();
+    assert!(e.to_string().contains("chunk 3"), "{e}");
+    assert!(baler::decompress_into(&c[..c.len() - 10], &mut out, 2).is_err());
+}
+
 /// Two containers of the same shape and bound from different data (each chunk's checksums
 /// intact).
 fn two_alike() -> (Vec<u8>, Vec<u8>) {

@@ -231,8 +231,8 @@ fn check_effort(effort: u8) -> PyResult<u8> {
 #[pyfunction]
 fn decompress<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     if let Some((header, values)) = sized(data) {
-        // Decoded straight into NumPy's own buffer (which NumPy allocates with huge pages):
-        // one write per value, no second copy.
+        // Decoded straight into NumPy's own buffer (which NumPy allocates with huge pages),
+        // each worker writing its chunks' part.
         let mut shape: Vec<usize> = header.spec.shape.iter().map(|&d| d as usize).collect();
         shape[0] = (values / header.spec.slice_len().max(1)) as usize;
         return Ok(match header.spec.dtype {
@@ -274,30 +274,8 @@ fn decode_into_numpy<'py, T: Element + numpy::Element>(
     {
         let mut rw = arr.readwrite();
         let out = rw.as_slice_mut().expect("a new array is contiguous");
-        py.detach(|| -> baler::Result<()> {
-            let mut d = baler::Decompressor::new(std::io::Cursor::new(data.to_vec()))?;
-            let (mut at, total) = (0, out.len());
-            while let Some(chunk) = d.next_chunk()? {
-                let v: &[T] = chunk.values().expect("the container's element type");
-                let dst = out.get_mut(at..at + v.len()).ok_or_else(|| {
-                    baler::Error::InvalidInput(format!(
-                        "the container holds more than the {total} values its footer counts"
-                    ))
-                })?;
-                dst.copy_from_slice(v);
-                at += v.len();
-                d.recycle(chunk);
-            }
-            d.finish()?;
-            if at != out.len() {
-                return Err(baler::Error::InvalidInput(format!(
-                    "the container holds {at} values, its footer counts {}",
-                    out.len()
-                )));
-            }
-            Ok(())
-        })
-        .map_err(err)?;
+        py.detach(|| baler::decompress_into(data, out, 0))
+            .map_err(err)?;
     }
     Ok(arr)
 }
