@@ -51,7 +51,9 @@
 //! | `r`, `r` words | the chunk's rank and its dimensions, slowest first |
 //! | the rest | the user's words, unchanged |
 //!
-//! `set_local` finding a stored form (a dataset created from a copied property list) replaces
+//! A column index names a column of the *chunk*: HDF5 shows `set_local` the chunk's shape, not
+//! the dataset's, so the filter cannot check that chunks hold whole rows; give per-column
+//! bounds only with chunks as wide as the table. `set_local` finding a stored form (a dataset created from a copied property list) replaces
 //! its first words and keeps the user's. A chunk is a table when its rank is 2 (unless +512),
 //! else a field; a 2-D chunk's `rel` bounds are relative to each column's range in that chunk,
 //! a field's to the chunk's range. HDF5's `cd_values` live in the dataset's object header,
