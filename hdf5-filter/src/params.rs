@@ -236,8 +236,16 @@ pub fn parse_stored(words: &[u32]) -> Result<Params, String> {
     user.bounds
         .per_column(columns, &[], layout == Layout::Table)
         .map_err(|e| e.to_string())?;
-    if user.model.is_some() && layout != Layout::Table {
-        return Err("a model applies to tables (2-D chunks) only".into());
+    if let Some(m) = &user.model {
+        if layout != Layout::Table {
+            return Err("a model applies to tables (2-D chunks) only".into());
+        }
+        if m.columns.len() != columns {
+            return Err(format!(
+                "the model was trained on {} columns; the chunks have {columns}",
+                m.columns.len()
+            ));
+        }
     }
     let params = Params {
         dtype,

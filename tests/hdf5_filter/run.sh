@@ -22,8 +22,9 @@ if ! command -v h5dump >/dev/null 2>&1 || ! command -v h5repack >/dev/null 2>&1;
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends hdf5-tools
 fi
 
+# A fresh venv each run, as on a new machine (BALER_H5_KEEP_VENV=1 reuses the last one).
 venv=target/h5filter-venv
-if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import h5py, numpy, pytest' 2>/dev/null; then
+if [[ ${BALER_H5_KEEP_VENV:-0} != 1 ]] || ! "$venv/bin/python" -c 'import h5py, numpy, pytest' 2>/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check h5py numpy pytest

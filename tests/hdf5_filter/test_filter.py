@@ -352,6 +352,16 @@ def test_h5repack_writes_through_the_filter(tmp_path):
     with h5py.File(dst, "r") as f:
         assert f["g/table"].attrs["columns"] == "pt,eta,phi,p,cat,walk"
         assert np.array_equal(f["ints"][...], np.arange(1000))
+    # One filter for the whole file: every float dataset takes it (the contiguous one is
+    # chunked by h5repack), the int one is left as it was (can_apply says no).
+    every = tmp_path / "every.h5"
+    h5tool("h5repack", "-f", ud(opts(("abs", (1, 3)))), str(src), str(every))
+    y, _ = read(every, "g/table")
+    check_table(table, y, (1000, 6), ("abs", (1, 3)), {}, 0.0)
+    with h5py.File(every, "r") as f:
+        check_field(field, f["field"][...], field.shape, ("abs", (1, 3)), 0.0)
+        assert str(FILTER) in f["field"]._filters
+        assert not f["ints"]._filters and np.array_equal(f["ints"][...], np.arange(1000))
     # And back: h5repack decodes the plugin's chunks (to no filter at all).
     back = tmp_path / "back.h5"
     h5tool("h5repack", "-f", "NONE", str(dst), str(back))
@@ -389,3 +399,54 @@ def test_hdf5plugin_style_registration_without_plugin_path(tmp_path):
     r = subprocess.run([sys.executable, "-c", REGISTER, lib, str(tmp_path / "r.h5")],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "registered" in r.stdout, r.stdout + r.stderr
+
+
+def model_words(path):
+    b = open(path, "rb").read()
+    n = len(b)
+    b += bytes(-n % 4)
+    return [n, *struct.unpack(f"<{len(b) // 4}I", b)]
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# `baler train fixtures/delphes_16k.npy -b rel:1e-3 -o tests/hdf5_filter/delphes_16k_rel1e-3.bmdl`
+MODEL = os.path.join(HERE, "delphes_16k_rel1e-3.bmdl")
+DELPHES = os.path.join(HERE, "..", "..", "fixtures", "delphes_16k.npy")
+
+
+@pytest.mark.parametrize("chunks", [(16384, 16), (3000, 16)])
+def test_table_with_a_trained_model(tmp_path, chunks):
+    x = np.load(DELPHES)
+    path = tmp_path / "m.h5"
+    plain = opts(("rel", (1, 3)))
+    # K = 0 per-column bounds, then the model file.
+    with_model = plain + (0, *model_words(MODEL))
+    write(path, "plain", x, chunks, plain)
+    write(path, "model", x, chunks, with_model)
+    y, size_model = read(path, "model")
+    check_table(x, y, chunks, ("rel", (1, 3)), {}, 0.0)
+    _, size_plain = read(path, "plain")
+    # The learned predictor pays even with its copy in every chunk (measured: 20.3x against
+    # 14.9x in one chunk, 16.2x against 12.4x in 4096-row chunks).
+    assert size_model < 0.9 * size_plain, (size_model, size_plain)
+    with h5py.File(path, "r") as f:
+        assert f["model"]._filters[str(FILTER)][5:9] == plain + (0,)
+
+
+def test_bad_models_are_refused(tmp_path):
+    words = model_words(MODEL)
+    damaged = list(words)
+    damaged[40] ^= 1
+    path = tmp_path / "bad.h5"
+    cases = [
+        (np.zeros((100, 16), np.float32), (50, 16), damaged, "damaged"),
+        (np.zeros((100, 6), np.float32), (50, 6), words, "trained on 16 columns"),
+        (np.zeros((4, 4, 16), np.float32), (2, 2, 16), words, "tables"),
+        (np.zeros((100, 16), np.float32), (50, 16), words[:-1], "takes"),
+    ]
+    for i, (data, chunks, w, msg) in enumerate(cases):
+        with h5py.File(path, "a") as f:
+            with pytest.raises(Exception) as e:
+                f.create_dataset(f"d{i}", data=data, chunks=chunks, compression=FILTER,
+                                 compression_opts=(2, 1, 3, 0, *w))
+            assert msg in str(e.value), (i, str(e.value))
