@@ -3,7 +3,8 @@
 # whole suite (unit, property, CLI, corruption, fixture, format and memory tests, doc tests),
 # release build, then the cluster tests (tests/cluster/run.sh: a Python environment with Dask
 # in target/cluster-venv) and the Python package's (scripts/test_python.sh: the wheel built with
-# maturin from PyPI, installed into a fresh venv, pytest). The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
+# maturin from PyPI, installed into a fresh venv, pytest) and the HDF5 filter plugin's
+# (tests/hdf5_filter/run.sh: h5py and Debian's hdf5-tools). The memory test streams BALER_MEMORY_TEST_MIB MiB (default 1024) through the
 # binary.
 #
 #   scripts/test.sh          # everything (what CI runs)
@@ -24,4 +25,6 @@ else
   tests/cluster/run.sh
   # The Python wheel (maturin), installed into a fresh venv, and its pytest suite.
   scripts/test_python.sh
+  # The HDF5 filter plugin through h5py's HDF5 and Debian's h5dump / h5repack.
+  tests/hdf5_filter/run.sh
 fi
