@@ -61,6 +61,9 @@ def make_plan(baler, input, plan, plan_args):
 def compress_shard(baler, input, plan, index, count, shard_dir, threads):
     """Task: shard `index` of `count`. Each attempt leaves a mark in shard_dir/attempts, so the
     driver can count retries whatever the scheduler reports."""
+    if not os.path.isdir(shard_dir):
+        # The driver gave up on the job and removed its directory: leave nothing behind.
+        raise RuntimeError(f"shard {index} of {count}: {shard_dir} is gone (the job failed)")
     attempts = os.path.join(shard_dir, "attempts")
     os.makedirs(attempts, exist_ok=True)
     open(os.path.join(attempts, f"{index}.{uuid.uuid4().hex}"), "w").close()
@@ -140,6 +143,7 @@ def compress_sharded(
         raise FileExistsError(f"{output} exists; remove it first")
     os.makedirs(shard_dir, exist_ok=not made_dir)
     summary = {"input": input, "output": output, "shards": shards, "retries_allowed": retries}
+    futures = []
     try:
         if plan is None:
             plan = os.path.join(shard_dir, "plan.baler-plan")
@@ -201,6 +205,9 @@ def compress_sharded(
             }
         )
     except BaseException:
+        # The shards not started are cancelled, and the ones running are waited for, so that
+        # none writes into the directory after it is removed.
+        _stop(client, futures)
         if made_dir:
             shutil.rmtree(shard_dir, ignore_errors=True)
         raise
@@ -213,6 +220,28 @@ def compress_sharded(
             os.remove(r["path"])
         shutil.rmtree(os.path.join(shard_dir, "attempts"), ignore_errors=True)
     return summary
+
+
+def _stop(client, futures, timeout=600):
+    """Cancels `futures` and waits until none of them is still executing on a worker (a
+    cancelled task that had started runs to its end)."""
+    if not futures:
+        return
+    keys = {f.key for f in futures}
+    client.cancel(futures)
+
+    def executing(dask_worker):
+        return [str(ts.key) for ts in dask_worker.state.executing]
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            running = client.run(executing)
+        except Exception:  # the cluster is going away: nothing more to wait for
+            return
+        if not any(k in {str(x) for x in keys} for ks in running.values() for k in ks):
+            return
+        time.sleep(0.1)
 
 
 def describe(s):
