@@ -44,9 +44,50 @@ pub enum Command {
     /// Decide once how a file is compressed (value ranges, bounds, learned predictor, chunks)
     /// for `compress --plan PLAN --shard I/N` jobs on many machines, joined by `concat`.
     Plan(PlanArgs),
+    /// Rewrite every float32/float64 dataset of an HDF5 file through baler's HDF5 filter (id
+    /// 47646), keeping groups, attributes and every other dataset as they are: the bound
+    /// options of `compress`, `rel` resolved on each dataset's (each column's) range.
+    H5repack(H5RepackArgs),
     /// Join the shards of one plan into one container, copying their chunks (no
     /// recompression): the same bytes as `compress --plan` in one process.
     Concat(ConcatArgs),
+}
+
+/// `baler h5repack`.
+#[derive(Debug, Args)]
+pub struct H5RepackArgs {
+    /// The HDF5 file to convert.
+    pub input: String,
+
+    /// The HDF5 file to write (refused if it exists, without -f).
+    pub output: String,
+
+    #[command(flatten)]
+    pub bound_args: BoundArgs,
+
+    /// A model file from `baler train`, stored in the filter parameters of every 2-D dataset
+    /// with its number of columns (it must fit one: an error otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<std::path::PathBuf>,
+
+    /// Target size of one HDF5 chunk of a converted dataset (K, M, G): whole rows of a table,
+    /// slabs along the first axis of a field (a slab above twice the size is split along the
+    /// next axis).
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    pub chunk_size: usize,
+
+    /// Print only the equivalent `h5repack` command (values resolved from this input), and
+    /// write nothing.
+    #[arg(long)]
+    pub print_h5repack: bool,
+
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// No summary.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `baler plan`.
@@ -245,9 +286,10 @@ impl SourceArgs {
     }
 }
 
-/// What to compress and how: shared by `compress` and `bench`.
+/// The bound options: shared by `compress` (and every command that takes its flags) and
+/// `h5repack`, so the bound language is the same everywhere.
 #[derive(Debug, Args)]
-pub struct CodecArgs {
+pub struct BoundArgs {
     /// Error bound: abs:E (|x - x'| <= E), rel:R (E = R x value range, per column for tables),
     /// pwrel:R (|x - x'| <= R|x| for every value), bits:N (N mantissa bits: pwrel:2^-(N+1))
     /// or lossless. Required unless --bounds gives a default.
@@ -265,6 +307,13 @@ pub struct CodecArgs {
     /// --bound-col 'Jet_*=bits:10'.
     #[arg(long = "bound-col", value_name = "COL=SPEC", value_parser = parse_column_bound)]
     pub bound_col: Vec<(ColumnRef, BoundSpec)>,
+}
+
+/// What to compress and how: shared by `compress` and `bench`.
+#[derive(Debug, Args)]
+pub struct CodecArgs {
+    #[command(flatten)]
+    pub bound_args: BoundArgs,
 
     /// table: 2-D rows x columns, bound per column; field: bound over the whole array
     /// [default: table for 2-D arrays, field otherwise].

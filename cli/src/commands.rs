@@ -17,14 +17,14 @@ use baler::{
 };
 
 use super::args::{
-    BenchArgs, CodecArgs, CompressArgs, ConcatArgs, DecompressArgs, LayoutArg, PlanArgs,
+    BenchArgs, BoundArgs, CodecArgs, CompressArgs, ConcatArgs, DecompressArgs, LayoutArg, PlanArgs,
 };
 use super::progress::{self, Counting};
 use super::show_progress;
 
 /// The bounds of `--bounds FILE`, `--bound` and `--bound-col`, in that order of precedence
 /// (later wins).
-fn bounds_from(args: &CodecArgs) -> Result<Bounds> {
+pub(super) fn bounds_from(args: &BoundArgs) -> Result<Bounds> {
     let mut bounds = Bounds::new(args.bound.unwrap_or(BoundSpec::Lossless));
     if let Some(path) = &args.bounds {
         let file = BoundsFile::read(path)?;
@@ -50,7 +50,7 @@ fn open_input(
     args: &CodecArgs,
     show: bool,
 ) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
-    let bounds = bounds_from(args)?;
+    let bounds = bounds_from(&args.bound_args)?;
     let input = Input::open(path, &args.source.raw_format()?)?;
     let layout = args.layout.map(|l| match l {
         LayoutArg::Table => Layout::Table,

@@ -255,6 +255,8 @@ fn hdf5_info(out: &mut impl Write, path: &str, dataset: Option<&str>) -> Result<
         if let Some((from, names)) = &opened.columns {
             writeln!(out, "  columns  {} (from {from})", names.join(","))?;
         }
+        let names = opened.columns.as_ref().map(|(_, n)| n.as_slice());
+        baler_filtered(out, path, &d.path, names.unwrap_or(&[]), "  ")?;
         return Ok(());
     }
     let usable = all.iter().filter(|d| d.is_float()).count();
@@ -280,6 +282,29 @@ fn hdf5_info(out: &mut impl Write, path: &str, dataset: Option<&str>) -> Result<
             filters(&d.filters)
         )?;
     }
+    let filtered: Vec<&baler::io::hdf5::DatasetInfo> = all
+        .iter()
+        .filter(|d| d.filters.iter().any(|f| f == "baler"))
+        .collect();
+    if !filtered.is_empty() {
+        writeln!(
+            out,
+            "\n  written through baler's HDF5 filter (id {}; readers need libh5baler.so on \
+             HDF5_PLUGIN_PATH):",
+            h5baler::FILTER_ID
+        )?;
+        let file = hdf5::File::open(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        for d in filtered {
+            writeln!(out, "  {}", d.path)?;
+            let names = file
+                .dataset(&d.path)
+                .ok()
+                .and_then(|ds| baler::io::hdf5::column_names(&ds))
+                .map(|(_, n)| n)
+                .unwrap_or_default();
+            baler_filtered(out, path, &d.path, &names, "    ")?;
+        }
+    }
     if let Some(first) = all.iter().find(|d| d.is_float()) {
         writeln!(
             out,
@@ -288,6 +313,86 @@ fn hdf5_info(out: &mut impl Write, path: &str, dataset: Option<&str>) -> Result<
             first.path, first.path
         )?;
     }
+    Ok(())
+}
+
+/// For a dataset written through baler's HDF5 filter, what its stored parameters say (read by
+/// the filter's own parser): the chunk, the element size, the bounds, the model.
+#[cfg(feature = "hdf5")]
+fn baler_filtered(
+    out: &mut impl Write,
+    path: &str,
+    dataset: &str,
+    names: &[String],
+    indent: &str,
+) -> Result<()> {
+    let file = hdf5::File::open(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let ds = file
+        .dataset(dataset)
+        .map_err(|e| anyhow::anyhow!("{path}:{dataset}: {e}"))?;
+    let pipeline = baler::io::hdf5::filter_pipeline(&ds)?;
+    let Some(words) = pipeline
+        .into_iter()
+        .find_map(|(id, cd)| (id == h5baler::FILTER_ID).then_some(cd))
+    else {
+        return Ok(());
+    };
+    let p = match h5baler::params::parse_stored(&words) {
+        Ok(p) => p,
+        Err(e) => {
+            writeln!(
+                out,
+                "{indent}baler    filter {}, parameters unreadable: {e}",
+                h5baler::FILTER_ID
+            )?;
+            return Ok(());
+        }
+    };
+    let table = p.layout == Layout::Table;
+    writeln!(
+        out,
+        "{indent}baler    filter {} (stored parameters, layout version {}): chunks of {} {} \
+         ({}-byte elements), each a {}",
+        h5baler::FILTER_ID,
+        words[0] & 0xffff,
+        baler::array::shape_string(&p.dims),
+        match p.dtype {
+            baler::DType::F32 => "float32",
+            baler::DType::F64 => "float64",
+        },
+        p.dtype.size(),
+        if table {
+            "table (bounds per column)"
+        } else {
+            "field (one bound)"
+        }
+    )?;
+    if table {
+        let columns = p.dims[1] as usize;
+        let specs = p.bounds.per_column(columns, &[], true)?;
+        let name = |j: usize| names.get(j).cloned().unwrap_or_else(|| format!("col{j}"));
+        let default = p.bounds.default;
+        if specs.iter().all(|&s| s == default) {
+            writeln!(out, "{indent}bound    {default} (every column of {columns})")?;
+        } else {
+            writeln!(out, "{indent}bound    per column:")?;
+            for (j, s) in specs.iter().enumerate() {
+                writeln!(out, "{indent}  {j:>4}  {:<24} {s}", name(j))?;
+            }
+        }
+    } else {
+        writeln!(out, "{indent}bound    {}", p.bounds.default)?;
+    }
+    let model = match &p.model {
+        None => "none".to_string(),
+        Some(m) => format!(
+            "{} of {} columns predicted, {} in the parameters (and in every chunk)",
+            m.active_columns(),
+            m.columns.len(),
+            size(p.model_bytes as u64)
+        ),
+    };
+    writeln!(out, "{indent}model    {model}")?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod evaluate;
+mod h5repack;
 mod info;
 mod plots;
 mod progress;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate::evaluate(a),
         Command::Plan(a) => commands::plan(a),
         Command::Concat(a) => commands::concat(a),
+        Command::H5repack(a) => h5repack::h5repack(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,20 +102,15 @@ fn check_usage(cli: &Cli) -> Result<(), clap::Error> {
             ));
         }
     }
-    let codec = match &cli.command {
-        Command::Compress(a) if a.plan.is_none() => &a.codec,
-        Command::Bench(a) => &a.codec,
-        Command::Train(a) => &a.codec,
-        Command::Plan(a) => &a.codec,
+    let (name, bounds) = match &cli.command {
+        Command::Compress(a) if a.plan.is_none() => ("compress", &a.codec.bound_args),
+        Command::Bench(a) => ("bench", &a.codec.bound_args),
+        Command::Train(a) => ("train", &a.codec.bound_args),
+        Command::Plan(a) => ("plan", &a.codec.bound_args),
+        Command::H5repack(a) => ("h5repack", &a.bound_args),
         _ => return Ok(()),
     };
-    if codec.bound.is_none() && codec.bounds.is_none() {
-        let name = match &cli.command {
-            Command::Compress(_) => "compress",
-            Command::Bench(_) => "bench",
-            Command::Train(_) => "train",
-            _ => "plan",
-        };
+    if bounds.bound.is_none() && bounds.bounds.is_none() {
         let mut cmd = Cli::command();
         let sub = cmd.find_subcommand_mut(name).expect("a subcommand").clone();
         return Err(sub.bin_name(format!("baler {name}")).error(

@@ -88,6 +88,8 @@ type PGetFilterById2 = unsafe extern "C" fn(
 ) -> Herr;
 type PModifyFilter = unsafe extern "C" fn(Hid, c_int, c_uint, usize, *const c_uint) -> Herr;
 type Allocate = unsafe extern "C" fn(usize, bool) -> *mut c_void;
+/// `H5Zregister`.
+pub type ZRegister = unsafe extern "C" fn(*const c_void) -> Herr;
 type Free = unsafe extern "C" fn(*mut c_void) -> Herr;
 type EPush2 = unsafe extern "C" fn(
     Hid,
@@ -110,6 +112,8 @@ pub struct Api {
     pub t_get_order: TGetInt,
     pub p_get_filter_by_id2: PGetFilterById2,
     pub p_modify_filter: PModifyFilter,
+    /// `H5Zregister`, for [`register`](crate::register) (a program that links the filter in).
+    pub z_register: Option<ZRegister>,
     /// `H5allocate_memory` and `H5free_memory` (HDF5 ≥ 1.8.15), or `malloc` and `free`.
     allocate: Option<Allocate>,
     free: Option<Free>,
@@ -177,6 +181,7 @@ fn resolve(handle: *mut c_void) -> Option<Api> {
             t_get_order: sym(handle, c"H5Tget_order")?,
             p_get_filter_by_id2: sym(handle, c"H5Pget_filter_by_id2")?,
             p_modify_filter: sym(handle, c"H5Pmodify_filter")?,
+            z_register: sym(handle, c"H5Zregister"),
             // Both or neither: a buffer must be freed by the allocator that made it.
             allocate: allocate.and(free).and(allocate),
             free: allocate.and(free),

@@ -107,6 +107,25 @@ pub extern "C" fn H5PLget_plugin_info() -> *const c_void {
     &CLASS as *const H5ZClass2 as *const c_void
 }
 
+/// Registers the filter with the HDF5 library of this process (found as the plugin finds it:
+/// see the `hdf5` module), for a program that links this crate in and writes or reads
+/// baler-filtered datasets without `HDF5_PLUGIN_PATH` (the `baler` command line, tests).
+/// Registering again is harmless. A program that uses HDF5 from several threads should call it
+/// under its own HDF5 lock.
+pub fn register() -> Result<(), String> {
+    let api = hdf5::api().ok_or("no HDF5 library is loaded in this process")?;
+    let reg = api
+        .z_register
+        .ok_or("the HDF5 library of this process has no H5Zregister")?;
+    // SAFETY: H5Zregister(const void *cls) with the filter's class, a static that outlives the
+    // library's use of it.
+    let st = catch_unwind(|| unsafe { reg(H5PLget_plugin_info()) }).unwrap_or(-1);
+    if st < 0 {
+        return Err("H5Zregister refused the baler filter".into());
+    }
+    Ok(())
+}
+
 /// hdf5plugin's convention: use the HDF5 functions of the library `libname` (a path to
 /// libhdf5, or to a library linked with it such as h5py's `h5z` module). Returns 1, or -1 when
 /// the library cannot be opened or lacks a function the filter needs. Optional: without it the

@@ -31,6 +31,8 @@ pub struct Params {
     pub bounds: Bounds,
     /// The learned predictor (tables only), from a `baler train` model file.
     pub model: Option<Model>,
+    /// The model file's size in bytes (0 without a model).
+    pub model_bytes: usize,
 }
 
 impl Params {
@@ -57,6 +59,8 @@ pub struct UserParams {
     pub field_2d: bool,
     /// The model file's bytes, checked.
     pub model: Option<Model>,
+    /// The model file's size in bytes (0 without a model).
+    pub model_bytes: usize,
 }
 
 /// A mode word and its two value words as the bound text baler parses everywhere (`abs:1e-3`),
@@ -135,6 +139,7 @@ pub fn parse_user(words: &[u32]) -> Result<UserParams, String> {
         }
         rest = &tail[4 * k..];
     }
+    let model_bytes = rest.first().map_or(0, |&l| l as usize);
     let model = match rest.split_first() {
         None => None,
         Some((&len, tail)) => {
@@ -154,7 +159,54 @@ pub fn parse_user(words: &[u32]) -> Result<UserParams, String> {
         bounds,
         field_2d,
         model,
+        model_bytes,
     })
+}
+
+/// A bound's three words (`mode, a, b`; the inverse of what [`parse_user`] reads): a value that
+/// `a × 10^-b` gives exactly (as the command line parses `abs:1e-3`) in that readable form,
+/// any other as its `f64` bits (mode +256).
+pub fn bound_words(spec: BoundSpec) -> [u32; 3] {
+    let (code, v) = match spec {
+        BoundSpec::Abs(v) => (1, v),
+        BoundSpec::Rel(v) => (2, v),
+        BoundSpec::Lossless => return [3, 0, 0],
+        BoundSpec::PwRel(v) => (4, v),
+        BoundSpec::Bits(n) => return [5, n, 0],
+    };
+    for b in 0..=20u32 {
+        let a = (v * 10f64.powi(b as i32)).round();
+        if (0.0..=f64::from(u32::MAX)).contains(&a)
+            && format!("{a}e-{b}").parse::<f64>().ok() == Some(v)
+        {
+            return [code, a as u32, b];
+        }
+    }
+    let bits = v.to_bits();
+    [code | FLAG_F64_BITS, (bits >> 32) as u32, bits as u32]
+}
+
+/// The user's words for a default bound, per-column bounds (column index, bound) and a model
+/// file's bytes: what a program writing the filter's parameters passes (the layout in the crate
+/// docs).
+pub fn user_words(
+    default: BoundSpec,
+    columns: &[(usize, BoundSpec)],
+    model_file: Option<&[u8]>,
+) -> Vec<u32> {
+    let mut out = bound_words(default).to_vec();
+    if columns.is_empty() && model_file.is_none() {
+        return out;
+    }
+    out.push(columns.len() as u32);
+    for &(j, spec) in columns {
+        out.push(j as u32);
+        out.extend_from_slice(&bound_words(spec));
+    }
+    if let Some(m) = model_file {
+        out.extend(model_words(m));
+    }
+    out
 }
 
 /// The words packing a model file's bytes: its length, then the bytes in little-endian `u32`s.
@@ -253,6 +305,7 @@ pub fn parse_stored(words: &[u32]) -> Result<Params, String> {
         layout,
         bounds: user.bounds,
         model: user.model,
+        model_bytes: user.model_bytes,
     };
     if params.chunk_bytes().is_none() {
         return Err("the chunk is too large".into());
@@ -331,6 +384,34 @@ mod tests {
         assert!(stored(&[1, 1, 3], 2, &[4]).is_err());
         assert!(parse_stored(&[1, 1, 3]).is_err());
         assert!(parse_stored(&[STORED_MAGIC | 2, 4, 1, 8, 1, 1, 3]).is_err());
+    }
+
+    #[test]
+    fn bound_words_read_back_as_the_same_bounds() {
+        let specs = [
+            BoundSpec::Abs(1e-3),
+            BoundSpec::Abs(0.25),
+            BoundSpec::Abs(100.0),
+            BoundSpec::Abs(691.234_567_890_123_4),
+            BoundSpec::Rel(2.5e-4),
+            BoundSpec::PwRel(1.0 / 3.0),
+            BoundSpec::Bits(10),
+            BoundSpec::Lossless,
+        ];
+        assert_eq!(bound_words(BoundSpec::Abs(1e-3)), [1, 1, 3]);
+        assert_eq!(bound_words(BoundSpec::Rel(2.5e-4)), [2, 25, 5]);
+        assert_eq!(bound_words(BoundSpec::Abs(691.234_567_890_123_4))[0], 1 | FLAG_F64_BITS);
+        for s in specs {
+            let u = parse_user(&bound_words(s)).unwrap();
+            assert_eq!(u.bounds.default, s);
+        }
+        let w = user_words(
+            BoundSpec::Rel(1e-3),
+            &[(0, BoundSpec::Lossless), (4, BoundSpec::Bits(10))],
+            None,
+        );
+        assert_eq!(w, vec![2, 1, 3, 2, 0, 3, 0, 0, 4, 5, 10, 0]);
+        assert_eq!(user_words(BoundSpec::Abs(1e-3), &[], None), vec![1, 1, 3]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The two calls into the HDF5 C library that the `hdf5` crate does not offer safely: reading
-//! a hyperslab into a buffer we own (reused from window to window, where the crate allocates a
+//! The calls into the HDF5 C library that the `hdf5` crate does not offer safely: reading a
+//! hyperslab into a buffer we own (reused from window to window, where the crate allocates a
 //! new array per read), and writing one from a buffer, both with a memory type built at run
-//! time (a compound of the file's field names, which no Rust type can name at compile time).
+//! time (a compound of the file's field names, which no Rust type can name at compile time);
+//! and a dataset's filter pipeline with all of each filter's parameters (the crate's
+//! `Dataset::filters` reads at most 32 and panics on more, as baler's own filter stores).
 
 use hdf5::{Dataset, Dataspace, Datatype, Hyperslab, Selection, SliceOrIndex};
 
@@ -96,4 +98,58 @@ pub fn write_block(
             data.as_ptr().cast(),
         )
     }))
+}
+
+/// The filters of `ds`, in pipeline order: each one's id and all of its parameters.
+pub fn filter_pipeline(ds: &Dataset) -> hdf5::Result<Vec<(i32, Vec<u32>)>> {
+    use hdf5_sys::{h5d, h5p};
+    hdf5::sync::sync(|| {
+        // SAFETY: every id is live during the calls (the creation property list is closed
+        // before returning); H5Pget_filter2 writes at most `n` values into `cd` (none with 0)
+        // and no name (a name buffer of length 0).
+        #[allow(unsafe_code)]
+        unsafe {
+            let dcpl = h5d::H5Dget_create_plist(ds.id());
+            if dcpl < 0 {
+                return Err(hdf5::Error::query().unwrap_or_else(|e| e));
+            }
+            let result = (|| {
+                let count = h5p::H5Pget_nfilters(dcpl);
+                checked(count)?;
+                let mut out = Vec::new();
+                for i in 0..count as u32 {
+                    let (mut flags, mut config) = (0u32, 0u32);
+                    let mut n: usize = 0;
+                    let id = h5p::H5Pget_filter2(
+                        dcpl,
+                        i,
+                        &mut flags,
+                        &mut n,
+                        std::ptr::null_mut(),
+                        0,
+                        std::ptr::null_mut(),
+                        &mut config,
+                    );
+                    checked(id)?;
+                    let mut cd = vec![0u32; n];
+                    let mut m = n;
+                    checked(h5p::H5Pget_filter2(
+                        dcpl,
+                        i,
+                        &mut flags,
+                        &mut m,
+                        cd.as_mut_ptr(),
+                        0,
+                        std::ptr::null_mut(),
+                        &mut config,
+                    ))?;
+                    cd.truncate(m.min(n));
+                    out.push((id, cd));
+                }
+                Ok(out)
+            })();
+            h5p::H5Pclose(dcpl);
+            result
+        }
+    })
 }

@@ -28,6 +28,15 @@ pub use read::{
 #[cfg(feature = "hdf5")]
 pub use write::{DatasetSpec, H5Writer, chunk_shape};
 
+/// The filters of a dataset, in pipeline order: each one's id and all of its parameters (the
+/// `hdf5` crate's `Dataset::filters` reads at most 32 parameters, and panics on more).
+#[cfg(feature = "hdf5")]
+pub fn filter_pipeline(ds: &hdf5::Dataset) -> Result<Vec<(i32, Vec<u32>)>, crate::Error> {
+    ffi::filter_pipeline(ds).map_err(|e| {
+        crate::Error::InvalidInput(format!("{}:{}: reading its filters: {e}", ds.filename(), ds.name()))
+    })
+}
+
 use std::path::Path;
 
 /// Whether this build reads and writes HDF5 (the `hdf5` cargo feature).

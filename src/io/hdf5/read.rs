@@ -169,28 +169,26 @@ fn content_of(shape: &[u64], td: &TypeDescriptor) -> Content {
     }
 }
 
-fn filter_name(f: &hdf5::filters::Filter) -> String {
-    use hdf5::filters::Filter;
-    match f {
-        Filter::Deflate(level) => format!("gzip {level}"),
-        Filter::Shuffle => "shuffle".into(),
-        Filter::Fletcher32 => "fletcher32".into(),
-        Filter::SZip(..) => "szip".into(),
-        Filter::NBit => "nbit".into(),
-        Filter::ScaleOffset(_) => "scaleoffset".into(),
-        Filter::User(id, _) => match id {
-            32000 => "lzf".into(),
-            32001 => "blosc".into(),
-            32004 => "lz4".into(),
-            32008 => "bitshuffle".into(),
-            32013 => "zfp".into(),
-            32015 => "zstd".into(),
-            32017 => "sz".into(),
-            32024 => "sz3".into(),
-            id => format!("filter {id}"),
-        },
-        #[allow(unreachable_patterns)]
-        _ => "filter".into(),
+/// A filter's name in listings, from its id (and gzip's level).
+fn filter_name(id: i32, cd: &[u32]) -> String {
+    match id {
+        1 => format!("gzip {}", cd.first().copied().unwrap_or(0)),
+        2 => "shuffle".into(),
+        3 => "fletcher32".into(),
+        4 => "szip".into(),
+        5 => "nbit".into(),
+        6 => "scaleoffset".into(),
+        32000 => "lzf".into(),
+        32001 => "blosc".into(),
+        32004 => "lz4".into(),
+        32008 => "bitshuffle".into(),
+        32013 => "zfp".into(),
+        32015 => "zstd".into(),
+        32017 => "sz".into(),
+        32024 => "sz3".into(),
+        // baler's own filter plugin (hdf5-filter/, libh5baler.so).
+        47646 => "baler".into(),
+        id => format!("filter {id}"),
     }
 }
 
@@ -201,6 +199,11 @@ fn info_of(ds: &Dataset) -> Result<DatasetInfo> {
         .and_then(|t| t.to_descriptor())
         .map_err(|e| e.to_string());
     let shape: Vec<u64> = ds.shape().iter().map(|&d| d as u64).collect();
+    let filters = ffi::filter_pipeline(ds)
+        .map_err(|e| h5err(&ds.filename(), &format!("{path}: reading its filters"), e))?
+        .iter()
+        .map(|(id, cd)| filter_name(*id, cd))
+        .collect();
     let (type_name, content) = match td {
         Ok(td) => (describe(&td), content_of(&shape, &td)),
         Err(e) => (
@@ -216,7 +219,7 @@ fn info_of(ds: &Dataset) -> Result<DatasetInfo> {
         chunks: ds
             .chunk()
             .map(|c| c.into_iter().map(|d| d as u64).collect()),
-        filters: ds.filters().iter().map(filter_name).collect(),
+        filters,
     })
 }
 
