@@ -29,6 +29,7 @@ const BLOCK_BYTES: u64 = 16 << 20;
 /// table as equal as the length allows (`⌈rows / ⌈bytes / target⌉⌉`), so the last one is
 /// nearly full; a field of higher rank in slabs along its first axis the same way, a slab of
 /// more than twice `target` split along the next axis (recursively).
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
 pub fn chunk_shape(shape: &[u64], elem: u64, target: u64) -> (Vec<u64>, usize) {
     let rank = shape.len();
     let mut chunk = shape.to_vec();
@@ -105,6 +106,9 @@ mod imp {
         axis: usize,
         /// The filter's user words.
         words: Vec<u32>,
+        /// The completed form (what `set_local` would store), written into the file: HDF5
+        /// hands `set_local` at most 256 words, fewer than a large model takes.
+        stored: Vec<u32>,
         /// The bounds, in words, for the summary.
         bounds: String,
     }
@@ -127,7 +131,10 @@ mod imp {
 
     impl Id {
         /// Takes `id`, or the library's error when it is negative.
-        fn new(id: hid_t, close: unsafe extern "C" fn(hid_t) -> hdf5_sys::h5::herr_t) -> Result<Self> {
+        fn new(
+            id: hid_t,
+            close: unsafe extern "C" fn(hid_t) -> hdf5_sys::h5::herr_t,
+        ) -> Result<Self> {
             if id < 0 {
                 Err(h5_error())
             } else {
@@ -165,8 +172,9 @@ mod imp {
         let model = match &args.model {
             None => None,
             Some(p) => {
-                let bytes = std::fs::read(p)
-                    .map_err(|e| anyhow!("cannot read {}: {}", p.display(), baler::io::io_reason(&e)))?;
+                let bytes = std::fs::read(p).map_err(|e| {
+                    anyhow!("cannot read {}: {}", p.display(), baler::io::io_reason(&e))
+                })?;
                 let m = baler::model::Model::from_file_bytes(&bytes)
                     .map_err(|e| anyhow!("{}: {e}", p.display()))?;
                 Some((bytes, m.columns.len(), p.display().to_string()))
@@ -180,7 +188,9 @@ mod imp {
         super::register_filter()?;
 
         let all = baler::io::hdf5::list_datasets(in_path, input)?;
-        let floats: Vec<&DatasetInfo> = all.iter().filter(|d| convertible(d)).collect();
+        // (A dataset reached through a soft link as well is listed under one name twice.)
+        let mut floats: Vec<&DatasetInfo> = all.iter().filter(|d| convertible(d)).collect();
+        floats.dedup_by(|a, b| a.path == b.path);
         if floats.is_empty() {
             let held: Vec<String> = all
                 .iter()
@@ -255,6 +265,9 @@ mod imp {
         let command = h5repack_command(&plans, input, &args.output);
         let Some(reserved) = reserved else {
             println!("{command}");
+            if let Some(note) = tool_note(&plans) {
+                eprintln!("{note}");
+            }
             return Ok(());
         };
 
@@ -309,7 +322,9 @@ mod imp {
                     hdf5_sys::h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_ACCESS),
                     hdf5_sys::h5p::H5Pclose,
                 )?;
-                check(hdf5_sys::h5p::H5Pset_chunk_cache(dapl.0, 12_421, cache, 1.0))?;
+                check(hdf5_sys::h5p::H5Pset_chunk_cache(
+                    dapl.0, 12_421, cache, 1.0,
+                ))?;
                 let id = hdf5_sys::h5d::H5Dopen2(group.id(), cname.as_ptr(), dapl.0);
                 if id < 0 {
                     return Err(h5_error());
@@ -400,7 +415,7 @@ mod imp {
         let words = h5baler::params::user_words(default, &overrides, model_bytes);
         // The words must be what the filter accepts for this chunk shape (checked here, so a
         // mistake names the dataset before anything is written).
-        h5baler::params::stored(&words, dtype.size(), &chunk)
+        let stored = h5baler::params::stored(&words, dtype.size(), &chunk)
             .map_err(|e| anyhow!("the filter's parameters: {e}"))?;
         let mut text = bounds.default.to_string();
         if specs.iter().any(|s| s.needs_range()) {
@@ -426,6 +441,7 @@ mod imp {
             chunk,
             axis,
             words,
+            stored,
             bounds: text,
         })
     }
@@ -539,7 +555,13 @@ mod imp {
                 links.push((name.to_string(), info.link_type));
                 Ok(())
             })
-            .map_err(|e| anyhow!("{}:{}: listing the group: {e}", self.input, path_or_root(path)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{}:{}: listing the group: {e}",
+                    self.input,
+                    path_or_root(path)
+                )
+            })?;
             for (name, link) in links {
                 let child = format!("{path}/{name}");
                 let at = format!("{}:{child}", self.input);
@@ -587,7 +609,8 @@ mod imp {
                     } else {
                         let ds = src.dataset(name).map_err(|e| anyhow!("opening it: {e}"))?;
                         self.copied += 1;
-                        ds.copy_to(dst, name).map_err(|e| anyhow!("copying it (H5Ocopy): {e}"))
+                        ds.copy_to(dst, name)
+                            .map_err(|e| anyhow!("copying it (H5Ocopy): {e}"))
                     }
                 }
                 LocationType::NamedDatatype => {
@@ -595,7 +618,8 @@ mod imp {
                         .open_by_token(info.token)
                         .map_err(|e| anyhow!("opening it: {e}"))?;
                     self.copied += 1;
-                    t.copy_to(dst, name).map_err(|e| anyhow!("copying it (H5Ocopy): {e}"))
+                    t.copy_to(dst, name)
+                        .map_err(|e| anyhow!("copying it (H5Ocopy): {e}"))
                 }
                 #[allow(unreachable_patterns)]
                 _ => bail!("an object of a kind h5repack does not copy"),
@@ -645,7 +669,9 @@ mod imp {
     /// Copies every attribute of `src` to the object `dst` (same name, file type, shape and
     /// values).
     fn copy_attributes(src: &hdf5::Location, dst: hid_t) -> Result<()> {
-        let names = src.attr_names().map_err(|e| anyhow!("listing its attributes: {e}"))?;
+        let names = src
+            .attr_names()
+            .map_err(|e| anyhow!("listing its attributes: {e}"))?;
         for name in names {
             let cname = cstr(&name)?;
             hdf5::sync::sync(|| copy_attribute(src.id(), dst, &cname))
@@ -660,7 +686,10 @@ mod imp {
         // in their memory type; every id made here is closed by `Id`.
         unsafe {
             use hdf5_sys::{h5a, h5d, h5s, h5t};
-            let attr = Id::new(h5a::H5Aopen(src, name.as_ptr(), hdf5_sys::h5p::H5P_DEFAULT), h5a::H5Aclose)?;
+            let attr = Id::new(
+                h5a::H5Aopen(src, name.as_ptr(), hdf5_sys::h5p::H5P_DEFAULT),
+                h5a::H5Aclose,
+            )?;
             let ftype = Id::new(h5a::H5Aget_type(attr.0), h5t::H5Tclose)?;
             let space = Id::new(h5a::H5Aget_space(attr.0), h5s::H5Sclose)?;
             let mtype = Id::new(
@@ -684,7 +713,12 @@ mod imp {
             .and_then(|a| check(h5a::H5Awrite(a.0, mtype.0, buf.as_ptr().cast())));
             // Variable-length values (strings) were allocated by the library.
             #[allow(deprecated)]
-            h5d::H5Dvlen_reclaim(mtype.0, space.0, hdf5_sys::h5p::H5P_DEFAULT, buf.as_mut_ptr().cast());
+            h5d::H5Dvlen_reclaim(
+                mtype.0,
+                space.0,
+                hdf5_sys::h5p::H5P_DEFAULT,
+                buf.as_mut_ptr().cast(),
+            );
             written
         }
     }
@@ -721,10 +755,20 @@ mod imp {
                     h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_CREATE),
                     h5p::H5Pclose,
                 )?;
-                check(h5p::H5Pset_chunk(dcpl.0, rank, p.chunk.as_ptr() as *const hsize_t))?;
+                check(h5p::H5Pset_chunk(
+                    dcpl.0,
+                    rank,
+                    p.chunk.as_ptr() as *const hsize_t,
+                ))?;
                 // Mandatory (flag 0), as `h5repack -f UD=47646,0,...` sets it: a chunk the
                 // filter cannot compress is an error, never stored raw behind the user's back.
-                check(h5p::H5Pset_filter(dcpl.0, FILTER, 0, p.words.len(), p.words.as_ptr()))?;
+                check(h5p::H5Pset_filter(
+                    dcpl.0,
+                    FILTER,
+                    0,
+                    p.stored.len(),
+                    p.stored.as_ptr(),
+                ))?;
                 let dapl = Id::new(
                     h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_ACCESS),
                     h5p::H5Pclose,
@@ -761,10 +805,34 @@ mod imp {
         // SAFETY: a live dataset id.
         let before = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_storage_size(ds.id()) });
         drop(out);
-        let out = dst.dataset(name).map_err(|e| anyhow!("reopening it: {e}"))?;
+        let out = dst
+            .dataset(name)
+            .map_err(|e| anyhow!("reopening it: {e}"))?;
         // SAFETY: a live dataset id.
         let after = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_storage_size(out.id()) });
         Ok(Done { before, after })
+    }
+
+    /// The most filter values `h5repack -f UD=` takes (`CD_VALUES` in HDF5 1.10.8's
+    /// `H5repack.h`; more are refused: "incorrect number of compression parameters").
+    const TOOL_MAX_VALUES: usize = 20;
+
+    /// What to know when a dataset's parameters are more than `h5repack` takes.
+    fn tool_note(plans: &[Planned]) -> Option<String> {
+        let long: Vec<String> = plans
+            .iter()
+            .filter(|p| p.words.len().min(p.stored.len()) > TOOL_MAX_VALUES)
+            .map(|p| format!("{} ({})", p.path, p.words.len().min(p.stored.len())))
+            .collect();
+        (!long.is_empty()).then(|| {
+            format!(
+                "  note: HDF5's h5repack takes at most {TOOL_MAX_VALUES} filter values (1.10.8); \
+                 {} need more (per-column bounds, `rel` resolved per column, a model): for \
+                 those, `baler h5repack` is the way (or the filter's own `rel`, relative to each \
+                 chunk's column ranges: UD=47646,0,3,2,1,3 for rel:1e-3)",
+                long.join(", ")
+            )
+        })
     }
 
     /// A word for a shell: quoted when it holds anything but plain characters.
@@ -785,7 +853,14 @@ mod imp {
         let mut cmd = String::from("h5repack");
         for p in plans {
             let chunk: Vec<String> = p.chunk.iter().map(|c| c.to_string()).collect();
-            let words: Vec<String> = p.words.iter().map(|w| w.to_string()).collect();
+            // The user's words where HDF5 hands them all to the filter, else the completed
+            // form (for this chunk shape, which -l sets).
+            let w = if p.words.len() <= h5baler::params::MAX_READ {
+                &p.words
+            } else {
+                &p.stored
+            };
+            let words: Vec<String> = w.iter().map(|w| w.to_string()).collect();
             cmd.push_str(&format!(
                 " -l {} -f {}",
                 shell(&format!("{}:CHUNK={}", p.path, chunk.join("x"))),
@@ -811,9 +886,13 @@ mod imp {
     ) {
         let pw = plans.iter().map(|p| p.path.len()).max().unwrap_or(0).max(5);
         eprintln!(
-            "{input} -> {output}: {} float datasets through the baler filter (id {FILTER}), {copied} \
-             other objects copied, {:.2} s",
-            done.iter().flatten().count(),
+            "{input} -> {output}: {} through the baler filter (id {FILTER}), {copied} other \
+             object{} copied, {:.2} s",
+            match done.iter().flatten().count() {
+                1 => "1 float dataset".to_string(),
+                n => format!("{n} float datasets"),
+            },
+            if copied == 1 { "" } else { "s" },
             started.elapsed().as_secs_f64()
         );
         let (mut tb, mut ta, mut raw) = (0u64, 0u64, 0u64);
@@ -848,9 +927,14 @@ mod imp {
             size(file_size(input)),
             size(file_size(output))
         );
-        eprintln!("  the same with HDF5's tool (HDF5_PLUGIN_PATH naming libh5baler.so's folder):\n  {command}");
+        eprintln!(
+            "  the same with HDF5's tool (HDF5_PLUGIN_PATH naming libh5baler.so's folder):\n  \
+             {command}"
+        );
+        if let Some(note) = tool_note(plans) {
+            eprintln!("{note}");
+        }
     }
-
 }
 
 #[cfg(test)]
@@ -864,14 +948,20 @@ mod tests {
         // A small table: one chunk.
         assert_eq!(chunk_shape(&[1000, 4], 4, 1 << 20), (vec![1000, 4], 0));
         // A table wider than the target: one row per chunk, never split across columns.
-        assert_eq!(chunk_shape(&[10, 1 << 19], 4, 1 << 20), (vec![1, 1 << 19], 0));
+        assert_eq!(
+            chunk_shape(&[10, 1 << 19], 4, 1 << 20),
+            (vec![1, 1 << 19], 0)
+        );
         // ECHAM5: a slab of 1.25 MiB stays whole.
         assert_eq!(
             chunk_shape(&[3, 17, 96, 192], 4, 1 << 20),
             (vec![1, 17, 96, 192], 0)
         );
         // Small slabs: several per chunk.
-        assert_eq!(chunk_shape(&[40, 64, 64], 8, 1 << 20), (vec![20, 64, 64], 0));
+        assert_eq!(
+            chunk_shape(&[40, 64, 64], 8, 1 << 20),
+            (vec![20, 64, 64], 0)
+        );
         // A slab of 36 MB: split along the next axis.
         assert_eq!(
             chunk_shape(&[10, 3000, 3000], 4, 1 << 20),

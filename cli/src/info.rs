@@ -331,13 +331,13 @@ fn baler_filtered(
         .dataset(dataset)
         .map_err(|e| anyhow::anyhow!("{path}:{dataset}: {e}"))?;
     let pipeline = baler::io::hdf5::filter_pipeline(&ds)?;
-    let Some(words) = pipeline
+    let Some((words, total)) = pipeline
         .into_iter()
-        .find_map(|(id, cd)| (id == h5baler::FILTER_ID).then_some(cd))
+        .find_map(|(id, cd, n)| (id == h5baler::FILTER_ID).then_some((cd, n)))
     else {
         return Ok(());
     };
-    let p = match h5baler::params::parse_stored(&words) {
+    let p = match h5baler::params::parse_stored_prefix(&words, total) {
         Ok(p) => p,
         Err(e) => {
             writeln!(
@@ -373,7 +373,10 @@ fn baler_filtered(
         let name = |j: usize| names.get(j).cloned().unwrap_or_else(|| format!("col{j}"));
         let default = p.bounds.default;
         if specs.iter().all(|&s| s == default) {
-            writeln!(out, "{indent}bound    {default} (every column of {columns})")?;
+            writeln!(
+                out,
+                "{indent}bound    {default} (every column of {columns})"
+            )?;
         } else {
             writeln!(out, "{indent}bound    per column:")?;
             for (j, s) in specs.iter().enumerate() {
@@ -384,6 +387,12 @@ fn baler_filtered(
         writeln!(out, "{indent}bound    {}", p.bounds.default)?;
     }
     let model = match &p.model {
+        None if p.model_bytes > 0 => format!(
+            "{} in the parameters (and in every chunk; beyond the {} values HDF5 hands a \
+             reader, so not decoded here)",
+            size(p.model_bytes as u64),
+            h5baler::params::MAX_READ
+        ),
         None => "none".to_string(),
         Some(m) => format!(
             "{} of {} columns predicted, {} in the parameters (and in every chunk)",

@@ -32,6 +32,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     remove_outputs_on_signals();
+    // Datasets written through baler's own HDF5 filter read without HDF5_PLUGIN_PATH (the
+    // filter is linked in); a failure only means they need the plugin, as any filter does.
+    #[cfg(feature = "hdf5")]
+    let _ = h5repack::register_filter();
     let result = match cli.command {
         Command::Compress(a) => commands::compress(a),
         Command::Decompress(a) => commands::decompress(a),

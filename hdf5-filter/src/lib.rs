@@ -200,8 +200,9 @@ unsafe extern "C" fn can_apply(_dcpl: Hid, type_id: Hid, _space: Hid) -> Htri {
     })
 }
 
-/// The user's words of the filter in `dcpl`, the filter's flags, and the chunk's dims.
-fn current(api: &Api, dcpl: Hid) -> Result<(c_uint, Vec<u32>, Vec<u64>), String> {
+/// The filter's flags in `dcpl`, its words (at most [`params::MAX_READ`] of them: HDF5 hands
+/// no more), their whole number, and the chunk's dims.
+fn current(api: &Api, dcpl: Hid) -> Result<(c_uint, Vec<u32>, usize, Vec<u64>), String> {
     let mut flags: c_uint = 0;
     let mut n: usize = 0;
     let mut config: c_uint = 0;
@@ -222,8 +223,8 @@ fn current(api: &Api, dcpl: Hid) -> Result<(c_uint, Vec<u32>, Vec<u64>), String>
     if st < 0 {
         return Err("the filter is not in the dataset's property list".into());
     }
-    let mut values = vec![0u32; n];
-    let mut m = n;
+    let mut values = vec![0u32; n.min(params::MAX_READ)];
+    let mut m = values.len();
     // SAFETY: `values` has room for the `m` values HDF5 may write.
     let st = unsafe {
         (api.p_get_filter_by_id2)(
@@ -240,13 +241,14 @@ fn current(api: &Api, dcpl: Hid) -> Result<(c_uint, Vec<u32>, Vec<u64>), String>
     if st < 0 || m != n {
         return Err("cannot read the filter's parameters".into());
     }
+    values.truncate(params::MAX_READ);
     let mut dims = [0 as Hsize; params::MAX_RANK];
     // SAFETY: `dims` has room for H5S_MAX_RANK (32) dimensions, the most HDF5 writes.
     let rank = unsafe { (api.p_get_chunk)(dcpl, params::MAX_RANK as c_int, dims.as_mut_ptr()) };
     if rank < 1 {
         return Err("the dataset is not chunked (HDF5 filters need chunks)".into());
     }
-    Ok((flags, values, dims[..rank as usize].to_vec()))
+    Ok((flags, values, n, dims[..rank as usize].to_vec()))
 }
 
 unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _space: Hid) -> Herr {
@@ -260,7 +262,26 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _space: Hid) -> Herr {
             }
             // SAFETY: as in type_error.
             let size = unsafe { (api.t_get_size)(type_id) };
-            let (flags, user, dims) = current(&api, dcpl).map_err(|e| (ErrKind::BadValue, e))?;
+            let (flags, user, total, dims) =
+                current(&api, dcpl).map_err(|e| (ErrKind::BadValue, e))?;
+            if total > user.len() {
+                // More words than HDF5 hands a filter here (a large model): only a completed
+                // form for this very element size and chunk shape is taken as it is (the
+                // filter function parses all of it at the first chunk).
+                return if params::is_stored_for(&user, size, &dims) {
+                    Ok(())
+                } else {
+                    Err((
+                        ErrKind::BadValue,
+                        format!(
+                            "{total} parameters: HDF5 hands a filter at most {} when a dataset is \
+                             created, so a model this large must come in the completed form \
+                             (`baler h5repack --model` writes it)",
+                            params::MAX_READ
+                        ),
+                    ))
+                };
+            }
             let words = params::stored(&user, size, &dims).map_err(|e| (ErrKind::BadValue, e))?;
             // SAFETY: `words` holds the `words.len()` values passed.
             let st = unsafe {

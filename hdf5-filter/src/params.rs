@@ -13,6 +13,11 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// The most chunk dimensions HDF5 allows (`H5S_MAX_RANK`).
 pub const MAX_RANK: usize = 32;
 
+/// The most parameters HDF5's `H5Pget_filter2` and `H5Pget_filter_by_id2` hand out: asked
+/// for more, they fail ("probable uninitialized *cd_nelmts argument"). The filter function
+/// itself receives all of them.
+pub const MAX_READ: usize = 256;
+
 /// Mode word flag: the value is an `f64`, its bits in the two words after (high, low).
 pub const FLAG_F64_BITS: u32 = 0x100;
 /// Mode word flag (default bound only): a 2-D chunk is a field (an image), not a table.
@@ -252,6 +257,41 @@ pub fn stored(words: &[u32], elem_size: usize, dims: &[u64]) -> Result<Vec<u32>,
     Ok(out)
 }
 
+/// Whether `words` (possibly only the first [`MAX_READ`]) start a stored form for this element
+/// size and chunk shape.
+pub fn is_stored_for(words: &[u32], elem_size: usize, dims: &[u64]) -> bool {
+    words.len() >= 3 + dims.len()
+        && words[0] == STORED_MAGIC | LAYOUT_VERSION
+        && words[1] as usize == elem_size
+        && words[2] as usize == dims.len()
+        && words[3..3 + dims.len()]
+            .iter()
+            .zip(dims)
+            .all(|(&w, &d)| u64::from(w) == d)
+}
+
+/// Parses the first words of a stored form whose whole length is `total` (HDF5 hands a reader
+/// at most [`MAX_READ`]): all of it when complete; else everything before the model, whose
+/// size is kept (`model_bytes`) but which is not decoded (`model` is `None`).
+pub fn parse_stored_prefix(words: &[u32], total: usize) -> Result<Params, String> {
+    if total <= words.len() {
+        return parse_stored(words);
+    }
+    let rank = words.get(2).copied().unwrap_or(0) as usize;
+    let user = words
+        .get(3 + rank..)
+        .ok_or("the stored parameters are cut short")?;
+    // The model's length word follows the bound (3 words) and K per-column bounds.
+    let k = *user.get(3).ok_or("the stored parameters are cut short")? as usize;
+    let at = 3 + rank + 4 + 4 * k;
+    let len = *words
+        .get(at)
+        .ok_or("the stored parameters are cut short before the model")?;
+    let mut p = parse_stored(&words[..at])?;
+    p.model_bytes = len as usize;
+    Ok(p)
+}
+
 /// Parses the stored words (what the filter function receives).
 pub fn parse_stored(words: &[u32]) -> Result<Params, String> {
     let head = words.first().copied().unwrap_or(0);
@@ -400,7 +440,10 @@ mod tests {
         ];
         assert_eq!(bound_words(BoundSpec::Abs(1e-3)), [1, 1, 3]);
         assert_eq!(bound_words(BoundSpec::Rel(2.5e-4)), [2, 25, 5]);
-        assert_eq!(bound_words(BoundSpec::Abs(691.234_567_890_123_4))[0], 1 | FLAG_F64_BITS);
+        assert_eq!(
+            bound_words(BoundSpec::Abs(691.234_567_890_123_4))[0],
+            1 | FLAG_F64_BITS
+        );
         for s in specs {
             let u = parse_user(&bound_words(s)).unwrap();
             assert_eq!(u.bounds.default, s);

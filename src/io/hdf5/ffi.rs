@@ -100,8 +100,12 @@ pub fn write_block(
     }))
 }
 
-/// The filters of `ds`, in pipeline order: each one's id and all of its parameters.
-pub fn filter_pipeline(ds: &Dataset) -> hdf5::Result<Vec<(i32, Vec<u32>)>> {
+/// The most parameters HDF5 hands out per filter (asked for more, `H5Pget_filter2` fails).
+const MAX_PARAMETERS: usize = 256;
+
+/// The filters of `ds`, in pipeline order: each one's id, its parameters (at most the first
+/// 256: HDF5 hands no more), and their whole number.
+pub fn filter_pipeline(ds: &Dataset) -> hdf5::Result<Vec<(i32, Vec<u32>, usize)>> {
     use hdf5_sys::{h5d, h5p};
     hdf5::sync::sync(|| {
         // SAFETY: every id is live during the calls (the creation property list is closed
@@ -131,8 +135,8 @@ pub fn filter_pipeline(ds: &Dataset) -> hdf5::Result<Vec<(i32, Vec<u32>)>> {
                         &mut config,
                     );
                     checked(id)?;
-                    let mut cd = vec![0u32; n];
-                    let mut m = n;
+                    let mut cd = vec![0u32; n.min(MAX_PARAMETERS)];
+                    let mut m = cd.len();
                     checked(h5p::H5Pget_filter2(
                         dcpl,
                         i,
@@ -143,8 +147,8 @@ pub fn filter_pipeline(ds: &Dataset) -> hdf5::Result<Vec<(i32, Vec<u32>)>> {
                         std::ptr::null_mut(),
                         &mut config,
                     ))?;
-                    cd.truncate(m.min(n));
-                    out.push((id, cd));
+                    cd.truncate(m.min(MAX_PARAMETERS));
+                    out.push((id, cd, n));
                 }
                 Ok(out)
             })();

@@ -28,12 +28,17 @@ pub use read::{
 #[cfg(feature = "hdf5")]
 pub use write::{DatasetSpec, H5Writer, chunk_shape};
 
-/// The filters of a dataset, in pipeline order: each one's id and all of its parameters (the
-/// `hdf5` crate's `Dataset::filters` reads at most 32 parameters, and panics on more).
+/// The filters of a dataset, in pipeline order: each one's id, its parameters (the first 256
+/// at most: HDF5 hands no more) and their whole number (the `hdf5` crate's `Dataset::filters`
+/// reads at most 32 parameters, and panics on more).
 #[cfg(feature = "hdf5")]
-pub fn filter_pipeline(ds: &hdf5::Dataset) -> Result<Vec<(i32, Vec<u32>)>, crate::Error> {
+pub fn filter_pipeline(ds: &hdf5::Dataset) -> Result<Vec<(i32, Vec<u32>, usize)>, crate::Error> {
     ffi::filter_pipeline(ds).map_err(|e| {
-        crate::Error::InvalidInput(format!("{}:{}: reading its filters: {e}", ds.filename(), ds.name()))
+        crate::Error::InvalidInput(format!(
+            "{}:{}: reading its filters: {e}",
+            ds.filename(),
+            ds.name()
+        ))
     })
 }
 

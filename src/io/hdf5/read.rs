@@ -202,7 +202,7 @@ fn info_of(ds: &Dataset) -> Result<DatasetInfo> {
     let filters = ffi::filter_pipeline(ds)
         .map_err(|e| h5err(&ds.filename(), &format!("{path}: reading its filters"), e))?
         .iter()
-        .map(|(id, cd)| filter_name(*id, cd))
+        .map(|(id, cd, _)| filter_name(*id, cd))
         .collect();
     let (type_name, content) = match td {
         Ok(td) => (describe(&td), content_of(&shape, &td)),
