@@ -906,7 +906,10 @@ mod imp {
                 "  {:<pw$}  {:<18} {:<7}  {:>10} -> {:>10}  {:>8.2}x  chunks {:<16} {}",
                 p.path,
                 baler::array::shape_string(&p.shape),
-                p.dtype.to_string(),
+                match p.dtype {
+                    DType::F32 => "float32",
+                    DType::F64 => "float64",
+                },
                 size(before),
                 size(after),
                 before as f64 / after.max(1) as f64,
