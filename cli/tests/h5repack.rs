@@ -648,3 +648,105 @@ fn h5repack_refuses_what_it_must() {
     assert!(left.is_empty(), "{left:?}");
     let _ = run(&["--version"]);
 }
+
+/// A table some columns of which follow from others, for a model `baler train` keeps.
+fn related_table(rows: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(rows * 4);
+    for i in 0..rows {
+        let t = i as f32;
+        let a = 10.0 + 50.0 * (t * 0.0137).sin().abs() + (t * 0.71).cos();
+        let b = 3.0 * (t * 0.0291).cos() + 0.1 * (t * 1.3).sin();
+        v.extend_from_slice(&[a, b, 2.0 * a - b + 0.01 * (t * 0.17).sin(), a * 0.5 + b]);
+    }
+    v
+}
+
+#[test]
+fn h5repack_stores_a_model_for_the_tables_of_its_width() {
+    register();
+    let dir = tmp();
+    let input = p(dir.path(), "in.h5");
+    let out = p(dir.path(), "out.h5");
+    let model = p(dir.path(), "m.bmdl");
+    let rows = 40_000;
+    let orig = related_table(rows);
+    {
+        let f = hdf5::File::with_options()
+            .with_fapl(|p| p.file_locking(false))
+            .create(&input)
+            .unwrap();
+        f.new_dataset::<f32>()
+            .shape([rows, 4])
+            .create("t")
+            .unwrap()
+            .write_raw(&orig)
+            .unwrap();
+        f.new_dataset::<f64>()
+            .shape(100)
+            .create("series")
+            .unwrap()
+            .write_raw(&(0..100).map(f64::from).collect::<Vec<_>>())
+            .unwrap();
+    }
+    ok(&[
+        "train",
+        &format!("{input}:/t"),
+        "-b",
+        "abs:1e-3",
+        "-o",
+        &model,
+        "--epochs",
+        "0",
+        "--sample",
+        "20000",
+        "-q",
+    ]);
+    let model_bytes = std::fs::metadata(&model).unwrap().len();
+    ok(&[
+        "h5repack", &input, &out, "-b", "abs:1e-3", "--model", &model, "-q",
+    ]);
+    let back: Vec<f32> = h5_open(&out).dataset("t").unwrap().read_raw().unwrap();
+    for (i, (&x, &y)) in orig.iter().zip(&back).enumerate() {
+        assert!(
+            within(f64::from(x), f64::from(y), Check::Abs(1e-3)),
+            "value {i}: {x} -> {y}"
+        );
+    }
+    // A series (1-D) is converted too, without the model (a table's).
+    let series: Vec<f64> = h5_open(&out).dataset("series").unwrap().read_raw().unwrap();
+    for (i, y) in series.iter().enumerate() {
+        assert!(within(i as f64, *y, Check::Abs(1e-3)), "series {i}: {y}");
+    }
+    let info = String::from_utf8_lossy(&ok(&["info", &format!("{out}:/t")]).stdout).into_owned();
+    assert!(
+        info.contains("columns predicted") && info.contains(&format!("{model_bytes} B")),
+        "{info}"
+    );
+    // A model for tables of another width: refused, naming the file.
+    let five = p(dir.path(), "five.h5");
+    {
+        let f = hdf5::File::with_options()
+            .with_fapl(|p| p.file_locking(false))
+            .create(&five)
+            .unwrap();
+        f.new_dataset::<f32>()
+            .shape([10, 5])
+            .create("t")
+            .unwrap()
+            .write_raw(&[1.0f32; 50])
+            .unwrap();
+    }
+    fails(
+        &[
+            "h5repack",
+            &five,
+            &p(dir.path(), "o.h5"),
+            "-b",
+            "abs:1",
+            "--model",
+            &model,
+        ],
+        1,
+        "the model is for tables of 4 columns",
+    );
+}

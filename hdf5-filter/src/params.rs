@@ -458,6 +458,23 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_of_a_long_stored_form_parses_up_to_the_model() {
+        // A table of 3 columns, rel:1e-3, column 2 lossless, a model of 5000 bytes (of which
+        // HDF5 handed the first words only).
+        let mut words = vec![STORED_MAGIC | 1, 4, 2, 100, 3, 2, 1, 3, 1, 2, 3, 0, 0, 5000];
+        assert!(is_stored_for(&words, 4, &[100, 3]));
+        assert!(!is_stored_for(&words, 8, &[100, 3]));
+        assert!(!is_stored_for(&words, 4, &[50, 3]));
+        words.extend([7u32; 242]);
+        let p = parse_stored_prefix(&words, 14 + 1250).unwrap();
+        assert_eq!(p.model_bytes, 5000);
+        assert!(p.model.is_none());
+        let specs = p.bounds.per_column(3, &[], true).unwrap();
+        assert_eq!(specs[2], BoundSpec::Lossless);
+        assert!(parse_stored_prefix(&words[..10], 1264).is_err());
+    }
+
+    #[test]
     fn model_words_pack_bytes() {
         let w = model_words(&[1, 2, 3, 4, 5]);
         assert_eq!(w, vec![5, 0x0403_0201, 5]);
