@@ -34,8 +34,12 @@ fn main() -> ExitCode {
     remove_outputs_on_signals();
     // Datasets written through baler's own HDF5 filter read without HDF5_PLUGIN_PATH (the
     // filter is linked in); a failure only means they need the plugin, as any filter does.
+    // Registered only where an argument is an HDF5 file: initializing HDF5 would cost every
+    // other command about a millisecond of start-up.
     #[cfg(feature = "hdf5")]
-    let _ = h5repack::register_filter();
+    if names_an_hdf5_file() {
+        let _ = h5repack::register_filter();
+    }
     let result = match cli.command {
         Command::Compress(a) => commands::compress(a),
         Command::Decompress(a) => commands::decompress(a),
@@ -65,6 +69,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether an argument is an existing HDF5 file (`FILE.h5` or `FILE.h5:/dataset`), by its
+/// signature.
+#[cfg(feature = "hdf5")]
+fn names_an_hdf5_file() -> bool {
+    std::env::args_os().skip(1).any(|a| {
+        let Some(a) = a.to_str() else { return false };
+        let path = baler::io::hdf5::split_dataset_path(a).map_or(a, |(f, _)| f);
+        // Regular files only, checked before opening: opening a FIFO (an output given as a
+        // named pipe) would wait for a writer.
+        std::fs::metadata(path).is_ok_and(|m| m.is_file())
+            && std::fs::File::open(path).is_ok_and(|f| baler::io::hdf5::has_signature(&f))
+    })
 }
 
 /// On SIGINT, SIGTERM or SIGHUP, removes the temporary files of the outputs being written and
