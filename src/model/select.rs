@@ -155,37 +155,114 @@ fn extremes(values: &[f64], k: usize) -> (f64, f64) {
         }
     };
     for &v in &values[keep..] {
-        insert(&mut low, v, Less);
-        insert(&mut high, v, Greater);
+        // A plain comparison first (for values that are never NaN it is `total_cmp` but for
+        // the sign of zero, so it lets through every value that may belong).
+        if v <= low[k] {
+            insert(&mut low, v, Less);
+        }
+        if v >= high[k] {
+            insert(&mut high, v, Greater);
+        }
     }
     (low[k], high[k])
 }
 
 /// Centre and scale for a feature's values: the range that holds all but the outer 0.1% on
-/// each side, widened so that every value seen stays within the input clamp (±8).
-fn robust_norm(values: &mut [f64]) -> Option<(f64, f64)> {
+/// each side, widened so that every value seen stays within the input clamp (±8). `values`
+/// are finite, `(min, max)` their least and greatest ([`finite_range`]).
+fn robust_norm(values: &[f64], (min, max): (f64, f64)) -> Option<(f64, f64)> {
     let n = values.len();
     if n < 16 {
         return None;
     }
     let k = n / 1000;
-    let (lo, hi) = if k < EXTREMES {
+    let (lo, hi) = if k == 0 {
+        (min, max)
+    } else if k < EXTREMES {
         extremes(values, k)
     } else {
         // The upper order statistic lies among the values the first selection put above `lo`.
+        let mut values = values.to_vec();
         let (_, &mut lo, upper) = values.select_nth_unstable_by(k, f64::total_cmp);
         let (_, &mut hi, _) = upper.select_nth_unstable_by(n - 2 - 2 * k, f64::total_cmp);
         (lo, hi)
     };
-    let (min, max) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
     let offset = lo / 2.0 + hi / 2.0;
     let full = (max - offset).max(offset - min);
     let scale = (hi / 2.0 - lo / 2.0).max(full / 8.0);
     (scale > 0.0 && scale.is_finite() && offset.is_finite()).then_some((offset, scale))
+}
+
+/// How many of `values` are finite, and the least and greatest of those (`(+∞, −∞)` where
+/// none is), in one pass of eight lanes.
+#[inline(always)]
+fn finite_range(values: &[f64]) -> (usize, f64, f64) {
+    let mut count = [0u64; 8];
+    let mut lo = [f64::INFINITY; 8];
+    let mut hi = [f64::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for x in chunks {
+        for l in 0..8 {
+            let v = x[l];
+            let f = v.is_finite();
+            count[l] += u64::from(f);
+            lo[l] = if f && v < lo[l] { v } else { lo[l] };
+            hi[l] = if f && v > hi[l] { v } else { hi[l] };
+        }
+    }
+    let mut n: u64 = count.iter().sum();
+    let (mut a, mut b) = (f64::INFINITY, f64::NEG_INFINITY);
+    for l in 0..8 {
+        a = if lo[l] < a { lo[l] } else { a };
+        b = if hi[l] > b { hi[l] } else { b };
+    }
+    for &v in tail.iter().filter(|v| v.is_finite()) {
+        n += 1;
+        a = if v < a { v } else { a };
+        b = if v > b { v } else { b };
+    }
+    (n as usize, a, b)
+}
+
+/// `values` normalized as network inputs ([`normalize_input`]) in place, and their sum (eight
+/// interleaved partial sums, added in a fixed order).
+#[inline(always)]
+fn normalize_sum(values: &mut [f64], offset: f64, scale: f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = values.chunks_exact_mut(8);
+    for x in &mut chunks {
+        for l in 0..8 {
+            x[l] = f64::from(normalize_input(x[l], offset, scale));
+            acc[l] += x[l];
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v = f64::from(normalize_input(*v, offset, scale));
+        tail += *v;
+    }
+    super::fold_lanes(acc) + tail
+}
+
+/// `values` less `mean` in place, and the sum of their squares (as [`dot`] of the centred
+/// values with themselves).
+#[inline(always)]
+fn centre_norm2(values: &mut [f64], mean: f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = values.chunks_exact_mut(8);
+    for x in &mut chunks {
+        for l in 0..8 {
+            x[l] -= mean;
+            acc[l] += x[l] * x[l];
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v -= mean;
+        tail += *v * *v;
+    }
+    super::fold_lanes(acc) + tail
 }
 
 /// Each column's [`TOP`] candidates, best first ([`best_candidates`] over the whole
@@ -259,18 +336,10 @@ fn best_candidates(
     target: &(dyn Fn(usize, usize) -> bool + Sync),
     (threads, keep): (usize, usize),
 ) -> Vec<Vec<(f64, usize)>> {
-    let (width, m) = (t.len(), xs.len());
+    let width = t.len();
     let parts = super::par_runs_mut(cands, 1, threads, |first, run| {
         let mut scores: Vec<Vec<(f64, usize)>> = vec![Vec::new(); width];
-        let mut vals = vec![0f64; m];
-        for (k, cand) in run.iter_mut().enumerate() {
-            let target = |c: usize| target(first + k, c);
-            if let Some(r2s) = correlations(cand, xs, t, tvar, &target, &mut vals) {
-                for (c, r2) in r2s {
-                    scores[c].push((r2, first + k));
-                }
-            }
-        }
+        score_run(first, run, (xs, t, tvar), target, &mut scores);
         scores
     });
     let by_score = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
@@ -293,6 +362,7 @@ fn best_candidates(
 /// A candidate's values on the subsample, normalized (fitting its normalization first if it is
 /// a derived feature) and centred into `vals`, and the squared correlation with each target
 /// column it does not read; `None` where the feature is mostly non-finite or constant.
+#[inline(always)]
 fn correlations(
     cand: &mut Cand,
     xs: &Sub,
@@ -303,22 +373,22 @@ fn correlations(
 ) -> Option<Vec<(usize, f64)>> {
     let m = vals.len();
     cand.values(xs, vals);
-    let finite = vals.iter().filter(|v| v.is_finite()).count();
     if cand.op.is_some() {
+        let (finite, min, max) = finite_range(vals);
         if finite < m * 9 / 10 {
             return None;
         }
-        let mut fin: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
-        let (o, s) = robust_norm(&mut fin)?;
+        let (o, s) = if finite == m {
+            robust_norm(vals, (min, max))?
+        } else {
+            let fin: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+            robust_norm(&fin, (min, max))?
+        };
         cand.offset = o;
         cand.scale = s;
     }
-    for v in vals.iter_mut() {
-        *v = f64::from(normalize_input(*v, cand.offset, cand.scale));
-    }
-    let mean = vals.iter().sum::<f64>() / m as f64;
-    vals.iter_mut().for_each(|v| *v -= mean);
-    let norm2 = dot(vals, vals);
+    let mean = normalize_sum(vals, cand.offset, cand.scale) / m as f64;
+    let norm2 = centre_norm2(vals, mean);
     if norm2 <= 1e-12 * m as f64 {
         return None;
     }
@@ -338,40 +408,136 @@ fn correlations(
     Some(out)
 }
 
+/// Scores the candidates `run` (the first of them candidate `first`) into `scores` (per target
+/// column, `(r², candidate)`): [`correlations`] of each.
+#[inline(always)]
+fn score_run_body(
+    first: usize,
+    run: &mut [Cand],
+    (xs, t, tvar): (&Sub, &[Vec<f64>], &[f64]),
+    target: &(dyn Fn(usize, usize) -> bool + Sync),
+    scores: &mut [Vec<(f64, usize)>],
+) {
+    let mut vals = vec![0f64; xs.len()];
+    for (k, cand) in run.iter_mut().enumerate() {
+        let target = |c: usize| target(first + k, c);
+        if let Some(r2s) = correlations(cand, xs, t, tvar, &target, &mut vals) {
+            for (c, r2) in r2s {
+                scores[c].push((r2, first + k));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn score_run_avx2(
+    first: usize,
+    run: &mut [Cand],
+    data: (&Sub, &[Vec<f64>], &[f64]),
+    target: &(dyn Fn(usize, usize) -> bool + Sync),
+    scores: &mut [Vec<(f64, usize)>],
+) {
+    score_run_body(first, run, data, target, scores)
+}
+
+/// [`score_run_body`] with the widest vectors this CPU has (the same operations, so the same
+/// bits).
+#[allow(unsafe_code)]
+fn score_run(
+    first: usize,
+    run: &mut [Cand],
+    data: (&Sub, &[Vec<f64>], &[f64]),
+    target: &(dyn Fn(usize, usize) -> bool + Sync),
+    scores: &mut [Vec<(f64, usize)>],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { score_run_avx2(first, run, data, target, scores) };
+    }
+    score_run_body(first, run, data, target, scores)
+}
+
 /// [`dot`] of `a` with each of four vectors, the same sums in the same order (so the same
 /// bits), reading `a` once.
 #[inline(always)]
 fn dots_body(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
     let n = a.len();
     let whole = n - n % 8;
-    let mut acc = [[0f64; 8]; 4];
+    let [b0, b1, b2, b3] = bs.map(|b| &b[..n]);
+    // Four sets of eight lanes, named one by one so that they stay in registers.
+    let (mut s0, mut s1, mut s2, mut s3) = ([0f64; 8], [0f64; 8], [0f64; 8], [0f64; 8]);
+    for ((((x, y0), y1), y2), y3) in a[..whole]
+        .chunks_exact(8)
+        .zip(b0[..whole].chunks_exact(8))
+        .zip(b1[..whole].chunks_exact(8))
+        .zip(b2[..whole].chunks_exact(8))
+        .zip(b3[..whole].chunks_exact(8))
+    {
+        for l in 0..8 {
+            s0[l] += x[l] * y0[l];
+            s1[l] += x[l] * y1[l];
+            s2[l] += x[l] * y2[l];
+            s3[l] += x[l] * y3[l];
+        }
+    }
+    let tail = |b: &[f64]| -> f64 { a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum() };
+    [
+        super::fold_lanes(s0) + tail(b0),
+        super::fold_lanes(s1) + tail(b1),
+        super::fold_lanes(s2) + tail(b2),
+        super::fold_lanes(s3) + tail(b3),
+    ]
+}
+
+/// [`dots_body`] in AVX2 registers: the eight partial sums of each product in two vectors of
+/// four, each lane summing what the same lane of [`dots_body`] sums, in the same order (a
+/// multiplication, then an addition: no fused multiply-add), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn dots_avx2(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
+    use std::arch::x86_64::{__m256d, _mm256_add_pd, _mm256_loadu_pd, _mm256_mul_pd};
+    use std::arch::x86_64::{_mm256_setzero_pd, _mm256_storeu_pd};
+    let n = a.len();
+    let whole = n - n % 8;
     let bs = bs.map(|b| &b[..n]);
+    let mut lo = [_mm256_setzero_pd(); 4];
+    let mut hi = [_mm256_setzero_pd(); 4];
+    let load = |v: &[f64], i: usize| -> __m256d {
+        let v = &v[i..i + 4];
+        // SAFETY: `v` holds the four values read.
+        unsafe { _mm256_loadu_pd(v.as_ptr()) }
+    };
     for i in (0..whole).step_by(8) {
-        let x = &a[i..i + 8];
-        for (acc, b) in acc.iter_mut().zip(&bs) {
-            let y = &b[i..i + 8];
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
+        let (xl, xh) = (load(a, i), load(a, i + 4));
+        for q in 0..4 {
+            lo[q] = _mm256_add_pd(lo[q], _mm256_mul_pd(xl, load(bs[q], i)));
+            hi[q] = _mm256_add_pd(hi[q], _mm256_mul_pd(xh, load(bs[q], i + 4)));
         }
     }
     let mut out = [0f64; 4];
-    for ((o, acc), b) in out.iter_mut().zip(acc).zip(&bs) {
-        let tail: f64 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
-        *o = super::fold_lanes(acc) + tail;
+    for q in 0..4 {
+        let mut acc = [0f64; 8];
+        // SAFETY: `acc` holds the eight values written.
+        unsafe {
+            _mm256_storeu_pd(acc.as_mut_ptr(), lo[q]);
+            _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi[q]);
+        }
+        let tail: f64 = a[whole..]
+            .iter()
+            .zip(&bs[q][whole..])
+            .map(|(x, y)| x * y)
+            .sum();
+        out[q] = super::fold_lanes(acc) + tail;
     }
     out
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dots_avx2(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
-    dots_body(a, bs)
-}
-
 /// [`dots_body`] with the widest vectors this CPU has (the same operations, so the same bits).
 #[allow(unsafe_code)]
-fn dots(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
+pub(crate) fn dots(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -387,8 +553,47 @@ fn centred(values: impl IntoIterator<Item = f64>) -> Vec<f64> {
     v.into_iter().map(|x| x - mean).collect()
 }
 
+/// [`dot`] in AVX2 registers, as [`dots_avx2`]: the same sums in the same order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn dot_avx2(a: &[f64], b: &[f64]) -> f64 {
+    use std::arch::x86_64::{__m256d, _mm256_add_pd, _mm256_loadu_pd, _mm256_mul_pd};
+    use std::arch::x86_64::{_mm256_setzero_pd, _mm256_storeu_pd};
+    let n = a.len().min(b.len());
+    let whole = n - n % 8;
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let load = |v: &[f64], i: usize| -> __m256d {
+        let v = &v[i..i + 4];
+        // SAFETY: `v` holds the four values read.
+        unsafe { _mm256_loadu_pd(v.as_ptr()) }
+    };
+    for i in (0..whole).step_by(8) {
+        lo = _mm256_add_pd(lo, _mm256_mul_pd(load(a, i), load(b, i)));
+        hi = _mm256_add_pd(hi, _mm256_mul_pd(load(a, i + 4), load(b, i + 4)));
+    }
+    let mut acc = [0f64; 8];
+    // SAFETY: `acc` holds the eight values written.
+    unsafe {
+        _mm256_storeu_pd(acc.as_mut_ptr(), lo);
+        _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi);
+    }
+    let tail: f64 = a[whole..n]
+        .iter()
+        .zip(&b[whole..n])
+        .map(|(x, y)| x * y)
+        .sum();
+    super::fold_lanes(acc) + tail
+}
+
 /// `Σ a·b` in eight interleaved partial sums (so it vectorizes), added in a fixed order.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+#[allow(unsafe_code)]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(a, b) };
+    }
     let mut acc = [0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f64 = ca
@@ -412,7 +617,7 @@ pub(crate) fn gaussian_bits(var: f64, step: f64) -> f64 {
 
 /// Chooses the coding order and each column's inputs.
 ///
-/// `noisy`: the sample, row-major, with reconstruction noise; `targets`: the clean sample,
+/// `noisy`: the sample with reconstruction noise, column-major; `targets`: the clean sample,
 /// column-major, normalized by the columns' `norms`; `sample`: the records as read (row-major,
 /// for the exact tests such as whether a column holds whole numbers); `bounds`: absolute bounds (0: the column
 /// is stored exactly and not predicted).
@@ -431,7 +636,7 @@ pub(crate) fn plan(
     let m = rows.min(SUBSAMPLE);
     let pick: Vec<usize> = (0..m).map(|k| k * rows / m).collect();
     let xs: Vec<Vec<f64>> = (0..width)
-        .map(|i| pick.iter().map(|&r| noisy[r * width + i]).collect())
+        .map(|i| pick.iter().map(|&r| noisy[i * rows + r]).collect())
         .collect();
     let t: Vec<Vec<f64>> = (0..width)
         .map(|c| centred(pick.iter().map(|&r| f64::from(targets[c * rows + r]))))
@@ -916,9 +1121,50 @@ mod tests {
             };
             let (a, b) = (v(0.0), [v(1.0), v(2.0), v(3.0), v(4.0)]);
             let got = dots(&a, [&b[0], &b[1], &b[2], &b[3]]);
-            for (g, b) in got.iter().zip(&b) {
+            // The portable loop (what a CPU without AVX2 runs) gives the same bits.
+            let portable = dots_body(&a, [&b[0], &b[1], &b[2], &b[3]]);
+            for ((g, p), b) in got.iter().zip(portable).zip(&b) {
                 assert_eq!(g.to_bits(), dot(&a, b).to_bits(), "{n}");
+                assert_eq!(g.to_bits(), p.to_bits(), "{n}");
             }
+        }
+    }
+
+    #[test]
+    fn one_pass_statistics_match_their_definitions() {
+        let mut seed = 3u64;
+        for n in [0usize, 5, 8, 17, 500, 4001] {
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.3) * 40.0
+                })
+                .collect();
+            if n > 10 {
+                v[3] = f64::NAN;
+                v[7] = f64::INFINITY;
+            }
+            let fin: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            let (count, lo, hi) = finite_range(&v);
+            assert_eq!(count, fin.len(), "{n}");
+            assert_eq!(lo, fin.iter().copied().fold(f64::INFINITY, f64::min), "{n}");
+            assert_eq!(
+                hi,
+                fin.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                "{n}"
+            );
+            let (offset, scale) = (1.5, 7.25);
+            let mut w = fin.clone();
+            let sum = normalize_sum(&mut w, offset, scale);
+            let want: Vec<f64> = fin
+                .iter()
+                .map(|&x| f64::from(normalize_input(x, offset, scale)))
+                .collect();
+            assert_eq!(w, want, "{n}");
+            assert!((sum - want.iter().sum::<f64>()).abs() <= 1e-12 * (1.0 + sum.abs()));
+            let mean = sum / w.len().max(1) as f64;
+            let norm2 = centre_norm2(&mut w, mean);
+            assert_eq!(norm2.to_bits(), dot(&w, &w).to_bits(), "{n}");
         }
     }
 
@@ -955,7 +1201,11 @@ mod tests {
                 targets[c * rows + r] = ((sample[r * width + c] - norms[c].0) / norms[c].1) as f32;
             }
         }
-        let plan = plan(&sample, &sample, &targets, rows, width, &norms, &bounds, 4);
+        let noisy: Vec<f64> = (0..width)
+            .flat_map(|c| (0..rows).map(move |r| (r, c)))
+            .map(|(r, c)| sample[r * width + c])
+            .collect();
+        let plan = plan(&sample, &noisy, &targets, rows, width, &norms, &bounds, 4);
         assert_eq!(plan.order, vec![1, 0]);
     }
 }
