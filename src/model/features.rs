@@ -115,6 +115,49 @@ impl Op {
         }
     }
 
+    /// For the formulas `a · f(b)`, `out[k] = f(b[k])` for every `k` with the bits of
+    /// [`factor_of_b`](Self::factor_of_b)'s function, computed lane by lane; `false` (and `out`
+    /// untouched) for the other formulas.
+    #[allow(unsafe_code)]
+    pub fn factor_into(self, b: &[f64], out: &mut [f64]) -> bool {
+        if self.factor_of_b().is_none() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { self.factor_into_avx2(b, out) };
+            return true;
+        }
+        self.factor_into_body(b, out);
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn factor_into_avx2(self, b: &[f64], out: &mut [f64]) {
+        self.factor_into_body(b, out)
+    }
+
+    #[inline(always)]
+    fn factor_into_body(self, b: &[f64], out: &mut [f64]) {
+        let b = &b[..out.len()];
+        macro_rules! each {
+            (|$y:ident| $e:expr) => {
+                for (o, &$y) in out.iter_mut().zip(b) {
+                    *o = $e;
+                }
+            };
+        }
+        match self {
+            Op::MulCos => each!(|y| sincos_lane(y).1),
+            Op::MulSin => each!(|y| sincos_lane(y).0),
+            Op::MulSinh => each!(|y| sinh_lane(y)),
+            Op::MulCosh => each!(|y| cosh_lane(y)),
+            _ => {}
+        }
+    }
+
     /// `out[k] = eval(a[k], b[k], c[k])` for every `k` (`c` is read by three-argument
     /// formulas only): the formula chosen once, and computed lane by lane (the same bits as
     /// [`eval`](Self::eval)) with the widest vectors this CPU has.
@@ -841,6 +884,12 @@ mod tests {
         let c: Vec<f64> = (0..n).map(|i| v[(i * 17 + 9) % n]).collect();
         let mut out = vec![0f64; n];
         for op in Op::ALL {
+            if let Some(f) = op.factor_of_b() {
+                assert!(op.factor_into(&b[..999], &mut out[..999]));
+                assert!((0..999).all(|k| same(out[k], f(b[k]))), "{op:?}");
+            } else {
+                assert!(!op.factor_into(&b, &mut out));
+            }
             // Odd lengths and offsets: the vector loop's tail.
             for (from, len) in [(0, n), (3, 1001), (7, 5)] {
                 let (a, b, c) = (&a[from..], &b[from..], &c[from..]);

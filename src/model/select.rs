@@ -95,12 +95,15 @@ impl Sub {
         let width = cols.len();
         let mut factors = vec![None; Op::ALL.len() * width];
         for cand in cands {
-            let Some((op, f)) = cand.op.and_then(|op| Some((op, op.factor_of_b()?))) else {
+            let Some(op) = cand.op.filter(|op| op.factor_of_b().is_some()) else {
                 continue;
             };
             let b = cand.args[1] as usize;
-            factors[op as usize * width + b]
-                .get_or_insert_with(|| cols[b].iter().map(|&x| f(x)).collect::<Vec<f64>>());
+            factors[op as usize * width + b].get_or_insert_with(|| {
+                let mut f = vec![0f64; cols[b].len()];
+                op.factor_into(&cols[b], &mut f);
+                f
+            });
         }
         Sub { cols, factors }
     }

@@ -211,6 +211,40 @@ fn model_budget(raw_bytes: u64) -> f64 {
     raw_bytes as f64 / 5.0 * 0.02
 }
 
+/// The training sample's clean targets (normalized as `model`'s columns) and its inputs as the
+/// decoder sees them: each value moved by up to its bound (uniform noise from `rng`), in the
+/// data's units: `E`, or `R·|x|` under a point-wise relative bound. Both column-major, as
+/// everything after reads them. (One pass on one thread: most of its time is the first
+/// touch of the two arrays' pages, which a second thread does not speed up.)
+fn noisy_sample(
+    sample: &[f64],
+    width: usize,
+    model: &Model,
+    bounds: &[crate::bound::Bound],
+    rng: &mut Lcg,
+) -> (Vec<f32>, Vec<f64>) {
+    let rows = sample.len() / width.max(1);
+    let mut targets = vec![0f32; rows * width];
+    let mut noisy = vec![0f64; rows * width];
+    for (r, record) in sample.chunks_exact(width.max(1)).enumerate() {
+        for (j, &x) in record.iter().enumerate() {
+            targets[j * rows + r] = model.columns[j].normalize(x);
+            let reach = match bounds[j] {
+                crate::bound::Bound::Abs(e) => e,
+                crate::bound::Bound::PwRel(r) => r * x.abs(),
+                crate::bound::Bound::Lossless => 0.0,
+            };
+            let n = if reach > 0.0 && x.is_finite() {
+                (f64::from(rng.unit()) * 2.0 - 1.0) * reach
+            } else {
+                0.0
+            };
+            noisy[j * rows + r] = x + n;
+        }
+    }
+    (targets, noisy)
+}
+
 /// Records per block of the linear parts' normal equations: each block's centred inputs
 /// (12 columns of `f64`) stay in the first-level cache.
 const FIT_BLOCK: usize = 512;
@@ -327,36 +361,14 @@ pub fn train(
     }
     let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
 
-    // Clean targets (normalized) and inputs as the decoder sees them: each value moved by up
-    // to its bound (uniform noise), in the data's units: `E`, or `R·|x|` under a point-wise
-    // relative bound. Both column-major, as everything after reads them.
-    let mut targets = vec![0f32; rows * width];
-    let mut noisy = vec![0f64; rows * width];
-    for r in 0..rows {
-        for j in 0..width {
-            let x = sample[r * width + j];
-            targets[j * rows + r] = model.columns[j].normalize(x);
-            let reach = match bounds[j] {
-                crate::bound::Bound::Abs(e) => e,
-                crate::bound::Bound::PwRel(r) => r * x.abs(),
-                crate::bound::Bound::Lossless => 0.0,
-            };
-            let n = if reach > 0.0 && x.is_finite() {
-                (f64::from(rng.unit()) * 2.0 - 1.0) * reach
-            } else {
-                0.0
-            };
-            noisy[j * rows + r] = x + n;
-        }
-    }
-    let stats: Vec<(f64, f64)> = (0..width)
-        .map(|j| {
-            let c = &targets[j * rows..(j + 1) * rows];
-            let m = c.iter().map(|&x| f64::from(x)).sum::<f64>() / rows as f64;
-            let v = c.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / rows as f64;
-            (m, v)
-        })
-        .collect();
+    let (targets, noisy) = noisy_sample(sample, width, &model, bounds, &mut rng);
+    let columns: Vec<usize> = (0..width).collect();
+    let stats: Vec<(f64, f64)> = super::par_map(&columns, super::cores(), |&j| {
+        let c = &targets[j * rows..(j + 1) * rows];
+        let m = c.iter().map(|&x| f64::from(x)).sum::<f64>() / rows as f64;
+        let v = c.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / rows as f64;
+        (m, v)
+    });
 
     // Order, features and inputs, priced with each column's typical absolute bound (a
     // point-wise relative bound at the column's mean magnitude: the magnitudes summed for
