@@ -44,11 +44,15 @@ pub(super) fn bounds_from(args: &BoundArgs) -> Result<Bounds> {
     Ok(bounds)
 }
 
-/// Opens the input and builds its spec and options from the flags (statistics not yet taken).
+/// Opens the input and builds its spec and options from the flags. With `scan`, a file whose
+/// bounds need the columns' ranges gets its range pre-pass ([`Input::stats_scan`]) into the
+/// options' statistics, on a thread of its own while the model trains (the two are
+/// independent: training takes its statistics from its sample); otherwise no statistics yet.
 fn open_input(
     path: &str,
     args: &CodecArgs,
     show: bool,
+    scan: bool,
 ) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
     let bounds = bounds_from(&args.bound_args)?;
     let input = Input::open(path, &args.source.raw_format()?)?;
@@ -68,7 +72,33 @@ fn open_input(
     }
     options.source = input.format;
     options.source_path = input.source_path.clone();
-    options.model = prepare_model(&input, &spec, &options, args, show)?;
+    let scanner = if scan && input.can_scan() && options.bounds.needs_range() {
+        Some(input.stats_scan(spec.bound_columns())?)
+    } else {
+        None
+    };
+    let (model, stats) = std::thread::scope(|s| {
+        let stats = scanner.map(|f| {
+            std::thread::Builder::new()
+                .name("baler-ranges".into())
+                .spawn_scoped(s, f)
+        });
+        let model = prepare_model(&input, &spec, &options, args, show);
+        let stats = match stats {
+            None => Ok(None),
+            Some(spawned) => spawned
+                .map_err(anyhow::Error::from)
+                .and_then(|h| {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("the range pre-pass panicked"))
+                })
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .map(Some),
+        };
+        (model, stats)
+    });
+    options.model = model?;
+    options.stats = stats.with_context(|| format!("scanning {} for value ranges", input.name))?;
     Ok((input, spec, options))
 }
 
@@ -271,7 +301,7 @@ fn training_json(
 pub fn train(args: super::args::TrainArgs) -> Result<()> {
     let mut codec = args.codec;
     codec.model = "none".into();
-    let (input, spec, options) = open_input(&args.input, &codec, false)?;
+    let (input, spec, options) = open_input(&args.input, &codec, false, false)?;
     if spec.layout != Layout::Table {
         bail!(
             "{}: the learned predictor is for tables (rows × columns); this input is a field",
@@ -428,7 +458,7 @@ pub fn compress(args: CompressArgs) -> Result<()> {
     }
     let started = Instant::now();
     let (input, spec, mut options) =
-        open_input(&args.input, &args.codec, show_progress(args.quiet))?;
+        open_input(&args.input, &args.codec, show_progress(args.quiet), true)?;
     let target = match args.output.as_deref() {
         Some("-") => Target::Stdout,
         Some(p) => Target::File(p.into()),
@@ -441,9 +471,10 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         refuse_input_as_output(&args.input, out)?;
     }
 
-    // A `rel` bound needs each column's range: a file gets a fast pre-pass for it. Otherwise
-    // (and for streams) the statistics come from the first chunks, and the input is read once.
-    if input.can_scan() && options.bounds.needs_range() {
+    // A `rel` bound needs each column's range: a file gets a fast pre-pass for it (done by
+    // `open_input` while the model trained). Otherwise (and for streams) the statistics come
+    // from the first chunks, and the input is read once.
+    if options.stats.is_none() && input.can_scan() && options.bounds.needs_range() {
         let columns = spec.bound_columns();
         options.stats = Some(
             input
@@ -500,7 +531,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     );
     refuse_input_as_output(&args.input, &out)?;
     let reserved = OutputPath::new(&out, args.force)?;
-    let (input, spec, options) = open_input(&args.input, &args.codec, show)?;
+    let (input, spec, options) = open_input(&args.input, &args.codec, show, false)?;
     let fingerprint = input.fingerprint()?;
     let stats = input
         .scan_stats(spec.bound_columns())
@@ -925,7 +956,7 @@ fn drain<R: Read + Send + 'static>(
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let (input, spec, mut options) = open_input(&args.input, &args.codec, false)?;
+    let (input, spec, mut options) = open_input(&args.input, &args.codec, false, false)?;
     let name = input.name.clone();
     let dtype = input.dtype;
     let len = input

@@ -404,6 +404,20 @@ impl Input {
         }
     }
 
+    /// [`scan_stats`](Self::scan_stats) to be run later, on another thread (its reader opened
+    /// now): the CLI's range pre-pass runs while the model trains.
+    pub fn stats_scan(
+        &self,
+        columns: usize,
+    ) -> Result<impl FnOnce() -> Result<Vec<ColumnStats>> + Send + 'static> {
+        let reader = self.reread()?;
+        let dtype = self.dtype;
+        Ok(move || match dtype {
+            DType::F32 => scan::<f32>(reader, columns),
+            DType::F64 => scan::<f64>(reader, columns),
+        })
+    }
+
     /// A pre-pass over a file input: statistics of `columns` columns (1 for a whole field).
     pub fn scan_stats(&self, columns: usize) -> Result<Vec<ColumnStats>> {
         let reader = self.reread()?;
@@ -457,9 +471,11 @@ impl Input {
         if records == 0 {
             return Ok(Some(Vec::new()));
         }
-        let mut out = Vec::new();
+        let blocks = crate::model::budget::sample_blocks(records, max_records, seed);
+        let total: u64 = blocks.iter().map(|&(_, n)| n).sum();
+        let mut out = Vec::with_capacity((total * record_len as u64) as usize);
         let mut buf = Vec::new();
-        for (first, n) in crate::model::budget::sample_blocks(records, max_records, seed) {
+        for (first, n) in blocks {
             buf.resize((n * record_bytes) as usize, 0);
             self.read_values_at(first * record_len as u64, &mut buf)
                 .map_err(|e| {
@@ -468,11 +484,16 @@ impl Input {
                         self.name,
                     ))
                 })?;
-            for v in buf.chunks_exact(size) {
-                out.push(match self.dtype {
-                    DType::F32 => f64::from(f32::from_le_bytes([v[0], v[1], v[2], v[3]])),
-                    DType::F64 => f64::from_le_bytes(v.try_into().expect("8 bytes")),
-                });
+            // The element type chosen once per block, so the conversion loop vectorizes.
+            match self.dtype {
+                DType::F32 => out.extend(
+                    buf.chunks_exact(4)
+                        .map(|v| f64::from(f32::from_le_bytes([v[0], v[1], v[2], v[3]]))),
+                ),
+                DType::F64 => out.extend(
+                    buf.chunks_exact(8)
+                        .map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))),
+                ),
             }
         }
         Ok(Some(out))

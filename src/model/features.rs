@@ -115,33 +115,98 @@ impl Op {
         }
     }
 
+    /// For the formulas `a · f(b)`, `out[k] = f(b[k])` for every `k` with the bits of
+    /// [`factor_of_b`](Self::factor_of_b)'s function, computed lane by lane; `false` (and `out`
+    /// untouched) for the other formulas.
+    #[allow(unsafe_code)]
+    pub fn factor_into(self, b: &[f64], out: &mut [f64]) -> bool {
+        if self.factor_of_b().is_none() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { self.factor_into_avx2(b, out) };
+            return true;
+        }
+        self.factor_into_body(b, out);
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn factor_into_avx2(self, b: &[f64], out: &mut [f64]) {
+        self.factor_into_body(b, out)
+    }
+
+    #[inline(always)]
+    fn factor_into_body(self, b: &[f64], out: &mut [f64]) {
+        let b = &b[..out.len()];
+        macro_rules! each {
+            (|$y:ident| $e:expr) => {
+                for (o, &$y) in out.iter_mut().zip(b) {
+                    *o = $e;
+                }
+            };
+        }
+        match self {
+            Op::MulCos => each!(|y| sincos_lane(y).1),
+            Op::MulSin => each!(|y| sincos_lane(y).0),
+            Op::MulSinh => each!(|y| sinh_lane(y)),
+            Op::MulCosh => each!(|y| cosh_lane(y)),
+            _ => {}
+        }
+    }
+
     /// `out[k] = eval(a[k], b[k], c[k])` for every `k` (`c` is read by three-argument
-    /// formulas only): the formula chosen once, so the plain arithmetic ones vectorize.
+    /// formulas only): the formula chosen once, and computed lane by lane (the same bits as
+    /// [`eval`](Self::eval)) with the widest vectors this CPU has.
+    #[allow(unsafe_code)]
     pub fn eval_into(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { self.eval_into_avx2(a, b, c, out) };
+        }
+        self.eval_into_body(a, b, c, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn eval_into_avx2(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
+        self.eval_into_body(a, b, c, out)
+    }
+
+    #[inline(always)]
+    fn eval_into_body(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
         let n = out.len();
         let (a, b) = (&a[..n], &b[..n]);
-        let two = |out: &mut [f64], f: fn(f64, f64) -> f64| {
-            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                *o = f(x, y);
-            }
-        };
+        // One loop per formula, each with its body written out (not a closure, which the
+        // compiler may leave uninlined, so unvectorized).
+        macro_rules! two {
+            (|$x:ident, $y:ident| $e:expr) => {
+                for ((o, &$x), &$y) in out.iter_mut().zip(a).zip(b) {
+                    *o = $e;
+                }
+            };
+        }
         match self {
-            Op::Mul => two(out, |a, b| a * b),
-            Op::Div => two(out, |a, b| a / b),
-            Op::Hypot => two(out, |a, b| (a * a + b * b).sqrt()),
-            Op::DiffSq => two(out, |a, b| (a * a - b * b).abs().sqrt()),
+            Op::Mul => two!(|x, y| x * y),
+            Op::Div => two!(|x, y| x / y),
+            Op::Hypot => two!(|x, y| (x * x + y * y).sqrt()),
+            Op::DiffSq => two!(|x, y| (x * x - y * y).abs().sqrt()),
             Op::Hypot3 => {
                 for (((o, &x), &y), &z) in out.iter_mut().zip(a).zip(b).zip(&c[..n]) {
                     *o = (x * x + y * y + z * z).sqrt();
                 }
             }
-            Op::MulCos => two(out, |a, b| a * cos(b)),
-            Op::MulSin => two(out, |a, b| a * sin(b)),
-            Op::MulSinh => two(out, |a, b| a * sinh(b)),
-            Op::MulCosh => two(out, |a, b| a * cosh(b)),
-            Op::Atan2 => two(out, atan2),
-            Op::Asinh => two(out, |a, b| asinh(a / b)),
-            Op::Rapidity => two(out, |a, b| 0.5 * ln((a + b) / (a - b))),
+            Op::MulCos => two!(|x, y| x * sincos_lane(y).1),
+            Op::MulSin => two!(|x, y| x * sincos_lane(y).0),
+            Op::MulSinh => two!(|x, y| x * sinh_lane(y)),
+            Op::MulCosh => two!(|x, y| x * cosh_lane(y)),
+            Op::Atan2 => two!(|x, y| atan2_lane(x, y)),
+            Op::Asinh => two!(|x, y| asinh_lane(x / y)),
+            Op::Rapidity => two!(|x, y| 0.5 * ln_lane((x + y) / (x - y))),
         }
     }
 
@@ -460,6 +525,7 @@ pub fn asinh(x: f64) -> f64 {
 }
 
 /// atan `x` for |x| ≤ 1.
+#[inline]
 fn atan_unit(x: f64) -> f64 {
     // Two argument halvings, atan x = 2·atan(x / (1 + √(1 + x²))), to |t| ≤ tan(π/16) ≈ 0.199,
     // then the series to t²³.
@@ -493,6 +559,191 @@ pub fn atan2(y: f64, x: f64) -> f64 {
     };
     let a = if x < 0.0 { PI - a } else { a };
     if y < 0.0 { -a } else { a }
+}
+
+// ---- The same functions, lane by lane ---------------------------------------------------
+//
+// Each `*_lane` function below performs, for every input, exactly the IEEE-754 operations of
+// its scalar counterpart above, in the same order; where the scalar one branches, the lane one
+// computes each side and selects (a comparison and a blend, no arithmetic), so its result has
+// the same bits for every input (tested on random and special values). Written without
+// branches, a loop over them vectorizes, and [`Op::eval_into`] runs such loops with the
+// widest vectors the CPU has.
+
+/// [`round_half_away`] without a call to the C library's `round` (which does not vectorize):
+/// the integer part, moved away from zero where the fraction is at least one half (`x − t`
+/// is exact).
+#[inline(always)]
+fn round_half_away_lane(x: f64) -> f64 {
+    let t = x.trunc();
+    let away = if x < 0.0 { t - 1.0 } else { t + 1.0 };
+    if (x - t).abs() >= 0.5 { away } else { t }
+}
+
+/// 2^k for an integer `k` (`|k| ≤ 1022`) held in an `f64`: [`pow2`] of it.
+#[inline(always)]
+fn pow2_lane(k: f64) -> f64 {
+    // Through `i32`, which converts in vector registers (`k` is small; out of range, the
+    // saturated value is never selected).
+    f64::from_bits(((i64::from(k as i32) + 1023) as u64) << 52)
+}
+
+/// [`sincos`], lane by lane.
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // fdlibm's constants, as published
+fn sincos_lane(x: f64) -> (f64, f64) {
+    const P1: f64 = 1.570_796_326_734_125_614_17;
+    const P2: f64 = 6.077_100_506_303_965_976_6e-11;
+    const P3: f64 = 2.022_266_248_795_950_631_54e-21;
+    let q = round_half_away_lane(x * (2.0 / PI));
+    let r = ((x - q * P1) - q * P2) - q * P3;
+    let (s, c) = sincos_reduced(r);
+    // The quadrant, q mod 4 (|q| < 2³⁰ wherever the result is kept): (s, c), (c, −s),
+    // (−s, −c), (−c, s).
+    let quad = (q as i32) & 3;
+    let (sin, cos) = if quad & 1 == 0 { (s, c) } else { (c, s) };
+    let sin = if quad & 2 == 0 { sin } else { -sin };
+    let cos = if (quad + 1) & 2 == 0 { cos } else { -cos };
+    let out = x.is_nan() || x.abs() > 1e9;
+    (
+        if out { f64::NAN } else { sin },
+        if out { f64::NAN } else { cos },
+    )
+}
+
+/// [`exp`], lane by lane.
+#[inline(always)]
+fn exp_lane(x: f64) -> f64 {
+    const L1: f64 = 0.693_147_180_369_123_8;
+    const L2: f64 = 1.908_214_929_270_587_7e-10;
+    let k = round_half_away_lane(x * (1.0 / LN_2));
+    let r = (x - k * L1) - k * L2;
+    let mut p = 1.0 / 6227020800.0;
+    for d in [
+        479001600.0,
+        39916800.0,
+        3628800.0,
+        362880.0,
+        40320.0,
+        5040.0,
+        720.0,
+        120.0,
+        24.0,
+        6.0,
+        2.0,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + 1.0 / d;
+    }
+    // k/2 rounded toward zero, as the integer division of the scalar code.
+    let k1 = (k * 0.5).trunc();
+    let k2 = k - k1;
+    let v = p * pow2_lane(k1) * pow2_lane(k2);
+    let v = if x < -745.0 { 0.0 } else { v };
+    let v = if x > 709.78 { f64::INFINITY } else { v };
+    if x.is_nan() { x } else { v }
+}
+
+/// [`ln`], lane by lane.
+#[inline(always)]
+fn ln_lane(x: f64) -> f64 {
+    let tiny = x < f64::MIN_POSITIVE;
+    let y = if tiny { x * pow2(54) } else { x };
+    let e0: i32 = if tiny { -54 } else { 0 };
+    let bits = y.to_bits();
+    let e = ((bits >> 52) & 0x7ff) as i32 - 1023 + e0;
+    let m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
+    let big = m > std::f64::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = e + i32::from(big);
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let mut p = 1.0 / 21.0;
+    for d in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
+        p = p * z + 1.0 / d;
+    }
+    const L1: f64 = 0.693_147_180_369_123_8;
+    const L2: f64 = 1.908_214_929_270_587_7e-10;
+    let ef = f64::from(e);
+    let v = (ef * L1 + 2.0 * s * p) + ef * L2;
+    let v = if x.is_infinite() { x } else { v };
+    let v = if x == 0.0 { f64::NEG_INFINITY } else { v };
+    if x.is_nan() || x < 0.0 { f64::NAN } else { v }
+}
+
+/// [`sinh`], lane by lane.
+#[inline(always)]
+fn sinh_lane(x: f64) -> f64 {
+    let z = x * x;
+    let mut p = 1.0 / 1307674368000.0;
+    for d in [6227020800.0, 39916800.0, 362880.0, 5040.0, 120.0, 6.0, 1.0] {
+        p = p * z + 1.0 / d;
+    }
+    let series = x * p;
+    let e = exp_lane(x.abs());
+    let v = 0.5 * e - 0.5 / e;
+    let v = if x < 0.0 { -v } else { v };
+    if x.abs() < 0.5 { series } else { v }
+}
+
+/// [`cosh`], lane by lane.
+#[inline(always)]
+fn cosh_lane(x: f64) -> f64 {
+    let e = exp_lane(x.abs());
+    0.5 * e + 0.5 / e
+}
+
+/// [`asinh`], lane by lane.
+#[inline(always)]
+fn asinh_lane(x: f64) -> f64 {
+    const C: [f64; 10] = [
+        1.0,
+        -1.0 / 6.0,
+        3.0 / 40.0,
+        -5.0 / 112.0,
+        35.0 / 1152.0,
+        -63.0 / 2816.0,
+        231.0 / 13312.0,
+        -143.0 / 10240.0,
+        6435.0 / 557056.0,
+        -12155.0 / 1245184.0,
+    ];
+    let a = x.abs();
+    let z = a * a;
+    let mut p = C[9];
+    for &c in C[..9].iter().rev() {
+        p = p * z + c;
+    }
+    let series = a * p;
+    let huge = a > 1e150;
+    let l = ln_lane(if huge { a } else { a + (a * a + 1.0).sqrt() });
+    let v = if huge { l + LN_2 } else { l };
+    let v = if a < 0.125 { series } else { v };
+    if x < 0.0 { -v } else { v }
+}
+
+/// [`atan2`], lane by lane.
+#[inline(always)]
+fn atan2_lane(y: f64, x: f64) -> f64 {
+    let (ay, ax) = (y.abs(), x.abs());
+    let below = ay <= ax;
+    let (n, d) = if below { (ay, ax) } else { (ax, ay) };
+    let t = atan_unit(n / d);
+    let a = if below { t } else { FRAC_PI_2 - t };
+    let a = if ax.is_infinite() && ay.is_infinite() {
+        FRAC_PI_4
+    } else {
+        a
+    };
+    let a = if x < 0.0 { PI - a } else { a };
+    let a = if y < 0.0 { -a } else { a };
+    let a = if x == 0.0 && y == 0.0 { 0.0 } else { a };
+    if y.is_nan() || x.is_nan() {
+        f64::NAN
+    } else {
+        a
+    }
 }
 
 #[cfg(test)]
@@ -532,6 +783,123 @@ mod tests {
         assert!(sin(1e300).is_nan());
         assert_eq!(atan2(1.0, 0.0), FRAC_PI_2);
         assert_eq!(atan2(0.0, -1.0), PI);
+    }
+
+    /// The same bits, or both NaN.
+    fn same(a: f64, b: f64) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// Values of every kind: uniform over ±50 and ±2, random bit patterns (every exponent,
+    /// subnormals, infinities and NaNs), and the edges of each function's branches.
+    fn probe_values() -> Vec<f64> {
+        let mut v = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.125,
+            -0.125,
+            1e150,
+            -1e150,
+            1e9,
+            -1e9,
+            709.78,
+            -745.0,
+            710.0,
+            -746.0,
+            std::f64::consts::SQRT_2,
+            f64::MIN_POSITIVE,
+            5e-324,
+            -5e-324,
+            f64::MAX,
+            f64::MIN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1.0,
+            -1.0,
+            FRAC_PI_4,
+            FRAC_PI_2,
+            PI,
+            -PI,
+        ];
+        for k in -8..=8 {
+            // Exact multiples of π/4 and of ½ (the ties of the reductions).
+            v.push(f64::from(k) * FRAC_PI_4);
+            v.push(f64::from(k) * 0.5);
+            v.push(f64::from(k) * LN_2 * 0.5);
+        }
+        let mut s = 11u64;
+        for i in 0..60_000 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            v.push(match i % 3 {
+                0 => (u * 2.0 - 1.0) * 50.0,
+                1 => (u * 2.0 - 1.0) * 2.0,
+                _ => f64::from_bits(s),
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn lane_functions_have_the_scalar_bits() {
+        let v = probe_values();
+        for &x in &v {
+            assert!(
+                same(round_half_away_lane(x), round_half_away(x)),
+                "round {x:e}"
+            );
+            let (s, c) = sincos(x);
+            let (sl, cl) = sincos_lane(x);
+            assert!(same(sl, s) && same(cl, c), "sincos {x:e}");
+            assert!(same(exp_lane(x), exp(x)), "exp {x:e}");
+            assert!(same(ln_lane(x), ln(x)), "ln {x:e}");
+            assert!(same(sinh_lane(x), sinh(x)), "sinh {x:e}");
+            assert!(same(cosh_lane(x), cosh(x)), "cosh {x:e}");
+            assert!(same(asinh_lane(x), asinh(x)), "asinh {x:e}");
+        }
+        for (i, &y) in v.iter().enumerate() {
+            for x in [
+                v[(i * 7 + 3) % v.len()],
+                v[(i * 13 + 1) % v.len()],
+                y,
+                -y,
+                0.0,
+            ] {
+                assert!(same(atan2_lane(y, x), atan2(y, x)), "atan2 {y:e} {x:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn formulas_over_slices_have_the_bits_of_one_value() {
+        let v = probe_values();
+        let n = v.len();
+        let a = &v[..];
+        let b: Vec<f64> = (0..n).map(|i| v[(i * 31 + 5) % n]).collect();
+        let c: Vec<f64> = (0..n).map(|i| v[(i * 17 + 9) % n]).collect();
+        let mut out = vec![0f64; n];
+        for op in Op::ALL {
+            if let Some(f) = op.factor_of_b() {
+                assert!(op.factor_into(&b[..999], &mut out[..999]));
+                assert!((0..999).all(|k| same(out[k], f(b[k]))), "{op:?}");
+            } else {
+                assert!(!op.factor_into(&b, &mut out));
+            }
+            // Odd lengths and offsets: the vector loop's tail.
+            for (from, len) in [(0, n), (3, 1001), (7, 5)] {
+                let (a, b, c) = (&a[from..], &b[from..], &c[from..]);
+                op.eval_into(a, b, c, &mut out[..len]);
+                for k in 0..len {
+                    let want = op.eval(a[k], b[k], c[k]);
+                    assert!(same(out[k], want), "{op:?} {} {} {}", a[k], b[k], c[k]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -24,11 +24,15 @@ const SUBSAMPLE: usize = 4000;
 const TOP: usize = 48;
 /// Records of the subsample that candidates are screened on first ([`screen_candidates`]):
 /// 500 gave the same files as 1,000 within 0.15% on every table measured (ICON at `bits:10`
-/// 1.4% smaller), in two thirds of the time.
-const SCREEN: usize = 500;
-/// Candidates per column that pass the screening (with 96 or 192, the same or slightly larger
-/// files in every table measured).
-const SCREEN_KEEP: usize = TOP + TOP / 3;
+/// 1.4% smaller), in two thirds of the time; 400 (with [`SCREEN_KEEP`] = [`TOP`]) the same
+/// files as 500 with 64 kept within 0.03% on the Z′ jets, Delphes, nEXO, CMS NanoAOD and
+/// ATLAS at `rel:1e-3` and `bits:10` (Delphes at `bits:10` 2.1% smaller, ICON at `bits:10`
+/// 0.3% larger), in three quarters of the screening's time.
+const SCREEN: usize = 400;
+/// Candidates per column that pass the screening (with 64, 96 or 192, the same or slightly
+/// larger files in every table measured; 64 → 48 scores a quarter fewer again on the whole
+/// subsample).
+const SCREEN_KEEP: usize = TOP;
 /// Tables wider than this get no derived features (their count grows with the cube).
 const MAX_FEATURE_WIDTH: usize = 40;
 /// Tables wider than this keep their own column order.
@@ -95,12 +99,15 @@ impl Sub {
         let width = cols.len();
         let mut factors = vec![None; Op::ALL.len() * width];
         for cand in cands {
-            let Some((op, f)) = cand.op.and_then(|op| Some((op, op.factor_of_b()?))) else {
+            let Some(op) = cand.op.filter(|op| op.factor_of_b().is_some()) else {
                 continue;
             };
             let b = cand.args[1] as usize;
-            factors[op as usize * width + b]
-                .get_or_insert_with(|| cols[b].iter().map(|&x| f(x)).collect::<Vec<f64>>());
+            factors[op as usize * width + b].get_or_insert_with(|| {
+                let mut f = vec![0f64; cols[b].len()];
+                op.factor_into(&cols[b], &mut f);
+                f
+            });
         }
         Sub { cols, factors }
     }
@@ -155,44 +162,121 @@ fn extremes(values: &[f64], k: usize) -> (f64, f64) {
         }
     };
     for &v in &values[keep..] {
-        insert(&mut low, v, Less);
-        insert(&mut high, v, Greater);
+        // A plain comparison first (for values that are never NaN it is `total_cmp` but for
+        // the sign of zero, so it lets through every value that may belong).
+        if v <= low[k] {
+            insert(&mut low, v, Less);
+        }
+        if v >= high[k] {
+            insert(&mut high, v, Greater);
+        }
     }
     (low[k], high[k])
 }
 
 /// Centre and scale for a feature's values: the range that holds all but the outer 0.1% on
-/// each side, widened so that every value seen stays within the input clamp (±8).
-fn robust_norm(values: &mut [f64]) -> Option<(f64, f64)> {
+/// each side, widened so that every value seen stays within the input clamp (±8). `values`
+/// are finite, `(min, max)` their least and greatest ([`finite_range`]).
+fn robust_norm(values: &[f64], (min, max): (f64, f64)) -> Option<(f64, f64)> {
     let n = values.len();
     if n < 16 {
         return None;
     }
     let k = n / 1000;
-    let (lo, hi) = if k < EXTREMES {
+    let (lo, hi) = if k == 0 {
+        (min, max)
+    } else if k < EXTREMES {
         extremes(values, k)
     } else {
         // The upper order statistic lies among the values the first selection put above `lo`.
+        let mut values = values.to_vec();
         let (_, &mut lo, upper) = values.select_nth_unstable_by(k, f64::total_cmp);
         let (_, &mut hi, _) = upper.select_nth_unstable_by(n - 2 - 2 * k, f64::total_cmp);
         (lo, hi)
     };
-    let (min, max) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
     let offset = lo / 2.0 + hi / 2.0;
     let full = (max - offset).max(offset - min);
     let scale = (hi / 2.0 - lo / 2.0).max(full / 8.0);
     (scale > 0.0 && scale.is_finite() && offset.is_finite()).then_some((offset, scale))
 }
 
+/// How many of `values` are finite, and the least and greatest of those (`(+∞, −∞)` where
+/// none is), in one pass of eight lanes.
+#[inline(always)]
+fn finite_range(values: &[f64]) -> (usize, f64, f64) {
+    let mut count = [0u64; 8];
+    let mut lo = [f64::INFINITY; 8];
+    let mut hi = [f64::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for x in chunks {
+        for l in 0..8 {
+            let v = x[l];
+            let f = v.is_finite();
+            count[l] += u64::from(f);
+            lo[l] = if f && v < lo[l] { v } else { lo[l] };
+            hi[l] = if f && v > hi[l] { v } else { hi[l] };
+        }
+    }
+    let mut n: u64 = count.iter().sum();
+    let (mut a, mut b) = (f64::INFINITY, f64::NEG_INFINITY);
+    for l in 0..8 {
+        a = if lo[l] < a { lo[l] } else { a };
+        b = if hi[l] > b { hi[l] } else { b };
+    }
+    for &v in tail.iter().filter(|v| v.is_finite()) {
+        n += 1;
+        a = if v < a { v } else { a };
+        b = if v > b { v } else { b };
+    }
+    (n as usize, a, b)
+}
+
+/// `values` normalized as network inputs ([`normalize_input`]) in place, and their sum (eight
+/// interleaved partial sums, added in a fixed order).
+#[inline(always)]
+fn normalize_sum(values: &mut [f64], offset: f64, scale: f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = values.chunks_exact_mut(8);
+    for x in &mut chunks {
+        for l in 0..8 {
+            x[l] = f64::from(normalize_input(x[l], offset, scale));
+            acc[l] += x[l];
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v = f64::from(normalize_input(*v, offset, scale));
+        tail += *v;
+    }
+    super::fold_lanes(acc) + tail
+}
+
+/// `values` less `mean` in place, and the sum of their squares (as [`dot`] of the centred
+/// values with themselves).
+#[inline(always)]
+fn centre_norm2(values: &mut [f64], mean: f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = values.chunks_exact_mut(8);
+    for x in &mut chunks {
+        for l in 0..8 {
+            x[l] -= mean;
+            acc[l] += x[l] * x[l];
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v -= mean;
+        tail += *v * *v;
+    }
+    super::fold_lanes(acc) + tail
+}
+
 /// Each column's [`TOP`] candidates, best first ([`best_candidates`] over the whole
 /// subsample). Where there are many candidates, they are first screened on the first
 /// [`SCREEN`] records, and each column's [`SCREEN_KEEP`] best there are scored again on all
 /// (their normalizations fitted there, as without screening), for that column only: the Z′
-/// jets' 6280 candidates become about 1,300, scored 1,536 times rather than 30,000.
+/// jets' 6280 candidates become about 970, scored 1,152 times rather than 30,000.
 fn screen_candidates(
     cands: &mut [Cand],
     xs: &Sub,
@@ -259,18 +343,10 @@ fn best_candidates(
     target: &(dyn Fn(usize, usize) -> bool + Sync),
     (threads, keep): (usize, usize),
 ) -> Vec<Vec<(f64, usize)>> {
-    let (width, m) = (t.len(), xs.len());
+    let width = t.len();
     let parts = super::par_runs_mut(cands, 1, threads, |first, run| {
         let mut scores: Vec<Vec<(f64, usize)>> = vec![Vec::new(); width];
-        let mut vals = vec![0f64; m];
-        for (k, cand) in run.iter_mut().enumerate() {
-            let target = |c: usize| target(first + k, c);
-            if let Some(r2s) = correlations(cand, xs, t, tvar, &target, &mut vals) {
-                for (c, r2) in r2s {
-                    scores[c].push((r2, first + k));
-                }
-            }
-        }
+        score_run(first, run, (xs, t, tvar), target, &mut scores);
         scores
     });
     let by_score = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
@@ -293,6 +369,7 @@ fn best_candidates(
 /// A candidate's values on the subsample, normalized (fitting its normalization first if it is
 /// a derived feature) and centred into `vals`, and the squared correlation with each target
 /// column it does not read; `None` where the feature is mostly non-finite or constant.
+#[inline(always)]
 fn correlations(
     cand: &mut Cand,
     xs: &Sub,
@@ -303,22 +380,22 @@ fn correlations(
 ) -> Option<Vec<(usize, f64)>> {
     let m = vals.len();
     cand.values(xs, vals);
-    let finite = vals.iter().filter(|v| v.is_finite()).count();
     if cand.op.is_some() {
+        let (finite, min, max) = finite_range(vals);
         if finite < m * 9 / 10 {
             return None;
         }
-        let mut fin: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
-        let (o, s) = robust_norm(&mut fin)?;
+        let (o, s) = if finite == m {
+            robust_norm(vals, (min, max))?
+        } else {
+            let fin: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+            robust_norm(&fin, (min, max))?
+        };
         cand.offset = o;
         cand.scale = s;
     }
-    for v in vals.iter_mut() {
-        *v = f64::from(normalize_input(*v, cand.offset, cand.scale));
-    }
-    let mean = vals.iter().sum::<f64>() / m as f64;
-    vals.iter_mut().for_each(|v| *v -= mean);
-    let norm2 = dot(vals, vals);
+    let mean = normalize_sum(vals, cand.offset, cand.scale) / m as f64;
+    let norm2 = centre_norm2(vals, mean);
     if norm2 <= 1e-12 * m as f64 {
         return None;
     }
@@ -338,40 +415,136 @@ fn correlations(
     Some(out)
 }
 
+/// Scores the candidates `run` (the first of them candidate `first`) into `scores` (per target
+/// column, `(r², candidate)`): [`correlations`] of each.
+#[inline(always)]
+fn score_run_body(
+    first: usize,
+    run: &mut [Cand],
+    (xs, t, tvar): (&Sub, &[Vec<f64>], &[f64]),
+    target: &(dyn Fn(usize, usize) -> bool + Sync),
+    scores: &mut [Vec<(f64, usize)>],
+) {
+    let mut vals = vec![0f64; xs.len()];
+    for (k, cand) in run.iter_mut().enumerate() {
+        let target = |c: usize| target(first + k, c);
+        if let Some(r2s) = correlations(cand, xs, t, tvar, &target, &mut vals) {
+            for (c, r2) in r2s {
+                scores[c].push((r2, first + k));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn score_run_avx2(
+    first: usize,
+    run: &mut [Cand],
+    data: (&Sub, &[Vec<f64>], &[f64]),
+    target: &(dyn Fn(usize, usize) -> bool + Sync),
+    scores: &mut [Vec<(f64, usize)>],
+) {
+    score_run_body(first, run, data, target, scores)
+}
+
+/// [`score_run_body`] with the widest vectors this CPU has (the same operations, so the same
+/// bits).
+#[allow(unsafe_code)]
+fn score_run(
+    first: usize,
+    run: &mut [Cand],
+    data: (&Sub, &[Vec<f64>], &[f64]),
+    target: &(dyn Fn(usize, usize) -> bool + Sync),
+    scores: &mut [Vec<(f64, usize)>],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { score_run_avx2(first, run, data, target, scores) };
+    }
+    score_run_body(first, run, data, target, scores)
+}
+
 /// [`dot`] of `a` with each of four vectors, the same sums in the same order (so the same
 /// bits), reading `a` once.
 #[inline(always)]
 fn dots_body(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
     let n = a.len();
     let whole = n - n % 8;
-    let mut acc = [[0f64; 8]; 4];
+    let [b0, b1, b2, b3] = bs.map(|b| &b[..n]);
+    // Four sets of eight lanes, named one by one so that they stay in registers.
+    let (mut s0, mut s1, mut s2, mut s3) = ([0f64; 8], [0f64; 8], [0f64; 8], [0f64; 8]);
+    for ((((x, y0), y1), y2), y3) in a[..whole]
+        .chunks_exact(8)
+        .zip(b0[..whole].chunks_exact(8))
+        .zip(b1[..whole].chunks_exact(8))
+        .zip(b2[..whole].chunks_exact(8))
+        .zip(b3[..whole].chunks_exact(8))
+    {
+        for l in 0..8 {
+            s0[l] += x[l] * y0[l];
+            s1[l] += x[l] * y1[l];
+            s2[l] += x[l] * y2[l];
+            s3[l] += x[l] * y3[l];
+        }
+    }
+    let tail = |b: &[f64]| -> f64 { a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum() };
+    [
+        super::fold_lanes(s0) + tail(b0),
+        super::fold_lanes(s1) + tail(b1),
+        super::fold_lanes(s2) + tail(b2),
+        super::fold_lanes(s3) + tail(b3),
+    ]
+}
+
+/// [`dots_body`] in AVX2 registers: the eight partial sums of each product in two vectors of
+/// four, each lane summing what the same lane of [`dots_body`] sums, in the same order (a
+/// multiplication, then an addition: no fused multiply-add), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn dots_avx2(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
+    use std::arch::x86_64::{__m256d, _mm256_add_pd, _mm256_loadu_pd, _mm256_mul_pd};
+    use std::arch::x86_64::{_mm256_setzero_pd, _mm256_storeu_pd};
+    let n = a.len();
+    let whole = n - n % 8;
     let bs = bs.map(|b| &b[..n]);
+    let mut lo = [_mm256_setzero_pd(); 4];
+    let mut hi = [_mm256_setzero_pd(); 4];
+    let load = |v: &[f64], i: usize| -> __m256d {
+        let v = &v[i..i + 4];
+        // SAFETY: `v` holds the four values read.
+        unsafe { _mm256_loadu_pd(v.as_ptr()) }
+    };
     for i in (0..whole).step_by(8) {
-        let x = &a[i..i + 8];
-        for (acc, b) in acc.iter_mut().zip(&bs) {
-            let y = &b[i..i + 8];
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
+        let (xl, xh) = (load(a, i), load(a, i + 4));
+        for q in 0..4 {
+            lo[q] = _mm256_add_pd(lo[q], _mm256_mul_pd(xl, load(bs[q], i)));
+            hi[q] = _mm256_add_pd(hi[q], _mm256_mul_pd(xh, load(bs[q], i + 4)));
         }
     }
     let mut out = [0f64; 4];
-    for ((o, acc), b) in out.iter_mut().zip(acc).zip(&bs) {
-        let tail: f64 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
-        *o = super::fold_lanes(acc) + tail;
+    for q in 0..4 {
+        let mut acc = [0f64; 8];
+        // SAFETY: `acc` holds the eight values written.
+        unsafe {
+            _mm256_storeu_pd(acc.as_mut_ptr(), lo[q]);
+            _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi[q]);
+        }
+        let tail: f64 = a[whole..]
+            .iter()
+            .zip(&bs[q][whole..])
+            .map(|(x, y)| x * y)
+            .sum();
+        out[q] = super::fold_lanes(acc) + tail;
     }
     out
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dots_avx2(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
-    dots_body(a, bs)
-}
-
 /// [`dots_body`] with the widest vectors this CPU has (the same operations, so the same bits).
 #[allow(unsafe_code)]
-fn dots(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
+pub(crate) fn dots(a: &[f64], bs: [&[f64]; 4]) -> [f64; 4] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -387,8 +560,47 @@ fn centred(values: impl IntoIterator<Item = f64>) -> Vec<f64> {
     v.into_iter().map(|x| x - mean).collect()
 }
 
+/// [`dot`] in AVX2 registers, as [`dots_avx2`]: the same sums in the same order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn dot_avx2(a: &[f64], b: &[f64]) -> f64 {
+    use std::arch::x86_64::{__m256d, _mm256_add_pd, _mm256_loadu_pd, _mm256_mul_pd};
+    use std::arch::x86_64::{_mm256_setzero_pd, _mm256_storeu_pd};
+    let n = a.len().min(b.len());
+    let whole = n - n % 8;
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let load = |v: &[f64], i: usize| -> __m256d {
+        let v = &v[i..i + 4];
+        // SAFETY: `v` holds the four values read.
+        unsafe { _mm256_loadu_pd(v.as_ptr()) }
+    };
+    for i in (0..whole).step_by(8) {
+        lo = _mm256_add_pd(lo, _mm256_mul_pd(load(a, i), load(b, i)));
+        hi = _mm256_add_pd(hi, _mm256_mul_pd(load(a, i + 4), load(b, i + 4)));
+    }
+    let mut acc = [0f64; 8];
+    // SAFETY: `acc` holds the eight values written.
+    unsafe {
+        _mm256_storeu_pd(acc.as_mut_ptr(), lo);
+        _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi);
+    }
+    let tail: f64 = a[whole..n]
+        .iter()
+        .zip(&b[whole..n])
+        .map(|(x, y)| x * y)
+        .sum();
+    super::fold_lanes(acc) + tail
+}
+
 /// `Σ a·b` in eight interleaved partial sums (so it vectorizes), added in a fixed order.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+#[allow(unsafe_code)]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(a, b) };
+    }
     let mut acc = [0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f64 = ca
@@ -410,70 +622,11 @@ pub(crate) fn gaussian_bits(var: f64, step: f64) -> f64 {
     0.5 * (1.0 + 2.0 * std::f64::consts::PI * std::f64::consts::E * var / (step * step)).log2()
 }
 
-/// Chooses the coding order and each column's inputs.
-///
-/// `noisy`: the sample, row-major, with reconstruction noise; `targets`: the clean sample,
-/// column-major, normalized by the columns' `norms`; `sample`: the records as read (row-major,
-/// for the exact tests such as whether a column holds whole numbers); `bounds`: absolute bounds (0: the column
-/// is stored exactly and not predicted).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn plan(
-    sample: &[f64],
-    noisy: &[f64],
-    targets: &[f32],
-    rows: usize,
-    width: usize,
-    norms: &[(f64, f64)],
-    bounds: &[f64],
-    max_inputs: usize,
-) -> Plan {
-    // The subsample: evenly spaced records (the sample is already random, in runs).
-    let m = rows.min(SUBSAMPLE);
-    let pick: Vec<usize> = (0..m).map(|k| k * rows / m).collect();
-    let xs: Vec<Vec<f64>> = (0..width)
-        .map(|i| pick.iter().map(|&r| noisy[r * width + i]).collect())
-        .collect();
-    let t: Vec<Vec<f64>> = (0..width)
-        .map(|c| centred(pick.iter().map(|&r| f64::from(targets[c * rows + r]))))
-        .collect();
-    let tvar: Vec<f64> = t
-        .iter()
-        .map(|c| c.iter().map(|x| x * x).sum::<f64>() / m as f64)
-        .collect();
-    let target = |c: usize| bounds[c] > 0.0 && tvar[c] > 0.0;
-    // The bound as a step in normalized units.
-    let step: Vec<f64> = (0..width)
-        .map(|c| 2.0 * bounds[c] / norms[c].1.max(f64::MIN_POSITIVE))
-        .collect();
-
-    // Column properties.
-    let mut categorical: Vec<(usize, usize)> = Vec::new(); // (distinct values, column)
-    let mut angle = vec![false; width];
-    let mut varies = vec![false; width];
-    for i in 0..width {
-        let col = &xs[i];
-        // Whole numbers are tested on the values as read: rebuilt from the f32 normalized
-        // targets, large ids (PDG codes of nuclei, ~1e9) are no longer exact integers.
-        let clean: Vec<f64> = pick.iter().map(|&r| sample[r * width + i]).collect();
-        let (min, max) = col
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        varies[i] = max > min;
-        angle[i] = min >= -3.2 && max <= 3.2 && max - min > 3.0;
-        if bounds[i] > 0.0 && tvar[i] > 0.0 && clean.iter().all(|v| v.fract() == 0.0) {
-            let mut d: Vec<u64> = clean.iter().map(|v| v.to_bits()).collect();
-            d.sort_unstable();
-            d.dedup();
-            if d.len() <= MAX_CATEGORIES {
-                categorical.push((d.len(), i));
-            }
-        }
-    }
-
-    // Candidates and each column's best.
+/// Every candidate input: each column that varies (normalized by its `norms`), then, for
+/// tables of up to [`MAX_FEATURE_WIDTH`] columns, each formula over distinct such columns
+/// (one order of the symmetric ones; `a · cos b` and `a · sin b` for `angle` columns `b`).
+fn candidates(norms: &[(f64, f64)], varies: &[bool], angle: &[bool]) -> Vec<Cand> {
+    let width = varies.len();
     let mut cands: Vec<Cand> = Vec::new();
     for i in 0..width {
         if varies[i] {
@@ -518,6 +671,74 @@ pub(crate) fn plan(
             }
         }
     }
+    cands
+}
+
+/// Chooses the coding order and each column's inputs.
+///
+/// `noisy`: the sample with reconstruction noise, column-major; `targets`: the clean sample,
+/// column-major, normalized by the columns' `norms`; `sample`: the records as read (row-major,
+/// for the exact tests such as whether a column holds whole numbers); `bounds`: absolute bounds (0: the column
+/// is stored exactly and not predicted).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan(
+    sample: &[f64],
+    noisy: &[f64],
+    targets: &[f32],
+    rows: usize,
+    width: usize,
+    norms: &[(f64, f64)],
+    bounds: &[f64],
+    max_inputs: usize,
+) -> Plan {
+    // The subsample: evenly spaced records (the sample is already random, in runs).
+    let m = rows.min(SUBSAMPLE);
+    let pick: Vec<usize> = (0..m).map(|k| k * rows / m).collect();
+    let xs: Vec<Vec<f64>> = (0..width)
+        .map(|i| pick.iter().map(|&r| noisy[i * rows + r]).collect())
+        .collect();
+    let t: Vec<Vec<f64>> = (0..width)
+        .map(|c| centred(pick.iter().map(|&r| f64::from(targets[c * rows + r]))))
+        .collect();
+    let tvar: Vec<f64> = t
+        .iter()
+        .map(|c| c.iter().map(|x| x * x).sum::<f64>() / m as f64)
+        .collect();
+    let target = |c: usize| bounds[c] > 0.0 && tvar[c] > 0.0;
+    // The bound as a step in normalized units.
+    let step: Vec<f64> = (0..width)
+        .map(|c| 2.0 * bounds[c] / norms[c].1.max(f64::MIN_POSITIVE))
+        .collect();
+
+    // Column properties.
+    let mut categorical: Vec<(usize, usize)> = Vec::new(); // (distinct values, column)
+    let mut angle = vec![false; width];
+    let mut varies = vec![false; width];
+    for i in 0..width {
+        let col = &xs[i];
+        // Whole numbers are tested on the values as read: rebuilt from the f32 normalized
+        // targets, large ids (PDG codes of nuclei, ~1e9) are no longer exact integers.
+        let clean: Vec<f64> = pick.iter().map(|&r| sample[r * width + i]).collect();
+        let (min, max) = col
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        varies[i] = max > min;
+        angle[i] = min >= -3.2 && max <= 3.2 && max - min > 3.0;
+        if bounds[i] > 0.0 && tvar[i] > 0.0 && clean.iter().all(|v| v.fract() == 0.0) {
+            let mut d: Vec<u64> = clean.iter().map(|v| v.to_bits()).collect();
+            d.sort_unstable();
+            d.dedup();
+            if d.len() <= MAX_CATEGORIES {
+                categorical.push((d.len(), i));
+            }
+        }
+    }
+
+    // Candidates and each column's best.
+    let mut cands = candidates(norms, &varies, &angle);
     let threads = super::cores();
     let sub = Sub::new(xs, &cands);
     let best = screen_candidates(&mut cands, &sub, &t, &target, threads);
@@ -880,6 +1101,93 @@ mod tests {
     }
 
     #[test]
+    fn screening_keeps_the_best_candidates_of_a_full_scoring() {
+        // Seven columns over 4000 records (pt, φ, η, m and px = pt·cos φ, pz = pt·sinh η,
+        // E = √(px² + … ) up to noise): every candidate scored on all records, and screened
+        // first on SCREEN of them, give each column the same best inputs.
+        let m = 4000;
+        let mut seed = 17u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut xs: Vec<Vec<f64>> = vec![Vec::new(); 7];
+        for _ in 0..m {
+            let (pt, phi, eta, mass) = (
+                20.0 + 500.0 * next(),
+                (next() * 2.0 - 1.0) * std::f64::consts::PI,
+                (next() * 2.0 - 1.0) * 2.5,
+                5.0 + 50.0 * next(),
+            );
+            let px = pt * phi.cos() + next();
+            let pz = pt * eta.sinh() + next();
+            let e = (pt * pt + pz * pz + mass * mass).sqrt() + next();
+            for (c, v) in xs.iter_mut().zip([pt, phi, eta, mass, px, pz, e]) {
+                c.push(v);
+            }
+        }
+        let norms: Vec<(f64, f64)> = xs
+            .iter()
+            .map(|c| {
+                let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (lo / 2.0 + hi / 2.0, hi / 2.0 - lo / 2.0)
+            })
+            .collect();
+        let t: Vec<Vec<f64>> = xs
+            .iter()
+            .zip(&norms)
+            .map(|(c, &(o, s))| centred(c.iter().map(|&x| (x - o) / s)))
+            .collect();
+        let tvar: Vec<f64> = t.iter().map(|c| dot(c, c) / m as f64).collect();
+        let angle: Vec<bool> = (0..7).map(|c| c == 1).collect();
+        let mut cands = candidates(&norms, &[true; 7], &angle);
+        assert!(
+            cands.len() > 4 * SCREEN_KEEP,
+            "{} candidates: screened",
+            cands.len()
+        );
+        let sub = Sub::new(xs, &cands);
+        let all = |_: usize, _: usize| true;
+        let full = best_candidates(&mut cands.clone(), &sub, &t, &tvar, &all, (2, TOP));
+        let screened = screen_candidates(&mut cands, &sub, &t, &|_| true, 2);
+        let mut explained = 0;
+        for (c, (f, s)) in full.iter().zip(&screened).enumerate() {
+            // Every candidate kept has the score the full scoring gives it.
+            for entry in s {
+                assert!(
+                    f.contains(entry) || entry.0 <= f[TOP - 1].0,
+                    "column {c}: {entry:?}"
+                );
+            }
+            // Where a column is explained at all, its five best are the full scoring's, in
+            // order (further down, among many near-equal formulas, and in the columns that
+            // nothing explains, ranks may differ).
+            if f[0].0 > 0.9 {
+                assert_eq!(f[..5], s[..5], "column {c}");
+                explained += 1;
+            }
+        }
+        assert!(explained >= 3, "{explained}");
+        // The relations are found: px from pt·cos φ, E from √(pt² + pz² + m²).
+        let is = |c: usize, op: Op, args: &[u32]| {
+            let k = screened[c][0].1;
+            cands[k].op == Some(op) && cands[k].args == args
+        };
+        assert!(is(4, Op::MulCos, &[0, 1]), "{:?}", cands[screened[4][0].1]);
+        assert!(
+            is(6, Op::Hypot3, &[0, 3, 5]),
+            "{:?}",
+            cands[screened[6][0].1]
+        );
+        // And at any thread count, the same.
+        for threads in [1, 3] {
+            let again = screen_candidates(&mut cands.clone(), &sub, &t, &|_| true, threads);
+            assert_eq!(again, screened, "{threads} threads");
+        }
+    }
+
+    #[test]
     fn extremes_are_the_selected_order_statistics() {
         let mut seed = 5u64;
         for n in [17usize, 100, 1000, 1999, 4000, 7999] {
@@ -916,9 +1224,50 @@ mod tests {
             };
             let (a, b) = (v(0.0), [v(1.0), v(2.0), v(3.0), v(4.0)]);
             let got = dots(&a, [&b[0], &b[1], &b[2], &b[3]]);
-            for (g, b) in got.iter().zip(&b) {
+            // The portable loop (what a CPU without AVX2 runs) gives the same bits.
+            let portable = dots_body(&a, [&b[0], &b[1], &b[2], &b[3]]);
+            for ((g, p), b) in got.iter().zip(portable).zip(&b) {
                 assert_eq!(g.to_bits(), dot(&a, b).to_bits(), "{n}");
+                assert_eq!(g.to_bits(), p.to_bits(), "{n}");
             }
+        }
+    }
+
+    #[test]
+    fn one_pass_statistics_match_their_definitions() {
+        let mut seed = 3u64;
+        for n in [0usize, 5, 8, 17, 500, 4001] {
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.3) * 40.0
+                })
+                .collect();
+            if n > 10 {
+                v[3] = f64::NAN;
+                v[7] = f64::INFINITY;
+            }
+            let fin: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            let (count, lo, hi) = finite_range(&v);
+            assert_eq!(count, fin.len(), "{n}");
+            assert_eq!(lo, fin.iter().copied().fold(f64::INFINITY, f64::min), "{n}");
+            assert_eq!(
+                hi,
+                fin.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                "{n}"
+            );
+            let (offset, scale) = (1.5, 7.25);
+            let mut w = fin.clone();
+            let sum = normalize_sum(&mut w, offset, scale);
+            let want: Vec<f64> = fin
+                .iter()
+                .map(|&x| f64::from(normalize_input(x, offset, scale)))
+                .collect();
+            assert_eq!(w, want, "{n}");
+            assert!((sum - want.iter().sum::<f64>()).abs() <= 1e-12 * (1.0 + sum.abs()));
+            let mean = sum / w.len().max(1) as f64;
+            let norm2 = centre_norm2(&mut w, mean);
+            assert_eq!(norm2.to_bits(), dot(&w, &w).to_bits(), "{n}");
         }
     }
 
@@ -955,7 +1304,11 @@ mod tests {
                 targets[c * rows + r] = ((sample[r * width + c] - norms[c].0) / norms[c].1) as f32;
             }
         }
-        let plan = plan(&sample, &sample, &targets, rows, width, &norms, &bounds, 4);
+        let noisy: Vec<f64> = (0..width)
+            .flat_map(|c| (0..rows).map(move |r| (r, c)))
+            .map(|(r, c)| sample[r * width + c])
+            .collect();
+        let plan = plan(&sample, &noisy, &targets, rows, width, &norms, &bounds, 4);
         assert_eq!(plan.order, vec![1, 0]);
     }
 }

@@ -154,12 +154,13 @@ pub fn fit(
     let rows = sample.len() / width.max(1);
     let mut norms = Vec::with_capacity(width);
     let mut bounds = Vec::with_capacity(width);
-    for j in 0..width {
-        let col: Vec<f64> = (0..rows).map(|r| sample[r * width + j]).collect();
-        let stats = crate::normalize::ColumnStats::of(&col);
-        let n = crate::normalize::Normalization::from_stats(&stats);
+    // Every column's statistics in one pass over the records.
+    let mut acc = crate::normalize::StatsAccumulator::new(width);
+    acc.add(&sample[..rows * width]);
+    for (j, stats) in acc.finish().iter().enumerate().take(width) {
+        let n = crate::normalize::Normalization::from_stats(stats);
         norms.push((n.offset, n.scale));
-        bounds.push(specs[j].resolve(&stats));
+        bounds.push(specs[j].resolve(stats));
     }
     let mut opts = opts.clone();
     let active = bounds.iter().skip(1).filter(|b| !b.is_lossless()).count();
@@ -209,6 +210,44 @@ pub fn linear_fits(raw_bytes: u64, active: usize, max_inputs: usize) -> bool {
 fn model_budget(raw_bytes: u64) -> f64 {
     raw_bytes as f64 / 5.0 * 0.02
 }
+
+/// The training sample's clean targets (normalized as `model`'s columns) and its inputs as the
+/// decoder sees them: each value moved by up to its bound (uniform noise from `rng`), in the
+/// data's units: `E`, or `R·|x|` under a point-wise relative bound. Both column-major, as
+/// everything after reads them. (One pass on one thread: most of its time is the first
+/// touch of the two arrays' pages, which a second thread does not speed up.)
+fn noisy_sample(
+    sample: &[f64],
+    width: usize,
+    model: &Model,
+    bounds: &[crate::bound::Bound],
+    rng: &mut Lcg,
+) -> (Vec<f32>, Vec<f64>) {
+    let rows = sample.len() / width.max(1);
+    let mut targets = vec![0f32; rows * width];
+    let mut noisy = vec![0f64; rows * width];
+    for (r, record) in sample.chunks_exact(width.max(1)).enumerate() {
+        for (j, &x) in record.iter().enumerate() {
+            targets[j * rows + r] = model.columns[j].normalize(x);
+            let reach = match bounds[j] {
+                crate::bound::Bound::Abs(e) => e,
+                crate::bound::Bound::PwRel(r) => r * x.abs(),
+                crate::bound::Bound::Lossless => 0.0,
+            };
+            let n = if reach > 0.0 && x.is_finite() {
+                (f64::from(rng.unit()) * 2.0 - 1.0) * reach
+            } else {
+                0.0
+            };
+            noisy[j * rows + r] = x + n;
+        }
+    }
+    (targets, noisy)
+}
+
+/// Records per block of the linear parts' normal equations: each block's centred inputs
+/// (12 columns of `f64`) stay in the first-level cache.
+const FIT_BLOCK: usize = 512;
 
 struct Lcg(u64);
 
@@ -322,47 +361,36 @@ pub fn train(
     }
     let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
 
-    // Clean targets (normalized, column-major) and inputs as the decoder sees them: each value
-    // moved by up to its bound (uniform noise), in the data's units: `E`, or `R·|x|` under a
-    // point-wise relative bound.
-    let mut targets = vec![0f32; rows * width];
-    let mut noisy = vec![0f64; rows * width];
-    for r in 0..rows {
-        for j in 0..width {
-            let x = sample[r * width + j];
-            targets[j * rows + r] = model.columns[j].normalize(x);
-            let reach = match bounds[j] {
-                crate::bound::Bound::Abs(e) => e,
-                crate::bound::Bound::PwRel(r) => r * x.abs(),
-                crate::bound::Bound::Lossless => 0.0,
-            };
-            let n = if reach > 0.0 && x.is_finite() {
-                (f64::from(rng.unit()) * 2.0 - 1.0) * reach
-            } else {
-                0.0
-            };
-            noisy[r * width + j] = x + n;
-        }
-    }
-    let stats: Vec<(f64, f64)> = (0..width)
-        .map(|j| {
-            let c = &targets[j * rows..(j + 1) * rows];
-            let m = c.iter().map(|&x| f64::from(x)).sum::<f64>() / rows as f64;
-            let v = c.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / rows as f64;
-            (m, v)
-        })
-        .collect();
+    let (targets, noisy) = noisy_sample(sample, width, &model, bounds, &mut rng);
+    let columns: Vec<usize> = (0..width).collect();
+    let stats: Vec<(f64, f64)> = super::par_map(&columns, super::cores(), |&j| {
+        let c = &targets[j * rows..(j + 1) * rows];
+        let m = c.iter().map(|&x| f64::from(x)).sum::<f64>() / rows as f64;
+        let v = c.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / rows as f64;
+        (m, v)
+    });
 
     // Order, features and inputs, priced with each column's typical absolute bound (a
-    // point-wise relative bound at the column's mean magnitude).
+    // point-wise relative bound at the column's mean magnitude: the magnitudes summed for
+    // every column in one pass over the records, each column's sum in record order).
+    let mut magnitude = vec![(0f64, 0usize); width];
+    if bounds
+        .iter()
+        .any(|b| matches!(b, crate::bound::Bound::PwRel(_)))
+    {
+        for record in sample.chunks_exact(width.max(1)).take(rows) {
+            for (m, &x) in magnitude.iter_mut().zip(record) {
+                if x.is_finite() {
+                    *m = (m.0 + x.abs(), m.1 + 1);
+                }
+            }
+        }
+    }
     let abs_bounds: Vec<f64> = (0..width)
         .map(|j| match bounds[j] {
             crate::bound::Bound::Abs(e) => e,
             crate::bound::Bound::PwRel(r) => {
-                let (sum, n) = (0..rows)
-                    .map(|i| sample[i * width + j])
-                    .filter(|x| x.is_finite())
-                    .fold((0.0, 0usize), |(s, n), x| (s + x.abs(), n + 1));
+                let (sum, n) = magnitude[j];
                 let mean = if n > 0 { sum / n as f64 } else { 0.0 };
                 if mean > 0.0 { r * mean } else { r }
             }
@@ -395,27 +423,23 @@ pub fn train(
     let slot = |id: u32| ids.binary_search(&id).expect("input id listed");
     let mut xin = vec![0f32; rows * nin];
     // One input per task, over all records: a contiguous run of `xin` each, computed as the
-    // decoder computes it, on every core: a derived feature's arguments gathered into
-    // columns, then [`Feature::inputs_into`](super::Feature::inputs_into) over them all.
+    // decoder computes it, on every core: [`Feature::inputs_into`](super::Feature::inputs_into)
+    // over its arguments' columns.
     let threads = super::cores();
     super::par_runs_mut(&mut xin, rows.max(1), threads, |first, run| {
-        let mut args = [Vec::new(), Vec::new(), Vec::new()];
         let mut v = vec![0f64; rows];
+        let col = |j: usize| &noisy[j * rows..(j + 1) * rows];
         for (k, out) in run.chunks_mut(rows.max(1)).enumerate() {
             let id = ids[first + k] as usize;
             let Some(f) = id.checked_sub(width).map(|i| &model.features[i]) else {
                 let c = &model.columns[id];
-                for (r, x) in out.iter_mut().enumerate() {
-                    *x = c.normalize(noisy[r * width + id]);
+                for (x, &y) in out.iter_mut().zip(col(id)) {
+                    *x = c.normalize(y);
                 }
                 continue;
             };
-            for (arg, &a) in args.iter_mut().zip(&f.args) {
-                arg.clear();
-                arg.extend((0..rows).map(|r| noisy[r * width + a as usize]));
-            }
-            let [a, b, c] = &args;
-            f.inputs_into([a, b, c], &mut v, out);
+            let arg = |q: usize| f.args.get(q).map_or(&[][..], |&a| col(a as usize));
+            f.inputs_into([arg(0), arg(1), arg(2)], &mut v, out);
         }
     });
 
@@ -458,19 +482,42 @@ pub fn train(
         }
         means.iter_mut().for_each(|m| *m /= n);
         tm /= n;
+        // Blocks of records gathered and centred into columns, so each entry of the normal
+        // equations is a vectorized dot product over the block (four at a time, reading the
+        // row's input once).
         let mut a = vec![0f64; k * k];
         let mut b = vec![0f64; k];
-        let mut x = [0f64; MAX_INPUTS];
-        for &r in &fit_rows {
-            for ((x, c), m) in x.iter_mut().zip(&cols).zip(&means) {
-                *x = f64::from(c[r]) - m;
-            }
-            let y = f64::from(tcol[r]) - tm;
-            for i in 0..k {
-                for (a, &xj) in a[i * k..i * k + i + 1].iter_mut().zip(&x[..=i]) {
-                    *a += x[i] * xj;
+        let mut xb = vec![0f64; k * FIT_BLOCK];
+        let mut yb = vec![0f64; FIT_BLOCK];
+        for rows_b in fit_rows.chunks(FIT_BLOCK) {
+            let nb = rows_b.len();
+            for ((x, c), m) in xb.chunks_exact_mut(FIT_BLOCK).zip(&cols).zip(&means) {
+                for (x, &r) in x.iter_mut().zip(rows_b) {
+                    *x = f64::from(c[r]) - m;
                 }
-                b[i] += x[i] * y;
+            }
+            for (y, &r) in yb.iter_mut().zip(rows_b) {
+                *y = f64::from(tcol[r]) - tm;
+            }
+            let col = |i: usize| &xb[i * FIT_BLOCK..i * FIT_BLOCK + nb];
+            let y = &yb[..nb];
+            for i in 0..k {
+                // Row i of the lower triangle (columns 0..=i) and b[i]: the products of
+                // column i with columns 0..=i and y, in groups of four.
+                let mut others: Vec<&[f64]> = (0..=i).map(col).collect();
+                others.push(y);
+                for (g, group) in others.chunks(4).enumerate() {
+                    let pad = |q: usize| group[q.min(group.len() - 1)];
+                    let d = select::dots(col(i), [pad(0), pad(1), pad(2), pad(3)]);
+                    for (q, &v) in d.iter().enumerate().take(group.len()) {
+                        let jj = g * 4 + q;
+                        if jj <= i {
+                            a[i * k + jj] += v;
+                        } else {
+                            b[i] += v;
+                        }
+                    }
+                }
             }
         }
         for i in 0..k {
@@ -575,9 +622,10 @@ pub fn train(
     // The held-out records' inputs, column-major, as the model's kernel reads a chunk.
     let nval = val_idx.len();
     let mut val_cols = vec![0f64; width * nval];
-    for (k, &r) in val_idx.iter().enumerate() {
-        for j in 0..width {
-            val_cols[j * nval + k] = noisy[r * width + j];
+    for j in 0..width {
+        let (from, to) = (&noisy[j * rows..], &mut val_cols[j * nval..(j + 1) * nval]);
+        for (v, &r) in to.iter_mut().zip(val_idx) {
+            *v = from[r];
         }
     }
     let held_out = |m: &Model| -> Vec<f64> {
