@@ -393,11 +393,23 @@ pub fn exp(x: f64) -> f64 {
         return 0.0;
     }
     // x = k·ln2 + r, |r| ≤ ln2/2; ln 2 in two parts.
-    const L1: f64 = 0.693_147_180_369_123_8; // high bits of ln 2
-    const L2: f64 = 1.908_214_929_270_587_7e-10; // ln 2 − L1
     let k = round_half_away(x * (1.0 / LN_2));
-    let r = (x - k * L1) - k * L2;
-    // e^r by Taylor to r¹³/13! (|r| ≤ 0.347: error < 1e-17 relative).
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = exp_taylor(r);
+    // Scale by 2^k in two steps so subnormal and near-overflow results stay right.
+    let k = k as i64;
+    let (k1, k2) = (k / 2, k - k / 2);
+    p * pow2(k1) * pow2(k2)
+}
+
+/// ln 2 in two parts: its high bits, and the rest (ln 2 − `LN2_HI`).
+const LN2_HI: f64 = 0.693_147_180_369_123_8;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+
+/// e^r by Taylor to r¹³/13! (|r| ≤ 0.347: error < 1e-17 relative); [`exp`]'s and its lane
+/// form's one polynomial.
+#[inline(always)]
+fn exp_taylor(r: f64) -> f64 {
     let mut p = 1.0 / 6227020800.0;
     for d in [
         479001600.0,
@@ -416,10 +428,54 @@ pub fn exp(x: f64) -> f64 {
     ] {
         p = p * r + 1.0 / d;
     }
-    // Scale by 2^k in two steps so subnormal and near-overflow results stay right.
-    let k = k as i64;
-    let (k1, k2) = (k / 2, k - k / 2);
-    p * pow2(k1) * pow2(k2)
+    p
+}
+
+/// ln(2^e · m) for m in [√2/2, √2]: ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.1716, by
+/// the series to s²¹ ([`ln`]'s and its lane form's).
+#[inline(always)]
+fn ln_parts(e: f64, m: f64) -> f64 {
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let mut p = 1.0 / 21.0;
+    for d in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
+        p = p * z + 1.0 / d;
+    }
+    (e * LN2_HI + 2.0 * s * p) + e * LN2_LO
+}
+
+/// sinh x by its series to x¹⁵ (for |x| < 0.5).
+#[inline(always)]
+fn sinh_series(x: f64) -> f64 {
+    let z = x * x;
+    let mut p = 1.0 / 1307674368000.0;
+    for d in [6227020800.0, 39916800.0, 362880.0, 5040.0, 120.0, 6.0, 1.0] {
+        p = p * z + 1.0 / d;
+    }
+    x * p
+}
+
+/// asinh a by its series to a¹⁹ (for 0 ≤ a < 0.125).
+#[inline(always)]
+fn asinh_series(a: f64) -> f64 {
+    const C: [f64; 10] = [
+        1.0,
+        -1.0 / 6.0,
+        3.0 / 40.0,
+        -5.0 / 112.0,
+        35.0 / 1152.0,
+        -63.0 / 2816.0,
+        231.0 / 13312.0,
+        -143.0 / 10240.0,
+        6435.0 / 557056.0,
+        -12155.0 / 1245184.0,
+    ];
+    let z = a * a;
+    let mut p = C[9];
+    for &c in C[..9].iter().rev() {
+        p = p * z + c;
+    }
+    a * p
 }
 
 /// 2^k for |k| ≤ 1022, built from its bits.
@@ -458,29 +514,14 @@ pub fn ln(x: f64) -> f64 {
         m *= 0.5;
         e += 1;
     }
-    // ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.1716: series to s²¹.
-    let s = (m - 1.0) / (m + 1.0);
-    let z = s * s;
-    let mut p = 1.0 / 21.0;
-    for d in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
-        p = p * z + 1.0 / d;
-    }
-    const L1: f64 = 0.693_147_180_369_123_8;
-    const L2: f64 = 1.908_214_929_270_587_7e-10;
-    let ef = e as f64;
-    (ef * L1 + 2.0 * s * p) + ef * L2
+    ln_parts(e as f64, m)
 }
 
 /// sinh `x`.
 pub fn sinh(x: f64) -> f64 {
     if x.abs() < 0.5 {
-        // e^x − e^−x loses digits near 0: use the series to x¹⁵.
-        let z = x * x;
-        let mut p = 1.0 / 1307674368000.0;
-        for d in [6227020800.0, 39916800.0, 362880.0, 5040.0, 120.0, 6.0, 1.0] {
-            p = p * z + 1.0 / d;
-        }
-        return x * p;
+        // e^x − e^−x loses digits near 0.
+        return sinh_series(x);
     }
     let e = exp(x.abs());
     let v = 0.5 * e - 0.5 / e;
@@ -497,25 +538,8 @@ pub fn cosh(x: f64) -> f64 {
 pub fn asinh(x: f64) -> f64 {
     let a = x.abs();
     let v = if a < 0.125 {
-        // Series to x¹⁹ (ln(a + √(a²+1)) cancels near 0).
-        const C: [f64; 10] = [
-            1.0,
-            -1.0 / 6.0,
-            3.0 / 40.0,
-            -5.0 / 112.0,
-            35.0 / 1152.0,
-            -63.0 / 2816.0,
-            231.0 / 13312.0,
-            -143.0 / 10240.0,
-            6435.0 / 557056.0,
-            -12155.0 / 1245184.0,
-        ];
-        let z = a * a;
-        let mut p = C[9];
-        for &c in C[..9].iter().rev() {
-            p = p * z + c;
-        }
-        a * p
+        // ln(a + √(a²+1)) cancels near 0.
+        asinh_series(a)
     } else if a > 1e150 {
         ln(a) + LN_2
     } else {
@@ -614,28 +638,9 @@ fn sincos_lane(x: f64) -> (f64, f64) {
 /// [`exp`], lane by lane.
 #[inline(always)]
 fn exp_lane(x: f64) -> f64 {
-    const L1: f64 = 0.693_147_180_369_123_8;
-    const L2: f64 = 1.908_214_929_270_587_7e-10;
     let k = round_half_away_lane(x * (1.0 / LN_2));
-    let r = (x - k * L1) - k * L2;
-    let mut p = 1.0 / 6227020800.0;
-    for d in [
-        479001600.0,
-        39916800.0,
-        3628800.0,
-        362880.0,
-        40320.0,
-        5040.0,
-        720.0,
-        120.0,
-        24.0,
-        6.0,
-        2.0,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + 1.0 / d;
-    }
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = exp_taylor(r);
     // k/2 rounded toward zero, as the integer division of the scalar code.
     let k1 = (k * 0.5).trunc();
     let k2 = k - k1;
@@ -657,16 +662,7 @@ fn ln_lane(x: f64) -> f64 {
     let big = m > std::f64::consts::SQRT_2;
     let m = if big { m * 0.5 } else { m };
     let e = e + i32::from(big);
-    let s = (m - 1.0) / (m + 1.0);
-    let z = s * s;
-    let mut p = 1.0 / 21.0;
-    for d in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
-        p = p * z + 1.0 / d;
-    }
-    const L1: f64 = 0.693_147_180_369_123_8;
-    const L2: f64 = 1.908_214_929_270_587_7e-10;
-    let ef = f64::from(e);
-    let v = (ef * L1 + 2.0 * s * p) + ef * L2;
+    let v = ln_parts(f64::from(e), m);
     let v = if x.is_infinite() { x } else { v };
     let v = if x == 0.0 { f64::NEG_INFINITY } else { v };
     if x.is_nan() || x < 0.0 { f64::NAN } else { v }
@@ -675,12 +671,7 @@ fn ln_lane(x: f64) -> f64 {
 /// [`sinh`], lane by lane.
 #[inline(always)]
 fn sinh_lane(x: f64) -> f64 {
-    let z = x * x;
-    let mut p = 1.0 / 1307674368000.0;
-    for d in [6227020800.0, 39916800.0, 362880.0, 5040.0, 120.0, 6.0, 1.0] {
-        p = p * z + 1.0 / d;
-    }
-    let series = x * p;
+    let series = sinh_series(x);
     let e = exp_lane(x.abs());
     let v = 0.5 * e - 0.5 / e;
     let v = if x < 0.0 { -v } else { v };
@@ -697,25 +688,8 @@ fn cosh_lane(x: f64) -> f64 {
 /// [`asinh`], lane by lane.
 #[inline(always)]
 fn asinh_lane(x: f64) -> f64 {
-    const C: [f64; 10] = [
-        1.0,
-        -1.0 / 6.0,
-        3.0 / 40.0,
-        -5.0 / 112.0,
-        35.0 / 1152.0,
-        -63.0 / 2816.0,
-        231.0 / 13312.0,
-        -143.0 / 10240.0,
-        6435.0 / 557056.0,
-        -12155.0 / 1245184.0,
-    ];
     let a = x.abs();
-    let z = a * a;
-    let mut p = C[9];
-    for &c in C[..9].iter().rev() {
-        p = p * z + c;
-    }
-    let series = a * p;
+    let series = asinh_series(a);
     let huge = a > 1e150;
     let l = ln_lane(if huge { a } else { a + (a * a + 1.0).sqrt() });
     let v = if huge { l + LN_2 } else { l };
