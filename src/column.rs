@@ -251,7 +251,7 @@ impl<T: Element> ColumnCoder<T> {
         self.coder.allow_binned(false);
         if cp.bound.is_lossless() {
             out.push(KIND_LOSSLESS);
-            lossless::encode(col, reference, &mut self.coder, &mut self.ll, out);
+            lossless::encode(col, reference, grid, &mut self.coder, &mut self.ll, out);
             if let Some(r) = recon {
                 r.copy_from_slice(col);
             }
@@ -403,7 +403,14 @@ impl<T: Element> ColumnCoder<T> {
             self.coder.allow_binned(false);
             self.alt.clear();
             self.alt.push(KIND_LOSSLESS);
-            lossless::encode(col, reference, &mut self.coder, &mut self.ll, &mut self.alt);
+            lossless::encode(
+                col,
+                reference,
+                grid,
+                &mut self.coder,
+                &mut self.ll,
+                &mut self.alt,
+            );
             if self.alt.len() < out.len() {
                 std::mem::swap(out, &mut self.alt);
                 if let Some(r) = recon {
@@ -590,7 +597,7 @@ impl<T: Element> ColumnCoder<T> {
                 }
             }
             KIND_LOSSLESS => {
-                lossless::decode(&mut r, reference, &mut self.coder, &mut self.ll, out)?
+                lossless::decode(&mut r, reference, grid, &mut self.coder, &mut self.ll, out)?
             }
             k => return Err(Malformed(format!("unknown column kind {k}"))),
         }

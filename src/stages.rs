@@ -11,6 +11,7 @@ use crate::element::Element;
 use crate::entropy::CodeCoder;
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
+use crate::predict::Grid;
 use crate::residual::{Exceptions, Prediction, Quantizer};
 
 /// The quantizer of a column of values within `±max_abs` (predictions are in its domain).
@@ -99,6 +100,7 @@ impl Lossless {
         lossless::encode(
             col,
             Reference::None,
+            Grid::default(),
             &mut self.coder,
             &mut self.scratch,
             out,
@@ -110,6 +112,7 @@ impl Lossless {
         lossless::decode(
             &mut ByteReader::new(input),
             Reference::None,
+            Grid::default(),
             &mut self.coder,
             &mut self.scratch,
             out,

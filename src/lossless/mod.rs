@@ -23,10 +23,18 @@
 //!
 //! The transform is chosen by the summed order-0 entropy of the byte planes, measured on the
 //! chunk; the whole-word coder is tried when a sample shows few distinct words.
+//!
+//! From format version 5, f32 columns may instead be coded as one stream of integers
+//! (transforms 4 to 8, [`ints`]): value words less a prediction (the previous value, the
+//! reference, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
+//! encoder codes a column both ways and keeps the smaller.
+
+mod ints;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, unzigzag64, zigzag64};
 use crate::element::Element;
 use crate::entropy::CodeCoder;
+use crate::predict::Grid;
 
 const IDENTITY: u8 = 0;
 const DELTA_ALONG: u8 = 1;
@@ -56,6 +64,8 @@ pub(crate) struct LosslessScratch {
     codes: Vec<i32>,
     out_a: Vec<u8>,
     out_b: Vec<u8>,
+    ints: ints::IntScratch,
+    int_out: Vec<u8>,
 }
 
 #[inline(always)]
@@ -174,8 +184,42 @@ fn encode_words<T: Element>(
     }
 }
 
-/// Appends the lossless coding of `col` to `out`.
+/// The f32 values of `col`, if its elements are f32.
+fn as_f32<T: Element>(col: &[T]) -> Option<&[f32]> {
+    (T::DTYPE == crate::element::DType::F32).then(|| bytemuck::cast_slice(col))
+}
+
+/// Appends the lossless coding of `col` to `out`: byte planes or (f32) one integer stream,
+/// whichever is smaller. `grid` is a field's (rows and planes of the chunk), for the Lorenzo
+/// predictions.
 pub(crate) fn encode<T: Element>(
+    col: &[T],
+    reference: Reference<'_, T>,
+    grid: Grid,
+    coder: &mut CodeCoder,
+    s: &mut LosslessScratch,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    encode_planes(col, reference, coder, s, out);
+    if let Some(values) = as_f32(col) {
+        let rf = match reference {
+            Reference::Column(c) => as_f32(c),
+            _ => None,
+        };
+        let mut alt = std::mem::take(&mut s.int_out);
+        alt.clear();
+        ints::encode(values, rf, grid, coder, &mut s.ints, &mut alt);
+        if alt.len() < out.len() - start {
+            out.truncate(start);
+            out.extend_from_slice(&alt);
+        }
+        s.int_out = alt;
+    }
+}
+
+/// Appends the byte-plane coding of `col` (transforms 0 to 3) to `out`.
+fn encode_planes<T: Element>(
     col: &[T],
     reference: Reference<'_, T>,
     coder: &mut CodeCoder,
@@ -221,10 +265,11 @@ pub(crate) fn encode<T: Element>(
     out.extend_from_slice(&s.out_a);
 }
 
-/// Decodes `out.len()` values written by [`encode`].
+/// Decodes `out.len()` values written by [`encode`] (with the same `reference` and `grid`).
 pub(crate) fn decode<T: Element>(
     r: &mut ByteReader<'_>,
     reference: Reference<'_, T>,
+    grid: Grid,
     coder: &mut CodeCoder,
     s: &mut LosslessScratch,
     out: &mut [T],
@@ -232,7 +277,24 @@ pub(crate) fn decode<T: Element>(
     let n = out.len();
     let t = r.u8()?;
     if t > DELTA_REF {
-        return Err(Malformed(format!("unknown lossless transform {t}")));
+        if T::DTYPE != crate::element::DType::F32 {
+            return Err(Malformed(format!(
+                "lossless transform {t} on a column that is not f32"
+            )));
+        }
+        let rf = match reference {
+            Reference::Column(c) => as_f32(c),
+            _ => None,
+        };
+        return ints::decode(
+            t,
+            r,
+            rf,
+            grid,
+            coder,
+            &mut s.ints,
+            bytemuck::cast_slice_mut(out),
+        );
     }
     if (t == XOR_REF || t == DELTA_REF) && matches!(reference, Reference::None) {
         return Err(Malformed::new(
@@ -316,10 +378,11 @@ mod tests {
         let mut coder = CodeCoder::new();
         let mut s = LosslessScratch::default();
         let mut buf = Vec::new();
-        encode(col, reference, &mut coder, &mut s, &mut buf);
+        let grid = Grid::default();
+        encode(col, reference, grid, &mut coder, &mut s, &mut buf);
         let mut out = vec![T::from_f64(0.0); col.len()];
         let mut r = ByteReader::new(&buf);
-        decode(&mut r, reference, &mut coder, &mut s, &mut out).unwrap();
+        decode(&mut r, reference, grid, &mut coder, &mut s, &mut out).unwrap();
         assert!(r.is_empty());
         assert_eq!(
             out.iter().map(|v| v.to_bits64()).collect::<Vec<_>>(),
@@ -328,20 +391,23 @@ mod tests {
         buf.len()
     }
 
+    /// f32 values in increasing order, across every kind (infinities, subnormals, zeros).
+    pub(super) const ORDERED: [f32; 10] = [
+        f32::NEG_INFINITY,
+        -1e30,
+        -1.0,
+        -1e-40,
+        -0.0,
+        0.0,
+        1e-40,
+        1.0,
+        1e30,
+        f32::INFINITY,
+    ];
+
     #[test]
     fn ord_is_monotone_and_invertible() {
-        let vals = [
-            f32::NEG_INFINITY,
-            -1e30,
-            -1.0,
-            -1e-40,
-            -0.0,
-            0.0,
-            1e-40,
-            1.0,
-            1e30,
-            f32::INFINITY,
-        ];
+        let vals = ORDERED;
         let ords: Vec<u64> = vals
             .iter()
             .map(|v| ord::<f32>(v.to_bits() as u64))

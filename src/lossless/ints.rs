@@ -1,0 +1,806 @@
+//! Bit-exact coding of f32 columns as one stream of integers (format version 5): each value's
+//! *value word* (its bits in value order, less the trailing zero bits every value of the
+//! column has) minus a prediction of it, coded by the entropy stage, which fits bins or
+//! magnitude tokens to the residuals (pcodec's binning and fpzip's residual coding are both
+//! among its modes), optionally split by the magnitudes of neighbouring residuals.
+//!
+//! Layout after the transform byte (one of [`VALUE`], [`DELTA`], [`DELTA_REF`],
+//! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`]):
+//!
+//! `u8 shift`, `u8 classes`, `classes − 1` threshold bytes (non-decreasing), one `uvarint`
+//! count per class (adding up to the column's length), then each non-empty class's codes as a
+//! [`CodeCoder`] stream, in class order.
+//!
+//! With `v(x)` the value word of `x` at the column's shift, the code of value `i` is `v(x[i])`
+//! minus (wrapping, in 32 bits):
+//!
+//! | transform | prediction |
+//! |---|---|
+//! | value | 0 |
+//! | delta | `v(x[i − 1])` (0 for the first) |
+//! | delta from the reference | `v(ref[i])` (its low bits dropped at the shift) |
+//! | the reference before | `v(ref[i − 1])` (0 for the first) |
+//! | the reference after | `v(ref[i + 1])` (0 for the last) |
+//! | Lorenzo, 2 axes | `v(F(0))`, with `F(b) = W + N − NW` taken `b` planes back |
+//! | Lorenzo, 3 axes | `v(F(0) + (U − F(1)))` |
+//! | Lorenzo, 3 axes, quadratic along planes | `v(F(0) + (2 (U − F(1)) − (UU − F(2))))` from the third plane on, as the 3-axis one on the second |
+//!
+//! Lorenzo predictions (fpzip's, and a second-order one along the plane axis, for fields that
+//! move smoothly in time) sum the neighbours along the row (W), the column (N) and the plane
+//! axis (U, UU two planes back) in f64, terms outside the chunk being 0, in the order written,
+//! and round the sum to f32; a sum that is not a number predicts 0. Every step is exact IEEE arithmetic, so
+//! encoder and decoder compute the same prediction on every machine.
+//!
+//! The class of code `i` is the number of thresholds at most
+//! `m = len(c[i − 1]) + len(c[i − s]) + len(c[i − u])`, where `len` is the bit length of a
+//! code's zigzag form (0 for codes before the start): `s` is the row length for the Lorenzo
+//! transforms and 2 otherwise, `u` the plane length for the 3-axis ones (the term is left out
+//! otherwise). Smooth and busy regions of a field (or calm and wild stretches of a column) get
+//! streams of their own.
+
+use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
+use crate::entropy::CodeCoder;
+use crate::predict::Grid;
+
+/// Value words, no prediction.
+pub(super) const VALUE: u8 = 4;
+/// Value words less the previous value's.
+pub(super) const DELTA: u8 = 5;
+/// Value words less the reference column's.
+pub(super) const DELTA_REF: u8 = 6;
+/// Value words less their Lorenzo prediction along rows and columns.
+pub(super) const LORENZO_2: u8 = 7;
+/// Value words less their Lorenzo prediction along rows, columns and planes.
+pub(super) const LORENZO_3: u8 = 8;
+/// Value words less the reference column's one row before.
+pub(super) const REF_BEFORE: u8 = 9;
+/// Value words less the reference column's one row after.
+pub(super) const REF_AFTER: u8 = 10;
+/// Value words less a Lorenzo prediction along rows and columns, on top of the plane
+/// extrapolated from the two planes before (a field that moves smoothly in time).
+pub(super) const LORENZO_3Q: u8 = 11;
+
+/// Most classes a column's codes are split in.
+const MAX_CLASSES: usize = 16;
+/// Classes tried by the encoder where a column is long enough.
+const CLASSES: usize = 8;
+/// Columns shorter than this are coded as one stream.
+const MIN_SPLIT: usize = 8192;
+/// Largest shift (trailing zero bits dropped).
+const MAX_SHIFT: u32 = 24;
+
+/// Scratch of the integer coder.
+#[derive(Debug, Default)]
+pub(super) struct IntScratch {
+    codes: Vec<i32>,
+    best: Vec<i32>,
+    split: Vec<Vec<i32>>,
+    out_a: Vec<u8>,
+    out_b: Vec<u8>,
+    metric: Vec<u8>,
+    sample: Vec<i32>,
+}
+
+/// The value word of f32 bits `bits` at shift `k`: the bits above the shift, mapped to a signed
+/// integer in value order (`−0.0` just below `+0.0`).
+#[inline(always)]
+fn word(bits: u32, k: u32) -> i32 {
+    let w = 32 - k;
+    let b = (bits >> k) as u64;
+    let sign = 1u64 << (w - 1);
+    let mask = (sign << 1) - 1;
+    let o = if b & sign != 0 { !b & mask } else { b | sign };
+    (o as i64 - sign as i64) as i32
+}
+
+/// The f32 bits of value word `v` at shift `k` (the inverse of [`word`] for bits whose low
+/// `k` bits are 0; any `v` gives some bits).
+#[inline(always)]
+fn unword(v: i32, k: u32) -> u32 {
+    let w = 32 - k;
+    let sign = 1u64 << (w - 1);
+    let mask = (sign << 1) - 1;
+    let o = (v as i64 + sign as i64) as u64 & mask;
+    let b = if o & sign != 0 { o & !sign } else { !o & mask };
+    (b as u32) << k
+}
+
+/// The trailing zero bits every value of `col` has, at most [`MAX_SHIFT`].
+pub(super) fn common_shift(col: &[f32]) -> u32 {
+    let any = col.iter().fold(0u32, |a, v| a | v.to_bits());
+    any.trailing_zeros().min(MAX_SHIFT)
+}
+
+/// The Lorenzo prediction of transform `t` for value `i` of `x`, from values before it, with
+/// rows of `row` values and planes of `plane`; terms outside the chunk are 0.
+#[inline(always)]
+fn lorenzo(t: u8, x: &[f32], i: usize, row: usize, plane: usize) -> f32 {
+    let c = i % row;
+    let r = (i % plane) / row;
+    let get = |ok: bool, j: usize| if ok { f64::from(x[j]) } else { 0.0 };
+    let (w, n) = (c > 0, r > 0);
+    // The plane's own 2-D prediction, and what the plane `back` planes before leaves over its
+    // own (0 where that plane is outside the chunk).
+    let flat = |back: usize| -> f64 {
+        let u = i >= back * plane;
+        let j = i.wrapping_sub(back * plane);
+        get(w && u, j.wrapping_sub(1)) + get(n && u, j.wrapping_sub(row))
+            - get(w && n && u, j.wrapping_sub(row + 1))
+    };
+    let left = |back: usize| -> f64 {
+        let j = i.wrapping_sub(back * plane);
+        get(i >= back * plane, j) - flat(back)
+    };
+    let p = match t {
+        LORENZO_2 => flat(0),
+        LORENZO_3 => flat(0) + left(1),
+        _ if i >= 2 * plane => flat(0) + (2.0 * left(1) - left(2)),
+        _ => flat(0) + left(1),
+    };
+    let p = p as f32;
+    if p.is_nan() { 0.0 } else { p }
+}
+
+/// The row and plane lengths a Lorenzo transform `t` needs on `grid` for `n` values, or `None`.
+fn lorenzo_axes(t: u8, grid: Grid, n: usize) -> Option<(usize, usize)> {
+    let row = grid.row;
+    if row < 2 || n % row != 0 || n < 2 * row {
+        return None;
+    }
+    match t {
+        LORENZO_2 => Some((
+            row,
+            if grid.plane >= row && grid.plane % row == 0 {
+                grid.plane
+            } else {
+                n
+            },
+        )),
+        LORENZO_3 | LORENZO_3Q => {
+            let plane = grid.plane;
+            (plane > row && plane % row == 0 && n % plane == 0 && n >= 2 * plane)
+                .then_some((row, plane))
+        }
+        _ => None,
+    }
+}
+
+/// The value word a reference transform `t` subtracts from value `i`: the reference's value
+/// at `i`, `i − 1` or `i + 1` (0 beyond its ends).
+#[inline(always)]
+fn ref_word(t: u8, r: &[f32], i: usize, k: u32) -> i32 {
+    let j = match t {
+        REF_BEFORE => i.wrapping_sub(1),
+        REF_AFTER => i + 1,
+        _ => i,
+    };
+    r.get(j).map_or(0, |v| word(v.to_bits(), k))
+}
+
+/// The codes of `col` under transform `t` at shift `k`, into `codes`.
+fn transform(
+    t: u8,
+    col: &[f32],
+    reference: Option<&[f32]>,
+    grid: Grid,
+    k: u32,
+    codes: &mut Vec<i32>,
+) {
+    codes.clear();
+    match t {
+        VALUE => codes.extend(col.iter().map(|v| word(v.to_bits(), k))),
+        DELTA => {
+            let mut prev = 0i32;
+            codes.extend(col.iter().map(|v| {
+                let w = word(v.to_bits(), k);
+                let c = w.wrapping_sub(prev);
+                prev = w;
+                c
+            }));
+        }
+        DELTA_REF | REF_BEFORE | REF_AFTER => {
+            let r = reference.expect("a reference column");
+            codes.extend(
+                col.iter()
+                    .enumerate()
+                    .map(|(i, v)| word(v.to_bits(), k).wrapping_sub(ref_word(t, r, i, k))),
+            );
+        }
+        LORENZO_2 | LORENZO_3 | LORENZO_3Q => {
+            let (row, plane) = lorenzo_axes(t, grid, col.len()).expect("checked axes");
+            codes.extend((0..col.len()).map(|i| {
+                let p = lorenzo(t, col, i, row, plane);
+                word(col[i].to_bits(), k).wrapping_sub(word(p.to_bits(), k))
+            }));
+        }
+        _ => unreachable!("unknown integer transform"),
+    }
+}
+
+/// Bit length of the zigzag form of `c`.
+#[inline(always)]
+fn zlen(c: i32) -> u8 {
+    let z = ((c << 1) ^ (c >> 31)) as u32;
+    (32 - z.leading_zeros()) as u8
+}
+
+/// The context metric of code `i`: the bit lengths of the codes one, `s` and (where `u > 0`)
+/// `u` places before it, added.
+#[inline(always)]
+fn metric(codes: &[i32], i: usize, (s, u): (usize, usize)) -> u8 {
+    let len = |d: usize| {
+        if d > 0 && i >= d {
+            zlen(codes[i - d])
+        } else {
+            0
+        }
+    };
+    len(1) + len(s) + len(u)
+}
+
+/// The context metric of every code, into `out`.
+fn metrics(codes: &[i32], strides: (usize, usize), out: &mut Vec<u8>) {
+    out.clear();
+    out.extend((0..codes.len()).map(|i| metric(codes, i, strides)));
+}
+
+/// The strides of the neighbours of the class metric for transform `t`: the row before (and
+/// the plane before, for the 3-axis transforms) on a field, two values before otherwise.
+fn neighbours(t: u8, grid: Grid) -> (usize, usize) {
+    match t {
+        LORENZO_2 => (grid.row, 0),
+        LORENZO_3 | LORENZO_3Q => (grid.row, grid.plane),
+        _ => (2, 0),
+    }
+}
+
+/// Thresholds splitting `metric` in about `classes` classes of equal size.
+fn thresholds(metric: &[u8], classes: usize) -> Vec<u8> {
+    let mut hist = [0usize; 256];
+    for &m in metric {
+        hist[m as usize] += 1;
+    }
+    let n = metric.len();
+    let mut out = Vec::with_capacity(classes - 1);
+    let mut acc = 0usize;
+    for (m, &h) in hist.iter().enumerate() {
+        acc += h;
+        // A threshold after `m` where the running count passes the next quantile and values
+        // remain above it.
+        if out.len() < classes - 1 && acc < n && acc * classes >= n * (out.len() + 1) {
+            out.push(m as u8 + 1);
+        }
+    }
+    out
+}
+
+#[inline(always)]
+fn class_of(m: u8, thresholds: &[u8]) -> usize {
+    thresholds.iter().take_while(|&&t| t <= m).count()
+}
+
+/// Writes `codes` split by `thresholds` (none: one stream).
+fn write_streams(
+    codes: &[i32],
+    metric: &[u8],
+    thresholds: &[u8],
+    coder: &mut CodeCoder,
+    split: &mut Vec<Vec<i32>>,
+    out: &mut Vec<u8>,
+) {
+    out.push(thresholds.len() as u8 + 1);
+    out.extend_from_slice(thresholds);
+    if thresholds.is_empty() {
+        put_uvarint(out, codes.len() as u64);
+        coder.encode(codes, out);
+        return;
+    }
+    split.resize_with(thresholds.len() + 1, Vec::new);
+    for s in split.iter_mut() {
+        s.clear();
+    }
+    for (&c, &m) in codes.iter().zip(metric) {
+        split[class_of(m, thresholds)].push(c);
+    }
+    for s in split.iter().take(thresholds.len() + 1) {
+        put_uvarint(out, s.len() as u64);
+    }
+    for s in split
+        .iter()
+        .take(thresholds.len() + 1)
+        .filter(|s| !s.is_empty())
+    {
+        coder.encode(s, out);
+    }
+}
+
+/// A quick estimate of what [`CodeCoder`] spends on `codes`, in bits: the order-0 entropy of
+/// their magnitude tokens (sign, bit length and the two bits below the leading one) plus the
+/// raw bits below those. It cannot see exact repeats, so it only rules out transforms.
+fn estimate(codes: &[i32]) -> f64 {
+    let mut hist = [0u32; 2 * 33 * 4];
+    let mut raw = 0u64;
+    for &c in codes {
+        let a = c.unsigned_abs();
+        let len = 32 - a.leading_zeros();
+        let (top, extra) = if len > 3 {
+            ((a >> (len - 3)) & 3, len - 3)
+        } else {
+            (a & 3, 0)
+        };
+        raw += u64::from(extra);
+        hist[((len as usize * 2 + usize::from(c < 0)) << 2) | top as usize] += 1;
+    }
+    let n = codes.len() as f64;
+    let mut bits = raw as f64;
+    for &h in hist.iter().filter(|&&h| h > 0) {
+        bits += f64::from(h) * (n / f64::from(h)).log2();
+    }
+    bits
+}
+
+/// Whether splitting `codes` by `thresholds` of `metric` is estimated ([`estimate`]) to save
+/// at least 1%, each class charged [`CLASS_BITS`].
+fn classes_pay(codes: &[i32], metric: &[u8], thresholds: &[u8], split: &mut Vec<Vec<i32>>) -> bool {
+    split.resize_with(thresholds.len() + 1, Vec::new);
+    for s in split.iter_mut() {
+        s.clear();
+    }
+    for (&c, &m) in codes.iter().zip(metric) {
+        split[class_of(m, thresholds)].push(c);
+    }
+    let classes: f64 = split
+        .iter()
+        .take(thresholds.len() + 1)
+        .map(|s| estimate(s) + CLASS_BITS)
+        .sum();
+    classes < 0.99 * estimate(codes)
+}
+
+/// What a class's stream costs besides its codes, about (its mode and table), in bits.
+const CLASS_BITS: f64 = 2000.0;
+
+/// Transforms are priced exactly only where [`estimate`] puts them within this factor of the
+/// best estimate.
+const PRICE_WITHIN: f64 = 1.25;
+
+/// Codes priced per strip where a column is longer than [`PRICE_STRIPS`] of them.
+const PRICE_STRIP: usize = 2048;
+const PRICE_STRIPS: usize = 4;
+
+/// What [`CodeCoder`] spends on `codes`, in bytes, or on evenly spaced strips of them for a
+/// long column: exact pricing, since no quick estimate sees both magnitudes and the exact
+/// repeats (sentinels, masses, energies of a decay) that bins catch.
+fn price(codes: &[i32], coder: &mut CodeCoder, sample: &mut Vec<i32>, out: &mut Vec<u8>) -> usize {
+    let priced: &[i32] = if codes.len() > 2 * PRICE_STRIP * PRICE_STRIPS {
+        sample.clear();
+        let gap = codes.len() / PRICE_STRIPS;
+        for j in 0..PRICE_STRIPS {
+            sample.extend_from_slice(&codes[j * gap..j * gap + PRICE_STRIP]);
+        }
+        sample
+    } else {
+        codes
+    };
+    out.clear();
+    coder.encode(priced, out);
+    out.len()
+}
+
+/// The integer transforms that apply to a column of `n` values.
+fn candidates(has_reference: bool, grid: Grid, n: usize) -> Vec<u8> {
+    let mut t = vec![VALUE, DELTA];
+    if has_reference {
+        t.extend([DELTA_REF, REF_BEFORE, REF_AFTER]);
+    }
+    for l in [LORENZO_2, LORENZO_3, LORENZO_3Q] {
+        if lorenzo_axes(l, grid, n).is_some() {
+            t.push(l);
+        }
+    }
+    t
+}
+
+/// Appends the integer coding of `col` to `out` (transform byte first): the transform
+/// estimated cheapest, as one stream or split in classes, whichever is smaller.
+pub(super) fn encode(
+    col: &[f32],
+    reference: Option<&[f32]>,
+    grid: Grid,
+    coder: &mut CodeCoder,
+    s: &mut IntScratch,
+    out: &mut Vec<u8>,
+) {
+    let k = common_shift(col);
+    coder.allow_binned(true);
+    // Transforms whose magnitudes alone promise clearly more bits than the best's are not
+    // priced.
+    let ts = candidates(reference.is_some(), grid, col.len());
+    let mut estimates = Vec::with_capacity(ts.len());
+    for &t in &ts {
+        transform(t, col, reference, grid, k, &mut s.codes);
+        estimates.push(estimate(&s.codes));
+    }
+    let least = estimates.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut best = (usize::MAX, VALUE);
+    for (&t, &e) in ts.iter().zip(&estimates) {
+        if col.len() > 2 * PRICE_STRIP * PRICE_STRIPS && e > PRICE_WITHIN * least {
+            continue;
+        }
+        transform(t, col, reference, grid, k, &mut s.codes);
+        let bytes = price(&s.codes, coder, &mut s.sample, &mut s.out_b);
+        if bytes < best.0 {
+            best = (bytes, t);
+            std::mem::swap(&mut s.codes, &mut s.best);
+        }
+    }
+    let t = best.1;
+    out.push(t);
+    out.push(k as u8);
+    s.out_a.clear();
+    write_streams(&s.best, &[], &[], coder, &mut s.split, &mut s.out_a);
+    if col.len() >= MIN_SPLIT {
+        metrics(&s.best, neighbours(t, grid), &mut s.metric);
+        let th = thresholds(&s.metric, CLASSES);
+        // Coded in classes too where their magnitudes promise a saving.
+        if !th.is_empty() && classes_pay(&s.best, &s.metric, &th, &mut s.split) {
+            s.out_b.clear();
+            write_streams(&s.best, &s.metric, &th, coder, &mut s.split, &mut s.out_b);
+            if s.out_b.len() < s.out_a.len() {
+                std::mem::swap(&mut s.out_a, &mut s.out_b);
+            }
+        }
+    }
+    coder.allow_binned(false);
+    out.extend_from_slice(&s.out_a);
+}
+
+/// Decodes `out.len()` values written by [`encode`] with transform `t` (already read).
+pub(super) fn decode(
+    t: u8,
+    r: &mut ByteReader<'_>,
+    reference: Option<&[f32]>,
+    grid: Grid,
+    coder: &mut CodeCoder,
+    s: &mut IntScratch,
+    out: &mut [f32],
+) -> DecodeResult<()> {
+    let n = out.len();
+    let k = u32::from(r.u8()?);
+    if k > MAX_SHIFT {
+        return Err(Malformed(format!("lossless shift {k} above {MAX_SHIFT}")));
+    }
+    let axes = match t {
+        VALUE | DELTA => None,
+        DELTA_REF | REF_BEFORE | REF_AFTER => {
+            match reference {
+                Some(c) if c.len() == n => {}
+                _ => {
+                    return Err(Malformed::new(
+                        "lossless transform needs a reference column that does not exist",
+                    ));
+                }
+            }
+            None
+        }
+        LORENZO_2 | LORENZO_3 | LORENZO_3Q => Some(lorenzo_axes(t, grid, n).ok_or_else(|| {
+            Malformed::new("Lorenzo transform on a column that is not whole rows or planes")
+        })?),
+        _ => return Err(Malformed(format!("unknown lossless transform {t}"))),
+    };
+    let classes = r.u8()? as usize;
+    if !(1..=MAX_CLASSES).contains(&classes) {
+        return Err(Malformed(format!("{classes} lossless classes")));
+    }
+    let th = r.bytes(classes - 1)?;
+    if th.windows(2).any(|w| w[0] > w[1]) {
+        return Err(Malformed::new("lossless class thresholds out of order"));
+    }
+    let mut counts = [0usize; MAX_CLASSES];
+    let mut total = 0usize;
+    for c in counts.iter_mut().take(classes) {
+        *c = r.uvarint_max(n as u64, "class count")?;
+        total += *c;
+    }
+    if total != n {
+        return Err(Malformed(format!(
+            "lossless class counts add up to {total} values, not {n}"
+        )));
+    }
+    s.split.resize_with(classes.max(s.split.len()), Vec::new);
+    for (j, &c) in counts.iter().enumerate().take(classes) {
+        s.split[j].clear();
+        if c > 0 {
+            coder.decode(r, c, &mut s.split[j])?;
+        }
+    }
+    // The codes in value order.
+    let codes = &mut s.codes;
+    codes.clear();
+    if classes == 1 {
+        codes.extend_from_slice(&s.split[0]);
+    } else {
+        let strides = neighbours(t, grid);
+        let mut next = [0usize; MAX_CLASSES];
+        for i in 0..n {
+            let j = class_of(metric(codes, i, strides), th);
+            let c = *s.split[j]
+                .get(next[j])
+                .ok_or_else(|| Malformed::new("a lossless class ran out of codes"))?;
+            next[j] += 1;
+            codes.push(c);
+        }
+    }
+    match t {
+        VALUE => {
+            for (o, &c) in out.iter_mut().zip(codes.iter()) {
+                *o = f32::from_bits(unword(c, k));
+            }
+        }
+        DELTA => {
+            let mut prev = 0i32;
+            for (o, &c) in out.iter_mut().zip(codes.iter()) {
+                prev = prev.wrapping_add(c);
+                *o = f32::from_bits(unword(prev, k));
+            }
+        }
+        DELTA_REF | REF_BEFORE | REF_AFTER => {
+            let rf = reference.expect("checked");
+            for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
+                *o = f32::from_bits(unword(ref_word(t, rf, i, k).wrapping_add(c), k));
+            }
+        }
+        _ => {
+            let (row, plane) = axes.expect("checked");
+            for i in 0..n {
+                let p = lorenzo(t, out, i, row, plane);
+                out[i] = f32::from_bits(unword(word(p.to_bits(), k).wrapping_add(codes[i]), k));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_words_keep_order_and_invert() {
+        let vals = super::super::tests::ORDERED;
+        let words: Vec<i32> = vals.iter().map(|v| word(v.to_bits(), 0)).collect();
+        assert!(words.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(word(0.0f32.to_bits(), 0), 0);
+        assert_eq!(word((-0.0f32).to_bits(), 0), -1);
+        for k in [0, 1, 7, 13, 24] {
+            for v in vals {
+                let b = v.to_bits() >> k << k;
+                assert_eq!(unword(word(b, k), k), b, "{v} at {k}");
+            }
+        }
+        for bits in [0u32, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x7fc0_0001] {
+            assert_eq!(unword(word(bits, 0), 0), bits);
+        }
+    }
+
+    /// Codes `col` with transform `t` in `classes` classes (1: one stream), as [`encode`]
+    /// writes it, and decodes it back, checking every bit; returns the coded size.
+    fn round_trip_as(
+        t: u8,
+        col: &[f32],
+        reference: Option<&[f32]>,
+        grid: Grid,
+        classes: usize,
+    ) -> usize {
+        let mut coder = CodeCoder::new();
+        let mut s = IntScratch::default();
+        let k = common_shift(col);
+        let mut buf = vec![t, k as u8];
+        transform(t, col, reference, grid, k, &mut s.codes);
+        metrics(&s.codes, neighbours(t, grid), &mut s.metric);
+        let th = if classes > 1 {
+            thresholds(&s.metric, classes)
+        } else {
+            Vec::new()
+        };
+        write_streams(&s.codes, &s.metric, &th, &mut coder, &mut s.split, &mut buf);
+        let mut out = vec![0f32; col.len()];
+        let mut r = ByteReader::new(&buf[1..]);
+        decode(t, &mut r, reference, grid, &mut coder, &mut s, &mut out).unwrap();
+        assert!(r.is_empty());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(col), "transform {t}, {classes} classes");
+        buf.len()
+    }
+
+    fn lcg(seed: &mut u64) -> u32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 32) as u32
+    }
+
+    /// A 3-D field (planes of `ny` × `nx`) moving smoothly along its first axis, with
+    /// special values sprinkled in, and its grid.
+    fn field(nz: usize, ny: usize, nx: usize) -> (Vec<f32>, Grid) {
+        let mut v = Vec::with_capacity(nz * ny * nx);
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let t = z as f32 * 0.05;
+                    v.push((x as f32 * 0.11 + t).sin() * (y as f32 * 0.07 - t).cos() * 3.0);
+                }
+            }
+        }
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            1e-45,
+            f32::MAX,
+        ];
+        for (j, s) in specials.iter().enumerate() {
+            let i = (j * 7919) % v.len();
+            v[i] = *s;
+        }
+        v[1] = f32::from_bits(0xffc0_1234);
+        let grid = Grid {
+            row: nx,
+            plane: nx * ny,
+        };
+        (v, grid)
+    }
+
+    #[test]
+    fn every_transform_round_trips_with_and_without_classes() {
+        let (f, grid) = field(6, 40, 50);
+        let mut seed = 7;
+        let noise: Vec<f32> = (0..f.len())
+            .map(|_| f32::from_bits(lcg(&mut seed)))
+            .collect();
+        let truncated: Vec<f32> = f
+            .iter()
+            .map(|v| f32::from_bits(v.to_bits() & !0x1fff))
+            .collect();
+        for t in [
+            VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
+        ] {
+            for col in [&f, &noise, &truncated] {
+                for classes in [1, 8, MAX_CLASSES] {
+                    round_trip_as(t, col, Some(&noise), grid, classes);
+                }
+            }
+        }
+        assert_eq!(common_shift(&truncated), 13);
+        // A column of one value, and of a single value.
+        round_trip_as(VALUE, &[0.0; 100], None, Grid::default(), 1);
+        round_trip_as(DELTA, &[-2.5], None, Grid::default(), 1);
+    }
+
+    #[test]
+    fn the_chosen_coding_decodes_and_beats_byte_planes_on_smooth_fields() {
+        let (f, grid) = field(8, 64, 64);
+        let nx = grid.row;
+        let mut coder = CodeCoder::new();
+        let mut s = IntScratch::default();
+        let mut buf = Vec::new();
+        encode(&f, None, grid, &mut coder, &mut s, &mut buf);
+        assert_eq!(
+            buf[0], LORENZO_3Q,
+            "a field moving smoothly along its planes"
+        );
+        let mut out = vec![0f32; f.len()];
+        decode(
+            buf[0],
+            &mut ByteReader::new(&buf[1..]),
+            None,
+            grid,
+            &mut coder,
+            &mut s,
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // Byte planes of the same field along the column: the previous coder's best.
+        let mut planes = Vec::new();
+        super::super::encode_planes(
+            &f,
+            super::super::Reference::Stride(nx),
+            &mut coder,
+            &mut super::super::LosslessScratch::default(),
+            &mut planes,
+        );
+        assert!(
+            buf.len() * 5 < planes.len() * 4,
+            "{} against {}",
+            buf.len(),
+            planes.len()
+        );
+    }
+
+    #[test]
+    fn forged_streams_are_errors_not_panics() {
+        let (f, grid) = field(4, 30, 40);
+        let mut coder = CodeCoder::new();
+        let mut s = IntScratch::default();
+        let mut out = vec![0f32; f.len()];
+        let mut good = vec![LORENZO_3, 0];
+        transform(LORENZO_3, &f, None, grid, 0, &mut s.codes);
+        metrics(&s.codes, neighbours(LORENZO_3, grid), &mut s.metric);
+        let th = thresholds(&s.metric, 8);
+        write_streams(
+            &s.codes,
+            &s.metric,
+            &th,
+            &mut coder,
+            &mut s.split,
+            &mut good,
+        );
+        // Wrong geometry, wrong transform, shifts and class counts out of range.
+        let lorenzo_off_grid = decode(
+            LORENZO_3,
+            &mut ByteReader::new(&good[1..]),
+            None,
+            Grid::default(),
+            &mut coder,
+            &mut s,
+            &mut out,
+        );
+        assert!(lorenzo_off_grid.is_err());
+        for (t, body) in [
+            (42u8, vec![0u8, 1, 0]),
+            (VALUE, vec![31, 1]),
+            (VALUE, vec![0, 0]),
+            (VALUE, vec![0, 17]),
+            (VALUE, vec![0, 3, 5, 2, 0, 0, 0]),
+            (DELTA_REF, vec![0, 1]),
+        ] {
+            let r = decode(
+                t,
+                &mut ByteReader::new(&body),
+                None,
+                grid,
+                &mut coder,
+                &mut s,
+                &mut out,
+            );
+            assert!(r.is_err(), "{t} {body:?}");
+        }
+        // Every byte of a good stream changed, and every truncation: errors or some values,
+        // never a panic.
+        let mut seed = 3;
+        for i in 1..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= (lcg(&mut seed) as u8) | 1;
+            let _ = decode(
+                bad[0],
+                &mut ByteReader::new(&bad[1..]),
+                None,
+                grid,
+                &mut coder,
+                &mut s,
+                &mut out,
+            );
+            let _ = decode(
+                good[0],
+                &mut ByteReader::new(&good[1..i]),
+                None,
+                grid,
+                &mut coder,
+                &mut s,
+                &mut out,
+            );
+        }
+    }
+
+    #[test]
+    fn thresholds_are_increasing() {
+        let m: Vec<u8> = (0..10_000u32).map(|i| (i % 40) as u8).collect();
+        let th = thresholds(&m, 8);
+        assert_eq!(th.len(), 7);
+        assert!(th.windows(2).all(|w| w[0] < w[1]));
+        assert!(thresholds(&[3u8; 100], 8).is_empty());
+    }
+}
