@@ -1,0 +1,584 @@
+//! Streams split by context before they are coded: by the magnitudes of the two codes before
+//! ([`CodeCoder::encode_in_context`]) or by the code before ([`CodeCoder::encode_by_previous`]),
+//! and the layout byte that says which ([`CodeCoder::encode_either`]).
+
+use super::choose::fast_log2;
+use super::{CodeCoder, DENSE_SPAN, range};
+use crate::bytes::{ByteReader, DecodeResult, Malformed, put_ivarint, put_uvarint};
+
+/// Most contexts of the by-previous-code layout ([`CodeCoder::encode_by_previous`]): the
+/// most frequent codes, each a context, and one context for every other code.
+const PREV_CONTEXTS: usize = 63;
+/// Streams are tried by previous code only with at most this many distinct codes, and at
+/// least [`PREV_MIN_LEN`] codes.
+const PREV_MAX_DISTINCT: usize = 1024;
+const PREV_MIN_LEN: usize = 4096;
+/// Codes of a stream's prefix that the by-previous-code layout is probed on.
+const PREV_PROBE: usize = 8192;
+
+/// Reads the per-context code counts of a split stream (one `uvarint` each) into `counts`;
+/// they must add up to the stream's `n` codes.
+fn read_context_counts(r: &mut ByteReader<'_>, n: usize, counts: &mut [usize]) -> DecodeResult<()> {
+    let mut total = 0usize;
+    for c in counts.iter_mut() {
+        *c = r.uvarint_max(n as u64, "context count")?;
+        total += *c;
+    }
+    if total != n {
+        return Err(Malformed(format!(
+            "context counts add up to {total} codes, not {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// Contexts of [`CodeCoder::encode_in_context`]: the magnitudes (0, 1, 2 or more) of the two
+/// codes before.
+pub(crate) const CONTEXTS: usize = 9;
+
+/// The class of a code for the contexts: its magnitude, 0, 1 or 2 (for 2 and more).
+#[inline(always)]
+fn class(c: i32) -> usize {
+    c.unsigned_abs().min(2) as usize
+}
+
+/// The context of a code whose two predecessors are `p1` (the nearer) and `p2`.
+#[inline(always)]
+fn context(p1: i32, p2: i32) -> usize {
+    class(p1) * 3 + class(p2)
+}
+
+/// Whether coding `codes` by context is estimated to save at least 3%: order-0 entropies of
+/// the codes' tokens (exact below ±32, else by sign and length, whose raw bits cost the same
+/// either way), with each non-empty stream charged for its table.
+fn contexts_pay(codes: &[i32]) -> bool {
+    const BINS: usize = 64 + 2 * 33;
+    if codes.len() < 4096 {
+        return false;
+    }
+    let bin = |c: i32| {
+        if (-32..32).contains(&c) {
+            (c + 32) as usize
+        } else {
+            64 + 2 * (32 - c.unsigned_abs().leading_zeros()) as usize + usize::from(c < 0)
+        }
+    };
+    let mut hist = [[0u32; BINS]; CONTEXTS];
+    let (mut p1, mut p2) = (0, 0);
+    for &c in codes {
+        hist[context(p1, p2)][bin(c)] += 1;
+        (p2, p1) = (p1, c);
+    }
+    // Bits of the counts `h` at their order-0 entropy, and of a table for them.
+    let cost = |h: &[u32; BINS]| {
+        let n: u32 = h.iter().sum();
+        if n == 0 {
+            return 0.0;
+        }
+        let total = f64::from(n);
+        let mut bits = 16.0;
+        for &c in h.iter().filter(|&&c| c > 0) {
+            bits += f64::from(c) * (total / f64::from(c)).log2() + 8.0;
+        }
+        bits
+    };
+    let mut whole = [0u32; BINS];
+    for h in &hist {
+        for (w, &c) in whole.iter_mut().zip(h) {
+            *w += c;
+        }
+    }
+    let split: f64 = hist.iter().map(cost).sum();
+    split < 0.97 * cost(&whole)
+}
+
+impl CodeCoder {
+    /// Codes `codes` as [`CONTEXTS`] streams, each code in the stream of its context (the
+    /// magnitudes of the two codes before it, 0 before the first), so where neighbouring
+    /// residuals are alike (the smooth and the busy regions of a field) each stream is
+    /// narrower than the whole. Layout: one `uvarint` count per context, then the stream of
+    /// each non-empty context, in context order. `split` is scratch.
+    pub(crate) fn encode_in_context(
+        &mut self,
+        codes: &[i32],
+        split: &mut [Vec<i32>; CONTEXTS],
+        out: &mut Vec<u8>,
+    ) {
+        for s in split.iter_mut() {
+            s.clear();
+        }
+        let (mut p1, mut p2) = (0, 0);
+        for &c in codes {
+            split[context(p1, p2)].push(c);
+            (p2, p1) = (p1, c);
+        }
+        for s in split.iter() {
+            put_uvarint(out, s.len() as u64);
+        }
+        for s in split.iter().filter(|s| !s.is_empty()) {
+            self.encode(s, out);
+        }
+    }
+
+    /// Codes `codes` as one stream, or split by context
+    /// ([`encode_in_context`](Self::encode_in_context)) where that is estimated to save at
+    /// least 3% ([`contexts_pay`]; decoding by context is slower), after a byte saying which
+    /// (0 one stream, 1 by context, 2 by previous code). A stream of few distinct codes (ids,
+    /// categories, counts: a track number that follows a pattern) is also coded by previous
+    /// code ([`encode_by_previous`](Self::encode_by_previous)), and kept where smaller.
+    /// `split` is scratch.
+    pub(crate) fn encode_either(
+        &mut self,
+        codes: &[i32],
+        split: &mut [Vec<i32>; CONTEXTS],
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        if contexts_pay(codes) {
+            out.push(1);
+            self.encode_in_context(codes, split, out);
+        } else {
+            out.push(0);
+            self.encode(codes, out);
+        }
+        // Probed on a prefix: where the code before promises to save 5% there, against both
+        // plain coding and what the stream costs now (by context, its magnitudes may have
+        // caught the same pattern), the whole stream is coded so and priced exactly.
+        let probe = &codes[..codes.len().min(PREV_PROBE)];
+        let now = 8.0 * (out.len() - start) as f64 * probe.len() as f64 / codes.len() as f64;
+        if codes.len() >= PREV_MIN_LEN && self.previous_contexts(probe) && {
+            let (by_previous, plain) = self.by_previous_estimate(probe);
+            by_previous < 0.95 * plain.min(now)
+        } {
+            let mut alt = std::mem::take(&mut self.prev_out);
+            alt.clear();
+            alt.push(2);
+            self.encode_by_previous(codes, &mut alt);
+            if alt.len() < out.len() - start {
+                out.truncate(start);
+                out.extend_from_slice(&alt);
+            }
+            self.prev_out = alt;
+        }
+    }
+
+    /// Chooses the contexts of [`encode_by_previous`](Self::encode_by_previous) for `codes`
+    /// (into `prev_vals`, ascending): its most frequent codes, where it has few distinct ones.
+    fn previous_contexts(&mut self, codes: &[i32]) -> bool {
+        let Some((min, max)) = range(codes) else {
+            return false;
+        };
+        if min == max {
+            return false;
+        }
+        self.histogram(codes, min, max);
+        if self.vals.len() > PREV_MAX_DISTINCT {
+            return false;
+        }
+        let mut by_count: Vec<(u32, i32)> = self
+            .counts
+            .iter()
+            .zip(&self.vals)
+            .map(|(&c, &v)| (c, v))
+            .collect();
+        by_count.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.prev_vals.clear();
+        self.prev_vals
+            .extend(by_count.iter().take(PREV_CONTEXTS).map(|&(_, v)| v));
+        self.prev_vals.sort_unstable();
+        true
+    }
+
+    /// Quick estimates in bits of [`encode_by_previous`](Self::encode_by_previous) and of
+    /// plain coding for `codes`: each context's order-0 entropy (or the whole stream's), about
+    /// four bits per (context, code) pair for the tables and forty per context. `self.vals`,
+    /// `self.counts` and `self.prev_vals` are those of
+    /// [`previous_contexts`](Self::previous_contexts) for the same `codes`.
+    fn by_previous_estimate(&mut self, codes: &[i32]) -> (f64, f64) {
+        let n = codes.len() as f64;
+        let mut plain = 40.0 + n * fast_log2(n);
+        for &c in &self.counts {
+            plain += 4.0 - f64::from(c) * fast_log2(f64::from(c));
+        }
+        let k = self.prev_vals.len();
+        let m = self.vals.len();
+        // Each distinct code's index, and the context it makes for the code after it.
+        let min = self.vals[0];
+        let span = (self.vals[m - 1] as i64 - min as i64) as usize + 1;
+        let dense_index = span <= DENSE_SPAN as usize;
+        self.lut.clear();
+        if dense_index {
+            self.lut.resize(span, 0);
+            for (i, &v) in self.vals.iter().enumerate() {
+                self.lut[(v as i64 - min as i64) as usize] = i as u64;
+            }
+        }
+        let index = |lut: &[u64], vals: &[i32], c: i32| -> usize {
+            if dense_index {
+                lut[(c as i64 - min as i64) as usize] as usize
+            } else {
+                vals.binary_search(&c).unwrap_or(0)
+            }
+        };
+        let ctx_of: Vec<u8> = self
+            .vals
+            .iter()
+            .map(|v| self.prev_vals.binary_search(v).unwrap_or(k) as u8)
+            .collect();
+        self.dense.clear();
+        self.dense.resize((k + 1) * m, 0);
+        let mut x = self.prev_vals.binary_search(&0).unwrap_or(k);
+        for &c in codes {
+            let v = index(&self.lut, &self.vals, c);
+            self.dense[x * m + v] += 1;
+            x = ctx_of[v] as usize;
+        }
+        let mut bits = 0.0;
+        for row in self.dense.chunks(m) {
+            let n: u32 = row.iter().sum();
+            if n == 0 {
+                continue;
+            }
+            bits += 40.0 + f64::from(n) * fast_log2(f64::from(n));
+            for &c in row.iter().filter(|&&c| c > 0) {
+                bits += 4.0 - f64::from(c) * fast_log2(f64::from(c));
+            }
+        }
+        (bits, plain)
+    }
+
+    /// Codes `codes` by previous code: each code in the stream of the code before it (0 before
+    /// the first) when that is one of the context codes `prev_vals`, else in the last stream.
+    /// Layout: `uvarint K`, the K context codes (`ivarint` first, then `uvarint` gaps − 1),
+    /// K + 1 `uvarint` counts, then each non-empty stream.
+    fn encode_by_previous(&mut self, codes: &[i32], out: &mut Vec<u8>) {
+        let vals = std::mem::take(&mut self.prev_vals);
+        let k = vals.len();
+        let mut split = std::mem::take(&mut self.prev_split);
+        split.resize_with(k + 1, Vec::new);
+        for s in split.iter_mut() {
+            s.clear();
+        }
+        let mut prev = 0;
+        for &c in codes {
+            let x = vals.binary_search(&prev).unwrap_or(k);
+            split[x].push(c);
+            prev = c;
+        }
+        put_uvarint(out, k as u64);
+        for (i, &v) in vals.iter().enumerate() {
+            if i == 0 {
+                put_ivarint(out, v as i64);
+            } else {
+                put_uvarint(out, (v as i64 - vals[i - 1] as i64 - 1) as u64);
+            }
+        }
+        for s in &split[..=k] {
+            put_uvarint(out, s.len() as u64);
+        }
+        for s in split[..=k].iter().filter(|s| !s.is_empty()) {
+            self.encode(s, out);
+        }
+        self.prev_split = split;
+        self.prev_vals = vals;
+    }
+
+    /// Decodes `n` codes written by [`encode_by_previous`](Self::encode_by_previous) into
+    /// `out` (replacing its contents).
+    fn decode_by_previous(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        let k = r.uvarint_max(PREV_CONTEXTS as u64, "previous-code contexts")?;
+        let mut vals = std::mem::take(&mut self.prev_vals);
+        vals.clear();
+        let mut v = 0i64;
+        for i in 0..k {
+            v = if i == 0 {
+                r.ivarint()?
+            } else {
+                v.saturating_add(r.uvarint()?.min(u32::MAX as u64) as i64 + 1)
+            };
+            vals.push(i32::try_from(v).map_err(|_| Malformed::new("context code out of range"))?);
+        }
+        let mut counts = [0usize; PREV_CONTEXTS + 1];
+        read_context_counts(r, n, &mut counts[..=k])?;
+        let mut split = std::mem::take(&mut self.prev_split);
+        split.resize_with(k + 1, Vec::new);
+        let mut result = Ok(());
+        for (s, &c) in split.iter_mut().zip(&counts[..=k]) {
+            s.clear();
+            if c > 0 {
+                result = self.decode(r, c, s);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            // Counts add up to `n`, so every stream is used up exactly when none runs short.
+            out.clear();
+            out.reserve(n);
+            // The context of each code: a table over the context codes' span where it is
+            // small (the usual case: levels of a coarse bound, ids), else a search.
+            let lo = vals.first().copied().unwrap_or(0);
+            let span = vals
+                .last()
+                .map_or(0, |&hi| (hi as i64 - lo as i64 + 1) as usize);
+            self.prev_lut.clear();
+            if span <= DENSE_SPAN as usize {
+                self.prev_lut.resize(span, k as u8);
+                for (i, &v) in vals.iter().enumerate() {
+                    self.prev_lut[(v as i64 - lo as i64) as usize] = i as u8;
+                }
+            }
+            let lut = &self.prev_lut[..];
+            let context = |c: i32| -> usize {
+                if lut.is_empty() && span > 0 {
+                    vals.binary_search(&c).unwrap_or(k)
+                } else {
+                    let d = (c as i64 - lo as i64) as u64;
+                    if d < lut.len() as u64 {
+                        lut[d as usize] as usize
+                    } else {
+                        k
+                    }
+                }
+            };
+            let mut at = [0usize; PREV_CONTEXTS + 1];
+            let mut x = context(0);
+            for _ in 0..n {
+                match split[x].get(at[x]) {
+                    Some(&c) => {
+                        at[x] += 1;
+                        out.push(c);
+                        x = context(c);
+                    }
+                    None => {
+                        result = Err(Malformed::new("a context's code stream ends early"));
+                        break;
+                    }
+                }
+            }
+        }
+        self.prev_split = split;
+        self.prev_vals = vals;
+        result
+    }
+
+    /// Decodes `n` codes written by [`encode_either`](Self::encode_either) into `out`
+    /// (replacing its contents).
+    pub(crate) fn decode_either(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        split: &mut [Vec<i32>; CONTEXTS],
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        match r.u8()? {
+            0 => self.decode(r, n, out),
+            1 => self.decode_in_context(r, n, split, out),
+            2 => self.decode_by_previous(r, n, out),
+            m => Err(Malformed(format!("unknown code stream layout {m}"))),
+        }
+    }
+
+    /// Decodes `n` codes written by [`encode_in_context`](Self::encode_in_context) into `out`
+    /// (replacing its contents). `split` is scratch.
+    pub(crate) fn decode_in_context(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        split: &mut [Vec<i32>; CONTEXTS],
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        let mut counts = [0usize; CONTEXTS];
+        read_context_counts(r, n, &mut counts)?;
+        for (s, &c) in split.iter_mut().zip(&counts) {
+            s.clear();
+            if c > 0 {
+                self.decode(r, c, s)?;
+            }
+        }
+        // Counts add up to `n`, so every stream is used up exactly when none runs short.
+        // The merge is serial (each context depends on the codes before), except in a run: in
+        // the contexts whose two codes have the same class (0, 1 or 2+), a code of that class
+        // leaves the context as it was, so such a run is copied from its stream at once (long
+        // runs of zeros in the smooth parts of a field).
+        out.clear();
+        out.reserve(n);
+        let mut at = [0usize; CONTEXTS];
+        let (mut a1, mut a2) = (0usize, 0usize);
+        while out.len() < n {
+            let x = a1 * 3 + a2;
+            let s = &split[x];
+            if a1 == a2 {
+                let rest = &s[at[x]..];
+                let lim = rest.len().min(n - out.len());
+                let run = rest[..lim]
+                    .iter()
+                    .position(|&c| class(c) != a1)
+                    .unwrap_or(lim);
+                out.extend_from_slice(&rest[..run]);
+                at[x] += run;
+                if out.len() == n {
+                    break;
+                }
+            }
+            let &c = s
+                .get(at[x])
+                .ok_or_else(|| Malformed::new("a context's code stream ends early"))?;
+            at[x] += 1;
+            out.push(c);
+            (a2, a1) = (a1, class(c));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::order0_entropy_bits;
+    use crate::entropy::tests::{laplace, lcg, round_trip};
+
+    #[test]
+    fn streams_that_follow_a_pattern_are_coded_by_previous_code() {
+        // Track numbers: 40 ids, each usually followed by one of two others (a Markov chain),
+        // so the order-0 entropy (~5.3 bits) is far above the conditional one (~1.2 bits).
+        let mut seed = 77;
+        let mut v = 0i32;
+        let codes: Vec<i32> = (0..30_000)
+            .map(|_| {
+                let r = lcg(&mut seed) % 100;
+                v = if r < 70 {
+                    (v * 7 + 3) % 40
+                } else if r < 95 {
+                    (v + 1) % 40
+                } else {
+                    (r % 40) as i32
+                };
+                v
+            })
+            .collect();
+        let (mut c, mut split) = (CodeCoder::new(), Default::default());
+        let mut buf = Vec::new();
+        c.encode_either(&codes, &mut split, &mut buf);
+        assert_eq!(buf[0], 2, "layout");
+        let mut out = Vec::new();
+        let mut r = ByteReader::new(&buf);
+        c.decode_either(&mut r, codes.len(), &mut split, &mut out)
+            .unwrap();
+        assert!(r.is_empty());
+        assert_eq!(out, codes);
+        let h0 = order0_entropy_bits(&codes) / 8.0;
+        assert!(
+            (buf.len() as f64) < h0 * 0.5,
+            "{} vs order-0 {h0}",
+            buf.len()
+        );
+        // Cut or damaged: errors, never panics; wrong counts and too many contexts refused.
+        for cut in 0..buf.len().min(300) {
+            let _ = c.decode_either(
+                &mut ByteReader::new(&buf[..cut]),
+                codes.len(),
+                &mut split,
+                &mut out,
+            );
+        }
+        for i in 0..buf.len().min(300) {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x5a;
+            let _ = c.decode_either(
+                &mut ByteReader::new(&bad),
+                codes.len(),
+                &mut split,
+                &mut out,
+            );
+        }
+        assert!(
+            c.decode_either(
+                &mut ByteReader::new(&buf),
+                codes.len() + 1,
+                &mut split,
+                &mut out
+            )
+            .is_err()
+        );
+        let mut forged = vec![2u8];
+        put_uvarint(&mut forged, PREV_CONTEXTS as u64 + 1);
+        assert!(
+            c.decode_either(&mut ByteReader::new(&forged), 10, &mut split, &mut out)
+                .is_err()
+        );
+        // A stream without a pattern keeps its plain layout.
+        let flat: Vec<i32> = (0..30_000).map(|_| (lcg(&mut seed) % 40) as i32).collect();
+        buf.clear();
+        c.encode_either(&flat, &mut split, &mut buf);
+        assert_eq!(buf[0], 0);
+    }
+
+    #[test]
+    fn context_streams_round_trip_and_pay_where_magnitudes_cluster() {
+        // Quiet and busy stretches (as a field's smooth and turbulent regions): coded by
+        // context, the two kinds of code stop sharing one table.
+        let quiet = laplace(20_000, 0.3, 2);
+        let busy = laplace(20_000, 20.0, 3);
+        let mut codes = Vec::new();
+        for k in 0..20 {
+            codes.extend_from_slice(&quiet[k * 1000..(k + 1) * 1000]);
+            codes.extend_from_slice(&busy[k * 1000..(k + 1) * 1000]);
+        }
+        let mut c = CodeCoder::new();
+        let mut split: [Vec<i32>; CONTEXTS] = Default::default();
+        for n in [0, 1, 2, 3, 100, codes.len()] {
+            let mut buf = Vec::new();
+            c.encode_in_context(&codes[..n], &mut split, &mut buf);
+            let mut out = vec![7];
+            let mut r = ByteReader::new(&buf);
+            c.decode_in_context(&mut r, n, &mut split, &mut out)
+                .unwrap();
+            assert!(r.is_empty());
+            assert_eq!(out, &codes[..n]);
+            if n == codes.len() {
+                assert!(buf.len() * 10 < round_trip(&codes) * 9, "{}", buf.len());
+                // Damaged: errors, never panics; counts that do not add up are refused.
+                for cut in 0..buf.len().min(200) {
+                    let r = &mut ByteReader::new(&buf[..cut]);
+                    assert!(c.decode_in_context(r, n, &mut split, &mut out).is_err());
+                }
+                for i in 0..buf.len().min(300) {
+                    let mut bad = buf.clone();
+                    bad[i] ^= 0x5a;
+                    let r = &mut ByteReader::new(&bad);
+                    let _ = c.decode_in_context(r, n, &mut split, &mut out);
+                }
+                let r = &mut ByteReader::new(&buf);
+                let err = c.decode_in_context(r, n + 1, &mut split, &mut out);
+                assert!(err.unwrap_err().0.contains("add up"));
+            }
+        }
+        // Either layout, chosen by estimate: by context here, one stream for codes whose
+        // magnitudes do not cluster; an unknown layout byte is an error.
+        let plain = laplace(40_000, 5.0, 4);
+        for (codes, layout) in [(&codes, 1u8), (&plain, 0u8)] {
+            let mut buf = Vec::new();
+            c.encode_either(codes, &mut split, &mut buf);
+            assert_eq!(buf[0], layout);
+            let mut out = Vec::new();
+            let r = &mut ByteReader::new(&buf);
+            c.decode_either(r, codes.len(), &mut split, &mut out)
+                .unwrap();
+            assert!(r.is_empty());
+            assert_eq!(&out, codes);
+            buf[0] = 2;
+            let r = &mut ByteReader::new(&buf);
+            assert!(
+                c.decode_either(r, codes.len(), &mut split, &mut out)
+                    .is_err()
+            );
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Reading a stream back: every mode of the [module docs](super), each size checked against
+//! its limit before anything is allocated, so a forged stream is an error, never a panic.
+
+use super::hybrid::{Hybrid, TokenEntry};
+use super::table::{self, freqs_for_codes};
+use super::{
+    Bin, CodeCoder, MAX_BINS, MAX_DIRECT, MODE_BINNED, MODE_CONST, MODE_DIRECT, MODE_HYBRID,
+    MODE_PACKED,
+};
+use crate::bytes::{BitReader, ByteReader, DecodeResult, Malformed};
+
+impl CodeCoder {
+    fn read_rans(&mut self, r: &mut ByteReader<'_>, prec: u32, n: usize) -> DecodeResult<()> {
+        let dec = self.dec.get_or_insert_with(Default::default);
+        dec.set_table(&self.freqs, prec)?;
+        let stream = r.section()?;
+        self.symbols.clear();
+        self.symbols.resize(n, 0);
+        dec.decode(stream, &mut self.symbols)
+    }
+
+    /// Decodes `n` codes from `r` into `out` (replacing its contents).
+    pub(crate) fn decode(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        out.clear();
+        let mode = r.u8()?;
+        match mode {
+            MODE_CONST => {
+                let v = r.ivarint()?;
+                let v =
+                    i32::try_from(v).map_err(|_| Malformed::new("constant code out of range"))?;
+                out.resize(n, v);
+            }
+            MODE_PACKED => {
+                let min = r.ivarint()?;
+                let width = r.u8()? as u32;
+                if width > 32 {
+                    return Err(Malformed::new("packed width above 32 bits"));
+                }
+                let mut br = BitReader::new(r.section()?);
+                out.reserve(n);
+                for _ in 0..n {
+                    let v = i32::try_from(min.saturating_add(br.read(width) as i64))
+                        .map_err(|_| Malformed::new("packed code out of range"))?;
+                    out.push(v);
+                }
+                br.finish()?;
+            }
+            MODE_DIRECT => {
+                let prec = r.u8()? as u32;
+                let m = r.uvarint_max(MAX_DIRECT as u64, "direct alphabet size")?;
+                if m == 0 {
+                    return Err(Malformed::new("empty direct alphabet"));
+                }
+                let first = r.ivarint()?;
+                let mut br = BitReader::new(r.section()?);
+                self.vals.clear();
+                let mut v = first;
+                for i in 0..m {
+                    if i > 0 {
+                        v += br.read_gamma()? as i64 + 1;
+                    }
+                    self.vals.push(
+                        i32::try_from(v).map_err(|_| Malformed::new("direct code out of range"))?,
+                    );
+                }
+                table::read_codes(&mut br, m, m, false, n as u64, prec, &mut self.wcodes)?;
+                br.finish()?;
+                freqs_for_codes(&self.wcodes, n as u64, prec, &mut self.freqs)?;
+                self.read_rans(r, prec, n)?;
+                let vals = &self.vals;
+                // Symbols decoded by rANS always have a frequency, so they index `vals`.
+                out.extend(self.symbols.iter().map(|&s| vals[s as usize]));
+            }
+            MODE_HYBRID => {
+                let prec = r.u8()? as u32;
+                let layout = Hybrid::from_byte(r.u8()?)
+                    .ok_or_else(|| Malformed::new("invalid hybrid token layout"))?;
+                let bias =
+                    i32::try_from(r.ivarint()?).map_err(|_| Malformed::new("bias out of range"))?;
+                let alphabet = r.uvarint_max(layout.alphabet() as u64, "token alphabet")?;
+                let present = r.uvarint_max(alphabet as u64, "present tokens")?;
+                let mut br = BitReader::new(r.section()?);
+                table::read_codes(
+                    &mut br,
+                    present,
+                    alphabet,
+                    true,
+                    n as u64,
+                    prec,
+                    &mut self.wcodes,
+                )?;
+                br.finish()?;
+                freqs_for_codes(&self.wcodes, n as u64, prec, &mut self.freqs)?;
+                self.read_rans(r, prec, n)?;
+                layout.entries(alphabet, &mut self.entries);
+                let entries = &self.entries[..];
+                let mut raw = BitReader::new(r.section()?);
+                out.resize(n, 0);
+                // Decoded tokens always have a frequency, so they are below `alphabet`. One
+                // loop per kind of layout keeps the per-value work branch-free.
+                fn map<const SIGNED: bool>(
+                    out: &mut [i32],
+                    symbols: &[u16],
+                    entries: &[TokenEntry],
+                    raw: &mut BitReader<'_>,
+                    bias: i32,
+                ) {
+                    for (o, &t) in out.iter_mut().zip(symbols) {
+                        let e = entries[t as usize];
+                        *o = bias.wrapping_add(Hybrid::decode::<SIGNED>(
+                            e,
+                            raw.read(Hybrid::raw_bits(e)),
+                        ));
+                    }
+                }
+                if layout.signed {
+                    map::<true>(out, &self.symbols, entries, &mut raw, bias);
+                } else {
+                    map::<false>(out, &self.symbols, entries, &mut raw, bias);
+                }
+                raw.finish()?;
+            }
+            MODE_BINNED => {
+                let prec = r.u8()? as u32;
+                let m = r.uvarint_max(MAX_BINS as u64, "bins")?;
+                if m == 0 {
+                    return Err(Malformed::new("a binned stream without bins"));
+                }
+                let mut lo = r.ivarint()?;
+                let mut br = BitReader::new(r.section()?);
+                self.bins.clear();
+                for i in 0..m {
+                    let w = br.read(6);
+                    if i > 0 {
+                        lo += br.read_gamma()? as i64;
+                    }
+                    // Every value of every bin must be an i32, bins in increasing order.
+                    if w > 32 || lo < i32::MIN as i64 || lo + (1i64 << w) - 1 > i32::MAX as i64 {
+                        return Err(Malformed::new("a bin beyond the range of codes"));
+                    }
+                    self.bins.push(Bin { lo, w, count: 0 });
+                    lo += 1i64 << w;
+                }
+                table::read_codes(&mut br, m, m, false, n as u64, prec, &mut self.wcodes)?;
+                br.finish()?;
+                freqs_for_codes(&self.wcodes, n as u64, prec, &mut self.freqs)?;
+                self.read_rans(r, prec, n)?;
+                let mut raw = BitReader::new(r.section()?);
+                let bins = &self.bins;
+                // Decoded symbols always have a frequency, so they index `bins`.
+                out.extend(self.symbols.iter().map(|&t| {
+                    let b = bins[t as usize];
+                    (b.lo + raw.read(b.w) as i64) as i32
+                }));
+                raw.finish()?;
+            }
+            other => return Err(Malformed(format!("unknown code stream mode {other}"))),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytes::{BitWriter, put_ivarint, put_section, put_uvarint};
+    use crate::entropy::tests::{broad, laplace};
+
+    #[test]
+    fn corrupt_streams_are_errors_not_panics() {
+        let codes = laplace(10_000, 50.0, 1);
+        let mut c = CodeCoder::new();
+        let mut buf = Vec::new();
+        c.encode(&codes, &mut buf);
+        let mut out = Vec::new();
+        for cut in 0..buf.len().min(200) {
+            let _ = c.decode(&mut ByteReader::new(&buf[..cut]), codes.len(), &mut out);
+        }
+        for i in 0..buf.len().min(300) {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x5a;
+            let _ = c.decode(&mut ByteReader::new(&bad), codes.len(), &mut out);
+        }
+        assert!(
+            c.decode(
+                &mut ByteReader::new(&buf[..buf.len() - 1]),
+                codes.len(),
+                &mut out
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn forged_binned_streams_are_errors_not_panics() {
+        let codes = broad(3000, 8);
+        let mut c = CodeCoder::new();
+        c.allow_binned(true);
+        let mut buf = Vec::new();
+        c.encode(&codes, &mut buf);
+        assert_eq!(buf[0], MODE_BINNED);
+        let mut out = Vec::new();
+        for cut in 0..buf.len() {
+            assert!(
+                c.decode(&mut ByteReader::new(&buf[..cut]), codes.len(), &mut out)
+                    .is_err()
+            );
+        }
+        for i in 0..buf.len().min(400) {
+            for flip in [0x01, 0x5a, 0xff] {
+                let mut bad = buf.clone();
+                bad[i] ^= flip;
+                let _ = c.decode(&mut ByteReader::new(&bad), codes.len(), &mut out);
+            }
+        }
+        // A bin reaching past i32::MAX, and more bins than the limit.
+        let mut forged = vec![MODE_BINNED, 12];
+        put_uvarint(&mut forged, 1);
+        put_ivarint(&mut forged, i32::MAX as i64 - 3);
+        let mut bw = BitWriter::new();
+        bw.write(8, 6);
+        put_section(&mut forged, &bw.finish());
+        assert!(
+            c.decode(&mut ByteReader::new(&forged), 10, &mut out)
+                .is_err()
+        );
+        let mut forged = vec![MODE_BINNED, 12];
+        put_uvarint(&mut forged, MAX_BINS as u64 + 1);
+        assert!(
+            c.decode(&mut ByteReader::new(&forged), 10, &mut out)
+                .is_err()
+        );
+    }
+}
