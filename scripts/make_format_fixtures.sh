@@ -432,6 +432,33 @@ fixture field3d_cfd_bits10_v4 \
   "$B compress $IN/cfd_4x32x32.npy --bound bits:10 -T 1 -q -o $OUT/field3d_cfd_bits10_v4.baler"
 fi
 
+if [[ $version == 5 ]]; then
+# Version 5: f32 lossless columns as one stream of integers (value words less a prediction).
+train_cmds="(none)"
+delphes_names=$(cat fixtures/delphes_16k.columns)
+nexo_names=$(cat fixtures/nexo_8k.columns)
+
+fixture field3d_cfd_lossless \
+  "Field, f32, 4 × 32 × 32 (\`cfd_decay_ux.npy\`), \`lossless\`, one chunk: value words less a Lorenzo prediction over planes." \
+  "$IN/cfd_4x32x32.npy" \
+  "$B compress $IN/cfd_4x32x32.npy --bound lossless -T 1 -q -o $OUT/field3d_cfd_lossless.baler"
+
+fixture table_nexo_lossless \
+  "Table, f32, 2000 × 10 (first rows of \`nexo_8k.npy\`), \`lossless\`, column names, 2 chunks: value words less the previous value or the column before at a lag of one row (a decay chain's energy after a step is the next row's before it)." \
+  "$IN/nexo_2000.npy" \
+  "$B compress $IN/nexo_2000.npy --bound lossless --names $nexo_names --chunk-size 40K -T 1 -q -o $OUT/table_nexo_lossless.baler"
+
+fixture table_cms_lossless_shift \
+  "Table, f32, 200 × 59 (first rows of \`cms_ak4jets.npy\`: mantissas already truncated), \`lossless\`: value words without the trailing zero bits every value of a column has." \
+  "$IN/cms_200.npy" \
+  "$B compress $IN/cms_200.npy --bound lossless -T 1 -q -o $OUT/table_cms_lossless_shift.baler"
+
+fixture table_specials_lossless \
+  "Table, f32, 500 × 16 (rows 8000..8499 of \`delphes_16k.npy\`, with NaN payloads, ±Inf, −0.0 and subnormals planted), \`lossless\`, column names, 4 chunks." \
+  "$IN/delphes_specials_500.npy" \
+  "$B compress $IN/delphes_specials_500.npy --bound lossless --names $delphes_names --chunk-size 8K -T 1 -q -o $OUT/table_specials_lossless.baler"
+fi
+
 # ---------------------------------------------------------------------------------------------
 total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)
 {
