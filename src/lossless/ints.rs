@@ -360,12 +360,15 @@ fn classes_pay(codes: &[i32], metric: &[u8], thresholds: &[u8], split: &mut Vec<
 /// What a class's stream costs besides its codes, about (its mode and table), in bits.
 const CLASS_BITS: f64 = 2000.0;
 
+/// Rows sampled for a lag's repeats ([`candidates`]).
+const LAG_SAMPLE: usize = 512;
+
 /// Transforms are priced exactly only where [`estimate`] puts them within this factor of the
 /// best estimate.
 const PRICE_WITHIN: f64 = 1.25;
 
 /// Codes priced per strip where a column is longer than [`PRICE_STRIPS`] of them.
-const PRICE_STRIP: usize = 2048;
+const PRICE_STRIP: usize = 1024;
 const PRICE_STRIPS: usize = 4;
 
 /// What [`CodeCoder`] spends on `codes`, in bytes, or on evenly spaced strips of them for a
@@ -388,10 +391,24 @@ fn price(codes: &[i32], coder: &mut CodeCoder, sample: &mut Vec<i32>, out: &mut 
 }
 
 /// The integer transforms that apply to a column of `n` values.
-fn candidates(has_reference: bool, grid: Grid, n: usize) -> Vec<u8> {
+fn candidates(col: &[f32], reference: Option<&[f32]>, grid: Grid) -> Vec<u8> {
+    let n = col.len();
     let mut t = vec![VALUE, DELTA];
-    if has_reference {
-        t.extend([DELTA_REF, REF_BEFORE, REF_AFTER]);
+    if let Some(r) = reference {
+        t.push(DELTA_REF);
+        // A lag pays where values recur one row over (a chain of steps): tried where at least
+        // one sampled row in 16 is such a repeat.
+        let step = (n / LAG_SAMPLE).max(1);
+        for (lag, d) in [(REF_BEFORE, -1isize), (REF_AFTER, 1)] {
+            let (mut rows, mut hits) = (0usize, 0usize);
+            for i in (1..n.saturating_sub(1)).step_by(step) {
+                rows += 1;
+                hits += usize::from(col[i].to_bits() == r[i.wrapping_add_signed(d)].to_bits());
+            }
+            if hits * 16 >= rows && hits > 0 {
+                t.push(lag);
+            }
+        }
     }
     for l in [LORENZO_2, LORENZO_3, LORENZO_3Q] {
         if lorenzo_axes(l, grid, n).is_some() {
@@ -415,7 +432,7 @@ pub(super) fn encode(
     coder.allow_binned(true);
     // Transforms whose magnitudes alone promise clearly more bits than the best's are not
     // priced.
-    let ts = candidates(reference.is_some(), grid, col.len());
+    let ts = candidates(col, reference, grid);
     let mut estimates = Vec::with_capacity(ts.len());
     for &t in &ts {
         transform(t, col, reference, grid, k, &mut s.codes);
