@@ -32,8 +32,10 @@ pub const FOOTER_MAGIC_V4: [u8; 8] = *b"BALERIX4";
 /// relative bounds (BOUNDS kinds 4 and 5, and the ordinal gap in their column sections);
 /// version 3 adds the binned mode of code streams and the compact RUNS and STATS sections
 /// (which replace BOUNDS and NORMALIZE); version 4 the content checksum in the end mark, which
-/// binds every chunk to the file's header and position. Every file is written as version 4.
-pub const FORMAT_VERSION: u16 = 4;
+/// binds every chunk to the file's header and position; version 5 the level-wise steps of the
+/// interpolation predictors (bits 6–7 of their order byte, [`crate::predict`]). Every file is
+/// written as version 5.
+pub const FORMAT_VERSION: u16 = 5;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 

@@ -858,7 +858,7 @@ fn info_describes_the_container() {
         "f32 16384 × 16",
         "table",
         "rel:1e-3",
-        "format version 4",
+        "format version 5",
         "chunk",
         "bits/value",
         "x,",
