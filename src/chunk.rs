@@ -843,6 +843,91 @@ mod tests {
         assert!(err.0.contains("axis order"), "{}", err.0);
     }
 
+    /// A 3-D field (planes of `w × h`, `d` of them) of smooth waves with turbulent patches: at a
+    /// loose bound most interpolation codes are 0.
+    fn waves(w: usize, h: usize, d: usize) -> Vec<f32> {
+        let mut seed = 5u64;
+        (0..w * h * d)
+            .map(|i| {
+                let (x, y, z) = ((i % w) as f32, ((i / w) % h) as f32, (i / (w * h)) as f32);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let noise = ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.02;
+                let patch = if (x - 40.0).abs() < 12.0 && (y - 30.0).abs() < 10.0 {
+                    8.0
+                } else {
+                    1.0
+                };
+                (x * 0.11 + z * 0.3).sin() * (y * 0.07 - z * 0.2).cos() + patch * noise
+            })
+            .collect()
+    }
+
+    #[test]
+    fn level_wise_steps_are_chosen_where_most_codes_are_zero() {
+        let (w, h, d) = (96usize, 80usize, 12usize);
+        let data = waves(w, h, d);
+        let levels = |bound: f64| {
+            let p = field_params((w, w * h, w * h), bound, (0.0, 1.0));
+            let mut payload = Vec::new();
+            ChunkCodec::<f32>::new(Arc::clone(&p)).encode(&data, &mut payload);
+            let head = first_section(&payload);
+            let interp = [Predictor::Interp.id(), Predictor::InterpPlanes.id()];
+            assert!(interp.contains(&payload[head + 1]));
+            round_trip(p, &data);
+            payload[head + 2] >> 6
+        };
+        // Codes mostly 0 (a bound of 1% of the range): a finer step at the coarse levels;
+        // a tight bound: one step (coded in over a bit per value, so not even tried).
+        assert_ne!(levels(0.02), 0);
+        assert_eq!(levels(1e-5), 0);
+    }
+
+    #[test]
+    fn level_wise_steps_in_an_ordinal_column_are_an_error() {
+        // A point-wise relative field is quantized as ordinals, whose steps are whole numbers
+        // of ordinals: level-wise steps there are a forgery, reported, not followed.
+        let (w, h, d) = (96usize, 80usize, 4usize);
+        let data: Vec<f32> = waves(w, h, d).iter().map(|v| v + 3.0).collect();
+        let p = Arc::new(CodecParams {
+            layout: Layout::Field,
+            record_len: w * h,
+            row_len: w,
+            plane_len: w * h,
+            columns: vec![ColumnParams {
+                bound: Bound::PwRel(1e-2),
+                norm: Normalization {
+                    offset: 3.0,
+                    scale: 1.0,
+                },
+            }],
+            model: None,
+        });
+        let mut payload = Vec::new();
+        ChunkCodec::<f32>::new(Arc::clone(&p)).encode(&data, &mut payload);
+        let head = first_section(&payload);
+        let interp = [Predictor::Interp.id(), Predictor::InterpPlanes.id()];
+        assert!(interp.contains(&payload[head + 1]));
+        assert_eq!(payload[head + 2] >> 6, 0);
+        round_trip(Arc::clone(&p), &data);
+        for levels in 1..3u8 {
+            let mut bad = payload.clone();
+            bad[head + 2] |= levels << 6;
+            let err = ChunkCodec::<f32>::new(Arc::clone(&p))
+                .decode(PayloadKind::Coded, &bad, data.len(), &mut Vec::new())
+                .unwrap_err();
+            assert!(err.0.contains("ordinals"), "{}", err.0);
+        }
+        // An undefined scheme, in any column: an invalid order byte.
+        let mut bad = payload.clone();
+        bad[head + 2] |= 3 << 6;
+        let err = ChunkCodec::<f32>::new(Arc::clone(&p))
+            .decode(PayloadKind::Coded, &bad, data.len(), &mut Vec::new())
+            .unwrap_err();
+        assert!(err.0.contains("axis order"), "{}", err.0);
+    }
+
     #[test]
     fn incompressible_chunks_fall_back_to_raw() {
         let mut seed = 1u64;

@@ -347,10 +347,24 @@ impl CodeCoder {
                     }
                 }
             };
+            // The merge is serial, except in a run: a context code followed by itself keeps
+            // its context, so such a run is copied from its stream at once (long runs of
+            // zeros where most codes are 0).
             let mut at = [0usize; PREV_CONTEXTS + 1];
             let mut x = context(0);
-            for _ in 0..n {
-                match split[x].get(at[x]) {
+            while out.len() < n {
+                let s = &split[x];
+                if let Some(&v) = vals.get(x) {
+                    let rest = &s[at[x]..];
+                    let lim = rest.len().min(n - out.len());
+                    let run = rest[..lim].iter().position(|&c| c != v).unwrap_or(lim);
+                    out.extend_from_slice(&rest[..run]);
+                    at[x] += run;
+                    if out.len() == n {
+                        break;
+                    }
+                }
+                match s.get(at[x]) {
                     Some(&c) => {
                         at[x] += 1;
                         out.push(c);
@@ -518,6 +532,44 @@ mod tests {
         buf.clear();
         c.encode_either(&flat, &mut split, &mut buf);
         assert_eq!(buf[0], 0);
+    }
+
+    #[test]
+    fn runs_of_a_context_code_decode_at_once_and_bit_for_bit() {
+        // Mostly 0 in long runs, each burst a pattern (1 then −1, 2 then 3 then 0): the
+        // decoder copies the runs of each context's own code at once; cut or damaged
+        // streams stay errors, never panics.
+        let mut seed = 5;
+        let mut codes = Vec::new();
+        while codes.len() < 50_000 {
+            let run = (lcg(&mut seed) % 300) as usize;
+            codes.extend(std::iter::repeat_n(0, run));
+            match lcg(&mut seed) % 3 {
+                0 => codes.extend([1, -1]),
+                1 => codes.extend([2, 3]),
+                _ => codes.extend([7, 7, 7, 7, -7]),
+            }
+        }
+        let mut c = CodeCoder::new();
+        assert!(c.previous_contexts(&codes));
+        let mut buf = Vec::new();
+        c.encode_by_previous(&codes, &mut buf);
+        let mut out = vec![9];
+        let mut r = ByteReader::new(&buf);
+        c.decode_by_previous(&mut r, codes.len(), &mut out).unwrap();
+        assert!(r.is_empty());
+        assert_eq!(out, codes);
+        for cut in 0..buf.len() {
+            let r = &mut ByteReader::new(&buf[..cut]);
+            assert!(c.decode_by_previous(r, codes.len(), &mut out).is_err());
+        }
+        for i in 0..buf.len().min(400) {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x5a;
+            let _ = c.decode_by_previous(&mut ByteReader::new(&bad), codes.len(), &mut out);
+        }
+        let r = &mut ByteReader::new(&buf);
+        assert!(c.decode_by_previous(r, codes.len() + 1, &mut out).is_err());
     }
 
     #[test]
