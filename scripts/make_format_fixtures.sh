@@ -119,6 +119,7 @@ save("cms_200.npy", np.load(fx + "cms_ak4jets.npy")[:200])
 
 cfd = np.load(fx + "cfd_decay_ux.npy")
 save("cfd_4x32x32.npy", cfd[:4, :32, :32])
+save("cfd_16x32x32.npy", cfd[:16, :32, :32])
 save("cfd_every15_4x32x32.npy", cfd[::15][:4, :32, :32])
 
 # A rough 3-D volume: a triple running sum of sums of 12 uniforms (Lorenzo 3-D pays there).
@@ -457,6 +458,21 @@ fixture table_specials_lossless \
   "Table, f32, 500 × 16 (rows 8000..8499 of \`delphes_16k.npy\`, with NaN payloads, ±Inf, −0.0 and subnormals planted), \`lossless\`, column names, 4 chunks." \
   "$IN/delphes_specials_500.npy" \
   "$B compress $IN/delphes_specials_500.npy --bound lossless --names $delphes_names --chunk-size 8K -T 1 -q -o $OUT/table_specials_lossless.baler"
+fi
+
+if [[ $version == 6 ]]; then
+# Version 6: level-wise steps of the interpolation predictors (bits 6-7 of the order byte).
+train_cmds="(none)"
+
+fixture field3d_cfd_levels_rel1e-2 \
+  "Field, f32, 16 × 32 × 32 (first 16 time steps of \`cfd_decay_ux.npy\`, one corner), \`rel:1e-2\`: interpolation with level-wise steps (scheme 1: the coarser levels quantized finer), chosen where most codes are 0." \
+  "$IN/cfd_16x32x32.npy" \
+  "$B compress $IN/cfd_16x32x32.npy --bound rel:1e-2 -T 1 -q -o $OUT/field3d_cfd_levels_rel1e-2.baler"
+
+fixture field3d_cfd_levels_rel3e-2 \
+  "The same field at \`rel:3e-2\`." \
+  "$IN/cfd_16x32x32.npy" \
+  "$B compress $IN/cfd_16x32x32.npy --bound rel:3e-2 -T 1 -q -o $OUT/field3d_cfd_levels_rel3e-2.baler"
 fi
 
 # ---------------------------------------------------------------------------------------------
