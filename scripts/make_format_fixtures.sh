@@ -475,6 +475,16 @@ fixture field3d_cfd_levels_rel3e-2 \
   "$B compress $IN/cfd_16x32x32.npy --bound rel:3e-2 -T 1 -q -o $OUT/field3d_cfd_levels_rel3e-2.baler"
 fi
 
+if [[ $version == 7 ]]; then
+# Version 7: lossless transforms with the low byte coded apart (ids 20-27).
+train_cmds="(none)"
+
+fixture field3d_cfd_lossless_low \
+  "Field, f32, 16 × 32 × 32 (first 16 time steps of \`cfd_decay_ux.npy\`, one corner), \`lossless\`: value words above the low byte less a Lorenzo prediction over planes, the low byte coded apart." \
+  "$IN/cfd_16x32x32.npy" \
+  "$B compress $IN/cfd_16x32x32.npy --bound lossless -T 1 -q -o $OUT/field3d_cfd_lossless_low.baler"
+fi
+
 # ---------------------------------------------------------------------------------------------
 total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)
 {

@@ -5,11 +5,17 @@
 //! among its modes), optionally split by the magnitudes of neighbouring residuals.
 //!
 //! Layout after the transform byte (one of [`VALUE`], [`DELTA`], [`DELTA_REF`],
-//! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`]):
+//! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`], 4 to 11; or
+//! one of them plus [`LOW_SPLIT`], 20 to 27, format version 7):
 //!
-//! `u8 shift`, `u8 classes`, `classes − 1` threshold bytes (non-decreasing), one `uvarint`
-//! count per class (adding up to the column's length), then each non-empty class's codes as a
-//! [`CodeCoder`] stream, in class order.
+//! `u8 shift`, [`u8 low` (1 to 8), for 20 to 27 only], `u8 classes`, `classes − 1` threshold
+//! bytes (non-decreasing), one `uvarint` count per class (adding up to the column's length),
+//! then each non-empty class's codes as a [`CodeCoder`] stream, in class order; for 20 to 27,
+//! then the `low` bits of every value just above the shift, as one more stream. There the value
+//! words (and the predictions' words) are taken at `shift + low`, and a value's bits are its
+//! word's bits above `shift + low`, its low bits, then `shift` zeros: the low byte of a value
+//! that went through a packed 16-bit variable or a unit conversion keeps a shape that raw bits
+//! below a bin would lose.
 //!
 //! With `v(x)` the value word of `x` at the column's shift, the code of value `i` is `v(x[i])`
 //! minus (wrapping, in 32 bits):
@@ -60,6 +66,13 @@ pub(super) const REF_AFTER: u8 = 10;
 /// extrapolated from the two planes before (a field that moves smoothly in time).
 pub(super) const LORENZO_3Q: u8 = 11;
 
+/// Added to a transform's id where the lowest bits of the values (above the shift) are coded
+/// as a stream of their own ([`LOW_BITS`] of them) and the prediction works on the bits above.
+pub(super) const LOW_SPLIT: u8 = 16;
+/// Low bits split off where that pays: the low byte of a value that went through a packed
+/// 16-bit netCDF variable or a unit conversion keeps a shape of its own.
+const LOW_BITS: u32 = 8;
+
 /// Most classes a column's codes are split in.
 const MAX_CLASSES: usize = 16;
 /// Classes tried by the encoder where a column is long enough.
@@ -79,6 +92,7 @@ pub(super) struct IntScratch {
     out_b: Vec<u8>,
     metric: Vec<u8>,
     sample: Vec<i32>,
+    low: Vec<i32>,
 }
 
 /// The value word of f32 bits `bits` at shift `k`: the bits above the shift, mapped to a signed
@@ -428,6 +442,7 @@ pub(super) fn encode(
     s: &mut IntScratch,
     out: &mut Vec<u8>,
 ) {
+    let start = out.len();
     let k = common_shift(col);
     coder.allow_binned(true);
     // Transforms whose magnitudes alone promise clearly more bits than the best's are not
@@ -452,24 +467,99 @@ pub(super) fn encode(
         }
     }
     let t = best.1;
-    out.push(t);
-    out.push(k as u8);
-    s.out_a.clear();
-    write_streams(&s.best, &[], &[], coder, &mut s.split, &mut s.out_a);
-    if col.len() >= MIN_SPLIT {
-        metrics(&s.best, neighbours(t, grid), &mut s.metric);
-        let th = thresholds(&s.metric, CLASSES);
-        // Coded in classes too where their magnitudes promise a saving.
-        if !th.is_empty() && classes_pay(&s.best, &s.metric, &th, &mut s.split) {
-            s.out_b.clear();
-            write_streams(&s.best, &s.metric, &th, coder, &mut s.split, &mut s.out_b);
-            if s.out_b.len() < s.out_a.len() {
-                std::mem::swap(&mut s.out_a, &mut s.out_b);
+    write_body(
+        t,
+        k,
+        0,
+        &s.best,
+        &[],
+        grid,
+        coder,
+        &mut s.split,
+        &mut s.metric,
+        &mut s.out_b,
+        out,
+    );
+    // The same prediction above the low byte, the low byte coded apart, where its price on
+    // the strips comes near: both coded, the smaller kept.
+    if k + LOW_BITS < 31 {
+        transform(t, col, reference, grid, k + LOW_BITS, &mut s.codes);
+        let high = price(&s.codes, coder, &mut s.sample, &mut s.out_b);
+        low_codes(col, k, LOW_BITS, &mut s.low);
+        let low = price(&s.low, coder, &mut s.sample, &mut s.out_b);
+        if (high + low) * 50 < best.0 * 51 {
+            s.out_a.clear();
+            write_body(
+                t,
+                k,
+                LOW_BITS,
+                &s.codes,
+                &s.low,
+                grid,
+                coder,
+                &mut s.split,
+                &mut s.metric,
+                &mut s.out_b,
+                &mut s.out_a,
+            );
+            if s.out_a.len() < out.len() - start {
+                out.truncate(start);
+                out.extend_from_slice(&s.out_a);
             }
         }
     }
     coder.allow_binned(false);
-    out.extend_from_slice(&s.out_a);
+}
+
+/// Appends the body of transform `t` at shift `k` with `low_bits` split off: its header bytes,
+/// `codes` as one stream or in classes (whichever is smaller, classes coded only where
+/// [`classes_pay`]), then the `low` bits' stream. `tmp` is scratch.
+#[allow(clippy::too_many_arguments)]
+fn write_body(
+    t: u8,
+    k: u32,
+    low_bits: u32,
+    codes: &[i32],
+    low: &[i32],
+    grid: Grid,
+    coder: &mut CodeCoder,
+    split: &mut Vec<Vec<i32>>,
+    metric: &mut Vec<u8>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    if low_bits > 0 {
+        out.extend_from_slice(&[t + LOW_SPLIT, k as u8, low_bits as u8]);
+    } else {
+        out.extend_from_slice(&[t, k as u8]);
+    }
+    let start = out.len();
+    write_streams(codes, &[], &[], coder, split, out);
+    if codes.len() >= MIN_SPLIT {
+        metrics(codes, neighbours(t, grid), metric);
+        let th = thresholds(metric, CLASSES);
+        // Coded in classes too where their magnitudes promise a saving.
+        if !th.is_empty() && classes_pay(codes, metric, &th, split) {
+            tmp.clear();
+            write_streams(codes, metric, &th, coder, split, tmp);
+            if tmp.len() < out.len() - start {
+                out.truncate(start);
+                out.extend_from_slice(tmp);
+            }
+        }
+    }
+    if low_bits > 0 {
+        coder.encode(low, out);
+    }
+}
+
+/// The `l` bits of each value of `col` above its shift `k`, into `low`.
+fn low_codes(col: &[f32], k: u32, l: u32, low: &mut Vec<i32>) {
+    low.clear();
+    low.extend(
+        col.iter()
+            .map(|v| ((v.to_bits() >> k) & ((1 << l) - 1)) as i32),
+    );
 }
 
 /// Decodes `out.len()` values written by [`encode`] with transform `t` (already read).
@@ -487,6 +577,17 @@ pub(super) fn decode(
     if k > MAX_SHIFT {
         return Err(Malformed(format!("lossless shift {k} above {MAX_SHIFT}")));
     }
+    let (t, low_bits) = if t >= VALUE + LOW_SPLIT {
+        let l = u32::from(r.u8()?);
+        if !(1..=LOW_BITS).contains(&l) || k + l >= 31 {
+            return Err(Malformed(format!("{l} low bits split off at shift {k}")));
+        }
+        (t - LOW_SPLIT, l)
+    } else {
+        (t, 0)
+    };
+    // Value words are taken above the low bits.
+    let kw = k + low_bits;
     let axes = match t {
         VALUE | DELTA => None,
         DELTA_REF | REF_BEFORE | REF_AFTER => {
@@ -548,30 +649,40 @@ pub(super) fn decode(
             codes.push(c);
         }
     }
+    let low = &mut s.low;
+    low.clear();
+    if low_bits > 0 {
+        coder.decode(r, n, low)?;
+        if low.iter().any(|&b| !(0..1 << low_bits).contains(&b)) {
+            return Err(Malformed::new("lossless low bits out of range"));
+        }
+    }
+    // The bits of value `i` from its value word.
+    let bits = |v: i32, i: usize| unword(v, kw) | low.get(i).map_or(0, |&b| (b as u32) << k);
     match t {
         VALUE => {
-            for (o, &c) in out.iter_mut().zip(codes.iter()) {
-                *o = f32::from_bits(unword(c, k));
+            for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
+                *o = f32::from_bits(bits(c, i));
             }
         }
         DELTA => {
             let mut prev = 0i32;
-            for (o, &c) in out.iter_mut().zip(codes.iter()) {
+            for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
                 prev = prev.wrapping_add(c);
-                *o = f32::from_bits(unword(prev, k));
+                *o = f32::from_bits(bits(prev, i));
             }
         }
         DELTA_REF | REF_BEFORE | REF_AFTER => {
             let rf = reference.expect("checked");
             for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
-                *o = f32::from_bits(unword(ref_word(t, rf, i, k).wrapping_add(c), k));
+                *o = f32::from_bits(bits(ref_word(t, rf, i, kw).wrapping_add(c), i));
             }
         }
         _ => {
             let (row, plane) = axes.expect("checked");
             for i in 0..n {
                 let p = lorenzo(t, out, i, row, plane);
-                out[i] = f32::from_bits(unword(word(p.to_bits(), k).wrapping_add(codes[i]), k));
+                out[i] = f32::from_bits(bits(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
             }
         }
     }
@@ -608,12 +719,17 @@ mod tests {
         reference: Option<&[f32]>,
         grid: Grid,
         classes: usize,
+        low_bits: u32,
     ) -> usize {
         let mut coder = CodeCoder::new();
         let mut s = IntScratch::default();
         let k = common_shift(col);
-        let mut buf = vec![t, k as u8];
-        transform(t, col, reference, grid, k, &mut s.codes);
+        let mut buf = if low_bits > 0 {
+            vec![t + LOW_SPLIT, k as u8, low_bits as u8]
+        } else {
+            vec![t, k as u8]
+        };
+        transform(t, col, reference, grid, k + low_bits, &mut s.codes);
         metrics(&s.codes, neighbours(t, grid), &mut s.metric);
         let th = if classes > 1 {
             thresholds(&s.metric, classes)
@@ -621,12 +737,23 @@ mod tests {
             Vec::new()
         };
         write_streams(&s.codes, &s.metric, &th, &mut coder, &mut s.split, &mut buf);
+        if low_bits > 0 {
+            low_codes(col, k, low_bits, &mut s.low);
+            coder.encode(&s.low, &mut buf);
+        }
         let mut out = vec![0f32; col.len()];
         let mut r = ByteReader::new(&buf[1..]);
-        decode(t, &mut r, reference, grid, &mut coder, &mut s, &mut out).unwrap();
+        decode(
+            buf[0], &mut r, reference, grid, &mut coder, &mut s, &mut out,
+        )
+        .unwrap();
         assert!(r.is_empty());
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&out), bits(col), "transform {t}, {classes} classes");
+        assert_eq!(
+            bits(&out),
+            bits(col),
+            "transform {t}, {classes} classes, {low_bits} low bits"
+        );
         buf.len()
     }
 
@@ -686,14 +813,16 @@ mod tests {
         ] {
             for col in [&f, &noise, &truncated] {
                 for classes in [1, 8, MAX_CLASSES] {
-                    round_trip_as(t, col, Some(&noise), grid, classes);
+                    for low_bits in [0, 3, LOW_BITS] {
+                        round_trip_as(t, col, Some(&noise), grid, classes, low_bits);
+                    }
                 }
             }
         }
         assert_eq!(common_shift(&truncated), 13);
         // A column of one value, and of a single value.
-        round_trip_as(VALUE, &[0.0; 100], None, Grid::default(), 1);
-        round_trip_as(DELTA, &[-2.5], None, Grid::default(), 1);
+        round_trip_as(VALUE, &[0.0; 100], None, Grid::default(), 1, 0);
+        round_trip_as(DELTA, &[-2.5], None, Grid::default(), 1, LOW_BITS);
     }
 
     #[test]
@@ -704,9 +833,10 @@ mod tests {
         let mut s = IntScratch::default();
         let mut buf = Vec::new();
         encode(&f, None, grid, &mut coder, &mut s, &mut buf);
-        assert_eq!(
-            buf[0], LORENZO_3Q,
-            "a field moving smoothly along its planes"
+        assert!(
+            [LORENZO_3Q, LORENZO_3Q + LOW_SPLIT].contains(&buf[0]),
+            "a field moving smoothly along its planes: {}",
+            buf[0]
         );
         let mut out = vec![0f32; f.len()];
         decode(
@@ -773,6 +903,9 @@ mod tests {
             (VALUE, vec![0, 17]),
             (VALUE, vec![0, 3, 5, 2, 0, 0, 0]),
             (DELTA_REF, vec![0, 1]),
+            (VALUE + LOW_SPLIT, vec![0, 0, 1]),
+            (VALUE + LOW_SPLIT, vec![0, 9, 1]),
+            (VALUE + LOW_SPLIT, vec![24, 8, 1]),
         ] {
             let r = decode(
                 t,

@@ -25,7 +25,7 @@
 //! chunk; the whole-word coder is tried when a sample shows few distinct words.
 //!
 //! From format version 5, f32 columns may instead be coded as one stream of integers
-//! (transforms 4 to 8, [`ints`]): value words less a prediction (the previous value, the
+//! (transforms 4 to 11, and from version 7 20 to 27, [`ints`]): value words less a prediction (the previous value, the
 //! reference, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
 //! encoder codes a column both ways and keeps the smaller.
 
