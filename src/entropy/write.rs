@@ -159,9 +159,15 @@ impl CodeCoder {
         let first = &self.dense;
         for &c in codes {
             let c = c as i64;
-            let mut t = first[((c - min) as u64 >> shift) as usize] as usize;
-            while t + 1 < bins.len() && bins[t + 1].lo <= c {
-                t += 1;
+            let cell = ((c - min) as u64 >> shift) as usize;
+            let mut t = first[cell] as usize;
+            if t + 1 < bins.len() && bins[t + 1].lo <= c {
+                // Several bins start in this cell (a stream over a wide span, in many bins):
+                // the last bin starting at or below `c`, by bisection up to the next cell's.
+                let end = first
+                    .get(cell + 1)
+                    .map_or(bins.len(), |&e| (e as usize + 1).min(bins.len()));
+                t += bins[t + 1..end].partition_point(|b| b.lo <= c);
             }
             let b = bins[t];
             self.symbols.push(t as u16);

@@ -125,34 +125,75 @@ pub(super) fn common_shift(col: &[f32]) -> u32 {
     any.trailing_zeros().min(MAX_SHIFT)
 }
 
-/// The Lorenzo prediction of transform `t` for value `i` of `x`, from values before it, with
-/// rows of `row` values and planes of `plane`; terms outside the chunk are 0.
+/// The Lorenzo prediction of transform `t` for value `i` of `x` (at column `c` of row `r` of
+/// its plane), from values before it, with rows of `row` values and planes of `plane`; terms
+/// outside the chunk are 0.
 #[inline(always)]
-fn lorenzo(t: u8, x: &[f32], i: usize, row: usize, plane: usize) -> f32 {
-    let c = i % row;
-    let r = (i % plane) / row;
-    let get = |ok: bool, j: usize| if ok { f64::from(x[j]) } else { 0.0 };
+fn lorenzo(t: u8, x: &[f32], i: usize, (c, r): (usize, usize), row: usize, plane: usize) -> f32 {
     let (w, n) = (c > 0, r > 0);
-    // The plane's own 2-D prediction, and what the plane `back` planes before leaves over its
-    // own (0 where that plane is outside the chunk).
-    let flat = |back: usize| -> f64 {
+    // `x[j]` where `ok`, else 0.
+    #[inline(always)]
+    fn get(x: &[f32], ok: bool, j: usize) -> f64 {
+        if ok { f64::from(x[j]) } else { 0.0 }
+    }
+    // The 2-D prediction of the point `back` planes before (0 where that plane is outside the
+    // chunk), and what that point leaves over it.
+    #[inline(always)]
+    fn flat(x: &[f32], i: usize, back: usize, w: bool, n: bool, row: usize, plane: usize) -> f64 {
         let u = i >= back * plane;
         let j = i.wrapping_sub(back * plane);
-        get(w && u, j.wrapping_sub(1)) + get(n && u, j.wrapping_sub(row))
-            - get(w && n && u, j.wrapping_sub(row + 1))
-    };
-    let left = |back: usize| -> f64 {
-        let j = i.wrapping_sub(back * plane);
-        get(i >= back * plane, j) - flat(back)
-    };
+        get(x, w && u, j.wrapping_sub(1)) + get(x, n && u, j.wrapping_sub(row))
+            - get(x, w && n && u, j.wrapping_sub(row + 1))
+    }
+    #[inline(always)]
+    fn left(x: &[f32], i: usize, back: usize, w: bool, n: bool, row: usize, plane: usize) -> f64 {
+        get(x, i >= back * plane, i.wrapping_sub(back * plane)) - flat(x, i, back, w, n, row, plane)
+    }
+    let here = flat(x, i, 0, w, n, row, plane);
     let p = match t {
-        LORENZO_2 => flat(0),
-        LORENZO_3 => flat(0) + left(1),
-        _ if i >= 2 * plane => flat(0) + (2.0 * left(1) - left(2)),
-        _ => flat(0) + left(1),
+        LORENZO_2 => here,
+        LORENZO_3 => here + left(x, i, 1, w, n, row, plane),
+        _ if i >= 2 * plane => {
+            here + (2.0 * left(x, i, 1, w, n, row, plane) - left(x, i, 2, w, n, row, plane))
+        }
+        _ => here + left(x, i, 1, w, n, row, plane),
     };
     let p = p as f32;
     if p.is_nan() { 0.0 } else { p }
+}
+
+/// The column and row within its plane of each value in turn, without dividing.
+struct Walk {
+    c: usize,
+    r: usize,
+    row: usize,
+    rows: usize,
+}
+
+impl Walk {
+    fn new(row: usize, plane: usize) -> Self {
+        Walk {
+            c: 0,
+            r: 0,
+            row,
+            rows: plane / row,
+        }
+    }
+
+    /// The position of the next value.
+    #[inline(always)]
+    fn next(&mut self) -> (usize, usize) {
+        let at = (self.c, self.r);
+        self.c += 1;
+        if self.c == self.row {
+            self.c = 0;
+            self.r += 1;
+            if self.r == self.rows {
+                self.r = 0;
+            }
+        }
+        at
+    }
 }
 
 /// The row and plane lengths a Lorenzo transform `t` needs on `grid` for `n` values, or `None`.
@@ -222,8 +263,9 @@ fn transform(
         }
         LORENZO_2 | LORENZO_3 | LORENZO_3Q => {
             let (row, plane) = lorenzo_axes(t, grid, col.len()).expect("checked axes");
+            let mut walk = Walk::new(row, plane);
             codes.extend((0..col.len()).map(|i| {
-                let p = lorenzo(t, col, i, row, plane);
+                let p = lorenzo(t, col, i, walk.next(), row, plane);
                 word(col[i].to_bits(), k).wrapping_sub(word(p.to_bits(), k))
             }));
         }
@@ -482,10 +524,14 @@ pub(super) fn encode(
     );
     // The same prediction above the low byte, the low byte coded apart, where its price on
     // the strips comes near: both coded, the smaller kept.
-    if k + LOW_BITS < 31 {
+    // Tried on fields (the Lorenzo residuals above the low byte are narrower, which pays even
+    // where the low byte is noise: CFD decay +1.5%) and where the low byte has a shape.
+    if k + LOW_BITS < 31 && {
+        low_codes(col, k, LOW_BITS, &mut s.low);
+        matches!(t, LORENZO_2 | LORENZO_3 | LORENZO_3Q) || low_has_shape(&s.low)
+    } {
         transform(t, col, reference, grid, k + LOW_BITS, &mut s.codes);
         let high = price(&s.codes, coder, &mut s.sample, &mut s.out_b);
-        low_codes(col, k, LOW_BITS, &mut s.low);
         let low = price(&s.low, coder, &mut s.sample, &mut s.out_b);
         if (high + low) * 50 < best.0 * 51 {
             s.out_a.clear();
@@ -551,6 +597,22 @@ fn write_body(
     if low_bits > 0 {
         coder.encode(low, out);
     }
+}
+
+/// Whether low bytes `low` are far from uniform: an order-0 entropy a quarter of a bit under
+/// 8 bits (the low byte of noisy measurements is uniform, and splitting it off cannot pay).
+fn low_has_shape(low: &[i32]) -> bool {
+    let mut hist = [0u32; 1 << LOW_BITS];
+    for &b in low {
+        hist[b as usize] += 1;
+    }
+    let n = low.len() as f64;
+    let bits: f64 = hist
+        .iter()
+        .filter(|&&h| h > 0)
+        .map(|&h| f64::from(h) * (n / f64::from(h)).log2())
+        .sum();
+    bits < (f64::from(LOW_BITS) - 0.25) * n
 }
 
 /// The `l` bits of each value of `col` above its shift `k`, into `low`.
@@ -638,15 +700,24 @@ pub(super) fn decode(
     if classes == 1 {
         codes.extend_from_slice(&s.split[0]);
     } else {
-        let strides = neighbours(t, grid);
+        let (sa, sb) = neighbours(t, grid);
+        // The class of every metric, and the codes' bit lengths as they come.
+        let mut class = [0u8; 256];
+        for (m, c) in class.iter_mut().enumerate() {
+            *c = class_of(m as u8, th) as u8;
+        }
+        let lens = &mut s.metric;
+        lens.clear();
         let mut next = [0usize; MAX_CLASSES];
         for i in 0..n {
-            let j = class_of(metric(codes, i, strides), th);
+            let len = |d: usize| if d > 0 && i >= d { lens[i - d] } else { 0 };
+            let j = class[usize::from(len(1) + len(sa) + len(sb))] as usize;
             let c = *s.split[j]
                 .get(next[j])
                 .ok_or_else(|| Malformed::new("a lossless class ran out of codes"))?;
             next[j] += 1;
             codes.push(c);
+            lens.push(zlen(c));
         }
     }
     let low = &mut s.low;
@@ -680,8 +751,9 @@ pub(super) fn decode(
         }
         _ => {
             let (row, plane) = axes.expect("checked");
+            let mut walk = Walk::new(row, plane);
             for i in 0..n {
-                let p = lorenzo(t, out, i, row, plane);
+                let p = lorenzo(t, out, i, walk.next(), row, plane);
                 out[i] = f32::from_bits(bits(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
             }
         }
