@@ -714,12 +714,13 @@ fn damaged_containers_fail_clearly_and_leave_no_output() {
     );
     // A newer format version.
     let mut g = bytes.clone();
-    g[8] = 7;
+    let newer = baler::container::FORMAT_VERSION + 1;
+    g[8..10].copy_from_slice(&newer.to_le_bytes());
     fs::write(&bad, &g).unwrap();
     fails(
         &["decompress", &bad.to_string_lossy(), "-o", &out],
         1,
-        "version 7",
+        &format!("version {newer}"),
     );
     assert!(!Path::new(&out).exists());
     // Through a pipe too.
