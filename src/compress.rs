@@ -24,6 +24,12 @@ const MIN_CHUNK_BYTES: usize = 4 << 10;
 const MIN_SPLIT: usize = 1 << 20;
 /// Fields of known size split into two chunks from twice this size on.
 const MIN_FIELD_SPLIT: usize = 256 << 10;
+/// A field of at least this many slices along its slowest axis gets chunks of at least this
+/// many (within four times the chunk size; `CompressOptions::min_chunk_records` 0 turns it off,
+/// as for tables): cut into 4 MiB chunks of 16 frames, the forced turbulence's vorticity came
+/// out 14% larger at `rel:1e-2` than in chunks of 32. Fewer slices (a few stacked variables)
+/// stay apart.
+const MIN_FIELD_SLICES: usize = 32;
 /// The default [`CompressOptions::min_chunk_records`] (ATLAS's 141 columns × 9923 rows: an
 /// extra chunk costs 0.6% of the file at `bits:10`).
 pub const MIN_TABLE_RECORDS: u64 = 16 << 10;
@@ -750,7 +756,8 @@ pub(crate) fn header_for(
 /// cut into chunks of equal size, an even number of them, and at least two once it holds twice
 /// `MIN_SPLIT` (tables, which pay a table per column per chunk) or `MIN_FIELD_SPLIT` (fields,
 /// which pay one), so two cores share mid-size files; but a table's chunks keep at least
-/// `min_records` records where four times the chunk size allows. A field's records are the largest slices
+/// `min_records` records where four times the chunk size allows, and a field's chunks at least
+/// `MIN_FIELD_SLICES` slices where it has that many. A field's records are the largest slices
 /// along its slowest axes that fit in a chunk, and a chunk never splits such a slice, so chunk
 /// boundaries follow the array's own structure (stacked variables stay apart).
 fn chunking(spec: &ArraySpec, chunk_bytes: usize, min_records: u64) -> (usize, usize) {
@@ -783,8 +790,23 @@ fn chunking(spec: &ArraySpec, chunk_bytes: usize, min_records: u64) -> (usize, u
                 // Fine records (table rows): exactly `n_chunks` chunks of equal size.
                 records.div_ceil(n_chunks as usize)
             } else {
-                // Coarse records (a field's slices): as many whole ones as fit.
+                // Coarse records (a field's slices, or a few stacked variables, which stay
+                // apart): as many whole ones as fit.
                 target / record_bytes
+            };
+            let chunk_records = if spec.layout == Layout::Field
+                && min_records > 0
+                && records >= MIN_FIELD_SLICES
+                && chunk_records < MIN_FIELD_SLICES
+            {
+                // Many slices (frames of a simulation in time, levels): at least
+                // MIN_FIELD_SLICES of them a chunk where four times the chunk size allows, so
+                // the interpolation has levels along that axis too; chunks of equal size.
+                let most = (4 * chunk_bytes / record_bytes).clamp(1, records);
+                let per = chunk_records.max(MIN_FIELD_SLICES.min(most));
+                records.div_ceil((records / per).max(1))
+            } else {
+                chunk_records
             };
             (record_len, chunk_records)
         }
@@ -930,11 +952,16 @@ mod tests {
         // Three stacked variables of 884 KB: one chunk each.
         let (len, per, n) = chunks_of(&ArraySpec::new(DType::F32, vec![3, 12, 96, 192]), 4 << 20);
         assert_eq!((len, per, n), (12 * 96 * 192, 1, 3));
-        // 600 kB of 60 frames: two chunks of 30 frames.
+        // 600 kB of 60 frames: one chunk, since a chunk keeps 32 frames where there are.
         assert_eq!(
             chunks_of(&ArraySpec::new(DType::F32, vec![60, 50, 50]), 4 << 20),
-            (2500, 30, 2)
+            (2500, 60, 1)
         );
+        // 16 MiB of 64 frames: two chunks of 32 frames (four of 16 by size alone, as with an
+        // explicit chunk size).
+        let vorticity = ArraySpec::new(DType::F32, vec![64, 256, 256]);
+        assert_eq!(chunks_of(&vorticity, 4 << 20), (65536, 32, 2));
+        assert_eq!(chunking(&vorticity, 4 << 20, 0), (65536, 16));
         // A 1-D series: records of one value, chunks of equal size.
         let (len, per, n) = chunks_of(&ArraySpec::new(DType::F64, vec![1_000_000]), 4 << 20);
         assert_eq!((len, n), (1, 2));
