@@ -18,7 +18,11 @@ const PREV_PROBE: usize = 8192;
 
 /// Reads the per-context code counts of a split stream (one `uvarint` each) into `counts`;
 /// they must add up to the stream's `n` codes.
-fn read_context_counts(r: &mut ByteReader<'_>, n: usize, counts: &mut [usize]) -> DecodeResult<()> {
+pub(crate) fn read_context_counts(
+    r: &mut ByteReader<'_>,
+    n: usize,
+    counts: &mut [usize],
+) -> DecodeResult<()> {
     let mut total = 0usize;
     for c in counts.iter_mut() {
         *c = r.uvarint_max(n as u64, "context count")?;

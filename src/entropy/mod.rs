@@ -57,6 +57,10 @@ mod context;
 mod read;
 mod write;
 
+/// The per-context counts of a split stream, read as every split layout writes them (the
+/// lossless coder's classes too).
+pub(crate) use context::read_context_counts;
+
 use crate::bytes::put_ivarint;
 use choose::{BinPlan, Fine};
 pub(crate) use context::CONTEXTS;

@@ -45,7 +45,7 @@
 //! streams of their own.
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
-use crate::entropy::CodeCoder;
+use crate::entropy::{CodeCoder, read_context_counts};
 use crate::predict::Grid;
 
 /// Value words, no prediction.
@@ -677,16 +677,7 @@ pub(super) fn decode(
         return Err(Malformed::new("lossless class thresholds out of order"));
     }
     let mut counts = [0usize; MAX_CLASSES];
-    let mut total = 0usize;
-    for c in counts.iter_mut().take(classes) {
-        *c = r.uvarint_max(n as u64, "class count")?;
-        total += *c;
-    }
-    if total != n {
-        return Err(Malformed(format!(
-            "lossless class counts add up to {total} values, not {n}"
-        )));
-    }
+    read_context_counts(r, n, &mut counts[..classes])?;
     s.split.resize_with(classes.max(s.split.len()), Vec::new);
     for (j, &c) in counts.iter().enumerate().take(classes) {
         s.split[j].clear();
