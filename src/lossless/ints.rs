@@ -11,7 +11,10 @@
 //! `u8 shift`, [`u8 low` (1 to 8), for 20 to 27 only], `u8 classes`, `classes − 1` threshold
 //! bytes (non-decreasing), one `uvarint` count per class (adding up to the column's length),
 //! then each non-empty class's codes as a [`CodeCoder`] stream, in class order; for 20 to 27,
-//! then the `low` bits of every value just above the shift, as one more stream. There the value
+//! then the `low` bits of every value just above the shift, as one more stream. From format
+//! version 8, a column longer than [`STREAM_SEGMENT`] codes has [`SEGMENTED`] (32) added to its
+//! transform byte (36 to 59), and each of its streams is coded as one [`CodeCoder`] stream per
+//! `STREAM_SEGMENT` codes, the last one shorter. There the value
 //! words (and the predictions' words) are taken at `shift + low`, and a value's bits are its
 //! word's bits above `shift + low`, its low bits, then `shift` zeros: the low byte of a value
 //! that went through a packed 16-bit variable or a unit conversion keeps a shape that raw bits
@@ -47,6 +50,7 @@
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::entropy::{CodeCoder, read_context_counts};
 use crate::predict::Grid;
+use std::ops::Range;
 
 /// Value words, no prediction.
 pub(super) const VALUE: u8 = 4;
@@ -73,6 +77,49 @@ pub(super) const LOW_SPLIT: u8 = 16;
 /// 16-bit netCDF variable or a unit conversion keeps a shape of its own.
 const LOW_BITS: u32 = 8;
 
+/// Added to a transform's id (format version 8) where every stream is coded in segments of
+/// [`STREAM_SEGMENT`] codes (the last one shorter): set on columns longer than that, so the
+/// entropy stage's scratch stays bounded by a segment, not the chunk.
+pub(super) const SEGMENTED: u8 = 32;
+/// Codes per entropy-coded stream of a [`SEGMENTED`] column.
+pub(super) const STREAM_SEGMENT: usize = 1 << 18;
+
+/// Appends `codes` as entropy-coded streams: one, or one per [`STREAM_SEGMENT`] codes where
+/// `segmented`.
+fn encode_stream(codes: &[i32], segmented: bool, coder: &mut CodeCoder, out: &mut Vec<u8>) {
+    if segmented {
+        for seg in codes.chunks(STREAM_SEGMENT) {
+            coder.encode(seg, out);
+        }
+    } else {
+        coder.encode(codes, out);
+    }
+}
+
+/// Reads `n` codes written by [`encode_stream`] into `out` (replacing its contents); `seg` is
+/// scratch.
+fn decode_stream(
+    r: &mut ByteReader<'_>,
+    n: usize,
+    segmented: bool,
+    coder: &mut CodeCoder,
+    seg: &mut Vec<i32>,
+    out: &mut Vec<i32>,
+) -> DecodeResult<()> {
+    if !segmented || n <= STREAM_SEGMENT {
+        return coder.decode(r, n, out);
+    }
+    out.clear();
+    let mut left = n;
+    while left > 0 {
+        let len = left.min(STREAM_SEGMENT);
+        coder.decode(r, len, seg)?;
+        out.extend_from_slice(seg);
+        left -= len;
+    }
+    Ok(())
+}
+
 /// Most classes a column's codes are split in.
 const MAX_CLASSES: usize = 16;
 /// Classes tried by the encoder where a column is long enough.
@@ -86,7 +133,8 @@ const MAX_SHIFT: u32 = 24;
 #[derive(Debug, Default)]
 pub(super) struct IntScratch {
     codes: Vec<i32>,
-    best: Vec<i32>,
+    /// A stream segment being decoded.
+    seg: Vec<i32>,
     split: Vec<Vec<i32>>,
     out_a: Vec<u8>,
     out_b: Vec<u8>,
@@ -172,9 +220,14 @@ struct Walk {
 
 impl Walk {
     fn new(row: usize, plane: usize) -> Self {
+        Self::at(0, row, plane)
+    }
+
+    /// Starting at value `i`.
+    fn at(i: usize, row: usize, plane: usize) -> Self {
         Walk {
-            c: 0,
-            r: 0,
+            c: i % row,
+            r: i / row % (plane / row),
             row,
             rows: plane / row,
         }
@@ -232,21 +285,25 @@ fn ref_word(t: u8, r: &[f32], i: usize, k: u32) -> i32 {
     r.get(j).map_or(0, |v| word(v.to_bits(), k))
 }
 
-/// The codes of `col` under transform `t` at shift `k`, into `codes`.
+/// The codes of values `range` of `col` under transform `t` at shift `k`, appended to
+/// `codes` (each code depends on `col` alone, so a range's codes are those of the whole).
 fn transform(
     t: u8,
     col: &[f32],
     reference: Option<&[f32]>,
     grid: Grid,
     k: u32,
+    range: Range<usize>,
     codes: &mut Vec<i32>,
 ) {
-    codes.clear();
+    let start = range.start;
     match t {
-        VALUE => codes.extend(col.iter().map(|v| word(v.to_bits(), k))),
+        VALUE => codes.extend(col[range].iter().map(|v| word(v.to_bits(), k))),
         DELTA => {
-            let mut prev = 0i32;
-            codes.extend(col.iter().map(|v| {
+            let mut prev = start
+                .checked_sub(1)
+                .map_or(0, |j| word(col[j].to_bits(), k));
+            codes.extend(col[range].iter().map(|v| {
                 let w = word(v.to_bits(), k);
                 let c = w.wrapping_sub(prev);
                 prev = w;
@@ -256,15 +313,13 @@ fn transform(
         DELTA_REF | REF_BEFORE | REF_AFTER => {
             let r = reference.expect("a reference column");
             codes.extend(
-                col.iter()
-                    .enumerate()
-                    .map(|(i, v)| word(v.to_bits(), k).wrapping_sub(ref_word(t, r, i, k))),
+                range.map(|i| word(col[i].to_bits(), k).wrapping_sub(ref_word(t, r, i, k))),
             );
         }
         LORENZO_2 | LORENZO_3 | LORENZO_3Q => {
             let (row, plane) = lorenzo_axes(t, grid, col.len()).expect("checked axes");
-            let mut walk = Walk::new(row, plane);
-            codes.extend((0..col.len()).map(|i| {
+            let mut walk = Walk::at(start, row, plane);
+            codes.extend(range.map(|i| {
                 let p = lorenzo(t, col, i, walk.next(), row, plane);
                 word(col[i].to_bits(), k).wrapping_sub(word(p.to_bits(), k))
             }));
@@ -344,11 +399,12 @@ fn write_streams(
     split: &mut Vec<Vec<i32>>,
     out: &mut Vec<u8>,
 ) {
+    let segmented = codes.len() > STREAM_SEGMENT;
     out.push(thresholds.len() as u8 + 1);
     out.extend_from_slice(thresholds);
     if thresholds.is_empty() {
         put_uvarint(out, codes.len() as u64);
-        coder.encode(codes, out);
+        encode_stream(codes, segmented, coder, out);
         return;
     }
     split.resize_with(thresholds.len() + 1, Vec::new);
@@ -366,7 +422,7 @@ fn write_streams(
         .take(thresholds.len() + 1)
         .filter(|s| !s.is_empty())
     {
-        coder.encode(s, out);
+        encode_stream(s, segmented, coder, out);
     }
 }
 
@@ -427,22 +483,28 @@ const PRICE_WITHIN: f64 = 1.25;
 const PRICE_STRIP: usize = 1024;
 const PRICE_STRIPS: usize = 4;
 
-/// What [`CodeCoder`] spends on `codes`, in bytes, or on evenly spaced strips of them for a
-/// long column: exact pricing, since no quick estimate sees both magnitudes and the exact
-/// repeats (sentinels, masses, energies of a decay) that bins catch.
-fn price(codes: &[i32], coder: &mut CodeCoder, sample: &mut Vec<i32>, out: &mut Vec<u8>) -> usize {
-    let priced: &[i32] = if codes.len() > 2 * PRICE_STRIP * PRICE_STRIPS {
-        sample.clear();
-        let gap = codes.len() / PRICE_STRIPS;
-        for j in 0..PRICE_STRIPS {
-            sample.extend_from_slice(&codes[j * gap..j * gap + PRICE_STRIP]);
-        }
-        sample
+/// Evenly spaced strips of `len` values of a column of `n`, `count` of them, or the whole
+/// column where it is shorter than twice that.
+fn strips(n: usize, count: usize, len: usize) -> Vec<Range<usize>> {
+    if n > 2 * count * len {
+        let gap = n / count;
+        (0..count).map(|j| j * gap..j * gap + len).collect()
     } else {
-        codes
-    };
+        std::iter::once(0..n).collect()
+    }
+}
+
+/// Values whose codes [`estimate`] measures in a long column: 16 strips of 4096.
+const ESTIMATE_STRIP: usize = 4096;
+const ESTIMATE_STRIPS: usize = 16;
+
+/// What [`CodeCoder`] spends on `codes`, in bytes: exact pricing (of the strips
+/// [`PRICE_STRIPS`] of [`PRICE_STRIP`] codes, for a long column), since no quick estimate sees
+/// both magnitudes and the exact repeats (sentinels, masses, energies of a decay) that bins
+/// catch.
+fn price(codes: &[i32], coder: &mut CodeCoder, out: &mut Vec<u8>) -> usize {
     out.clear();
-    coder.encode(priced, out);
+    coder.encode(codes, out);
     out.len()
 }
 
@@ -489,31 +551,41 @@ pub(super) fn encode(
     coder.allow_binned(true);
     // Transforms whose magnitudes alone promise clearly more bits than the best's are not
     // priced.
+    // Only strips of a long column are transformed to choose: the whole once, at the end.
+    let n = col.len();
     let ts = candidates(col, reference, grid);
+    let measured = strips(n, ESTIMATE_STRIPS, ESTIMATE_STRIP);
+    let priced = strips(n, PRICE_STRIPS, PRICE_STRIP);
+    let sampled = |t: u8, k: u32, ranges: &[Range<usize>], codes: &mut Vec<i32>| {
+        codes.clear();
+        for r in ranges {
+            transform(t, col, reference, grid, k, r.clone(), codes);
+        }
+    };
     let mut estimates = Vec::with_capacity(ts.len());
     for &t in &ts {
-        transform(t, col, reference, grid, k, &mut s.codes);
+        sampled(t, k, &measured, &mut s.codes);
         estimates.push(estimate(&s.codes));
     }
     let least = estimates.iter().copied().fold(f64::INFINITY, f64::min);
     let mut best = (usize::MAX, VALUE);
     for (&t, &e) in ts.iter().zip(&estimates) {
-        if col.len() > 2 * PRICE_STRIP * PRICE_STRIPS && e > PRICE_WITHIN * least {
+        if priced.len() > 1 && e > PRICE_WITHIN * least {
             continue;
         }
-        transform(t, col, reference, grid, k, &mut s.codes);
-        let bytes = price(&s.codes, coder, &mut s.sample, &mut s.out_b);
+        sampled(t, k, &priced, &mut s.codes);
+        let bytes = price(&s.codes, coder, &mut s.out_b);
         if bytes < best.0 {
             best = (bytes, t);
-            std::mem::swap(&mut s.codes, &mut s.best);
         }
     }
     let t = best.1;
+    sampled(t, k, std::slice::from_ref(&(0..n)), &mut s.codes);
     write_body(
         t,
         k,
         0,
-        &s.best,
+        &s.codes,
         &[],
         grid,
         coder,
@@ -530,10 +602,15 @@ pub(super) fn encode(
         low_codes(col, k, LOW_BITS, &mut s.low);
         matches!(t, LORENZO_2 | LORENZO_3 | LORENZO_3Q) || low_has_shape(&s.low)
     } {
-        transform(t, col, reference, grid, k + LOW_BITS, &mut s.codes);
-        let high = price(&s.codes, coder, &mut s.sample, &mut s.out_b);
-        let low = price(&s.low, coder, &mut s.sample, &mut s.out_b);
+        sampled(t, k + LOW_BITS, &priced, &mut s.codes);
+        let high = price(&s.codes, coder, &mut s.out_b);
+        s.sample.clear();
+        for r in &priced {
+            s.sample.extend_from_slice(&s.low[r.clone()]);
+        }
+        let low = price(&s.sample, coder, &mut s.out_b);
         if (high + low) * 50 < best.0 * 51 {
+            sampled(t, k + LOW_BITS, std::slice::from_ref(&(0..n)), &mut s.codes);
             s.out_a.clear();
             write_body(
                 t,
@@ -574,10 +651,12 @@ fn write_body(
     tmp: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
+    let segmented = codes.len() > STREAM_SEGMENT;
+    let id = t + if segmented { SEGMENTED } else { 0 };
     if low_bits > 0 {
-        out.extend_from_slice(&[t + LOW_SPLIT, k as u8, low_bits as u8]);
+        out.extend_from_slice(&[id + LOW_SPLIT, k as u8, low_bits as u8]);
     } else {
-        out.extend_from_slice(&[t, k as u8]);
+        out.extend_from_slice(&[id, k as u8]);
     }
     let start = out.len();
     write_streams(codes, &[], &[], coder, split, out);
@@ -595,7 +674,7 @@ fn write_body(
         }
     }
     if low_bits > 0 {
-        coder.encode(low, out);
+        encode_stream(low, segmented, coder, out);
     }
 }
 
@@ -635,6 +714,11 @@ pub(super) fn decode(
     out: &mut [f32],
 ) -> DecodeResult<()> {
     let n = out.len();
+    let (t, segmented) = if t >= SEGMENTED {
+        (t - SEGMENTED, true)
+    } else {
+        (t, false)
+    };
     let k = u32::from(r.u8()?);
     if k > MAX_SHIFT {
         return Err(Malformed(format!("lossless shift {k} above {MAX_SHIFT}")));
@@ -682,7 +766,7 @@ pub(super) fn decode(
     for (j, &c) in counts.iter().enumerate().take(classes) {
         s.split[j].clear();
         if c > 0 {
-            coder.decode(r, c, &mut s.split[j])?;
+            decode_stream(r, c, segmented, coder, &mut s.seg, &mut s.split[j])?;
         }
     }
     // The codes in value order.
@@ -714,7 +798,7 @@ pub(super) fn decode(
     let low = &mut s.low;
     low.clear();
     if low_bits > 0 {
-        coder.decode(r, n, low)?;
+        decode_stream(r, n, segmented, coder, &mut s.seg, low)?;
         if low.iter().any(|&b| !(0..1 << low_bits).contains(&b)) {
             return Err(Malformed::new("lossless low bits out of range"));
         }
@@ -787,12 +871,23 @@ mod tests {
         let mut coder = CodeCoder::new();
         let mut s = IntScratch::default();
         let k = common_shift(col);
+        let segmented = col.len() > STREAM_SEGMENT;
+        let t_byte = t + if segmented { SEGMENTED } else { 0 };
         let mut buf = if low_bits > 0 {
-            vec![t + LOW_SPLIT, k as u8, low_bits as u8]
+            vec![t_byte + LOW_SPLIT, k as u8, low_bits as u8]
         } else {
-            vec![t, k as u8]
+            vec![t_byte, k as u8]
         };
-        transform(t, col, reference, grid, k + low_bits, &mut s.codes);
+        s.codes.clear();
+        transform(
+            t,
+            col,
+            reference,
+            grid,
+            k + low_bits,
+            0..col.len(),
+            &mut s.codes,
+        );
         metrics(&s.codes, neighbours(t, grid), &mut s.metric);
         let th = if classes > 1 {
             thresholds(&s.metric, classes)
@@ -802,7 +897,7 @@ mod tests {
         write_streams(&s.codes, &s.metric, &th, &mut coder, &mut s.split, &mut buf);
         if low_bits > 0 {
             low_codes(col, k, low_bits, &mut s.low);
-            coder.encode(&s.low, &mut buf);
+            encode_stream(&s.low, segmented, &mut coder, &mut buf);
         }
         let mut out = vec![0f32; col.len()];
         let mut r = ByteReader::new(&buf[1..]);
@@ -889,6 +984,53 @@ mod tests {
     }
 
     #[test]
+    fn a_range_of_a_transform_is_that_range_of_the_whole() {
+        let (f, grid) = field(6, 40, 50);
+        let mut seed = 3;
+        let other: Vec<f32> = (0..f.len())
+            .map(|_| f32::from_bits(lcg(&mut seed)))
+            .collect();
+        let n = f.len();
+        for t in [
+            VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
+        ] {
+            for k in [0, 8] {
+                let mut whole = Vec::new();
+                transform(t, &f, Some(&other), grid, k, 0..n, &mut whole);
+                // Cuts inside rows, planes and the second plane of the quadratic predictor.
+                let mut parts = Vec::new();
+                for r in [0..1, 1..37, 37..2001, 2001..4123, 4123..n] {
+                    transform(t, &f, Some(&other), grid, k, r, &mut parts);
+                }
+                assert_eq!(parts, whole, "transform {t} at shift {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn columns_longer_than_a_segment_code_their_streams_in_segments() {
+        // 1.3 segments along planes of 256 × 256: every class stream and the low stream of
+        // the Lorenzo transform cross a segment boundary.
+        let (f, grid) = field(5, 256, 256);
+        assert!(f.len() > STREAM_SEGMENT && f.len() < 2 * STREAM_SEGMENT);
+        for (t, classes, low_bits) in [(LORENZO_3, 8, 0), (LORENZO_3Q, 1, LOW_BITS), (DELTA, 8, 3)]
+        {
+            round_trip_as(t, &f, None, grid, classes, low_bits);
+        }
+        // The encoder's own choice, flagged as segmented, decodes.
+        let mut coder = CodeCoder::new();
+        let mut s = IntScratch::default();
+        let mut buf = Vec::new();
+        encode(&f, None, grid, &mut coder, &mut s, &mut buf);
+        assert!(buf[0] >= SEGMENTED, "transform byte {}", buf[0]);
+        let mut out = vec![0f32; f.len()];
+        let mut r = ByteReader::new(&buf[1..]);
+        decode(buf[0], &mut r, None, grid, &mut coder, &mut s, &mut out).unwrap();
+        assert!(r.is_empty());
+        assert!(out.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
     fn the_chosen_coding_decodes_and_beats_byte_planes_on_smooth_fields() {
         let (f, grid) = field(8, 64, 64);
         let nx = grid.row;
@@ -937,7 +1079,8 @@ mod tests {
         let mut s = IntScratch::default();
         let mut out = vec![0f32; f.len()];
         let mut good = vec![LORENZO_3, 0];
-        transform(LORENZO_3, &f, None, grid, 0, &mut s.codes);
+        s.codes.clear();
+        transform(LORENZO_3, &f, None, grid, 0, 0..f.len(), &mut s.codes);
         metrics(&s.codes, neighbours(LORENZO_3, grid), &mut s.metric);
         let th = thresholds(&s.metric, 8);
         write_streams(

@@ -25,7 +25,8 @@
 //! chunk; the whole-word coder is tried when a sample shows few distinct words.
 //!
 //! From format version 5, f32 columns may instead be coded as one stream of integers
-//! (transforms 4 to 11, and from version 7 20 to 27, [`ints`]): value words less a prediction (the previous value, the
+//! (transforms 4 to 11, from version 7 20 to 27, from version 8 those plus 32 for long
+//! columns coded in segments, [`ints`]): value words less a prediction (the previous value, the
 //! reference, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
 //! encoder codes a column both ways and keeps the smaller.
 
@@ -59,8 +60,6 @@ pub(crate) enum Reference<'a, T> {
 #[derive(Debug, Default)]
 pub(crate) struct LosslessScratch {
     words: Vec<u64>,
-    refbits: Vec<u64>,
-    best: Vec<u64>,
     codes: Vec<i32>,
     out_a: Vec<u8>,
     out_b: Vec<u8>,
@@ -110,38 +109,47 @@ fn unzz<T: Element>(z: u64) -> u64 {
     (unzigzag64(z) as u64) & mask::<T>()
 }
 
-fn transform<T: Element>(t: u8, col: &[T], reference: &[u64], words: &mut Vec<u64>) {
-    words.clear();
-    match t {
-        IDENTITY => words.extend(col.iter().map(|v| v.to_bits64())),
-        DELTA_ALONG => {
-            let mut prev = ord::<T>(0);
-            words.extend(col.iter().map(|v| {
-                let o = ord::<T>(v.to_bits64());
+/// The words of `col` under transform `t`, value by value (computed on the fly, so long
+/// columns need no copy of them).
+fn words<'a, T: Element>(
+    t: u8,
+    col: &'a [T],
+    reference: Reference<'a, T>,
+) -> impl Iterator<Item = u64> + 'a {
+    let refbits = move |i: usize| match reference {
+        Reference::None => 0,
+        Reference::Column(r) => r[i].to_bits64(),
+        Reference::Stride(k) => i.checked_sub(k).map_or(0, |j| col[j].to_bits64()),
+    };
+    let mut prev = ord::<T>(0);
+    col.iter().enumerate().map(move |(i, v)| {
+        let b = v.to_bits64();
+        match t {
+            IDENTITY => b,
+            DELTA_ALONG => {
+                let o = ord::<T>(b);
                 let w = zz::<T>(o.wrapping_sub(prev));
                 prev = o;
                 w
-            }));
+            }
+            XOR_REF => b ^ refbits(i),
+            DELTA_REF => zz::<T>(ord::<T>(b).wrapping_sub(ord::<T>(refbits(i)))),
+            _ => unreachable!("unknown transform"),
         }
-        XOR_REF => words.extend(col.iter().zip(reference).map(|(v, &r)| v.to_bits64() ^ r)),
-        DELTA_REF => words.extend(
-            col.iter()
-                .zip(reference)
-                .map(|(v, &r)| zz::<T>(ord::<T>(v.to_bits64()).wrapping_sub(ord::<T>(r)))),
-        ),
-        _ => unreachable!("unknown transform"),
-    }
+    })
 }
 
 /// Summed order-0 entropy of the byte planes of `words`, in bits.
-fn planes_entropy<T: Element>(words: &[u64]) -> f64 {
+fn planes_entropy<T: Element>(words: impl Iterator<Item = u64>) -> f64 {
     let mut hist = vec![[0u32; 256]; T::BYTES];
-    for &w in words {
+    let mut n = 0usize;
+    for w in words {
+        n += 1;
         for (p, h) in hist.iter_mut().enumerate() {
             h[((w >> (8 * p)) & 0xff) as usize] += 1;
         }
     }
-    let n = words.len() as f64;
+    let n = n as f64;
     let mut bits = 0.0;
     for h in &hist {
         for &c in h.iter().filter(|&&c| c > 0) {
@@ -151,18 +159,19 @@ fn planes_entropy<T: Element>(words: &[u64]) -> f64 {
     bits
 }
 
-/// Whether a sample of `words` has few distinct values.
-fn few_distinct(words: &[u64]) -> bool {
-    let step = (words.len() / 1024).max(1);
-    let mut sample: Vec<u64> = words.iter().step_by(step).copied().collect();
+/// Whether a sample of the `n` `words` has few distinct values.
+fn few_distinct(n: usize, words: impl Iterator<Item = u64>) -> bool {
+    let step = (n / 1024).max(1);
+    let mut sample: Vec<u64> = words.step_by(step).collect();
     sample.sort_unstable();
     sample.dedup();
     sample.len() <= 256
 }
 
-fn encode_words<T: Element>(
+/// Appends the words `words()` yields (each call from the start) with coder `coder_id`.
+fn encode_words<T: Element, I: Iterator<Item = u64>>(
     coder_id: u8,
-    words: &[u64],
+    words: impl Fn() -> I,
     codes: &mut Vec<i32>,
     coder: &mut CodeCoder,
     out: &mut Vec<u8>,
@@ -172,13 +181,13 @@ fn encode_words<T: Element>(
         PLANES => {
             for p in 0..T::BYTES {
                 codes.clear();
-                codes.extend(words.iter().map(|&w| ((w >> (8 * p)) & 0xff) as i32));
+                codes.extend(words().map(|w| ((w >> (8 * p)) & 0xff) as i32));
                 coder.encode(codes, out);
             }
         }
         _ => {
             codes.clear();
-            codes.extend(words.iter().map(|&w| w as u32 as i32));
+            codes.extend(words().map(|w| w as u32 as i32));
             coder.encode(codes, out);
         }
     }
@@ -227,37 +236,31 @@ fn encode_planes<T: Element>(
     out: &mut Vec<u8>,
 ) {
     let mut candidates = vec![IDENTITY, DELTA_ALONG];
-    s.refbits.clear();
-    match reference {
-        Reference::None => {}
-        Reference::Column(r) => s.refbits.extend(r.iter().map(|v| v.to_bits64())),
-        Reference::Stride(k) => {
-            let k = k.min(col.len());
-            s.refbits.resize(k, 0);
-            s.refbits
-                .extend(col[..col.len() - k].iter().map(|v| v.to_bits64()));
-        }
-    }
     if !matches!(reference, Reference::None) {
-        debug_assert_eq!(s.refbits.len(), col.len());
         candidates.extend([XOR_REF, DELTA_REF]);
     }
+    if let Reference::Column(r) = reference {
+        debug_assert_eq!(r.len(), col.len());
+    }
+    let reference = match reference {
+        Reference::Stride(k) => Reference::Stride(k.min(col.len())),
+        r => r,
+    };
     let mut best = (f64::INFINITY, IDENTITY);
     for &t in &candidates {
-        transform(t, col, &s.refbits, &mut s.words);
-        let bits = planes_entropy::<T>(&s.words);
+        let bits = planes_entropy::<T>(words(t, col, reference));
         if bits < best.0 {
             best = (bits, t);
-            std::mem::swap(&mut s.words, &mut s.best);
         }
     }
     let t = best.1;
+    let chosen = || words(t, col, reference);
     out.push(t);
     s.out_a.clear();
-    encode_words::<T>(PLANES, &s.best, &mut s.codes, coder, &mut s.out_a);
-    if T::BYTES == 4 && few_distinct(&s.best) {
+    encode_words::<T, _>(PLANES, chosen, &mut s.codes, coder, &mut s.out_a);
+    if T::BYTES == 4 && few_distinct(col.len(), chosen()) {
         s.out_b.clear();
-        encode_words::<T>(WHOLE, &s.best, &mut s.codes, coder, &mut s.out_b);
+        encode_words::<T, _>(WHOLE, chosen, &mut s.codes, coder, &mut s.out_b);
         if s.out_b.len() < s.out_a.len() {
             std::mem::swap(&mut s.out_a, &mut s.out_b);
         }
