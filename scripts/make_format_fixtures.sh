@@ -148,6 +148,12 @@ pat = words(512, 9).view(np.float32)
 ramp = np.arange(1024, dtype=np.float32) * np.float32(0.25) + np.float32(100)
 few = words(16, 11)[(lcg(1024, 13) >> np.uint64(60)).astype(np.int64)].view(np.float32)
 save("bits_4x1024.npy", np.concatenate([noise, pat, pat, ramp, few]))
+
+# A smooth 3-D volume of 266,240 values (one lossless column longer than a stream segment,
+# 262,144 codes): a triple running sum of pseudo-random steps, mantissas cut to 10 bits.
+u = (lcg(16 * 128 * 130, 17) >> np.uint64(40)).astype(np.float64) / float(1 << 24) - 0.5
+v = np.cumsum(np.cumsum(np.cumsum(u.reshape(16, 128, 130), 0), 1), 2).astype(np.float32)
+save("volume_16x128x130.npy", (v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32))
 EOF
 "$py" "$work/cut.py" "$IN"
 
@@ -483,6 +489,16 @@ fixture field3d_cfd_lossless_low \
   "Field, f32, 16 × 32 × 32 (first 16 time steps of \`cfd_decay_ux.npy\`, one corner), \`lossless\`: value words above the low byte less a Lorenzo prediction over planes, the low byte coded apart." \
   "$IN/cfd_16x32x32.npy" \
   "$B compress $IN/cfd_16x32x32.npy --bound lossless -T 1 -q -o $OUT/field3d_cfd_lossless_low.baler"
+fi
+
+if [[ $version == 8 ]]; then
+# Version 8: lossless columns longer than 262,144 values coded in stream segments (ids 36-59).
+train_cmds="(none)"
+
+fixture field3d_volume_lossless_segments \
+  "Field, f32, 16 × 128 × 130 (266,240 values: a triple running sum of pseudo-random steps, mantissas cut to 10 bits), \`lossless\`, one chunk (\`--chunk-size 2M\`): every stream of its one column coded in two segments (262,144 codes, then the rest)." \
+  "$IN/volume_16x128x130.npy" \
+  "$B compress $IN/volume_16x128x130.npy --bound lossless --chunk-size 2M -T 1 -q -o $OUT/field3d_volume_lossless_segments.baler"
 fi
 
 # ---------------------------------------------------------------------------------------------
