@@ -149,11 +149,12 @@ ramp = np.arange(1024, dtype=np.float32) * np.float32(0.25) + np.float32(100)
 few = words(16, 11)[(lcg(1024, 13) >> np.uint64(60)).astype(np.int64)].view(np.float32)
 save("bits_4x1024.npy", np.concatenate([noise, pat, pat, ramp, few]))
 
-# A smooth 3-D volume of 266,240 values (one lossless column longer than a stream segment,
-# 262,144 codes): a triple running sum of pseudo-random steps, mantissas cut to 10 bits.
-u = (lcg(16 * 128 * 130, 17) >> np.uint64(40)).astype(np.float64) / float(1 << 24) - 0.5
-v = np.cumsum(np.cumsum(np.cumsum(u.reshape(16, 128, 130), 0), 1), 2).astype(np.float32)
-save("volume_16x128x130.npy", (v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32))
+# A smooth 3-D volume of 270,336 values in 32 slices (one chunk: one lossless column longer
+# than a stream segment, 262,144 codes): a triple running sum of pseudo-random steps,
+# mantissas cut to 10 bits.
+u = (lcg(32 * 96 * 88, 17) >> np.uint64(40)).astype(np.float64) / float(1 << 24) - 0.5
+v = np.cumsum(np.cumsum(np.cumsum(u.reshape(32, 96, 88), 0), 1), 2).astype(np.float32)
+save("volume_32x96x88.npy", (v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32))
 EOF
 "$py" "$work/cut.py" "$IN"
 
@@ -496,9 +497,9 @@ if [[ $version == 8 ]]; then
 train_cmds="(none)"
 
 fixture field3d_volume_lossless_segments \
-  "Field, f32, 16 × 128 × 130 (266,240 values: a triple running sum of pseudo-random steps, mantissas cut to 10 bits), \`lossless\`, one chunk (\`--chunk-size 2M\`): every stream of its one column coded in two segments (262,144 codes, then the rest)." \
-  "$IN/volume_16x128x130.npy" \
-  "$B compress $IN/volume_16x128x130.npy --bound lossless --chunk-size 2M -T 1 -q -o $OUT/field3d_volume_lossless_segments.baler"
+  "Field, f32, 32 × 96 × 88 (270,336 values: a triple running sum of pseudo-random steps, mantissas cut to 10 bits), \`lossless\`, one chunk (32 slices): every stream of its one column coded in two segments (262,144 codes, then the rest)." \
+  "$IN/volume_32x96x88.npy" \
+  "$B compress $IN/volume_32x96x88.npy --bound lossless -T 1 -q -o $OUT/field3d_volume_lossless_segments.baler"
 fi
 
 # ---------------------------------------------------------------------------------------------
