@@ -91,6 +91,12 @@ impl CodecParams {
         }
     }
 
+    /// Whether a chunk keeps each row's key (a hash of the columns coded so far, for
+    /// [`Reference::Column`]): on tables with a lossless column (format version 8).
+    fn row_keys(&self) -> bool {
+        self.layout == Layout::Table && self.columns.iter().any(|c| c.bound.is_lossless())
+    }
+
     /// The order a chunk's columns are coded in: the model's for a table that has one.
     pub fn column_order(&self, ncols: usize) -> Vec<usize> {
         match (&self.model, self.layout) {
@@ -103,9 +109,14 @@ impl CodecParams {
 
     /// The lossless coder's reference for a column: a table's column coded just before it
     /// (`prev`), a field's previous row.
-    fn reference<'a, T>(&self, rows: usize, prev: Option<&'a [T]>) -> Reference<'a, T> {
+    fn reference<'a, T>(
+        &self,
+        rows: usize,
+        prev: Option<&'a [T]>,
+        keys: &'a [u64],
+    ) -> Reference<'a, T> {
         match self.layout {
-            Layout::Table => prev.map_or(Reference::None, Reference::Column),
+            Layout::Table => prev.map_or(Reference::None, |c| Reference::Column(c, keys)),
             Layout::Field if self.row_len > 0 && self.row_len < rows => {
                 Reference::Stride(self.row_len)
             }
@@ -146,6 +157,16 @@ pub(crate) struct ChunkCodec<T: Element> {
     preds: Vec<f64>,
     /// A carried column's values for the current column ([`Predictor::Carry`]).
     carry_preds: Vec<f64>,
+    /// Each row's key, where the chunk keeps them ([`CodecParams::row_keys`]).
+    keys: Vec<u64>,
+}
+
+/// Folds column `col` into each row's key (a hash of the bits of every column coded so far,
+/// [`Reference::Column`]), so rows that repeat an earlier one share it.
+fn fold_keys<T: Element>(keys: &mut [u64], col: &[T]) {
+    for (k, v) in keys.iter_mut().zip(col) {
+        *k = (k.rotate_left(23) ^ v.to_bits64()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// The column coded before (in `earlier`) and the lag whose reconstruction, carried over one
@@ -241,6 +262,7 @@ impl<T: Element> ChunkCodec<T> {
             col_out: Vec::new(),
             preds: Vec::new(),
             carry_preds: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -266,6 +288,10 @@ impl<T: Element> ChunkCodec<T> {
         let keep_recon = params.layout == Layout::Table;
         if keep_recon {
             self.recon.resize(data.len(), T::from_f64(0.0));
+        }
+        self.keys.clear();
+        if params.row_keys() {
+            self.keys.resize(rows, 0);
         }
         let order = params.column_order(ncols);
         for (p, &j) in order.iter().enumerate() {
@@ -300,7 +326,7 @@ impl<T: Element> ChunkCodec<T> {
             } else {
                 (None, None)
             };
-            let reference = params.reference(rows, prev);
+            let reference = params.reference(rows, prev, &self.keys);
             self.col_out.clear();
             self.columns.encode(
                 col,
@@ -313,6 +339,9 @@ impl<T: Element> ChunkCodec<T> {
                 &mut self.col_out,
             );
             put_section(out, &self.col_out);
+            if !self.keys.is_empty() {
+                fold_keys(&mut self.keys, &self.recon[j * rows..(j + 1) * rows]);
+            }
         }
         let raw_len = data.len() * T::BYTES;
         if out.len() >= raw_len {
@@ -365,6 +394,10 @@ impl<T: Element> ChunkCodec<T> {
         } else {
             &mut out[start..]
         };
+        self.keys.clear();
+        if params.row_keys() {
+            self.keys.resize(rows, 0);
+        }
         let order = params.column_order(ncols);
         for (p, &j) in order.iter().enumerate() {
             let section = r
@@ -410,10 +443,13 @@ impl<T: Element> ChunkCodec<T> {
             };
             let prev = p.checked_sub(1).map(|q| order[q]);
             let (col, prev) = column_and_reference(dest, rows, j, prev);
-            let reference = params.reference(rows, prev);
+            let reference = params.reference(rows, prev, &self.keys);
             self.columns
                 .decode(section, reference, cp, params.grid(), model_pred, col)
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
+            if !self.keys.is_empty() {
+                fold_keys(&mut self.keys, &dest[j * rows..(j + 1) * rows]);
+            }
         }
         if !r.is_empty() {
             return Err(Malformed(format!(

@@ -5,15 +5,16 @@
 //! among its modes), optionally split by the magnitudes of neighbouring residuals.
 //!
 //! Layout after the transform byte (one of [`VALUE`], [`DELTA`], [`DELTA_REF`],
-//! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`], 4 to 11; or
-//! one of them plus [`LOW_SPLIT`], 20 to 27, format version 7):
+//! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`], 4 to 11,
+//! [`REF_REPEAT`], [`ROW_REPEAT`], 12 and 13 (format version 8); or one of them plus
+//! [`LOW_SPLIT`], 20 to 29 (20 to 27 from format version 7)):
 //!
 //! `u8 shift`, [`u8 low` (1 to 8), for 20 to 27 only], `u8 classes`, `classes − 1` threshold
 //! bytes (non-decreasing), one `uvarint` count per class (adding up to the column's length),
 //! then each non-empty class's codes as a [`CodeCoder`] stream, in class order; for 20 to 27,
 //! then the `low` bits of every value just above the shift, as one more stream. From format
 //! version 8, a column longer than [`STREAM_SEGMENT`] codes has [`SEGMENTED`] (32) added to its
-//! transform byte (36 to 59), and each of its streams is coded as one [`CodeCoder`] stream per
+//! transform byte (36 to 61), and each of its streams is coded as one [`CodeCoder`] stream per
 //! `STREAM_SEGMENT` codes, the last one shorter. There the value
 //! words (and the predictions' words) are taken at `shift + low`, and a value's bits are its
 //! word's bits above `shift + low`, its low bits, then `shift` zeros: the low byte of a value
@@ -33,6 +34,14 @@
 //! | Lorenzo, 2 axes | `v(F(0))`, with `F(b) = W + N − NW` taken `b` planes back |
 //! | Lorenzo, 3 axes | `v(F(0) + (U − F(1)))` |
 //! | Lorenzo, 3 axes, quadratic along planes | `v(F(0) + (2 (U − F(1)) − (UU − F(2))))` from the third plane on, as the 3-axis one on the second |
+//! | the reference's repeat | `v(x[j])`, `j` the last row before `i` where `ref[j]` has the bits of `ref[i]` (0 where none) |
+//! | the row's repeat | `v(x[j])`, `j` the last row before `i` with the same row key (0 where none) |
+//!
+//! A table's *row keys* ([`Reference::Column`](super::Reference::Column)) hash the bits of
+//! every column coded before this one in the chunk: a row whose key recurs is (but for a
+//! collision, which costs only a poor prediction) a copy of an earlier row so far, such as a
+//! particle that Delphes lists again at each step of its history. The reference's repeat
+//! catches what rows share one value of it (a production vertex, a sentinel).
 //!
 //! Lorenzo predictions (fpzip's, and a second-order one along the plane axis, for fields that
 //! move smoothly in time) sum the neighbours along the row (W), the column (N) and the plane
@@ -45,7 +54,8 @@
 //! code's zigzag form (0 for codes before the start): `s` is the row length for the Lorenzo
 //! transforms and 2 otherwise, `u` the plane length for the 3-axis ones (the term is left out
 //! otherwise). Smooth and busy regions of a field (or calm and wild stretches of a column) get
-//! streams of their own.
+//! streams of their own. Under the two repeat transforms, `m` is 0 where row `i` has a row
+//! `j` to repeat and `m + 1` elsewhere (so a threshold of 1 gives the repeated rows a class).
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::entropy::{CodeCoder, read_context_counts};
@@ -69,6 +79,16 @@ pub(super) const REF_AFTER: u8 = 10;
 /// Value words less a Lorenzo prediction along rows and columns, on top of the plane
 /// extrapolated from the two planes before (a field that moves smoothly in time).
 pub(super) const LORENZO_3Q: u8 = 11;
+
+/// Value words less the word of the value in the last row before whose reference value has
+/// the same bits (0 where no row before has it): a particle repeated from an earlier row of
+/// an event record (Delphes copies a particle through its decay history).
+pub(super) const REF_REPEAT: u8 = 12;
+/// Value words less the word of the value in the last row before whose every column coded
+/// before this one has the same bits (0 where none has): a whole particle copied from an
+/// earlier row, where [`REF_REPEAT`] keys on the reference alone (a production vertex many
+/// particles share, a sentinel).
+pub(super) const ROW_REPEAT: u8 = 13;
 
 /// Added to a transform's id where the lowest bits of the values (above the shift) are coded
 /// as a stream of their own ([`LOW_BITS`] of them) and the prediction works on the bits above.
@@ -133,6 +153,9 @@ const MAX_SHIFT: u32 = 24;
 #[derive(Debug, Default)]
 pub(super) struct IntScratch {
     codes: Vec<i32>,
+    /// For each row, one more than the last row before it with the same reference value
+    /// ([`REF_REPEAT`]) or the same key ([`ROW_REPEAT`]), or 0.
+    reps: [Vec<u32>; 2],
     /// A stream segment being decoded.
     seg: Vec<i32>,
     split: Vec<Vec<i32>>,
@@ -249,6 +272,31 @@ impl Walk {
     }
 }
 
+/// For each row `i`, one more than the last row before it with the same key, or 0 where none
+/// has, into `out`: the keys are `keys` (a hash of every column coded before, see
+/// [`Reference::Column`](super::Reference::Column): [`ROW_REPEAT`]) where given, else the
+/// bits of the reference `r` ([`REF_REPEAT`]).
+fn repeats(r: &[f32], keys: &[u64], out: &mut Vec<u32>) {
+    out.clear();
+    let n = r.len();
+    let key_of = |i: usize| keys.get(i).copied().unwrap_or(u64::from(r[i].to_bits()));
+    let bits = (2 * n).max(2).next_power_of_two().trailing_zeros();
+    let mut table = vec![0u64; 1 << bits];
+    let mut rows = vec![0u32; 1 << bits];
+    let mask = (1usize << bits) - 1;
+    out.extend((0..n).map(|i| {
+        let key = key_of(i);
+        let mut h = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize;
+        while rows[h] != 0 && table[h] != key {
+            h = (h + 1) & mask;
+        }
+        let last = rows[h];
+        table[h] = key;
+        rows[h] = i as u32 + 1;
+        last
+    }));
+}
+
 /// The row and plane lengths a Lorenzo transform `t` needs on `grid` for `n` values, or `None`.
 fn lorenzo_axes(t: u8, grid: Grid, n: usize) -> Option<(usize, usize)> {
     let row = grid.row;
@@ -287,10 +335,12 @@ fn ref_word(t: u8, r: &[f32], i: usize, k: u32) -> i32 {
 
 /// The codes of values `range` of `col` under transform `t` at shift `k`, appended to
 /// `codes` (each code depends on `col` alone, so a range's codes are those of the whole).
+#[allow(clippy::too_many_arguments)]
 fn transform(
     t: u8,
     col: &[f32],
     reference: Option<&[f32]>,
+    reps: &[u32],
     grid: Grid,
     k: u32,
     range: Range<usize>,
@@ -298,6 +348,12 @@ fn transform(
 ) {
     let start = range.start;
     match t {
+        REF_REPEAT | ROW_REPEAT => codes.extend(range.map(|i| {
+            let p = reps[i]
+                .checked_sub(1)
+                .map_or(0, |j| word(col[j as usize].to_bits(), k));
+            word(col[i].to_bits(), k).wrapping_sub(p)
+        })),
         VALUE => codes.extend(col[range].iter().map(|v| word(v.to_bits(), k))),
         DELTA => {
             let mut prev = start
@@ -349,10 +405,22 @@ fn metric(codes: &[i32], i: usize, (s, u): (usize, usize)) -> u8 {
     len(1) + len(s) + len(u)
 }
 
-/// The context metric of every code, into `out`.
-fn metrics(codes: &[i32], strides: (usize, usize), out: &mut Vec<u8>) {
+/// The context metric of every code, into `out`; under the repeat transforms (`reps` not
+/// empty),
+/// 0 where the row repeats its reference's value, one more than the metric elsewhere.
+fn metrics(codes: &[i32], strides: (usize, usize), reps: &[u32], out: &mut Vec<u8>) {
     out.clear();
-    out.extend((0..codes.len()).map(|i| metric(codes, i, strides)));
+    out.extend((0..codes.len()).map(|i| repeat_metric(metric(codes, i, strides), reps, i)));
+}
+
+/// The class metric `m` of row `i` under a repeat transform (where `reps` is not empty).
+#[inline(always)]
+fn repeat_metric(m: u8, reps: &[u32], i: usize) -> u8 {
+    match reps.get(i) {
+        None => m,
+        Some(0) => m.saturating_add(1),
+        Some(_) => 0,
+    }
 }
 
 /// The strides of the neighbours of the class metric for transform `t`: the row before (and
@@ -363,6 +431,16 @@ fn neighbours(t: u8, grid: Grid) -> (usize, usize) {
         LORENZO_3 | LORENZO_3Q => (grid.row, grid.plane),
         _ => (2, 0),
     }
+}
+
+/// The thresholds the encoder splits `metric` by: [`thresholds`], and under a repeat
+/// transform (`reps` not empty) the repeated rows (metric 0) in a class of their own.
+fn class_thresholds(metric: &[u8], classes: usize, reps: &[u32]) -> Vec<u8> {
+    let mut th = thresholds(metric, classes);
+    if !reps.is_empty() && th.first() != Some(&1) {
+        th.insert(0, 1);
+    }
+    th
 }
 
 /// Thresholds splitting `metric` in about `classes` classes of equal size.
@@ -482,6 +560,11 @@ const PRICE_WITHIN: f64 = 1.25;
 /// Codes priced per strip where a column is longer than [`PRICE_STRIPS`] of them.
 const PRICE_STRIP: usize = 1024;
 const PRICE_STRIPS: usize = 4;
+/// Codes per strip, and candidates, priced again where the first prices come within a tenth.
+const RETRY_STRIP: usize = 4096;
+const RETRY_COUNT: usize = 3;
+/// Bits per code below which the first prices are checked so.
+const RETRY_BITS: usize = 12;
 
 /// Evenly spaced strips of `len` values of a column of `n`, `count` of them, or the whole
 /// column where it is shorter than twice that.
@@ -509,11 +592,42 @@ fn price(codes: &[i32], coder: &mut CodeCoder, out: &mut Vec<u8>) -> usize {
 }
 
 /// The integer transforms that apply to a column of `n` values.
-fn candidates(col: &[f32], reference: Option<&[f32]>, grid: Grid) -> Vec<u8> {
+fn candidates(
+    col: &[f32],
+    reference: Option<&[f32]>,
+    keys: &[u64],
+    grid: Grid,
+    reps: &mut [Vec<u32>; 2],
+) -> Vec<u8> {
     let n = col.len();
     let mut t = vec![VALUE, DELTA];
+    for r in reps.iter_mut() {
+        r.clear();
+    }
     if let Some(r) = reference {
         t.push(DELTA_REF);
+        // Rows repeated from an earlier one: tried where at least one sampled row in 32
+        // repeats the key and its own value from the same row.
+        let step = (n / LAG_SAMPLE).max(1);
+        for (id, keys) in [(REF_REPEAT, &[][..]), (ROW_REPEAT, keys)] {
+            if id == ROW_REPEAT && keys.is_empty() {
+                continue;
+            }
+            let reps = &mut reps[usize::from(id - REF_REPEAT)];
+            repeats(r, keys, reps);
+            let (mut rows, mut hits) = (0usize, 0usize);
+            for i in (0..n).step_by(step) {
+                rows += 1;
+                hits += usize::from(
+                    reps[i]
+                        .checked_sub(1)
+                        .is_some_and(|j| col[j as usize].to_bits() == col[i].to_bits()),
+                );
+            }
+            if hits * 32 >= rows && hits > 0 {
+                t.push(id);
+            }
+        }
         // A lag pays where values recur one row over (a chain of steps): tried where at least
         // one sampled row in 16 is such a repeat.
         let step = (n / LAG_SAMPLE).max(1);
@@ -536,11 +650,20 @@ fn candidates(col: &[f32], reference: Option<&[f32]>, grid: Grid) -> Vec<u8> {
     t
 }
 
+/// The repeats transform `t` predicts from (empty for the others).
+fn reps_of(t: u8, reps: &[Vec<u32>; 2]) -> &[u32] {
+    match t {
+        REF_REPEAT | ROW_REPEAT => &reps[usize::from(t - REF_REPEAT)],
+        _ => &[],
+    }
+}
+
 /// Appends the integer coding of `col` to `out` (transform byte first): the transform
 /// estimated cheapest, as one stream or split in classes, whichever is smaller.
 pub(super) fn encode(
     col: &[f32],
     reference: Option<&[f32]>,
+    keys: &[u64],
     grid: Grid,
     coder: &mut CodeCoder,
     s: &mut IntScratch,
@@ -553,13 +676,23 @@ pub(super) fn encode(
     // priced.
     // Only strips of a long column are transformed to choose: the whole once, at the end.
     let n = col.len();
-    let ts = candidates(col, reference, grid);
+    let mut reps = std::mem::take(&mut s.reps);
+    let ts = candidates(col, reference, keys, grid, &mut reps);
     let measured = strips(n, ESTIMATE_STRIPS, ESTIMATE_STRIP);
     let priced = strips(n, PRICE_STRIPS, PRICE_STRIP);
     let sampled = |t: u8, k: u32, ranges: &[Range<usize>], codes: &mut Vec<i32>| {
         codes.clear();
         for r in ranges {
-            transform(t, col, reference, grid, k, r.clone(), codes);
+            transform(
+                t,
+                col,
+                reference,
+                reps_of(t, &reps),
+                grid,
+                k,
+                r.clone(),
+                codes,
+            );
         }
     };
     let mut estimates = Vec::with_capacity(ts.len());
@@ -568,18 +701,43 @@ pub(super) fn encode(
         estimates.push(estimate(&s.codes));
     }
     let least = estimates.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut best = (usize::MAX, VALUE);
+    let mut prices = Vec::with_capacity(ts.len());
     for (&t, &e) in ts.iter().zip(&estimates) {
         if priced.len() > 1 && e > PRICE_WITHIN * least {
             continue;
         }
         sampled(t, k, &priced, &mut s.codes);
-        let bytes = price(&s.codes, coder, &mut s.out_b);
-        if bytes < best.0 {
-            best = (bytes, t);
+        prices.push((price(&s.codes, coder, &mut s.out_b), t));
+    }
+    // Stable: the first of equal prices wins, in candidate order.
+    prices.sort_by_key(|p| p.0);
+    let mut best = prices[0];
+    // On a long column of cheap codes, where the tables weigh most against the codes, the
+    // runners-up within a tenth are priced again on longer strips (X, Y, Z of a particle's
+    // vertex: Delphes 2.26 -> 2.29).
+    let wider = strips(n, PRICE_STRIPS, RETRY_STRIP);
+    let codes_priced: usize = priced.iter().map(|r| r.len()).sum();
+    if priced.len() > 1
+        && prices.len() > 1
+        && prices[1].0 * 10 <= prices[0].0 * 11
+        && 8 * prices[0].0 <= RETRY_BITS * codes_priced
+    {
+        let mut again = (usize::MAX, VALUE);
+        for &(bytes, t) in prices.iter().take(RETRY_COUNT) {
+            if bytes * 10 > prices[0].0 * 11 {
+                break;
+            }
+            sampled(t, k, &wider, &mut s.codes);
+            let bytes = price(&s.codes, coder, &mut s.out_b);
+            if bytes < again.0 {
+                again = (bytes, t);
+            }
         }
+        best = again;
     }
     let t = best.1;
+    // The rows that repeat, for the classes of REF_REPEAT.
+    let class_reps = reps_of(t, &reps);
     sampled(t, k, std::slice::from_ref(&(0..n)), &mut s.codes);
     write_body(
         t,
@@ -587,6 +745,7 @@ pub(super) fn encode(
         0,
         &s.codes,
         &[],
+        class_reps,
         grid,
         coder,
         &mut s.split,
@@ -618,6 +777,7 @@ pub(super) fn encode(
                 LOW_BITS,
                 &s.codes,
                 &s.low,
+                class_reps,
                 grid,
                 coder,
                 &mut s.split,
@@ -632,6 +792,7 @@ pub(super) fn encode(
         }
     }
     coder.allow_binned(false);
+    s.reps = reps;
 }
 
 /// Appends the body of transform `t` at shift `k` with `low_bits` split off: its header bytes,
@@ -644,6 +805,7 @@ fn write_body(
     low_bits: u32,
     codes: &[i32],
     low: &[i32],
+    reps: &[u32],
     grid: Grid,
     coder: &mut CodeCoder,
     split: &mut Vec<Vec<i32>>,
@@ -661,8 +823,8 @@ fn write_body(
     let start = out.len();
     write_streams(codes, &[], &[], coder, split, out);
     if codes.len() >= MIN_SPLIT {
-        metrics(codes, neighbours(t, grid), metric);
-        let th = thresholds(metric, CLASSES);
+        metrics(codes, neighbours(t, grid), reps, metric);
+        let th = class_thresholds(metric, CLASSES, reps);
         // Coded in classes too where their magnitudes promise a saving.
         if !th.is_empty() && classes_pay(codes, metric, &th, split) {
             tmp.clear();
@@ -704,10 +866,12 @@ fn low_codes(col: &[f32], k: u32, l: u32, low: &mut Vec<i32>) {
 }
 
 /// Decodes `out.len()` values written by [`encode`] with transform `t` (already read).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn decode(
     t: u8,
     r: &mut ByteReader<'_>,
     reference: Option<&[f32]>,
+    keys: &[u64],
     grid: Grid,
     coder: &mut CodeCoder,
     s: &mut IntScratch,
@@ -736,9 +900,9 @@ pub(super) fn decode(
     let kw = k + low_bits;
     let axes = match t {
         VALUE | DELTA => None,
-        DELTA_REF | REF_BEFORE | REF_AFTER => {
+        DELTA_REF | REF_BEFORE | REF_AFTER | REF_REPEAT | ROW_REPEAT => {
             match reference {
-                Some(c) if c.len() == n => {}
+                Some(c) if c.len() == n && (t != ROW_REPEAT || keys.len() == n) => {}
                 _ => {
                     return Err(Malformed::new(
                         "lossless transform needs a reference column that does not exist",
@@ -769,6 +933,13 @@ pub(super) fn decode(
             decode_stream(r, c, segmented, coder, &mut s.seg, &mut s.split[j])?;
         }
     }
+    let reps = &mut s.reps[0];
+    reps.clear();
+    if t == REF_REPEAT || t == ROW_REPEAT {
+        let keys = if t == ROW_REPEAT { keys } else { &[] };
+        repeats(reference.expect("checked"), keys, reps);
+    }
+    let reps = &s.reps[0];
     // The codes in value order.
     let codes = &mut s.codes;
     codes.clear();
@@ -786,7 +957,8 @@ pub(super) fn decode(
         let mut next = [0usize; MAX_CLASSES];
         for i in 0..n {
             let len = |d: usize| if d > 0 && i >= d { lens[i - d] } else { 0 };
-            let j = class[usize::from(len(1) + len(sa) + len(sb))] as usize;
+            let m = repeat_metric(len(1) + len(sa) + len(sb), reps, i);
+            let j = class[usize::from(m)] as usize;
             let c = *s.split[j]
                 .get(next[j])
                 .ok_or_else(|| Malformed::new("a lossless class ran out of codes"))?;
@@ -822,6 +994,15 @@ pub(super) fn decode(
             let rf = reference.expect("checked");
             for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
                 *o = f32::from_bits(bits(ref_word(t, rf, i, kw).wrapping_add(c), i));
+            }
+        }
+        REF_REPEAT | ROW_REPEAT => {
+            for i in 0..n {
+                // The row repeated is before this one, so already decoded.
+                let p = reps[i]
+                    .checked_sub(1)
+                    .map_or(0, |j| word(out[j as usize].to_bits(), kw));
+                out[i] = f32::from_bits(bits(p.wrapping_add(codes[i]), i));
             }
         }
         _ => {
@@ -863,7 +1044,7 @@ mod tests {
     fn round_trip_as(
         t: u8,
         col: &[f32],
-        reference: Option<&[f32]>,
+        (reference, keys): (Option<&[f32]>, &[u64]),
         grid: Grid,
         classes: usize,
         low_bits: u32,
@@ -879,18 +1060,24 @@ mod tests {
             vec![t_byte, k as u8]
         };
         s.codes.clear();
+        let mut reps = Vec::new();
+        if matches!(t, REF_REPEAT | ROW_REPEAT) {
+            let keys = if t == ROW_REPEAT { keys } else { &[] };
+            repeats(reference.unwrap(), keys, &mut reps);
+        }
         transform(
             t,
             col,
             reference,
+            &reps,
             grid,
             k + low_bits,
             0..col.len(),
             &mut s.codes,
         );
-        metrics(&s.codes, neighbours(t, grid), &mut s.metric);
+        metrics(&s.codes, neighbours(t, grid), &reps, &mut s.metric);
         let th = if classes > 1 {
-            thresholds(&s.metric, classes)
+            class_thresholds(&s.metric, classes, &reps)
         } else {
             Vec::new()
         };
@@ -902,7 +1089,7 @@ mod tests {
         let mut out = vec![0f32; col.len()];
         let mut r = ByteReader::new(&buf[1..]);
         decode(
-            buf[0], &mut r, reference, grid, &mut coder, &mut s, &mut out,
+            buf[0], &mut r, reference, keys, grid, &mut coder, &mut s, &mut out,
         )
         .unwrap();
         assert!(r.is_empty());
@@ -966,21 +1153,42 @@ mod tests {
             .iter()
             .map(|v| f32::from_bits(v.to_bits() & !0x1fff))
             .collect();
+        // A reference whose values recur (and row keys that recur less often), and a column
+        // that repeats its values from some of the rows they recur at.
+        let coarse: Vec<f32> = f.iter().map(|v| (v * 4.0).round()).collect();
+        let keys: Vec<u64> = coarse
+            .iter()
+            .enumerate()
+            .map(|(i, v)| u64::from(v.to_bits()) ^ ((i as u64 % 3) << 40))
+            .collect();
+        let mut copied = noise.clone();
+        let mut reps = Vec::new();
+        repeats(&coarse, &[], &mut reps);
+        for i in 0..copied.len() {
+            if reps[i] > 0 && i % 4 != 0 {
+                copied[i] = copied[reps[i] as usize - 1];
+            }
+        }
         for t in [
             VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
+            REF_REPEAT, ROW_REPEAT,
         ] {
-            for col in [&f, &noise, &truncated] {
+            for col in [&f, &noise, &truncated, &copied] {
                 for classes in [1, 8, MAX_CLASSES] {
                     for low_bits in [0, 3, LOW_BITS] {
-                        round_trip_as(t, col, Some(&noise), grid, classes, low_bits);
+                        round_trip_as(t, col, (Some(&coarse), &keys), grid, classes, low_bits);
                     }
                 }
             }
         }
         assert_eq!(common_shift(&truncated), 13);
+        // The repeats cost little under the transforms that see them.
+        let plain = round_trip_as(VALUE, &copied, (Some(&coarse), &keys), grid, 8, 0);
+        let repeated = round_trip_as(REF_REPEAT, &copied, (Some(&coarse), &keys), grid, 8, 0);
+        assert!(repeated * 3 < plain * 2, "{repeated} against {plain}");
         // A column of one value, and of a single value.
-        round_trip_as(VALUE, &[0.0; 100], None, Grid::default(), 1, 0);
-        round_trip_as(DELTA, &[-2.5], None, Grid::default(), 1, LOW_BITS);
+        round_trip_as(VALUE, &[0.0; 100], (None, &[]), Grid::default(), 1, 0);
+        round_trip_as(DELTA, &[-2.5], (None, &[]), Grid::default(), 1, LOW_BITS);
     }
 
     #[test]
@@ -991,16 +1199,21 @@ mod tests {
             .map(|_| f32::from_bits(lcg(&mut seed)))
             .collect();
         let n = f.len();
+        let coarse: Vec<f32> = f.iter().map(|v| (v * 4.0).round()).collect();
+        let mut reps = Vec::new();
+        repeats(&coarse, &[], &mut reps);
         for t in [
             VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
+            REF_REPEAT,
         ] {
             for k in [0, 8] {
                 let mut whole = Vec::new();
-                transform(t, &f, Some(&other), grid, k, 0..n, &mut whole);
+                let ctx = (Some(&other[..]), &reps[..]);
+                transform(t, &f, ctx.0, ctx.1, grid, k, 0..n, &mut whole);
                 // Cuts inside rows, planes and the second plane of the quadratic predictor.
                 let mut parts = Vec::new();
                 for r in [0..1, 1..37, 37..2001, 2001..4123, 4123..n] {
-                    transform(t, &f, Some(&other), grid, k, r, &mut parts);
+                    transform(t, &f, ctx.0, ctx.1, grid, k, r, &mut parts);
                 }
                 assert_eq!(parts, whole, "transform {t} at shift {k}");
             }
@@ -1015,17 +1228,27 @@ mod tests {
         assert!(f.len() > STREAM_SEGMENT && f.len() < 2 * STREAM_SEGMENT);
         for (t, classes, low_bits) in [(LORENZO_3, 8, 0), (LORENZO_3Q, 1, LOW_BITS), (DELTA, 8, 3)]
         {
-            round_trip_as(t, &f, None, grid, classes, low_bits);
+            round_trip_as(t, &f, (None, &[]), grid, classes, low_bits);
         }
         // The encoder's own choice, flagged as segmented, decodes.
         let mut coder = CodeCoder::new();
         let mut s = IntScratch::default();
         let mut buf = Vec::new();
-        encode(&f, None, grid, &mut coder, &mut s, &mut buf);
+        encode(&f, None, &[], grid, &mut coder, &mut s, &mut buf);
         assert!(buf[0] >= SEGMENTED, "transform byte {}", buf[0]);
         let mut out = vec![0f32; f.len()];
         let mut r = ByteReader::new(&buf[1..]);
-        decode(buf[0], &mut r, None, grid, &mut coder, &mut s, &mut out).unwrap();
+        decode(
+            buf[0],
+            &mut r,
+            None,
+            &[],
+            grid,
+            &mut coder,
+            &mut s,
+            &mut out,
+        )
+        .unwrap();
         assert!(r.is_empty());
         assert!(out.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
@@ -1037,7 +1260,7 @@ mod tests {
         let mut coder = CodeCoder::new();
         let mut s = IntScratch::default();
         let mut buf = Vec::new();
-        encode(&f, None, grid, &mut coder, &mut s, &mut buf);
+        encode(&f, None, &[], grid, &mut coder, &mut s, &mut buf);
         assert!(
             [LORENZO_3Q, LORENZO_3Q + LOW_SPLIT].contains(&buf[0]),
             "a field moving smoothly along its planes: {}",
@@ -1048,6 +1271,7 @@ mod tests {
             buf[0],
             &mut ByteReader::new(&buf[1..]),
             None,
+            &[],
             grid,
             &mut coder,
             &mut s,
@@ -1080,8 +1304,8 @@ mod tests {
         let mut out = vec![0f32; f.len()];
         let mut good = vec![LORENZO_3, 0];
         s.codes.clear();
-        transform(LORENZO_3, &f, None, grid, 0, 0..f.len(), &mut s.codes);
-        metrics(&s.codes, neighbours(LORENZO_3, grid), &mut s.metric);
+        transform(LORENZO_3, &f, None, &[], grid, 0, 0..f.len(), &mut s.codes);
+        metrics(&s.codes, neighbours(LORENZO_3, grid), &[], &mut s.metric);
         let th = thresholds(&s.metric, 8);
         write_streams(
             &s.codes,
@@ -1096,6 +1320,7 @@ mod tests {
             LORENZO_3,
             &mut ByteReader::new(&good[1..]),
             None,
+            &[],
             Grid::default(),
             &mut coder,
             &mut s,
@@ -1103,7 +1328,10 @@ mod tests {
         );
         assert!(lorenzo_off_grid.is_err());
         for (t, body) in [
-            (42u8, vec![0u8, 1, 0]),
+            (14u8, vec![0u8, 1, 0]),
+            (15 + SEGMENTED, vec![0u8, 1, 0]),
+            (REF_REPEAT, vec![0, 1]),
+            (ROW_REPEAT, vec![0, 1]),
             (VALUE, vec![31, 1]),
             (VALUE, vec![0, 0]),
             (VALUE, vec![0, 17]),
@@ -1117,6 +1345,7 @@ mod tests {
                 t,
                 &mut ByteReader::new(&body),
                 None,
+                &[],
                 grid,
                 &mut coder,
                 &mut s,
@@ -1134,6 +1363,7 @@ mod tests {
                 bad[0],
                 &mut ByteReader::new(&bad[1..]),
                 None,
+                &[],
                 grid,
                 &mut coder,
                 &mut s,
@@ -1143,6 +1373,7 @@ mod tests {
                 good[0],
                 &mut ByteReader::new(&good[1..i]),
                 None,
+                &[],
                 grid,
                 &mut coder,
                 &mut s,

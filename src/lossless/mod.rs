@@ -25,9 +25,10 @@
 //! chunk; the whole-word coder is tried when a sample shows few distinct words.
 //!
 //! From format version 5, f32 columns may instead be coded as one stream of integers
-//! (transforms 4 to 11, from version 7 20 to 27, from version 8 those plus 32 for long
-//! columns coded in segments, [`ints`]): value words less a prediction (the previous value, the
-//! reference, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
+//! (transforms 4 to 11, from version 7 20 to 27, from version 8 12, 13, 28, 29, and those
+//! plus 32 for long columns coded in segments, [`ints`]): value words less a prediction (the
+//! previous value, the reference, an earlier row that repeats, or a Lorenzo prediction on a
+//! field's grid), coded by the entropy stage. The
 //! encoder codes a column both ways and keeps the smaller.
 
 mod ints;
@@ -50,8 +51,10 @@ const WHOLE: u8 = 1;
 pub(crate) enum Reference<'a, T> {
     /// Nothing: only the identity and delta-along transforms apply.
     None,
-    /// Another column of the same length (the previous column of a table).
-    Column(&'a [T]),
+    /// Another column of the same length (the previous column of a table), and each row's
+    /// key: a hash of the bits of every column coded before this one (empty where the chunk
+    /// keeps none), which names the rows that repeat an earlier one.
+    Column(&'a [T], &'a [u64]),
     /// The same column `s` values back (a field's previous row); zero before the start.
     Stride(usize),
 }
@@ -118,7 +121,7 @@ fn words<'a, T: Element>(
 ) -> impl Iterator<Item = u64> + 'a {
     let refbits = move |i: usize| match reference {
         Reference::None => 0,
-        Reference::Column(r) => r[i].to_bits64(),
+        Reference::Column(r, _) => r[i].to_bits64(),
         Reference::Stride(k) => i.checked_sub(k).map_or(0, |j| col[j].to_bits64()),
     };
     let mut prev = ord::<T>(0);
@@ -212,13 +215,13 @@ pub(crate) fn encode<T: Element>(
     let start = out.len();
     encode_planes(col, reference, coder, s, out);
     if let Some(values) = as_f32(col) {
-        let rf = match reference {
-            Reference::Column(c) => as_f32(c),
-            _ => None,
+        let (rf, keys) = match reference {
+            Reference::Column(c, keys) => (as_f32(c), keys),
+            _ => (None, &[][..]),
         };
         let mut alt = std::mem::take(&mut s.int_out);
         alt.clear();
-        ints::encode(values, rf, grid, coder, &mut s.ints, &mut alt);
+        ints::encode(values, rf, keys, grid, coder, &mut s.ints, &mut alt);
         if alt.len() < out.len() - start {
             out.truncate(start);
             out.extend_from_slice(&alt);
@@ -239,7 +242,7 @@ fn encode_planes<T: Element>(
     if !matches!(reference, Reference::None) {
         candidates.extend([XOR_REF, DELTA_REF]);
     }
-    if let Reference::Column(r) = reference {
+    if let Reference::Column(r, _) = reference {
         debug_assert_eq!(r.len(), col.len());
     }
     let reference = match reference {
@@ -285,14 +288,15 @@ pub(crate) fn decode<T: Element>(
                 "lossless transform {t} on a column that is not f32"
             )));
         }
-        let rf = match reference {
-            Reference::Column(c) => as_f32(c),
-            _ => None,
+        let (rf, keys) = match reference {
+            Reference::Column(c, keys) => (as_f32(c), keys),
+            _ => (None, &[][..]),
         };
         return ints::decode(
             t,
             r,
             rf,
+            keys,
             grid,
             coder,
             &mut s.ints,
@@ -304,7 +308,7 @@ pub(crate) fn decode<T: Element>(
             "lossless transform needs a reference column that does not exist",
         ));
     }
-    if let Reference::Column(c) = reference {
+    if let Reference::Column(c, _) = reference {
         if c.len() != n {
             return Err(Malformed::new(
                 "lossless reference column has the wrong length",
@@ -355,7 +359,7 @@ pub(crate) fn decode<T: Element>(
                 }
             };
             match reference {
-                Reference::Column(rf) => {
+                Reference::Column(rf, _) => {
                     for ((o, &w), r) in out.iter_mut().zip(words.iter()).zip(rf) {
                         *o = T::from_bits64(undo(w, r.to_bits64()));
                     }
@@ -445,7 +449,7 @@ mod tests {
         ];
         round_trip(&col, Reference::None);
         let rf: Vec<f32> = col.iter().rev().copied().collect();
-        round_trip(&col, Reference::Column(&rf));
+        round_trip(&col, Reference::Column(&rf, &[]));
         round_trip(&col, Reference::Stride(3));
         round_trip(&col, Reference::Stride(100));
         let col64: Vec<f64> = vec![
@@ -473,7 +477,7 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| if i % 10 == 0 { v * 1.001 } else { v })
             .collect();
-        assert!(round_trip(&same, Reference::Column(&base)) < 10_000 * 4 / 5);
+        assert!(round_trip(&same, Reference::Column(&base, &[])) < 10_000 * 4 / 5);
         let cats: Vec<f32> = (0..10_000)
             .map(|i| [11.0, -11.0, 22.0, 211.0][i % 4])
             .collect();
