@@ -82,6 +82,7 @@ def save(name, a):
 
 delphes = np.load(fx + "delphes_16k.npy")
 save("delphes_800.npy", delphes[:800])
+save("delphes_4000.npy", delphes[:4000])
 
 # Rows 8000..8499 with special values placed in lossy (rel, abs) and lossless columns.
 t = delphes[8000:8500].copy()
@@ -500,6 +501,16 @@ fixture field3d_volume_lossless_segments \
   "Field, f32, 32 × 96 × 88 (270,336 values: a triple running sum of pseudo-random steps, mantissas cut to 10 bits), \`lossless\`, one chunk (32 slices): every stream of its one column coded in two segments (262,144 codes, then the rest)." \
   "$IN/volume_32x96x88.npy" \
   "$B compress $IN/volume_32x96x88.npy --bound lossless -T 1 -q -o $OUT/field3d_volume_lossless_segments.baler"
+
+fixture table_delphes_lossless_repeats \
+  "Table, f32, 4000 × 16 (first rows of \`delphes_16k.npy\`), \`lossless\`, column names, one chunk: particles listed again through their history and vertices many particles share, predicted from the last row with the same row key (every column before) or the same reference value (transforms 12 and 13)." \
+  "$IN/delphes_4000.npy" \
+  "$B compress $IN/delphes_4000.npy --bound lossless --names $(cat fixtures/delphes_16k.columns) -T 1 -q -o $OUT/table_delphes_lossless_repeats.baler"
+
+fixture table_delphes_mixed_repeats \
+  "The same rows at \`rel:1e-3\` with E, Px and the vertex X lossless: the row keys hash the lossy columns' reconstructions." \
+  "$IN/delphes_4000.npy" \
+  "$B compress $IN/delphes_4000.npy --bound rel:1e-3 --bound-col E=lossless --bound-col Px=lossless --bound-col X=lossless --model none --names $(cat fixtures/delphes_16k.columns) -T 1 -q -o $OUT/table_delphes_mixed_repeats.baler"
 fi
 
 # ---------------------------------------------------------------------------------------------
