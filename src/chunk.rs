@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::array::Layout;
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section};
-use crate::column::{CarryFrom, ColumnCoder, KIND_QUANTIZED};
+use crate::column::{CarryFrom, ColumnCoder, KIND_LOSSLESS, KIND_QUANTIZED};
 pub use crate::column::{ColumnParams, ColumnSection, SEGMENT, inspect_payload};
 use crate::element::Element;
 use crate::lossless::Reference;
@@ -299,7 +299,12 @@ impl<T: Element> ChunkCodec<T> {
             let cp = &params.columns[j];
             // The model reads the reconstructions of the columns coded before this one.
             let model_pred = match &params.model {
-                Some(m) if keep_recon && !cp.bound.is_lossless() && m.columns[j].is_active() => {
+                // Bit-exact columns take them too (f32: the lossless MODEL transform).
+                Some(m)
+                    if keep_recon
+                        && (!cp.bound.is_lossless() || T::DTYPE == crate::element::DType::F32)
+                        && m.columns[j].is_active() =>
+                {
                     m.predict_column(j, &self.recon, rows, cp.norm.offset, &mut self.preds);
                     Some(&self.preds[..])
                 }
@@ -406,8 +411,8 @@ impl<T: Element> ChunkCodec<T> {
             let cp = &params.columns[j];
             // The model's predictions, if this section asks for them (kind, predictor id).
             let wants_model = section.len() >= 2
-                && section[0] == KIND_QUANTIZED
-                && section[1] == Predictor::Model.id();
+                && ((section[0] == KIND_QUANTIZED && section[1] == Predictor::Model.id())
+                    || (section[0] == KIND_LOSSLESS && crate::lossless::wants_model(section[1])));
             let wants_carry = section.len() >= 2
                 && section[0] == KIND_QUANTIZED
                 && section[1] == Predictor::Carry.id();

@@ -271,7 +271,15 @@ impl<T: Element> ColumnCoder<T> {
         self.coder.allow_binned(false);
         if cp.bound.is_lossless() {
             out.push(KIND_LOSSLESS);
-            lossless::encode(col, reference, grid, &mut self.coder, &mut self.ll, out);
+            lossless::encode(
+                col,
+                reference,
+                model_pred,
+                grid,
+                &mut self.coder,
+                &mut self.ll,
+                out,
+            );
             if let Some(r) = recon {
                 r.copy_from_slice(col);
             }
@@ -297,6 +305,8 @@ impl<T: Element> ColumnCoder<T> {
         let centre = q.centre::<T>(&cp.norm);
         // The model predicts values; the quantizer takes them in its domain.
         let mut dom_preds = std::mem::take(&mut self.dom_preds);
+        // The model's predictions in value units, for the bit-exact fallback below.
+        let value_preds = model_pred;
         let model_pred = q.predictions::<T>(model_pred, &mut dom_preds);
         let pred = Prediction::Constant(centre);
         quantize_column(
@@ -464,6 +474,7 @@ impl<T: Element> ColumnCoder<T> {
             lossless::encode(
                 col,
                 reference,
+                value_preds,
                 grid,
                 &mut self.coder,
                 &mut self.ll,
@@ -659,9 +670,15 @@ impl<T: Element> ColumnCoder<T> {
                     }
                 }
             }
-            KIND_LOSSLESS => {
-                lossless::decode(&mut r, reference, grid, &mut self.coder, &mut self.ll, out)?
-            }
+            KIND_LOSSLESS => lossless::decode(
+                &mut r,
+                reference,
+                model_pred,
+                grid,
+                &mut self.coder,
+                &mut self.ll,
+                out,
+            )?,
             k => return Err(Malformed(format!("unknown column kind {k}"))),
         }
         if !r.is_empty() {

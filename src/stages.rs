@@ -100,6 +100,7 @@ impl Lossless {
         lossless::encode(
             col,
             Reference::None,
+            None,
             Grid::default(),
             &mut self.coder,
             &mut self.scratch,
@@ -112,6 +113,7 @@ impl Lossless {
         lossless::decode(
             &mut ByteReader::new(input),
             Reference::None,
+            None,
             Grid::default(),
             &mut self.coder,
             &mut self.scratch,

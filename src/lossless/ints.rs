@@ -89,6 +89,9 @@ pub(super) const REF_REPEAT: u8 = 12;
 /// earlier row, where [`REF_REPEAT`] keys on the reference alone (a production vertex many
 /// particles share, a sentinel).
 pub(super) const ROW_REPEAT: u8 = 13;
+/// Value words less the word of the learned model's prediction, rounded to f32 (the model's
+/// predictions from the columns coded before, exactly as the lossy path computes them).
+pub(super) const MODEL: u8 = 14;
 
 /// Added to a transform's id where the lowest bits of the values (above the shift) are coded
 /// as a stream of their own ([`LOW_BITS`] of them) and the prediction works on the bits above.
@@ -156,6 +159,8 @@ pub(super) struct IntScratch {
     /// For each row, one more than the last row before it with the same reference value
     /// ([`REF_REPEAT`]) or the same key ([`ROW_REPEAT`]), or 0.
     reps: [Vec<u32>; 2],
+    /// The f32 bits of the model's predictions ([`MODEL`]).
+    model_bits: Vec<u32>,
     /// A stream segment being decoded.
     seg: Vec<i32>,
     split: Vec<Vec<i32>>,
@@ -348,6 +353,9 @@ fn transform(
 ) {
     let start = range.start;
     match t {
+        MODEL => {
+            codes.extend(range.map(|i| word(col[i].to_bits(), k).wrapping_sub(word(reps[i], k))))
+        }
         REF_REPEAT | ROW_REPEAT => codes.extend(range.map(|i| {
             let p = reps[i]
                 .checked_sub(1)
@@ -650,20 +658,36 @@ fn candidates(
     t
 }
 
-/// The repeats transform `t` predicts from (empty for the others).
-fn reps_of(t: u8, reps: &[Vec<u32>; 2]) -> &[u32] {
+/// Whether transform byte `t` (with any of [`LOW_SPLIT`] and [`SEGMENTED`] added) is
+/// [`MODEL`].
+pub(super) fn predicts_by_model(t: u8) -> bool {
+    let t = if t >= SEGMENTED { t - SEGMENTED } else { t };
+    let t = if t >= VALUE + LOW_SPLIT {
+        t - LOW_SPLIT
+    } else {
+        t
+    };
+    t == MODEL
+}
+
+/// What transform `t` predicts from besides the column: the repeated rows of the repeat
+/// transforms, the f32 bits of the model's predictions for [`MODEL`] (empty for the others).
+fn side_of<'a>(t: u8, reps: &'a [Vec<u32>; 2], model_bits: &'a [u32]) -> &'a [u32] {
     match t {
         REF_REPEAT | ROW_REPEAT => &reps[usize::from(t - REF_REPEAT)],
+        MODEL => model_bits,
         _ => &[],
     }
 }
 
 /// Appends the integer coding of `col` to `out` (transform byte first): the transform
 /// estimated cheapest, as one stream or split in classes, whichever is smaller.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn encode(
     col: &[f32],
     reference: Option<&[f32]>,
     keys: &[u64],
+    model: Option<&[f64]>,
     grid: Grid,
     coder: &mut CodeCoder,
     s: &mut IntScratch,
@@ -677,7 +701,13 @@ pub(super) fn encode(
     // Only strips of a long column are transformed to choose: the whole once, at the end.
     let n = col.len();
     let mut reps = std::mem::take(&mut s.reps);
-    let ts = candidates(col, reference, keys, grid, &mut reps);
+    let mut ts = candidates(col, reference, keys, grid, &mut reps);
+    let mut model_bits = std::mem::take(&mut s.model_bits);
+    model_bits.clear();
+    if let Some(p) = model.filter(|p| p.len() == n) {
+        model_bits.extend(p.iter().map(|&x| (x as f32).to_bits()));
+        ts.push(MODEL);
+    }
     let measured = strips(n, ESTIMATE_STRIPS, ESTIMATE_STRIP);
     let priced = strips(n, PRICE_STRIPS, PRICE_STRIP);
     let sampled = |t: u8, k: u32, ranges: &[Range<usize>], codes: &mut Vec<i32>| {
@@ -687,7 +717,7 @@ pub(super) fn encode(
                 t,
                 col,
                 reference,
-                reps_of(t, &reps),
+                side_of(t, &reps, &model_bits),
                 grid,
                 k,
                 r.clone(),
@@ -737,7 +767,10 @@ pub(super) fn encode(
     }
     let t = best.1;
     // The rows that repeat, for the classes of REF_REPEAT.
-    let class_reps = reps_of(t, &reps);
+    let class_reps = match t {
+        REF_REPEAT | ROW_REPEAT => side_of(t, &reps, &model_bits),
+        _ => &[],
+    };
     sampled(t, k, std::slice::from_ref(&(0..n)), &mut s.codes);
     write_body(
         t,
@@ -793,6 +826,7 @@ pub(super) fn encode(
     }
     coder.allow_binned(false);
     s.reps = reps;
+    s.model_bits = model_bits;
 }
 
 /// Appends the body of transform `t` at shift `k` with `low_bits` split off: its header bytes,
@@ -872,6 +906,7 @@ pub(super) fn decode(
     r: &mut ByteReader<'_>,
     reference: Option<&[f32]>,
     keys: &[u64],
+    model: Option<&[f64]>,
     grid: Grid,
     coder: &mut CodeCoder,
     s: &mut IntScratch,
@@ -908,6 +943,15 @@ pub(super) fn decode(
                         "lossless transform needs a reference column that does not exist",
                     ));
                 }
+            }
+            None
+        }
+        MODEL => {
+            if model.is_none_or(|p| p.len() != n) {
+                return Err(Malformed::new(
+                    "lossless transform needs the model's predictions for a column it does \
+                     not predict",
+                ));
             }
             None
         }
@@ -996,6 +1040,13 @@ pub(super) fn decode(
                 *o = f32::from_bits(bits(ref_word(t, rf, i, kw).wrapping_add(c), i));
             }
         }
+        MODEL => {
+            let p = model.expect("checked");
+            for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
+                let w = word((p[i] as f32).to_bits(), kw);
+                *o = f32::from_bits(bits(w.wrapping_add(c), i));
+            }
+        }
         REF_REPEAT | ROW_REPEAT => {
             for i in 0..n {
                 // The row repeated is before this one, so already decoded.
@@ -1044,7 +1095,7 @@ mod tests {
     fn round_trip_as(
         t: u8,
         col: &[f32],
-        (reference, keys): (Option<&[f32]>, &[u64]),
+        (reference, keys, model): (Option<&[f32]>, &[u64], Option<&[f64]>),
         grid: Grid,
         classes: usize,
         low_bits: u32,
@@ -1065,11 +1116,17 @@ mod tests {
             let keys = if t == ROW_REPEAT { keys } else { &[] };
             repeats(reference.unwrap(), keys, &mut reps);
         }
+        let model_bits: Vec<u32> = model
+            .unwrap_or(&[])
+            .iter()
+            .map(|&x| (x as f32).to_bits())
+            .collect();
+        let side = if t == MODEL { &model_bits } else { &reps };
         transform(
             t,
             col,
             reference,
-            &reps,
+            side,
             grid,
             k + low_bits,
             0..col.len(),
@@ -1089,7 +1146,7 @@ mod tests {
         let mut out = vec![0f32; col.len()];
         let mut r = ByteReader::new(&buf[1..]);
         decode(
-            buf[0], &mut r, reference, keys, grid, &mut coder, &mut s, &mut out,
+            buf[0], &mut r, reference, keys, model, grid, &mut coder, &mut s, &mut out,
         )
         .unwrap();
         assert!(r.is_empty());
@@ -1161,6 +1218,12 @@ mod tests {
             .enumerate()
             .map(|(i, v)| u64::from(v.to_bits()) ^ ((i as u64 % 3) << 40))
             .collect();
+        // A model's guess: the value, off by up to a few thousandths.
+        let guess: Vec<f64> = f
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f64::from(v) * (1.0 + ((i % 7) as f64 - 3.0) * 1e-3))
+            .collect();
         let mut copied = noise.clone();
         let mut reps = Vec::new();
         repeats(&coarse, &[], &mut reps);
@@ -1171,24 +1234,56 @@ mod tests {
         }
         for t in [
             VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
-            REF_REPEAT, ROW_REPEAT,
+            REF_REPEAT, ROW_REPEAT, MODEL,
         ] {
             for col in [&f, &noise, &truncated, &copied] {
                 for classes in [1, 8, MAX_CLASSES] {
                     for low_bits in [0, 3, LOW_BITS] {
-                        round_trip_as(t, col, (Some(&coarse), &keys), grid, classes, low_bits);
+                        round_trip_as(
+                            t,
+                            col,
+                            (Some(&coarse), &keys, Some(&guess)),
+                            grid,
+                            classes,
+                            low_bits,
+                        );
                     }
                 }
             }
         }
         assert_eq!(common_shift(&truncated), 13);
         // The repeats cost little under the transforms that see them.
-        let plain = round_trip_as(VALUE, &copied, (Some(&coarse), &keys), grid, 8, 0);
-        let repeated = round_trip_as(REF_REPEAT, &copied, (Some(&coarse), &keys), grid, 8, 0);
+        let plain = round_trip_as(
+            VALUE,
+            &copied,
+            (Some(&coarse), &keys, Some(&guess)),
+            grid,
+            8,
+            0,
+        );
+        let repeated = round_trip_as(
+            REF_REPEAT,
+            &copied,
+            (Some(&coarse), &keys, Some(&guess)),
+            grid,
+            8,
+            0,
+        );
         assert!(repeated * 3 < plain * 2, "{repeated} against {plain}");
+        let ctx = (Some(&coarse[..]), &keys[..], Some(&guess[..]));
+        let plain = round_trip_as(VALUE, &f, ctx, grid, 8, 0);
+        let guessed = round_trip_as(MODEL, &f, ctx, grid, 8, 0);
+        assert!(guessed * 3 < plain * 2, "{guessed} against {plain}");
         // A column of one value, and of a single value.
-        round_trip_as(VALUE, &[0.0; 100], (None, &[]), Grid::default(), 1, 0);
-        round_trip_as(DELTA, &[-2.5], (None, &[]), Grid::default(), 1, LOW_BITS);
+        round_trip_as(VALUE, &[0.0; 100], (None, &[], None), Grid::default(), 1, 0);
+        round_trip_as(
+            DELTA,
+            &[-2.5],
+            (None, &[], None),
+            Grid::default(),
+            1,
+            LOW_BITS,
+        );
     }
 
     #[test]
@@ -1228,13 +1323,13 @@ mod tests {
         assert!(f.len() > STREAM_SEGMENT && f.len() < 2 * STREAM_SEGMENT);
         for (t, classes, low_bits) in [(LORENZO_3, 8, 0), (LORENZO_3Q, 1, LOW_BITS), (DELTA, 8, 3)]
         {
-            round_trip_as(t, &f, (None, &[]), grid, classes, low_bits);
+            round_trip_as(t, &f, (None, &[], None), grid, classes, low_bits);
         }
         // The encoder's own choice, flagged as segmented, decodes.
         let mut coder = CodeCoder::new();
         let mut s = IntScratch::default();
         let mut buf = Vec::new();
-        encode(&f, None, &[], grid, &mut coder, &mut s, &mut buf);
+        encode(&f, None, &[], None, grid, &mut coder, &mut s, &mut buf);
         assert!(buf[0] >= SEGMENTED, "transform byte {}", buf[0]);
         let mut out = vec![0f32; f.len()];
         let mut r = ByteReader::new(&buf[1..]);
@@ -1243,6 +1338,7 @@ mod tests {
             &mut r,
             None,
             &[],
+            None,
             grid,
             &mut coder,
             &mut s,
@@ -1260,7 +1356,7 @@ mod tests {
         let mut coder = CodeCoder::new();
         let mut s = IntScratch::default();
         let mut buf = Vec::new();
-        encode(&f, None, &[], grid, &mut coder, &mut s, &mut buf);
+        encode(&f, None, &[], None, grid, &mut coder, &mut s, &mut buf);
         assert!(
             [LORENZO_3Q, LORENZO_3Q + LOW_SPLIT].contains(&buf[0]),
             "a field moving smoothly along its planes: {}",
@@ -1272,6 +1368,7 @@ mod tests {
             &mut ByteReader::new(&buf[1..]),
             None,
             &[],
+            None,
             grid,
             &mut coder,
             &mut s,
@@ -1321,6 +1418,7 @@ mod tests {
             &mut ByteReader::new(&good[1..]),
             None,
             &[],
+            None,
             Grid::default(),
             &mut coder,
             &mut s,
@@ -1332,6 +1430,8 @@ mod tests {
             (15 + SEGMENTED, vec![0u8, 1, 0]),
             (REF_REPEAT, vec![0, 1]),
             (ROW_REPEAT, vec![0, 1]),
+            (MODEL, vec![0, 1]),
+            (MODEL + LOW_SPLIT + SEGMENTED, vec![0, 8, 1]),
             (VALUE, vec![31, 1]),
             (VALUE, vec![0, 0]),
             (VALUE, vec![0, 17]),
@@ -1346,6 +1446,7 @@ mod tests {
                 &mut ByteReader::new(&body),
                 None,
                 &[],
+                None,
                 grid,
                 &mut coder,
                 &mut s,
@@ -1364,6 +1465,7 @@ mod tests {
                 &mut ByteReader::new(&bad[1..]),
                 None,
                 &[],
+                None,
                 grid,
                 &mut coder,
                 &mut s,
@@ -1374,6 +1476,7 @@ mod tests {
                 &mut ByteReader::new(&good[1..i]),
                 None,
                 &[],
+                None,
                 grid,
                 &mut coder,
                 &mut s,

@@ -196,6 +196,12 @@ fn encode_words<T: Element, I: Iterator<Item = u64>>(
     }
 }
 
+/// Whether a column section whose transform byte is `t` is predicted by the learned model
+/// (the decoder computes the model's predictions only for those).
+pub(crate) fn wants_model(t: u8) -> bool {
+    ints::predicts_by_model(t)
+}
+
 /// The f32 values of `col`, if its elements are f32.
 fn as_f32<T: Element>(col: &[T]) -> Option<&[f32]> {
     (T::DTYPE == crate::element::DType::F32).then(|| bytemuck::cast_slice(col))
@@ -207,6 +213,7 @@ fn as_f32<T: Element>(col: &[T]) -> Option<&[f32]> {
 pub(crate) fn encode<T: Element>(
     col: &[T],
     reference: Reference<'_, T>,
+    model: Option<&[f64]>,
     grid: Grid,
     coder: &mut CodeCoder,
     s: &mut LosslessScratch,
@@ -221,7 +228,7 @@ pub(crate) fn encode<T: Element>(
         };
         let mut alt = std::mem::take(&mut s.int_out);
         alt.clear();
-        ints::encode(values, rf, keys, grid, coder, &mut s.ints, &mut alt);
+        ints::encode(values, rf, keys, model, grid, coder, &mut s.ints, &mut alt);
         if alt.len() < out.len() - start {
             out.truncate(start);
             out.extend_from_slice(&alt);
@@ -275,6 +282,7 @@ fn encode_planes<T: Element>(
 pub(crate) fn decode<T: Element>(
     r: &mut ByteReader<'_>,
     reference: Reference<'_, T>,
+    model: Option<&[f64]>,
     grid: Grid,
     coder: &mut CodeCoder,
     s: &mut LosslessScratch,
@@ -297,6 +305,7 @@ pub(crate) fn decode<T: Element>(
             r,
             rf,
             keys,
+            model,
             grid,
             coder,
             &mut s.ints,
@@ -386,10 +395,10 @@ mod tests {
         let mut s = LosslessScratch::default();
         let mut buf = Vec::new();
         let grid = Grid::default();
-        encode(col, reference, grid, &mut coder, &mut s, &mut buf);
+        encode(col, reference, None, grid, &mut coder, &mut s, &mut buf);
         let mut out = vec![T::from_f64(0.0); col.len()];
         let mut r = ByteReader::new(&buf);
-        decode(&mut r, reference, grid, &mut coder, &mut s, &mut out).unwrap();
+        decode(&mut r, reference, None, grid, &mut coder, &mut s, &mut out).unwrap();
         assert!(r.is_empty());
         assert_eq!(
             out.iter().map(|v| v.to_bits64()).collect::<Vec<_>>(),

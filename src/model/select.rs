@@ -690,6 +690,7 @@ pub(crate) fn plan(
     norms: &[(f64, f64)],
     bounds: &[f64],
     max_inputs: usize,
+    keep_order: bool,
 ) -> Plan {
     // The subsample: evenly spaced records (the sample is already random, in runs).
     let m = rows.min(SUBSAMPLE);
@@ -745,6 +746,9 @@ pub(crate) fn plan(
     let xs = &sub.cols;
 
     // The order: categorical columns first (most distinct values first), then local search.
+    if keep_order {
+        categorical.clear();
+    }
     categorical.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut order: Vec<usize> = categorical.iter().map(|&(_, i)| i).collect();
     let fixed = order.len();
@@ -766,7 +770,7 @@ pub(crate) fn plan(
         }
         (0..width).map(|c| cost_of(c, &pos, &best)).sum()
     };
-    if width <= MAX_ORDER_WIDTH {
+    if width <= MAX_ORDER_WIDTH && !keep_order {
         let mut cur = total(&order);
         for _ in 0..4 * width {
             let mut improved: Option<(f64, Vec<usize>)> = None;
@@ -1308,7 +1312,9 @@ mod tests {
             .flat_map(|c| (0..rows).map(move |r| (r, c)))
             .map(|(r, c)| sample[r * width + c])
             .collect();
-        let plan = plan(&sample, &noisy, &targets, rows, width, &norms, &bounds, 4);
+        let plan = plan(
+            &sample, &noisy, &targets, rows, width, &norms, &bounds, 4, false,
+        );
         assert_eq!(plan.order, vec![1, 0]);
     }
 }

@@ -54,6 +54,11 @@ pub struct TrainOptions {
     /// column keeps its network only where the bits it saves on that many records beat what
     /// its weights cost in the container.
     pub records: u64,
+    /// Keep the table's own column order (no categorical columns first, no search for a
+    /// better one): a lossless table's neighbouring columns (an energy before and after a
+    /// step) predict each other through the lossless coder's reference, which follows the
+    /// coding order.
+    pub keep_order: bool,
 }
 
 /// Where training runs.
@@ -104,6 +109,7 @@ impl Default for TrainOptions {
             seed: 1,
             device: TrainDevice::Cpu,
             records: 0,
+            keep_order: false,
         }
     }
 }
@@ -160,7 +166,12 @@ pub fn fit(
     for (j, stats) in acc.finish().iter().enumerate().take(width) {
         let n = crate::normalize::Normalization::from_stats(stats);
         norms.push((n.offset, n.scale));
-        bounds.push(specs[j].resolve(stats));
+        // Bit-exact columns are predicted too (f32 value words less the prediction's,
+        // `lossless::ints`): trained as if to single precision.
+        bounds.push(match specs[j].resolve(stats) {
+            crate::bound::Bound::Lossless => crate::bound::Bound::PwRel(LOSSLESS_AS_REL),
+            b => b,
+        });
     }
     let mut opts = opts.clone();
     let active = bounds.iter().skip(1).filter(|b| !b.is_lossless()).count();
@@ -184,6 +195,10 @@ pub fn fit(
     }
     train(sample, width, &norms, &bounds, &opts, progress)
 }
+
+/// The point-wise relative bound a lossless column is trained under: an f32's relative
+/// precision, so the model learns to predict its value, not its noise.
+const LOSSLESS_AS_REL: f64 = 1.0 / (1u64 << 24) as f64;
 
 /// Hidden units per column so that the model stays a small share of the output: about 2% of
 /// an estimated compressed size of `raw_bytes / 5`, spread over `active` columns of up to
@@ -406,6 +421,7 @@ pub fn train(
         norms,
         &abs_bounds,
         max_inputs,
+        opts.keep_order,
     );
     model.order = plan.order.iter().map(|&j| j as u32).collect();
     model.features = plan.features;
