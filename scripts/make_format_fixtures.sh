@@ -494,8 +494,11 @@ fixture field3d_cfd_lossless_low \
 fi
 
 if [[ $version == 8 ]]; then
-# Version 8: lossless columns longer than 262,144 values coded in stream segments (ids 36-59).
-train_cmds="(none)"
+# Version 8: lossless columns longer than 262,144 values coded in stream segments (ids 36-62),
+# rows that repeat an earlier one (12, 13), the learned model's predictions (14).
+echo "== models" >&2
+"$B" train fixtures/delphes_16k.npy --bound lossless -T 1 -q -o "$IN/delphes_lossless.bmdl"
+train_cmds="$B train fixtures/delphes_16k.npy --bound lossless -T 1 -q -o IN/delphes_lossless.bmdl"
 
 fixture field3d_volume_lossless_segments \
   "Field, f32, 32 × 96 × 88 (270,336 values: a triple running sum of pseudo-random steps, mantissas cut to 10 bits), \`lossless\`, one chunk (32 slices): every stream of its one column coded in two segments (262,144 codes, then the rest)." \
@@ -511,6 +514,12 @@ fixture table_delphes_mixed_repeats \
   "The same rows at \`rel:1e-3\` with E, Px and the vertex X lossless: the row keys hash the lossy columns' reconstructions." \
   "$IN/delphes_4000.npy" \
   "$B compress $IN/delphes_4000.npy --bound rel:1e-3 --bound-col E=lossless --bound-col Px=lossless --bound-col X=lossless --model none --names $(cat fixtures/delphes_16k.columns) -T 1 -q -o $OUT/table_delphes_mixed_repeats.baler"
+
+fixture table_delphes_lossless_model \
+  "The same 4000 rows, \`lossless\`, with a model trained on the whole 16,384-row file at \`lossless\` (its columns trained as if under \`pwrel:2^-24\`): value words less the word of the model's prediction (transform 14) where that codes smaller." \
+  "$IN/delphes_4000.npy" \
+  "$B compress $IN/delphes_4000.npy --bound lossless --model $IN/delphes_lossless.bmdl --names $(cat fixtures/delphes_16k.columns) -T 1 -q -o $OUT/table_delphes_lossless_model.baler" \
+  "$IN/delphes_lossless.bmdl"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -6,15 +6,15 @@
 //!
 //! Layout after the transform byte (one of [`VALUE`], [`DELTA`], [`DELTA_REF`],
 //! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`], 4 to 11,
-//! [`REF_REPEAT`], [`ROW_REPEAT`], 12 and 13 (format version 8); or one of them plus
-//! [`LOW_SPLIT`], 20 to 29 (20 to 27 from format version 7)):
+//! [`REF_REPEAT`], [`ROW_REPEAT`], [`MODEL`], 12 to 14 (format version 8); or one of them
+//! plus [`LOW_SPLIT`], 20 to 30 (20 to 27 from format version 7)):
 //!
 //! `u8 shift`, [`u8 low` (1 to 8), for 20 to 27 only], `u8 classes`, `classes − 1` threshold
 //! bytes (non-decreasing), one `uvarint` count per class (adding up to the column's length),
 //! then each non-empty class's codes as a [`CodeCoder`] stream, in class order; for 20 to 27,
 //! then the `low` bits of every value just above the shift, as one more stream. From format
 //! version 8, a column longer than [`STREAM_SEGMENT`] codes has [`SEGMENTED`] (32) added to its
-//! transform byte (36 to 61), and each of its streams is coded as one [`CodeCoder`] stream per
+//! transform byte (36 to 62), and each of its streams is coded as one [`CodeCoder`] stream per
 //! `STREAM_SEGMENT` codes, the last one shorter. There the value
 //! words (and the predictions' words) are taken at `shift + low`, and a value's bits are its
 //! word's bits above `shift + low`, its low bits, then `shift` zeros: the low byte of a value
@@ -36,6 +36,7 @@
 //! | Lorenzo, 3 axes, quadratic along planes | `v(F(0) + (2 (U − F(1)) − (UU − F(2))))` from the third plane on, as the 3-axis one on the second |
 //! | the reference's repeat | `v(x[j])`, `j` the last row before `i` where `ref[j]` has the bits of `ref[i]` (0 where none) |
 //! | the row's repeat | `v(x[j])`, `j` the last row before `i` with the same row key (0 where none) |
+//! | the model | `v(f32(p[i]))`, `p` the learned model's predictions for the column (from the columns coded before, as the lossy path computes them) |
 //!
 //! A table's *row keys* ([`Reference::Column`](super::Reference::Column)) hash the bits of
 //! every column coded before this one in the chunk: a row whose key recurs is (but for a
