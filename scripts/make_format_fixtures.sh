@@ -508,7 +508,7 @@ fixture field3d_volume_lossless_segments \
 fixture table_delphes_lossless_repeats \
   "Table, f32, 4000 × 16 (first rows of \`delphes_16k.npy\`), \`lossless\`, column names, one chunk: particles listed again through their history and vertices many particles share, predicted from the last row with the same row key (every column before) or the same reference value (transforms 12 and 13)." \
   "$IN/delphes_4000.npy" \
-  "$B compress $IN/delphes_4000.npy --bound lossless --names $(cat fixtures/delphes_16k.columns) -T 1 -q -o $OUT/table_delphes_lossless_repeats.baler"
+  "$B compress $IN/delphes_4000.npy --bound lossless --model none --names $(cat fixtures/delphes_16k.columns) -T 1 -q -o $OUT/table_delphes_lossless_repeats.baler"
 
 fixture table_delphes_mixed_repeats \
   "The same rows at \`rel:1e-3\` with E, Px and the vertex X lossless: the row keys hash the lossy columns' reconstructions." \
