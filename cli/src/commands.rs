@@ -218,11 +218,11 @@ fn train_on(
     Ok(Some((model, report)))
 }
 
-/// Records of the training sample a lossless table's two candidate models are tried on.
+/// Most records of the training sample a lossless table's two candidate models are tried on.
 const ORDER_TRIAL: usize = 8192;
 
-/// Of `models`, the one whose container of the first [`ORDER_TRIAL`] records of `sample`
-/// (row-major f64 of an f32 table) is smaller; the first where they tie.
+/// Of `models`, the one whose container of the first quarter of `sample` (row-major f64 of an
+/// f32 table), at most [`ORDER_TRIAL`] records, is smaller; the first where they tie.
 fn smaller_on_trial(
     sample: &[f64],
     spec: &baler::ArraySpec,
@@ -230,7 +230,7 @@ fn smaller_on_trial(
     width: usize,
     models: [baler::model::Model; 2],
 ) -> Result<baler::model::Model> {
-    let rows = (sample.len() / width.max(1)).min(ORDER_TRIAL);
+    let rows = (sample.len() / width.max(1) / 4).clamp(1, ORDER_TRIAL);
     let block: Vec<f32> = sample[..rows * width].iter().map(|&x| x as f32).collect();
     let mut trial = spec.clone();
     trial.shape = vec![rows as u64, width as u64];
