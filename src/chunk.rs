@@ -91,10 +91,19 @@ impl CodecParams {
         }
     }
 
-    /// Whether a chunk keeps each row's key (a hash of the columns coded so far, for
-    /// [`Reference::Column`]): on tables with a lossless column (format version 8).
-    fn row_keys(&self) -> bool {
-        self.layout == Layout::Table && self.columns.iter().any(|c| c.bound.is_lossless())
+    /// Up to which position in coding `order` a chunk keeps each row's key (a hash of the
+    /// columns coded so far, for [`Reference::Column`], format version 8): on a table, up to
+    /// its last lossless column after the first; `None` where no column after the first is
+    /// lossless. The columns at later positions get no keys (their bit-exact fallback has no
+    /// row repeats), and no key is folded after the last position that reads them.
+    fn keyed_until(&self, order: &[usize]) -> Option<usize> {
+        if self.layout != Layout::Table {
+            return None;
+        }
+        order
+            .iter()
+            .rposition(|&j| self.columns[j].bound.is_lossless())
+            .filter(|&p| p > 0)
     }
 
     /// The order a chunk's columns are coded in: the model's for a table that has one.
@@ -157,7 +166,7 @@ pub(crate) struct ChunkCodec<T: Element> {
     preds: Vec<f64>,
     /// A carried column's values for the current column ([`Predictor::Carry`]).
     carry_preds: Vec<f64>,
-    /// Each row's key, where the chunk keeps them ([`CodecParams::row_keys`]).
+    /// Each row's key, where the chunk keeps them ([`CodecParams::keyed_until`]).
     keys: Vec<u64>,
 }
 
@@ -289,11 +298,12 @@ impl<T: Element> ChunkCodec<T> {
         if keep_recon {
             self.recon.resize(data.len(), T::from_f64(0.0));
         }
+        let order = params.column_order(ncols);
+        let keyed = params.keyed_until(&order);
         self.keys.clear();
-        if params.row_keys() {
+        if keyed.is_some() {
             self.keys.resize(rows, 0);
         }
-        let order = params.column_order(ncols);
         for (p, &j) in order.iter().enumerate() {
             let col = &source[j * rows..(j + 1) * rows];
             let cp = &params.columns[j];
@@ -331,7 +341,12 @@ impl<T: Element> ChunkCodec<T> {
             } else {
                 (None, None)
             };
-            let reference = params.reference(rows, prev, &self.keys);
+            let keys = if keyed.is_some_and(|last| p <= last) {
+                &self.keys[..]
+            } else {
+                &[]
+            };
+            let reference = params.reference(rows, prev, keys);
             self.col_out.clear();
             self.columns.encode(
                 col,
@@ -344,7 +359,7 @@ impl<T: Element> ChunkCodec<T> {
                 &mut self.col_out,
             );
             put_section(out, &self.col_out);
-            if !self.keys.is_empty() {
+            if keyed.is_some_and(|last| p < last) {
                 fold_keys(&mut self.keys, &self.recon[j * rows..(j + 1) * rows]);
             }
         }
@@ -399,11 +414,12 @@ impl<T: Element> ChunkCodec<T> {
         } else {
             &mut out[start..]
         };
+        let order = params.column_order(ncols);
+        let keyed = params.keyed_until(&order);
         self.keys.clear();
-        if params.row_keys() {
+        if keyed.is_some() {
             self.keys.resize(rows, 0);
         }
-        let order = params.column_order(ncols);
         for (p, &j) in order.iter().enumerate() {
             let section = r
                 .section()
@@ -448,11 +464,16 @@ impl<T: Element> ChunkCodec<T> {
             };
             let prev = p.checked_sub(1).map(|q| order[q]);
             let (col, prev) = column_and_reference(dest, rows, j, prev);
-            let reference = params.reference(rows, prev, &self.keys);
+            let keys = if keyed.is_some_and(|last| p <= last) {
+                &self.keys[..]
+            } else {
+                &[]
+            };
+            let reference = params.reference(rows, prev, keys);
             self.columns
                 .decode(section, reference, cp, params.grid(), model_pred, col)
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
-            if !self.keys.is_empty() {
+            if keyed.is_some_and(|last| p < last) {
                 fold_keys(&mut self.keys, &dest[j * rows..(j + 1) * rows]);
             }
         }
