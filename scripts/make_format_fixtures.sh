@@ -156,6 +156,15 @@ save("bits_4x1024.npy", np.concatenate([noise, pat, pat, ramp, few]))
 u = (lcg(32 * 96 * 88, 17) >> np.uint64(40)).astype(np.float64) / float(1 << 24) - 0.5
 v = np.cumsum(np.cumsum(np.cumsum(u.reshape(32, 96, 88), 0), 1), 2).astype(np.float32)
 save("volume_32x96x88.npy", (v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32))
+
+# Four 32 x 48 planes packed as GRIB packs a field: per plane an offset that is no multiple of
+# the f32 spacing, a binary step, integers below 60,001 (a lattice, format version 8).
+c = cfd[:4, :32, :48].astype(np.float64)
+lo = c.min(axis=(1, 2), keepdims=True)
+hi = c.max(axis=(1, 2), keepdims=True)
+k = np.floor((c - lo) / (hi - lo) * 60000.0)
+p = np.arange(4, dtype=np.float64).reshape(4, 1, 1)
+save("packed_4x32x48.npy", (k * 2.0 ** (-9 - p % 3) + (200.0 + 7.123456789 * p)).astype(np.float32))
 EOF
 "$py" "$work/cut.py" "$IN"
 
@@ -495,7 +504,7 @@ fi
 
 if [[ $version == 8 ]]; then
 # Version 8: lossless columns longer than 262,144 values coded in stream segments (ids 36-62),
-# rows that repeat an earlier one (12, 13), the learned model's predictions (14).
+# rows that repeat an earlier one (12, 13), the learned model's predictions (14), lattices (64).
 echo "== models" >&2
 "$B" train fixtures/delphes_16k.npy --bound lossless -T 1 -q -o "$IN/delphes_lossless.bmdl"
 train_cmds="$B train fixtures/delphes_16k.npy --bound lossless -T 1 -q -o IN/delphes_lossless.bmdl"
@@ -504,6 +513,11 @@ fixture field3d_volume_lossless_segments \
   "Field, f32, 32 × 96 × 88 (270,336 values: a triple running sum of pseudo-random steps, mantissas cut to 10 bits), \`lossless\`, one chunk (32 slices): every stream of its one column coded in two segments (262,144 codes, then the rest)." \
   "$IN/volume_32x96x88.npy" \
   "$B compress $IN/volume_32x96x88.npy --bound lossless -T 1 -q -o $OUT/field3d_volume_lossless_segments.baler"
+
+fixture field3d_packed_lossless_lattice \
+  "Field, f32, 4 × 32 × 48 (corners of the first frames of \`cfd_decay_ux.npy\`, each plane packed as GRIB packs a field: \`f32(k·2^-9..-11 + R)\`, integers k up to 60,000), \`lossless\`: every plane's offset and step, the integers coded as the f32 values 2^23 + k (transform 64 over a Lorenzo transform)." \
+  "$IN/packed_4x32x48.npy" \
+  "$B compress $IN/packed_4x32x48.npy --bound lossless -T 1 -q -o $OUT/field3d_packed_lossless_lattice.baler"
 
 fixture table_delphes_lossless_repeats \
   "Table, f32, 4000 × 16 (first rows of \`delphes_16k.npy\`), \`lossless\`, column names, one chunk: particles listed again through their history and vertices many particles share, predicted from the last row with the same row key (every column before) or the same reference value (transforms 12 and 13)." \

@@ -428,7 +428,8 @@ impl<T: Element> ChunkCodec<T> {
             // The model's predictions, if this section asks for them (kind, predictor id).
             let wants_model = section.len() >= 2
                 && ((section[0] == KIND_QUANTIZED && section[1] == Predictor::Model.id())
-                    || (section[0] == KIND_LOSSLESS && crate::lossless::wants_model(section[1])));
+                    || (section[0] == KIND_LOSSLESS
+                        && crate::lossless::wants_model(&section[1..])));
             let wants_carry = section.len() >= 2
                 && section[0] == KIND_QUANTIZED
                 && section[1] == Predictor::Carry.id();

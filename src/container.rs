@@ -38,7 +38,8 @@ pub const FOOTER_MAGIC_V4: [u8; 8] = *b"BALERIX4";
 /// [`crate::predict`]); version 7 the lossless transforms with a low byte coded apart
 /// (`src/lossless/ints.rs`); version 8 the lossless transforms that repeat an earlier row or
 /// take the model's prediction (12 to 14, 28 to 30) and those whose streams are coded in
-/// segments (36 to 62, `src/lossless/ints.rs`). Every file is written as version 8.
+/// segments (36 to 62, `src/lossless/ints.rs`), and values on an affine lattice coded as its
+/// integers (64, `src/lossless/lattice.rs`). Every file is written as version 8.
 pub const FORMAT_VERSION: u16 = 8;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;

@@ -30,8 +30,14 @@
 //! (the previous value, the reference, an earlier row that repeats, the learned model's
 //! prediction, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
 //! encoder codes a column both ways and keeps the smaller.
+//!
+//! From format version 8, transform byte 64 ([`LATTICE`]) marks f32 values that are points
+//! of an affine lattice per plane ([`lattice`]): the integer coder's transform byte follows,
+//! then each plane's offset and step (f64, little-endian), then the rest of that integer
+//! section, which codes the lattice integers `k` as the f32 values `2^23 + k`.
 
 mod ints;
+mod lattice;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, unzigzag64, zigzag64};
 use crate::element::Element;
@@ -42,6 +48,10 @@ const IDENTITY: u8 = 0;
 const DELTA_ALONG: u8 = 1;
 const XOR_REF: u8 = 2;
 const DELTA_REF: u8 = 3;
+
+/// The values are the points of a lattice, coded as their integers ([`lattice`]): the
+/// integer coder's transform byte, each plane's lattice, then the rest of its section.
+const LATTICE: u8 = 64;
 
 const PLANES: u8 = 0;
 const WHOLE: u8 = 1;
@@ -68,6 +78,7 @@ pub(crate) struct LosslessScratch {
     out_b: Vec<u8>,
     ints: ints::IntScratch,
     int_out: Vec<u8>,
+    lattice: lattice::Lattice,
 }
 
 #[inline(always)]
@@ -196,15 +207,27 @@ fn encode_words<T: Element, I: Iterator<Item = u64>>(
     }
 }
 
-/// Whether a column section whose transform byte is `t` is predicted by the learned model
-/// (the decoder computes the model's predictions only for those).
-pub(crate) fn wants_model(t: u8) -> bool {
-    ints::predicts_by_model(t)
+/// Whether a column section whose lossless coding is `coded` is predicted by the learned
+/// model (the decoder computes the model's predictions only for those).
+pub(crate) fn wants_model(coded: &[u8]) -> bool {
+    match coded {
+        [LATTICE, t, ..] => ints::predicts_by_model(*t),
+        [t, ..] => ints::predicts_by_model(*t),
+        [] => false,
+    }
 }
 
 /// The f32 values of `col`, if its elements are f32.
 fn as_f32<T: Element>(col: &[T]) -> Option<&[f32]> {
     (T::DTYPE == crate::element::DType::F32).then(|| bytemuck::cast_slice(col))
+}
+
+/// What the integer coder refers to: a table's previous column (f32) and the row keys.
+fn int_reference<'a, T: Element>(reference: Reference<'a, T>) -> (Option<&'a [f32]>, &'a [u64]) {
+    match reference {
+        Reference::Column(c, keys) => (as_f32(c), keys),
+        _ => (None, &[]),
+    }
 }
 
 /// Appends the lossless coding of `col` to `out`: byte planes or (f32) one integer stream,
@@ -222,16 +245,40 @@ pub(crate) fn encode<T: Element>(
     let start = out.len();
     encode_planes(col, reference, coder, s, out);
     if let Some(values) = as_f32(col) {
-        let (rf, keys) = match reference {
-            Reference::Column(c, keys) => (as_f32(c), keys),
-            _ => (None, &[][..]),
-        };
+        let (rf, keys) = int_reference(reference);
         let mut alt = std::mem::take(&mut s.int_out);
         alt.clear();
         ints::encode(values, rf, keys, model, grid, coder, &mut s.ints, &mut alt);
         if alt.len() < out.len() - start {
             out.truncate(start);
             out.extend_from_slice(&alt);
+        }
+        if s.lattice.detect(values, grid) {
+            alt.clear();
+            let model = model.filter(|p| p.len() == values.len());
+            if let Some(p) = model {
+                s.lattice.map_model(p);
+            }
+            let l = &s.lattice;
+            let model = model.map(|_| &l.model[..]);
+            ints::encode(
+                &l.carriers,
+                rf,
+                keys,
+                model,
+                grid,
+                coder,
+                &mut s.ints,
+                &mut alt,
+            );
+            let mut params = Vec::new();
+            l.write(&mut params);
+            if alt.len() + 1 + params.len() < out.len() - start {
+                out.truncate(start);
+                out.extend_from_slice(&[LATTICE, alt[0]]);
+                out.extend_from_slice(&params);
+                out.extend_from_slice(&alt[1..]);
+            }
         }
         s.int_out = alt;
     }
@@ -290,16 +337,37 @@ pub(crate) fn decode<T: Element>(
 ) -> DecodeResult<()> {
     let n = out.len();
     let t = r.u8()?;
+    if t == LATTICE {
+        if T::DTYPE != crate::element::DType::F32 {
+            return Err(Malformed::new(
+                "lossless lattice on a column that is not f32",
+            ));
+        }
+        let inner = r.u8()?;
+        if inner <= DELTA_REF || inner == LATTICE {
+            return Err(Malformed(format!(
+                "lossless lattice over transform {inner}"
+            )));
+        }
+        s.lattice.read(r, n, grid)?;
+        let model = model.filter(|p| p.len() == n);
+        if let Some(p) = model {
+            s.lattice.map_model(p);
+        }
+        let model = model.map(|_| &s.lattice.model[..]);
+        let (rf, keys) = int_reference(reference);
+        let out: &mut [f32] = bytemuck::cast_slice_mut(out);
+        ints::decode(inner, r, rf, keys, model, grid, coder, &mut s.ints, out)?;
+        s.lattice.restore(out);
+        return Ok(());
+    }
     if t > DELTA_REF {
         if T::DTYPE != crate::element::DType::F32 {
             return Err(Malformed(format!(
                 "lossless transform {t} on a column that is not f32"
             )));
         }
-        let (rf, keys) = match reference {
-            Reference::Column(c, keys) => (as_f32(c), keys),
-            _ => (None, &[][..]),
-        };
+        let (rf, keys) = int_reference(reference);
         return ints::decode(
             t,
             r,
@@ -391,20 +459,131 @@ mod tests {
     use super::*;
 
     fn round_trip<T: Element>(col: &[T], reference: Reference<'_, T>) -> usize {
+        coded(col, reference, None, Grid::default()).len()
+    }
+
+    /// The coding of `col`, checked to decode bit for bit.
+    fn coded<T: Element>(
+        col: &[T],
+        reference: Reference<'_, T>,
+        model: Option<&[f64]>,
+        grid: Grid,
+    ) -> Vec<u8> {
         let mut coder = CodeCoder::new();
         let mut s = LosslessScratch::default();
         let mut buf = Vec::new();
-        let grid = Grid::default();
-        encode(col, reference, None, grid, &mut coder, &mut s, &mut buf);
+        encode(col, reference, model, grid, &mut coder, &mut s, &mut buf);
         let mut out = vec![T::from_f64(0.0); col.len()];
         let mut r = ByteReader::new(&buf);
-        decode(&mut r, reference, None, grid, &mut coder, &mut s, &mut out).unwrap();
+        decode(&mut r, reference, model, grid, &mut coder, &mut s, &mut out).unwrap();
         assert!(r.is_empty());
         assert_eq!(
             out.iter().map(|v| v.to_bits64()).collect::<Vec<_>>(),
             col.iter().map(|v| v.to_bits64()).collect::<Vec<_>>()
         );
-        buf.len()
+        buf
+    }
+
+    /// A smooth field of `planes` planes of 32 × 48, each packed as GRIB packs one: its own
+    /// offset (no multiple of the f32 spacing) and binary step, 16-bit integers.
+    fn packed_field(planes: usize) -> Vec<f32> {
+        let mut v = Vec::new();
+        for p in 0..planes {
+            let (r, s) = (
+                200.0 + 7.123_456_789 * p as f64,
+                2f64.powi(-9 - p as i32 % 3),
+            );
+            for y in 0..32 {
+                for x in 0..48 {
+                    let t = (x as f64 * 0.2 + p as f64).sin() * (y as f64 * 0.15).cos();
+                    let k = ((t + 1.0) * 30_000.0 + ((x * 7 + y * 13) % 5) as f64).floor();
+                    v.push((k * s + r) as f32);
+                }
+            }
+        }
+        v
+    }
+
+    /// The grid of [`packed_field`].
+    const PACKED_GRID: Grid = Grid {
+        row: 48,
+        plane: 32 * 48,
+    };
+
+    #[test]
+    fn packed_planes_are_coded_as_their_integers() {
+        let col = packed_field(4);
+        let grid = PACKED_GRID;
+        let with = coded(&col, Reference::None, None, grid);
+        assert_eq!(with[0], LATTICE);
+        // The same values with one more bit of noise have no lattice, and cost far more.
+        let noisy: Vec<f32> = col
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                f32::from_bits(x.to_bits() ^ ((i as u32).wrapping_mul(2_654_435_761) >> 31))
+            })
+            .collect();
+        let without = coded(&noisy, Reference::None, None, grid);
+        assert_ne!(without[0], LATTICE);
+        assert!(
+            with.len() * 5 < without.len() * 4,
+            "{} {}",
+            with.len(),
+            without.len()
+        );
+        // A table column (one plane), with the learned model's predictions mapped.
+        let table = &col[..32 * 48];
+        let model: Vec<f64> = table.iter().map(|&x| x as f64 + 0.01).collect();
+        let rf: Vec<f32> = table.iter().map(|&x| x * 0.5).collect();
+        let keys = vec![0u64; table.len()];
+        coded(
+            table,
+            Reference::Column(&rf, &keys),
+            Some(&model),
+            Grid::default(),
+        );
+    }
+
+    #[test]
+    fn forged_lattice_sections_are_refused() {
+        let col = packed_field(2);
+        let grid = PACKED_GRID;
+        let good = coded(&col, Reference::None, None, grid);
+        assert_eq!(good[0], LATTICE);
+        let mut coder = CodeCoder::new();
+        let mut s = LosslessScratch::default();
+        let mut out = vec![0f32; col.len()];
+        let mut bad_inner = good.clone();
+        for inner in [0, DELTA_REF, LATTICE, 200] {
+            bad_inner[1] = inner;
+            let r = &mut ByteReader::new(&bad_inner);
+            assert!(decode(r, Reference::None, None, grid, &mut coder, &mut s, &mut out).is_err());
+        }
+        for cut in [1, 2, 10, 33, good.len() - 1] {
+            let r = &mut ByteReader::new(&good[..cut]);
+            assert!(decode(r, Reference::None, None, grid, &mut coder, &mut s, &mut out).is_err());
+        }
+        // A zero step.
+        let mut zero = good.clone();
+        zero[10..18].copy_from_slice(&0.0f64.to_le_bytes());
+        let r = &mut ByteReader::new(&zero);
+        assert!(decode(r, Reference::None, None, grid, &mut coder, &mut s, &mut out).is_err());
+        // Not on f64 columns.
+        let mut out64 = vec![0f64; col.len()];
+        let r = &mut ByteReader::new(&good);
+        assert!(
+            decode(
+                r,
+                Reference::None,
+                None,
+                grid,
+                &mut coder,
+                &mut s,
+                &mut out64
+            )
+            .is_err()
+        );
     }
 
     /// f32 values in increasing order, across every kind (infinities, subnormals, zeros).
