@@ -27,13 +27,25 @@ impl CodeCoder {
         out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
         out.clear();
+        self.decode_append(r, n, out)
+    }
+
+    /// Decodes `n` codes from `r`, appended to `out` (one stream of a column coded in
+    /// segments goes straight into the column's codes).
+    pub(crate) fn decode_append(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> DecodeResult<()> {
+        let start = out.len();
         let mode = r.u8()?;
         match mode {
             MODE_CONST => {
                 let v = r.ivarint()?;
                 let v =
                     i32::try_from(v).map_err(|_| Malformed::new("constant code out of range"))?;
-                out.resize(n, v);
+                out.resize(start + n, v);
             }
             MODE_PACKED => {
                 let min = r.ivarint()?;
@@ -100,7 +112,8 @@ impl CodeCoder {
                 layout.entries(alphabet, &mut self.entries);
                 let entries = &self.entries[..];
                 let mut raw = BitReader::new(r.section()?);
-                out.resize(n, 0);
+                out.resize(start + n, 0);
+                let out = &mut out[start..];
                 // Decoded tokens always have a frequency, so they are below `alphabet`. One
                 // loop per kind of layout keeps the per-value work branch-free.
                 fn map<const SIGNED: bool>(

@@ -120,25 +120,26 @@ fn encode_stream(codes: &[i32], segmented: bool, coder: &mut CodeCoder, out: &mu
     }
 }
 
-/// Reads `n` codes written by [`encode_stream`] into `out` (replacing its contents); `seg` is
-/// scratch.
+/// Reads `n` codes written by [`encode_stream`] into `out` (replacing its contents).
 fn decode_stream(
     r: &mut ByteReader<'_>,
     n: usize,
     segmented: bool,
     coder: &mut CodeCoder,
-    seg: &mut Vec<i32>,
     out: &mut Vec<i32>,
 ) -> DecodeResult<()> {
     if !segmented || n <= STREAM_SEGMENT {
         return coder.decode(r, n, out);
     }
     out.clear();
+    // One allocation for the whole stream, each segment decoded in place (a segment's copy,
+    // or a column grown segment by segment, maps and touches fresh pages that threads
+    // decoding at once pay for together: half the speed of two threads).
+    out.reserve(n);
     let mut left = n;
     while left > 0 {
         let len = left.min(STREAM_SEGMENT);
-        coder.decode(r, len, seg)?;
-        out.extend_from_slice(seg);
+        coder.decode_append(r, len, out)?;
         left -= len;
     }
     Ok(())
@@ -162,8 +163,6 @@ pub(super) struct IntScratch {
     reps: [Vec<u32>; 2],
     /// The f32 bits of the model's predictions ([`MODEL`]).
     model_bits: Vec<u32>,
-    /// A stream segment being decoded.
-    seg: Vec<i32>,
     split: Vec<Vec<i32>>,
     out_a: Vec<u8>,
     out_b: Vec<u8>,
@@ -975,7 +974,7 @@ pub(super) fn decode(
     for (j, &c) in counts.iter().enumerate().take(classes) {
         s.split[j].clear();
         if c > 0 {
-            decode_stream(r, c, segmented, coder, &mut s.seg, &mut s.split[j])?;
+            decode_stream(r, c, segmented, coder, &mut s.split[j])?;
         }
     }
     let reps = &mut s.reps[0];
@@ -989,7 +988,7 @@ pub(super) fn decode(
     let codes = &mut s.codes;
     codes.clear();
     if classes == 1 {
-        codes.extend_from_slice(&s.split[0]);
+        std::mem::swap(codes, &mut s.split[0]);
     } else {
         let (sa, sb) = neighbours(t, grid);
         // The class of every metric, and the codes' bit lengths as they come.
@@ -1015,7 +1014,7 @@ pub(super) fn decode(
     let low = &mut s.low;
     low.clear();
     if low_bits > 0 {
-        decode_stream(r, n, segmented, coder, &mut s.seg, low)?;
+        decode_stream(r, n, segmented, coder, low)?;
         if low.iter().any(|&b| !(0..1 << low_bits).contains(&b)) {
             return Err(Malformed::new("lossless low bits out of range"));
         }

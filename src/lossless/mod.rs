@@ -72,7 +72,6 @@ pub(crate) enum Reference<'a, T> {
 /// Scratch buffers for lossless coding.
 #[derive(Debug, Default)]
 pub(crate) struct LosslessScratch {
-    words: Vec<u64>,
     codes: Vec<i32>,
     out_a: Vec<u8>,
     out_b: Vec<u8>,
@@ -392,37 +391,34 @@ pub(crate) fn decode<T: Element>(
             ));
         }
     }
-    let words = &mut s.words;
-    words.clear();
+    // The words are gathered in `out` itself (as bit patterns), then undone in place.
     match r.u8()? {
         PLANES => {
-            words.resize(n, 0);
+            out.fill(T::from_bits64(0));
             for p in 0..T::BYTES {
                 coder.decode(r, n, &mut s.codes)?;
-                for (w, &c) in words.iter_mut().zip(&s.codes) {
+                for (o, &c) in out.iter_mut().zip(&s.codes) {
                     if !(0..256).contains(&c) {
                         return Err(Malformed::new("byte plane code out of range"));
                     }
-                    *w |= (c as u64) << (8 * p);
+                    *o = T::from_bits64(o.to_bits64() | (c as u64) << (8 * p));
                 }
             }
         }
         WHOLE if T::BYTES == 4 => {
             coder.decode(r, n, &mut s.codes)?;
-            words.extend(s.codes.iter().map(|&c| c as u32 as u64));
+            for (o, &c) in out.iter_mut().zip(&s.codes) {
+                *o = T::from_bits64(c as u32 as u64);
+            }
         }
         c => return Err(Malformed(format!("unknown lossless coder {c}"))),
     }
     match t {
-        IDENTITY => {
-            for (o, &w) in out.iter_mut().zip(words.iter()) {
-                *o = T::from_bits64(w);
-            }
-        }
+        IDENTITY => {}
         DELTA_ALONG => {
             let mut prev = ord::<T>(0);
-            for (o, &w) in out.iter_mut().zip(words.iter()) {
-                prev = prev.wrapping_add(unzz::<T>(w)) & mask::<T>();
+            for o in out.iter_mut() {
+                prev = prev.wrapping_add(unzz::<T>(o.to_bits64())) & mask::<T>();
                 *o = T::from_bits64(unord::<T>(prev));
             }
         }
@@ -437,14 +433,14 @@ pub(crate) fn decode<T: Element>(
             };
             match reference {
                 Reference::Column(rf, _) => {
-                    for ((o, &w), r) in out.iter_mut().zip(words.iter()).zip(rf) {
-                        *o = T::from_bits64(undo(w, r.to_bits64()));
+                    for (o, r) in out.iter_mut().zip(rf) {
+                        *o = T::from_bits64(undo(o.to_bits64(), r.to_bits64()));
                     }
                 }
                 Reference::Stride(k) => {
-                    for (i, &w) in words.iter().enumerate() {
+                    for i in 0..n {
                         let r = if i >= k { out[i - k].to_bits64() } else { 0 };
-                        out[i] = T::from_bits64(undo(w, r));
+                        out[i] = T::from_bits64(undo(out[i].to_bits64(), r));
                     }
                 }
                 Reference::None => unreachable!("checked"),
