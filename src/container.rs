@@ -37,7 +37,7 @@ pub const FOOTER_MAGIC_V4: [u8; 8] = *b"BALERIX4";
 /// level-wise steps of the interpolation predictors (bits 6–7 of their order byte,
 /// [`crate::predict`]); version 7 the lossless transforms with a low byte coded apart
 /// (`src/lossless/ints.rs`); version 8 the lossless transforms that repeat an earlier row or
-/// take the model's prediction (12 to 14, 28 to 30) and those whose streams are coded in
+/// take the model's prediction or a lag (12 to 15, 28 to 31) and those whose streams are coded in
 /// segments (36 to 62, `src/lossless/ints.rs`), and values on an affine lattice coded as its
 /// integers (64, `src/lossless/lattice.rs`). Every file is written as version 8.
 pub const FORMAT_VERSION: u16 = 8;

@@ -6,10 +6,11 @@
 //!
 //! Layout after the transform byte (one of [`VALUE`], [`DELTA`], [`DELTA_REF`],
 //! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`], 4 to 11,
-//! [`REF_REPEAT`], [`ROW_REPEAT`], [`MODEL`], 12 to 14 (format version 8); or one of them
-//! plus [`LOW_SPLIT`], 20 to 30 (20 to 27 from format version 7)):
+//! [`REF_REPEAT`], [`ROW_REPEAT`], [`MODEL`], [`LAG`], 12 to 15 (format version 8); or one of
+//! them plus [`LOW_SPLIT`], 20 to 31 (20 to 27 from format version 7)):
 //!
-//! `u8 shift`, [`u8 low` (1 to 8), for 20 to 27 only], `u8 classes`, `classes − 1` threshold
+//! `u8 shift`, [`u8 low` (1 to 8), for 20 to 31 only], [`uvarint lag` (1 to the column's
+//! length), for [`LAG`] only], `u8 classes`, `classes − 1` threshold
 //! bytes (non-decreasing), one `uvarint` count per class (adding up to the column's length),
 //! then each non-empty class's codes as a [`CodeCoder`] stream, in class order; for 20 to 27,
 //! then the `low` bits of every value just above the shift, as one more stream. From format
@@ -37,6 +38,7 @@
 //! | the reference's repeat | `v(x[j])`, `j` the last row before `i` where `ref[j]` has the bits of `ref[i]` (0 where none) |
 //! | the row's repeat | `v(x[j])`, `j` the last row before `i` with the same row key (0 where none) |
 //! | the model | `v(f32(p[i]))`, `p` the learned model's predictions for the column (from the columns coded before, as the lossy path computes them) |
+//! | the lag | `v(x[i − lag])` (0 for the first `lag`) |
 //!
 //! A table's *row keys* ([`Reference::Column`](super::Reference::Column)) hash the bits of
 //! every column coded before this one in the chunk: a row whose key recurs is (but for a
@@ -93,6 +95,14 @@ pub(super) const ROW_REPEAT: u8 = 13;
 /// Value words less the word of the learned model's prediction, rounded to f32 (the model's
 /// predictions from the columns coded before, exactly as the lossy path computes them).
 pub(super) const MODEL: u8 = 14;
+
+/// Value words less the word of the value `lag` rows before (0 for the first `lag`), the lag
+/// chosen per column (a table whose rows come in blocks, as an ICON grid's cells do).
+pub(super) const LAG: u8 = 15;
+/// Lags tried for [`LAG`] (1 is [`DELTA`]).
+const LAGS: [usize; 16] = [
+    2, 3, 4, 5, 6, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+];
 
 /// Added to a transform's id where the lowest bits of the values (above the shift) are coded
 /// as a stream of their own ([`LOW_BITS`] of them) and the prediction works on the bits above.
@@ -363,6 +373,13 @@ fn transform(
             word(col[i].to_bits(), k).wrapping_sub(p)
         })),
         VALUE => codes.extend(col[range].iter().map(|v| word(v.to_bits(), k))),
+        LAG => {
+            let lag = reps[0] as usize;
+            codes.extend(range.map(|i| {
+                let p = i.checked_sub(lag).map_or(0, |j| word(col[j].to_bits(), k));
+                word(col[i].to_bits(), k).wrapping_sub(p)
+            }))
+        }
         DELTA => {
             let mut prev = start
                 .checked_sub(1)
@@ -571,8 +588,21 @@ const PRICE_STRIPS: usize = 4;
 /// Codes per strip, and candidates, priced again where the first prices come within a tenth.
 const RETRY_STRIP: usize = 4096;
 const RETRY_COUNT: usize = 3;
+/// How far ahead the estimate must put a transform the strips priced dearer for both to be
+/// priced again on longer strips.
+const ESTIMATE_AHEAD: f64 = 0.9;
 /// Bits per code below which the first prices are checked so.
 const RETRY_BITS: usize = 12;
+
+/// Strip `r` of a column of `n` values moved past the column's first `lag` values where it
+/// starts among them and is not the whole column (which [`LAG`] codes whole).
+fn past_lag(r: &Range<usize>, lag: usize, n: usize) -> Range<usize> {
+    if r.len() < n && r.start < lag && r.end + lag <= n {
+        r.start + lag..r.end + lag
+    } else {
+        r.clone()
+    }
+}
 
 /// Evenly spaced strips of `len` values of a column of `n`, `count` of them, or the whole
 /// column where it is shorter than twice that.
@@ -671,11 +701,18 @@ pub(super) fn predicts_by_model(t: u8) -> bool {
 }
 
 /// What transform `t` predicts from besides the column: the repeated rows of the repeat
-/// transforms, the f32 bits of the model's predictions for [`MODEL`] (empty for the others).
-fn side_of<'a>(t: u8, reps: &'a [Vec<u32>; 2], model_bits: &'a [u32]) -> &'a [u32] {
+/// transforms, the f32 bits of the model's predictions for [`MODEL`], the lag (one value) for
+/// [`LAG`] (empty for the others).
+fn side_of<'a>(
+    t: u8,
+    reps: &'a [Vec<u32>; 2],
+    model_bits: &'a [u32],
+    lag: &'a [u32; 1],
+) -> &'a [u32] {
     match t {
         REF_REPEAT | ROW_REPEAT => &reps[usize::from(t - REF_REPEAT)],
         MODEL => model_bits,
+        LAG => lag,
         _ => &[],
     }
 }
@@ -710,17 +747,44 @@ pub(super) fn encode(
     }
     let measured = strips(n, ESTIMATE_STRIPS, ESTIMATE_STRIP);
     let priced = strips(n, PRICE_STRIPS, PRICE_STRIP);
+    // The lag whose codes the estimate puts lowest, a candidate with the others.
+    let mut lag = [0u32; 1];
+    let mut best_lag = f64::INFINITY;
+    for &l in LAGS.iter().filter(|&&l| 2 * l <= n) {
+        s.codes.clear();
+        for r in &measured {
+            let r = if r.len() == n {
+                l..n
+            } else {
+                past_lag(r, l, n)
+            };
+            transform(LAG, col, None, &[l as u32], grid, k, r, &mut s.codes);
+        }
+        let e = estimate(&s.codes) / s.codes.len() as f64;
+        if e < best_lag {
+            (best_lag, lag[0]) = (e, l as u32);
+        }
+    }
+    if lag[0] > 0 {
+        ts.push(LAG);
+    }
     let sampled = |t: u8, k: u32, ranges: &[Range<usize>], codes: &mut Vec<i32>| {
         codes.clear();
         for r in ranges {
+            // A strip at the start of the column would charge a lag its first values whole.
+            let r = if t == LAG {
+                past_lag(r, lag[0] as usize, n)
+            } else {
+                r.clone()
+            };
             transform(
                 t,
                 col,
                 reference,
-                side_of(t, &reps, &model_bits),
+                side_of(t, &reps, &model_bits, &lag),
                 grid,
                 k,
-                r.clone(),
+                r,
                 codes,
             );
         }
@@ -765,15 +829,39 @@ pub(super) fn encode(
         }
         best = again;
     }
+    // Where the estimate over the whole sample puts another transform clearly ahead of the
+    // one the strips priced cheapest (a structure the strips miss: an ICON column whose
+    // blocks of 1024 cells repeat, 51.0 -> 41.3 kB), both are priced again on longer strips.
+    let (&est_t, &est) = ts
+        .iter()
+        .zip(&estimates)
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .expect("candidates");
+    let best_est = ts
+        .iter()
+        .zip(&estimates)
+        .find(|&(&t, _)| t == best.1)
+        .map_or(f64::INFINITY, |(_, &e)| e);
+    if priced.len() > 1 && est_t != best.1 && est < ESTIMATE_AHEAD * best_est {
+        for t in [best.1, est_t] {
+            sampled(t, k, &wider, &mut s.codes);
+            let bytes = price(&s.codes, coder, &mut s.out_b);
+            if t == best.1 || bytes < best.0 {
+                best = (bytes, t);
+            }
+        }
+    }
     let t = best.1;
     // The rows that repeat, for the classes of REF_REPEAT.
     let class_reps = match t {
-        REF_REPEAT | ROW_REPEAT => side_of(t, &reps, &model_bits),
+        REF_REPEAT | ROW_REPEAT => side_of(t, &reps, &model_bits, &lag),
         _ => &[],
     };
+    let lag = if t == LAG { lag[0] as usize } else { 0 };
     sampled(t, k, std::slice::from_ref(&(0..n)), &mut s.codes);
     write_body(
         t,
+        lag,
         k,
         0,
         &s.codes,
@@ -806,6 +894,7 @@ pub(super) fn encode(
             s.out_a.clear();
             write_body(
                 t,
+                lag,
                 k,
                 LOW_BITS,
                 &s.codes,
@@ -829,12 +918,14 @@ pub(super) fn encode(
     s.model_bits = model_bits;
 }
 
-/// Appends the body of transform `t` at shift `k` with `low_bits` split off: its header bytes,
+/// Appends the body of transform `t` (lag `lag` for [`LAG`]) at shift `k` with `low_bits` split
+/// off: its header bytes,
 /// `codes` as one stream or in classes (whichever is smaller, classes coded only where
 /// [`classes_pay`]), then the `low` bits' stream. `tmp` is scratch.
 #[allow(clippy::too_many_arguments)]
 fn write_body(
     t: u8,
+    lag: usize,
     k: u32,
     low_bits: u32,
     codes: &[i32],
@@ -853,6 +944,9 @@ fn write_body(
         out.extend_from_slice(&[id + LOW_SPLIT, k as u8, low_bits as u8]);
     } else {
         out.extend_from_slice(&[id, k as u8]);
+    }
+    if t == LAG {
+        put_uvarint(out, lag as u64);
     }
     let start = out.len();
     write_streams(codes, &[], &[], coder, split, out);
@@ -933,8 +1027,16 @@ pub(super) fn decode(
     };
     // Value words are taken above the low bits.
     let kw = k + low_bits;
+    let lag = if t == LAG {
+        r.uvarint_max(n as u64, "lossless lag")?
+    } else {
+        0
+    };
+    if t == LAG && lag == 0 {
+        return Err(Malformed::new("lossless lag 0"));
+    }
     let axes = match t {
-        VALUE | DELTA => None,
+        VALUE | DELTA | LAG => None,
         DELTA_REF | REF_BEFORE | REF_AFTER | REF_REPEAT | ROW_REPEAT => {
             match reference {
                 Some(c) if c.len() == n && (t != ROW_REPEAT || keys.len() == n) => {}
@@ -1047,6 +1149,12 @@ pub(super) fn decode(
                 *o = f32::from_bits(bits(w.wrapping_add(c), i));
             }
         }
+        LAG => {
+            for i in 0..n {
+                let p = i.checked_sub(lag).map_or(0, |j| word(out[j].to_bits(), kw));
+                out[i] = f32::from_bits(bits(p.wrapping_add(codes[i]), i));
+            }
+        }
         REF_REPEAT | ROW_REPEAT => {
             for i in 0..n {
                 // The row repeated is before this one, so already decoded.
@@ -1121,7 +1229,15 @@ mod tests {
             .iter()
             .map(|&x| (x as f32).to_bits())
             .collect();
-        let side = if t == MODEL { &model_bits } else { &reps };
+        let lag = vec![7u32];
+        if t == LAG {
+            put_uvarint(&mut buf, 7);
+        }
+        let side = match t {
+            MODEL => &model_bits,
+            LAG => &lag,
+            _ => &reps,
+        };
         transform(
             t,
             col,
@@ -1234,7 +1350,7 @@ mod tests {
         }
         for t in [
             VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
-            REF_REPEAT, ROW_REPEAT, MODEL,
+            REF_REPEAT, ROW_REPEAT, MODEL, LAG,
         ] {
             for col in [&f, &noise, &truncated, &copied] {
                 for classes in [1, 8, MAX_CLASSES] {
@@ -1350,6 +1466,56 @@ mod tests {
     }
 
     #[test]
+    fn a_column_of_repeating_blocks_takes_its_lag() {
+        // 20 blocks of 1024 rows, each the first block's values a little changed (cells of a
+        // grid listed block by block): the value 1024 rows before predicts far better than
+        // the one before.
+        let mut seed = 11;
+        let base: Vec<f32> = (0..1024)
+            .map(|_| 200.0 + (lcg(&mut seed) >> 8) as f32 / (1u32 << 24) as f32 * 200.0)
+            .collect();
+        let col: Vec<f32> = (0..20 * 1024)
+            .map(|i| base[i % 1024] * (1.0 + (i / 1024) as f32 * 1e-4))
+            .collect();
+        let mut coder = CodeCoder::new();
+        let mut s = IntScratch::default();
+        let mut buf = Vec::new();
+        encode(
+            &col,
+            None,
+            &[],
+            None,
+            Grid::default(),
+            &mut coder,
+            &mut s,
+            &mut buf,
+        );
+        assert_eq!(buf[0] & !LOW_SPLIT, LAG, "transform {}", buf[0]);
+        let mut out = vec![0f32; col.len()];
+        let body = &mut ByteReader::new(&buf[1..]);
+        let g = Grid::default();
+        decode(
+            buf[0],
+            body,
+            None,
+            &[],
+            None,
+            g,
+            &mut coder,
+            &mut s,
+            &mut out,
+        )
+        .unwrap();
+        assert!(
+            out.iter()
+                .zip(&col)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let delta = round_trip_as(DELTA, &col, (None, &[], None), g, 8, 0);
+        assert!(buf.len() * 2 < delta, "{} against {delta}", buf.len());
+    }
+
+    #[test]
     fn the_chosen_coding_decodes_and_beats_byte_planes_on_smooth_fields() {
         let (f, grid) = field(8, 64, 64);
         let nx = grid.row;
@@ -1427,7 +1593,9 @@ mod tests {
         assert!(lorenzo_off_grid.is_err());
         for (t, body) in [
             (14u8, vec![0u8, 1, 0]),
-            (15 + SEGMENTED, vec![0u8, 1, 0]),
+            (19 + SEGMENTED, vec![0u8, 1, 0]),
+            (LAG, vec![0, 0, 1]),
+            (LAG + SEGMENTED, vec![0, 0xff, 0xff, 0xff, 0x7f, 1]),
             (REF_REPEAT, vec![0, 1]),
             (ROW_REPEAT, vec![0, 1]),
             (MODEL, vec![0, 1]),

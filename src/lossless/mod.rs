@@ -25,9 +25,9 @@
 //! chunk; the whole-word coder is tried when a sample shows few distinct words.
 //!
 //! From format version 5, f32 columns may instead be coded as one stream of integers
-//! (transforms 4 to 11, from version 7 20 to 27, from version 8 12 to 14, 28 to 30, and
+//! (transforms 4 to 11, from version 7 20 to 27, from version 8 12 to 15, 28 to 31, and
 //! those plus 32 for long columns coded in segments, [`ints`]): value words less a prediction
-//! (the previous value, the reference, an earlier row that repeats, the learned model's
+//! (the previous value or one a chosen lag before, the reference, an earlier row that repeats, the learned model's
 //! prediction, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
 //! encoder codes a column both ways and keeps the smaller.
 //!
