@@ -165,6 +165,14 @@ hi = c.max(axis=(1, 2), keepdims=True)
 k = np.floor((c - lo) / (hi - lo) * 60000.0)
 p = np.arange(4, dtype=np.float64).reshape(4, 1, 1)
 save("packed_4x32x48.npy", (k * 2.0 ** (-9 - p % 3) + (200.0 + 7.123456789 * p)).astype(np.float32))
+
+# A table of 8 blocks of 1024 rows, each block the first one's values a little changed (a grid
+# listed block by block, as ICON lists its cells): the value 1024 rows before predicts best.
+base = 200.0 + 200.0 * ((lcg(1024, 9) >> np.uint64(40)).astype(np.float64) / float(1 << 24))
+block = np.arange(8).repeat(1024)
+save("blocks_8192x2.npy", np.stack([np.tile(base, 8) * (1.0 + block * 1e-4),
+                                    np.tile(base[::-1], 8) * (1.0 - block * 2e-4)],
+                                   axis=1).astype(np.float32))
 EOF
 "$py" "$work/cut.py" "$IN"
 
@@ -504,7 +512,8 @@ fi
 
 if [[ $version == 8 ]]; then
 # Version 8: lossless columns longer than 262,144 values coded in stream segments (ids 36-62),
-# rows that repeat an earlier one (12, 13), the learned model's predictions (14), lattices (64).
+# rows that repeat an earlier one (12, 13), the learned model's predictions (14), lags (15),
+# lattices (64).
 echo "== models" >&2
 "$B" train fixtures/delphes_16k.npy --bound lossless -T 1 -q -o "$IN/delphes_lossless.bmdl"
 train_cmds="$B train fixtures/delphes_16k.npy --bound lossless -T 1 -q -o IN/delphes_lossless.bmdl"
@@ -518,6 +527,11 @@ fixture field3d_packed_lossless_lattice \
   "Field, f32, 4 × 32 × 48 (corners of the first frames of \`cfd_decay_ux.npy\`, each plane packed as GRIB packs a field: \`f32(k·2^-9..-11 + R)\`, integers k up to 60,000), \`lossless\`: every plane's offset and step, the integers coded as the f32 values 2^23 + k (transform 64 over a Lorenzo transform)." \
   "$IN/packed_4x32x48.npy" \
   "$B compress $IN/packed_4x32x48.npy --bound lossless -T 1 -q -o $OUT/field3d_packed_lossless_lattice.baler"
+
+fixture table_blocks_lossless_lag \
+  "Table, f32, 8192 × 2 (8 blocks of 1024 rows, each the first block's values a little changed), \`lossless\`, no model: value words less the value 1024 rows before (transform 15, the lag chosen per column)." \
+  "$IN/blocks_8192x2.npy" \
+  "$B compress $IN/blocks_8192x2.npy --bound lossless --model none -T 1 -q -o $OUT/table_blocks_lossless_lag.baler"
 
 fixture table_delphes_lossless_repeats \
   "Table, f32, 4000 × 16 (first rows of \`delphes_16k.npy\`), \`lossless\`, column names, one chunk: particles listed again through their history and vertices many particles share, predicted from the last row with the same row key (every column before) or the same reference value (transforms 12 and 13)." \

@@ -99,6 +99,10 @@ pub(super) const MODEL: u8 = 14;
 /// Value words less the word of the value `lag` rows before (0 for the first `lag`), the lag
 /// chosen per column (a table whose rows come in blocks, as an ICON grid's cells do).
 pub(super) const LAG: u8 = 15;
+/// Strips of [`ESTIMATE_STRIP`] codes each lag is estimated on (a long column's).
+const LAG_STRIPS: usize = 2;
+/// How far under [`DELTA`]'s the estimate must put a lag's bits for [`LAG`] to be priced.
+const LAG_AHEAD: f64 = 0.97;
 /// Lags tried for [`LAG`] (1 is [`DELTA`]).
 const LAGS: [usize; 16] = [
     2, 3, 4, 5, 6, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
@@ -747,20 +751,31 @@ pub(super) fn encode(
     }
     let measured = strips(n, ESTIMATE_STRIPS, ESTIMATE_STRIP);
     let priced = strips(n, PRICE_STRIPS, PRICE_STRIP);
-    // The lag whose codes the estimate puts lowest, a candidate with the others.
+    // The lag whose codes the estimate puts lowest, a candidate with the others where it
+    // promises clearly fewer bits than the value before (lag 1, [`DELTA`]).
     let mut lag = [0u32; 1];
-    let mut best_lag = f64::INFINITY;
-    for &l in LAGS.iter().filter(|&&l| 2 * l <= n) {
-        s.codes.clear();
-        for r in &measured {
+    let lag_strips = strips(n, LAG_STRIPS, ESTIMATE_STRIP);
+    let per_code = |l: usize, codes: &mut Vec<i32>| {
+        codes.clear();
+        for r in &lag_strips {
             let r = if r.len() == n {
                 l..n
             } else {
                 past_lag(r, l, n)
             };
-            transform(LAG, col, None, &[l as u32], grid, k, r, &mut s.codes);
+            transform(LAG, col, None, &[l as u32], grid, k, r, codes);
         }
-        let e = estimate(&s.codes) / s.codes.len() as f64;
+        estimate(codes) / codes.len().max(1) as f64
+    };
+    let mut best_lag = if grid.row == 0 {
+        LAG_AHEAD * per_code(1, &mut s.codes)
+    } else {
+        0.0
+    };
+    // Not on a field's grid, whose rows and planes the Lorenzo transforms see.
+    let lags = if grid.row == 0 { &LAGS[..] } else { &[] };
+    for &l in lags.iter().filter(|&&l| 2 * l <= n) {
+        let e = per_code(l, &mut s.codes);
         if e < best_lag {
             (best_lag, lag[0]) = (e, l as u32);
         }
