@@ -177,28 +177,12 @@ fn train_on(
     };
     let bar = progress::epochs(epochs as u64, show);
     let raw = input.data_bytes.unwrap_or(sample.len() as u64 * 8);
-    let (mut model, report) =
-        baler::model::train::fit(&sample, width, &specs, raw, &opts, |e, t, v| {
+    let (model, report) =
+        baler::model::train::fit_table(&sample, spec, options, &specs, raw, &opts, |e, t, v| {
             bar.set_position(e as u64 + 1);
             bar.set_message(format!("loss {t:.2e} / held-out {v:.2e}"));
         })?;
     bar.finish_and_clear();
-    // A lossless f32 table: its own column order can be worth more than the model's (the
-    // lossless coder's reference is the column coded before), so a model keeping it is
-    // trained too, and the one whose container is smaller on a trial block kept.
-    if spec.dtype == baler::DType::F32
-        && specs
-            .iter()
-            .all(|s| matches!(s, baler::bound::BoundSpec::Lossless))
-        && model.active_columns() > 0
-    {
-        let keep = baler::model::train::TrainOptions {
-            keep_order: true,
-            ..opts.clone()
-        };
-        let (kept, _) = baler::model::train::fit(&sample, width, &specs, raw, &keep, |_, _, _| {})?;
-        model = smaller_on_trial(&sample, spec, options, width, [model, kept])?;
-    }
     if show && model.active_columns() > 0 {
         eprintln!(
             "trained on {} records ({}, {:.1} s): {} of {width} columns predicted, {} parameters, held-out loss {:.3e} after {} epochs",
@@ -216,35 +200,6 @@ fn train_on(
         );
     }
     Ok(Some((model, report)))
-}
-
-/// Most records of the training sample a lossless table's two candidate models are tried on.
-const ORDER_TRIAL: usize = 8192;
-
-/// Of `models`, the one whose container of the first quarter of `sample` (row-major f64 of an
-/// f32 table), at most [`ORDER_TRIAL`] records, is smaller; the first where they tie.
-fn smaller_on_trial(
-    sample: &[f64],
-    spec: &baler::ArraySpec,
-    options: &CompressOptions,
-    width: usize,
-    models: [baler::model::Model; 2],
-) -> Result<baler::model::Model> {
-    let rows = (sample.len() / width.max(1) / 4).clamp(1, ORDER_TRIAL);
-    let block: Vec<f32> = sample[..rows * width].iter().map(|&x| x as f32).collect();
-    let mut trial = spec.clone();
-    trial.shape = vec![rows as u64, width as u64];
-    let mut best: Option<(usize, baler::model::Model)> = None;
-    for m in models {
-        let mut o = options.clone();
-        o.model = Some(m.clone());
-        o.stats = None;
-        let size = baler::compress_slice(&block, &trial, &o)?.len();
-        if best.as_ref().is_none_or(|b| size < b.0) {
-            best = Some((size, m));
-        }
-    }
-    Ok(best.expect("two models tried").1)
 }
 
 /// A JSON string literal.

@@ -211,8 +211,8 @@ fn run<'py>(
                         input.sample_records(width, t.sample, t.seed).map_err(err)?
                 {
                     let raw_bytes = input.data_bytes.unwrap_or(0);
-                    options.model = train_sample(&sample, &spec, &options.bounds, raw_bytes, &t)
-                        .map_err(err)?;
+                    options.model =
+                        train_sample(&sample, &spec, &options, raw_bytes, &t).map_err(err)?;
                 }
             }
             Some(ModelArg::Auto) => {}

@@ -101,7 +101,7 @@ fn compress_array<T: Element + numpy::Element>(
     let values = in_place(a)?;
     py.detach(|| {
         if let Some(t) = &training {
-            options.model = model::train_table(values, &spec, &options.bounds, t)?;
+            options.model = model::train_table(values, &spec, &options, t)?;
         }
         baler::compress_slice(values, &spec, &options)
     })

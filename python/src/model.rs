@@ -8,8 +8,8 @@ use pyo3::types::PyBytes;
 
 use baler::model::Model;
 use baler::model::budget::{TrainBudget, sample_slice};
-use baler::model::train::{TrainOptions, fit};
-use baler::{ArraySpec, Bounds, Element, Layout};
+use baler::model::train::{TrainOptions, fit_table};
+use baler::{ArraySpec, Bounds, CompressOptions, Element, Layout};
 
 use crate::{BalerError, err};
 
@@ -138,7 +138,7 @@ impl Training {
 pub fn train_table<T: Element>(
     values: &[T],
     spec: &ArraySpec,
-    bounds: &Bounds,
+    options: &CompressOptions,
     t: &Training,
 ) -> baler::Result<Option<Model>> {
     if spec.layout != Layout::Table || spec.shape.len() != 2 || t.sample == 0 {
@@ -148,7 +148,7 @@ pub fn train_table<T: Element>(
     train_sample(
         &sample,
         spec,
-        bounds,
+        options,
         std::mem::size_of_val(values) as u64,
         t,
     )
@@ -159,12 +159,12 @@ pub fn train_table<T: Element>(
 pub fn train_sample(
     sample: &[f64],
     spec: &ArraySpec,
-    bounds: &Bounds,
+    options: &CompressOptions,
     raw_bytes: u64,
     t: &Training,
 ) -> baler::Result<Option<Model>> {
     let width = spec.shape[1] as usize;
-    let specs = bounds.per_column(width, &spec.column_names, true)?;
+    let specs = options.bounds.per_column(width, &spec.column_names, true)?;
     let opts = TrainOptions {
         hidden: t.hidden,
         max_inputs: t.inputs,
@@ -173,7 +173,15 @@ pub fn train_sample(
         records: t.records,
         ..Default::default()
     };
-    let (model, _) = fit(sample, width, &specs, raw_bytes, &opts, |_, _, _| {})?;
+    let (model, _) = fit_table(
+        sample,
+        spec,
+        options,
+        &specs,
+        raw_bytes,
+        &opts,
+        |_, _, _| {},
+    )?;
     Ok((model.active_columns() > 0).then_some(model))
 }
 
@@ -221,7 +229,8 @@ pub fn train<'py>(
         spec.column_names = names.unwrap_or_default();
         spec.validate().map_err(err)?;
         let values = crate::in_place(a)?;
-        py.detach(|| train_table(values, &spec, bounds, t))
+        let options = CompressOptions::new(bounds.clone());
+        py.detach(|| train_table(values, &spec, &options, t))
             .map_err(err)
     }
     let model = if let Ok(a) = array.extract::<PyReadonlyArrayDyn<'py, f32>>() {

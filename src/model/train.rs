@@ -144,6 +144,56 @@ impl TrainReport {
     }
 }
 
+/// Most records of the training sample a lossless table's two candidate models are tried on
+/// ([`fit_table`]).
+const ORDER_TRIAL: usize = 8192;
+
+/// Fits a model for the table `spec` to be compressed with `options` ([`fit`] on `sample`,
+/// row-major `f64` records, under the columns' bounds `specs`), as `baler compress` and
+/// `baler train` do, and the Python package with them. A table whose every column is
+/// lossless (f32) gets a second model that keeps the table's own column order (the lossless
+/// coder's reference is the column coded before, which the model's order can separate from
+/// it), and keeps the one whose container of the first quarter of the sample (at most
+/// 8,192 records) is smaller: the first where they tie.
+pub fn fit_table(
+    sample: &[f64],
+    spec: &crate::ArraySpec,
+    options: &crate::CompressOptions,
+    specs: &[crate::bound::BoundSpec],
+    raw_bytes: u64,
+    opts: &TrainOptions,
+    progress: impl FnMut(usize, f32, f32),
+) -> crate::Result<(Model, TrainReport)> {
+    let width = spec.shape.get(1).map_or(1, |&w| w as usize);
+    let (model, report) = fit(sample, width, specs, raw_bytes, opts, progress)?;
+    let all_lossless = specs
+        .iter()
+        .all(|s| matches!(s, crate::bound::BoundSpec::Lossless));
+    if spec.dtype != crate::DType::F32 || !all_lossless || model.active_columns() == 0 {
+        return Ok((model, report));
+    }
+    let keep = TrainOptions {
+        keep_order: true,
+        ..opts.clone()
+    };
+    let (kept, _) = fit(sample, width, specs, raw_bytes, &keep, |_, _, _| {})?;
+    let rows = (sample.len() / width.max(1) / 4).clamp(1, ORDER_TRIAL);
+    let block: Vec<f32> = sample[..rows * width].iter().map(|&x| x as f32).collect();
+    let mut trial = spec.clone();
+    trial.shape = vec![rows as u64, width as u64];
+    let mut best: Option<(usize, Model)> = None;
+    for m in [model, kept] {
+        let mut o = options.clone();
+        o.model = Some(m.clone());
+        o.stats = None;
+        let size = crate::compress_slice(&block, &trial, &o)?.len();
+        if best.as_ref().is_none_or(|b| size < b.0) {
+            best = Some((size, m));
+        }
+    }
+    Ok((best.expect("two models tried").1, report))
+}
+
 /// Fits a model to a sample of records (row-major, `width` values each) to be coded under
 /// `specs`: normalization from the sample's ranges, the noise of each column's bound, and
 /// hidden units from [`default_hidden`] for `raw_bytes` of input unless `opts.hidden` is set.

@@ -52,6 +52,13 @@ def test_compress_file_writes_the_command_lines_container(tmp_path):
     assert py.read_bytes() == cli.read_bytes()  # same sample, model, ranges and coding
     assert summary["records"] == 16384 and summary["bytes_out"] == py.stat().st_size
     assert summary["ratio"] > 15 and summary["model_bytes"] > 0
+    # Lossless, where the model that keeps the table's own order is tried too: the same.
+    cli_ll, py_ll = tmp_path / "cli_ll.baler", tmp_path / "py_ll.baler"
+    subprocess.run([BALER, "compress", DELPHES, "-b", "lossless", "-o", str(cli_ll), "-q"],
+                   check=True)
+    baler.compress_file(DELPHES, py_ll, bound="lossless")
+    assert py_ll.read_bytes() == cli_ll.read_bytes()
+    assert baler.decompress(py_ll.read_bytes()).tobytes() == np.load(DELPHES).tobytes()
     # Refused without force, and nothing changed; accepted with it.
     with pytest.raises(baler.BalerError, match="exists"):
         baler.compress_file(DELPHES, py)
