@@ -169,7 +169,14 @@ pub fn fit_table(
     let all_lossless = specs
         .iter()
         .all(|s| matches!(s, crate::bound::BoundSpec::Lossless));
-    if spec.dtype != crate::DType::F32 || !all_lossless || model.active_columns() == 0 {
+    // A model that codes the columns in the table's order already is what keeping it gives.
+    let own_order = model
+        .order
+        .iter()
+        .enumerate()
+        .all(|(i, &j)| j as usize == i);
+    if spec.dtype != crate::DType::F32 || !all_lossless || model.active_columns() == 0 || own_order
+    {
         return Ok((model, report));
     }
     let keep = TrainOptions {
