@@ -166,15 +166,48 @@ pub(crate) struct ChunkCodec<T: Element> {
     preds: Vec<f64>,
     /// A carried column's values for the current column ([`Predictor::Carry`]).
     carry_preds: Vec<f64>,
-    /// Each row's key, where the chunk keeps them ([`CodecParams::keyed_until`]).
-    keys: Vec<u64>,
+    /// Each row's key, where the chunk keeps them.
+    keys: RowKeys,
 }
 
-/// Folds column `col` into each row's key (a hash of the bits of every column coded so far,
-/// [`Reference::Column`]), so rows that repeat an earlier one share it.
-fn fold_keys<T: Element>(keys: &mut [u64], col: &[T]) {
-    for (k, v) in keys.iter_mut().zip(col) {
-        *k = (k.rotate_left(23) ^ v.to_bits64()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+/// Each row's key in a chunk being coded: a hash of the bits of every column coded so far
+/// ([`Reference::Column`]), so rows that repeat an earlier one share it; kept up to position
+/// `until` of the coding order ([`CodecParams::keyed_until`]).
+#[derive(Debug, Default)]
+struct RowKeys {
+    keys: Vec<u64>,
+    until: Option<usize>,
+}
+
+impl RowKeys {
+    /// Starts a chunk of `rows` rows coded in `order`.
+    fn start(&mut self, params: &CodecParams, order: &[usize], rows: usize) {
+        self.until = params.keyed_until(order);
+        self.keys.clear();
+        if self.until.is_some() {
+            self.keys.resize(rows, 0);
+        }
+    }
+
+    /// The keys the column at position `p` of the order reads (none past `until`).
+    fn at(&self, p: usize) -> &[u64] {
+        if self.until.is_some_and(|last| p <= last) {
+            &self.keys
+        } else {
+            &[]
+        }
+    }
+
+    /// Folds the column at position `p`, column `j` of the chunk's `rows`-long columns in
+    /// `values`, into the keys where a later one reads them (`values` is only read then: an
+    /// encoder keeps no reconstruction where no key is kept).
+    fn fold<T: Element>(&mut self, p: usize, values: &[T], j: usize, rows: usize) {
+        if self.until.is_some_and(|last| p < last) {
+            let col = &values[j * rows..(j + 1) * rows];
+            for (k, v) in self.keys.iter_mut().zip(col) {
+                *k = (k.rotate_left(23) ^ v.to_bits64()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+        }
     }
 }
 
@@ -271,7 +304,7 @@ impl<T: Element> ChunkCodec<T> {
             col_out: Vec::new(),
             preds: Vec::new(),
             carry_preds: Vec::new(),
-            keys: Vec::new(),
+            keys: RowKeys::default(),
         }
     }
 
@@ -299,11 +332,7 @@ impl<T: Element> ChunkCodec<T> {
             self.recon.resize(data.len(), T::from_f64(0.0));
         }
         let order = params.column_order(ncols);
-        let keyed = params.keyed_until(&order);
-        self.keys.clear();
-        if keyed.is_some() {
-            self.keys.resize(rows, 0);
-        }
+        self.keys.start(&params, &order, rows);
         for (p, &j) in order.iter().enumerate() {
             let col = &source[j * rows..(j + 1) * rows];
             let cp = &params.columns[j];
@@ -341,12 +370,7 @@ impl<T: Element> ChunkCodec<T> {
             } else {
                 (None, None)
             };
-            let keys = if keyed.is_some_and(|last| p <= last) {
-                &self.keys[..]
-            } else {
-                &[]
-            };
-            let reference = params.reference(rows, prev, keys);
+            let reference = params.reference(rows, prev, self.keys.at(p));
             self.col_out.clear();
             self.columns.encode(
                 col,
@@ -359,9 +383,7 @@ impl<T: Element> ChunkCodec<T> {
                 &mut self.col_out,
             );
             put_section(out, &self.col_out);
-            if keyed.is_some_and(|last| p < last) {
-                fold_keys(&mut self.keys, &self.recon[j * rows..(j + 1) * rows]);
-            }
+            self.keys.fold(p, &self.recon, j, rows);
         }
         let raw_len = data.len() * T::BYTES;
         if out.len() >= raw_len {
@@ -415,11 +437,7 @@ impl<T: Element> ChunkCodec<T> {
             &mut out[start..]
         };
         let order = params.column_order(ncols);
-        let keyed = params.keyed_until(&order);
-        self.keys.clear();
-        if keyed.is_some() {
-            self.keys.resize(rows, 0);
-        }
+        self.keys.start(&params, &order, rows);
         for (p, &j) in order.iter().enumerate() {
             let section = r
                 .section()
@@ -465,18 +483,11 @@ impl<T: Element> ChunkCodec<T> {
             };
             let prev = p.checked_sub(1).map(|q| order[q]);
             let (col, prev) = column_and_reference(dest, rows, j, prev);
-            let keys = if keyed.is_some_and(|last| p <= last) {
-                &self.keys[..]
-            } else {
-                &[]
-            };
-            let reference = params.reference(rows, prev, keys);
+            let reference = params.reference(rows, prev, self.keys.at(p));
             self.columns
                 .decode(section, reference, cp, params.grid(), model_pred, col)
                 .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
-            if keyed.is_some_and(|last| p < last) {
-                fold_keys(&mut self.keys, &dest[j * rows..(j + 1) * rows]);
-            }
+            self.keys.fold(p, dest, j, rows);
         }
         if !r.is_empty() {
             return Err(Malformed(format!(

@@ -752,32 +752,29 @@ pub(super) fn encode(
     let measured = strips(n, ESTIMATE_STRIPS, ESTIMATE_STRIP);
     let priced = strips(n, PRICE_STRIPS, PRICE_STRIP);
     // The lag whose codes the estimate puts lowest, a candidate with the others where it
-    // promises clearly fewer bits than the value before (lag 1, [`DELTA`]).
+    // promises clearly fewer bits than the value before (lag 1, [`DELTA`]); not on a field's
+    // grid, whose rows and planes the Lorenzo transforms see.
     let mut lag = [0u32; 1];
-    let lag_strips = strips(n, LAG_STRIPS, ESTIMATE_STRIP);
-    let per_code = |l: usize, codes: &mut Vec<i32>| {
-        codes.clear();
-        for r in &lag_strips {
-            let r = if r.len() == n {
-                l..n
-            } else {
-                past_lag(r, l, n)
-            };
-            transform(LAG, col, None, &[l as u32], grid, k, r, codes);
-        }
-        estimate(codes) / codes.len().max(1) as f64
-    };
-    let mut best_lag = if grid.row == 0 {
-        LAG_AHEAD * per_code(1, &mut s.codes)
-    } else {
-        0.0
-    };
-    // Not on a field's grid, whose rows and planes the Lorenzo transforms see.
-    let lags = if grid.row == 0 { &LAGS[..] } else { &[] };
-    for &l in lags.iter().filter(|&&l| 2 * l <= n) {
-        let e = per_code(l, &mut s.codes);
-        if e < best_lag {
-            (best_lag, lag[0]) = (e, l as u32);
+    if grid.row == 0 {
+        let lag_strips = strips(n, LAG_STRIPS, ESTIMATE_STRIP);
+        let per_code = |l: usize, codes: &mut Vec<i32>| {
+            codes.clear();
+            for r in &lag_strips {
+                let r = if r.len() == n {
+                    l..n
+                } else {
+                    past_lag(r, l, n)
+                };
+                transform(LAG, col, None, &[l as u32], grid, k, r, codes);
+            }
+            estimate(codes) / codes.len().max(1) as f64
+        };
+        let mut best_lag = LAG_AHEAD * per_code(1, &mut s.codes);
+        for &l in LAGS.iter().filter(|&&l| 2 * l <= n) {
+            let e = per_code(l, &mut s.codes);
+            if e < best_lag {
+                (best_lag, lag[0]) = (e, l as u32);
+            }
         }
     }
     if lag[0] > 0 {
@@ -1043,13 +1040,13 @@ pub(super) fn decode(
     // Value words are taken above the low bits.
     let kw = k + low_bits;
     let lag = if t == LAG {
-        r.uvarint_max(n as u64, "lossless lag")?
+        match r.uvarint_max(n as u64, "lossless lag")? {
+            0 => return Err(Malformed::new("lossless lag 0")),
+            l => l,
+        }
     } else {
         0
     };
-    if t == LAG && lag == 0 {
-        return Err(Malformed::new("lossless lag 0"));
-    }
     let axes = match t {
         VALUE | DELTA | LAG => None,
         DELTA_REF | REF_BEFORE | REF_AFTER | REF_REPEAT | ROW_REPEAT => {
@@ -1480,6 +1477,32 @@ mod tests {
         assert!(out.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
+    /// The coding [`encode`] chooses for `col` on `grid` (transform byte first), checked to
+    /// decode bit for bit.
+    fn chosen(col: &[f32], grid: Grid) -> Vec<u8> {
+        let mut coder = CodeCoder::new();
+        let mut s = IntScratch::default();
+        let mut buf = Vec::new();
+        encode(col, None, &[], None, grid, &mut coder, &mut s, &mut buf);
+        let mut out = vec![0f32; col.len()];
+        let body = &mut ByteReader::new(&buf[1..]);
+        decode(
+            buf[0],
+            body,
+            None,
+            &[],
+            None,
+            grid,
+            &mut coder,
+            &mut s,
+            &mut out,
+        )
+        .unwrap();
+        assert!(body.is_empty());
+        assert!(out.iter().zip(col).all(|(a, b)| a.to_bits() == b.to_bits()));
+        buf
+    }
+
     #[test]
     fn a_column_of_repeating_blocks_takes_its_lag() {
         // 20 blocks of 1024 rows, each the first block's values a little changed (cells of a
@@ -1492,40 +1515,9 @@ mod tests {
         let col: Vec<f32> = (0..20 * 1024)
             .map(|i| base[i % 1024] * (1.0 + (i / 1024) as f32 * 1e-4))
             .collect();
-        let mut coder = CodeCoder::new();
-        let mut s = IntScratch::default();
-        let mut buf = Vec::new();
-        encode(
-            &col,
-            None,
-            &[],
-            None,
-            Grid::default(),
-            &mut coder,
-            &mut s,
-            &mut buf,
-        );
+        let buf = chosen(&col, Grid::default());
         assert_eq!(buf[0] & !LOW_SPLIT, LAG, "transform {}", buf[0]);
-        let mut out = vec![0f32; col.len()];
-        let body = &mut ByteReader::new(&buf[1..]);
         let g = Grid::default();
-        decode(
-            buf[0],
-            body,
-            None,
-            &[],
-            None,
-            g,
-            &mut coder,
-            &mut s,
-            &mut out,
-        )
-        .unwrap();
-        assert!(
-            out.iter()
-                .zip(&col)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
         let delta = round_trip_as(DELTA, &col, (None, &[], None), g, 8, 0);
         assert!(buf.len() * 2 < delta, "{} against {delta}", buf.len());
     }
@@ -1534,29 +1526,13 @@ mod tests {
     fn the_chosen_coding_decodes_and_beats_byte_planes_on_smooth_fields() {
         let (f, grid) = field(8, 64, 64);
         let nx = grid.row;
-        let mut coder = CodeCoder::new();
-        let mut s = IntScratch::default();
-        let mut buf = Vec::new();
-        encode(&f, None, &[], None, grid, &mut coder, &mut s, &mut buf);
+        let buf = chosen(&f, grid);
         assert!(
             [LORENZO_3Q, LORENZO_3Q + LOW_SPLIT].contains(&buf[0]),
             "a field moving smoothly along its planes: {}",
             buf[0]
         );
-        let mut out = vec![0f32; f.len()];
-        decode(
-            buf[0],
-            &mut ByteReader::new(&buf[1..]),
-            None,
-            &[],
-            None,
-            grid,
-            &mut coder,
-            &mut s,
-            &mut out,
-        )
-        .unwrap();
-        assert!(out.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let mut coder = CodeCoder::new();
         // Byte planes of the same field along the column: the previous coder's best.
         let mut planes = Vec::new();
         super::super::encode_planes(

@@ -201,12 +201,17 @@ impl Lattice {
         Ok(())
     }
 
-    /// The model's predictions `p` mapped onto the carriers' scale, into `self.model`.
-    pub(super) fn map_model(&mut self, p: &[f64]) {
+    /// Maps the model's predictions `p` for a column of `n` values onto the carriers' scale,
+    /// into `self.model`; whether there were any (of that length) to map.
+    pub(super) fn map_model(&mut self, p: Option<&[f64]>, n: usize) -> bool {
         self.model.clear();
+        let Some(p) = p.filter(|p| p.len() == n) else {
+            return false;
+        };
         for (chunk, &(r, s)) in p.chunks(self.plane).zip(&self.params) {
             self.model.extend(chunk.iter().map(|&x| BASE + (x - r) / s));
         }
+        true
     }
 
     /// Turns carriers decoded into `out` back into the values.

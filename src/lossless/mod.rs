@@ -254,12 +254,9 @@ pub(crate) fn encode<T: Element>(
         }
         if s.lattice.detect(values, grid) {
             alt.clear();
-            let model = model.filter(|p| p.len() == values.len());
-            if let Some(p) = model {
-                s.lattice.map_model(p);
-            }
+            let mapped = s.lattice.map_model(model, values.len());
             let l = &s.lattice;
-            let model = model.map(|_| &l.model[..]);
+            let model = mapped.then_some(&l.model[..]);
             ints::encode(
                 &l.carriers,
                 rf,
@@ -349,11 +346,8 @@ pub(crate) fn decode<T: Element>(
             )));
         }
         s.lattice.read(r, n, grid)?;
-        let model = model.filter(|p| p.len() == n);
-        if let Some(p) = model {
-            s.lattice.map_model(p);
-        }
-        let model = model.map(|_| &s.lattice.model[..]);
+        let mapped = s.lattice.map_model(model, n);
+        let model = mapped.then_some(&s.lattice.model[..]);
         let (rf, keys) = int_reference(reference);
         let out: &mut [f32] = bytemuck::cast_slice_mut(out);
         ints::decode(inner, r, rf, keys, model, grid, coder, &mut s.ints, out)?;
