@@ -285,12 +285,6 @@ pub(crate) trait LevelUser<T, R> {
     fn run(self, level: impl Fn(f64, i32) -> T + Copy) -> R;
 }
 
-/// What [`Quantizer::quantize_one_fn`] hands a one-value quantizer to.
-pub(crate) trait QuantizeUser<T, R> {
-    /// Runs with `quantize_one(value, prediction in the domain)`.
-    fn run(self, quantize_one: impl Fn(T, f64) -> Option<(i32, T)> + Copy) -> R;
-}
-
 /// The domains' arithmetic, chosen once per call ([`dispatch!`]).
 #[derive(Clone, Copy)]
 enum Maps {
@@ -460,21 +454,51 @@ impl Quantizer {
         dispatch!(self, m => Map::<T>::level(m, p, q))
     }
 
-    /// Runs `f` with a function that quantizes one value `x` against prediction `p` (in the
-    /// domain): its code and reconstruction, or `None` where it must be stored verbatim. The
-    /// same arithmetic and check as [`quantize`](Self::quantize), for predictors that need
-    /// each reconstruction before the next prediction; the domain is chosen once.
-    pub(crate) fn quantize_one_fn<T: Element, R>(self, f: impl QuantizeUser<T, R>) -> R {
+    /// Quantizes the values `xs` against their predictions `preds` (in value units, mapped
+    /// into the domain here; the interpolation's lines, whose points read none of each other),
+    /// with the arithmetic and check of [`quantize`](Self::quantize): each value's code into `qs` and its reconstruction into `ys`, and into `clear` whether
+    /// that clearly meets the bound. A branch-free pass the compiler can vectorize; where it
+    /// returns false (some value not clear), the values not clear need
+    /// [`check`](Self::check). Every slice as long as `xs`.
+    pub(crate) fn quantize_many<T: Element>(
+        self,
+        xs: &[T],
+        preds: &[f64],
+        (qs, ys, clear): (&mut [i32], &mut [T], &mut [bool]),
+    ) -> bool {
         #[inline(always)]
-        fn one<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> Option<(i32, T)> {
-            let lim = MAX_CODE as f64;
-            let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
-            let q = (v + 0.5f64.copysign(v)) as i32;
-            let y: T = m.level(p, q);
-            (m.clear(x, y) || m.check(x, y)).then_some((q, y))
+        fn many<T: Element, M: Map<T>>(
+            m: M,
+            inv: f64,
+            domain: impl Fn(f64) -> f64,
+            (xs, preds): (&[T], &[f64]),
+            (qs, ys, clear): (&mut [i32], &mut [T], &mut [bool]),
+        ) -> bool {
+            let n = xs.len();
+            let (preds, qs, ys, clear) = (&preds[..n], &mut qs[..n], &mut ys[..n], &mut clear[..n]);
+            let mut all_clear = true;
+            for j in 0..n {
+                let (q, y, ok) = code_of(m, inv, xs[j], domain(preds[j]));
+                qs[j] = q;
+                ys[j] = y;
+                clear[j] = ok;
+                all_clear &= ok;
+            }
+            all_clear
         }
         let inv = 1.0 / self.step;
-        dispatch!(self, m => f.run(move |x, p| one(m, inv, x, p)))
+        let out = (qs, ys, clear);
+        if self.is_ordinal() {
+            dispatch!(self, m => many(m, inv, |p| self.predict::<T>(p), (xs, preds), out))
+        } else {
+            dispatch!(self, m => many(m, inv, |p| p, (xs, preds), out))
+        }
+    }
+
+    /// Whether `y` may stand for `x` under this quantizer's bound, exactly (the check behind
+    /// [`quantize_many`](Self::quantize_many)'s values that are not clear).
+    pub(crate) fn check<T: Element>(self, x: T, y: T) -> bool {
+        dispatch!(self, m => m.check(x, y))
     }
 
     /// Quantizes `values`: fills `codes` for the values that meet the bound, `exc` with the
@@ -561,6 +585,19 @@ impl Quantizer {
     }
 }
 
+/// The code of `x` against prediction `p` (in the domain) at a step of `1 / inv`, its
+/// reconstruction, and whether that clearly meets the bound (branch-free; the exact check
+/// decides where it does not). Rounds half away from zero: NaN gives code 0 and infinities the
+/// largest code, and both fail the check.
+#[inline(always)]
+fn code_of<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> (i32, T, bool) {
+    let lim = MAX_CODE as f64;
+    let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
+    let q = (v + 0.5f64.copysign(v)) as i32;
+    let y: T = m.level(p, q);
+    (q, y, m.clear(x, y))
+}
+
 /// The quantizer's loop for one domain. Blocks of values go through a branch-free pass the
 /// compiler can vectorize; the exact check runs only on values that pass or fail narrowly,
 /// which are rare.
@@ -574,7 +611,6 @@ fn quantize_with<T: Element, M: Map<T>>(
 ) {
     const BLOCK: usize = 256;
     let inv = 1.0 / step;
-    let lim = MAX_CODE as f64;
     let mut qs = [0i32; BLOCK];
     let mut clear = [false; BLOCK];
     let mut ys = [T::from_f64(0.0); BLOCK];
@@ -583,13 +619,7 @@ fn quantize_with<T: Element, M: Map<T>>(
         let rs = &mut ys[..xs.len()];
         let mut all_clear = true;
         for (i, (&x, r)) in xs.iter().zip(rs.iter_mut()).enumerate() {
-            let p = pred(base + i);
-            // Round half away from zero. NaN gives code 0 and infinities the largest code;
-            // both fail the check below.
-            let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
-            let q = (v + 0.5f64.copysign(v)) as i32;
-            let y: T = m.level(p, q);
-            let ok = m.clear(x, y);
+            let (q, y, ok) = code_of(m, inv, x, pred(base + i));
             qs[i] = q;
             clear[i] = ok;
             *r = y;
