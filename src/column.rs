@@ -40,9 +40,13 @@ const INTERP_TRY: f64 = 1.35;
 const INTERP_SURE: f64 = 0.85;
 /// An interpolation coded in fewer bits per value than this is coded again with level-wise
 /// steps ([`LEVEL_DIVISORS`]), the gentlest scheme first, and the smallest kept: they pay only
-/// where most codes are 0 (a loose bound on a smooth field). Each try costs a coding (the
-/// vorticity at `rel:1e-2`: 35 ms per chunk of 1 Mi values).
-const LEVELS_BELOW_BITS: f64 = 1.0;
+/// where most codes are 0 (a loose bound on a smooth field). Each try costs three quarters of
+/// the first coding (the vorticity at `rel:1e-3`: 38 ms per chunk of 2 Mi values, against 50
+/// for all that came before). On the fields of `../shared/data` at `rel:1e-2` … `1e-3` the
+/// gentle scheme saved 3–28% below 0.62 bits a value (but twice lost 1%), and above 0.75 at
+/// most 1.3% (the vorticity at `rel:1e-3`, 0.89 and 0.98 bits: 0.8% and 0.6%), so it is not
+/// tried there: those chunks code 1.75x as fast.
+const LEVELS_BELOW_BITS: f64 = 0.75;
 /// ... and with the stronger scheme only where the gentle one came out below this share of
 /// the one-step coding (on `../shared/data` at `rel:1e-2` it saved 1–9% on the fields where the
 /// stronger did not pay, and 17–20% on the vorticity, where it did).

@@ -1125,8 +1125,10 @@ impl Interp {
         // exception's place is marked, and dropped at the end.
         k.clear();
         k.resize(n, SKIPPED);
+        // In place, as SZ3 does: a point's value is read where its reconstruction goes (the
+        // points of a line read none of each other, and no point reads one not visited yet).
         rec.clear();
-        rec.resize(n, T::from_f64(0.0));
+        rec.extend_from_slice(col);
         exc.clear();
         // Level-wise steps (linear columns only): a quantizer per level.
         let scaled = self.levels != 0 && !q.is_ordinal();
@@ -1144,7 +1146,7 @@ impl Interp {
                 q
             };
             xs.clear();
-            xs.extend(l.points().map(|p| col[base + p]));
+            xs.extend(l.points().map(|p| vb[p]));
             qs.resize(xs.len(), 0);
             ys.resize(xs.len(), T::from_f64(0.0));
             clear.resize(xs.len(), false);
