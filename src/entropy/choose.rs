@@ -421,10 +421,35 @@ impl CodeCoder {
         let span = (max as i64 - min as i64) as u64 + 1;
         // Counting beats sorting up to a span of a few times the codes.
         if span <= DENSE_SPAN.max(4 * codes.len() as u64) {
+            let span = span as usize;
             self.dense.clear();
-            self.dense.resize(span as usize, 0);
-            for &c in codes {
-                self.dense[(c as i64 - min as i64) as usize] += 1;
+            if span <= 1 << 12 {
+                // Four counts a value, a code to each in turn and summed after: runs of one
+                // code (zeros) would otherwise wait on their own count at every step.
+                self.dense.resize(4 * span, 0);
+                let (d0, rest) = self.dense.split_at_mut(span);
+                let (d1, rest) = rest.split_at_mut(span);
+                let (d2, d3) = rest.split_at_mut(span);
+                let at = |c: i32| (c as i64 - min as i64) as usize;
+                let mut quads = codes.chunks_exact(4);
+                for q in &mut quads {
+                    d0[at(q[0])] += 1;
+                    d1[at(q[1])] += 1;
+                    d2[at(q[2])] += 1;
+                    d3[at(q[3])] += 1;
+                }
+                for &c in quads.remainder() {
+                    d0[at(c)] += 1;
+                }
+                for (i, a) in d0.iter_mut().enumerate() {
+                    *a += d1[i] + d2[i] + d3[i];
+                }
+                self.dense.truncate(span);
+            } else {
+                self.dense.resize(span, 0);
+                for &c in codes {
+                    self.dense[(c as i64 - min as i64) as usize] += 1;
+                }
             }
             for (i, &c) in self.dense.iter().enumerate() {
                 if c > 0 {

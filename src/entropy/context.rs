@@ -67,11 +67,28 @@ fn contexts_pay(codes: &[i32]) -> bool {
             64 + 2 * (32 - c.unsigned_abs().leading_zeros()) as usize + usize::from(c < 0)
         }
     };
-    let mut hist = [[0u32; BINS]; CONTEXTS];
-    let (mut p1, mut p2) = (0, 0);
-    for &c in codes {
-        hist[context(p1, p2)][bin(c)] += 1;
-        (p2, p1) = (p1, c);
+    // Four histograms, a code to each in turn and summed after: runs of one code (zeros)
+    // would otherwise wait on their own count at every step.
+    let mut hists = [[[0u32; BINS]; CONTEXTS]; 4];
+    let mut x = 0;
+    let mut quads = codes.chunks_exact(4);
+    for q in &mut quads {
+        for (h, &c) in hists.iter_mut().zip(q) {
+            h[x][bin(c)] += 1;
+            x = class(c) * 3 + x / 3;
+        }
+    }
+    for (h, &c) in hists.iter_mut().zip(quads.remainder()) {
+        h[x][bin(c)] += 1;
+        x = class(c) * 3 + x / 3;
+    }
+    let mut hist = hists[0];
+    for other in &hists[1..] {
+        for (h, o) in hist.iter_mut().zip(other) {
+            for (a, &b) in h.iter_mut().zip(o) {
+                *a += b;
+            }
+        }
     }
     // Bits of the counts `h` at their order-0 entropy, and of a table for them.
     let cost = |h: &[u32; BINS]| {
