@@ -1225,12 +1225,17 @@ impl Interp {
                     });
                     return;
                 }
-                // In decoding order, taking the codes as they come.
+                // In decoding order, taking the codes as they come; the exceptions' places
+                // a bit each.
+                let mut skip = vec![0u64; self.out.len().div_ceil(64)];
+                for &p in &exc.pos {
+                    skip[p as usize / 64] |= 1 << (p % 64);
+                }
                 let mut next = 0;
                 self.ip
                     .run(self.out, self.fallback, false, |base, l, j, p| {
                         let pos = base + l.start + j * l.stride;
-                        if exc.pos.binary_search(&(pos as u32)).is_ok() {
+                        if skip[pos / 64] >> (pos % 64) & 1 != 0 {
                             T::from_f64(p)
                         } else {
                             next += 1;
