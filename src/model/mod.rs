@@ -73,15 +73,22 @@ pub(crate) fn par_map<T: Sync, R: Send>(
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
     let per = run_len(items.len(), threads);
+    let mut runs = items.chunks(per);
+    let Some(first) = runs.next() else {
+        return Vec::new();
+    };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per)
+        // The first run on this thread (one thread fewer to start: the network's training
+        // calls this once per minibatch), the others on their own.
+        let handles: Vec<_> = runs
             .map(|run| {
                 let f = &f;
                 scope.spawn(move || run.iter().map(f).collect::<Vec<R>>())
             })
             .collect();
-        join_all(handles).into_iter().flatten().collect()
+        let mut out: Vec<R> = first.iter().map(&f).collect();
+        out.extend(join_all(handles).into_iter().flatten());
+        out
     })
 }
 

@@ -376,10 +376,12 @@ fn lanes_dot(a: &[f32], b: Option<&[f32]>) -> f32 {
 /// (w1 by input then unit, b1, w2, b2).
 type ColumnPass = (f64, Vec<f32>, Vec<f32>, Vec<f32>, f32);
 
-/// Adam state for one parameter vector, with a mask of trainable entries.
+/// Adam state for one parameter vector, with the indices of its trainable entries (the
+/// network's masked matrices are mostly untrainable: the jets' first layer 2k of 26k entries,
+/// so a step visits those only).
 struct Param {
     w: Vec<f32>,
-    mask: Vec<bool>,
+    on: Vec<u32>,
     m: Vec<f32>,
     v: Vec<f32>,
 }
@@ -387,9 +389,10 @@ struct Param {
 impl Param {
     fn new(w: Vec<f32>, mask: Vec<bool>) -> Self {
         let n = w.len();
+        let on = (0..n as u32).filter(|&i| mask[i as usize]).collect();
         Param {
             w,
-            mask,
+            on,
             m: vec![0.0; n],
             v: vec![0.0; n],
         }
@@ -399,14 +402,12 @@ impl Param {
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         let c1 = 1.0 - b1.powi(t);
         let c2 = 1.0 - b2.powi(t);
-        let state = self.w.iter_mut().zip(&mut self.m).zip(&mut self.v);
-        for (((w, m), v), (&gi, &on)) in state.zip(g.iter().zip(&self.mask)) {
-            if !on {
-                continue;
-            }
+        for &i in &self.on {
+            let (i, gi) = (i as usize, g[i as usize]);
+            let (m, v) = (&mut self.m[i], &mut self.v[i]);
             *m = b1 * *m + (1.0 - b1) * gi;
             *v = b2 * *v + (1.0 - b2) * gi * gi;
-            *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+            self.w[i] -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
         }
     }
 }
@@ -884,14 +885,22 @@ impl<'a> Net<'a> {
         for &j in active {
             col_mask[j] = 1.0;
         }
+        // Runs of records on every core, each in blocks of 64 records that every column
+        // fills in turn (a column's 64 values are contiguous).
         let row_major = |cols: &[f32], n: usize| {
             let mut out = vec![0f32; rows * n];
             if n > 0 && cols.len() >= rows * n {
-                for (r, rec) in out.chunks_exact_mut(n).enumerate() {
-                    for (s, v) in rec.iter_mut().enumerate() {
-                        *v = cols[s * rows + r];
+                super::par_runs_mut(&mut out, 64 * n, super::cores(), |first, run| {
+                    for (b, block) in run.chunks_mut(64 * n).enumerate() {
+                        let r0 = (first + b) * 64;
+                        for s in 0..n {
+                            let col = &cols[s * rows + r0..];
+                            for (i, rec) in block.chunks_exact_mut(n).enumerate() {
+                                rec[s] = col[i];
+                            }
+                        }
                     }
-                }
+                });
             }
             out
         };
@@ -1301,7 +1310,8 @@ mod tests {
         );
         assert_eq!(net.sparse(&idx, &params, false).0, loss);
         for (k, p) in params.iter().enumerate() {
-            for (i, &on) in p.mask.iter().enumerate() {
+            for i in 0..p.w.len() {
+                let on = p.on.binary_search(&(i as u32)).is_ok();
                 let (a, b) = (sparse[k][i], dense[k][i]);
                 if on {
                     assert!(
