@@ -675,16 +675,19 @@ pub fn train(
     let [w1, b1, w2, b2] = match device {
         _ if !network => Default::default(),
         Backend::Cpu => {
-            let loss = |idx: &[usize], p: &[Param; 4], train: bool| {
-                let (l, g) = net.sparse(idx, p, train);
-                (l, train.then_some(g))
+            let loss = |idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>| {
+                net.sparse(idx, p, grads)
             };
             net.optimize(run, loss, progress)
         }
         #[cfg(feature = "cuda")]
         Backend::Cuda(dev) => {
-            let loss = |idx: &[usize], p: &[Param; 4], train: bool| {
-                net.forward_loss(&dev, net.batch(idx), p, train)
+            let loss = |idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>| {
+                let (l, g) = net.forward_loss(&dev, net.batch(idx), p, grads.is_some());
+                if let (Some(into), Some(g)) = (grads, g) {
+                    *into = g;
+                }
+                l
             };
             net.optimize(run, loss, progress)
         }
@@ -1000,7 +1003,10 @@ impl Net<'_> {
     /// this does about a twentieth of the dense products' work. Columns run in parallel
     /// ([`super::par_map`]), each over the records in order, and touch disjoint parameters, so
     /// the result does not depend on the thread count.
-    fn sparse(&self, idx: &[usize], p: &[Param; 4], train: bool) -> (f32, [Vec<f32>; 4]) {
+    /// With `grads` (the parameters' sizes), the gradients go there: every trainable entry is
+    /// written (and the others are never read), so one buffer serves every minibatch.
+    fn sparse(&self, idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>) -> f32 {
+        let train = grads.is_some();
         let (ch, width) = (self.ch, self.width);
         let hidden = ch / self.active.len().max(1);
         let scale = 1.0 / (idx.len() * width) as f32;
@@ -1014,18 +1020,13 @@ impl Net<'_> {
             }
             self.sparse_column(g, idx, p, train)
         });
-        let mut grads = [
-            vec![0f32; p[0].w.len()],
-            vec![0f32; p[1].w.len()],
-            vec![0f32; p[2].w.len()],
-            vec![0f32; p[3].w.len()],
-        ];
         let mut total = 0f64;
+        let mut grads = grads;
         for (g, (sum, g1, gb1, g2, gb2)) in per_column.into_iter().enumerate() {
             total += sum;
-            if !train {
+            let Some(grads) = grads.as_deref_mut() else {
                 continue;
-            }
+            };
             let (j, base) = (self.active[g], g * hidden);
             for (k, &s) in self.slots[g].iter().enumerate() {
                 grads[0][s * ch + base..s * ch + base + hidden]
@@ -1037,7 +1038,7 @@ impl Net<'_> {
             }
             grads[3][j] = gb2;
         }
-        ((total * f64::from(scale)) as f32, grads)
+        (total * f64::from(scale)) as f32
     }
 
     /// [`sparse_column`](Self::sparse_column) in AVX2's wider vectors: the same operations in
@@ -1152,13 +1153,13 @@ impl Net<'_> {
 
     /// Adam over shuffled minibatches with learning-rate decay on plateaus and early stopping
     /// on the held-out split; returns the best parameters seen. `loss(records, params,
-    /// train)` gives a batch's loss and, with `train`, its gradients: the block-sparse kernel
-    /// on the CPU ([`Self::sparse`]), dfdx's dense masked network on a GPU
+    /// grads)` gives a batch's loss and, with `grads`, puts its gradients there: the
+    /// block-sparse kernel on the CPU ([`Self::sparse`]), dfdx's dense masked network on a GPU
     /// (`Self::forward_loss`).
     fn optimize(
         &self,
         run: Run<'_>,
-        loss: impl Fn(&[usize], &[Param; 4], bool) -> (f32, Option<[Vec<f32>; 4]>),
+        loss: impl Fn(&[usize], &[Param; 4], Option<&mut [Vec<f32>; 4]>) -> f32,
         mut progress: impl FnMut(usize, f32, f32),
     ) -> [Vec<f32>; 4] {
         let Run {
@@ -1173,7 +1174,8 @@ impl Net<'_> {
         let share = self.active.len() as f32 / self.width as f32;
         let snapshot = |p: &[Param; 4]| p.each_ref().map(|p| p.w.clone());
         // The held-out loss per predicted column.
-        let validate = |p: &[Param; 4]| loss(val_idx, p, false).0 / share;
+        let validate = |p: &[Param; 4]| loss(val_idx, p, None) / share;
+        let mut grads = params.each_ref().map(|p| vec![0f32; p.w.len()]);
         // Epoch "0" is the linear part alone (the network's output starts near zero).
         let mut best = (validate(&params), snapshot(&params));
         let mut lr = opts.learning_rate;
@@ -1187,10 +1189,9 @@ impl Net<'_> {
             let mut sum = 0.0f64;
             let mut steps = 0usize;
             for idx in train_idx.chunks(batch) {
-                let (l, g) = loss(idx, &params, true);
-                let Some(g) = g else { break };
+                let l = loss(idx, &params, Some(&mut grads));
                 t += 1;
-                for (p, g) in params.iter_mut().zip(&g) {
+                for (p, g) in params.iter_mut().zip(&grads) {
                     p.step(g, lr, t);
                 }
                 sum += f64::from(l);
@@ -1303,12 +1304,13 @@ mod tests {
         let idx: Vec<usize> = (0..rows).step_by(3).collect();
         let (dense_loss, dense) = net.forward_loss(&Cpu::default(), net.batch(&idx), &params, true);
         let dense = dense.unwrap();
-        let (loss, sparse) = net.sparse(&idx, &params, true);
+        let mut sparse = params.each_ref().map(|p| vec![0f32; p.w.len()]);
+        let loss = net.sparse(&idx, &params, Some(&mut sparse));
         assert!(
             (loss - dense_loss).abs() <= 1e-5 * dense_loss.abs(),
             "{loss} {dense_loss}"
         );
-        assert_eq!(net.sparse(&idx, &params, false).0, loss);
+        assert_eq!(net.sparse(&idx, &params, None), loss);
         for (k, p) in params.iter().enumerate() {
             for i in 0..p.w.len() {
                 let on = p.on.binary_search(&(i as u32)).is_ok();
