@@ -664,7 +664,6 @@ pub fn train(
         Param::new(vec![0.0; width], net.output_mask()),
     ];
     let run = Run {
-        params,
         val_idx,
         train_idx,
         opts,
@@ -674,12 +673,7 @@ pub fn train(
     // No epochs: the linear parts alone (the network's weights stay unread).
     let [w1, b1, w2, b2] = match device {
         _ if !network => Default::default(),
-        Backend::Cpu => {
-            let loss = |idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>| {
-                net.sparse(idx, p, grads)
-            };
-            net.optimize(run, loss, progress)
-        }
+        Backend::Cpu => net.optimize(run, Columns::new(&net, &params), progress),
         #[cfg(feature = "cuda")]
         Backend::Cuda(dev) => {
             let loss = |idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>| {
@@ -689,7 +683,7 @@ pub fn train(
                 }
                 l
             };
-            net.optimize(run, loss, progress)
+            net.optimize(run, Dense::new(params, loss), progress)
         }
     };
 
@@ -927,7 +921,6 @@ impl<'a> Net<'a> {
 
 /// One optimization: the parameters with their Adam state, the split, and what to report.
 struct Run<'a> {
-    params: [Param; 4],
     val_idx: &'a [usize],
     train_idx: &'a [usize],
     opts: &'a TrainOptions,
@@ -1004,39 +997,25 @@ impl Net<'_> {
     /// ([`super::par_map`]), each over the records in order, and touch disjoint parameters, so
     /// the result does not depend on the thread count.
     /// With `grads` (the parameters' sizes), the gradients go there: every trainable entry is
-    /// written (and the others are never read), so one buffer serves every minibatch.
+    /// written (and the others are never read), so one buffer serves every minibatch. The
+    /// tests' reference for [`Columns`], which trains column by column.
+    #[cfg(test)]
     fn sparse(&self, idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>) -> f32 {
         let train = grads.is_some();
-        let (ch, width) = (self.ch, self.width);
-        let hidden = ch / self.active.len().max(1);
-        let scale = 1.0 / (idx.len() * width) as f32;
+        let scale = 1.0 / (idx.len() * self.width) as f32;
         let groups: Vec<usize> = (0..self.active.len()).collect();
+        let weights = p.each_ref().map(|p| &p.w[..]);
         let per_column = super::par_map(&groups, super::cores(), |&g| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                #[allow(unsafe_code)]
-                return unsafe { self.sparse_column_avx2(g, idx, p, train) };
-            }
-            self.sparse_column(g, idx, p, train)
+            let (w1, b1, w2, b2) = self.column_weights(g, weights);
+            self.column_pass(g, idx, (&w1, &b1, &w2, b2), train)
         });
         let mut total = 0f64;
         let mut grads = grads;
         for (g, (sum, g1, gb1, g2, gb2)) in per_column.into_iter().enumerate() {
             total += sum;
-            let Some(grads) = grads.as_deref_mut() else {
-                continue;
-            };
-            let (j, base) = (self.active[g], g * hidden);
-            for (k, &s) in self.slots[g].iter().enumerate() {
-                grads[0][s * ch + base..s * ch + base + hidden]
-                    .copy_from_slice(&g1[k * hidden..(k + 1) * hidden]);
+            if let Some(grads) = grads.as_deref_mut() {
+                self.put_column(g, (&g1, &gb1, &g2, gb2), grads);
             }
-            grads[1][base..base + hidden].copy_from_slice(&gb1);
-            for (h, &v) in g2.iter().enumerate() {
-                grads[2][(base + h) * width + j] = v;
-            }
-            grads[3][j] = gb2;
         }
         (total * f64::from(scale)) as f32
     }
@@ -1050,35 +1029,81 @@ impl Net<'_> {
         &self,
         g: usize,
         idx: &[usize],
-        p: &[Param; 4],
+        weights: (&[f32], &[f32], &[f32], f32),
         train: bool,
     ) -> ColumnPass {
-        self.sparse_column(g, idx, p, train)
+        self.sparse_column(g, idx, weights, train)
+    }
+
+    /// [`sparse_column`](Self::sparse_column) in the widest vectors this CPU has.
+    #[allow(unsafe_code)]
+    fn column_pass(
+        &self,
+        g: usize,
+        idx: &[usize],
+        weights: (&[f32], &[f32], &[f32], f32),
+        train: bool,
+    ) -> ColumnPass {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { self.sparse_column_avx2(g, idx, weights, train) };
+        }
+        self.sparse_column(g, idx, weights, train)
+    }
+
+    /// The `g`-th predicted column's own weights in the masked matrices `p`: w1 by input then
+    /// unit, b1, w2, b2.
+    fn column_weights(&self, g: usize, p: [&[f32]; 4]) -> (Vec<f32>, Vec<f32>, Vec<f32>, f32) {
+        let (ch, width) = (self.ch, self.width);
+        let hidden = ch / self.active.len().max(1);
+        let (j, base) = (self.active[g], g * hidden);
+        let w1 = self.slots[g]
+            .iter()
+            .flat_map(|&s| p[0][s * ch + base..s * ch + base + hidden].iter().copied())
+            .collect();
+        let b1 = p[1][base..base + hidden].to_vec();
+        let w2 = (0..hidden).map(|h| p[2][(base + h) * width + j]).collect();
+        (w1, b1, w2, p[3][j])
+    }
+
+    /// Puts the `g`-th predicted column's own weights or gradients (as
+    /// [`column_weights`](Self::column_weights) lists them) in their places in `p`.
+    fn put_column(
+        &self,
+        g: usize,
+        (w1, b1, w2, b2): (&[f32], &[f32], &[f32], f32),
+        p: &mut [Vec<f32>; 4],
+    ) {
+        let (ch, width) = (self.ch, self.width);
+        let hidden = ch / self.active.len().max(1);
+        let (j, base) = (self.active[g], g * hidden);
+        for (k, &s) in self.slots[g].iter().enumerate() {
+            p[0][s * ch + base..s * ch + base + hidden]
+                .copy_from_slice(&w1[k * hidden..(k + 1) * hidden]);
+        }
+        p[1][base..base + hidden].copy_from_slice(b1);
+        for (h, &v) in w2.iter().enumerate() {
+            p[2][(base + h) * width + j] = v;
+        }
+        p[3][j] = b2;
     }
 
     /// [`sparse`](Self::sparse)'s work for the `g`-th predicted column: its loss sum and its
     /// gradients (w1 by input then unit, b1, w2, b2).
     #[inline(always)]
-    fn sparse_column(&self, g: usize, idx: &[usize], p: &[Param; 4], train: bool) -> ColumnPass {
+    fn sparse_column(
+        &self,
+        g: usize,
+        idx: &[usize],
+        (w1, b1, w2, b2): (&[f32], &[f32], &[f32], f32),
+        train: bool,
+    ) -> ColumnPass {
         let (nin, ch, width) = (self.nin, self.ch, self.width);
         let hidden = ch / self.active.len().max(1);
         let scale = 1.0 / (idx.len() * width) as f32;
         let j = self.active[g];
         let sl = &self.slots[g];
-        let base = g * hidden;
-        let w1: Vec<f32> = sl
-            .iter()
-            .flat_map(|&s| {
-                p[0].w[s * ch + base..s * ch + base + hidden]
-                    .iter()
-                    .copied()
-            })
-            .collect();
-        let b1 = &p[1].w[base..base + hidden];
-        let w2: Vec<f32> = (0..hidden)
-            .map(|h| p[2].w[(base + h) * width + j])
-            .collect();
-        let b2 = p[3].w[j];
         let (mut g1, mut gb1, mut g2, mut gb2) = (
             vec![0f32; w1.len()],
             vec![0f32; hidden],
@@ -1152,18 +1177,17 @@ impl Net<'_> {
     }
 
     /// Adam over shuffled minibatches with learning-rate decay on plateaus and early stopping
-    /// on the held-out split; returns the best parameters seen. `loss(records, params,
-    /// grads)` gives a batch's loss and, with `grads`, puts its gradients there: the
-    /// block-sparse kernel on the CPU ([`Self::sparse`]), dfdx's dense masked network on a GPU
-    /// (`Self::forward_loss`).
+    /// on the held-out split; returns the best weights seen. `trainee` holds the weights and
+    /// computes the losses and gradients: the block-sparse kernel on the CPU, column by column
+    /// ([`Columns`]), dfdx's dense masked network on a GPU (`Dense` over
+    /// `Self::forward_loss`).
     fn optimize(
         &self,
         run: Run<'_>,
-        loss: impl Fn(&[usize], &[Param; 4], Option<&mut [Vec<f32>; 4]>) -> f32,
+        mut trainee: impl Trainee,
         mut progress: impl FnMut(usize, f32, f32),
     ) -> [Vec<f32>; 4] {
         let Run {
-            mut params,
             val_idx,
             train_idx,
             opts,
@@ -1172,12 +1196,9 @@ impl Net<'_> {
         } = run;
         let mut train_idx = train_idx.to_vec();
         let share = self.active.len() as f32 / self.width as f32;
-        let snapshot = |p: &[Param; 4]| p.each_ref().map(|p| p.w.clone());
-        // The held-out loss per predicted column.
-        let validate = |p: &[Param; 4]| loss(val_idx, p, None) / share;
-        let mut grads = params.each_ref().map(|p| vec![0f32; p.w.len()]);
-        // Epoch "0" is the linear part alone (the network's output starts near zero).
-        let mut best = (validate(&params), snapshot(&params));
+        // Epoch "0" is the linear part alone (the network's output starts near zero); the
+        // held-out loss per predicted column.
+        let mut best = (trainee.loss(val_idx) / share, trainee.weights());
         let mut lr = opts.learning_rate;
         let mut t = 0i32;
         let mut stale = 0;
@@ -1186,24 +1207,17 @@ impl Net<'_> {
             for i in (1..train_idx.len()).rev() {
                 train_idx.swap(i, rng.below(i + 1));
             }
-            let mut sum = 0.0f64;
-            let mut steps = 0usize;
-            for idx in train_idx.chunks(batch) {
-                let l = loss(idx, &params, Some(&mut grads));
-                t += 1;
-                for (p, g) in params.iter_mut().zip(&grads) {
-                    p.step(g, lr, t);
-                }
-                sum += f64::from(l);
-                steps += 1;
-            }
-            let train_loss = (sum / steps.max(1) as f64) as f32 / share;
-            let vl = validate(&params);
+            let batches: Vec<&[usize]> = train_idx.chunks(batch).collect();
+            let losses = trainee.epoch(&batches, lr, t);
+            t += batches.len() as i32;
+            let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+            let train_loss = (sum / losses.len().max(1) as f64) as f32 / share;
+            let vl = trainee.loss(val_idx) / share;
             report.train_loss.push(train_loss);
             report.val_loss.push(vl);
             progress(epoch, train_loss, vl);
             if vl < best.0 * 0.999 {
-                best = (vl, snapshot(&params));
+                best = (vl, trainee.weights());
                 stale = 0;
             } else {
                 stale += 1;
@@ -1214,6 +1228,160 @@ impl Net<'_> {
             }
         }
         best.1
+    }
+}
+
+/// What an optimization trains: the network's weights, as a kernel holds them.
+trait Trainee {
+    /// One epoch over `batches`, in order (Adam at rate `lr`, its steps numbered from
+    /// `t + 1`): each minibatch's loss.
+    fn epoch(&mut self, batches: &[&[usize]], lr: f32, t: i32) -> Vec<f32>;
+    /// The loss of `records`, without training.
+    fn loss(&self, records: &[usize]) -> f32;
+    /// The weights as the masked matrices (W1, b1, W2, b2).
+    fn weights(&self) -> [Vec<f32>; 4];
+}
+
+/// The CPU kernel's weights: each predicted column its own, with their Adam state. The
+/// columns share no weight and their losses add up, so each column's minibatches need none
+/// of the others': the threads take their columns through a whole epoch and meet once per
+/// epoch for the schedule (they met at every minibatch: 20,000 starts of a thread for 12
+/// epochs on 1,000,000 records), and the weights are those the minibatch-wide kernel
+/// ([`Net::sparse`], the tests' reference) finds, bit for bit.
+struct Columns<'n, 'a> {
+    net: &'n Net<'a>,
+    /// Per predicted column, its weights and their Adam state: W1 by input then unit, b1,
+    /// W2, b2 ([`Net::column_weights`]).
+    cols: Vec<[Param; 4]>,
+    /// The masked matrices' entries that do not train.
+    fixed: [Vec<f32>; 4],
+}
+
+impl<'n, 'a> Columns<'n, 'a> {
+    fn new(net: &'n Net<'a>, params: &[Param; 4]) -> Self {
+        let fixed = params.each_ref().map(|p| p.w.clone());
+        let cols = (0..net.active.len())
+            .map(|g| {
+                let (w1, b1, w2, b2) = net.column_weights(g, fixed.each_ref().map(|w| &w[..]));
+                [w1, b1, w2, vec![b2]].map(|w| {
+                    let n = w.len();
+                    Param::new(w, vec![true; n])
+                })
+            })
+            .collect();
+        Columns { net, cols, fixed }
+    }
+}
+
+/// A column's weights as [`Net::column_pass`] reads them.
+fn column_weights(col: &[Param; 4]) -> (&[f32], &[f32], &[f32], f32) {
+    (&col[0].w, &col[1].w, &col[2].w, col[3].w[0])
+}
+
+impl Trainee for Columns<'_, '_> {
+    fn epoch(&mut self, batches: &[&[usize]], lr: f32, t: i32) -> Vec<f32> {
+        if batches.is_empty() {
+            return Vec::new();
+        }
+        let net = self.net;
+        // Per run of columns, each minibatch's sums of squares, column by column.
+        let runs = super::par_runs_mut(&mut self.cols, 1, super::cores(), |first, run| {
+            let m = run.len();
+            let mut sums = vec![0f64; batches.len() * m];
+            for (b, idx) in batches.iter().enumerate() {
+                for (c, col) in run.iter_mut().enumerate() {
+                    let pass = net.column_pass(first + c, idx, column_weights(col), true);
+                    let (sum, g1, gb1, g2, gb2) = pass;
+                    for (p, g) in col.iter_mut().zip([&g1[..], &gb1, &g2, &[gb2]]) {
+                        p.step(g, lr, t + b as i32 + 1);
+                    }
+                    sums[b * m + c] = sum;
+                }
+            }
+            sums
+        });
+        // Each minibatch's loss as `Net::sparse` adds it up: the columns in order.
+        let width = net.width;
+        (0..batches.len())
+            .map(|b| {
+                let mut total = 0f64;
+                for sums in &runs {
+                    let m = sums.len() / batches.len();
+                    for &sum in &sums[b * m..(b + 1) * m] {
+                        total += sum;
+                    }
+                }
+                let scale = 1.0 / (batches[b].len() * width) as f32;
+                (total * f64::from(scale)) as f32
+            })
+            .collect()
+    }
+
+    fn loss(&self, records: &[usize]) -> f32 {
+        let groups: Vec<usize> = (0..self.cols.len()).collect();
+        let sums = super::par_map(&groups, super::cores(), |&g| {
+            let col = &self.cols[g];
+            self.net
+                .column_pass(g, records, column_weights(col), false)
+                .0
+        });
+        let scale = 1.0 / (records.len() * self.net.width) as f32;
+        let mut total = 0f64;
+        for &sum in &sums {
+            total += sum;
+        }
+        (total * f64::from(scale)) as f32
+    }
+
+    fn weights(&self) -> [Vec<f32>; 4] {
+        let mut w = self.fixed.clone();
+        for (g, col) in self.cols.iter().enumerate() {
+            self.net.put_column(g, column_weights(col), &mut w);
+        }
+        w
+    }
+}
+
+/// The dense weights with any loss: `loss(records, params, grads)` gives a minibatch's loss
+/// and, with `grads`, puts its gradients there (dfdx's network on a GPU).
+#[cfg(feature = "cuda")]
+struct Dense<F> {
+    params: [Param; 4],
+    grads: [Vec<f32>; 4],
+    loss: F,
+}
+
+#[cfg(feature = "cuda")]
+impl<F: Fn(&[usize], &[Param; 4], Option<&mut [Vec<f32>; 4]>) -> f32> Dense<F> {
+    fn new(params: [Param; 4], loss: F) -> Self {
+        let grads = params.each_ref().map(|p| vec![0f32; p.w.len()]);
+        Dense {
+            params,
+            grads,
+            loss,
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl<F: Fn(&[usize], &[Param; 4], Option<&mut [Vec<f32>; 4]>) -> f32> Trainee for Dense<F> {
+    fn epoch(&mut self, batches: &[&[usize]], lr: f32, t: i32) -> Vec<f32> {
+        let mut losses = Vec::with_capacity(batches.len());
+        for (b, idx) in batches.iter().enumerate() {
+            losses.push((self.loss)(idx, &self.params, Some(&mut self.grads)));
+            for (p, g) in self.params.iter_mut().zip(&self.grads) {
+                p.step(g, lr, t + b as i32 + 1);
+            }
+        }
+        losses
+    }
+
+    fn loss(&self, records: &[usize]) -> f32 {
+        (self.loss)(records, &self.params, None)
+    }
+
+    fn weights(&self) -> [Vec<f32>; 4] {
+        self.params.each_ref().map(|p| p.w.clone())
     }
 }
 
@@ -1264,6 +1432,63 @@ fn extract(
 mod tests {
     use super::*;
     use crate::model::Op;
+
+    #[test]
+    fn columns_train_to_the_minibatch_kernels_weights() {
+        // Column by column, each thread through a whole epoch, the weights are those the
+        // minibatch-wide kernel gives with Adam after every minibatch, bit for bit, and so are
+        // the minibatches' and the held-out losses.
+        let mut rng = Lcg(5);
+        let (rows, nin, width, hidden) = (700, 6, 5, 4);
+        let active = [0usize, 2, 3, 4];
+        let slots = vec![vec![0usize, 1], vec![2, 3, 5], vec![4], vec![0, 3, 4, 5]];
+        let ch = active.len() * hidden;
+        let xin: Vec<f32> = (0..rows * nin).map(|_| rng.unit() * 2.0 - 1.0).collect();
+        let resid: Vec<f32> = (0..rows * width).map(|_| rng.unit() - 0.5).collect();
+        let (mut w1, mut m1) = (vec![0f32; nin * ch], vec![false; nin * ch]);
+        let (mut w2, mut m2) = (vec![0f32; ch * width], vec![false; ch * width]);
+        for (g, &j) in active.iter().enumerate() {
+            for h in 0..hidden {
+                let unit = g * hidden + h;
+                for &s in &slots[g] {
+                    m1[s * ch + unit] = true;
+                    w1[s * ch + unit] = rng.unit() * 2.0 - 1.0;
+                }
+                m2[unit * width + j] = true;
+                w2[unit * width + j] = rng.unit() * 2.0 - 1.0;
+            }
+        }
+        let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
+        let mut params = [
+            Param::new(w1, m1),
+            Param::new(vec![0.01; ch], vec![true; ch]),
+            Param::new(w2, m2),
+            Param::new(vec![0.0; width], net.output_mask()),
+        ];
+        let mut columns = Columns::new(&net, &params);
+        let order: Vec<usize> = (0..rows).map(|i| (i * 37) % rows).collect();
+        let (train, held) = order.split_at(600);
+        let batches: Vec<&[usize]> = train.chunks(64).collect();
+        let mut grads = params.each_ref().map(|p| vec![0f32; p.w.len()]);
+        let mut t = 0;
+        for (epoch, lr) in [(0, 0.01f32), (1, 0.005)] {
+            let losses = columns.epoch(&batches, lr, t);
+            for (b, idx) in batches.iter().enumerate() {
+                let l = net.sparse(idx, &params, Some(&mut grads));
+                for (p, g) in params.iter_mut().zip(&grads) {
+                    p.step(g, lr, t + b as i32 + 1);
+                }
+                assert_eq!(losses[b].to_bits(), l.to_bits(), "epoch {epoch} batch {b}");
+            }
+            t += batches.len() as i32;
+            let want = params.each_ref().map(|p| p.w.clone());
+            assert_eq!(columns.weights(), want, "epoch {epoch}");
+            assert_eq!(
+                columns.loss(held).to_bits(),
+                net.sparse(held, &params, None).to_bits()
+            );
+        }
+    }
 
     /// The block-sparse kernel computes the loss and gradients that dfdx's dense masked
     /// network computes, on every trainable entry.
