@@ -1433,15 +1433,15 @@ mod tests {
     use super::*;
     use crate::model::Op;
 
-    #[test]
-    fn columns_train_to_the_minibatch_kernels_weights() {
-        // Column by column, each thread through a whole epoch, the weights are those the
-        // minibatch-wide kernel gives with Adam after every minibatch, bit for bit, and so are
-        // the minibatches' and the held-out losses.
-        let mut rng = Lcg(5);
-        let (rows, nin, width, hidden) = (700, 6, 5, 4);
-        let active = [0usize, 2, 3, 4];
-        let slots = vec![vec![0usize, 1], vec![2, 3, 5], vec![4], vec![0, 3, 4, 5]];
+    /// A sample of `rows` records (`nin` inputs, `width` targets) and the masked weights of the
+    /// network's two layers for the columns `active`, each with `hidden` units reading its
+    /// `slots`, drawn from `rng`.
+    fn random_network(
+        rng: &mut Lcg,
+        (rows, nin, width, hidden): (usize, usize, usize, usize),
+        active: &[usize],
+        slots: &[Vec<usize>],
+    ) -> (Vec<f32>, Vec<f32>, Param, Param) {
         let ch = active.len() * hidden;
         let xin: Vec<f32> = (0..rows * nin).map(|_| rng.unit() * 2.0 - 1.0).collect();
         let resid: Vec<f32> = (0..rows * width).map(|_| rng.unit() - 0.5).collect();
@@ -1458,11 +1458,26 @@ mod tests {
                 w2[unit * width + j] = rng.unit() * 2.0 - 1.0;
             }
         }
+        (xin, resid, Param::new(w1, m1), Param::new(w2, m2))
+    }
+
+    #[test]
+    fn columns_train_to_the_minibatch_kernels_weights() {
+        // Column by column, each thread through a whole epoch, the weights are those the
+        // minibatch-wide kernel gives with Adam after every minibatch, bit for bit, and so are
+        // the minibatches' and the held-out losses.
+        let mut rng = Lcg(5);
+        let (rows, nin, width, hidden) = (700, 6, 5, 4);
+        let active = [0usize, 2, 3, 4];
+        let slots = vec![vec![0usize, 1], vec![2, 3, 5], vec![4], vec![0, 3, 4, 5]];
+        let ch = active.len() * hidden;
+        let shape = (rows, nin, width, hidden);
+        let (xin, resid, w1, w2) = random_network(&mut rng, shape, &active, &slots);
         let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
         let mut params = [
-            Param::new(w1, m1),
+            w1,
             Param::new(vec![0.01; ch], vec![true; ch]),
-            Param::new(w2, m2),
+            w2,
             Param::new(vec![0.0; width], net.output_mask()),
         ];
         let mut columns = Columns::new(&net, &params);
@@ -1500,30 +1515,15 @@ mod tests {
         let active = [1usize, 3];
         let slots = vec![vec![0usize, 2], vec![1, 3, 4]];
         let ch = active.len() * hidden;
-        let xin: Vec<f32> = (0..rows * nin).map(|_| rng.unit() * 2.0 - 1.0).collect();
-        let resid: Vec<f32> = (0..rows * width).map(|_| rng.unit() - 0.5).collect();
-        let mut w1 = vec![0f32; nin * ch];
-        let mut m1 = vec![false; nin * ch];
-        let mut w2 = vec![0f32; ch * width];
-        let mut m2 = vec![false; ch * width];
-        for (g, &j) in active.iter().enumerate() {
-            for h in 0..hidden {
-                let unit = g * hidden + h;
-                for &s in &slots[g] {
-                    m1[s * ch + unit] = true;
-                    w1[s * ch + unit] = rng.unit() * 2.0 - 1.0;
-                }
-                m2[unit * width + j] = true;
-                w2[unit * width + j] = rng.unit() * 2.0 - 1.0;
-            }
-        }
+        let shape = (rows, nin, width, hidden);
+        let (xin, resid, w1, w2) = random_network(&mut rng, shape, &active, &slots);
         let b1: Vec<f32> = (0..ch).map(|_| rng.unit() * 0.2 - 0.1).collect();
         let b2: Vec<f32> = (0..width).map(|_| rng.unit() * 0.2 - 0.1).collect();
         let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
         let params = [
-            Param::new(w1, m1),
+            w1,
             Param::new(b1, vec![true; ch]),
-            Param::new(w2, m2),
+            w2,
             Param::new(b2, net.output_mask()),
         ];
         let idx: Vec<usize> = (0..rows).step_by(3).collect();
