@@ -155,6 +155,32 @@ fn stages(c: &mut Criterion) {
     });
     g.finish();
 
+    // A smooth 2-D field of 1024 x 1024 (a telescope image's size): the interpolation's passes
+    // along the rows' axis go down the grid's columns in the stored order, in memory order here.
+    let (n, m) = (1024usize, 1024usize);
+    let image: Vec<f32> = (0..n * m)
+        .map(|i| {
+            let (y, x) = ((i / m) as f32, (i % m) as f32);
+            (x * 0.013).sin() * (y * 0.021).cos() + 0.3 * (x * 0.002 + y * 0.003).sin()
+        })
+        .collect();
+    let (bound, centre, half) = column_stats(&image, 1, 0);
+    let mut g = c.benchmark_group("chunk-field-2d");
+    g.throughput(Throughput::Bytes((image.len() * 4) as u64));
+    let mut chunks = Chunks::<f32>::field(Bound::Abs(bound), (centre, half), m, n * m);
+    assert!(chunks.encode(&image, &mut payload));
+    let image_payload = payload.clone();
+    g.bench_function("encode", |b| {
+        b.iter(|| chunks.encode(black_box(&image), &mut payload))
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            out.clear();
+            chunks.decode(black_box(&image_payload), image.len(), &mut out)
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Bytes((data.len() * 4) as u64));
     common::round_trips(&mut g, &data, rows, width, |threads| {
