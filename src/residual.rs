@@ -456,10 +456,11 @@ impl Quantizer {
 
     /// Quantizes the values `xs` against their predictions `preds` (in value units, mapped
     /// into the domain here; the interpolation's lines, whose points read none of each other),
-    /// with the arithmetic and check of [`quantize`](Self::quantize): each value's code into `qs` and its reconstruction into `ys`, and into `clear` whether
-    /// that clearly meets the bound. A branch-free pass the compiler can vectorize; where it
-    /// returns false (some value not clear), the values not clear need
-    /// [`check`](Self::check). Every slice as long as `xs`.
+    /// with the arithmetic and check of [`quantize`](Self::quantize): each value's code into
+    /// `qs`, its reconstruction into `ys`, and into `clear` whether that clearly meets the
+    /// bound. A branch-free pass the compiler can vectorize; where it returns false (some
+    /// value not clear), the values not clear need [`check`](Self::check). Every slice as
+    /// long as `xs`.
     #[allow(unsafe_code)]
     pub(crate) fn quantize_many<T: Element>(
         self,

@@ -423,9 +423,10 @@ impl CodeCoder {
         if span <= DENSE_SPAN.max(4 * codes.len() as u64) {
             let span = span as usize;
             self.dense.clear();
-            if span <= 1 << 12 {
+            if span <= (1 << 12).min(codes.len()) {
                 // Four counts a value, a code to each in turn and summed after: runs of one
-                // code (zeros) would otherwise wait on their own count at every step.
+                // code (zeros) would otherwise wait on their own count at every step (where
+                // the codes are many more than their span).
                 self.dense.resize(4 * span, 0);
                 let (d0, rest) = self.dense.split_at_mut(span);
                 let (d1, rest) = rest.split_at_mut(span);
