@@ -22,6 +22,29 @@ fn column_stats(data: &[f32], width: usize, j: usize) -> (f64, f64, f64) {
     (1e-3 * (hi - lo), (lo + hi) / 2.0, (hi - lo) / 2.0)
 }
 
+/// Encoding and decoding one chunk of `field` (rows of `row` values, planes of `plane`) at an
+/// absolute bound of 1e-3 of its range, as the group `name`.
+fn field_group(c: &mut Criterion, name: &str, field: &[f32], row: usize, plane: usize) {
+    let (bound, centre, half) = column_stats(field, 1, 0);
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Bytes((field.len() * 4) as u64));
+    let mut chunks = Chunks::<f32>::field(Bound::Abs(bound), (centre, half), row, plane);
+    let mut payload = Vec::new();
+    assert!(chunks.encode(field, &mut payload));
+    let coded = payload.clone();
+    g.bench_function("encode", |b| {
+        b.iter(|| chunks.encode(black_box(field), &mut payload))
+    });
+    let mut out = Vec::with_capacity(field.len());
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            out.clear();
+            chunks.decode(black_box(&coded), field.len(), &mut out)
+        })
+    });
+    g.finish();
+}
+
 fn stages(c: &mut Criterion) {
     let (data, rows, width) = table();
     // Column 5 (PT): a falling spectrum.
@@ -136,24 +159,8 @@ fn stages(c: &mut Criterion) {
 
     // A field (the CFD fixture, 60 × 50 × 50): interpolation across frames, rows and columns.
     let (field, shape) = common::fixture("cfd_decay_ux");
-    let (bound, centre, half) = column_stats(&field, 1, 0);
-    let bound = Bound::Abs(bound);
     let (row, plane) = (shape[2], shape[1] * shape[2]);
-    let mut g = c.benchmark_group("chunk-field");
-    g.throughput(Throughput::Bytes((field.len() * 4) as u64));
-    let mut chunks = Chunks::<f32>::field(bound, (centre, half), row, plane);
-    assert!(chunks.encode(&field, &mut payload));
-    let field_payload = payload.clone();
-    g.bench_function("encode", |b| {
-        b.iter(|| chunks.encode(black_box(&field), &mut payload))
-    });
-    g.bench_function("decode", |b| {
-        b.iter(|| {
-            out.clear();
-            chunks.decode(black_box(&field_payload), field.len(), &mut out)
-        })
-    });
-    g.finish();
+    field_group(c, "chunk-field", &field, row, plane);
 
     // A smooth 2-D field of 1024 x 1024 (a telescope image's size): the interpolation's passes
     // along the rows' axis go down the grid's columns in the stored order, in memory order here.
@@ -164,22 +171,7 @@ fn stages(c: &mut Criterion) {
             (x * 0.013).sin() * (y * 0.021).cos() + 0.3 * (x * 0.002 + y * 0.003).sin()
         })
         .collect();
-    let (bound, centre, half) = column_stats(&image, 1, 0);
-    let mut g = c.benchmark_group("chunk-field-2d");
-    g.throughput(Throughput::Bytes((image.len() * 4) as u64));
-    let mut chunks = Chunks::<f32>::field(Bound::Abs(bound), (centre, half), m, n * m);
-    assert!(chunks.encode(&image, &mut payload));
-    let image_payload = payload.clone();
-    g.bench_function("encode", |b| {
-        b.iter(|| chunks.encode(black_box(&image), &mut payload))
-    });
-    g.bench_function("decode", |b| {
-        b.iter(|| {
-            out.clear();
-            chunks.decode(black_box(&image_payload), image.len(), &mut out)
-        })
-    });
-    g.finish();
+    field_group(c, "chunk-field-2d", &image, m, n * m);
 
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Bytes((data.len() * 4) as u64));
