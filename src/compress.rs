@@ -434,17 +434,28 @@ impl<W: Write + Send + 'static> Compressor<W> {
         }
     }
 
+    /// Queues the current chunk's whole records (leaving it empty, without a buffer).
+    fn submit_current(&mut self) -> Result<()> {
+        let full = std::mem::replace(
+            &mut self.current,
+            ArrayData::with_capacity(self.spec.dtype, 0),
+        );
+        let records = (full.len() / self.record_len) as u32;
+        self.records_in += records as u64;
+        self.submit(full, records)
+    }
+
     /// Called when the current chunk is full.
     fn flush_chunk(&mut self) -> Result<()> {
-        let fresh = match &self.state {
+        self.submit_current()?;
+        // The next buffer taken once the chunk is queued: a submission that waited for a
+        // worker finds an earlier chunk's buffer back from the writer more often (fresh pages
+        // cost a fault each).
+        self.current = match &self.state {
             State::Running(pool) => pool.recycled(),
             _ => None,
         }
         .unwrap_or_else(|| ArrayData::with_capacity(self.spec.dtype, self.chunk_values()));
-        let full = std::mem::replace(&mut self.current, fresh);
-        let records = (full.len() / self.record_len) as u32;
-        self.records_in += records as u64;
-        self.submit(full, records)?;
         self.maybe_start_from_sample()
     }
 
@@ -618,13 +629,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
             )));
         }
         if !self.current.is_empty() {
-            let last = std::mem::replace(
-                &mut self.current,
-                ArrayData::with_capacity(self.spec.dtype, 0),
-            );
-            let records = (last.len() / self.record_len) as u32;
-            self.records_in += records as u64;
-            self.submit(last, records)?;
+            self.submit_current()?;
         }
         let slice = self.spec.slice_len().max(1);
         let values = self.records_in * self.record_len as u64;

@@ -290,3 +290,37 @@ fn wrong_types_and_sizes_are_refused() {
     c.write_le_bytes(&[0u8; 13]).unwrap();
     assert!(c.finish().unwrap_err().to_string().contains("stray bytes"));
 }
+
+#[test]
+fn the_range_pre_pass_is_the_same_on_any_thread_count() {
+    // A raw file above the size scanned in parallel, of 7-value records (so the parts split
+    // at record boundaries, not at the threads' even shares), with non-finite values and the
+    // extremes in different parts.
+    let (rows, cols) = (200_003, 7);
+    let mut values = data(rows, cols, 5);
+    values[3] = f32::NAN;
+    values[cols * (rows - 1) + 2] = f32::INFINITY;
+    values[cols * (rows / 2)] = -1e30;
+    values[cols * (rows - 3) + 6] = 7e30;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("values.f32");
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert!(bytes.len() > 5 << 20);
+    std::fs::write(&path, bytes).unwrap();
+    let raw = baler::io::RawFormat {
+        dtype: Some(DType::F32),
+        shape: Some(vec![-1, cols as i64]),
+        dataset: None,
+    };
+    let input = baler::io::Input::open(path.to_str().unwrap(), &raw).unwrap();
+    let one = input.scan_stats(cols, 1).unwrap();
+    assert_eq!(one[0].min, f64::from(-1e30f32));
+    assert_eq!(one[2].nonfinite, 1);
+    assert_eq!(
+        (one[6].max, one[2].finite),
+        (f64::from(7e30f32), rows as u64 - 1)
+    );
+    for threads in [2, 3, 8] {
+        assert_eq!(input.scan_stats(cols, threads).unwrap(), one, "{threads}");
+    }
+}

@@ -73,7 +73,14 @@ fn open_input(
     options.source = input.format;
     options.source_path = input.source_path.clone();
     let scanner = if scan && input.can_scan() && options.bounds.needs_range() {
-        Some(input.stats_scan(spec.bound_columns())?)
+        // On one thread beside a model's training (which uses every core), else on all.
+        let trains = args.model == "auto" && spec.layout == Layout::Table;
+        let threads = if trains {
+            1
+        } else {
+            threads_of(options.threads)
+        };
+        Some(input.stats_scan(spec.bound_columns(), threads)?)
     } else {
         None
     };
@@ -100,6 +107,15 @@ fn open_input(
     options.model = model?;
     options.stats = stats.with_context(|| format!("scanning {} for value ranges", input.name))?;
     Ok((input, spec, options))
+}
+
+/// The threads `--threads N` stands for (0: one per core).
+fn threads_of(n: usize) -> usize {
+    if n == 0 {
+        baler::compress::default_threads()
+    } else {
+        n
+    }
 }
 
 /// The learned predictor for `compress` and `bench`: none for fields, streams or `--model
@@ -478,7 +494,7 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         let columns = spec.bound_columns();
         options.stats = Some(
             input
-                .scan_stats(columns)
+                .scan_stats(columns, threads_of(options.threads))
                 .with_context(|| format!("scanning {} for value ranges", input.name))?,
         );
     }
@@ -534,7 +550,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     let (input, spec, options) = open_input(&args.input, &args.codec, show, false)?;
     let fingerprint = input.fingerprint()?;
     let stats = input
-        .scan_stats(spec.bound_columns())
+        .scan_stats(spec.bound_columns(), threads_of(options.threads))
         .with_context(|| format!("scanning {} for value ranges", input.name))?;
     let plan = baler::Plan::new(spec, &options, stats, fingerprint)
         .with_context(|| format!("planning {}", input.name))?;

@@ -219,7 +219,16 @@ fn run<'py>(
         }
         // A `rel` bound needs each column's range: a file gets a pre-pass for it.
         if input.can_scan() && options.bounds.needs_range() {
-            options.stats = Some(input.scan_stats(spec.bound_columns()).map_err(err)?);
+            options.stats = Some(
+                input
+                    .scan_stats(
+                        spec.bound_columns(),
+                        threads
+                            .filter(|&n| n > 0)
+                            .unwrap_or_else(baler::compress::default_threads),
+                    )
+                    .map_err(err)?,
+            );
         }
         let dst = dst.unwrap_or_else(|| format!("{}.baler", input_file(src_s)).into());
         if src_s != "-" {

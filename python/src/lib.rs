@@ -228,6 +228,14 @@ fn check_effort(effort: u8) -> PyResult<u8> {
     baler::model::budget::parse_effort(&effort.to_string()).map_err(BalerError::new_err)
 }
 
+/// The training sample (records) and network epochs `compress` affords a table of `records`
+/// records at `effort` (the engine's budget, for readers that draw the sample themselves).
+#[pyfunction]
+fn train_budget(effort: u8, records: u64) -> PyResult<(usize, usize)> {
+    let b = baler::model::budget::TrainBudget::new(check_effort(effort)?, records);
+    Ok((b.sample, b.epochs))
+}
+
 #[pyfunction]
 fn decompress<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     if let Some((header, values)) = sized(data) {
@@ -284,6 +292,7 @@ fn decode_into_numpy<'py, T: Element + numpy::Element>(
 fn _baler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compress, m)?)?;
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
+    m.add_function(wrap_pyfunction!(train_budget, m)?)?;
     m.add_function(wrap_pyfunction!(model::train, m)?)?;
     m.add_function(wrap_pyfunction!(file::compress_file, m)?)?;
     m.add_function(wrap_pyfunction!(file::decompress_file, m)?)?;

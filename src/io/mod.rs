@@ -393,38 +393,55 @@ impl Input {
         self.rescan.is_some()
     }
 
-    /// A new reader of the whole input, from the start (file inputs only).
-    fn reread(&self) -> Result<Box<dyn Read + Send>> {
-        match self.data_bytes.filter(|_| self.can_scan()) {
-            Some(bytes) => self.range_reader(0, bytes / self.dtype.size() as u64),
-            None => Err(Error::InvalidInput(format!(
-                "{}: a stream cannot be scanned twice",
-                self.name
-            ))),
-        }
-    }
-
-    /// [`scan_stats`](Self::scan_stats) to be run later, on another thread (its reader opened
+    /// [`scan_stats`](Self::scan_stats) to be run later, on another thread (its readers opened
     /// now): the CLI's range pre-pass runs while the model trains.
     pub fn stats_scan(
         &self,
         columns: usize,
+        threads: usize,
     ) -> Result<impl FnOnce() -> Result<Vec<ColumnStats>> + Send + 'static> {
-        let reader = self.reread()?;
+        let parts = self.scan_parts(columns, threads)?;
         let dtype = self.dtype;
         Ok(move || match dtype {
-            DType::F32 => scan::<f32>(reader, columns),
-            DType::F64 => scan::<f64>(reader, columns),
+            DType::F32 => scan_parts::<f32>(parts, columns),
+            DType::F64 => scan_parts::<f64>(parts, columns),
         })
     }
 
-    /// A pre-pass over a file input: statistics of `columns` columns (1 for a whole field).
-    pub fn scan_stats(&self, columns: usize) -> Result<Vec<ColumnStats>> {
-        let reader = self.reread()?;
-        match self.dtype {
-            DType::F32 => scan::<f32>(reader, columns),
-            DType::F64 => scan::<f64>(reader, columns),
-        }
+    /// A pre-pass over a file input: statistics of `columns` columns (1 for a whole field),
+    /// read on up to `threads` threads.
+    pub fn scan_stats(&self, columns: usize, threads: usize) -> Result<Vec<ColumnStats>> {
+        self.stats_scan(columns, threads)?()
+    }
+
+    /// Readers of contiguous runs of whole records (the last to the end), one per thread: up
+    /// to `threads` of them for a plain file of at least [`PARALLEL_SCAN`] bytes, else one.
+    /// The statistics (least and greatest value, counts) do not depend on the split.
+    fn scan_parts(&self, columns: usize, threads: usize) -> Result<Vec<Box<dyn Read + Send>>> {
+        let bytes = self.data_bytes.filter(|_| self.can_scan()).ok_or_else(|| {
+            Error::InvalidInput(format!("{}: a stream cannot be scanned twice", self.name))
+        })?;
+        let size = self.dtype.size() as u64;
+        let values = bytes / size;
+        let width = columns.max(1) as u64;
+        let records = values / width;
+        let plain = matches!(self.rescan, Some(Rescan::Region { .. }));
+        let n = if plain && bytes >= PARALLEL_SCAN {
+            (threads.clamp(1, 8) as u64).min(records.max(1))
+        } else {
+            1
+        };
+        (0..n)
+            .map(|i| {
+                let first = records * i / n * width;
+                let end = if i + 1 == n {
+                    values
+                } else {
+                    records * (i + 1) / n * width
+                };
+                self.range_reader(first, end - first)
+            })
+            .collect()
     }
 
     /// Reads `buf.len()` bytes of values, little-endian, from value `first` of a file input.
@@ -596,7 +613,39 @@ impl Input {
 pub trait BufReadSend: BufRead + Send {}
 impl<T: BufRead + Send> BufReadSend for T {}
 
-fn scan<T: Element>(mut r: Box<dyn Read>, columns: usize) -> Result<Vec<ColumnStats>> {
+/// Inputs smaller than this are scanned on one thread (a thread's start costs more than it
+/// saves).
+const PARALLEL_SCAN: u64 = 4 << 20;
+
+/// [`scan`] of each part, on a thread each, merged.
+fn scan_parts<T: Element>(
+    mut parts: Vec<Box<dyn Read + Send>>,
+    columns: usize,
+) -> Result<Vec<ColumnStats>> {
+    if parts.len() <= 1 {
+        let r = parts.pop().expect("one part at least");
+        return scan::<T>(r, columns);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|r| s.spawn(move || scan::<T>(r, columns)))
+            .collect();
+        let mut all: Option<Vec<ColumnStats>> = None;
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| Error::InvalidInput("the range pre-pass panicked".into()))??;
+            match &mut all {
+                None => all = Some(part),
+                Some(acc) => acc.iter_mut().zip(&part).for_each(|(a, b)| a.merge(b)),
+            }
+        }
+        Ok(all.expect("two parts at least"))
+    })
+}
+
+fn scan<T: Element>(mut r: Box<dyn Read + Send>, columns: usize) -> Result<Vec<ColumnStats>> {
     let mut acc = StatsAccumulator::new(columns);
     let width = columns.max(1);
     let per = ((1 << 20) / (width * T::BYTES)).max(1) * width;

@@ -286,36 +286,100 @@ fn model_budget(raw_bytes: u64) -> f64 {
 /// The training sample's clean targets (normalized as `model`'s columns) and its inputs as the
 /// decoder sees them: each value moved by up to its bound (uniform noise from `rng`), in the
 /// data's units: `E`, or `R·|x|` under a point-wise relative bound. Both column-major, as
-/// everything after reads them. (One pass on one thread: most of its time is the first
-/// touch of the two arrays' pages, which a second thread does not speed up.)
+/// everything after reads them.
+///
+/// The noise is drawn in record order, one draw per value that moves (finite, with a bound
+/// above 0), the same whatever the thread count: the records are split in contiguous runs,
+/// one per core, and each run's generator jumps ahead by the draws of the records before it
+/// (counted first); `rng` ends where one pass over all the records leaves it. Most of the
+/// time is the first touch of the two arrays' pages, which the threads share.
 fn noisy_sample(
     sample: &[f64],
     width: usize,
     model: &Model,
     bounds: &[crate::bound::Bound],
     rng: &mut Lcg,
+    threads: usize,
 ) -> (Vec<f32>, Vec<f64>) {
-    let rows = sample.len() / width.max(1);
+    let width = width.max(1);
+    let rows = sample.len() / width;
     let mut targets = vec![0f32; rows * width];
     let mut noisy = vec![0f64; rows * width];
-    for (r, record) in sample.chunks_exact(width.max(1)).enumerate() {
-        for (j, &x) in record.iter().enumerate() {
-            targets[j * rows + r] = model.columns[j].normalize(x);
-            let reach = match bounds[j] {
-                crate::bound::Bound::Abs(e) => e,
-                crate::bound::Bound::PwRel(r) => r * x.abs(),
-                crate::bound::Bound::Lossless => 0.0,
-            };
-            let n = if reach > 0.0 && x.is_finite() {
-                (f64::from(rng.unit()) * 2.0 - 1.0) * reach
-            } else {
-                0.0
-            };
-            noisy[j * rows + r] = x + n;
+    // How far value `x` of column `j` may move; it draws noise where that is above 0.
+    let reach = |j: usize, x: f64| -> f64 {
+        let r = match bounds[j] {
+            crate::bound::Bound::Abs(e) => e,
+            crate::bound::Bound::PwRel(r) => r * x.abs(),
+            crate::bound::Bound::Lossless => 0.0,
+        };
+        if r > 0.0 && x.is_finite() { r } else { 0.0 }
+    };
+    let draws = |records: &[f64]| -> u64 {
+        let mut n = 0u64;
+        for record in records.chunks_exact(width) {
+            for (j, &x) in record.iter().enumerate() {
+                n += u64::from(reach(j, x) > 0.0);
+            }
+        }
+        n
+    };
+    // Each run's rows of every column.
+    let per = super::run_len(rows, threads.min(rows.div_ceil(4096)));
+    let starts: Vec<usize> = (0..rows).step_by(per.max(1)).collect();
+    let mut runs: Vec<Rows> = starts.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    for (t, n) in targets
+        .chunks_exact_mut(rows.max(1))
+        .zip(noisy.chunks_exact_mut(rows.max(1)))
+    {
+        let (mut t, mut n) = (t, n);
+        for run in &mut runs {
+            let len = per.min(t.len());
+            let (ta, tb) = t.split_at_mut(len);
+            let (na, nb) = n.split_at_mut(len);
+            run.0.push(ta);
+            run.1.push(na);
+            (t, n) = (tb, nb);
         }
     }
+    let start = Lcg(rng.0);
+    let fill = |first: usize, (mut t, mut n): Rows| -> u64 {
+        let mut g = start.jumped(draws(&sample[..first * width]));
+        let len = t.first().map_or(0, |c| c.len());
+        let records = &sample[first * width..(first + len) * width];
+        let mut used = 0u64;
+        for (r, record) in records.chunks_exact(width).enumerate() {
+            for (j, &x) in record.iter().enumerate() {
+                t[j][r] = model.columns[j].normalize(x);
+                let reach = reach(j, x);
+                let noise = if reach > 0.0 {
+                    used += 1;
+                    (f64::from(g.unit()) * 2.0 - 1.0) * reach
+                } else {
+                    0.0
+                };
+                n[j][r] = x + noise;
+            }
+        }
+        used
+    };
+    let fill = &fill;
+    let used: Vec<u64> = std::thread::scope(|scope| {
+        let mut runs = starts.iter().copied().zip(runs);
+        let first = runs.next();
+        let handles: Vec<_> = runs
+            .map(|(at, run)| scope.spawn(move || fill(at, run)))
+            .collect();
+        let mut used: Vec<u64> = first.into_iter().map(|(at, run)| fill(at, run)).collect();
+        used.extend(super::join_all(handles));
+        used
+    });
+    *rng = start.jumped(used.iter().sum());
     (targets, noisy)
 }
+
+/// One run of records of the noisy sample: each column's rows of the targets and of the
+/// noisy inputs.
+type Rows<'a> = (Vec<&'a mut [f32]>, Vec<&'a mut [f64]>);
 
 /// Records per block of the linear parts' normal equations: each block's centred inputs
 /// (12 columns of `f64`) stay in the first-level cache.
@@ -337,6 +401,21 @@ impl Lcg {
     }
     fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next()) * n as u128) >> 53) as usize
+    }
+    /// The generator `steps` draws further on (the step's affine map raised to that power, by
+    /// squaring: O(log steps)).
+    fn jumped(&self, mut steps: u64) -> Lcg {
+        let (mut mul, mut add) = (6364136223846793005u64, 1442695040888963407u64);
+        let mut state = self.0;
+        while steps > 0 {
+            if steps & 1 == 1 {
+                state = state.wrapping_mul(mul).wrapping_add(add);
+            }
+            add = add.wrapping_mul(mul).wrapping_add(add);
+            mul = mul.wrapping_mul(mul);
+            steps >>= 1;
+        }
+        Lcg(state)
     }
 }
 
@@ -438,7 +517,7 @@ pub fn train(
     }
     let mut rng = Lcg(opts.seed ^ 0xba1e_5eed);
 
-    let (targets, noisy) = noisy_sample(sample, width, &model, bounds, &mut rng);
+    let (targets, noisy) = noisy_sample(sample, width, &model, bounds, &mut rng, super::cores());
     let columns: Vec<usize> = (0..width).collect();
     let stats: Vec<(f64, f64)> = super::par_map(&columns, super::cores(), |&j| {
         let c = &targets[j * rows..(j + 1) * rows];
@@ -630,60 +709,63 @@ pub fn train(
     }
 
     let ch = active.len() * hidden;
-    // Parameters: W1 (nin × ch), b1 (ch), W2 (ch × width), b2 (width).
-    let mut w1 = vec![0f32; nin * ch];
-    let mut m1 = vec![false; nin * ch];
-    let mut w2 = vec![0f32; ch * width];
-    let mut m2 = vec![false; ch * width];
-    for (g, &j) in active.iter().enumerate() {
-        let a1 = (3.0 / inputs[j].len() as f32).sqrt();
-        let a2 = (3.0 / hidden as f32).sqrt() * 0.1;
-        for h in 0..hidden {
-            let unit = g * hidden + h;
-            for &id in &inputs[j] {
-                let at = slot(id) * ch + unit;
-                m1[at] = true;
-                w1[at] = (rng.unit() * 2.0 - 1.0) * a1;
-            }
-            let at = unit * width + j;
-            m2[at] = true;
-            w2[at] = (rng.unit() * 2.0 - 1.0) * a2;
-        }
-    }
-    let slots: Vec<Vec<usize>> = active
-        .iter()
-        .map(|&j| inputs[j].iter().map(|&id| slot(id)).collect())
-        .collect();
-    let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
-    // The network holds its own copy, record by record.
-    drop(resid);
-    let params = [
-        Param::new(w1, m1),
-        Param::new(vec![0.0; ch], vec![true; ch]),
-        Param::new(w2, m2),
-        Param::new(vec![0.0; width], net.output_mask()),
-    ];
-    let run = Run {
-        val_idx,
-        train_idx,
-        opts,
-        rng: &mut rng,
-        report: &mut report,
-    };
-    // No epochs: the linear parts alone (the network's weights stay unread).
-    let [w1, b1, w2, b2] = match device {
-        _ if !network => Default::default(),
-        Backend::Cpu => net.optimize(run, Columns::new(&net, &params), progress),
-        #[cfg(feature = "cuda")]
-        Backend::Cuda(dev) => {
-            let loss = |idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>| {
-                let (l, g) = net.forward_loss(&dev, net.batch(idx), p, grads.is_some());
-                if let (Some(into), Some(g)) = (grads, g) {
-                    *into = g;
+    // No epochs: the linear parts alone (no network built, its weights unread).
+    let [w1, b1, w2, b2] = if !network {
+        Default::default()
+    } else {
+        // Parameters: W1 (nin × ch), b1 (ch), W2 (ch × width), b2 (width).
+        let mut w1 = vec![0f32; nin * ch];
+        let mut m1 = vec![false; nin * ch];
+        let mut w2 = vec![0f32; ch * width];
+        let mut m2 = vec![false; ch * width];
+        for (g, &j) in active.iter().enumerate() {
+            let a1 = (3.0 / inputs[j].len() as f32).sqrt();
+            let a2 = (3.0 / hidden as f32).sqrt() * 0.1;
+            for h in 0..hidden {
+                let unit = g * hidden + h;
+                for &id in &inputs[j] {
+                    let at = slot(id) * ch + unit;
+                    m1[at] = true;
+                    w1[at] = (rng.unit() * 2.0 - 1.0) * a1;
                 }
-                l
-            };
-            net.optimize(run, Dense::new(params, loss), progress)
+                let at = unit * width + j;
+                m2[at] = true;
+                w2[at] = (rng.unit() * 2.0 - 1.0) * a2;
+            }
+        }
+        let slots: Vec<Vec<usize>> = active
+            .iter()
+            .map(|&j| inputs[j].iter().map(|&id| slot(id)).collect())
+            .collect();
+        let net = Net::new((&xin, &resid), (rows, nin, ch, width), &active, &slots);
+        // The network holds its own copy, record by record.
+        drop(resid);
+        let params = [
+            Param::new(w1, m1),
+            Param::new(vec![0.0; ch], vec![true; ch]),
+            Param::new(w2, m2),
+            Param::new(vec![0.0; width], net.output_mask()),
+        ];
+        let run = Run {
+            val_idx,
+            train_idx,
+            opts,
+            rng: &mut rng,
+            report: &mut report,
+        };
+        match device {
+            Backend::Cpu => net.optimize(run, Columns::new(&net, &params), progress),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(dev) => {
+                let loss = |idx: &[usize], p: &[Param; 4], grads: Option<&mut [Vec<f32>; 4]>| {
+                    let (l, g) = net.forward_loss(&dev, net.batch(idx), p, grads.is_some());
+                    if let (Some(into), Some(g)) = (grads, g) {
+                        *into = g;
+                    }
+                    l
+                };
+                net.optimize(run, Dense::new(params, loss), progress)
+            }
         }
     };
 
@@ -1432,6 +1514,60 @@ fn extract(
 mod tests {
     use super::*;
     use crate::model::Op;
+
+    #[test]
+    fn a_jump_ahead_is_that_many_draws() {
+        let mut g = Lcg(12345);
+        for n in [0u64, 1, 2, 3, 7, 64, 1000, 4097] {
+            let jumped = g.jumped(n);
+            let mut walked = Lcg(g.0);
+            for _ in 0..n {
+                walked.next();
+            }
+            assert_eq!(jumped.0, walked.0, "{n}");
+            g = walked;
+        }
+    }
+
+    #[test]
+    fn the_noisy_sample_is_the_same_on_any_thread_count() {
+        // Values that draw noise and values that do not (zeros under a point-wise bound,
+        // non-finite values, a bit-exact column), in every run of records.
+        let (rows, width) = (20_000, 4);
+        let mut g = Lcg(9);
+        let sample: Vec<f64> = (0..rows * width)
+            .map(|i| match (i % 7, i % width) {
+                (0, _) => 0.0,
+                (3, 2) => f64::NAN,
+                _ => f64::from(g.unit()) * 10.0 - 5.0,
+            })
+            .collect();
+        let bounds = [
+            crate::bound::Bound::Abs(0.01),
+            crate::bound::Bound::PwRel(1e-3),
+            crate::bound::Bound::Abs(0.5),
+            crate::bound::Bound::Lossless,
+        ];
+        let model = Model::plain(&[(0.0, 5.0); 4]);
+        let mut one = Lcg(77);
+        let want = noisy_sample(&sample, width, &model, &bounds, &mut one, 1);
+        for threads in [2, 3, 5] {
+            let mut rng = Lcg(77);
+            let got = noisy_sample(&sample, width, &model, &bounds, &mut rng, threads);
+            assert_eq!(got.0, want.0, "{threads}");
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.1), bits(&want.1), "{threads}");
+            assert_eq!(rng.0, one.0, "the generator ends where one pass leaves it");
+        }
+        // Noise within each column's bound, none on the exact column.
+        for r in 0..rows {
+            let at = |j: usize| (sample[r * width + j], want.1[j * rows + r]);
+            let (x, y) = at(0);
+            assert!((x - y).abs() <= 0.01 + 1e-12);
+            let (x, y) = at(3);
+            assert_eq!(x.to_bits(), y.to_bits());
+        }
+    }
 
     /// A sample of `rows` records (`nin` inputs, `width` targets) and the masked weights of the
     /// network's two layers for the columns `active`, each with `hidden` units reading its

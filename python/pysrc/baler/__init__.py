@@ -88,7 +88,7 @@ def compress(
                 plain and neighbour predictors only), a baler.Model, or a model file from
                 `baler train` / Model.save (its path, or its contents as bytes).
     effort      1 (fastest: no learned predictor) to 9 (most thorough), as `baler compress
-                -e`: the default 3 fits the model's linear parts on 50,000 sampled records.
+                -e`: the default 3 fits the model's linear parts on 25,000 sampled records.
     threads     worker threads (default: one per core). The GIL is released while compressing.
     layout      "table" or "field" (default: table for 2-D arrays, field otherwise).
     chunk_size  target bytes of input per chunk (default: 4 MiB, chosen from the array's size).

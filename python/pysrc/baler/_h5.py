@@ -82,15 +82,17 @@ def compress_dataset(path, dataset, dst, bound, bounds, names, model, effort, th
                 names = [a.decode() if isinstance(a, bytes) else str(a) for a in attr]
         table = (layout or ("table" if ds.ndim == 2 else "field")) == "table"
         if isinstance(model, str) and model == "auto":
-            # As the command line's default: the linear parts fitted on sampled records (the
-            # engine samples a file itself; here h5py reads the sample).
+            # As the command line at `effort`: the engine's sample and epochs for this many
+            # records (it samples a file itself; here h5py reads the sample).
             model = None
-            if table and ds.ndim == 2 and effort >= 2 and ds.shape[0] > 0:
-                sample = _sample(ds, 20_000 if effort == 2 else 50_000)
+            records, epochs = (_baler.train_budget(effort, ds.shape[0])
+                               if table and ds.ndim == 2 else (0, 0))
+            if records > 0:
+                sample = _sample(ds, records)
                 try:
                     model = _baler.train(np.ascontiguousarray(sample), bound=bound,
                                          bounds=bounds, names=list(names) if names else None,
-                                         sample=len(sample), epochs=0)
+                                         sample=len(sample), epochs=epochs)
                 except _baler.BalerError:
                     model = None  # nothing to learn: the plain and neighbour predictors
         dst = dst if dst is not None else f"{path}.baler"
