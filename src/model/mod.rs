@@ -64,32 +64,31 @@ const INPUT_CLAMP: f64 = 8.0;
 /// Records evaluated together by the kernel.
 const BLOCK: usize = 256;
 
-/// `f` over `items` on up to `threads` threads (contiguous runs of the items, at most 8
-/// threads), the results in the items' order: what each item gives does not depend on the
-/// thread count.
+/// `f` over `items` on up to `threads` threads (at most 8, the calling thread one of them),
+/// each taking the next item as it finishes one, so items of unequal cost (columns of more or
+/// fewer inputs) are shared evenly; the results in the items' order: what each item gives
+/// does not depend on the thread count.
 pub(crate) fn par_map<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let per = run_len(items.len(), threads);
-    let mut runs = items.chunks(per);
-    let Some(first) = runs.next() else {
-        return Vec::new();
+    let threads = threads.clamp(1, 8).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
     };
-    std::thread::scope(|scope| {
-        // The first run on this thread (one thread fewer to start: the network's training
-        // calls this once per minibatch), the others on their own.
-        let handles: Vec<_> = runs
-            .map(|run| {
-                let f = &f;
-                scope.spawn(move || run.iter().map(f).collect::<Vec<R>>())
-            })
-            .collect();
-        let mut out: Vec<R> = first.iter().map(&f).collect();
-        out.extend(join_all(handles).into_iter().flatten());
-        out
-    })
+    in_order(threads, work)
 }
 
 /// `f(first, run)` on up to `threads` threads over contiguous runs of `items`, each run whole
@@ -113,6 +112,45 @@ pub(crate) fn par_runs_mut<T: Send, R: Send>(
             .collect();
         join_all(handles)
     })
+}
+
+/// `f(first, run)` over short contiguous runs of `items` (`first` the index of a run's first
+/// item) on up to `threads` threads, each taking the next run as it finishes one, so items of
+/// unequal cost are shared evenly; the results in run order.
+pub(crate) fn par_runs_shared<T: Send, R: Send>(
+    items: &mut [T],
+    threads: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, 8);
+    // Sixteen runs a thread: the last ones short enough that the threads end together.
+    let per = items.len().div_ceil(16 * threads).max(1);
+    let runs = std::sync::Mutex::new(items.chunks_mut(per).enumerate());
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let next = runs.lock().expect("no thread panics holding it").next();
+            let Some((i, run)) = next else {
+                return done;
+            };
+            done.push((i, f(i * per, run)));
+        }
+    };
+    in_order(threads, work)
+}
+
+/// What `work` gives on `threads` threads (the calling thread one of them): `(index, result)`
+/// pairs from each, the results in index order.
+fn in_order<R: Send>(threads: usize, work: impl Fn() -> Vec<(usize, R)> + Sync) -> Vec<R> {
+    let mut all = std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut all = work();
+        all.extend(join_all(handles).into_iter().flatten());
+        all
+    });
+    all.sort_unstable_by_key(|&(i, _)| i);
+    all.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Items per run when `n` items are split in contiguous runs for up to `threads` threads (at
@@ -612,6 +650,28 @@ mod tests {
             assert_eq!(par_map(&items, threads, |x| x * x + 1), want, "{threads}");
         }
         assert!(par_map(&[] as &[u64], 4, |x| *x).is_empty());
+    }
+
+    #[test]
+    fn shared_runs_cover_every_item_once_in_order() {
+        for n in [0usize, 1, 5, 31, 1000] {
+            for threads in [1, 2, 3, 8] {
+                let mut items: Vec<u64> = (0..n as u64).collect();
+                // Each run doubles its items and reports where it starts and how long it is.
+                let runs = par_runs_shared(&mut items, threads, |first, run| {
+                    run.iter_mut().for_each(|x| *x *= 2);
+                    (first, run.len())
+                });
+                let want: Vec<u64> = (0..n as u64).map(|x| 2 * x).collect();
+                assert_eq!(items, want, "{n} {threads}");
+                let mut at = 0;
+                for (first, len) in runs {
+                    assert_eq!(first, at, "{n} {threads}");
+                    at += len;
+                }
+                assert_eq!(at, n);
+            }
+        }
     }
 
     pub(crate) fn random_model(width: usize, hidden: usize, seed: u64) -> Model {

@@ -94,20 +94,26 @@ struct Sub {
 }
 
 impl Sub {
-    /// `cols` with the factors `cands` read.
+    /// `cols` with the factors `cands` read, computed on every core.
     fn new(cols: Vec<Vec<f64>>, cands: &[Cand]) -> Sub {
         let width = cols.len();
+        let mut wanted: Vec<(Op, usize)> = cands
+            .iter()
+            .filter_map(|cand| {
+                let op = cand.op.filter(|op| op.factor_of_b().is_some())?;
+                Some((op, cand.args[1] as usize))
+            })
+            .collect();
+        wanted.sort_unstable_by_key(|&(op, b)| (op as usize, b));
+        wanted.dedup();
+        let made = super::par_map(&wanted, super::cores(), |&(op, b)| {
+            let mut f = vec![0f64; cols[b].len()];
+            op.factor_into(&cols[b], &mut f);
+            f
+        });
         let mut factors = vec![None; Op::ALL.len() * width];
-        for cand in cands {
-            let Some(op) = cand.op.filter(|op| op.factor_of_b().is_some()) else {
-                continue;
-            };
-            let b = cand.args[1] as usize;
-            factors[op as usize * width + b].get_or_insert_with(|| {
-                let mut f = vec![0f64; cols[b].len()];
-                op.factor_into(&cols[b], &mut f);
-                f
-            });
+        for (&(op, b), f) in wanted.iter().zip(made) {
+            factors[op as usize * width + b] = Some(f);
         }
         Sub { cols, factors }
     }
@@ -332,8 +338,7 @@ fn screen_candidates(
 }
 
 /// Every candidate scored against every target column ([`correlations`], fitting the derived
-/// features' normalizations), the candidates split among up to `threads` threads in
-/// contiguous runs; each column then keeps its `keep` best by (score, then candidate index),
+/// features' normalizations), on up to `threads` threads; each column then keeps its `keep` best by (score, then candidate index),
 /// best first, so the choice does not depend on the thread count.
 fn best_candidates(
     cands: &mut [Cand],
@@ -344,7 +349,10 @@ fn best_candidates(
     (threads, keep): (usize, usize),
 ) -> Vec<Vec<(f64, usize)>> {
     let width = t.len();
-    let parts = super::par_runs_mut(cands, 1, threads, |first, run| {
+    // Candidates cost from a multiplication to a hyperbolic sine each: small runs handed out
+    // as the threads finish theirs. Each column's list is ordered by (score, index), so it
+    // does not depend on how the candidates were split.
+    let parts = super::par_runs_shared(cands, threads, |first, run| {
         let mut scores: Vec<Vec<(f64, usize)>> = vec![Vec::new(); width];
         score_run(first, run, (xs, t, tvar), target, &mut scores);
         scores
@@ -711,34 +719,41 @@ pub(crate) fn plan(
         .map(|c| 2.0 * bounds[c] / norms[c].1.max(f64::MIN_POSITIVE))
         .collect();
 
-    // Column properties.
-    let mut categorical: Vec<(usize, usize)> = Vec::new(); // (distinct values, column)
-    let mut angle = vec![false; width];
-    let mut varies = vec![false; width];
-    for i in 0..width {
+    // Column properties, a column per task.
+    let columns: Vec<usize> = (0..width).collect();
+    let props = super::par_map(&columns, super::cores(), |&i| {
         let col = &xs[i];
         // Whole numbers are tested on the values as read: rebuilt from the f32 normalized
         // targets, large ids (PDG codes of nuclei, ~1e9) are no longer exact integers.
-        let clean: Vec<f64> = pick.iter().map(|&r| sample[r * width + i]).collect();
         let (min, max) = col
             .iter()
             .filter(|v| v.is_finite())
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
                 (a.min(v), b.max(v))
             });
-        varies[i] = max > min;
-        angle[i] = min >= -3.2 && max <= 3.2 && max - min > 3.0;
-        if bounds[i] > 0.0 && tvar[i] > 0.0 && clean.iter().all(|v| v.fract() == 0.0) {
-            let mut d: Vec<u64> = clean.iter().map(|v| v.to_bits()).collect();
+        let angle = min >= -3.2 && max <= 3.2 && max - min > 3.0;
+        let mut distinct = None;
+        if bounds[i] > 0.0
+            && tvar[i] > 0.0
+            && pick.iter().all(|&r| sample[r * width + i].fract() == 0.0)
+        {
+            let mut d: Vec<u64> = pick
+                .iter()
+                .map(|&r| sample[r * width + i].to_bits())
+                .collect();
             d.sort_unstable();
             d.dedup();
-            if d.len() <= MAX_CATEGORIES {
-                categorical.push((d.len(), i));
-            }
+            distinct = (d.len() <= MAX_CATEGORIES).then_some(d.len());
         }
-    }
-
-    // Candidates and each column's best.
+        (max > min, angle, distinct)
+    });
+    let varies: Vec<bool> = props.iter().map(|p| p.0).collect();
+    let angle: Vec<bool> = props.iter().map(|p| p.1).collect();
+    let mut categorical: Vec<(usize, usize)> = props
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((p.2?, i)))
+        .collect(); // (distinct values, column)
     let mut cands = candidates(norms, &varies, &angle);
     let threads = super::cores();
     let sub = Sub::new(xs, &cands);
@@ -763,35 +778,51 @@ pub(crate) fn plan(
             .map_or(0.0, |&(r2, _)| r2.min(1.0));
         gaussian_bits(tvar[c] * (1.0 - r2), step[c])
     };
-    let total = |order: &[usize]| -> f64 {
-        let mut pos = vec![0usize; width];
+    let place = |order: &[usize], pos: &mut [usize]| {
         for (p, &c) in order.iter().enumerate() {
             pos[c] = p;
         }
-        (0..width).map(|c| cost_of(c, &pos, &best)).sum()
     };
     if width <= MAX_ORDER_WIDTH && !keep_order {
-        let mut cur = total(&order);
+        // Each move (one column taken out and put back elsewhere) changes the cost only of
+        // the columns from its old place to its new one: the others keep the columns before
+        // them, as a set. So a move prices those alone; the total is summed in column order
+        // as ever, so it is the same number.
+        let mut pos = vec![0usize; width];
+        place(&order, &mut pos);
+        let mut costs: Vec<f64> = (0..width).map(|c| cost_of(c, &pos, &best)).collect();
+        let mut cur: f64 = costs.iter().sum();
+        let (mut o, mut opos, mut ocosts) = (order.clone(), vec![0usize; width], costs.clone());
         for _ in 0..4 * width {
-            let mut improved: Option<(f64, Vec<usize>)> = None;
+            let mut improved: Option<(f64, usize, usize)> = None;
             for from in fixed..width {
                 for to in fixed..width {
                     if from == to {
                         continue;
                     }
-                    let mut o = order.clone();
+                    o.clone_from(&order);
                     let c = o.remove(from);
                     o.insert(to, c);
-                    let v = total(&o);
-                    if v < cur - 1e-9 && improved.as_ref().is_none_or(|b| v < b.0) {
-                        improved = Some((v, o));
+                    place(&o, &mut opos);
+                    ocosts.clone_from(&costs);
+                    for &y in &o[from.min(to)..=from.max(to)] {
+                        ocosts[y] = cost_of(y, &opos, &best);
+                    }
+                    let v: f64 = ocosts.iter().sum();
+                    if v < cur - 1e-9 && improved.is_none_or(|b| v < b.0) {
+                        improved = Some((v, from, to));
                     }
                 }
             }
             match improved {
-                Some((v, o)) => {
+                Some((v, from, to)) => {
                     cur = v;
-                    order = o;
+                    let c = order.remove(from);
+                    order.insert(to, c);
+                    place(&order, &mut pos);
+                    for (c, cost) in costs.iter_mut().enumerate() {
+                        *cost = cost_of(c, &pos, &best);
+                    }
                 }
                 None => break,
             }
