@@ -444,8 +444,9 @@ impl Input {
             .collect()
     }
 
-    /// Reads `buf.len()` bytes of values, little-endian, from value `first` of a file input.
-    fn read_values_at(&self, first: u64, buf: &mut [u8]) -> Result<()> {
+    /// Reads `buf.len()` bytes of values, little-endian, from value `first` of a file input
+    /// (a plain file through `file`, opened on the first read and kept for the next).
+    fn read_values_at(&self, file: &mut Option<File>, first: u64, buf: &mut [u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let size = self.dtype.size();
         match &self.rescan {
@@ -455,8 +456,11 @@ impl Input {
                 big_endian,
                 ..
             }) => {
-                File::open(path)?
-                    .read_exact_at(buf, start + first * size as u64)
+                let f = match file {
+                    Some(f) => f,
+                    None => file.insert(File::open(path)?),
+                };
+                f.read_exact_at(buf, start + first * size as u64)
                     .map_err(|e| Error::InvalidInput(io_reason(&e)))?;
                 if *big_endian {
                     buf.chunks_exact_mut(size).for_each(|v| v.reverse());
@@ -492,9 +496,10 @@ impl Input {
         let total: u64 = blocks.iter().map(|&(_, n)| n).sum();
         let mut out = Vec::with_capacity((total * record_len as u64) as usize);
         let mut buf = Vec::new();
+        let mut file = None;
         for (first, n) in blocks {
             buf.resize((n * record_bytes) as usize, 0);
-            self.read_values_at(first * record_len as u64, &mut buf)
+            self.read_values_at(&mut file, first * record_len as u64, &mut buf)
                 .map_err(|e| {
                     Error::InvalidInput(format!(
                         "{}: reading records {first}.. for the training sample: {e}",
@@ -538,9 +543,10 @@ impl Input {
         const WINDOWS: u64 = 16;
         let mut crc = crc32fast::Hasher::new();
         let mut buf = Vec::new();
+        let mut file = None;
         let mut read = |first: u64, n: u64, crc: &mut crc32fast::Hasher| -> Result<()> {
             buf.resize((n * size) as usize, 0);
-            self.read_values_at(first, &mut buf).map_err(|e| {
+            self.read_values_at(&mut file, first, &mut buf).map_err(|e| {
                 Error::InvalidInput(format!("{}: reading values {first}..: {e}", self.name))
             })?;
             crc.update(&buf);
