@@ -13,9 +13,9 @@
 //! What the parts cost and bring, measured on this project's 2-core machine (see README,
 //! "Effort"): choosing each column's inputs and fitting the linear parts costs a fixed
 //! amount whatever the file's size beyond the sample (the Z′ jets, 24 columns, 25,000 records:
-//! about 60 ms, of which 45 ms choosing the inputs (28 ms scoring the 6,280 candidate inputs),
-//! 5 ms the least squares, 4 ms the noisy sample; the whole default `compress` of those
-//! 19.2 MB 0.15 s), and brings most of the gain (the Z′ jets at `rel:1e-3`: 4.20× without a
+//! about 50 ms, of which 35 ms choosing the inputs (25 ms scoring the 6,280 candidate inputs),
+//! 5 ms the least squares, 3 ms the noisy sample; the whole default `compress` of those
+//! 19.2 MB 0.14 s), and brings most of the gain (the Z′ jets at `rel:1e-3`: 4.20× without a
 //! model, 6.78× with the linear parts); the network's epochs cost about 2 µs per record each
 //! for a table of 24 columns (the block-sparse kernel on 2 cores) and bring about 1% more
 //! (6.87× after 16 epochs over 200,000 records: 6 s). So the network trains only where the
