@@ -546,9 +546,10 @@ impl Input {
         let mut file = None;
         let mut read = |first: u64, n: u64, crc: &mut crc32fast::Hasher| -> Result<()> {
             buf.resize((n * size) as usize, 0);
-            self.read_values_at(&mut file, first, &mut buf).map_err(|e| {
-                Error::InvalidInput(format!("{}: reading values {first}..: {e}", self.name))
-            })?;
+            self.read_values_at(&mut file, first, &mut buf)
+                .map_err(|e| {
+                    Error::InvalidInput(format!("{}: reading values {first}..: {e}", self.name))
+                })?;
             crc.update(&buf);
             Ok(())
         };

@@ -40,6 +40,58 @@ const MAX_ORDER_WIDTH: usize = 128;
 /// Most distinct values of a column coded first as categorical.
 const MAX_CATEGORIES: usize = 256;
 
+/// Local search over the coding order: the best single move (one column taken out and put
+/// back elsewhere, both places at `fixed` or after) while one lowers the total of
+/// `cost_of(column, positions)` (each column's place in the order, by column), up to four moves
+/// per column. A move changes the cost only of the columns from its old place to its new one
+/// (the others keep the same set of columns before them), so a move prices those alone; the
+/// total is summed in column order, the same number as pricing every column.
+fn improve_order(order: &mut Vec<usize>, fixed: usize, cost_of: impl Fn(usize, &[usize]) -> f64) {
+    let width = order.len();
+    let place = |order: &[usize], pos: &mut [usize]| {
+        for (p, &c) in order.iter().enumerate() {
+            pos[c] = p;
+        }
+    };
+    let mut pos = vec![0usize; width];
+    place(order, &mut pos);
+    let mut costs: Vec<f64> = (0..width).map(|c| cost_of(c, &pos)).collect();
+    let mut cur: f64 = costs.iter().sum();
+    let (mut o, mut opos, mut ocosts) = (order.clone(), vec![0usize; width], costs.clone());
+    for _ in 0..4 * width {
+        let mut improved: Option<(f64, usize, usize)> = None;
+        for from in fixed..width {
+            for to in fixed..width {
+                if from == to {
+                    continue;
+                }
+                o.clone_from(order);
+                let c = o.remove(from);
+                o.insert(to, c);
+                place(&o, &mut opos);
+                ocosts.clone_from(&costs);
+                for &y in &o[from.min(to)..=from.max(to)] {
+                    ocosts[y] = cost_of(y, &opos);
+                }
+                let v: f64 = ocosts.iter().sum();
+                if v < cur - 1e-9 && improved.is_none_or(|b| v < b.0) {
+                    improved = Some((v, from, to));
+                }
+            }
+        }
+        let Some((v, from, to)) = improved else {
+            break;
+        };
+        cur = v;
+        let c = order.remove(from);
+        order.insert(to, c);
+        place(order, &mut pos);
+        for (c, cost) in costs.iter_mut().enumerate() {
+            *cost = cost_of(c, &pos);
+        }
+    }
+}
+
 /// What [`plan`] decided.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Plan {
@@ -778,55 +830,8 @@ pub(crate) fn plan(
             .map_or(0.0, |&(r2, _)| r2.min(1.0));
         gaussian_bits(tvar[c] * (1.0 - r2), step[c])
     };
-    let place = |order: &[usize], pos: &mut [usize]| {
-        for (p, &c) in order.iter().enumerate() {
-            pos[c] = p;
-        }
-    };
     if width <= MAX_ORDER_WIDTH && !keep_order {
-        // Each move (one column taken out and put back elsewhere) changes the cost only of
-        // the columns from its old place to its new one: the others keep the columns before
-        // them, as a set. So a move prices those alone; the total is summed in column order
-        // as ever, so it is the same number.
-        let mut pos = vec![0usize; width];
-        place(&order, &mut pos);
-        let mut costs: Vec<f64> = (0..width).map(|c| cost_of(c, &pos, &best)).collect();
-        let mut cur: f64 = costs.iter().sum();
-        let (mut o, mut opos, mut ocosts) = (order.clone(), vec![0usize; width], costs.clone());
-        for _ in 0..4 * width {
-            let mut improved: Option<(f64, usize, usize)> = None;
-            for from in fixed..width {
-                for to in fixed..width {
-                    if from == to {
-                        continue;
-                    }
-                    o.clone_from(&order);
-                    let c = o.remove(from);
-                    o.insert(to, c);
-                    place(&o, &mut opos);
-                    ocosts.clone_from(&costs);
-                    for &y in &o[from.min(to)..=from.max(to)] {
-                        ocosts[y] = cost_of(y, &opos, &best);
-                    }
-                    let v: f64 = ocosts.iter().sum();
-                    if v < cur - 1e-9 && improved.is_none_or(|b| v < b.0) {
-                        improved = Some((v, from, to));
-                    }
-                }
-            }
-            match improved {
-                Some((v, from, to)) => {
-                    cur = v;
-                    let c = order.remove(from);
-                    order.insert(to, c);
-                    place(&order, &mut pos);
-                    for (c, cost) in costs.iter_mut().enumerate() {
-                        *cost = cost_of(c, &pos, &best);
-                    }
-                }
-                None => break,
-            }
-        }
+        improve_order(&mut order, fixed, |c, pos| cost_of(c, pos, &best));
     }
     let mut pos = vec![0usize; width];
     for (p, &c) in order.iter().enumerate() {
@@ -1043,6 +1048,77 @@ pub(crate) fn solve_normal(mut a: Vec<f64>, b: Vec<f64>, lambda: f64) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_order_search_prices_moves_as_the_whole_order_would() {
+        // Each column's candidate inputs (sets of columns, best first) and their gains: a
+        // column costs by the first candidate whose columns all come before it.
+        let mut seed = 17u64;
+        let mut moved = 0;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % n
+        };
+        for trial in 0..20 {
+            let width = 3 + next(10);
+            let lists: Vec<Vec<(f64, Vec<usize>)>> = (0..width)
+                .map(|c| {
+                    (0..next(6))
+                        .map(|k| {
+                            let args = (0..1 + next(3)).map(|_| next(width)).filter(|&a| a != c);
+                            (0.9 / (k + 1) as f64, args.collect())
+                        })
+                        .collect()
+                })
+                .collect();
+            let cost_of = |c: usize, pos: &[usize]| -> f64 {
+                let r2 = lists[c]
+                    .iter()
+                    .find(|(_, args)| args.iter().all(|&a| pos[a] < pos[c]))
+                    .map_or(0.0, |(r2, _)| *r2);
+                gaussian_bits((1.0 + c as f64) * (1.0 - r2), 0.01)
+            };
+            // The search as it was: every move priced on every column.
+            let total = |order: &[usize]| -> f64 {
+                let mut pos = vec![0usize; width];
+                for (p, &c) in order.iter().enumerate() {
+                    pos[c] = p;
+                }
+                (0..width).map(|c| cost_of(c, &pos)).sum()
+            };
+            let fixed = next(2);
+            let mut want: Vec<usize> = (0..width).collect();
+            let mut cur = total(&want);
+            for _ in 0..4 * width {
+                let mut improved: Option<(f64, Vec<usize>)> = None;
+                for from in fixed..width {
+                    for to in fixed..width {
+                        if from == to {
+                            continue;
+                        }
+                        let mut o = want.clone();
+                        let c = o.remove(from);
+                        o.insert(to, c);
+                        let v = total(&o);
+                        if v < cur - 1e-9 && improved.as_ref().is_none_or(|b| v < b.0) {
+                            improved = Some((v, o));
+                        }
+                    }
+                }
+                match improved {
+                    Some((v, o)) => (cur, want) = (v, o),
+                    None => break,
+                }
+            }
+            let mut got: Vec<usize> = (0..width).collect();
+            improve_order(&mut got, fixed, cost_of);
+            assert_eq!(got, want, "trial {trial}");
+            moved += usize::from(want.iter().enumerate().any(|(p, &c)| p != c));
+        }
+        assert!(moved >= 10, "the searches moved columns in {moved} trials");
+    }
 
     #[test]
     fn least_squares_recovers_weights() {
