@@ -73,9 +73,12 @@ fn open_input(
     options.source = input.format;
     options.source_path = input.source_path.clone();
     let scanner = if scan && input.can_scan() && options.bounds.needs_range() {
-        // On one thread beside a model's training (which uses every core), else on all.
+        // On one thread beside a model's training (which uses every core, for tens of
+        // milliseconds), else on all: a file of 64 MiB or more takes the pass longer than the
+        // training whatever it shares.
         let trains = args.model == "auto" && spec.layout == Layout::Table;
-        let threads = if trains {
+        let large = input.data_bytes.is_some_and(|b| b >= 64 << 20);
+        let threads = if trains && !large {
             1
         } else {
             threads_of(options.threads)
