@@ -112,6 +112,15 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The threads a `threads` option asks for: itself, or one per core for 0.
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    }
+}
+
 /// What [`Compressor::finish_detailed`] returns.
 #[derive(Debug)]
 pub struct Finished<W> {
@@ -711,11 +720,7 @@ pub(crate) fn layout(spec: &ArraySpec, options: &CompressOptions) -> Result<(usi
 /// queues), plus four chunks around the pipeline. The budget caps the threads, never the chunk
 /// size, so the output does not depend on the machine.
 fn fit_threads(threads: usize, chunk_bytes: usize, memory_budget: usize) -> usize {
-    let threads = if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    };
+    let threads = resolve_threads(threads);
     let per_thread = 6 * chunk_bytes.max(1);
     threads.min((memory_budget.saturating_sub(4 * chunk_bytes) / per_thread).max(1))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 
-use crate::compress::default_threads;
+use crate::compress::resolve_threads;
 use crate::container::{ContainerReader, Frame, Header, MAX_CHUNK_BYTES};
 use crate::element::ArrayData;
 use crate::error::{Error, Result};
@@ -101,11 +101,7 @@ impl<R: Read + Send + 'static> Decompressor<R> {
     pub fn with_options(reader: R, options: DecompressOptions) -> Result<Self> {
         let mut cr = ContainerReader::new(reader)?;
         let header = cr.header().clone();
-        let threads = if options.threads == 0 {
-            default_threads()
-        } else {
-            options.threads
-        };
+        let threads = resolve_threads(options.threads);
         let limit = options.memory_limit;
         // No payload may take more than a chunk's share of the budget.
         cr.limit_memory(limit);
@@ -400,12 +396,7 @@ pub fn decompress_into<T: crate::Element>(
     let queue = Mutex::new(parts);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let params = Arc::new(header.codec_params());
-    let workers = if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    }
-    .clamp(1, trailer.index.len().max(1));
+    let workers = resolve_threads(threads).clamp(1, trailer.index.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {

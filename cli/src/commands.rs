@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 
+use baler::compress::resolve_threads;
 use baler::container::SourceFormat;
 use baler::io::Input;
 use baler::io::output::{Named, OutputFile, OutputPath, ValueFormat, ValueSink, ValueWriter};
@@ -81,7 +82,7 @@ fn open_input(
         let threads = if trains && !large {
             1
         } else {
-            threads_of(options.threads)
+            resolve_threads(options.threads)
         };
         Some(input.stats_scan(spec.bound_columns(), threads)?)
     } else {
@@ -110,15 +111,6 @@ fn open_input(
     options.model = model?;
     options.stats = stats.with_context(|| format!("scanning {} for value ranges", input.name))?;
     Ok((input, spec, options))
-}
-
-/// The threads `--threads N` stands for (0: one per core).
-fn threads_of(n: usize) -> usize {
-    if n == 0 {
-        baler::compress::default_threads()
-    } else {
-        n
-    }
 }
 
 /// The learned predictor for `compress` and `bench`: none for fields, streams or `--model
@@ -497,7 +489,7 @@ pub fn compress(args: CompressArgs) -> Result<()> {
         let columns = spec.bound_columns();
         options.stats = Some(
             input
-                .scan_stats(columns, threads_of(options.threads))
+                .scan_stats(columns, resolve_threads(options.threads))
                 .with_context(|| format!("scanning {} for value ranges", input.name))?,
         );
     }
@@ -553,7 +545,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     let (input, spec, options) = open_input(&args.input, &args.codec, show, false)?;
     let fingerprint = input.fingerprint()?;
     let stats = input
-        .scan_stats(spec.bound_columns(), threads_of(options.threads))
+        .scan_stats(spec.bound_columns(), resolve_threads(options.threads))
         .with_context(|| format!("scanning {} for value ranges", input.name))?;
     let plan = baler::Plan::new(spec, &options, stats, fingerprint)
         .with_context(|| format!("planning {}", input.name))?;
@@ -994,11 +986,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         DType::F64 => baler::ArrayData::F64(bytemuck::pod_collect_to_vec(&bytes)),
     };
     drop(bytes);
-    let threads = if args.codec.threads == 0 {
-        baler::compress::default_threads()
-    } else {
-        args.codec.threads
-    };
+    let threads = resolve_threads(args.codec.threads);
     options.threads = threads;
     let repeat = args.repeat.max(1);
     let mut packed = Vec::new();

@@ -223,9 +223,7 @@ fn run<'py>(
                 input
                     .scan_stats(
                         spec.bound_columns(),
-                        threads
-                            .filter(|&n| n > 0)
-                            .unwrap_or_else(baler::compress::default_threads),
+                        baler::compress::resolve_threads(threads.unwrap_or(0)),
                     )
                     .map_err(err)?,
             );

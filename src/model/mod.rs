@@ -77,18 +77,7 @@ pub(crate) fn par_map<T: Sync, R: Send>(
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
-                return done;
-            };
-            done.push((i, f(item)));
-        }
-    };
-    in_order(threads, work)
+    shared_out(threads, items.iter(), f)
 }
 
 /// `f(first, run)` on up to `threads` threads over contiguous runs of `items`, each run whole
@@ -125,23 +114,29 @@ pub(crate) fn par_runs_shared<T: Send, R: Send>(
     let threads = threads.clamp(1, 8);
     // Sixteen runs a thread: the last ones short enough that the threads end together.
     let per = items.len().div_ceil(16 * threads).max(1);
-    let runs = std::sync::Mutex::new(items.chunks_mut(per).enumerate());
+    shared_out(threads, items.chunks_mut(per).enumerate(), |(i, run)| {
+        f(i * per, run)
+    })
+}
+
+/// `f` of each of `items` on `threads` threads (the calling thread one of them), each taking
+/// the next item as it finishes one; the results in the items' order.
+fn shared_out<X: Send, R: Send>(
+    threads: usize,
+    items: impl Iterator<Item = X> + Send,
+    f: impl Fn(X) -> R + Sync,
+) -> Vec<R> {
+    let items = std::sync::Mutex::new(items.enumerate());
     let work = || {
         let mut done = Vec::new();
         loop {
-            let next = runs.lock().expect("no thread panics holding it").next();
-            let Some((i, run)) = next else {
+            let next = items.lock().expect("no thread panics holding it").next();
+            let Some((i, item)) = next else {
                 return done;
             };
-            done.push((i, f(i * per, run)));
+            done.push((i, f(item)));
         }
     };
-    in_order(threads, work)
-}
-
-/// What `work` gives on `threads` threads (the calling thread one of them): `(index, result)`
-/// pairs from each, the results in index order.
-fn in_order<R: Send>(threads: usize, work: impl Fn() -> Vec<(usize, R)> + Sync) -> Vec<R> {
     let mut all = std::thread::scope(|scope| {
         let work = &work;
         let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
