@@ -390,8 +390,9 @@ fn screen_candidates(
 }
 
 /// Every candidate scored against every target column ([`correlations`], fitting the derived
-/// features' normalizations), on up to `threads` threads; each column then keeps its `keep` best by (score, then candidate index),
-/// best first, so the choice does not depend on the thread count.
+/// features' normalizations), on up to `threads` threads; each column then keeps its `keep`
+/// best by (score, then candidate index), best first, so the choice does not depend on the
+/// thread count.
 fn best_candidates(
     cands: &mut [Cand],
     xs: &Sub,
