@@ -642,9 +642,22 @@ impl Quantizer {
 fn code_of<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> (i32, T, bool) {
     let lim = MAX_CODE as f64;
     let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
-    let q = (v + 0.5f64.copysign(v)) as i32;
+    let q = round_away(v);
     let y: T = m.level(p, q);
     (q, y, m.clear(x, y))
+}
+
+/// `v` (within `±MAX_CODE`, or NaN) rounded half away from zero to an `i32`, NaN to 0:
+/// exactly `(v + 0.5f64.copysign(v)) as i32`, in operations that vectorize (Rust's saturating
+/// `as` conversion does not, in AVX2). The truncated sum is a whole number of magnitude at most
+/// `2^30 + 1`, so adding `1.5·2^52` to it is exact and leaves it, in two's complement, in the
+/// low 32 bits.
+#[inline(always)]
+fn round_away(v: f64) -> i32 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52
+    let t = (v + 0.5f64.copysign(v)).trunc();
+    let t = if t.is_nan() { 0.0 } else { t };
+    (t + MAGIC).to_bits() as u32 as i32
 }
 
 /// Where [`Quantizer::quantize`] puts its codes, exceptions and reconstruction.
@@ -736,6 +749,43 @@ fn dequantize_with<T: Element, M: Map<T>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_half_away_is_the_saturating_cast() {
+        let lim = MAX_CODE as f64;
+        let mut vs = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            lim,
+            -lim,
+            lim - 0.5,
+            -lim + 0.5,
+            1e-300,
+            -1e-300,
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7ff0_0000_dead_beef),
+            f64::from_bits(0xfff8_1234_5678_9abc),
+        ];
+        // A Weyl sequence over the range at several scales, and the ties next to each value.
+        for i in 0..300_000u32 {
+            let u = (f64::from(i) * 0.618_033_988_749_894_9).fract();
+            let v = (2.0 * u - 1.0) * [1.0, 4.0, 1e3, 1e6, lim][i as usize % 5];
+            vs.extend([v, v.round() + 0.5, v.round() - 0.5]);
+        }
+        for v in vs.into_iter().map(|v| v.clamp(-lim, lim)) {
+            let want = (v + 0.5f64.copysign(v)) as i32;
+            assert_eq!(round_away(v), want, "{v:e}");
+        }
+    }
 
     #[test]
     fn within_bound_is_exact_at_the_edge() {

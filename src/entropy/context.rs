@@ -68,19 +68,21 @@ fn contexts_pay(codes: &[i32]) -> bool {
         }
     };
     // Four histograms, a code to each in turn and summed after: runs of one code (zeros)
-    // would otherwise wait on their own count at every step.
+    // would otherwise wait on their own count at every step. Each code's context is made from
+    // the two codes before it, not carried over from the last context, so no step waits on
+    // the one before.
     let mut hists = [[[0u32; BINS]; CONTEXTS]; 4];
-    let mut x = 0;
+    let (mut p1, mut p2) = (0, 0);
     let mut quads = codes.chunks_exact(4);
     for q in &mut quads {
         for (h, &c) in hists.iter_mut().zip(q) {
-            h[x][bin(c)] += 1;
-            x = class(c) * 3 + x / 3;
+            h[context(p1, p2)][bin(c)] += 1;
+            (p2, p1) = (p1, c);
         }
     }
     for (h, &c) in hists.iter_mut().zip(quads.remainder()) {
-        h[x][bin(c)] += 1;
-        x = class(c) * 3 + x / 3;
+        h[context(p1, p2)][bin(c)] += 1;
+        (p2, p1) = (p1, c);
     }
     let mut hist = hists[0];
     for other in &hists[1..] {
@@ -280,11 +282,36 @@ impl CodeCoder {
         for s in split.iter_mut() {
             s.clear();
         }
-        let mut prev = 0;
-        for &c in codes {
-            let x = vals.binary_search(&prev).unwrap_or(k);
-            split[x].push(c);
-            prev = c;
+        // The context of each code, by a table over the context codes' span where it is
+        // small (as the decoder finds it), else by a search.
+        let lo = vals.first().copied().unwrap_or(0);
+        let span = vals
+            .last()
+            .map_or(0, |&hi| (hi as i64 - lo as i64 + 1) as usize);
+        if span <= DENSE_SPAN as usize {
+            self.prev_lut.clear();
+            self.prev_lut.resize(span, k as u8);
+            for (i, &v) in vals.iter().enumerate() {
+                self.prev_lut[(v as i64 - lo as i64) as usize] = i as u8;
+            }
+            let lut = &self.prev_lut[..];
+            let mut x = lut.get((-(lo as i64)) as usize).map_or(k, |&x| x as usize);
+            for &c in codes {
+                split[x].push(c);
+                let d = (c as i64 - lo as i64) as u64;
+                x = if d < span as u64 {
+                    lut[d as usize] as usize
+                } else {
+                    k
+                };
+            }
+        } else {
+            let mut prev = 0;
+            for &c in codes {
+                let x = vals.binary_search(&prev).unwrap_or(k);
+                split[x].push(c);
+                prev = c;
+            }
         }
         put_uvarint(out, k as u64);
         for (i, &v) in vals.iter().enumerate() {
@@ -440,34 +467,33 @@ impl CodeCoder {
         // Counts add up to `n`, so every stream is used up exactly when none runs short.
         // The merge is serial (each context depends on the codes before), except in a run: in
         // the contexts whose two codes have the same class (0, 1 or 2+), a code of that class
-        // leaves the context as it was, so such a run is copied from its stream at once (long
-        // runs of zeros in the smooth parts of a field).
+        // leaves the context as it was, so the codes after it in its stream are copied on
+        // while they have that class too (long runs of zeros in the smooth parts of a field).
         out.clear();
-        out.reserve(n);
+        out.resize(n, 0);
         let mut at = [0usize; CONTEXTS];
         let (mut a1, mut a2) = (0usize, 0usize);
-        while out.len() < n {
+        let mut i = 0;
+        while i < n {
             let x = a1 * 3 + a2;
-            let s = &split[x];
-            if a1 == a2 {
-                let rest = &s[at[x]..];
-                let lim = rest.len().min(n - out.len());
+            let s = &split[x][at[x]..];
+            let (&c, rest) = s
+                .split_first()
+                .ok_or_else(|| Malformed::new("a context's code stream ends early"))?;
+            out[i] = c;
+            i += 1;
+            at[x] += 1;
+            (a2, a1) = (a1, class(c));
+            if a1 == a2 && a1 * 4 == x {
+                let lim = rest.len().min(n - i);
                 let run = rest[..lim]
                     .iter()
                     .position(|&c| class(c) != a1)
                     .unwrap_or(lim);
-                out.extend_from_slice(&rest[..run]);
+                out[i..i + run].copy_from_slice(&rest[..run]);
+                i += run;
                 at[x] += run;
-                if out.len() == n {
-                    break;
-                }
             }
-            let &c = s
-                .get(at[x])
-                .ok_or_else(|| Malformed::new("a context's code stream ends early"))?;
-            at[x] += 1;
-            out.push(c);
-            (a2, a1) = (a1, class(c));
         }
         Ok(())
     }
