@@ -50,6 +50,7 @@
 #[macro_use]
 pub mod element;
 
+pub mod alloc;
 pub mod array;
 pub mod bound;
 mod bytes;

@@ -18,6 +18,11 @@ use clap::Parser;
 
 use args::{Cli, Command};
 
+/// Large blocks on transparent huge pages (`baler::alloc`): a worker's first chunk writes its
+/// scratch for the first time, and most chunks of the files users compress one by one are.
+#[global_allocator]
+static ALLOCATOR: baler::alloc::HugePages = baler::alloc::HugePages;
+
 /// Runs the command line and returns the exit code: 0 ok, 1 error, 2 usage.
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

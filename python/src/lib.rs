@@ -15,6 +15,11 @@ use pyo3::types::{PyBytes, PyDict};
 
 use baler::{ArrayData, ArraySpec, BoundSpec, Bounds, BoundsFile, CompressOptions, DType, Element};
 
+/// The engine's large blocks (chunk buffers, a worker's scratch) on transparent huge pages, as
+/// in the command line (`baler::alloc`): the module's own Rust allocations only.
+#[global_allocator]
+static ALLOCATOR: baler::alloc::HugePages = baler::alloc::HugePages;
+
 create_exception!(
     _baler,
     BalerError,
