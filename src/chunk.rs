@@ -308,6 +308,11 @@ impl<T: Element> ChunkCodec<T> {
         }
     }
 
+    /// This codec, its scratch kept, for chunks described by `params`.
+    pub(crate) fn with_params(self, params: Arc<CodecParams>) -> Self {
+        ChunkCodec { params, ..self }
+    }
+
     /// Codes whole records (`data.len()` a multiple of the record length) into `out` (replacing
     /// its contents) and returns how the payload is stored.
     pub(crate) fn encode(&mut self, data: &[T], out: &mut Vec<u8>) -> PayloadKind {

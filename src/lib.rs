@@ -84,4 +84,5 @@ pub use decompress::{
 pub use element::{ArrayData, DType, Element};
 pub use error::{Error, Result};
 pub use pipeline::DEFAULT_MEMORY_LIMIT;
+pub use pipeline::release_scratch;
 pub use plan::Plan;

@@ -111,11 +111,65 @@ pub(crate) enum AnyCodec {
     F64(ChunkCodec<f64>),
 }
 
+/// Codecs kept from pipelines that ended, their scratch with them (codes, reconstructions,
+/// streams: several times a chunk), for the next pipeline's workers. A program that compresses
+/// or decompresses array after array (a Python loop, the HDF5 filter, `baler bench`) starts
+/// every call with new workers; with fresh scratch each would fault it in page by page again,
+/// a third of a small field's time. Only codecs whose chunks were small are kept, and few:
+/// at most [`KEEP_CODECS`] codecs of chunks of at most [`KEEP_CHUNK_BYTES`] bytes of values, a
+/// few tens of MiB at most; [`release_scratch`] frees them.
+static KEPT: Mutex<Vec<AnyCodec>> = Mutex::new(Vec::new());
+/// Most codecs kept.
+const KEEP_CODECS: usize = 8;
+/// Largest chunk (bytes of values) a kept codec may have coded.
+const KEEP_CHUNK_BYTES: u64 = 2 << 20;
+
+/// Frees the scratch baler keeps between calls: the workers' codecs of compressions and
+/// decompressions that ended, kept for the next (at most eight, each of chunks of at most
+/// 2 MiB of values: a few tens of MiB). The next call allocates its own again.
+pub fn release_scratch() {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 impl AnyCodec {
     pub(crate) fn new(dtype: DType, params: Arc<CodecParams>) -> Self {
         match dtype {
             DType::F32 => AnyCodec::F32(ChunkCodec::new(params)),
             DType::F64 => AnyCodec::F64(ChunkCodec::new(params)),
+        }
+    }
+
+    /// A codec for `params`: one kept from an earlier pipeline ([`KEPT`]) where there is one
+    /// of `dtype`, else a new one.
+    fn take(dtype: DType, params: Arc<CodecParams>) -> Self {
+        let kept = {
+            let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+            let at = k.iter().position(|c| c.dtype() == dtype);
+            at.map(|i| k.swap_remove(i))
+        };
+        match kept {
+            Some(AnyCodec::F32(c)) => AnyCodec::F32(c.with_params(params)),
+            Some(AnyCodec::F64(c)) => AnyCodec::F64(c.with_params(params)),
+            None => AnyCodec::new(dtype, params),
+        }
+    }
+
+    /// Keeps this codec for a later pipeline ([`KEPT`]) if the largest chunk it coded held at
+    /// most [`KEEP_CHUNK_BYTES`] bytes of values and there is room.
+    fn keep(self, largest: u64) {
+        if largest > KEEP_CHUNK_BYTES {
+            return;
+        }
+        let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if k.len() < KEEP_CODECS {
+            k.push(self);
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        match self {
+            AnyCodec::F32(_) => DType::F32,
+            AnyCodec::F64(_) => DType::F64,
         }
     }
 
@@ -269,9 +323,11 @@ impl<T: Send + 'static> EncodePool<T> {
             let params = Arc::clone(&params);
             let payloads = buffers.payload.clone();
             workers.push(spawn(format!("baler-encode-{i}"), move || {
-                let mut codec = AnyCodec::new(dtype, params);
+                let mut codec = AnyCodec::take(dtype, params);
+                let mut largest = 0;
                 for job in jobs {
                     let mut payload = payloads.take().unwrap_or_default();
+                    largest = largest.max((job.data.len() * dtype.size()) as u64);
                     let r = guarded(job.chunk, "coding", || {
                         Ok(codec.encode(&job.data, &mut payload))
                     });
@@ -288,6 +344,7 @@ impl<T: Send + 'static> EncodePool<T> {
                         return;
                     }
                 }
+                codec.keep(largest);
             })?);
         }
         let for_writer = buffers.clone();
@@ -460,8 +517,10 @@ impl<T: Send + 'static> DecodePool<T> {
             let params = Arc::clone(&params);
             let bufs = buffers.clone();
             workers.push(spawn(format!("baler-decode-{i}"), move || {
-                let mut codec = AnyCodec::new(dtype, Arc::clone(&params));
+                let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
+                let mut largest = 0;
                 for job in jobs {
+                    largest = largest.max((job.values * dtype.size()) as u64);
                     let mut data = match bufs.data.take() {
                         Some(mut d) if d.dtype() == dtype => {
                             d.clear();
@@ -485,6 +544,7 @@ impl<T: Send + 'static> DecodePool<T> {
                         return;
                     }
                 }
+                codec.keep(largest);
             })?);
         }
         let payloads = buffers.payload.clone();

@@ -324,3 +324,39 @@ fn the_range_pre_pass_is_the_same_on_any_thread_count() {
         assert_eq!(input.scan_stats(cols, threads).unwrap(), one, "{threads}");
     }
 }
+
+#[test]
+fn scratch_kept_between_calls_changes_no_byte() {
+    // A field, a table and a field of doubles, coded and decoded in turn: each call's workers
+    // take the codecs (and their scratch) the calls before left, in whatever state the other
+    // kind of data left them; the bytes are those of a first call with fresh codecs.
+    let field = data(200, 150, 3);
+    let table = data(3000, 7, 4);
+    let doubles: Vec<f64> = data(120, 90, 5)
+        .iter()
+        .map(|&v| f64::from(v) * 1e3)
+        .collect();
+    let options = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3))).threads(2);
+    let as_field = |mut spec: ArraySpec| {
+        spec.layout = baler::Layout::Field;
+        spec
+    };
+    let field_spec = as_field(ArraySpec::new(DType::F32, vec![200, 150]));
+    let table_spec = ArraySpec::new(DType::F32, vec![3000, 7]);
+    let doubles_spec = as_field(ArraySpec::new(DType::F64, vec![120, 90]));
+    let all = || {
+        let f = baler::compress_slice(&field, &field_spec, &options).unwrap();
+        let t = baler::compress_slice(&table, &table_spec, &options).unwrap();
+        let d = baler::compress_slice(&doubles, &doubles_spec, &options).unwrap();
+        let back: Vec<ArrayData> = [&f, &t, &d]
+            .iter()
+            .map(|c| baler::decompress_to_vec(c).unwrap().1)
+            .collect();
+        (f, t, d, back)
+    };
+    baler::release_scratch();
+    let first = all();
+    for _ in 0..3 {
+        assert!(all() == first, "a later call wrote or read other bytes");
+    }
+}
