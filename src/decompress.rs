@@ -337,9 +337,11 @@ pub fn decompress_chunk(header: &Header, frame: Frame) -> Result<ArrayData> {
         .checked_mul(header.record_len)
         .filter(|v| v.saturating_mul(header.spec.dtype.size() as u64) <= MAX_CHUNK_BYTES)
         .ok_or_else(|| Error::chunk(index, "larger than any chunk baler writes"))?;
-    let mut codec = AnyCodec::new(header.spec.dtype, Arc::new(header.codec_params()));
-    let mut out = ArrayData::with_capacity(header.spec.dtype, values as usize);
+    let dtype = header.spec.dtype;
+    let mut codec = AnyCodec::take(dtype, Arc::new(header.codec_params()));
+    let mut out = ArrayData::with_capacity(dtype, values as usize);
     codec.decode(index, kind, &payload, values as usize, &mut out)?;
+    codec.keep(values * dtype.size() as u64);
     Ok(out)
 }
 
@@ -400,16 +402,21 @@ pub fn decompress_into<T: crate::Element>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                let mut codec = AnyCodec::new(header.spec.dtype, Arc::clone(&params));
-                let mut buf = ArrayData::with_capacity(header.spec.dtype, 0);
+                let dtype = header.spec.dtype;
+                let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
+                let mut largest = 0;
+                let mut buf = ArrayData::with_capacity(dtype, 0);
                 let mut reader = io::Cursor::new(bytes);
                 loop {
                     if failed.lock().expect("the error slot").is_some() {
                         return;
                     }
                     let Some((k, part)) = queue.lock().expect("the queue").pop() else {
+                        // Done: the codec is kept for the next call.
+                        codec.keep(largest);
                         return;
                     };
+                    largest = largest.max((part.len() * dtype.size()) as u64);
                     let done = crate::pipeline::guarded(k as u64, "decoding", || {
                         let Frame::Chunk {
                             index,

@@ -141,7 +141,7 @@ impl AnyCodec {
 
     /// A codec for `params`: one kept from an earlier pipeline ([`KEPT`]) where there is one
     /// of `dtype`, else a new one.
-    fn take(dtype: DType, params: Arc<CodecParams>) -> Self {
+    pub(crate) fn take(dtype: DType, params: Arc<CodecParams>) -> Self {
         let kept = {
             let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
             let at = k.iter().position(|c| c.dtype() == dtype);
@@ -156,7 +156,7 @@ impl AnyCodec {
 
     /// Keeps this codec for a later pipeline ([`KEPT`]) if the largest chunk it coded held at
     /// most [`KEEP_CHUNK_BYTES`] bytes of values and there is room.
-    fn keep(self, largest: u64) {
+    pub(crate) fn keep(self, largest: u64) {
         if largest > KEEP_CHUNK_BYTES {
             return;
         }

@@ -352,7 +352,14 @@ fn scratch_kept_between_calls_changes_no_byte() {
             .iter()
             .map(|c| baler::decompress_to_vec(c).unwrap().1)
             .collect();
-        (f, t, d, back)
+        // Into a caller's buffer too (scoped workers, as the Python module decodes).
+        let mut into = (vec![0f32; field.len()], vec![0f64; doubles.len()]);
+        baler::decompress_into(&f, &mut into.0, 2).unwrap();
+        baler::decompress_into(&d, &mut into.1, 2).unwrap();
+        assert!(
+            ArrayData::F32(into.0.clone()) == back[0] && ArrayData::F64(into.1.clone()) == back[2]
+        );
+        (f, t, d, back, into)
     };
     baler::release_scratch();
     let first = all();
