@@ -1,6 +1,6 @@
 //! Each stage on real data, in MB/s of raw input: residual (quantize/dequantize), entropy
 //! (encode/decode), lossless, the chunk codec on a table and on a field, and the whole
-//! pipeline at 1 and 2 threads.
+//! pipeline at 1 and 2 threads (and on a small field, call after call, its scratch kept or not).
 //!
 //!     cargo bench --bench stages
 
@@ -8,7 +8,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use baler::stages::{Chunks, Entropy, Lossless, dequantize, quantize};
-use baler::{Bound, BoundSpec, Bounds, CompressOptions};
+use baler::{
+    ArraySpec, Bound, BoundSpec, Bounds, CompressOptions, DType, compress_slice, decompress_to_vec,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
@@ -161,6 +163,34 @@ fn stages(c: &mut Criterion) {
     let (field, shape) = common::fixture("cfd_decay_ux");
     let (row, plane) = (shape[2], shape[1] * shape[2]);
     field_group(c, "chunk-field", &field, row, plane);
+
+    // The same field a call at a time, as a Python loop or the HDF5 filter hands arrays over:
+    // "warm" calls take the codecs the calls before kept; "cold" ones free them first, so each
+    // call's workers fault their scratch in again.
+    let mut g = c.benchmark_group("pipeline-field");
+    g.throughput(Throughput::Bytes((field.len() * 4) as u64));
+    let spec = ArraySpec::new(DType::F32, shape.iter().map(|&d| d as u64).collect());
+    let opts = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3))).threads(2);
+    let packed = compress_slice(&field, &spec, &opts).unwrap();
+    for (name, cold) in [("warm", false), ("cold", true)] {
+        g.bench_function(format!("compress/{name}"), |b| {
+            b.iter(|| {
+                if cold {
+                    baler::release_scratch();
+                }
+                compress_slice(black_box(&field), &spec, &opts).unwrap()
+            })
+        });
+        g.bench_function(format!("decompress/{name}"), |b| {
+            b.iter(|| {
+                if cold {
+                    baler::release_scratch();
+                }
+                decompress_to_vec(black_box(&packed)).unwrap()
+            })
+        });
+    }
+    g.finish();
 
     // A smooth 2-D field of 1024 x 1024 (a telescope image's size): the interpolation's passes
     // along the rows' axis go down the grid's columns in the stored order, in memory order here.

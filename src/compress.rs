@@ -901,9 +901,8 @@ pub fn compress_slice<T: Element>(
     }
     let mut options = options.clone();
     if options.stats.is_none() {
-        let mut acc = StatsAccumulator::new(spec.bound_columns());
-        acc.add(data);
-        options.stats = Some(acc.finish());
+        let stats = StatsAccumulator::of(data, spec.bound_columns(), options.threads);
+        options.stats = Some(stats);
     }
     let mut c = Compressor::new(Vec::new(), spec.clone(), options)?;
     c.write_values(data)?;
