@@ -139,7 +139,7 @@ impl StatsAccumulator {
     pub fn of<T: Element>(values: &[T], columns: usize, threads: usize) -> Vec<ColumnStats> {
         let width = columns.max(1);
         let threads = crate::compress::resolve_threads(threads)
-            .min(values.len() * T::BYTES / PARALLEL_STATS + 1)
+            .min(values.len() * T::BYTES / PARALLEL_STATS)
             .max(1);
         let run = (values.len() / width).div_ceil(threads) * width;
         if threads == 1 || run == 0 {
@@ -169,8 +169,8 @@ impl StatsAccumulator {
     }
 }
 
-/// Bytes of values per thread below which [`StatsAccumulator::of`] takes no more threads (a
-/// thread's start costs more than it saves).
+/// Fewest bytes of values [`StatsAccumulator::of`] gives a thread (a thread's start costs more
+/// than it saves on fewer).
 const PARALLEL_STATS: usize = 2 << 20;
 
 /// Per-column affine normalization `z = (x − offset) / scale`.
@@ -212,7 +212,7 @@ mod tests {
     fn statistics_on_threads_are_those_of_one_pass() {
         // Large enough for several threads (2 MiB each): a table of 5 columns with NaNs and
         // infinities here and there, and the same values as a field.
-        let n = 5 * 300_001;
+        let n = 5 * 600_001;
         let values: Vec<f32> = (0..n)
             .map(|i| match i % 7919 {
                 0 => f32::NAN,

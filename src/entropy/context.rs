@@ -295,6 +295,8 @@ impl CodeCoder {
                 self.prev_lut[(v as i64 - lo as i64) as usize] = i as u8;
             }
             let lut = &self.prev_lut[..];
+            // Before the first code, the code before is 0: its context where the table covers
+            // it (below the table, the offset wraps and misses it too).
             let mut x = lut.get((-(lo as i64)) as usize).map_or(k, |&x| x as usize);
             for &c in codes {
                 split[x].push(c);
@@ -484,6 +486,8 @@ impl CodeCoder {
             i += 1;
             at[x] += 1;
             (a2, a1) = (a1, class(c));
+            // The next context is `x` again where this code and the two before it share a
+            // class: the run goes on in the same stream.
             if a1 == a2 && a1 * 4 == x {
                 let lim = rest.len().min(n - i);
                 let run = rest[..lim]
