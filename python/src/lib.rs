@@ -233,6 +233,12 @@ fn check_effort(effort: u8) -> PyResult<u8> {
     baler::model::budget::parse_effort(&effort.to_string()).map_err(BalerError::new_err)
 }
 
+/// Frees the scratch the engine keeps between calls (`baler::release_scratch`).
+#[pyfunction]
+fn release_scratch() {
+    baler::release_scratch();
+}
+
 /// The training sample (records) and network epochs `compress` affords a table of `records`
 /// records at `effort` (the engine's budget, for readers that draw the sample themselves).
 #[pyfunction]
@@ -298,6 +304,7 @@ fn _baler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compress, m)?)?;
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
     m.add_function(wrap_pyfunction!(train_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(release_scratch, m)?)?;
     m.add_function(wrap_pyfunction!(model::train, m)?)?;
     m.add_function(wrap_pyfunction!(file::compress_file, m)?)?;
     m.add_function(wrap_pyfunction!(file::decompress_file, m)?)?;
