@@ -802,29 +802,40 @@ impl Line {
     }
 }
 
-/// Expands `$each!(|at, p| prediction)` with the interpolation of point `p` from the values
-/// `at(i)` for line `$l`'s edge case ([`reach`]), the same along a line, so chosen once per
-/// line: the arithmetic of `interpolate_values` (the tests' point-wise reference), in `f64`
-/// with a fixed order of operations (no fused multiply-add), so encoder and decoder compute
-/// the same bits.
+/// Expands `$each!([names] prediction)` with the interpolation of a point from its neighbours
+/// for line `$l`'s edge case ([`reach`]), the same along a line, so chosen once per line: the
+/// neighbours it reads named ([`neighbour!`]: `b` and `o` the nearer before and on, `a` and `d`
+/// the farther), each bound by `$each` to its value in `f64`; the arithmetic of
+/// `interpolate_values` (the tests' point-wise reference), with a fixed order of operations
+/// (no fused multiply-add), so encoder and decoder compute the same bits on any path.
 macro_rules! by_edge_case {
     ($l:expr, $each:ident) => {{
-        let hs = $l.hs;
         match reach($l.c, $l.len, $l.h) {
-            Err(true) => $each!(|at, p| (3.0 * at(p - hs) - at(p - 3 * hs)) * 0.5),
-            Err(false) => $each!(|at, p| at(p - hs)),
-            Ok((true, true)) => $each!(|at, p| (9.0 * (at(p - hs) + at(p + hs))
-                - (at(p - 3 * hs) + at(p + 3 * hs)))
-                * 0.0625),
-            Ok((false, true)) => {
-                $each!(|at, p| (3.0 * at(p - hs) + 6.0 * at(p + hs) - at(p + 3 * hs)) * 0.125)
-            }
-            Ok((true, false)) => {
-                $each!(|at, p| (6.0 * at(p - hs) + 3.0 * at(p + hs) - at(p - 3 * hs)) * 0.125)
-            }
-            Ok((false, false)) => $each!(|at, p| (at(p - hs) + at(p + hs)) * 0.5),
+            Err(true) => $each!([b, a] (3.0 * b - a) * 0.5),
+            Err(false) => $each!([b] b),
+            Ok((true, true)) => $each!([b, o, a, d] (9.0 * (b + o) - (a + d)) * 0.0625),
+            Ok((false, true)) => $each!([b, o, d] (3.0 * b + 6.0 * o - d) * 0.125),
+            Ok((true, false)) => $each!([b, o, a] (6.0 * b + 3.0 * o - a) * 0.125),
+            Ok((false, false)) => $each!([b, o] (b + o) * 0.5),
         }
     }};
+}
+
+/// Where [`by_edge_case`]'s neighbour `b`, `o`, `a` or `d` of the point at `$p` lies, for
+/// neighbours `$hs` apart: `∓hs`, `∓3·hs`.
+macro_rules! neighbour {
+    (b, $p:expr, $hs:expr) => {
+        $p - $hs
+    };
+    (o, $p:expr, $hs:expr) => {
+        $p + $hs
+    };
+    (a, $p:expr, $hs:expr) => {
+        $p - 3 * $hs
+    };
+    (d, $p:expr, $hs:expr) => {
+        $p + 3 * $hs
+    };
 }
 
 /// Gives every point of line `l` its value `value(j, prediction)` (`j` its index on the
@@ -837,11 +848,11 @@ fn interpolate_line<T: Element>(
     mut value: impl FnMut(usize, f64) -> T,
 ) {
     macro_rules! each {
-        (|$at:ident, $p:ident| $e:expr) => {
-            for (j, $p) in l.points().enumerate() {
-                let $at = |i: usize| v[i].to_f64();
+        ([$($n:ident),*] $e:expr) => {
+            for (j, p) in l.points().enumerate() {
+                $(let $n = v[neighbour!($n, p, l.hs)].to_f64();)*
                 let x: f64 = $e;
-                v[$p] = value(j, if x.is_finite() { x } else { first });
+                v[p] = value(j, if x.is_finite() { x } else { first });
             }
         };
     }
@@ -852,7 +863,7 @@ fn interpolate_line<T: Element>(
 /// outside it (`hs >= count`, as they do: a line along the last axis predicts from the rows or
 /// planes `hs` away): `put(point, j, prediction)` for each point `j` (`first` where the
 /// prediction is not finite), the line and its neighbours as disjoint slices, which the
-/// compiler vectorizes. The same arithmetic as [`by_edge_case`], in the same order.
+/// compiler vectorizes.
 #[inline(always)]
 fn slice_line<T: Element>(
     v: &mut [T],
@@ -864,44 +875,35 @@ fn slice_line<T: Element>(
     debug_assert!(l.stride == 1 && hs >= n);
     let (before, rest) = v.split_at_mut(s);
     let (line, after) = rest.split_at_mut(n);
-    // Point `j`'s neighbour `m·hs` back is `before[s − m·hs + j]`, `m·hs` on `after[m·hs − n + j]`.
+    // The line's neighbours `m·hs` back from its points, `before[s − m·hs..]`, and `m·hs` on,
+    // `after[m·hs − n..]`, as [`neighbour!`] names them.
     let back = |m: usize| &before[s - m * hs..][..n];
     let on = |m: usize| &after[m * hs - n..][..n];
-    macro_rules! each {
-        (|$j:ident| $e:expr) => {
-            for ($j, y) in line.iter_mut().enumerate() {
-                let x: f64 = $e;
-                put(y, $j, if x.is_finite() { x } else { first });
-            }
+    macro_rules! side {
+        (b) => {
+            back(1)
+        };
+        (o) => {
+            on(1)
+        };
+        (a) => {
+            back(3)
+        };
+        (d) => {
+            on(3)
         };
     }
-    let f = |t: T| t.to_f64();
-    match reach(l.c, l.len, l.h) {
-        Err(true) => {
-            let (b, a) = (back(1), back(3));
-            each!(|j| (3.0 * f(b[j]) - f(a[j])) * 0.5)
-        }
-        Err(false) => {
-            let b = back(1);
-            each!(|j| f(b[j]))
-        }
-        Ok((true, true)) => {
-            let (b, a, o, d) = (back(1), back(3), on(1), on(3));
-            each!(|j| (9.0 * (f(b[j]) + f(o[j])) - (f(a[j]) + f(d[j]))) * 0.0625)
-        }
-        Ok((false, true)) => {
-            let (b, o, d) = (back(1), on(1), on(3));
-            each!(|j| (3.0 * f(b[j]) + 6.0 * f(o[j]) - f(d[j])) * 0.125)
-        }
-        Ok((true, false)) => {
-            let (b, a, o) = (back(1), back(3), on(1));
-            each!(|j| (6.0 * f(b[j]) + 3.0 * f(o[j]) - f(a[j])) * 0.125)
-        }
-        Ok((false, false)) => {
-            let (b, o) = (back(1), on(1));
-            each!(|j| (f(b[j]) + f(o[j])) * 0.5)
-        }
+    macro_rules! each {
+        ([$($n:ident),*] $e:expr) => {{
+            $(let $n = side!($n);)*
+            for (j, y) in line.iter_mut().enumerate() {
+                $(let $n = $n[j].to_f64();)*
+                let x: f64 = $e;
+                put(y, j, if x.is_finite() { x } else { first });
+            }
+        }};
     }
+    by_edge_case!(l, each)
 }
 
 /// The predictions of line `l`'s points into `preds` (in the line's order), as
@@ -910,9 +912,9 @@ fn slice_line<T: Element>(
 fn line_predictions<T: Element>(v: &[T], l: Line, first: f64, preds: &mut Vec<f64>) {
     preds.clear();
     macro_rules! each {
-        (|$at:ident, $p:ident| $e:expr) => {
-            preds.extend(l.points().map(|$p| {
-                let $at = |i: usize| v[i].to_f64();
+        ([$($n:ident),*] $e:expr) => {
+            preds.extend(l.points().map(|p| {
+                $(let $n = v[neighbour!($n, p, l.hs)].to_f64();)*
                 let x: f64 = $e;
                 if x.is_finite() { x } else { first }
             }))
