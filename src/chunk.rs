@@ -313,6 +313,11 @@ impl<T: Element> ChunkCodec<T> {
         ChunkCodec { params, ..self }
     }
 
+    /// Borrows idle cores from `spare` for the parts of a chunk that split ([`crate::spare`]).
+    pub(crate) fn lending(&mut self, spare: Arc<crate::spare::Spare>) {
+        self.columns.lending(spare);
+    }
+
     /// Codes whole records (`data.len()` a multiple of the record length) into `out` (replacing
     /// its contents) and returns how the payload is stored.
     pub(crate) fn encode(&mut self, data: &[T], out: &mut Vec<u8>) -> PayloadKind {

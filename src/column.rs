@@ -26,6 +26,9 @@ use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
 use crate::predict::{Chooser, Grid, Interp, LEVEL_DIVISORS, Lag, Predictor, codes_in_range};
 use crate::residual::{Exceptions, Prediction, Quantizer};
+use crate::segments::{Segments, Stream, scatter};
+use crate::spare::Spare;
+use std::sync::Arc;
 
 /// Section kind of a quantized column.
 pub(crate) const KIND_QUANTIZED: u8 = 0;
@@ -94,7 +97,8 @@ pub(crate) struct ColumnCoder<T: Element> {
     model_recon: Vec<T>,
     exc: Exceptions<T>,
     seg_exc: Exceptions<T>,
-    segments: Vec<u8>,
+    /// The code streams by segment.
+    segments: Segments,
     alt: Vec<u8>,
     /// The interpolation's section, while it is compared.
     interp_out: Vec<u8>,
@@ -109,20 +113,6 @@ pub(crate) struct ColumnCoder<T: Element> {
     /// The learned predictor's predictions in the quantizer's domain (ordinal columns).
     dom_preds: Vec<f64>,
     carry_dom: Vec<f64>,
-}
-
-/// Appends `len` codes to `out`: `codes` in order, with a 0 at each of `positions` (relative to
-/// the start, increasing).
-fn scatter(codes: &[i32], positions: impl Iterator<Item = usize>, len: usize, out: &mut Vec<i32>) {
-    let start = out.len();
-    let mut k = 0;
-    for p in positions {
-        let run = p - (out.len() - start);
-        out.extend_from_slice(&codes[k..k + run]);
-        out.push(0);
-        k += run;
-    }
-    out.extend_from_slice(&codes[k..k + (len - (out.len() - start))]);
 }
 
 /// Quantizes a whole column under `pred`: one code per value into `k` (0 at exceptions), the
@@ -146,69 +136,31 @@ fn quantize_column<T: Element>(
         let rec = recon.as_deref_mut().map(|r| &mut r[base..end]);
         q.quantize(values, pred.segment(base, end), codes, seg_exc, rec);
         let rel = seg_exc.pos.iter().map(|&p| p as usize);
-        scatter(codes, rel, values.len(), k);
+        k.resize(end, 0);
+        scatter(codes, rel, &mut k[base..]);
         exc.pos.extend(seg_exc.pos.iter().map(|&p| p + base as u32));
         exc.val.extend_from_slice(&seg_exc.val);
     }
 }
 
-/// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
-fn gather(src: &[i32], positions: impl Iterator<Item = usize>, out: &mut Vec<i32>) {
-    out.clear();
-    let mut start = 0;
-    for p in positions {
-        out.extend_from_slice(&src[start..p]);
-        start = p + 1;
-    }
-    out.extend_from_slice(&src[start..]);
-}
-
-/// The codes of a quantized column, as the encoder holds them.
-#[derive(Debug)]
-enum Stream<'a> {
-    /// One code per value in column order, exceptions included (their codes are left out, so
-    /// segment `s` holds the codes of values `s·SEGMENT..(s+1)·SEGMENT` that are not
-    /// exceptions).
-    ByPosition(&'a [i32]),
-    /// Only the codes of values that are not exceptions, in the predictor's decoding order,
-    /// in segments of `SEGMENT` codes, each coded by context
-    /// ([`CodeCoder::encode_in_context`]): consecutive codes are neighbours on the grid.
-    Dense(&'a [i32]),
-}
-
 /// Appends a quantized column section: `head` (kind, predictor id, any predictor parameter),
 /// the step, the exceptions and the code streams of `stream` by segment.
 fn write_quantized<T: Element>(
-    (coder, codes, segments): (&mut CodeCoder, &mut Vec<i32>, &mut Vec<u8>),
-    split: &mut [Vec<i32>; CONTEXTS],
+    segments: &mut Segments,
     (head, step, gap): (&[u8], f64, Option<i64>),
     exc: &Exceptions<T>,
     stream: Stream<'_>,
     out: &mut Vec<u8>,
 ) {
-    segments.clear();
-    match stream {
-        Stream::ByPosition(all) => {
-            for (s, seg) in all.chunks(SEGMENT).enumerate() {
-                let (lo, hi) = exc.segment(s * SEGMENT, s * SEGMENT + seg.len());
-                let rel = exc.pos[lo..hi].iter().map(|&p| p as usize - s * SEGMENT);
-                gather(seg, rel, codes);
-                coder.encode_either(codes, split, segments);
-            }
-        }
-        Stream::Dense(dense) => {
-            for seg in dense.chunks(SEGMENT) {
-                coder.encode_either(seg, split, segments);
-            }
-        }
-    }
     out.extend_from_slice(head);
     out.extend_from_slice(&step.to_le_bytes());
     if let Some(g) = gap {
         put_uvarint(out, g as u64);
     }
     exc.write(out);
-    out.extend_from_slice(segments);
+    // Binned streams pay on a point-wise relative column's ordinals only, the columns with
+    // an ordinal gap.
+    segments.encode(stream, &exc.pos, gap.is_some(), out);
 }
 
 impl<T: Element> ColumnCoder<T> {
@@ -216,17 +168,8 @@ impl<T: Element> ColumnCoder<T> {
     /// (0 at the exceptions, `self.exc`, already read).
     fn read_codes(&mut self, r: &mut ByteReader<'_>, n: usize) -> DecodeResult<()> {
         self.k.clear();
-        for s in 0..n.div_ceil(SEGMENT) {
-            let base = s * SEGMENT;
-            let end = (base + SEGMENT).min(n);
-            let (lo, hi) = self.exc.segment(base, end);
-            let n = end - base - (hi - lo);
-            self.coder
-                .decode_either(r, n, &mut self.split, &mut self.codes)?;
-            let rel = self.exc.pos[lo..hi].iter().map(|&p| p as usize - base);
-            scatter(&self.codes, rel, end - base, &mut self.k);
-        }
-        Ok(())
+        self.k.resize(n, 0);
+        self.segments.decode(r, &self.exc.pos, &mut self.k)
     }
 
     pub(crate) fn new() -> Self {
@@ -242,7 +185,7 @@ impl<T: Element> ColumnCoder<T> {
             model_recon: Vec::new(),
             exc: Exceptions::default(),
             seg_exc: Exceptions::default(),
-            segments: Vec::new(),
+            segments: Segments::default(),
             alt: Vec::new(),
             interp_out: Vec::new(),
             levels_k: Vec::new(),
@@ -253,6 +196,11 @@ impl<T: Element> ColumnCoder<T> {
             dom_preds: Vec::new(),
             carry_dom: Vec::new(),
         }
+    }
+
+    /// Borrows idle cores from `spare` for the column's segments from now on.
+    pub(crate) fn lending(&mut self, spare: Arc<Spare>) {
+        self.segments.lending(spare);
     }
 
     /// Appends the section body of `col` to `out`, and its reconstruction to `recon` if wanted.
@@ -370,12 +318,9 @@ impl<T: Element> ColumnCoder<T> {
             ip.quantize(col, (q, q.fallback::<T>(&cp.norm)), k, exc, rec);
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
-            let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
-            let scratch = &mut self.split;
             let stream = Stream::Dense(&self.k);
             write_quantized(
-                parts,
-                scratch,
+                &mut self.segments,
                 (&head, q.step, gap),
                 &self.exc,
                 stream,
@@ -399,8 +344,7 @@ impl<T: Element> ColumnCoder<T> {
                     self.levels_out.clear();
                     let head = [KIND_QUANTIZED, p.id(), ipl.order_byte()];
                     write_quantized(
-                        (&mut self.coder, &mut self.codes, &mut self.segments),
-                        &mut self.split,
+                        &mut self.segments,
                         (&head, q.step, gap),
                         &self.levels_exc,
                         Stream::Dense(&self.levels_k),
@@ -449,11 +393,8 @@ impl<T: Element> ColumnCoder<T> {
                 head.push(lag.byte());
                 put_uvarint(&mut head, column as u64);
             }
-            let parts = (&mut self.coder, &mut self.codes, &mut self.segments);
-            let scratch = &mut self.split;
             write_quantized(
-                parts,
-                scratch,
+                &mut self.segments,
                 (&head, q.step, gap),
                 exc,
                 Stream::ByPosition(stream),
@@ -628,16 +569,8 @@ impl<T: Element> ColumnCoder<T> {
                     // The codes in decoding order, in segments of SEGMENT codes.
                     let m = out.len() - self.exc.len();
                     self.k.clear();
-                    for s in 0..m.div_ceil(SEGMENT) {
-                        let count = SEGMENT.min(m - s * SEGMENT);
-                        self.coder.decode_either(
-                            &mut r,
-                            count,
-                            &mut self.split,
-                            &mut self.codes,
-                        )?;
-                        self.k.extend_from_slice(&self.codes);
-                    }
+                    self.k.resize(m, 0);
+                    self.segments.decode(&mut r, &[], &mut self.k)?;
                     ip.dequantize(&self.k, &self.exc, (q, q.fallback::<T>(&cp.norm)), out);
                 } else if !matches!(
                     predictor,

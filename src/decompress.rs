@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{
     AnyCodec, DEFAULT_MEMORY_LIMIT, DecodeJob, DecodeMsg, DecodePool, chunk_cost, wait_reply,
 };
+use crate::spare::Spare;
 
 /// How to decompress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,12 +399,18 @@ pub fn decompress_into<T: crate::Element>(
     let queue = Mutex::new(parts);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let params = Arc::new(header.codec_params());
-    let workers = resolve_threads(threads).clamp(1, trailer.index.len().max(1));
+    let threads = resolve_threads(threads);
+    let workers = threads.clamp(1, trailer.index.len().max(1));
+    // Threads beyond the chunks, and each worker once out of chunks, are lent to the chunks
+    // still being decoded.
+    let spare = Spare::new(threads - workers);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                let _idle = spare.idle_on_exit();
                 let dtype = header.spec.dtype;
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
+                codec.lending(&spare);
                 let mut largest = 0;
                 let mut buf = ArrayData::with_capacity(dtype, 0);
                 let mut reader = io::Cursor::new(bytes);

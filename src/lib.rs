@@ -70,7 +70,9 @@ mod pipeline;
 pub mod plan;
 pub mod predict;
 pub mod residual;
+mod segments;
 pub mod shard;
+mod spare;
 #[doc(hidden)]
 pub mod stages;
 

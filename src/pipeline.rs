@@ -34,6 +34,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::chunk::{ChunkCodec, CodecParams, PayloadKind};
 use crate::element::{ArrayData, DType};
 use crate::error::{Error, Result};
+use crate::spare::Spare;
 
 /// Most worker threads a pipeline starts, whatever is asked.
 pub(crate) const MAX_THREADS: usize = 256;
@@ -163,6 +164,14 @@ impl AnyCodec {
         let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
         if k.len() < KEEP_CODECS {
             k.push(self);
+        }
+    }
+
+    /// Borrows idle cores from `spare` ([`crate::spare`]).
+    pub(crate) fn lending(&mut self, spare: &Arc<Spare>) {
+        match self {
+            AnyCodec::F32(c) => c.lending(Arc::clone(spare)),
+            AnyCodec::F64(c) => c.lending(Arc::clone(spare)),
         }
     }
 
@@ -318,12 +327,17 @@ impl<T: Send + 'static> EncodePool<T> {
             payload: Pool::new(2 * threads + 2),
         };
         let mut workers = Vec::with_capacity(threads);
+        let spare = Spare::new(0);
         for i in 0..threads {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
             let payloads = buffers.payload.clone();
+            let spare = Arc::clone(&spare);
             workers.push(spawn(format!("baler-encode-{i}"), move || {
+                // Once out of chunks, this worker's core is lent to the others' chunks.
+                let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, params);
+                codec.lending(&spare);
                 let mut largest = 0;
                 for job in jobs {
                     let mut payload = payloads.take().unwrap_or_default();
@@ -512,12 +526,17 @@ impl<T: Send + 'static> DecodePool<T> {
         let scratch_keep = memory_limit / 4 / threads as u64;
         let keep = memory_limit / 8 / pooled as u64;
         let mut workers = Vec::with_capacity(threads);
+        let spare = Spare::new(0);
         for i in 0..threads {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
             let bufs = buffers.clone();
+            let spare = Arc::clone(&spare);
             workers.push(spawn(format!("baler-decode-{i}"), move || {
+                // Once out of chunks, this worker's core is lent to the others' chunks.
+                let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
+                codec.lending(&spare);
                 let mut largest = 0;
                 for job in jobs {
                     largest = largest.max((job.values * dtype.size()) as u64);
@@ -534,6 +553,7 @@ impl<T: Send + 'static> DecodePool<T> {
                     if chunk_cost(dtype, job.values as u64, 0) > scratch_keep {
                         // Scratch this large is not kept between chunks.
                         codec = AnyCodec::new(dtype, Arc::clone(&params));
+                        codec.lending(&spare);
                     }
                     if job.payload.capacity() as u64 <= keep {
                         bufs.payload.give(job.payload);

@@ -309,6 +309,53 @@ fn output_is_the_same_for_every_thread_count() {
     assert_eq!(bits, decoded_bits(&one, 4));
 }
 
+#[test]
+fn segments_coded_on_lent_threads_change_no_byte() {
+    // Chunks of several segments (64 Ki values each), fewer chunks than threads, so workers
+    // out of chunks lend their cores to the segments of the others: a 3-D field of three
+    // variables (interpolation, codes in decoding order) and a long one-column table (the
+    // previous-record predictor, codes by position), both with exceptions.
+    let shape = [3u64, 300, 500];
+    let specials: Vec<(usize, f64)> = (0..40)
+        .map(|i| (i * 11_117, [f64::NAN, 1e30, -0.0, f64::INFINITY][i % 4]))
+        .collect();
+    let field: Vec<f32> = smooth_field(&shape, 0.05, &specials)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let mut field_spec = ArraySpec::new(DType::F32, shape.to_vec());
+    field_spec.layout = baler::Layout::Field;
+    let mut rng = Lcg(9);
+    let mut walk = 0.0f64;
+    let mut column: Vec<f32> = (0..300_000)
+        .map(|_| {
+            walk += rng.normal();
+            walk as f32
+        })
+        .collect();
+    for &(p, v) in &specials {
+        column[p % 300_000] = v as f32;
+    }
+    let column_spec = ArraySpec::new(DType::F32, vec![column.len() as u64, 1]);
+    for (data, spec) in [(&field, &field_spec), (&column, &column_spec)] {
+        let base = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-4)));
+        let one = baler::compress_slice(data, spec, &base.clone().threads(1)).unwrap();
+        for t in [2, 3, 8] {
+            let many = baler::compress_slice(data, spec, &base.clone().threads(t)).unwrap();
+            assert!(one == many, "{t} threads wrote different bytes");
+        }
+        let bits = decoded_bits(&one, 1);
+        assert_eq!(bits.len(), data.len());
+        assert_eq!(bits, decoded_bits(&one, 3));
+        for t in [1, 2, 5] {
+            let mut into = vec![0f32; data.len()];
+            baler::decompress_into(&one, &mut into, t).unwrap();
+            let into: Vec<u64> = into.iter().map(|v| u64::from(v.to_bits())).collect();
+            assert!(into == bits, "decoded into a buffer on {t} threads");
+        }
+    }
+}
+
 /// The bits of every value a container decodes to, with `threads` decoder threads.
 fn decoded_bits(packed: &[u8], threads: usize) -> Vec<u64> {
     let mut d =

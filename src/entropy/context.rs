@@ -3,6 +3,7 @@
 //! and the layout byte that says which ([`CodeCoder::encode_either`]).
 
 use super::choose::fast_log2;
+use super::read::skip;
 use super::{CodeCoder, DENSE_SPAN, range};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_ivarint, put_uvarint};
 
@@ -32,6 +33,51 @@ pub(crate) fn read_context_counts(
         return Err(Malformed(format!(
             "context counts add up to {total} codes, not {n}"
         )));
+    }
+    Ok(())
+}
+
+/// Reads the head of a stream split by previous code: its `K` context codes into `vals` and
+/// its `K + 1` counts into `counts`; returns `K`.
+fn read_previous_head(
+    r: &mut ByteReader<'_>,
+    n: usize,
+    vals: &mut Vec<i32>,
+    counts: &mut [usize; PREV_CONTEXTS + 1],
+) -> DecodeResult<usize> {
+    let k = r.uvarint_max(PREV_CONTEXTS as u64, "previous-code contexts")?;
+    vals.clear();
+    let mut v = 0i64;
+    for i in 0..k {
+        v = if i == 0 {
+            r.ivarint()?
+        } else {
+            v.saturating_add(r.uvarint()?.min(u32::MAX as u64) as i64 + 1)
+        };
+        vals.push(i32::try_from(v).map_err(|_| Malformed::new("context code out of range"))?);
+    }
+    read_context_counts(r, n, &mut counts[..=k])?;
+    Ok(k)
+}
+
+/// Steps over `n` codes written by [`CodeCoder::encode_either`] without decoding them: the
+/// layout's head and each stream's ([`skip`]), to find where the streams after it start.
+pub(crate) fn skip_either(r: &mut ByteReader<'_>, n: usize) -> DecodeResult<()> {
+    let mut counts = [0usize; PREV_CONTEXTS + 1];
+    let streams = match r.u8()? {
+        // One stream, there even for no codes.
+        0 => return skip(r),
+        1 => {
+            read_context_counts(r, n, &mut counts[..CONTEXTS])?;
+            CONTEXTS
+        }
+        2 => read_previous_head(r, n, &mut Vec::new(), &mut counts)? + 1,
+        m => return Err(Malformed(format!("unknown code stream layout {m}"))),
+    };
+    for &c in &counts[..streams] {
+        if c > 0 {
+            skip(r)?;
+        }
     }
     Ok(())
 }
@@ -341,20 +387,9 @@ impl CodeCoder {
         n: usize,
         out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
-        let k = r.uvarint_max(PREV_CONTEXTS as u64, "previous-code contexts")?;
         let mut vals = std::mem::take(&mut self.prev_vals);
-        vals.clear();
-        let mut v = 0i64;
-        for i in 0..k {
-            v = if i == 0 {
-                r.ivarint()?
-            } else {
-                v.saturating_add(r.uvarint()?.min(u32::MAX as u64) as i64 + 1)
-            };
-            vals.push(i32::try_from(v).map_err(|_| Malformed::new("context code out of range"))?);
-        }
         let mut counts = [0usize; PREV_CONTEXTS + 1];
-        read_context_counts(r, n, &mut counts[..=k])?;
+        let k = read_previous_head(r, n, &mut vals, &mut counts)?;
         let mut split = std::mem::take(&mut self.prev_split);
         split.resize_with(k + 1, Vec::new);
         let mut result = Ok(());
@@ -583,6 +618,80 @@ mod tests {
         buf.clear();
         c.encode_either(&flat, &mut split, &mut buf);
         assert_eq!(buf[0], 0);
+    }
+
+    #[test]
+    fn skipping_a_stream_lands_where_decoding_it_ends() {
+        // Every mode (constant, direct, hybrid, packed, binned) in the one-stream layout, and
+        // both split layouts, back to back as a column's segments are.
+        let mut seed = 11;
+        let markov: Vec<i32> = (0..20_000)
+            .scan(0i32, |v, _| {
+                *v = if lcg(&mut seed) % 10 < 8 {
+                    (*v * 7 + 3) % 40
+                } else {
+                    (*v + 1) % 40
+                };
+                Some(*v)
+            })
+            .collect();
+        let mut clustered = laplace(10_000, 0.3, 2);
+        clustered.extend(laplace(10_000, 30.0, 3));
+        clustered.extend(laplace(10_000, 0.3, 4));
+        let sparse: Vec<i32> = (0..5000)
+            .map(|_| [0, 1000, 70_000][(lcg(&mut seed) % 3) as usize])
+            .collect();
+        let streams: Vec<(Vec<i32>, bool, u8, Option<u8>)> = vec![
+            (vec![5; 3000], false, 0, Some(0)),
+            (sparse, false, 0, Some(1)),
+            (laplace(30_000, 40.0, 5), false, 0, Some(2)),
+            ((0..7).collect(), false, 0, Some(3)),
+            (crate::entropy::tests::broad(30_000, 6), true, 0, Some(4)),
+            (clustered, false, 1, None),
+            (markov, false, 2, None),
+            (Vec::new(), false, 0, None),
+        ];
+        let (mut c, mut split) = (CodeCoder::new(), Default::default());
+        let mut buf = Vec::new();
+        for (codes, binned, layout, mode) in &streams {
+            let at = buf.len();
+            c.allow_binned(*binned);
+            c.encode_either(codes, &mut split, &mut buf);
+            assert_eq!(buf[at], *layout, "{codes:?}");
+            if let Some(m) = mode {
+                assert_eq!(buf[at + 1], *m, "mode");
+            }
+        }
+        let (mut skipping, mut decoding) = (ByteReader::new(&buf), ByteReader::new(&buf));
+        let mut out = Vec::new();
+        for (codes, ..) in &streams {
+            skip_either(&mut skipping, codes.len()).unwrap();
+            c.decode_either(&mut decoding, codes.len(), &mut split, &mut out)
+                .unwrap();
+            assert_eq!(&out, codes);
+            assert_eq!(
+                skipping.remaining(),
+                decoding.remaining(),
+                "{}",
+                codes.len()
+            );
+        }
+        assert!(skipping.is_empty());
+        // Cut or damaged: errors or a wrong place (caught by the decoder), never panics.
+        for cut in 0..buf.len().min(400) {
+            let r = &mut ByteReader::new(&buf[..cut]);
+            let _ = streams
+                .iter()
+                .try_for_each(|(k, ..)| skip_either(r, k.len()));
+        }
+        for i in 0..buf.len().min(400) {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x5a;
+            let r = &mut ByteReader::new(&bad);
+            let _ = streams
+                .iter()
+                .try_for_each(|(k, ..)| skip_either(r, k.len()));
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) use context::read_context_counts;
 
 use crate::bytes::put_ivarint;
 use choose::{BinPlan, Fine};
-pub(crate) use context::CONTEXTS;
+pub(crate) use context::{CONTEXTS, skip_either};
 use hybrid::{Hybrid, TokenEntry};
 
 const MODE_CONST: u8 = 0;

@@ -9,6 +9,47 @@ use super::{
 };
 use crate::bytes::{BitReader, ByteReader, DecodeResult, Malformed};
 
+/// Steps over one stream without decoding it: its mode's header fields, then its sections
+/// (every mode's bytes past its header are sections, which start with their length).
+pub(crate) fn skip(r: &mut ByteReader<'_>) -> DecodeResult<()> {
+    let sections = match r.u8()? {
+        MODE_CONST => {
+            r.ivarint()?;
+            0
+        }
+        MODE_PACKED => {
+            r.ivarint()?;
+            r.u8()?;
+            1
+        }
+        MODE_DIRECT => {
+            r.u8()?;
+            r.uvarint()?;
+            r.ivarint()?;
+            2
+        }
+        MODE_HYBRID => {
+            r.u8()?;
+            r.u8()?;
+            r.ivarint()?;
+            r.uvarint()?;
+            r.uvarint()?;
+            3
+        }
+        MODE_BINNED => {
+            r.u8()?;
+            r.uvarint()?;
+            r.ivarint()?;
+            3
+        }
+        other => return Err(Malformed(format!("unknown code stream mode {other}"))),
+    };
+    for _ in 0..sections {
+        r.section()?;
+    }
+    Ok(())
+}
+
 impl CodeCoder {
     fn read_rans(&mut self, r: &mut ByteReader<'_>, prec: u32, n: usize) -> DecodeResult<()> {
         let dec = self.dec.get_or_insert_with(Default::default);

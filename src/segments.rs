@@ -1,0 +1,305 @@
+//! A quantized column's code streams, one per segment of [`SEGMENT`] values: coded and decoded
+//! in runs of whole segments, the first run on the calling thread and each other on a core the
+//! pipeline's workers left idle ([`crate::spare`]).
+//!
+//! A segment's stream depends on its codes alone (and on whether binned streams are allowed,
+//! the same for the whole column), so the bytes are the same however the segments are shared
+//! out. The streams are not framed by their lengths: a decoder that shares them out first
+//! steps over each to find where the runs start ([`CodeCoder::skip_either`]), which reads a
+//! few header fields and section lengths per stream.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use crate::bytes::{ByteReader, DecodeResult, Malformed};
+use crate::column::SEGMENT;
+use crate::entropy::{CONTEXTS, CodeCoder, skip_either};
+use crate::spare::Spare;
+
+/// A quantized column's codes, as the encoder holds them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stream<'a> {
+    /// One code per value in column order, exceptions included (their codes are left out, so
+    /// segment `s` holds the codes of values `s·SEGMENT..(s+1)·SEGMENT` that are not
+    /// exceptions).
+    ByPosition(&'a [i32]),
+    /// Only the codes of values that are not exceptions, in the predictor's decoding order,
+    /// in segments of `SEGMENT` codes: consecutive codes are neighbours on the grid.
+    Dense(&'a [i32]),
+}
+
+/// One thread's scratch.
+#[derive(Debug, Default)]
+struct Scratch {
+    coder: CodeCoder,
+    split: [Vec<i32>; CONTEXTS],
+    codes: Vec<i32>,
+}
+
+/// Most threads on one column's segments, the caller's included.
+const MOST_THREADS: usize = 16;
+
+/// Codes and decodes a column's segments, with each thread's scratch (the caller's first).
+#[derive(Debug, Default)]
+pub(crate) struct Segments {
+    scratch: Vec<Scratch>,
+    /// Each segment's stream, while a column is coded.
+    streams: Vec<Mutex<Vec<u8>>>,
+    spare: Arc<Spare>,
+}
+
+/// The index range of the positions `start..end` in `pos` (increasing).
+fn within(pos: &[u32], start: usize, end: usize) -> Range<usize> {
+    pos.partition_point(|&p| (p as usize) < start)..pos.partition_point(|&p| (p as usize) < end)
+}
+
+/// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
+fn gather(src: &[i32], positions: impl Iterator<Item = usize>, out: &mut Vec<i32>) {
+    out.clear();
+    let mut start = 0;
+    for p in positions {
+        out.extend_from_slice(&src[start..p]);
+        start = p + 1;
+    }
+    out.extend_from_slice(&src[start..]);
+}
+
+/// Fills `out` with `codes` in order and a 0 at each of `positions` (relative to its start,
+/// increasing, and as many as `out` has room for beyond `codes`).
+pub(crate) fn scatter(codes: &[i32], positions: impl Iterator<Item = usize>, out: &mut [i32]) {
+    let (mut k, mut at) = (0, 0);
+    for p in positions {
+        let run = p - at;
+        out[at..p].copy_from_slice(&codes[k..k + run]);
+        out[p] = 0;
+        k += run;
+        at = p + 1;
+    }
+    let rest = out.len() - at;
+    out[at..].copy_from_slice(&codes[k..k + rest]);
+}
+
+/// Scratch for up to `segments` threads.
+fn threads(scratch: &mut Vec<Scratch>, segments: usize) -> &mut [Scratch] {
+    let n = segments.clamp(1, MOST_THREADS);
+    if scratch.len() < n {
+        scratch.resize_with(n, Default::default);
+    }
+    &mut scratch[..n]
+}
+
+/// One segment to decode: where its stream starts and how many bytes remain after it, its
+/// part of the column's codes, and how it went.
+struct Task<'a, 'b> {
+    r: ByteReader<'b>,
+    end: usize,
+    dst: &'a mut [i32],
+    result: DecodeResult<()>,
+}
+
+impl Segments {
+    /// Borrows cores from `spare` from now on.
+    pub(crate) fn lending(&mut self, spare: Arc<Spare>) {
+        self.spare = spare;
+    }
+
+    /// Appends one stream per segment of `stream` to `out` (exceptions at `exc`, increasing
+    /// positions, left out of a [`Stream::ByPosition`]); `binned` as
+    /// [`CodeCoder::allow_binned`].
+    pub(crate) fn encode(
+        &mut self,
+        stream: Stream<'_>,
+        exc: &[u32],
+        binned: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let (all, by_position) = match stream {
+            Stream::Dense(c) => (c, false),
+            Stream::ByPosition(c) => (c, true),
+        };
+        let segments = all.len().div_ceil(SEGMENT);
+        if self.streams.len() < segments {
+            self.streams.resize_with(segments, Default::default);
+        }
+        let streams = &self.streams[..segments];
+        let threads = threads(&mut self.scratch, segments);
+        self.spare.share(segments, threads, |s, mine| {
+            let Scratch {
+                coder,
+                split,
+                codes,
+            } = mine;
+            let (base, end) = (s * SEGMENT, ((s + 1) * SEGMENT).min(all.len()));
+            let seg = if by_position {
+                let rel = exc[within(exc, base, end)]
+                    .iter()
+                    .map(|&p| p as usize - base);
+                gather(&all[base..end], rel, codes);
+                &codes[..]
+            } else {
+                &all[base..end]
+            };
+            let mut bytes = streams[s].lock().unwrap_or_else(|e| e.into_inner());
+            bytes.clear();
+            coder.allow_binned(binned);
+            coder.encode_either(seg, split, &mut bytes);
+        });
+        for bytes in streams {
+            out.extend_from_slice(&bytes.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Decodes the streams of the segments of `k` from `r` into `k`: for a
+    /// [`Stream::Dense`] column (`exc` empty) the codes in decoding order, for a
+    /// [`Stream::ByPosition`] one code per value, 0 at the exceptions at `exc` (increasing
+    /// positions below `k.len()`).
+    pub(crate) fn decode(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        exc: &[u32],
+        k: &mut [i32],
+    ) -> DecodeResult<()> {
+        let n = k.len();
+        let segments = n.div_ceil(SEGMENT);
+        // Each segment's codes: its values less its exceptions.
+        let count = |s: usize| {
+            let (base, end) = (s * SEGMENT, ((s + 1) * SEGMENT).min(n));
+            (end - base) - within(exc, base, end).len()
+        };
+        if segments == 0 {
+            return Ok(());
+        }
+        if segments == 1 {
+            let mine = &mut threads(&mut self.scratch, 1)[0];
+            return decode_segment(mine, r, exc, 0, count(0), k);
+        }
+        // Where each segment's stream starts, found by stepping over the streams before it.
+        let mut tasks = Vec::with_capacity(segments);
+        for (s, dst) in k.chunks_mut(SEGMENT).enumerate() {
+            let start = r.clone();
+            skip_either(r, count(s))?;
+            tasks.push(Mutex::new(Task {
+                r: start,
+                end: r.remaining(),
+                dst,
+                result: Ok(()),
+            }));
+        }
+        let threads = threads(&mut self.scratch, segments);
+        self.spare.share(segments, threads, |s, mine| {
+            let mut t = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
+            let Task { r, end, dst, .. } = &mut *t;
+            let mut result = decode_segment(mine, r, exc, s, count(s), dst);
+            if result.is_ok() && r.remaining() != *end {
+                result = Err(Malformed::new(
+                    "a segment's code stream does not end where the next one starts",
+                ));
+            }
+            t.result = result;
+        });
+        tasks
+            .into_iter()
+            .try_for_each(|t| t.into_inner().unwrap_or_else(|e| e.into_inner()).result)
+    }
+}
+
+/// Decodes segment `s`'s `n` codes from `r` into `dst`, its part of the column's codes
+/// (see [`Segments::decode`]; `exc` the whole column's exceptions).
+fn decode_segment(
+    mine: &mut Scratch,
+    r: &mut ByteReader<'_>,
+    exc: &[u32],
+    s: usize,
+    n: usize,
+    dst: &mut [i32],
+) -> DecodeResult<()> {
+    mine.coder
+        .decode_either(r, n, &mut mine.split, &mut mine.codes)?;
+    let base = s * SEGMENT;
+    let rel = exc[within(exc, base, base + dst.len())]
+        .iter()
+        .map(|&p| p as usize - base);
+    scatter(&mine.codes, rel, dst);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes like a field's: runs of small codes and busier stretches.
+    fn codes(n: usize, seed: u64) -> Vec<i32> {
+        let mut x = seed;
+        (0..n)
+            .map(|i| {
+                // xorshift64
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let r = (x >> 33) as i32;
+                if (i / 5000) % 3 == 0 {
+                    r % 41 - 20
+                } else {
+                    (r % 7 == 0) as i32 * (r % 3 - 1)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_shared_out_code_and_decode_as_on_one_thread() {
+        let n = 5 * SEGMENT + 1234;
+        let all = codes(n, 3);
+        // Exceptions: scattered, and a whole segment of them (a segment of no codes).
+        let mut exc: Vec<u32> = (0..n as u32).filter(|p| p % 97 == 5).collect();
+        exc.extend((2 * SEGMENT as u32..3 * SEGMENT as u32).filter(|p| p % 97 != 5));
+        exc.sort_unstable();
+        let mut by_position = all.clone();
+        for &p in &exc {
+            by_position[p as usize] = 0;
+        }
+        for (stream, exc) in [
+            (Stream::Dense(&all), &[][..]),
+            (Stream::ByPosition(&by_position), &exc[..]),
+        ] {
+            let mut serial = Segments::default();
+            let mut one = Vec::new();
+            serial.encode(stream, exc, false, &mut one);
+            for idle in [1, 2, 7] {
+                let mut shared = Segments::default();
+                shared.lending(Spare::new(idle));
+                let mut bytes = Vec::new();
+                shared.encode(stream, exc, false, &mut bytes);
+                assert_eq!(bytes, one, "{idle} lent");
+                for decoder in [&mut serial, &mut shared] {
+                    let mut k = vec![9; n];
+                    let mut r = ByteReader::new(&bytes);
+                    decoder.decode(&mut r, exc, &mut k).unwrap();
+                    assert!(r.is_empty());
+                    let want = match stream {
+                        Stream::Dense(c) | Stream::ByPosition(c) => c,
+                    };
+                    assert_eq!(k, want);
+                }
+                // Damaged: errors, never panics, shared out or not.
+                for i in (0..bytes.len()).step_by(bytes.len() / 60 + 1) {
+                    let mut bad = bytes.clone();
+                    bad[i] ^= 0x5a;
+                    let mut k = vec![0; n];
+                    let _ = shared.decode(&mut ByteReader::new(&bad), exc, &mut k);
+                    let _ = shared.decode(&mut ByteReader::new(&bytes[..i]), exc, &mut k);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scatter_puts_zeros_at_the_positions() {
+        let mut out = [7; 6];
+        scatter(&[1, 2, 3], [0, 2, 5].into_iter(), &mut out);
+        assert_eq!(out, [0, 1, 0, 2, 3, 0]);
+        let mut back = Vec::new();
+        gather(&out, [0, 2, 5].into_iter(), &mut back);
+        assert_eq!(back, [1, 2, 3]);
+    }
+}

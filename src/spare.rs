@@ -1,0 +1,197 @@
+//! Cores the workers leave idle, lent to the chunks still being coded.
+//!
+//! A pipeline's workers each code whole chunks, and most files users compress one by one hold
+//! a few chunks: a 600 KB field is one chunk, three variables are three. With two workers and
+//! one chunk one core idles; with three chunks the last one runs alone. A worker that has no
+//! chunk left marks its core [`Spare`] (an [`IdleOnExit`] guard, dropped as it returns), and a
+//! codec whose chunk is still running borrows it for the parts of its work that split into
+//! independent tasks ([`Spare::share`]): a column's segments, coded or decoded each on their
+//! own. The codec looks for an idle core before each task it takes, so a core that comes free
+//! halfway (a worker that finished the file's other chunk) still joins in. The work is the
+//! same whoever does it, so the output does not depend on what was lent, nor on the thread
+//! count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+/// Idle cores of one pipeline (or of one call's scoped workers), to lend.
+#[derive(Debug, Default)]
+pub(crate) struct Spare {
+    idle: AtomicUsize,
+}
+
+impl Spare {
+    /// A pool with `idle` cores idle from the start (more threads allowed than chunks).
+    pub(crate) fn new(idle: usize) -> Arc<Self> {
+        Arc::new(Spare {
+            idle: AtomicUsize::new(idle),
+        })
+    }
+
+    /// A guard that marks one more core idle when dropped: a worker holds it while it runs.
+    pub(crate) fn idle_on_exit(self: &Arc<Self>) -> IdleOnExit {
+        IdleOnExit(Arc::clone(self))
+    }
+
+    /// Runs `work(i, scratch)` for every task `i` in `0..tasks`, each exactly once: on the
+    /// calling thread (with `scratch[0]`) and on up to `scratch.len() − 1` threads borrowed
+    /// as cores come idle (each with a scratch of its own), taking the tasks in order. Returns
+    /// when all are done; a panic in any task is the caller's.
+    pub(crate) fn share<S: Send>(
+        &self,
+        tasks: usize,
+        scratch: &mut [S],
+        work: impl Fn(usize, &mut S) + Sync,
+    ) {
+        let Some((mine, others)) = scratch.split_first_mut() else {
+            return;
+        };
+        let next = AtomicUsize::new(0);
+        let take = || Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < tasks);
+        if tasks <= 1 || others.is_empty() {
+            while let Some(i) = take() {
+                work(i, mine);
+            }
+            return;
+        }
+        let (work, take) = (&work, &take);
+        thread::scope(|scope| {
+            let mut others = others.iter_mut();
+            let mut handles = Vec::new();
+            loop {
+                // A core idle now, and a task left for it beside the caller's next one.
+                if next.load(Ordering::Relaxed) + 1 < tasks && others.len() > 0 {
+                    let lease = self.lend(1);
+                    if lease.threads == 1 {
+                        let theirs = others.next().expect("scratch left");
+                        let helper = thread::Builder::new()
+                            .name("baler-lent".into())
+                            .spawn_scoped(scope, move || {
+                                let _lease = lease;
+                                while let Some(i) = take() {
+                                    work(i, theirs);
+                                }
+                            });
+                        // A thread that cannot start (a process at its limit) leaves the
+                        // tasks to the others.
+                        if let Ok(h) = helper {
+                            handles.push(h);
+                        }
+                    }
+                }
+                let Some(i) = take() else { break };
+                work(i, mine);
+            }
+            for h in handles {
+                if let Err(panic) = h.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        });
+    }
+
+    /// Borrows up to `most` idle cores (none where none is idle), given back when the lease
+    /// is dropped.
+    fn lend(&self, most: usize) -> Lease<'_> {
+        let mut idle = self.idle.load(Ordering::Relaxed);
+        loop {
+            let take = idle.min(most);
+            if take == 0 {
+                return Lease {
+                    spare: self,
+                    threads: 0,
+                };
+            }
+            match self.idle.compare_exchange_weak(
+                idle,
+                idle - take,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Lease {
+                        spare: self,
+                        threads: take,
+                    };
+                }
+                Err(now) => idle = now,
+            }
+        }
+    }
+}
+
+/// Marks one core of a [`Spare`] idle when dropped.
+#[derive(Debug)]
+pub(crate) struct IdleOnExit(Arc<Spare>);
+
+impl Drop for IdleOnExit {
+    fn drop(&mut self) {
+        self.0.idle.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Cores borrowed from a [`Spare`], given back when dropped.
+#[derive(Debug)]
+struct Lease<'a> {
+    spare: &'a Spare,
+    threads: usize,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.threads > 0 {
+            self.spare.idle.fetch_add(self.threads, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn idle_cores_are_lent_once_and_come_back() {
+        let spare = Spare::new(1);
+        {
+            let worker = spare.idle_on_exit();
+            let a = spare.lend(4);
+            assert_eq!(a.threads, 1);
+            assert_eq!(spare.lend(4).threads, 0, "lent already");
+            drop(worker);
+            let b = spare.lend(4);
+            assert_eq!(b.threads, 1, "the worker's core, idle once it returned");
+        }
+        assert_eq!(spare.lend(8).threads, 2, "both back");
+        assert_eq!(spare.lend(0).threads, 0);
+    }
+
+    #[test]
+    fn every_task_runs_once_whoever_runs_it() {
+        for (idle, helpers) in [(0, 3), (1, 3), (3, 3), (3, 0), (2, 1)] {
+            let spare = Spare::new(idle);
+            let mut scratch: Vec<Vec<usize>> = vec![Vec::new(); helpers + 1];
+            let done = Mutex::new(Vec::new());
+            spare.share(40, &mut scratch, |i, mine| {
+                mine.push(i);
+                done.lock().unwrap().push(i);
+            });
+            let mut done = done.into_inner().unwrap();
+            done.sort();
+            assert_eq!(done, (0..40).collect::<Vec<_>>());
+            let mut seen: Vec<usize> = scratch.concat();
+            seen.sort();
+            assert_eq!(
+                seen, done,
+                "each task in the scratch of the thread that ran it"
+            );
+            assert!(
+                scratch.iter().all(|s| s.windows(2).all(|w| w[0] < w[1])),
+                "in order"
+            );
+            assert_eq!(spare.lend(8).threads, idle, "every core given back");
+        }
+        Spare::new(2).share(0, &mut [(), ()], |_, _| panic!("no task"));
+    }
+}
