@@ -261,6 +261,7 @@ impl Feature {
     /// [`normalize_input`](super::normalize_input)) from its arguments' values (`args[k]`:
     /// argument `k`'s, one per record; the third read by three-argument formulas only), the
     /// formula's values going through `v` (scratch, at least `out.len()` long).
+    #[inline(always)]
     pub fn inputs_into(&self, [a, b, c]: [&[f64]; 3], v: &mut [f64], out: &mut [f32]) {
         let v = &mut v[..out.len()];
         self.op.eval_into(a, b, c, v);

@@ -462,14 +462,15 @@ impl Model {
     }
 
     /// Input `input` of `c`, normalized, for `n` records from `r0` of a chunk of `rows`
-    /// records (`cols`: column-major, every column the input reads already reconstructed).
-    #[inline]
+    /// records (`cols`: column-major, every column the input reads already reconstructed);
+    /// `args` and `v` are scratch for a derived feature's arguments and value.
+    #[inline(always)]
     fn fill_input<T: Element>(
         &self,
         input: u32,
         cols: &[T],
-        rows: usize,
-        r0: usize,
+        (rows, r0): (usize, usize),
+        (args, v): (&mut [[f64; BLOCK]; 3], &mut [f64; BLOCK]),
         u: &mut [f32],
     ) {
         let w = self.columns.len();
@@ -484,21 +485,20 @@ impl Model {
         }
         let f = &self.features[input as usize - w];
         // The arguments widened to f64, then the formula over the whole block at once.
-        let mut args = [[0f64; BLOCK]; 3];
         for (arg, &i) in args.iter_mut().zip(&f.args) {
             for (d, &x) in arg.iter_mut().zip(at(i)) {
                 *d = x.to_f64();
             }
         }
-        let mut v = [0f64; BLOCK];
-        let [a, b, c] = &args;
-        f.inputs_into([&a[..n], &b[..n], &c[..n]], &mut v, u);
+        let [a, b, c] = &*args;
+        f.inputs_into([&a[..n], &b[..n], &c[..n]], v, u);
     }
 
     /// Predicts column `j` of a chunk of `rows` records from the reconstructed columns coded
     /// before it (`cols`: column-major, `width × rows` values, of which only those columns are
     /// read), into `out` (`rows` values). `centre` stands in for a prediction that is not
     /// finite.
+    #[allow(unsafe_code)]
     pub fn predict_column<T: Element>(
         &self,
         j: usize,
@@ -513,12 +513,35 @@ impl Model {
         if !c.is_active() {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { self.predict_avx2(c, cols, rows, out) };
+        }
+        self.predict_body(c, cols, rows, out)
+    }
+
+    /// [`predict_body`](Self::predict_body) compiled for AVX2 (the same operations, wider
+    /// registers: the inputs' normalization and the outputs' scaling, a fifth of a table's
+    /// decoding, were SSE2 code).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn predict_avx2<T: Element>(&self, c: &ColumnModel, cols: &[T], rows: usize, out: &mut [f64]) {
+        self.predict_body(c, cols, rows, out)
+    }
+
+    /// [`predict_column`](Self::predict_column) for an active column `c`, block by block.
+    #[inline(always)]
+    fn predict_body<T: Element>(&self, c: &ColumnModel, cols: &[T], rows: usize, out: &mut [f64]) {
         let mut u = [0f32; MAX_INPUTS * BLOCK];
         let mut y = [0f32; BLOCK];
+        let mut args = [[0f64; BLOCK]; 3];
+        let mut v = [0f64; BLOCK];
         for r0 in (0..rows).step_by(BLOCK) {
             let n = (rows - r0).min(BLOCK);
             for (k, &input) in c.inputs.iter().enumerate() {
-                self.fill_input(input, cols, rows, r0, &mut u[k * BLOCK..k * BLOCK + n]);
+                let u = &mut u[k * BLOCK..k * BLOCK + n];
+                self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
             }
             network(c, &u, n, &mut y);
             for (o, &v) in out[r0..r0 + n].iter_mut().zip(&y[..n]) {
