@@ -99,6 +99,8 @@ pub(crate) struct ColumnCoder<T: Element> {
     seg_exc: Exceptions<T>,
     /// The code streams by segment.
     segments: Segments,
+    /// Idle cores to borrow ([`crate::spare`]).
+    spare: Arc<Spare>,
     alt: Vec<u8>,
     /// The interpolation's section, while it is compared.
     interp_out: Vec<u8>,
@@ -146,7 +148,7 @@ fn quantize_column<T: Element>(
 /// Appends a quantized column section: `head` (kind, predictor id, any predictor parameter),
 /// the step, the exceptions and the code streams of `stream` by segment.
 fn write_quantized<T: Element>(
-    segments: &mut Segments,
+    (segments, spare): (&mut Segments, &Spare),
     (head, step, gap): (&[u8], f64, Option<i64>),
     exc: &Exceptions<T>,
     stream: Stream<'_>,
@@ -160,7 +162,7 @@ fn write_quantized<T: Element>(
     exc.write(out);
     // Binned streams pay on a point-wise relative column's ordinals only, the columns with
     // an ordinal gap.
-    segments.encode(stream, &exc.pos, gap.is_some(), out);
+    segments.encode(stream, &exc.pos, gap.is_some(), spare, out);
 }
 
 impl<T: Element> ColumnCoder<T> {
@@ -169,7 +171,8 @@ impl<T: Element> ColumnCoder<T> {
     fn read_codes(&mut self, r: &mut ByteReader<'_>, n: usize) -> DecodeResult<()> {
         self.k.clear();
         self.k.resize(n, 0);
-        self.segments.decode(r, &self.exc.pos, &mut self.k)
+        self.segments
+            .decode(r, &self.exc.pos, &self.spare, &mut self.k)
     }
 
     pub(crate) fn new() -> Self {
@@ -186,6 +189,7 @@ impl<T: Element> ColumnCoder<T> {
             exc: Exceptions::default(),
             seg_exc: Exceptions::default(),
             segments: Segments::default(),
+            spare: Arc::default(),
             alt: Vec::new(),
             interp_out: Vec::new(),
             levels_k: Vec::new(),
@@ -200,7 +204,7 @@ impl<T: Element> ColumnCoder<T> {
 
     /// Borrows idle cores from `spare` for the column's segments from now on.
     pub(crate) fn lending(&mut self, spare: Arc<Spare>) {
-        self.segments.lending(spare);
+        self.spare = spare;
     }
 
     /// Appends the section body of `col` to `out`, and its reconstruction to `recon` if wanted.
@@ -315,12 +319,17 @@ impl<T: Element> ColumnCoder<T> {
                 std::mem::swap(&mut self.exc, &mut self.model_exc);
             }
             let (k, exc, rec) = (&mut self.k, &mut self.exc, &mut self.model_recon);
-            ip.quantize(col, (q, q.fallback::<T>(&cp.norm)), k, exc, rec);
+            ip.quantize(
+                col,
+                (q, q.fallback::<T>(&cp.norm)),
+                (k, exc, rec),
+                &self.spare,
+            );
             self.interp_out.clear();
             let head = [KIND_QUANTIZED, p.id(), ip.order_byte()];
             let stream = Stream::Dense(&self.k);
             write_quantized(
-                &mut self.segments,
+                (&mut self.segments, &self.spare),
                 (&head, q.step, gap),
                 &self.exc,
                 stream,
@@ -340,11 +349,11 @@ impl<T: Element> ColumnCoder<T> {
                         &mut self.levels_exc,
                         &mut self.levels_recon,
                     );
-                    ipl.quantize(col, (q, fallback), k, exc, rec);
+                    ipl.quantize(col, (q, fallback), (k, exc, rec), &self.spare);
                     self.levels_out.clear();
                     let head = [KIND_QUANTIZED, p.id(), ipl.order_byte()];
                     write_quantized(
-                        &mut self.segments,
+                        (&mut self.segments, &self.spare),
                         (&head, q.step, gap),
                         &self.levels_exc,
                         Stream::Dense(&self.levels_k),
@@ -394,7 +403,7 @@ impl<T: Element> ColumnCoder<T> {
                 put_uvarint(&mut head, column as u64);
             }
             write_quantized(
-                &mut self.segments,
+                (&mut self.segments, &self.spare),
                 (&head, q.step, gap),
                 exc,
                 Stream::ByPosition(stream),
@@ -570,8 +579,10 @@ impl<T: Element> ColumnCoder<T> {
                     let m = out.len() - self.exc.len();
                     self.k.clear();
                     self.k.resize(m, 0);
-                    self.segments.decode(&mut r, &[], &mut self.k)?;
-                    ip.dequantize(&self.k, &self.exc, (q, q.fallback::<T>(&cp.norm)), out);
+                    self.segments
+                        .decode(&mut r, &[], &self.spare, &mut self.k)?;
+                    let fallback = q.fallback::<T>(&cp.norm);
+                    ip.dequantize(&self.k, &self.exc, (q, fallback), &self.spare, out);
                 } else if !matches!(
                     predictor,
                     Predictor::Centre | Predictor::Model | Predictor::Carry

@@ -53,6 +53,8 @@
 
 use crate::element::Element;
 use crate::residual::{Exceptions, MAX_CODE, Quantizer};
+use crate::spare::Spare;
+use std::sync::Mutex;
 
 /// How a column's values are predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,10 +338,10 @@ pub(crate) const LEVEL_DIVISORS: [[f64; 5]; 3] = [
     [1.0, 1.5, 2.25, 3.0, 3.0],
 ];
 
-/// The spacing [`Interp::run`] gives a block's first point: above every level's.
+/// The spacing [`Interp::run_block`] gives a block's first point: above every level's.
 const FIRST: usize = 1 << (usize::BITS - 1);
 
-/// A block's first point, as [`Interp::run`] gives it: a line of one point at spacing
+/// A block's first point, as [`Interp::run_block`] gives it: a line of one point at spacing
 /// [`FIRST`], the first in decoding order.
 const ALONE: Line = Line {
     start: 0,
@@ -352,6 +354,28 @@ const ALONE: Line = Line {
     code: 0,
     code_stride: 1,
 };
+
+/// One thread's scratch for [`Interp::quantize`]: a line's values, codes, reconstructions,
+/// whether they clearly meet the bound, and predictions.
+struct LineScratch<T> {
+    xs: Vec<T>,
+    qs: Vec<i32>,
+    ys: Vec<T>,
+    clear: Vec<bool>,
+    preds: Vec<f64>,
+}
+
+impl<T> Default for LineScratch<T> {
+    fn default() -> Self {
+        LineScratch {
+            xs: Vec::new(),
+            qs: Vec::new(),
+            ys: Vec::new(),
+            clear: Vec::new(),
+            preds: Vec::new(),
+        }
+    }
+}
 
 /// The column of [`LEVEL_DIVISORS`] for a point of spacing `h` ([`FIRST`]: a block's first).
 #[inline(always)]
@@ -576,82 +600,74 @@ impl Interp {
         }
     }
 
-    /// Reconstructs `vals` block by block, a [`Line`] at a time (in memory order or decoding
-    /// order, [`lines`](Self::lines)): `value(base, l, j, prediction)` gives the `j`-th point
-    /// of line `l` of the block whose first value is at `base` its value from its prediction,
-    /// computed from the values already given. A block's first point comes alone, as a line of
-    /// one point at spacing [`FIRST`], predicted as `first`; a prediction from non-finite
+    /// Reconstructs block `vb` (whose first value is at `base` in the column), a [`Line`] at a
+    /// time (in memory order or decoding order, [`lines`](Self::lines)): `value(base, l, j,
+    /// prediction)` gives the `j`-th point of line `l` its value from its prediction, computed
+    /// from the values already given. The block's first point comes alone, as a line of one
+    /// point at spacing [`FIRST`], predicted as `first`; a prediction from non-finite
     /// neighbours is `first` too. For an exception (a value stored verbatim) `value` should
     /// give its prediction, and the caller put the exceptions in place afterwards: so an
     /// outlier or a NaN does not spoil the predictions of its neighbours.
-    pub(crate) fn run<T: Element>(
+    fn run_block<T: Element>(
         &self,
-        vals: &mut [T],
+        vb: &mut [T],
+        base: usize,
         first: f64,
         memory: bool,
-        mut value: impl FnMut(usize, Line, usize, f64) -> T,
+        value: &mut impl FnMut(usize, Line, usize, f64) -> T,
     ) {
-        for (b, vb) in vals.chunks_exact_mut(self.block).enumerate() {
-            let base = b * self.block;
-            vb[0] = value(base, ALONE, 0, first);
-            self.lines(memory, |l| {
-                interpolate_line(vb, l, first, |j, p| value(base, l, j, p))
-            });
-        }
+        vb[0] = value(base, ALONE, 0, first);
+        self.lines(memory, |l| {
+            interpolate_line(vb, l, first, |j, p| value(base, l, j, p))
+        });
     }
 
-    /// As [`run`](Self::run) in memory order, each point's value `value(prediction, code, h)`
-    /// from its code in `k` (decoding order, one per value: a column without exceptions).
-    /// Lines of neighbouring points ([`slice_line`]: most of the finest level's) are read
-    /// and written as slices.
-    pub(crate) fn run_codes<T: Element>(
+    /// As [`run_block`](Self::run_block) in memory order, each point's value `value(prediction,
+    /// code, h)` from its code in `kb` (the block's codes in decoding order, one per value: a
+    /// column without exceptions). Lines of neighbouring points ([`slice_line`]: most of the
+    /// finest level's) are read and written as slices.
+    fn run_codes_block<T: Element>(
         &self,
-        vals: &mut [T],
+        vb: &mut [T],
+        kb: &[i32],
         first: f64,
-        k: &[i32],
         value: impl Fn(f64, i32, usize) -> T + Copy,
     ) {
-        for (b, vb) in vals.chunks_exact_mut(self.block).enumerate() {
-            let kb = &k[b * self.block..(b + 1) * self.block];
-            vb[0] = value(first, kb[0], FIRST);
-            self.lines(true, |l| {
-                if l.stride == 1 && l.code_stride == 1 && l.hs >= l.count {
-                    let codes = &kb[l.code..l.code + l.count];
-                    slice_line(vb, l, first, |y, j, p| *y = value(p, codes[j], l.h));
-                } else {
-                    interpolate_line(vb, l, first, |j, p| {
-                        value(p, kb[l.code + j * l.code_stride], l.h)
-                    });
-                }
-            });
-        }
+        vb[0] = value(first, kb[0], FIRST);
+        self.lines(true, |l| {
+            if l.stride == 1 && l.code_stride == 1 && l.hs >= l.count {
+                let codes = &kb[l.code..l.code + l.count];
+                slice_line(vb, l, first, |y, j, p| *y = value(p, codes[j], l.h));
+            } else {
+                interpolate_line(vb, l, first, |j, p| {
+                    value(p, kb[l.code + j * l.code_stride], l.h)
+                });
+            }
+        });
     }
 
-    /// As [`run`](Self::run) in memory order, a line's points given their values together:
-    /// `line(vb, base, l, preds)` gives the points of line `l` of the block `vb` (whose first
-    /// value is at `base`) their values from their predictions `preds` (one per point, in
-    /// the line's order), all computed before any of them is given its value.
-    pub(crate) fn run_lines<T: Element>(
+    /// As [`run_block`](Self::run_block) in memory order, a line's points given their
+    /// values together: `line(vb, l, preds)` gives the points of line `l` their values from
+    /// their predictions `preds` (one per point, in the line's order), all computed before any
+    /// of them is given its value. `preds` is scratch.
+    fn run_lines_block<T: Element>(
         &self,
-        vals: &mut [T],
+        vb: &mut [T],
         first: f64,
-        mut line: impl FnMut(&mut [T], usize, Line, &[f64]),
+        preds: &mut Vec<f64>,
+        mut line: impl FnMut(&mut [T], Line, &[f64]),
     ) {
-        let mut preds = Vec::with_capacity(self.shape.iter().copied().max().unwrap_or(1));
-        for (b, vb) in vals.chunks_exact_mut(self.block).enumerate() {
-            let base = b * self.block;
-            line(vb, base, ALONE, &[first]);
-            self.lines(true, |l| {
-                if l.stride == 1 && l.hs >= l.count {
-                    preds.clear();
-                    preds.resize(l.count, 0.0);
-                    slice_line(vb, l, first, |_, j, p| preds[j] = p);
-                } else {
-                    line_predictions(vb, l, first, &mut preds);
-                }
-                line(vb, base, l, &preds)
-            });
-        }
+        line(vb, ALONE, &[first]);
+        self.lines(true, |l| {
+            if l.stride == 1 && l.hs >= l.count {
+                preds.clear();
+                preds.resize(l.count, 0.0);
+                slice_line(vb, l, first, |_, j, p| preds[j] = p);
+            } else {
+                line_predictions(vb, l, first, preds);
+            }
+            line(vb, l, preds)
+        });
     }
 
     /// The prediction of code `k[i]` from the plain codes, point by point (the pricing uses
@@ -1207,9 +1223,8 @@ impl Interp {
         self,
         col: &[T],
         (q, fallback): (Quantizer, f64),
-        k: &mut Vec<i32>,
-        exc: &mut Exceptions<T>,
-        rec: &mut Vec<T>,
+        (k, exc, rec): (&mut Vec<i32>, &mut Exceptions<T>, &mut Vec<T>),
+        spare: &Spare,
     ) {
         let n = col.len();
         // The codes in decoding order, where the walk in memory order finds them; an
@@ -1224,36 +1239,60 @@ impl Interp {
         // Level-wise steps (linear columns only): a quantizer per level.
         let scaled = self.levels != 0 && !q.is_ordinal();
         let steps = self.level_steps(q.step);
-        // A line's values, codes, reconstructions and whether they clearly meet the bound.
-        let (mut xs, mut qs, mut ys, mut clear) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        self.run_lines(&mut rec[..], fallback, |vb, base, l, preds| {
-            let level = level_index(l.h);
-            let q = if scaled && level > 0 {
-                Quantizer {
-                    step: steps[level],
-                    ..q
-                }
-            } else {
-                q
-            };
-            xs.clear();
-            xs.extend(l.points().map(|p| vb[p]));
-            qs.resize(xs.len(), 0);
-            ys.resize(xs.len(), T::from_f64(0.0));
-            clear.resize(xs.len(), false);
-            let all_clear = q.quantize_many(&xs, preds, (&mut qs, &mut ys, &mut clear));
-            let codes = (0..l.count).map(|j| base + l.code + j * l.code_stride);
-            for ((j, p), at) in l.points().enumerate().zip(codes) {
-                if all_clear || clear[j] || q.check(xs[j], ys[j]) {
-                    k[at] = qs[j];
-                    vb[p] = ys[j];
+        // Blocks (the planes of `InterpPlanes`) are independent: each its own task, on an idle
+        // core where there is one, with its codes, reconstructions and exceptions.
+        let block = self.block;
+        let blocks: Vec<_> = (rec.chunks_exact_mut(block).zip(k.chunks_exact_mut(block)))
+            .map(|(vb, kb)| Mutex::new((vb, kb, Exceptions::<T>::default())))
+            .collect();
+        let mut threads: Vec<LineScratch<T>> = Vec::new();
+        threads.resize_with(blocks.len().clamp(1, 16), Default::default);
+        spare.share(blocks.len(), &mut threads, |b, scratch| {
+            let mut task = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+            let (vb, kb, exc) = &mut *task;
+            let base = b * block;
+            // A line's values, codes, reconstructions and whether they clearly meet the bound.
+            let LineScratch {
+                xs,
+                qs,
+                ys,
+                clear,
+                preds,
+            } = scratch;
+            self.run_lines_block(vb, fallback, preds, |vb, l, preds| {
+                let level = level_index(l.h);
+                let q = if scaled && level > 0 {
+                    Quantizer {
+                        step: steps[level],
+                        ..q
+                    }
                 } else {
-                    exc.pos.push((base + p) as u32);
-                    exc.val.push(xs[j]);
-                    vb[p] = T::from_f64(preds[j]);
+                    q
+                };
+                xs.clear();
+                xs.extend(l.points().map(|p| vb[p]));
+                qs.resize(xs.len(), 0);
+                ys.resize(xs.len(), T::from_f64(0.0));
+                clear.resize(xs.len(), false);
+                let all_clear = q.quantize_many(xs, preds, (qs, ys, clear));
+                let codes = (0..l.count).map(|j| l.code + j * l.code_stride);
+                for ((j, p), at) in l.points().enumerate().zip(codes) {
+                    if all_clear || clear[j] || q.check(xs[j], ys[j]) {
+                        kb[at] = qs[j];
+                        vb[p] = ys[j];
+                    } else {
+                        exc.pos.push((base + p) as u32);
+                        exc.val.push(xs[j]);
+                        vb[p] = T::from_f64(preds[j]);
+                    }
                 }
-            }
+            });
         });
+        for task in blocks {
+            let (_, _, e) = task.into_inner().unwrap_or_else(|e| e.into_inner());
+            exc.pos.extend_from_slice(&e.pos);
+            exc.val.extend_from_slice(&e.val);
+        }
         if !exc.pos.is_empty() {
             k.retain(|&c| c != SKIPPED);
         }
@@ -1285,6 +1324,7 @@ impl Interp {
         k: &[i32],
         exc: &Exceptions<T>,
         (q, fallback): (Quantizer, f64),
+        spare: &Spare,
         out: &mut [T],
     ) {
         struct Walk<'a, T> {
@@ -1292,13 +1332,14 @@ impl Interp {
             k: &'a [i32],
             exc: &'a Exceptions<T>,
             fallback: f64,
+            spare: &'a Spare,
             out: &'a mut [T],
             steps: [f64; 5],
         }
         impl<T: Element> crate::residual::LevelUser<T, ()> for Walk<'_, T> {
-            fn run(self, level: impl Fn(f64, i32) -> T + Copy) {
-                let (k, exc, steps) = (self.k, self.exc, self.steps);
-                let scaled = self.ip.levels != 0;
+            fn run(self, level: impl Fn(f64, i32) -> T + Copy + Sync) {
+                let (ip, k, exc, steps) = (self.ip, self.k, self.exc, self.steps);
+                let scaled = ip.levels != 0;
                 // Level-wise steps: linear columns only (the caller checks), whose level is
                 // `p + step·q` rounded once, as `level` computes it with one step.
                 let one = |p: f64, c: i32, h: usize| {
@@ -1308,21 +1349,36 @@ impl Interp {
                         level(p, c)
                     }
                 };
-                if exc.pos.is_empty() {
-                    // Every point has a code: the walk in memory order takes each from its
-                    // place in decoding order.
-                    self.ip.run_codes(self.out, self.fallback, k, one);
-                    return;
-                }
-                // In decoding order, taking the codes as they come; the exceptions' places
-                // a bit each.
-                let mut skip = vec![0u64; self.out.len().div_ceil(64)];
+                // The exceptions' places, a bit each.
+                let mut skip = vec![
+                    0u64;
+                    if exc.pos.is_empty() {
+                        0
+                    } else {
+                        self.out.len().div_ceil(64)
+                    }
+                ];
                 for &p in &exc.pos {
                     skip[p as usize / 64] |= 1 << (p % 64);
                 }
-                let mut next = 0;
-                self.ip
-                    .run(self.out, self.fallback, false, |base, l, j, p| {
+                // Blocks (the planes of `InterpPlanes`) are independent: each its own task,
+                // on an idle core where there is one.
+                let block = ip.block;
+                let blocks: Vec<_> = self.out.chunks_exact_mut(block).map(Mutex::new).collect();
+                let mut threads = vec![(); blocks.len().clamp(1, 16)];
+                self.spare.share(blocks.len(), &mut threads, |b, _| {
+                    let mut vb = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+                    let base = b * block;
+                    if exc.pos.is_empty() {
+                        // Every point has a code: the walk in memory order takes each from
+                        // its place in decoding order.
+                        ip.run_codes_block(&mut vb, &k[base..base + block], self.fallback, one);
+                        return;
+                    }
+                    // In decoding order, taking the codes as they come: the block's first is
+                    // its first value's, less the exceptions before it.
+                    let mut next = base - exc.pos.partition_point(|&p| (p as usize) < base);
+                    let mut value = |base: usize, l: Line, j: usize, p: f64| {
                         let pos = base + l.start + j * l.stride;
                         if skip[pos / 64] >> (pos % 64) & 1 != 0 {
                             T::from_f64(p)
@@ -1330,7 +1386,9 @@ impl Interp {
                             next += 1;
                             one(p, k[next - 1], l.h)
                         }
-                    });
+                    };
+                    ip.run_block(&mut vb, base, self.fallback, false, &mut value);
+                });
             }
         }
         debug_assert!(self.levels == 0 || !q.is_ordinal());
@@ -1339,6 +1397,7 @@ impl Interp {
             k,
             exc,
             fallback,
+            spare,
             out: &mut *out,
             steps: self.level_steps(q.step),
         });
@@ -1578,14 +1637,55 @@ mod tests {
                     let ip = ip.with_levels(levels);
                     assert_eq!(ip.with_order_byte(ip.order_byte()), Some(ip));
                     let (mut k, mut exc, mut rec) = (Vec::new(), Exceptions::default(), Vec::new());
-                    ip.quantize(&col, (q, 0.0), &mut k, &mut exc, &mut rec);
-                    let mut out = vec![0.0; len];
-                    ip.dequantize(&k, &exc, (q, 0.0), &mut out);
-                    for i in 0..len {
-                        assert_eq!(out[i].to_bits(), rec[i].to_bits(), "{ip:?} at {i}");
-                        if col[i].is_finite() {
-                            assert!((out[i] - col[i]).abs() <= bound, "{ip:?} at {i}");
+                    ip.quantize(&col, (q, 0.0), (&mut k, &mut exc, &mut rec), &Spare::new(0));
+                    // Planes decoded on idle cores too (each a task), with and without
+                    // exceptions: the same bits.
+                    for idle in [0, 3] {
+                        let mut shared = (Vec::new(), Exceptions::default(), Vec::new());
+                        let parts = (&mut shared.0, &mut shared.1, &mut shared.2);
+                        ip.quantize(&col, (q, 0.0), parts, &Spare::new(idle));
+                        let bits = |e: &Exceptions<f64>| -> Vec<(u32, u64)> {
+                            e.pos
+                                .iter()
+                                .zip(&e.val)
+                                .map(|(&p, v)| (p, v.to_bits()))
+                                .collect()
+                        };
+                        assert!(shared.0 == k, "{ip:?}: codes on {idle} idle");
+                        assert_eq!(bits(&shared.1), bits(&exc), "{ip:?}: exceptions");
+                        assert!(
+                            shared
+                                .2
+                                .iter()
+                                .zip(&rec)
+                                .all(|(a, b)| a.to_bits() == b.to_bits())
+                        );
+                        let mut out = vec![0.0; len];
+                        ip.dequantize(&k, &exc, (q, 0.0), &Spare::new(idle), &mut out);
+                        for i in 0..len {
+                            assert_eq!(out[i].to_bits(), rec[i].to_bits(), "{ip:?} at {i}");
+                            if col[i].is_finite() {
+                                assert!((out[i] - col[i]).abs() <= bound, "{ip:?} at {i}");
+                            }
                         }
+                        let (mut k2, mut exc2, mut rec2) =
+                            (Vec::new(), Exceptions::default(), Vec::new());
+                        let clean: Vec<f64> = col
+                            .iter()
+                            .map(|&v| if v.is_nan() { 0.5 } else { v })
+                            .collect();
+                        ip.quantize(
+                            &clean,
+                            (q, 0.0),
+                            (&mut k2, &mut exc2, &mut rec2),
+                            &Spare::new(idle),
+                        );
+                        ip.dequantize(&k2, &exc2, (q, 0.0), &Spare::new(idle), &mut out);
+                        assert!(
+                            out.iter()
+                                .zip(&rec2)
+                                .all(|(a, b)| a.to_bits() == b.to_bits())
+                        );
                     }
                     sums.push(k.iter().map(|c| c.unsigned_abs() as u64).sum::<u64>());
                 }

@@ -282,7 +282,7 @@ impl<T: Element> Map<T> for Ordinal {
 /// Rust has no syntax for).
 pub(crate) trait LevelUser<T, R> {
     /// Runs with `level(prediction of the value, code)`.
-    fn run(self, level: impl Fn(f64, i32) -> T + Copy) -> R;
+    fn run(self, level: impl Fn(f64, i32) -> T + Copy + Sync) -> R;
 }
 
 /// The domains' arithmetic, chosen once per call ([`dispatch!`]).

@@ -9,7 +9,7 @@
 //! few header fields and section lengths per stream.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed};
 use crate::column::SEGMENT;
@@ -45,7 +45,6 @@ pub(crate) struct Segments {
     scratch: Vec<Scratch>,
     /// Each segment's stream, while a column is coded.
     streams: Vec<Mutex<Vec<u8>>>,
-    spare: Arc<Spare>,
 }
 
 /// The index range of the positions `start..end` in `pos` (increasing).
@@ -98,19 +97,15 @@ struct Task<'a, 'b> {
 }
 
 impl Segments {
-    /// Borrows cores from `spare` from now on.
-    pub(crate) fn lending(&mut self, spare: Arc<Spare>) {
-        self.spare = spare;
-    }
-
     /// Appends one stream per segment of `stream` to `out` (exceptions at `exc`, increasing
     /// positions, left out of a [`Stream::ByPosition`]); `binned` as
-    /// [`CodeCoder::allow_binned`].
+    /// [`CodeCoder::allow_binned`]; idle cores borrowed from `spare`.
     pub(crate) fn encode(
         &mut self,
         stream: Stream<'_>,
         exc: &[u32],
         binned: bool,
+        spare: &Spare,
         out: &mut Vec<u8>,
     ) {
         let (all, by_position) = match stream {
@@ -123,7 +118,7 @@ impl Segments {
         }
         let streams = &self.streams[..segments];
         let threads = threads(&mut self.scratch, segments);
-        self.spare.share(segments, threads, |s, mine| {
+        spare.share(segments, threads, |s, mine| {
             let Scratch {
                 coder,
                 split,
@@ -152,11 +147,12 @@ impl Segments {
     /// Decodes the streams of the segments of `k` from `r` into `k`: for a
     /// [`Stream::Dense`] column (`exc` empty) the codes in decoding order, for a
     /// [`Stream::ByPosition`] one code per value, 0 at the exceptions at `exc` (increasing
-    /// positions below `k.len()`).
+    /// positions below `k.len()`); idle cores borrowed from `spare`.
     pub(crate) fn decode(
         &mut self,
         r: &mut ByteReader<'_>,
         exc: &[u32],
+        spare: &Spare,
         k: &mut [i32],
     ) -> DecodeResult<()> {
         let n = k.len();
@@ -186,7 +182,7 @@ impl Segments {
             }));
         }
         let threads = threads(&mut self.scratch, segments);
-        self.spare.share(segments, threads, |s, mine| {
+        spare.share(segments, threads, |s, mine| {
             let mut t = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
             let Task { r, end, dst, .. } = &mut *t;
             let mut result = decode_segment(mine, r, exc, s, count(s), dst);
@@ -262,19 +258,18 @@ mod tests {
             (Stream::Dense(&all), &[][..]),
             (Stream::ByPosition(&by_position), &exc[..]),
         ] {
-            let mut serial = Segments::default();
+            let (mut serial, none) = (Segments::default(), Spare::new(0));
             let mut one = Vec::new();
-            serial.encode(stream, exc, false, &mut one);
+            serial.encode(stream, exc, false, &none, &mut one);
             for idle in [1, 2, 7] {
-                let mut shared = Segments::default();
-                shared.lending(Spare::new(idle));
+                let (mut shared, spare) = (Segments::default(), Spare::new(idle));
                 let mut bytes = Vec::new();
-                shared.encode(stream, exc, false, &mut bytes);
+                shared.encode(stream, exc, false, &spare, &mut bytes);
                 assert_eq!(bytes, one, "{idle} lent");
-                for decoder in [&mut serial, &mut shared] {
+                for (decoder, spare) in [(&mut serial, &none), (&mut shared, &spare)] {
                     let mut k = vec![9; n];
                     let mut r = ByteReader::new(&bytes);
-                    decoder.decode(&mut r, exc, &mut k).unwrap();
+                    decoder.decode(&mut r, exc, spare, &mut k).unwrap();
                     assert!(r.is_empty());
                     let want = match stream {
                         Stream::Dense(c) | Stream::ByPosition(c) => c,
@@ -286,8 +281,8 @@ mod tests {
                     let mut bad = bytes.clone();
                     bad[i] ^= 0x5a;
                     let mut k = vec![0; n];
-                    let _ = shared.decode(&mut ByteReader::new(&bad), exc, &mut k);
-                    let _ = shared.decode(&mut ByteReader::new(&bytes[..i]), exc, &mut k);
+                    let _ = shared.decode(&mut ByteReader::new(&bad), exc, &spare, &mut k);
+                    let _ = shared.decode(&mut ByteReader::new(&bytes[..i]), exc, &spare, &mut k);
                 }
             }
         }
