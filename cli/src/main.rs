@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     if names_an_hdf5_file() {
         let _ = h5repack::register_filter();
     }
+    baler::io::output::sync_outputs(cli.sync);
     let result = match cli.command {
         Command::Compress(a) => commands::compress(a),
         Command::Decompress(a) => commands::decompress(a),

@@ -47,8 +47,15 @@ fn npy_file_round_trip_with_default_names() {
     ok(&["compress", &src, "--bound", "rel:1e-3", "-q"]);
     let packed = format!("{src}.baler");
     assert!(Path::new(&packed).exists());
+    // `--sync` (before or after the command) flushes the output before the rename: the same
+    // bytes.
+    let synced = p(d.path(), "synced.baler");
+    ok(&[
+        "--sync", "compress", &src, "-b", "rel:1e-3", "-o", &synced, "-q",
+    ]);
+    assert_eq!(fs::read(&packed).unwrap(), fs::read(&synced).unwrap());
     fs::remove_file(&src).unwrap();
-    ok(&["decompress", &packed, "-q"]);
+    ok(&["decompress", &packed, "-q", "--sync"]);
     let (orig, shape) = load_npy(&fixture("delphes_16k.npy"));
     let (back, back_shape) = load_npy(&src);
     assert_eq!(shape, back_shape);
@@ -63,7 +70,7 @@ fn npy_file_round_trip_with_default_names() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
 }
 
 #[test]
