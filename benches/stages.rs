@@ -190,6 +190,18 @@ fn stages(c: &mut Criterion) {
             })
         });
     }
+    // One chunk on one thread and on two: the second worker has no chunk, and lends its core
+    // to the first one's segments (`src/spare.rs`).
+    for threads in [1, 2] {
+        let opts = opts.clone().threads(threads);
+        g.bench_function(format!("compress/{threads}-thread"), |b| {
+            b.iter(|| compress_slice(black_box(&field), &spec, &opts).unwrap())
+        });
+        let mut out = vec![0f32; field.len()];
+        g.bench_function(format!("decompress-into/{threads}-thread"), |b| {
+            b.iter(|| baler::decompress_into(black_box(&packed), &mut out, threads).unwrap())
+        });
+    }
     g.finish();
 
     // A smooth 2-D field of 1024 x 1024 (a telescope image's size): the interpolation's passes

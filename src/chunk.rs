@@ -168,6 +168,8 @@ pub(crate) struct ChunkCodec<T: Element> {
     carry_preds: Vec<f64>,
     /// Each row's key, where the chunk keeps them.
     keys: RowKeys,
+    /// Bytes of values of the largest chunk coded or decoded (which scratch that left).
+    largest: u64,
 }
 
 /// Each row's key in a chunk being coded: a hash of the bits of every column coded so far
@@ -305,6 +307,7 @@ impl<T: Element> ChunkCodec<T> {
             preds: Vec::new(),
             carry_preds: Vec::new(),
             keys: RowKeys::default(),
+            largest: 0,
         }
     }
 
@@ -318,9 +321,15 @@ impl<T: Element> ChunkCodec<T> {
         self.columns.lending(spare);
     }
 
+    /// Bytes of values of the largest chunk this codec coded or decoded.
+    pub(crate) fn largest(&self) -> u64 {
+        self.largest
+    }
+
     /// Codes whole records (`data.len()` a multiple of the record length) into `out` (replacing
     /// its contents) and returns how the payload is stored.
     pub(crate) fn encode(&mut self, data: &[T], out: &mut Vec<u8>) -> PayloadKind {
+        self.largest = self.largest.max((data.len() * T::BYTES) as u64);
         out.clear();
         // Coded chunks are rarely over half their raw size: reserve that once rather than grow
         // by doubling (each step a copy and fresh pages).
@@ -418,6 +427,7 @@ impl<T: Element> ChunkCodec<T> {
         values: usize,
         out: &mut Vec<T>,
     ) -> DecodeResult<()> {
+        self.largest = self.largest.max((values * T::BYTES) as u64);
         let params = Arc::clone(&self.params);
         if values % params.record_len.max(1) != 0 {
             return Err(Malformed::new(

@@ -342,7 +342,7 @@ pub fn decompress_chunk(header: &Header, frame: Frame) -> Result<ArrayData> {
     let mut codec = AnyCodec::take(dtype, Arc::new(header.codec_params()));
     let mut out = ArrayData::with_capacity(dtype, values as usize);
     codec.decode(index, kind, &payload, values as usize, &mut out)?;
-    codec.keep(values * dtype.size() as u64);
+    codec.keep();
     Ok(out)
 }
 
@@ -411,7 +411,6 @@ pub fn decompress_into<T: crate::Element>(
                 let dtype = header.spec.dtype;
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
                 codec.lending(&spare);
-                let mut largest = 0;
                 let mut buf = ArrayData::with_capacity(dtype, 0);
                 let mut reader = io::Cursor::new(bytes);
                 loop {
@@ -420,10 +419,9 @@ pub fn decompress_into<T: crate::Element>(
                     }
                     let Some((k, part)) = queue.lock().expect("the queue").pop() else {
                         // Done: the codec is kept for the next call.
-                        codec.keep(largest);
+                        codec.keep();
                         return;
                     };
-                    largest = largest.max((part.len() * dtype.size()) as u64);
                     let done = crate::pipeline::guarded(k as u64, "decoding", || {
                         let Frame::Chunk {
                             index,

@@ -138,9 +138,7 @@ impl StatsAccumulator {
     /// one per thread, merged. Minima, maxima and counts do not depend on the split.
     pub fn of<T: Element>(values: &[T], columns: usize, threads: usize) -> Vec<ColumnStats> {
         let width = columns.max(1);
-        let threads = crate::compress::resolve_threads(threads)
-            .min(values.len() * T::BYTES / PARALLEL_STATS)
-            .max(1);
+        let threads = parallel_parts((values.len() * T::BYTES) as u64, threads);
         let run = (values.len() / width).div_ceil(threads) * width;
         if threads == 1 || run == 0 {
             let mut acc = StatsAccumulator::new(columns);
@@ -158,20 +156,40 @@ impl StatsAccumulator {
                     })
                 })
                 .collect();
-            let mut all = vec![ColumnStats::default(); width];
-            for p in parts {
-                // `add` has no panicking path on whole records.
-                let part = p.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                all.iter_mut().zip(&part).for_each(|(a, b)| a.merge(b));
-            }
-            all
+            // `add` has no panicking path on whole records.
+            let parts = parts
+                .into_iter()
+                .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            merge_parts(width, parts)
         })
     }
 }
 
-/// Fewest bytes of values [`StatsAccumulator::of`] gives a thread (a thread's start costs more
-/// than it saves on fewer).
-const PARALLEL_STATS: usize = 2 << 20;
+/// Fewest bytes of values a range pass gives a thread (a thread's start costs more than it
+/// saves on fewer).
+const PARALLEL_STATS: u64 = 2 << 20;
+/// Most threads a range pass runs on.
+const PARALLEL_STATS_THREADS: usize = 8;
+
+/// How many threads a range pass over `bytes` bytes of values runs on, given `threads` (0:
+/// every core): [`PARALLEL_STATS`] bytes each at least, at most [`PARALLEL_STATS_THREADS`].
+pub(crate) fn parallel_parts(bytes: u64, threads: usize) -> usize {
+    let most = (bytes / PARALLEL_STATS).min(PARALLEL_STATS_THREADS as u64) as usize;
+    crate::compress::resolve_threads(threads).min(most).max(1)
+}
+
+/// The statistics of `width` columns over the whole, merged from those of its parts (in any
+/// order: minima, maxima and counts do not depend on it).
+pub(crate) fn merge_parts(
+    width: usize,
+    parts: impl IntoIterator<Item = Vec<ColumnStats>>,
+) -> Vec<ColumnStats> {
+    let mut all = vec![ColumnStats::default(); width];
+    for part in parts {
+        all.iter_mut().zip(&part).for_each(|(a, b)| a.merge(b));
+    }
+    all
+}
 
 /// Per-column affine normalization `z = (x − offset) / scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]

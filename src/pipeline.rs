@@ -155,9 +155,13 @@ impl AnyCodec {
         }
     }
 
-    /// Keeps this codec for a later pipeline ([`KEPT`]) if the largest chunk it coded held at
-    /// most [`KEEP_CHUNK_BYTES`] bytes of values and there is room.
-    pub(crate) fn keep(self, largest: u64) {
+    /// Keeps this codec for a later pipeline ([`KEPT`]) if the largest chunk it coded or
+    /// decoded held at most [`KEEP_CHUNK_BYTES`] bytes of values and there is room.
+    pub(crate) fn keep(self) {
+        let largest = match &self {
+            AnyCodec::F32(c) => c.largest(),
+            AnyCodec::F64(c) => c.largest(),
+        };
         if largest > KEEP_CHUNK_BYTES {
             return;
         }
@@ -338,10 +342,8 @@ impl<T: Send + 'static> EncodePool<T> {
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, params);
                 codec.lending(&spare);
-                let mut largest = 0;
                 for job in jobs {
                     let mut payload = payloads.take().unwrap_or_default();
-                    largest = largest.max((job.data.len() * dtype.size()) as u64);
                     let r = guarded(job.chunk, "coding", || {
                         Ok(codec.encode(&job.data, &mut payload))
                     });
@@ -358,7 +360,7 @@ impl<T: Send + 'static> EncodePool<T> {
                         return;
                     }
                 }
-                codec.keep(largest);
+                codec.keep();
             })?);
         }
         let for_writer = buffers.clone();
@@ -537,9 +539,7 @@ impl<T: Send + 'static> DecodePool<T> {
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
                 codec.lending(&spare);
-                let mut largest = 0;
                 for job in jobs {
-                    largest = largest.max((job.values * dtype.size()) as u64);
                     let mut data = match bufs.data.take() {
                         Some(mut d) if d.dtype() == dtype => {
                             d.clear();
@@ -564,7 +564,7 @@ impl<T: Send + 'static> DecodePool<T> {
                         return;
                     }
                 }
-                codec.keep(largest);
+                codec.keep();
             })?);
         }
         let payloads = buffers.payload.clone();

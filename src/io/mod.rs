@@ -414,8 +414,8 @@ impl Input {
         self.stats_scan(columns, threads)?()
     }
 
-    /// Readers of contiguous runs of whole records (the last to the end), one per thread: up
-    /// to `threads` of them for a plain file of at least [`PARALLEL_SCAN`] bytes, else one.
+    /// Readers of contiguous runs of whole records (the last to the end), one per thread: for
+    /// a plain file as many as [`crate::normalize::parallel_parts`] gives, else one.
     /// The statistics (least and greatest value, counts) do not depend on the split.
     fn scan_parts(&self, columns: usize, threads: usize) -> Result<Vec<Box<dyn Read + Send>>> {
         let bytes = self.data_bytes.filter(|_| self.can_scan()).ok_or_else(|| {
@@ -426,8 +426,8 @@ impl Input {
         let width = columns.max(1) as u64;
         let records = values / width;
         let plain = matches!(self.rescan, Some(Rescan::Region { .. }));
-        let n = if plain && bytes >= PARALLEL_SCAN {
-            (threads.clamp(1, 8) as u64).min(records.max(1))
+        let n = if plain {
+            (crate::normalize::parallel_parts(bytes, threads) as u64).min(records.max(1))
         } else {
             1
         };
@@ -620,10 +620,6 @@ impl Input {
 pub trait BufReadSend: BufRead + Send {}
 impl<T: BufRead + Send> BufReadSend for T {}
 
-/// Inputs smaller than this are scanned on one thread (a thread's start costs more than it
-/// saves).
-const PARALLEL_SCAN: u64 = 4 << 20;
-
 /// [`scan`] of each part, on a thread each, merged.
 fn scan_parts<T: Element>(
     mut parts: Vec<Box<dyn Read + Send>>,
@@ -638,17 +634,14 @@ fn scan_parts<T: Element>(
             .into_iter()
             .map(|r| s.spawn(move || scan::<T>(r, columns)))
             .collect();
-        let mut all: Option<Vec<ColumnStats>> = None;
+        let mut all = Vec::with_capacity(handles.len());
         for h in handles {
             let part = h
                 .join()
                 .map_err(|_| Error::InvalidInput("the range pre-pass panicked".into()))??;
-            match &mut all {
-                None => all = Some(part),
-                Some(acc) => acc.iter_mut().zip(&part).for_each(|(a, b)| a.merge(b)),
-            }
+            all.push(part);
         }
-        Ok(all.expect("two parts at least"))
+        Ok(crate::normalize::merge_parts(columns.max(1), all))
     })
 }
 
