@@ -19,9 +19,10 @@ pub struct Cli {
     pub command: Command,
 
     /// Flush every output file to disk before renaming it into place, so it survives a crash
-    /// of the machine right after baler returns (slower: 4-5 ms a file here). Off by default,
-    /// as in zstd and gzip: outputs still appear under their name only once complete, and a
-    /// container cut short by a crash is refused as truncated.
+    /// of the machine right after baler returns (slower: milliseconds a file on a local disk,
+    /// more on a network filesystem). Off by default, as in zstd and gzip: outputs still
+    /// appear under their name only once complete, and a container cut short by a crash is
+    /// refused as truncated.
     #[arg(long, global = true)]
     pub sync: bool,
 }
