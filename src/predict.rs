@@ -820,7 +820,7 @@ impl Line {
 
 /// Expands `$each!([names] prediction)` with the interpolation of a point from its neighbours
 /// for line `$l`'s edge case ([`reach`]), the same along a line, so chosen once per line: the
-/// neighbours it reads named ([`neighbour!`]: `b` and `o` the nearer before and on, `a` and `d`
+/// neighbours it reads named (`neighbour!`, below: `b` and `o` the nearer before and on, `a` and `d`
 /// the farther), each bound by `$each` to its value in `f64`; the arithmetic of
 /// `interpolate_values` (the tests' point-wise reference), with a fixed order of operations
 /// (no fused multiply-add), so encoder and decoder compute the same bits on any path.
@@ -1377,7 +1377,7 @@ impl Interp {
                     }
                     // In decoding order, taking the codes as they come: the block's first is
                     // its first value's, less the exceptions before it.
-                    let mut next = base - exc.pos.partition_point(|&p| (p as usize) < base);
+                    let mut next = base - exc.segment(0, base).1;
                     let mut value = |base: usize, l: Line, j: usize, p: f64| {
                         let pos = base + l.start + j * l.stride;
                         if skip[pos / 64] >> (pos % 64) & 1 != 0 {

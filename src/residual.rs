@@ -72,6 +72,12 @@ impl<'a> Prediction<'a> {
     }
 }
 
+/// The index range of the positions `start..end` in `pos` (increasing): the exceptions of a
+/// segment or a block of a column.
+pub(crate) fn positions_within(pos: &[u32], start: usize, end: usize) -> std::ops::Range<usize> {
+    pos.partition_point(|&p| (p as usize) < start)..pos.partition_point(|&p| (p as usize) < end)
+}
+
 /// Values stored verbatim, with their positions in the column.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Exceptions<T> {
@@ -100,10 +106,8 @@ impl<T: Element> Exceptions<T> {
 
     /// The index range of the exceptions at positions `start..end` (positions increase).
     pub(crate) fn segment(&self, start: usize, end: usize) -> (usize, usize) {
-        (
-            self.pos.partition_point(|&p| (p as usize) < start),
-            self.pos.partition_point(|&p| (p as usize) < end),
-        )
+        let r = positions_within(&self.pos, start, end);
+        (r.start, r.end)
     }
 
     /// Appends the exception block: `uvarint count`, then (if any) the positions as

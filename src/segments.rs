@@ -1,19 +1,19 @@
 //! A quantized column's code streams, one per segment of [`SEGMENT`] values: coded and decoded
-//! in runs of whole segments, the first run on the calling thread and each other on a core the
-//! pipeline's workers left idle ([`crate::spare`]).
+//! each as a task, on the calling thread or on a core the pipeline's workers left idle
+//! ([`crate::spare`]).
 //!
 //! A segment's stream depends on its codes alone (and on whether binned streams are allowed,
 //! the same for the whole column), so the bytes are the same however the segments are shared
-//! out. The streams are not framed by their lengths: a decoder that shares them out first
-//! steps over each to find where the runs start ([`CodeCoder::skip_either`]), which reads a
-//! few header fields and section lengths per stream.
+//! out. The streams are not framed by their lengths: the decoder first steps over each to find
+//! where the next starts ([`skip_either`]), which reads a few header fields and section
+//! lengths per stream.
 
-use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed};
 use crate::column::SEGMENT;
 use crate::entropy::{CONTEXTS, CodeCoder, skip_either};
+use crate::residual::positions_within;
 use crate::spare::Spare;
 
 /// A quantized column's codes, as the encoder holds them.
@@ -45,11 +45,6 @@ pub(crate) struct Segments {
     scratch: Vec<Scratch>,
     /// Each segment's stream, while a column is coded.
     streams: Vec<Mutex<Vec<u8>>>,
-}
-
-/// The index range of the positions `start..end` in `pos` (increasing).
-fn within(pos: &[u32], start: usize, end: usize) -> Range<usize> {
-    pos.partition_point(|&p| (p as usize) < start)..pos.partition_point(|&p| (p as usize) < end)
 }
 
 /// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
@@ -126,7 +121,7 @@ impl Segments {
             } = mine;
             let (base, end) = (s * SEGMENT, ((s + 1) * SEGMENT).min(all.len()));
             let seg = if by_position {
-                let rel = exc[within(exc, base, end)]
+                let rel = exc[positions_within(exc, base, end)]
                     .iter()
                     .map(|&p| p as usize - base);
                 gather(&all[base..end], rel, codes);
@@ -155,25 +150,21 @@ impl Segments {
         spare: &Spare,
         k: &mut [i32],
     ) -> DecodeResult<()> {
-        let n = k.len();
-        let segments = n.div_ceil(SEGMENT);
-        // Each segment's codes: its values less its exceptions.
-        let count = |s: usize| {
-            let (base, end) = (s * SEGMENT, ((s + 1) * SEGMENT).min(n));
-            (end - base) - within(exc, base, end).len()
-        };
+        let segments = k.len().div_ceil(SEGMENT);
+        // Each segment's exceptions (positions from its start).
+        let of = |s: usize| &exc[positions_within(exc, s * SEGMENT, (s + 1) * SEGMENT)];
         if segments == 0 {
             return Ok(());
         }
         if segments == 1 {
             let mine = &mut threads(&mut self.scratch, 1)[0];
-            return decode_segment(mine, r, exc, 0, count(0), k);
+            return decode_segment(mine, r, of(0), 0, k);
         }
         // Where each segment's stream starts, found by stepping over the streams before it.
         let mut tasks = Vec::with_capacity(segments);
         for (s, dst) in k.chunks_mut(SEGMENT).enumerate() {
             let start = r.clone();
-            skip_either(r, count(s))?;
+            skip_either(r, dst.len() - of(s).len())?;
             tasks.push(Mutex::new(Task {
                 r: start,
                 end: r.remaining(),
@@ -185,7 +176,7 @@ impl Segments {
         spare.share(segments, threads, |s, mine| {
             let mut t = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
             let Task { r, end, dst, .. } = &mut *t;
-            let mut result = decode_segment(mine, r, exc, s, count(s), dst);
+            let mut result = decode_segment(mine, r, of(s), s * SEGMENT, dst);
             if result.is_ok() && r.remaining() != *end {
                 result = Err(Malformed::new(
                     "a segment's code stream does not end where the next one starts",
@@ -199,22 +190,20 @@ impl Segments {
     }
 }
 
-/// Decodes segment `s`'s `n` codes from `r` into `dst`, its part of the column's codes
-/// (see [`Segments::decode`]; `exc` the whole column's exceptions).
+/// Decodes the segment whose first value is at `base` from `r` into `dst`, its part of the
+/// column's codes (see [`Segments::decode`]), with its exceptions at `exc`: one code for each
+/// of its values but those.
 fn decode_segment(
     mine: &mut Scratch,
     r: &mut ByteReader<'_>,
     exc: &[u32],
-    s: usize,
-    n: usize,
+    base: usize,
     dst: &mut [i32],
 ) -> DecodeResult<()> {
+    let n = dst.len() - exc.len();
     mine.coder
         .decode_either(r, n, &mut mine.split, &mut mine.codes)?;
-    let base = s * SEGMENT;
-    let rel = exc[within(exc, base, base + dst.len())]
-        .iter()
-        .map(|&p| p as usize - base);
+    let rel = exc.iter().map(|&p| p as usize - base);
     scatter(&mine.codes, rel, dst);
     Ok(())
 }
