@@ -21,7 +21,7 @@
 use crate::bound::{Bound, Domain, max_gap, ordinal_layout};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::element::Element;
-use crate::entropy::{CONTEXTS, CodeCoder};
+use crate::entropy::CodeCoder;
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
 use crate::predict::{Chooser, Grid, Interp, LEVEL_DIVISORS, Lag, Predictor, codes_in_range};
@@ -110,8 +110,6 @@ pub(crate) struct ColumnCoder<T: Element> {
     levels_exc: Exceptions<T>,
     levels_recon: Vec<T>,
     levels_out: Vec<u8>,
-    /// Codes split by context (interpolation streams).
-    split: [Vec<i32>; CONTEXTS],
     /// The learned predictor's predictions in the quantizer's domain (ordinal columns).
     dom_preds: Vec<f64>,
     carry_dom: Vec<f64>,
@@ -196,7 +194,6 @@ impl<T: Element> ColumnCoder<T> {
             levels_exc: Exceptions::default(),
             levels_recon: Vec::new(),
             levels_out: Vec::new(),
-            split: Default::default(),
             dom_preds: Vec::new(),
             carry_dom: Vec::new(),
         }
@@ -605,8 +602,7 @@ impl<T: Element> ColumnCoder<T> {
                         let end = base + dst.len();
                         let (lo, hi) = exc.segment(base, end);
                         let n = dst.len() - (hi - lo);
-                        self.coder
-                            .decode_either(&mut r, n, &mut self.split, &mut self.codes)?;
+                        self.coder.decode_either(&mut r, n, &mut self.codes)?;
                         q.dequantize(
                             &self.codes,
                             &exc.pos[lo..hi],

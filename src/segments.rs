@@ -201,8 +201,7 @@ fn decode_segment(
     dst: &mut [i32],
 ) -> DecodeResult<()> {
     let n = dst.len() - exc.len();
-    mine.coder
-        .decode_either(r, n, &mut mine.split, &mut mine.codes)?;
+    mine.coder.decode_either(r, n, &mut mine.codes)?;
     let rel = exc.iter().map(|&p| p as usize - base);
     scatter(&mine.codes, rel, dst);
     Ok(())

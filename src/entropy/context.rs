@@ -473,69 +473,105 @@ impl CodeCoder {
         &mut self,
         r: &mut ByteReader<'_>,
         n: usize,
-        split: &mut [Vec<i32>; CONTEXTS],
         out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
         match r.u8()? {
             0 => self.decode(r, n, out),
-            1 => self.decode_in_context(r, n, split, out),
+            1 => self.decode_in_context(r, n, out),
             2 => self.decode_by_previous(r, n, out),
             m => Err(Malformed(format!("unknown code stream layout {m}"))),
         }
     }
 
     /// Decodes `n` codes written by [`encode_in_context`](Self::encode_in_context) into `out`
-    /// (replacing its contents). `split` is scratch.
+    /// (replacing its contents).
     pub(crate) fn decode_in_context(
         &mut self,
         r: &mut ByteReader<'_>,
         n: usize,
-        split: &mut [Vec<i32>; CONTEXTS],
         out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
         let mut counts = [0usize; CONTEXTS];
         read_context_counts(r, n, &mut counts)?;
-        for (s, &c) in split.iter_mut().zip(&counts) {
-            s.clear();
+        // The streams one after the other in `flat`, then one code more, so that the code
+        // after any stream's next can always be looked at.
+        let mut flat = std::mem::take(&mut self.ctx_flat);
+        flat.clear();
+        let mut result = Ok(());
+        for &c in &counts {
             if c > 0 {
-                self.decode(r, c, s)?;
+                result = self.decode_append(r, c, &mut flat);
+                if result.is_err() {
+                    break;
+                }
             }
         }
-        // Counts add up to `n`, so every stream is used up exactly when none runs short.
-        // The merge is serial (each context depends on the codes before), except in a run: in
-        // the contexts whose two codes have the same class (0, 1 or 2+), a code of that class
-        // leaves the context as it was, so the codes after it in its stream are copied on
-        // while they have that class too (long runs of zeros in the smooth parts of a field).
-        out.clear();
-        out.resize(n, 0);
-        let mut at = [0usize; CONTEXTS];
-        let (mut a1, mut a2) = (0usize, 0usize);
-        let mut i = 0;
-        while i < n {
-            let x = a1 * 3 + a2;
-            let s = &split[x][at[x]..];
-            let (&c, rest) = s
-                .split_first()
-                .ok_or_else(|| Malformed::new("a context's code stream ends early"))?;
-            out[i] = c;
-            i += 1;
-            at[x] += 1;
-            (a2, a1) = (a1, class(c));
-            // The next context is `x` again where this code and the two before it share a
-            // class: the run goes on in the same stream.
-            if a1 == a2 && a1 * 4 == x {
-                let lim = rest.len().min(n - i);
-                let run = rest[..lim]
-                    .iter()
-                    .position(|&c| class(c) != a1)
-                    .unwrap_or(lim);
-                out[i..i + run].copy_from_slice(&rest[..run]);
-                i += run;
-                at[x] += run;
-            }
+        flat.push(0);
+        if result.is_ok() {
+            result = merge_contexts(&flat, &counts, n, out);
         }
-        Ok(())
+        self.ctx_flat = flat;
+        result
     }
+}
+
+/// Interleaves the context streams in `flat` (of `counts` codes each, one after the other, and
+/// one code more) back into the `n` codes they were split from, into `out`.
+///
+/// The merge is serial: each code's context is the classes of the two before. Each step reads
+/// the class of its stream's next code from `head` (kept a code ahead of where the stream is),
+/// so the chain from one step to the next is one load, not the stream's position and then its
+/// code. Long runs of zeros (the smooth parts of a field) keep context 0 and are copied at once.
+fn merge_contexts(
+    flat: &[i32],
+    counts: &[usize; CONTEXTS],
+    n: usize,
+    out: &mut Vec<i32>,
+) -> DecodeResult<()> {
+    let mut pos = [0usize; CONTEXTS];
+    let mut end = [0usize; CONTEXTS];
+    // Three times the class of each stream's next code.
+    let mut head = [0usize; CONTEXTS];
+    let mut t = 0;
+    for x in 0..CONTEXTS {
+        pos[x] = t;
+        head[x] = class(flat[t]) * 3;
+        t += counts[x];
+        end[x] = t;
+    }
+    out.clear();
+    out.resize(n, 0);
+    let early = || Malformed::new("a context's code stream ends early");
+    // The context, `class(p1) * 3 + class(p2)`: after a code of class `a`, it is `a * 3 + x / 3`.
+    let mut x = 0usize;
+    let mut i = 0;
+    while i < n {
+        let p = pos[x];
+        // Past the last code only where a stream ran short (the counts add up to `n`).
+        let &next = flat.get(p + 1).ok_or_else(early)?;
+        out[i] = flat[p];
+        i += 1;
+        pos[x] = p + 1;
+        let y = head[x] + x * 11 / 32;
+        head[x] = class(next) * 3;
+        if y == 0 && x == 0 {
+            let lim = end[0].saturating_sub(p + 1).min(n - i);
+            let run = flat[p + 1..p + 1 + lim]
+                .iter()
+                .position(|&c| c != 0)
+                .unwrap_or(lim);
+            // `out` is zero where not yet written.
+            i += run;
+            pos[0] += run;
+            head[0] = class(flat[pos[0]]) * 3;
+        }
+        x = y;
+    }
+    // Every stream used up exactly, or one ran into the next.
+    if pos != end {
+        return Err(early());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -569,8 +605,7 @@ mod tests {
         assert_eq!(buf[0], 2, "layout");
         let mut out = Vec::new();
         let mut r = ByteReader::new(&buf);
-        c.decode_either(&mut r, codes.len(), &mut split, &mut out)
-            .unwrap();
+        c.decode_either(&mut r, codes.len(), &mut out).unwrap();
         assert!(r.is_empty());
         assert_eq!(out, codes);
         let h0 = order0_entropy_bits(&codes) / 8.0;
@@ -581,36 +616,21 @@ mod tests {
         );
         // Cut or damaged: errors, never panics; wrong counts and too many contexts refused.
         for cut in 0..buf.len().min(300) {
-            let _ = c.decode_either(
-                &mut ByteReader::new(&buf[..cut]),
-                codes.len(),
-                &mut split,
-                &mut out,
-            );
+            let _ = c.decode_either(&mut ByteReader::new(&buf[..cut]), codes.len(), &mut out);
         }
         for i in 0..buf.len().min(300) {
             let mut bad = buf.clone();
             bad[i] ^= 0x5a;
-            let _ = c.decode_either(
-                &mut ByteReader::new(&bad),
-                codes.len(),
-                &mut split,
-                &mut out,
-            );
+            let _ = c.decode_either(&mut ByteReader::new(&bad), codes.len(), &mut out);
         }
         assert!(
-            c.decode_either(
-                &mut ByteReader::new(&buf),
-                codes.len() + 1,
-                &mut split,
-                &mut out
-            )
-            .is_err()
+            c.decode_either(&mut ByteReader::new(&buf), codes.len() + 1, &mut out)
+                .is_err()
         );
         let mut forged = vec![2u8];
         put_uvarint(&mut forged, PREV_CONTEXTS as u64 + 1);
         assert!(
-            c.decode_either(&mut ByteReader::new(&forged), 10, &mut split, &mut out)
+            c.decode_either(&mut ByteReader::new(&forged), 10, &mut out)
                 .is_err()
         );
         // A stream without a pattern keeps its plain layout.
@@ -666,7 +686,7 @@ mod tests {
         let mut out = Vec::new();
         for (codes, ..) in &streams {
             skip_either(&mut skipping, codes.len()).unwrap();
-            c.decode_either(&mut decoding, codes.len(), &mut split, &mut out)
+            c.decode_either(&mut decoding, codes.len(), &mut out)
                 .unwrap();
             assert_eq!(&out, codes);
             assert_eq!(
@@ -692,6 +712,85 @@ mod tests {
                 .iter()
                 .try_for_each(|(k, ..)| skip_either(r, k.len()));
         }
+    }
+
+    /// `codes` split by context as the decoder holds them: the streams one after the other,
+    /// one code more, and each stream's count.
+    fn split_flat(codes: &[i32]) -> (Vec<i32>, [usize; CONTEXTS]) {
+        let mut split: [Vec<i32>; CONTEXTS] = Default::default();
+        let (mut p1, mut p2) = (0, 0);
+        for &c in codes {
+            split[context(p1, p2)].push(c);
+            (p2, p1) = (p1, c);
+        }
+        let counts = split.each_ref().map(Vec::len);
+        let mut flat: Vec<i32> = split.concat();
+        flat.push(0);
+        (flat, counts)
+    }
+
+    #[test]
+    fn merging_the_context_streams_gives_back_every_code_in_order() {
+        // Runs of zeros (copied at once) of every length, against and at a stream's end, runs
+        // of ±1 and of large codes (the other diagonal contexts, stepped one by one), codes
+        // that change class at every step, and the empty and one-code streams.
+        let mut seed = 11u64;
+        let mut mixed = Vec::new();
+        for k in 0..400usize {
+            let len = (lcg(&mut seed) % 40) as usize;
+            let v = match k % 5 {
+                0 | 3 => 0,
+                1 => 1 - 2 * (lcg(&mut seed) % 2) as i32,
+                2 => 2 + (lcg(&mut seed) % 1000) as i32,
+                _ => -((lcg(&mut seed) % 3) as i32),
+            };
+            mixed.extend(std::iter::repeat_n(v, len));
+        }
+        let cases: Vec<Vec<i32>> = vec![
+            vec![],
+            vec![0],
+            vec![5],
+            vec![0; 1000],
+            vec![0, 0, 0, 7],
+            vec![7, 0, 0, 0, 0, 0],
+            (0..3000).map(|i| [0, 1, 2, 0, -5, 1][i % 6]).collect(),
+            laplace(20_000, 0.3, 5),
+            laplace(20_000, 4.0, 6),
+            mixed,
+        ];
+        let mut out = vec![9; 3];
+        for codes in &cases {
+            let (flat, counts) = split_flat(codes);
+            merge_contexts(&flat, &counts, codes.len(), &mut out).unwrap();
+            assert_eq!(&out, codes);
+            // Counts moved from one context to another (still adding up): an error or other
+            // codes, never a panic or a read past the streams.
+            for from in 0..CONTEXTS {
+                for to in 0..CONTEXTS {
+                    let mut forged = counts;
+                    if from == to || forged[from] == 0 {
+                        continue;
+                    }
+                    let moved = 1 + forged[from] / 2;
+                    forged[from] -= moved;
+                    forged[to] += moved;
+                    if merge_contexts(&flat, &forged, codes.len(), &mut out).is_ok() {
+                        assert_eq!(out.len(), codes.len());
+                    }
+                }
+            }
+        }
+        // 3 then 0: context 0, then 2·3 + 0. Counted all in context 0, the code after 3 is
+        // wanted from an empty stream 6 past the last; counted in 6, from stream 0 run dry.
+        let flat = [3, 0, 0];
+        let mut counts = [0; CONTEXTS];
+        counts[0] = 2;
+        assert!(merge_contexts(&flat, &counts, 2, &mut out).is_err());
+        (counts[0], counts[6]) = (0, 2);
+        assert!(merge_contexts(&flat, &counts, 2, &mut out).is_err());
+        (counts[0], counts[6]) = (1, 1);
+        merge_contexts(&flat, &counts, 2, &mut out).unwrap();
+        assert_eq!(out, [3, 0]);
     }
 
     #[test]
@@ -750,8 +849,7 @@ mod tests {
             c.encode_in_context(&codes[..n], &mut split, &mut buf);
             let mut out = vec![7];
             let mut r = ByteReader::new(&buf);
-            c.decode_in_context(&mut r, n, &mut split, &mut out)
-                .unwrap();
+            c.decode_in_context(&mut r, n, &mut out).unwrap();
             assert!(r.is_empty());
             assert_eq!(out, &codes[..n]);
             if n == codes.len() {
@@ -759,16 +857,16 @@ mod tests {
                 // Damaged: errors, never panics; counts that do not add up are refused.
                 for cut in 0..buf.len().min(200) {
                     let r = &mut ByteReader::new(&buf[..cut]);
-                    assert!(c.decode_in_context(r, n, &mut split, &mut out).is_err());
+                    assert!(c.decode_in_context(r, n, &mut out).is_err());
                 }
                 for i in 0..buf.len().min(300) {
                     let mut bad = buf.clone();
                     bad[i] ^= 0x5a;
                     let r = &mut ByteReader::new(&bad);
-                    let _ = c.decode_in_context(r, n, &mut split, &mut out);
+                    let _ = c.decode_in_context(r, n, &mut out);
                 }
                 let r = &mut ByteReader::new(&buf);
-                let err = c.decode_in_context(r, n + 1, &mut split, &mut out);
+                let err = c.decode_in_context(r, n + 1, &mut out);
                 assert!(err.unwrap_err().0.contains("add up"));
             }
         }
@@ -781,16 +879,12 @@ mod tests {
             assert_eq!(buf[0], layout);
             let mut out = Vec::new();
             let r = &mut ByteReader::new(&buf);
-            c.decode_either(r, codes.len(), &mut split, &mut out)
-                .unwrap();
+            c.decode_either(r, codes.len(), &mut out).unwrap();
             assert!(r.is_empty());
             assert_eq!(&out, codes);
             buf[0] = 2;
             let r = &mut ByteReader::new(&buf);
-            assert!(
-                c.decode_either(r, codes.len(), &mut split, &mut out)
-                    .is_err()
-            );
+            assert!(c.decode_either(r, codes.len(), &mut out).is_err());
         }
     }
 }

@@ -122,6 +122,8 @@ pub struct CodeCoder {
     prev_vals: Vec<i32>,
     prev_lut: Vec<u8>,
     prev_split: Vec<Vec<i32>>,
+    /// The context streams of a code stream split by context, one after the other.
+    ctx_flat: Vec<i32>,
     prev_out: Vec<u8>,
     /// Whether [`CodeCoder::encode`] may plan binned streams ([`CodeCoder::allow_binned`]).
     binned: bool,
