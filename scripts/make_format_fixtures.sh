@@ -550,6 +550,22 @@ fixture table_delphes_lossless_model \
   "$IN/delphes_lossless.bmdl"
 fi
 
+if [[ $version == 9 ]]; then
+# Version 9: bit-exact columns predicted by a relation to earlier columns (column kind 2).
+train_cmds="(none)"
+nexo_names=$(cat fixtures/nexo_8k.columns)
+
+fixture table_nexo_lossless_relation \
+  "Table, f32, 2000 × 10 (first rows of \`nexo_8k.npy\`), \`lossless\`, no model, column names: the energy after each step (fPostEnergyDeposit) predicted as the energy before less the deposit, a relation of two terms, one subtracted (column kind 2)." \
+  "$IN/nexo_2000.npy" \
+  "$B compress $IN/nexo_2000.npy --bound lossless --model none --names $nexo_names -T 1 -q -o $OUT/table_nexo_lossless_relation.baler"
+
+fixture table_nexo_mixed_relation \
+  "The same rows at \`rel:1e-3\` with the three energies lossless: the relation in a chunk of quantized columns (whose reconstructions the row keys hash)." \
+  "$IN/nexo_2000.npy" \
+  "$B compress $IN/nexo_2000.npy --bound rel:1e-3 --bound-col fEnergyDeposit=lossless --bound-col fPreEnergyDeposit=lossless --bound-col fPostEnergyDeposit=lossless --model none --names $nexo_names -T 1 -q -o $OUT/table_nexo_mixed_relation.baler"
+fi
+
 # ---------------------------------------------------------------------------------------------
 total=$(cat "$OUT"/*.baler "$OUT"/*.expected.npy | wc -c)
 {

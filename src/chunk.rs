@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use crate::array::Layout;
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section};
-use crate::column::{CarryFrom, ColumnCoder, KIND_LOSSLESS, KIND_QUANTIZED};
+use crate::column::{CarryFrom, ColumnCoder, KIND_LOSSLESS, KIND_QUANTIZED, KIND_RELATION};
 pub use crate::column::{ColumnParams, ColumnSection, SEGMENT, inspect_payload};
-use crate::element::Element;
+use crate::element::{Element, as_f32};
 use crate::lossless::Reference;
 use crate::model::Model;
 use crate::predict::{Grid, Lag, Predictor, carried};
+use crate::relation::{self, Relation};
 
 /// How a chunk's payload is stored (the low bits of the chunk flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +167,8 @@ pub(crate) struct ChunkCodec<T: Element> {
     preds: Vec<f64>,
     /// A carried column's values for the current column ([`Predictor::Carry`]).
     carry_preds: Vec<f64>,
+    /// A relation's sums for the current column ([`crate::relation`]).
+    relation_preds: Vec<f64>,
     /// Each row's key, where the chunk keeps them.
     keys: RowKeys,
     /// Bytes of values of the largest chunk coded or decoded (which scratch that left).
@@ -306,6 +309,7 @@ impl<T: Element> ChunkCodec<T> {
             col_out: Vec::new(),
             preds: Vec::new(),
             carry_preds: Vec::new(),
+            relation_preds: Vec::new(),
             keys: RowKeys::default(),
             largest: 0,
         }
@@ -382,6 +386,24 @@ impl<T: Element> ChunkCodec<T> {
             } else {
                 None
             };
+            // A bit-exact f32 column of a table may be a sum of columns coded before it.
+            let relation = if keep_recon && cp.bound.is_lossless() && p > 0 {
+                as_f32(col).zip(as_f32(&self.recon)).and_then(|(c, recon)| {
+                    let found = relation::find(
+                        c,
+                        recon,
+                        rows,
+                        &order[..p],
+                        Some(order[p - 1]),
+                        model_pred,
+                    )?;
+                    found.predict(recon, rows, &mut self.relation_preds);
+                    Some(found)
+                })
+            } else {
+                None
+            };
+            let relation = relation.as_ref().map(|r| (r, &self.relation_preds[..]));
             let (recon, prev) = if keep_recon {
                 let prev = p.checked_sub(1).map(|q| order[q]);
                 let (c, prev) = column_and_reference(&mut self.recon, rows, j, prev);
@@ -398,6 +420,7 @@ impl<T: Element> ChunkCodec<T> {
                 params.grid(),
                 model_pred,
                 carry,
+                relation,
                 recon,
                 &mut self.col_out,
             );
@@ -472,6 +495,19 @@ impl<T: Element> ChunkCodec<T> {
                 && section[0] == KIND_QUANTIZED
                 && section[1] == Predictor::Carry.id();
             let model_pred = match &params.model {
+                _ if section.first() == Some(&KIND_RELATION) => {
+                    // Its terms must be decoded already.
+                    let rel = Relation::read(&mut ByteReader::new(&section[1..]), ncols)
+                        .map_err(|e| Malformed(format!("column {j}: {}", e.0)))?;
+                    if let Some(t) = rel.terms().iter().find(|t| !order[..p].contains(&t.column)) {
+                        return Err(Malformed(format!(
+                            "column {j}: predicted from column {}, not decoded before it",
+                            t.column
+                        )));
+                    }
+                    rel.predict(dest, rows, &mut self.preds);
+                    Some(&self.preds[..])
+                }
                 Some(m) if wants_model && m.columns[j].is_active() => {
                     m.predict_column(j, dest, rows, cp.norm.offset, &mut self.preds);
                     Some(&self.preds[..])
@@ -894,6 +930,79 @@ mod tests {
                 .unwrap_err();
             assert!(err.0.contains("not decoded before"), "{}", err.0);
         }
+    }
+
+    /// Rows of four parts spanning several decades (a fifth of them 0), their total summed in
+    /// f64 and rounded once (as a model writes a total), and a column of noise.
+    fn totals_table(rows: usize) -> Vec<f32> {
+        let mut next = uniform(9);
+        let mut t = Vec::with_capacity(rows * 6);
+        for _ in 0..rows {
+            let parts: Vec<f32> = (0..4)
+                .map(|j| {
+                    if next() < 0.2 {
+                        0.0
+                    } else {
+                        (next() * 10f64.powf(-3.0 * next() - j as f64)) as f32
+                    }
+                })
+                .collect();
+            let total: f64 = parts.iter().map(|&v| v as f64).sum();
+            t.extend_from_slice(&parts);
+            t.extend([total as f32, next() as f32]);
+        }
+        t
+    }
+
+    #[test]
+    fn a_total_of_earlier_columns_is_coded_by_its_relation() {
+        let table = totals_table(6000);
+        let p = params_with(Layout::Table, 6, &[Bound::Lossless; 6]);
+        let mut payload = Vec::new();
+        let kind = ChunkCodec::<f32>::new(Arc::clone(&p)).encode(&table, &mut payload);
+        assert_eq!(kind, PayloadKind::Coded);
+        round_trip(Arc::clone(&p), &table);
+        let order: Vec<usize> = (0..6).collect();
+        let sections = inspect_payload(&payload, &order, &[false; 6]).unwrap();
+        assert!(sections.iter().all(|s| s.lossless));
+        // About a bit a value, against 3 to 4 bytes for the parts and the noise.
+        assert!(sections[4].bytes * 8 < 6000 * 2, "{}", sections[4].bytes);
+        assert!(
+            sections
+                .iter()
+                .enumerate()
+                .all(|(j, s)| j == 4 || s.bytes > 6000 * 2)
+        );
+        // The total's section: kind, then its relation's terms (the four parts).
+        let mut r = ByteReader::new(&payload);
+        for _ in 0..4 {
+            r.section().unwrap();
+        }
+        let at = payload.len() - r.remaining();
+        let body = payload.len() - r.section().unwrap().len() - r.remaining();
+        assert!(body > at);
+        assert_eq!(payload[body], KIND_RELATION);
+        let rel = Relation::read(&mut ByteReader::new(&payload[body + 1..]), 6).unwrap();
+        let mut cols: Vec<usize> = rel.terms().iter().map(|t| t.column).collect();
+        cols.sort();
+        assert_eq!(cols, [0, 1, 2, 3]);
+        // Its first term made to name the total itself or the column after it: an error.
+        for bad in [4u8, 5] {
+            let mut forged = payload.clone();
+            forged[body + 2] = bad << 1;
+            let err = ChunkCodec::<f32>::new(Arc::clone(&p))
+                .decode(PayloadKind::Coded, &forged, table.len(), &mut Vec::new())
+                .unwrap_err();
+            assert!(err.0.contains("not decoded before"), "{}", err.0);
+        }
+        // The total lossy (quantized, no relation), or a part lossy (the relation adds its
+        // reconstruction, as the decoder has it): every column within its bound.
+        let mut bounds = [Bound::Lossless; 6];
+        bounds[4] = Bound::abs(1e-9);
+        round_trip(params_with(Layout::Table, 6, &bounds), &table);
+        let mut bounds = [Bound::Lossless; 6];
+        bounds[3] = Bound::abs(1e-9);
+        round_trip(params_with(Layout::Table, 6, &bounds), &table);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! column   := 0x00 predictor:u8 [order:u8 | lag:u8 column:uvarint] step:f64 [gap:uvarint]
 //!             exceptions segment*                                                   (quantized)
 //!           | 0x01 lossless                                  (bit-exact, see `lossless`)
+//!           | 0x02 relation lossless    (bit-exact, predicted by a relation, format version 9)
 //! ```
 //!
 //! `exceptions` is `Exceptions::write`'s block for the whole column; then one `CodeCoder`
@@ -25,6 +26,7 @@ use crate::entropy::CodeCoder;
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
 use crate::predict::{Chooser, Grid, Interp, LEVEL_DIVISORS, Lag, Predictor, codes_in_range};
+use crate::relation::Relation;
 use crate::residual::{Exceptions, Prediction, Quantizer};
 use crate::segments::{Segments, Stream, scatter};
 use crate::spare::Spare;
@@ -56,6 +58,10 @@ const LEVELS_BELOW_BITS: f64 = 0.75;
 const LEVELS_STRONGER: f64 = 0.9;
 /// Section kind of a bit-exact column.
 pub(crate) const KIND_LOSSLESS: u8 = 1;
+/// Section kind of a bit-exact column predicted by a relation to the columns coded before it
+/// ([`crate::relation`]): the relation, then the lossless coding, whose prediction transform
+/// takes the relation's sums for the model's predictions.
+pub(crate) const KIND_RELATION: u8 = 2;
 
 /// A column's coding parameters, shared by every chunk.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -217,12 +223,14 @@ impl<T: Element> ColumnCoder<T> {
         grid: Grid,
         model_pred: Option<&[f64]>,
         carry: Option<CarryFrom<'_>>,
+        relation: Option<(&Relation, &[f64])>,
         mut recon: Option<&mut [T]>,
         out: &mut Vec<u8>,
     ) {
         // Binned streams pay on a point-wise relative column's ordinals only.
         self.coder.allow_binned(false);
         if cp.bound.is_lossless() {
+            let start = out.len();
             out.push(KIND_LOSSLESS);
             lossless::encode(
                 col,
@@ -233,6 +241,24 @@ impl<T: Element> ColumnCoder<T> {
                 &mut self.ll,
                 out,
             );
+            if let Some((rel, sums)) = relation {
+                self.alt.clear();
+                self.alt.push(KIND_RELATION);
+                rel.write(&mut self.alt);
+                lossless::encode(
+                    col,
+                    reference,
+                    Some(sums),
+                    grid,
+                    &mut self.coder,
+                    &mut self.ll,
+                    &mut self.alt,
+                );
+                if self.alt.len() < out.len() - start {
+                    out.truncate(start);
+                    out.extend_from_slice(&self.alt);
+                }
+            }
             if let Some(r) = recon {
                 r.copy_from_slice(col);
             }
@@ -623,6 +649,19 @@ impl<T: Element> ColumnCoder<T> {
                 &mut self.ll,
                 out,
             )?,
+            KIND_RELATION => {
+                // The chunk read the relation and computed its sums (`model_pred`).
+                Relation::read(&mut r, usize::MAX)?;
+                lossless::decode(
+                    &mut r,
+                    reference,
+                    model_pred,
+                    grid,
+                    &mut self.coder,
+                    &mut self.ll,
+                    out,
+                )?
+            }
             k => return Err(Malformed(format!("unknown column kind {k}"))),
         }
         if !r.is_empty() {
@@ -642,6 +681,8 @@ pub struct ColumnSection {
     pub bytes: usize,
     /// Whether the column was coded bit-exactly.
     pub lossless: bool,
+    /// Whether it was, predicted by a relation to columns coded before it.
+    pub relation: bool,
     /// The predictor of a quantized column.
     pub predictor: Option<Predictor>,
     /// Values stored verbatim.
@@ -662,6 +703,7 @@ pub fn inspect_payload(
         ColumnSection {
             bytes: 0,
             lossless: false,
+            relation: false,
             predictor: None,
             exceptions: 0,
         };
@@ -693,7 +735,8 @@ pub fn inspect_payload(
         out[j] = ColumnSection {
             // The section and its length prefix.
             bytes: before - r.remaining(),
-            lossless: kind == KIND_LOSSLESS,
+            lossless: kind == KIND_LOSSLESS || kind == KIND_RELATION,
+            relation: kind == KIND_RELATION,
             predictor,
             exceptions,
         };

@@ -39,8 +39,10 @@ pub const FOOTER_MAGIC_V4: [u8; 8] = *b"BALERIX4";
 /// (`src/lossless/ints.rs`); version 8 the lossless transforms that repeat an earlier row or
 /// take the model's prediction or a lag (12 to 15, 28 to 31) and those whose streams are coded in
 /// segments (36 to 62, `src/lossless/ints.rs`), and values on an affine lattice coded as its
-/// integers (64, `src/lossless/lattice.rs`). Every file is written as version 8.
-pub const FORMAT_VERSION: u16 = 8;
+/// integers (64, `src/lossless/lattice.rs`); version 9 bit-exact columns predicted by a
+/// relation to earlier columns (column section kind 2, `src/relation.rs`). Every file is
+/// written as version 9.
+pub const FORMAT_VERSION: u16 = 9;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 
@@ -1532,10 +1534,10 @@ mod tests {
     #[test]
     fn wrong_version_and_magic() {
         let mut f = sample_file();
-        f[8] = 9;
+        f[8] = FORMAT_VERSION as u8 + 1;
         assert!(matches!(
             read_all(&f),
-            Err(Error::UnsupportedVersion { found: 9, .. })
+            Err(Error::UnsupportedVersion { found, .. }) if found == FORMAT_VERSION + 1
         ));
         f[0] = b'X';
         assert!(matches!(read_all(&f), Err(Error::BadMagic)));

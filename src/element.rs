@@ -258,3 +258,8 @@ macro_rules! with_array {
         }
     };
 }
+
+/// The f32 values of `col`, if its elements are f32.
+pub(crate) fn as_f32<T: Element>(col: &[T]) -> Option<&[f32]> {
+    (T::DTYPE == DType::F32).then(|| bytemuck::cast_slice(col))
+}

@@ -69,6 +69,7 @@ pub mod normalize;
 mod pipeline;
 pub mod plan;
 pub mod predict;
+mod relation;
 pub mod residual;
 mod segments;
 pub mod shard;

@@ -577,6 +577,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let mut bytes = vec![0u64; ncols];
     let mut exceptions = vec![0u64; ncols];
     let mut lossless = vec![0u64; ncols];
+    let mut relations = vec![0u64; ncols];
     let mut predictors = vec![[0u64; Predictor::ALL.len()]; ncols];
     let order = header.codec_params().column_order(ncols);
     let ordinal: Vec<bool> = header
@@ -607,6 +608,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             bytes[j] += c.bytes as u64;
             exceptions[j] += c.exceptions;
             lossless[j] += c.lossless as u64;
+            relations[j] += c.relation as u64;
             if let Some(p) = c.predictor {
                 predictors[j][p.id() as usize] += 1;
             }
@@ -629,11 +631,14 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             .get(j)
             .cloned()
             .unwrap_or_else(|| format!("col{j}"));
-        let used: Vec<String> = Predictor::ALL
+        let mut used: Vec<String> = Predictor::ALL
             .iter()
             .filter(|p| predictors[j][p.id() as usize] > 0)
             .map(|p| format!("{} {}", p.name(), predictors[j][p.id() as usize]))
             .collect();
+        if relations[j] > 0 {
+            used.push(format!("relation {}", relations[j]));
+        }
         writeln!(
             out,
             "  {j:>4}  {name:<24} {:>12} {:>6.1}% {:>10.3} {:>11} {:>6}/{chunks}  {}",

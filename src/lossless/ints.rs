@@ -37,7 +37,7 @@
 //! | Lorenzo, 3 axes, quadratic along planes | `v(F(0) + (2 (U − F(1)) − (UU − F(2))))` from the third plane on, as the 3-axis one on the second |
 //! | the reference's repeat | `v(x[j])`, `j` the last row before `i` where `ref[j]` has the bits of `ref[i]` (0 where none) |
 //! | the row's repeat | `v(x[j])`, `j` the last row before `i` with the same row key (0 where none) |
-//! | the model | `v(f32(p[i]))`, `p` the learned model's predictions for the column (from the columns coded before, as the lossy path computes them) |
+//! | the model | `v(f32(p[i]))`, `p` the learned model's predictions for the column (from the columns coded before, as the lossy path computes them), or in a section of kind 2 its relation's sums ([`crate::relation`]) |
 //! | the lag | `v(x[i − lag])` (0 for the first `lag`) |
 //!
 //! A table's *row keys* ([`Reference::Column`](super::Reference::Column)) hash the bits of

@@ -40,7 +40,7 @@ mod ints;
 mod lattice;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, unzigzag64, zigzag64};
-use crate::element::Element;
+use crate::element::{Element, as_f32};
 use crate::entropy::CodeCoder;
 use crate::predict::Grid;
 
@@ -214,11 +214,6 @@ pub(crate) fn wants_model(coded: &[u8]) -> bool {
         [t, ..] => ints::predicts_by_model(*t),
         [] => false,
     }
-}
-
-/// The f32 values of `col`, if its elements are f32.
-fn as_f32<T: Element>(col: &[T]) -> Option<&[f32]> {
-    (T::DTYPE == crate::element::DType::F32).then(|| bytemuck::cast_slice(col))
 }
 
 /// What the integer coder refers to: a table's previous column (f32) and the row keys.
