@@ -528,7 +528,8 @@ impl<T: Element> ColumnCoder<T> {
         out: &mut [T],
     ) -> DecodeResult<()> {
         let mut r = ByteReader::new(section);
-        match r.u8()? {
+        let kind = r.u8()?;
+        match kind {
             KIND_QUANTIZED => {
                 let id = r.u8()?;
                 let predictor = Predictor::from_id(id).ok_or_else(|| {
@@ -640,18 +641,11 @@ impl<T: Element> ColumnCoder<T> {
                     }
                 }
             }
-            KIND_LOSSLESS => lossless::decode(
-                &mut r,
-                reference,
-                model_pred,
-                grid,
-                &mut self.coder,
-                &mut self.ll,
-                out,
-            )?,
-            KIND_RELATION => {
-                // The chunk read the relation and computed its sums (`model_pred`).
-                Relation::read(&mut r, usize::MAX)?;
+            KIND_LOSSLESS | KIND_RELATION => {
+                if kind == KIND_RELATION {
+                    // The chunk read the relation and computed its sums (`model_pred`).
+                    Relation::read(&mut r, usize::MAX)?;
+                }
                 lossless::decode(
                     &mut r,
                     reference,
