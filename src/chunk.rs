@@ -167,8 +167,9 @@ pub(crate) struct ChunkCodec<T: Element> {
     preds: Vec<f64>,
     /// A carried column's values for the current column ([`Predictor::Carry`]).
     carry_preds: Vec<f64>,
-    /// A relation's sums for the current column ([`crate::relation`]).
+    /// A relation's sums for the current column ([`crate::relation`]), and the chunk's search.
     relation_preds: Vec<f64>,
+    relations: relation::Search,
     /// Each row's key, where the chunk keeps them.
     keys: RowKeys,
     /// Bytes of values of the largest chunk coded or decoded (which scratch that left).
@@ -310,6 +311,7 @@ impl<T: Element> ChunkCodec<T> {
             preds: Vec::new(),
             carry_preds: Vec::new(),
             relation_preds: Vec::new(),
+            relations: relation::Search::default(),
             keys: RowKeys::default(),
             largest: 0,
         }
@@ -356,6 +358,7 @@ impl<T: Element> ChunkCodec<T> {
         }
         let order = params.column_order(ncols);
         self.keys.start(&params, &order, rows);
+        self.relations.start(rows, ncols);
         for (p, &j) in order.iter().enumerate() {
             let col = &source[j * rows..(j + 1) * rows];
             let cp = &params.columns[j];
@@ -389,10 +392,9 @@ impl<T: Element> ChunkCodec<T> {
             // A bit-exact f32 column of a table may be a sum of columns coded before it.
             let relation = if keep_recon && cp.bound.is_lossless() && p > 0 {
                 as_f32(col).zip(as_f32(&self.recon)).and_then(|(c, recon)| {
-                    let found = relation::find(
+                    let found = self.relations.find(
                         c,
                         recon,
-                        rows,
                         &order[..p],
                         Some(order[p - 1]),
                         model_pred,

@@ -10,7 +10,7 @@
 //! prediction transform, [`crate::lossless`]). IEEE addition in a fixed order: the encoder
 //! and the decoder compute the same bits on every machine.
 //!
-//! The encoder looks for a relation on a sample of the chunk's rows ([`find`]): terms are added
+//! The encoder looks for a relation on a sample of the chunk's rows ([`Search::find`]): terms are added
 //! greedily while each cuts the estimated bits of the residuals by a tenth, and the relation
 //! is coded only where its estimate is well under that of the column's other predictions; the
 //! column's section is then kept in whichever form is smaller.
@@ -122,74 +122,147 @@ fn ord(x: f32) -> i64 {
 fn cost(x: &[i64], pred: impl Iterator<Item = f64>) -> u64 {
     x.iter()
         .zip(pred)
-        .map(|(&o, p)| 64 - (o - ord(p as f32)).unsigned_abs().leading_zeros() as u64)
+        .map(|(&o, p)| bits(o - ord(p as f32)))
         .sum()
 }
 
-/// Looks for a relation of f32 column `col` to the columns `earlier` (coded before it) of
-/// `cols` (a chunk's columns one after the other, `rows` values each, the earlier ones
-/// decoded); `prev` is the column coded just before and `model` the learned model's
-/// predictions, which the relation must beat.
-pub(crate) fn find(
-    col: &[f32],
-    cols: &[f32],
+/// The bit length of a residual.
+#[inline(always)]
+fn bits(d: i64) -> u64 {
+    64 - d.unsigned_abs().leading_zeros() as u64
+}
+
+/// The sum of `bits`, if below `limit`; summed in blocks, given up once it reaches it.
+fn bounded_sum(mut bits: impl Iterator<Item = u64>, limit: u64) -> Option<u64> {
+    let mut sum = 0;
+    loop {
+        let mut block = 0;
+        let mut n = 0;
+        for b in bits.by_ref().take(256) {
+            block += b;
+            n += 1;
+        }
+        sum += block;
+        if sum >= limit {
+            return None;
+        }
+        if n < 256 {
+            return Some(sum);
+        }
+    }
+}
+
+/// The relations looked for in one chunk: its sampled rows, and the value order of each
+/// column coded so far at them, computed once for every column that looks at it.
+#[derive(Debug, Default)]
+pub(crate) struct Search {
     rows: usize,
-    earlier: &[usize],
-    prev: Option<usize>,
-    model: Option<&[f64]>,
-) -> Option<Relation> {
-    if earlier.is_empty() || rows < 2 {
-        return None;
+    at: Vec<usize>,
+    /// Per column, `ord` of its values at the sampled rows (empty until a column wants it).
+    ords: Vec<Vec<i64>>,
+}
+
+impl Search {
+    /// Starts a chunk of `rows` rows and `columns` columns.
+    pub(crate) fn start(&mut self, rows: usize, columns: usize) {
+        self.rows = rows;
+        self.at.clear();
+        if rows >= 2 {
+            self.at.extend((1..rows).step_by(rows.div_ceil(SAMPLE)));
+        }
+        self.ords.resize_with(columns, Vec::new);
+        self.ords.iter_mut().for_each(Vec::clear);
     }
-    let step = rows.div_ceil(SAMPLE);
-    let at: Vec<usize> = (1..rows).step_by(step).collect();
-    let x: Vec<i64> = at.iter().map(|&i| ord(col[i])).collect();
-    let column = |k: usize| &cols[k * rows..(k + 1) * rows];
-    // What the column's other predictions cost.
-    let mut others = cost(&x, at.iter().map(|_| 0.0));
-    others = others.min(cost(&x, at.iter().map(|&i| col[i - 1] as f64)));
-    if let Some(k) = prev {
-        others = others.min(cost(&x, at.iter().map(|&i| column(k)[i] as f64)));
-    }
-    if let Some(p) = model.filter(|p| p.len() == rows) {
-        others = others.min(cost(&x, at.iter().map(|&i| p[i])));
-    }
-    let mut sums = vec![0f64; at.len()];
-    let mut now = cost(&x, sums.iter().copied());
-    let mut terms: Vec<Term> = Vec::new();
-    while terms.len() < MAX_TERMS {
+
+    /// Looks for a relation of f32 column `col` to the columns `earlier` (coded before it) of
+    /// `cols` (the chunk's columns one after the other, the earlier ones decoded); `prev` is
+    /// the column coded just before and `model` the learned model's predictions, which the
+    /// relation must beat.
+    pub(crate) fn find(
+        &mut self,
+        col: &[f32],
+        cols: &[f32],
+        earlier: &[usize],
+        prev: Option<usize>,
+        model: Option<&[f64]>,
+    ) -> Option<Relation> {
+        let (rows, at) = (self.rows, &self.at[..]);
+        if earlier.is_empty() || at.is_empty() || col.len() != rows {
+            return None;
+        }
+        let x: Vec<i64> = at.iter().map(|&i| ord(col[i])).collect();
+        let column = |k: usize| &cols[k * rows..(k + 1) * rows];
+        // What the column's other predictions cost.
+        let mut others = x.iter().map(|&o| bits(o)).sum::<u64>();
+        others = others.min(cost(&x, at.iter().map(|&i| col[i - 1] as f64)));
+        if let Some(k) = prev {
+            others = others.min(cost(&x, at.iter().map(|&i| column(k)[i] as f64)));
+        }
+        if let Some(p) = model.filter(|p| p.len() == rows) {
+            others = others.min(cost(&x, at.iter().map(|&i| p[i])));
+        }
+        let mut now = x.iter().map(|&o| bits(o)).sum::<u64>();
+        // A term is taken only below `TERM_PAYS · now`, and only the best one: a candidate is
+        // dropped once its bits so far reach either (exact: every residual adds bits).
+        let pays = |now: u64| (TERM_PAYS * now as f64).ceil() as u64;
+        // The first term: a column added or subtracted is exact in f32, so its cost is the
+        // residuals of the value orders, `ord(−v) = −ord(v)`.
         let mut best: Option<(u64, Term)> = None;
         for &k in earlier {
-            if terms.iter().any(|t| t.column == k) {
-                continue;
+            if self.ords[k].is_empty() {
+                let c = column(k);
+                self.ords[k].extend(at.iter().map(|&i| ord(c[i])));
             }
-            let c = column(k);
+            let c = &self.ords[k];
             for negated in [false, true] {
-                let sign = if negated { -1.0 } else { 1.0 };
-                let bits = cost(
-                    &x,
-                    sums.iter().zip(&at).map(|(&s, &i)| s + sign * c[i] as f64),
-                );
-                if best.is_none_or(|(b, _)| bits < b) {
-                    best = Some((bits, Term { column: k, negated }));
+                let limit = best.map_or(pays(now), |(b, _)| b.min(pays(now)));
+                let residual = |(&o, &v): (&i64, &i64)| bits(if negated { o + v } else { o - v });
+                if let Some(b) = bounded_sum(x.iter().zip(c).map(residual), limit) {
+                    best = Some((b, Term { column: k, negated }));
                 }
             }
         }
-        match best {
-            Some((bits, t)) if (bits as f64) < TERM_PAYS * now as f64 => {
-                let c = column(t.column);
-                let sign = if t.negated { -1.0 } else { 1.0 };
-                sums.iter_mut()
-                    .zip(&at)
-                    .for_each(|(s, &i)| *s += sign * c[i] as f64);
-                now = bits;
-                terms.push(t);
+        let mut sums = vec![0f64; at.len()];
+        let mut terms: Vec<Term> = Vec::new();
+        loop {
+            match best {
+                Some((b, t)) if (b as f64) < TERM_PAYS * now as f64 => {
+                    let c = column(t.column);
+                    let sign = if t.negated { -1.0 } else { 1.0 };
+                    sums.iter_mut()
+                        .zip(at)
+                        .for_each(|(s, &i)| *s += sign * c[i] as f64);
+                    now = b;
+                    terms.push(t);
+                }
+                _ => break,
             }
-            _ => break,
+            if terms.len() == MAX_TERMS {
+                break;
+            }
+            // Further terms: added to the sum so far in f64, rounded to f32.
+            best = None;
+            for &k in earlier {
+                if terms.iter().any(|t| t.column == k) {
+                    continue;
+                }
+                let c = column(k);
+                for negated in [false, true] {
+                    let sign = if negated { -1.0 } else { 1.0 };
+                    let limit = best.map_or(pays(now), |(b, _)| b.min(pays(now)));
+                    let residuals = x
+                        .iter()
+                        .zip(sums.iter().zip(at))
+                        .map(|(&o, (&s, &i))| bits(o - ord((s + sign * c[i] as f64) as f32)));
+                    if let Some(b) = bounded_sum(residuals, limit) {
+                        best = Some((b, Term { column: k, negated }));
+                    }
+                }
+            }
         }
+        (!terms.is_empty() && (now as f64) < RELATION_PAYS * others as f64)
+            .then(|| Relation::new(terms))
     }
-    (!terms.is_empty() && (now as f64) < RELATION_PAYS * others as f64)
-        .then(|| Relation::new(terms))
 }
 
 #[cfg(test)]
@@ -231,7 +304,12 @@ mod tests {
         let rows = 5000;
         let cols = table(rows);
         let col = |j: usize| &cols[j * rows..(j + 1) * rows];
-        let r = find(col(4), &cols, rows, &[0, 1, 2, 3], Some(3), None).unwrap();
+        let find = |col: &[f32], cols: &[f32], earlier: &[usize], prev: Option<usize>| {
+            let mut s = Search::default();
+            s.start(rows, 6);
+            s.find(col, cols, earlier, prev, None)
+        };
+        let r = find(col(4), &cols, &[0, 1, 2, 3], Some(3)).unwrap();
         let mut found: Vec<usize> = r.terms().iter().map(|t| t.column).collect();
         found.sort();
         assert_eq!(found, [0, 1, 2, 3]);
@@ -247,19 +325,16 @@ mod tests {
         assert!(off.iter().filter(|&&d| d == 0).count() * 10 > rows * 7);
         assert!(off.iter().all(|&d| d <= 3), "{:?}", off.iter().max());
         // Noise has no relation; nor has a column with nothing before it.
-        assert_eq!(
-            find(col(5), &cols, rows, &[0, 1, 2, 3, 4], Some(4), None),
-            None
-        );
-        assert_eq!(find(col(4), &cols, rows, &[], None, None), None);
+        assert_eq!(find(col(5), &cols, &[0, 1, 2, 3, 4], Some(4)), None);
+        assert_eq!(find(col(4), &cols, &[], None), None);
         // A copy of a column coded just before is left to the reference transforms; one
         // further back is a relation of one term.
         let mut copy = cols.clone();
         copy[5 * rows..].copy_from_slice(&cols[..rows]);
         let c5 = copy[5 * rows..].to_vec();
-        assert_eq!(find(&c5, &copy, rows, &[0], Some(0), None), None);
+        assert_eq!(find(&c5, &copy, &[0], Some(0)), None);
         assert_eq!(
-            find(&c5, &copy, rows, &[0, 1, 2], Some(2), None),
+            find(&c5, &copy, &[0, 1, 2], Some(2)),
             Some(Relation::new(vec![Term {
                 column: 0,
                 negated: false
