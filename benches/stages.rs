@@ -136,13 +136,15 @@ fn stages(c: &mut Criterion) {
     let norms: Vec<(f64, f64)> = stats.iter().map(|s| (s.1, s.2)).collect();
     let mut payload = Vec::new();
     let mut out = Vec::with_capacity(data.len());
-    // The same table at rel:1e-3 and at bits:10 (point-wise relative, the ordinal domain).
+    // The same table at rel:1e-3, at bits:10 (point-wise relative, the ordinal domain) and
+    // lossless (the integer transforms, row repeats and a relation: Rapidity from Eta).
     for (name, bounds) in [
         (
             "",
             stats.iter().map(|s| Bound::Abs(s.0)).collect::<Vec<_>>(),
         ),
         ("-bits10", vec![Bound::PwRel(1.0 / 2048.0); width]),
+        ("-lossless", vec![Bound::Lossless; width]),
     ] {
         let mut chunks = Chunks::<f32>::table(&bounds, &norms);
         assert!(chunks.encode(&data, &mut payload));
