@@ -10,10 +10,11 @@
 //! prediction transform, [`crate::lossless`]). IEEE addition in a fixed order: the encoder
 //! and the decoder compute the same bits on every machine.
 //!
-//! The encoder looks for a relation on a sample of the chunk's rows ([`Search::find`]): terms are added
-//! greedily while each cuts the estimated bits of the residuals by a tenth, and the relation
-//! is coded only where its estimate is well under that of the column's other predictions; the
-//! column's section is then kept in whichever form is smaller.
+//! The encoder looks for a relation on a sample of the chunk's rows, among the columns coded
+//! last ([`Search::find`]): terms are added greedily while each cuts the estimated bits of the
+//! residuals by a tenth, and the relation is coded only where its estimate is well under that
+//! of the column's other predictions; the column's section is then kept in whichever form is
+//! smaller.
 //!
 //! ```text
 //! relation := terms:u8 (1 to MAX_TERMS) term:uvarint × terms    (term = column · 2 + negated)
@@ -26,6 +27,9 @@ use crate::element::Element;
 pub(crate) const MAX_TERMS: usize = 4;
 /// Rows of a chunk a relation is looked for on (evenly spaced).
 const SAMPLE: usize = 2048;
+/// Columns a relation's terms are looked for among: the last coded before the column (so a
+/// table of thousands of columns costs a bounded search per column).
+const MAX_CANDIDATES: usize = 256;
 /// A term is added where it cuts the estimated bits of the residuals to below this share.
 const TERM_PAYS: f64 = 0.9;
 /// A relation is coded where its estimated bits are below this share of the best of the
@@ -190,6 +194,8 @@ impl Search {
         if earlier.is_empty() || at.is_empty() || col.len() != rows {
             return None;
         }
+        // The columns coded last, on a wide table: the search grows with the candidates.
+        let earlier = &earlier[earlier.len().saturating_sub(MAX_CANDIDATES)..];
         let x: Vec<i64> = at.iter().map(|&i| ord(col[i])).collect();
         let column = |k: usize| &cols[k * rows..(k + 1) * rows];
         // What the column's other predictions cost.
@@ -340,6 +346,27 @@ mod tests {
                 negated: false
             }]))
         );
+    }
+
+    #[test]
+    fn a_wide_table_is_searched_among_its_last_columns() {
+        // 300 columns of noise; the last one copies column 0 or column 100: only the copy of
+        // a column among the last MAX_CANDIDATES before it is found.
+        let (rows, width) = (1000, 300);
+        let mut seed = 3;
+        let mut cols: Vec<f32> = (0..rows * width).map(|_| lcg(&mut seed) as f32).collect();
+        let earlier: Vec<usize> = (0..width - 1).collect();
+        for (from, found) in [(0, false), (100, true)] {
+            let copy = cols[from * rows..(from + 1) * rows].to_vec();
+            cols[(width - 1) * rows..].copy_from_slice(&copy);
+            let mut s = Search::default();
+            s.start(rows, width);
+            let r = s.find(&copy, &cols, &earlier, Some(width - 2), None);
+            assert_eq!(r.is_some(), found, "copy of column {from}");
+            if let Some(r) = r {
+                assert_eq!(r.terms()[0].column, from);
+            }
+        }
     }
 
     #[test]
