@@ -958,7 +958,19 @@ mod tests {
 
     #[test]
     fn a_total_of_earlier_columns_is_coded_by_its_relation() {
-        let table = totals_table(6000);
+        let mut table = totals_table(6000);
+        // Special values in parts and totals, bit for bit: NaN (with a payload), ±Inf, −0.0.
+        for (row, v) in [
+            (10, f32::NAN),
+            (20, f32::from_bits(0x7fc0_1234)),
+            (30, f32::INFINITY),
+            (40, f32::NEG_INFINITY),
+            (50, -0.0),
+        ] {
+            table[row * 6 + 1] = v;
+            table[row * 6 + 4] = (0..4).map(|j| table[row * 6 + j] as f64).sum::<f64>() as f32;
+        }
+        table[60 * 6 + 4] = f32::from_bits(0xffc0_0001);
         let p = params_with(Layout::Table, 6, &[Bound::Lossless; 6]);
         let mut payload = Vec::new();
         let kind = ChunkCodec::<f32>::new(Arc::clone(&p)).encode(&table, &mut payload);
