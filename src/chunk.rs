@@ -389,16 +389,14 @@ impl<T: Element> ChunkCodec<T> {
             } else {
                 None
             };
+            // The column coded just before this one.
+            let before = p.checked_sub(1).map(|q| order[q]);
             // A bit-exact f32 column of a table may be a sum of columns coded before it.
-            let relation = if keep_recon && cp.bound.is_lossless() && p > 0 {
+            let relation = if keep_recon && cp.bound.is_lossless() {
                 as_f32(col).zip(as_f32(&self.recon)).and_then(|(c, recon)| {
-                    let found = self.relations.find(
-                        c,
-                        recon,
-                        &order[..p],
-                        Some(order[p - 1]),
-                        model_pred,
-                    )?;
+                    let found = self
+                        .relations
+                        .find(c, recon, &order[..p], before, model_pred)?;
                     found.predict(recon, rows, &mut self.relation_preds);
                     Some(found)
                 })
@@ -407,8 +405,7 @@ impl<T: Element> ChunkCodec<T> {
             };
             let relation = relation.as_ref().map(|r| (r, &self.relation_preds[..]));
             let (recon, prev) = if keep_recon {
-                let prev = p.checked_sub(1).map(|q| order[q]);
-                let (c, prev) = column_and_reference(&mut self.recon, rows, j, prev);
+                let (c, prev) = column_and_reference(&mut self.recon, rows, j, before);
                 (Some(c), prev)
             } else {
                 (None, None)

@@ -20,6 +20,7 @@
 //! relation := terms:u8 (1 to MAX_TERMS) term:uvarint × terms    (term = column · 2 + negated)
 //! ```
 
+use crate::bound::ordinal as ord;
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::element::Element;
 
@@ -115,13 +116,6 @@ impl Relation {
     }
 }
 
-/// The value order of f32 bits, as an integer (−0.0 and 0.0 alike: an estimate).
-#[inline(always)]
-fn ord(x: f32) -> i64 {
-    let b = x.to_bits() as i32 as i64;
-    if b < 0 { -(b & 0x7fff_ffff) } else { b }
-}
-
 /// Estimated bits of coding `x` less `pred` over the sample: each residual's bit length.
 fn cost(x: &[i64], pred: impl Iterator<Item = f64>) -> u64 {
     x.iter()
@@ -198,16 +192,15 @@ impl Search {
         let earlier = &earlier[earlier.len().saturating_sub(MAX_CANDIDATES)..];
         let x: Vec<i64> = at.iter().map(|&i| ord(col[i])).collect();
         let column = |k: usize| &cols[k * rows..(k + 1) * rows];
-        // What the column's other predictions cost.
-        let mut others = x.iter().map(|&o| bits(o)).sum::<u64>();
-        others = others.min(cost(&x, at.iter().map(|&i| col[i - 1] as f64)));
+        // What the column's other predictions cost; the value itself is where the sum starts.
+        let mut now = x.iter().map(|&o| bits(o)).sum::<u64>();
+        let mut others = now.min(cost(&x, at.iter().map(|&i| col[i - 1] as f64)));
         if let Some(k) = prev {
             others = others.min(cost(&x, at.iter().map(|&i| column(k)[i] as f64)));
         }
         if let Some(p) = model.filter(|p| p.len() == rows) {
             others = others.min(cost(&x, at.iter().map(|&i| p[i])));
         }
-        let mut now = x.iter().map(|&o| bits(o)).sum::<u64>();
         // A term is taken only below `TERM_PAYS · now`, and only the best one: a candidate is
         // dropped once its bits so far reach either (exact: every residual adds bits).
         let pays = |now: u64| (TERM_PAYS * now as f64).ceil() as u64;
@@ -230,19 +223,14 @@ impl Search {
         }
         let mut sums = vec![0f64; at.len()];
         let mut terms: Vec<Term> = Vec::new();
-        loop {
-            match best {
-                Some((b, t)) if (b as f64) < TERM_PAYS * now as f64 => {
-                    let c = column(t.column);
-                    let sign = if t.negated { -1.0 } else { 1.0 };
-                    sums.iter_mut()
-                        .zip(at)
-                        .for_each(|(s, &i)| *s += sign * c[i] as f64);
-                    now = b;
-                    terms.push(t);
-                }
-                _ => break,
-            }
+        while let Some((b, t)) = best.filter(|&(b, _)| b < pays(now)) {
+            let c = column(t.column);
+            let sign = if t.negated { -1.0 } else { 1.0 };
+            sums.iter_mut()
+                .zip(at)
+                .for_each(|(s, &i)| *s += sign * c[i] as f64);
+            now = b;
+            terms.push(t);
             if terms.len() == MAX_TERMS {
                 break;
             }

@@ -552,6 +552,7 @@ fn merge_contexts(
         out[i] = flat[p];
         i += 1;
         pos[x] = p + 1;
+        // `x / 3` for `x` below 9, without a division on the serial chain.
         let y = head[x] + x * 11 / 32;
         head[x] = class(next) * 3;
         if y == 0 && x == 0 {
