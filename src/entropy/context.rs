@@ -294,24 +294,37 @@ impl CodeCoder {
             .iter()
             .map(|v| self.prev_vals.binary_search(v).unwrap_or(k) as u8)
             .collect();
-        self.dense.clear();
-        self.dense.resize((k + 1) * m, 0);
+        // The pairs counted in cells that stay zero between calls, so a probe costs its own
+        // codes, not the (k + 1) × m table (up to 64 × 1024 cells for 8192 codes).
+        let cells = (k + 1) * m;
+        // A probe's codes are at most PREV_PROBE, so a cell's count fits in 16 bits.
+        debug_assert!(codes.len() <= PREV_PROBE && PREV_PROBE < 1 << 16);
+        if self.prev_pairs.len() < cells {
+            self.prev_pairs.resize(cells, 0);
+        }
+        let (pairs, touched) = (&mut self.prev_pairs, &mut self.prev_touched);
+        touched.clear();
         let mut x = self.prev_vals.binary_search(&0).unwrap_or(k);
         for &c in codes {
             let v = index(&self.lut, &self.vals, c);
-            self.dense[x * m + v] += 1;
+            let cell = x * m + v;
+            if pairs[cell] == 0 {
+                touched.push(cell as u32);
+            }
+            pairs[cell] += 1;
             x = ctx_of[v] as usize;
         }
+        // Each context's codes and the sum of its pairs' costs.
+        let mut rows = [(0u32, 0.0f64); PREV_CONTEXTS + 1];
+        for &cell in touched.iter() {
+            let c = std::mem::take(&mut pairs[cell as usize]);
+            let row = &mut rows[cell as usize / m];
+            row.0 += u32::from(c);
+            row.1 += 4.0 - f64::from(c) * fast_log2(f64::from(c));
+        }
         let mut bits = 0.0;
-        for row in self.dense.chunks(m) {
-            let n: u32 = row.iter().sum();
-            if n == 0 {
-                continue;
-            }
-            bits += 40.0 + f64::from(n) * fast_log2(f64::from(n));
-            for &c in row.iter().filter(|&&c| c > 0) {
-                bits += 4.0 - f64::from(c) * fast_log2(f64::from(c));
-            }
+        for &(n, cost) in rows.iter().filter(|r| r.0 > 0) {
+            bits += 40.0 + f64::from(n) * fast_log2(f64::from(n)) + cost;
         }
         (bits, plain)
     }

@@ -125,6 +125,10 @@ pub struct CodeCoder {
     /// The context streams of a code stream split by context, one after the other.
     ctx_flat: Vec<i32>,
     prev_out: Vec<u8>,
+    /// Counts of (context, code) pairs of [`CodeCoder::by_previous_estimate`]'s probe: all
+    /// zero between calls (only the cells listed in `prev_touched` are counted and reset).
+    prev_pairs: Vec<u16>,
+    prev_touched: Vec<u32>,
     /// Whether [`CodeCoder::encode`] may plan binned streams ([`CodeCoder::allow_binned`]).
     binned: bool,
 
