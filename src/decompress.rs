@@ -404,7 +404,7 @@ pub fn decompress_into<T: crate::Element>(
     // Threads beyond the chunks, and each worker once out of chunks, are lent to the chunks
     // still being decoded.
     let spare = Spare::new(threads - workers);
-    std::thread::scope(|scope| {
+    crate::threads::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 let _idle = spare.idle_on_exit();

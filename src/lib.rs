@@ -76,6 +76,7 @@ pub mod shard;
 mod spare;
 #[doc(hidden)]
 pub mod stages;
+mod threads;
 
 pub use array::{ArraySpec, Layout, UNKNOWN};
 pub use bound::{Bound, BoundSpec, Bounds, BoundsFile, ColumnRef, ResolvedBound};

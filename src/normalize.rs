@@ -145,7 +145,7 @@ impl StatsAccumulator {
             acc.add(values);
             return acc.finish();
         }
-        std::thread::scope(|s| {
+        crate::threads::scope(|s| {
             let parts: Vec<_> = values
                 .chunks(run)
                 .map(|part| {

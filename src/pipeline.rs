@@ -25,9 +25,9 @@
 //! unblocks and ends every other stage. A worker that panics (a bug) catches the panic and
 //! replies with an [`Error::Internal`] naming the chunk, then stops.
 
+use crate::threads::{self, JoinHandle};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
@@ -214,25 +214,23 @@ impl AnyCodec {
 /// Runs `f`, turning a panic into an internal error about `chunk`.
 pub(crate) fn guarded<T>(chunk: u64, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = threads::panic_message(&*p);
         Err(Error::Internal(format!(
             "{what} chunk {chunk} panicked: {msg}"
         )))
     })
 }
 
+/// Starts a stage of the pipeline on a thread of [`crate::threads`] (`what` names it in the
+/// error where no thread can be started).
 fn spawn<T: Send + 'static>(
-    name: String,
+    what: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>> {
-    thread::Builder::new().name(name).spawn(f).map_err(|e| {
+    threads::spawn(f).map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),
-            format!("cannot start a thread: {e}"),
+            format!("cannot start a thread for the {what}: {e}"),
         ))
     })
 }
@@ -332,12 +330,12 @@ impl<T: Send + 'static> EncodePool<T> {
         };
         let mut workers = Vec::with_capacity(threads);
         let spare = Spare::new(0);
-        for i in 0..threads {
+        for _ in 0..threads {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
             let payloads = buffers.payload.clone();
             let spare = Arc::clone(&spare);
-            workers.push(spawn(format!("baler-encode-{i}"), move || {
+            workers.push(spawn("coding workers", move || {
                 // Once out of chunks, this worker's core is lent to the others' chunks.
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, params);
@@ -364,7 +362,7 @@ impl<T: Send + 'static> EncodePool<T> {
             })?);
         }
         let for_writer = buffers.clone();
-        let writer = spawn("baler-writer".into(), move || write(order_rx, for_writer))?;
+        let writer = spawn("writer", move || write(order_rx, for_writer))?;
         Ok(EncodePool {
             jobs: Some(jobs_tx),
             order: Some(order_tx),
@@ -529,12 +527,12 @@ impl<T: Send + 'static> DecodePool<T> {
         let keep = memory_limit / 8 / pooled as u64;
         let mut workers = Vec::with_capacity(threads);
         let spare = Spare::new(0);
-        for i in 0..threads {
+        for _ in 0..threads {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
             let bufs = buffers.clone();
             let spare = Arc::clone(&spare);
-            workers.push(spawn(format!("baler-decode-{i}"), move || {
+            workers.push(spawn("decoding workers", move || {
                 // Once out of chunks, this worker's core is lent to the others' chunks.
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
@@ -569,7 +567,7 @@ impl<T: Send + 'static> DecodePool<T> {
         }
         let payloads = buffers.payload.clone();
         let for_reader = Arc::clone(&budget);
-        let reader = spawn("baler-reader".into(), move || {
+        let reader = spawn("reader", move || {
             read(jobs_tx, order_tx, payloads, for_reader)
         })?;
         Ok(DecodePool {
@@ -621,6 +619,7 @@ impl<T: Send + 'static> Drop for DecodePool<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     #[test]
     fn the_budget_admits_what_fits_and_closing_wakes_a_waiter() {

@@ -13,7 +13,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
+
+use crate::threads;
 
 /// Idle cores of one pipeline (or of one call's scoped workers), to lend.
 #[derive(Debug, Default)]
@@ -56,7 +57,7 @@ impl Spare {
             return;
         }
         let (work, take) = (&work, &take);
-        thread::scope(|scope| {
+        threads::scope(|scope| {
             let mut others = others.iter_mut();
             let mut handles = Vec::new();
             loop {
@@ -65,14 +66,12 @@ impl Spare {
                     let lease = self.lend(1);
                     if lease.threads == 1 {
                         let theirs = others.next().expect("scratch left");
-                        let helper = thread::Builder::new()
-                            .name("baler-lent".into())
-                            .spawn_scoped(scope, move || {
-                                let _lease = lease;
-                                while let Some(i) = take() {
-                                    work(i, theirs);
-                                }
-                            });
+                        let helper = scope.try_spawn(move || {
+                            let _lease = lease;
+                            while let Some(i) = take() {
+                                work(i, theirs);
+                            }
+                        });
                         // A thread that cannot start (a process at its limit) leaves the
                         // tasks to the others.
                         if let Ok(h) = helper {

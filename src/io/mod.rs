@@ -629,7 +629,7 @@ fn scan_parts<T: Element>(
         let r = parts.pop().expect("one part at least");
         return scan::<T>(r, columns);
     }
-    std::thread::scope(|s| {
+    crate::threads::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
             .map(|r| s.spawn(move || scan::<T>(r, columns)))

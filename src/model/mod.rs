@@ -90,7 +90,7 @@ pub(crate) fn par_runs_mut<T: Send, R: Send>(
 ) -> Vec<R> {
     let unit = unit.max(1);
     let per = run_len(items.len() / unit, threads);
-    std::thread::scope(|scope| {
+    crate::threads::scope(|scope| {
         let handles: Vec<_> = items
             .chunks_mut(per * unit)
             .enumerate()
@@ -137,7 +137,7 @@ fn shared_out<X: Send, R: Send>(
             done.push((i, f(item)));
         }
     };
-    let mut all = std::thread::scope(|scope| {
+    let mut all = crate::threads::scope(|scope| {
         let work = &work;
         let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
         let mut all = work();
@@ -155,7 +155,7 @@ fn run_len(n: usize, threads: usize) -> usize {
 }
 
 /// The results of scoped threads, in order.
-fn join_all<R>(handles: Vec<std::thread::ScopedJoinHandle<'_, R>>) -> Vec<R> {
+fn join_all<R>(handles: Vec<crate::threads::ScopedJoinHandle<'_, R>>) -> Vec<R> {
     handles
         .into_iter()
         .map(|h| h.join().expect("a model thread panicked"))

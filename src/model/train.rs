@@ -365,7 +365,7 @@ fn noisy_sample(
         used
     };
     let fill = &fill;
-    let used: Vec<u64> = std::thread::scope(|scope| {
+    let used: Vec<u64> = crate::threads::scope(|scope| {
         let mut runs = starts.iter().copied().zip(runs);
         let first = runs.next();
         let handles: Vec<_> = runs

@@ -1,0 +1,417 @@
+//! The threads every stage runs on: a process-wide set of parked workers, reused from one call
+//! to the next.
+//!
+//! Starting a thread costs tens of microseconds (a stack mapped, signal masks, affinity), and
+//! a call to compress or decompress starts several: the pipeline's workers, its reader or
+//! writer, and a helper each time an idle core is lent to a column's segments
+//! ([`crate::spare`]). For a field of a few hundred kilobytes, or an HDF5 chunk coded by the
+//! filter, that was a tenth of the whole call. Here a thread that finishes its work parks for
+//! the next one instead, and leaves after [`IDLE_EXIT`] without work, so a process that stops
+//! compressing keeps no threads.
+//!
+//! Two ways in, as `std::thread` has: [`spawn`] for work that owns what it uses (the
+//! pipeline's stages), and [`scope`] for work that borrows from the caller, which waits for
+//! all of it before returning (the segments of one column, the runs of a statistics pass).
+//! Which thread runs a piece of work never changes what it computes.
+
+use std::any::Any;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+/// How long a parked thread waits for work before it leaves.
+pub const IDLE_EXIT: Duration = Duration::from_secs(2);
+
+/// A unit of work for a parked thread; it catches its own panics.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The parked threads, each by its id and the channel it waits on.
+static PARKED: Mutex<Vec<(u64, Sender<Job>)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn parked() -> MutexGuard<'static, Vec<(u64, Sender<Job>)>> {
+    // Nothing panics while holding it; a poisoned list is still a valid list.
+    PARKED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `job` on a parked thread, or on a new one where none is parked.
+fn run(mut job: Job) -> io::Result<()> {
+    loop {
+        let next = parked().pop();
+        let Some((_, tx)) = next else { break };
+        match tx.send(job) {
+            Ok(()) => return Ok(()),
+            // That thread left between parking and now: try the next.
+            Err(e) => job = e.into_inner(),
+        }
+    }
+    thread::Builder::new()
+        .name("baler".into())
+        .spawn(move || serve(job))
+        .map(drop)
+}
+
+/// A thread's life: `first`, then whatever it is given while parked, until [`IDLE_EXIT`]
+/// passes without work.
+fn serve(first: Job) {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx): (Sender<Job>, Receiver<Job>) = bounded(1);
+    let mut job = first;
+    loop {
+        job();
+        parked().push((id, tx.clone()));
+        job = match rx.recv_timeout(IDLE_EXIT) {
+            Ok(next) => next,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                let mut list = parked();
+                if let Some(at) = list.iter().position(|w| w.0 == id) {
+                    list.swap_remove(at);
+                    return;
+                }
+                drop(list);
+                // Taken off the list by a caller whose work is on its way.
+                match rx.recv() {
+                    Ok(next) => next,
+                    Err(_) => return,
+                }
+            }
+        };
+    }
+}
+
+/// Where a spawned piece of work leaves its result.
+struct Packet<T> {
+    result: Mutex<Option<thread::Result<T>>>,
+    done: Condvar,
+}
+
+impl<T> Packet<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Packet {
+            result: Mutex::new(None),
+            done: Condvar::new(),
+        })
+    }
+
+    fn put(&self, r: thread::Result<T>) {
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> thread::Result<T> {
+        let mut slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = slot.take() {
+                return r;
+            }
+            slot = self.done.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Work started by [`spawn`]: [`join`](Self::join) waits for its result.
+pub struct JoinHandle<T> {
+    packet: Arc<Packet<T>>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the work to end: its result, or the payload of its panic.
+    pub fn join(self) -> thread::Result<T> {
+        self.packet.wait()
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle").finish_non_exhaustive()
+    }
+}
+
+/// Runs `f` on a parked thread (or a new one). Fails only where no thread can be started.
+pub fn spawn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    let packet = Packet::new();
+    let theirs = Arc::clone(&packet);
+    run(Box::new(move || {
+        theirs.put(catch_unwind(AssertUnwindSafe(f)))
+    }))?;
+    Ok(JoinHandle { packet })
+}
+
+/// What a [`scope`] keeps track of: the work still running, and whether a piece of work that
+/// nobody joined panicked.
+struct ScopeData {
+    running: Mutex<usize>,
+    ended: Condvar,
+    unjoined_panic: AtomicBool,
+}
+
+impl ScopeData {
+    fn started(&self) {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    fn finished(&self) {
+        let mut n = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        // Every end, not only the last: a joiner waits on the same signal.
+        self.ended.notify_all();
+    }
+
+    fn wait_all(&self) {
+        let mut n = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            n = self.ended.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Work that may borrow from outside it, as [`std::thread::Scope`]: everything spawned on it
+/// ends before [`scope`] returns.
+pub struct Scope<'scope, 'env: 'scope> {
+    data: Arc<ScopeData>,
+    scope: PhantomData<&'scope mut &'scope ()>,
+    env: PhantomData<&'env mut &'env ()>,
+}
+
+/// A result of work spawned on a [`Scope`].
+struct ScopedPacket<T> {
+    result: Mutex<Option<thread::Result<T>>>,
+    data: Arc<ScopeData>,
+}
+
+impl<T> Drop for ScopedPacket<T> {
+    fn drop(&mut self) {
+        // A panic nobody joined is the scope's to raise, as with `std::thread::scope`.
+        let r = self.result.get_mut().unwrap_or_else(|e| e.into_inner());
+        if matches!(r, Some(Err(_))) {
+            self.data.unjoined_panic.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Work spawned on a [`Scope`]: [`join`](Self::join) gives its result.
+pub struct ScopedJoinHandle<'scope, T> {
+    packet: Arc<ScopedPacket<T>>,
+    scope: PhantomData<&'scope ()>,
+}
+
+impl<T> ScopedJoinHandle<'_, T> {
+    /// Waits for the work to end: its result, or the payload of its panic.
+    pub fn join(self) -> thread::Result<T> {
+        let data = &self.packet.data;
+        let mut n = data.running.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = self
+                .packet
+                .result
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                return r;
+            }
+            n = data.ended.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl<'scope, 'env> Scope<'scope, 'env> {
+    /// Runs `f` on a parked thread (or a new one), ending before the scope does. Panics where
+    /// no thread can be started, as `std::thread::Scope::spawn` does.
+    pub fn spawn<T: Send + 'scope>(
+        &'scope self,
+        f: impl FnOnce() -> T + Send + 'scope,
+    ) -> ScopedJoinHandle<'scope, T> {
+        self.try_spawn(f).expect("failed to start a thread")
+    }
+
+    /// [`spawn`](Self::spawn), or the error where no thread can be started.
+    #[allow(unsafe_code)]
+    pub fn try_spawn<T: Send + 'scope>(
+        &'scope self,
+        f: impl FnOnce() -> T + Send + 'scope,
+    ) -> io::Result<ScopedJoinHandle<'scope, T>> {
+        let packet = Arc::new(ScopedPacket {
+            result: Mutex::new(None),
+            data: Arc::clone(&self.data),
+        });
+        let theirs = Arc::clone(&packet);
+        let data = Arc::clone(&self.data);
+        let job = move || {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            *theirs.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            // Nothing borrowed is touched after this: `f` has been consumed and the result
+            // handed over; only the scope's own counter (no borrow) is left.
+            drop(theirs);
+            // Taking the counter's lock orders the result before a joiner wakes.
+            data.finished();
+        };
+        let job: Box<dyn FnOnce() + Send + 'scope> = Box::new(job);
+        // SAFETY: the job borrows for 'scope only, and `scope` does not return (nor unwind)
+        // before `running` is back to 0, which the job marks as its last act, after it has
+        // dropped everything it borrowed (`f`, through the call, and its packet).
+        let job: Job =
+            unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Job>(job) };
+        self.data.started();
+        if let Err(e) = run(job) {
+            // Not started: the job was dropped unrun by `run`'s failed spawn.
+            self.data.finished();
+            return Err(e);
+        }
+        Ok(ScopedJoinHandle {
+            packet,
+            scope: PhantomData,
+        })
+    }
+}
+
+/// Runs `f` with a [`Scope`] to spawn work on that may borrow what lives outside the call,
+/// and waits for all of it, as [`std::thread::scope`]. A panic of `f`, or of work nobody
+/// joined, is raised once everything has ended.
+pub fn scope<'env, T>(f: impl for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T) -> T {
+    let s = Scope {
+        data: Arc::new(ScopeData {
+            running: Mutex::new(0),
+            ended: Condvar::new(),
+            unjoined_panic: AtomicBool::new(false),
+        }),
+        scope: PhantomData,
+        env: PhantomData,
+    };
+    let r = catch_unwind(AssertUnwindSafe(|| f(&s)));
+    s.data.wait_all();
+    match r {
+        Err(payload) => resume_unwind(payload),
+        Ok(_) if s.data.unjoined_panic.load(Ordering::Relaxed) => {
+            panic!("a scoped thread panicked")
+        }
+        Ok(v) => v,
+    }
+}
+
+/// The payload of a panic as text, where it is one.
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn threads_are_reused_and_results_come_back() {
+        let first = spawn(|| thread::current().id()).unwrap().join().unwrap();
+        // The thread that ran the first job is parked now (or about to be): later jobs find
+        // it rather than starting threads of their own.
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let h = spawn(move || (thread::current().id(), i * 2)).unwrap();
+            let (id, v) = h.join().unwrap();
+            assert_eq!(v, i * 2);
+            ids.push(id);
+        }
+        ids.sort_by_key(|id| format!("{id:?}"));
+        ids.dedup();
+        assert!(ids.len() < 50, "threads reused: {} for 50 jobs", ids.len());
+        let _ = first;
+    }
+
+    #[test]
+    fn a_panic_comes_back_as_the_join_error() {
+        let r = spawn(|| -> u32 { panic!("boom") }).unwrap().join();
+        let p = r.unwrap_err();
+        assert_eq!(panic_message(&*p), "boom");
+        // The thread that panicked is still good for work.
+        assert_eq!(spawn(|| 7).unwrap().join().unwrap(), 7);
+    }
+
+    #[test]
+    fn scoped_work_borrows_and_ends_before_the_scope() {
+        let mut data = vec![0u64; 1000];
+        let total = AtomicUsize::new(0);
+        scope(|s| {
+            for (i, part) in data.chunks_mut(100).enumerate() {
+                let total = &total;
+                s.spawn(move || {
+                    for x in part.iter_mut() {
+                        *x = i as u64;
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                    total.fetch_add(part.len(), Ordering::Relaxed);
+                });
+            }
+        });
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            1000,
+            "all ended with the scope"
+        );
+        assert!(
+            data.chunks(100)
+                .enumerate()
+                .all(|(i, p)| p.iter().all(|&x| x == i as u64))
+        );
+        let sums: Vec<u64> = scope(|s| {
+            let hs: Vec<_> = data
+                .chunks(250)
+                .map(|p| s.spawn(move || p.iter().sum::<u64>()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let expected: Vec<u64> = data.chunks(250).map(|p| p.iter().sum()).collect();
+        assert_eq!(sums, expected);
+        assert_eq!(
+            sums.iter().sum::<u64>(),
+            (0..10).map(|i| 100 * i).sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn scoped_panics_reach_the_caller() {
+        // Joined: the error is the joiner's.
+        let joined = scope(|s| s.spawn(|| -> u8 { panic!("joined") }).join());
+        assert_eq!(panic_message(&*joined.unwrap_err()), "joined");
+        // Not joined: the scope raises it once everything has ended.
+        let ended = AtomicUsize::new(0);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            scope(|s| {
+                s.spawn(|| panic!("lost"));
+                s.spawn(|| {
+                    thread::sleep(Duration::from_millis(20));
+                    ended.fetch_add(1, Ordering::Relaxed);
+                });
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            ended.load(Ordering::Relaxed),
+            1,
+            "the other work ended first"
+        );
+        // The scope's own panic, after its work has ended.
+        let ended = AtomicUsize::new(0);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            scope(|s| {
+                s.spawn(|| {
+                    thread::sleep(Duration::from_millis(20));
+                    ended.fetch_add(1, Ordering::Relaxed);
+                });
+                panic!("body");
+            })
+        }));
+        assert_eq!(panic_message(&*r.unwrap_err()), "body");
+        assert_eq!(ended.load(Ordering::Relaxed), 1);
+    }
+}
