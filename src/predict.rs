@@ -338,10 +338,11 @@ pub(crate) const LEVEL_DIVISORS: [[f64; 5]; 3] = [
     [1.0, 1.5, 2.25, 3.0, 3.0],
 ];
 
-/// The spacing [`Interp::run_block`] gives a block's first point: above every level's.
+/// The spacing a block's first point is given ([`Interp::run_codes_block`]): above every
+/// level's.
 const FIRST: usize = 1 << (usize::BITS - 1);
 
-/// A block's first point, as [`Interp::run_block`] gives it: a line of one point at spacing
+/// A block's first point, as the walks give it: a line of one point at spacing
 /// [`FIRST`], the first in decoding order.
 const ALONE: Line = Line {
     start: 0,
@@ -482,7 +483,91 @@ impl Interp {
     /// 256 a chunk: 1.07x faster to code on one thread, with the line-wise quantization).
     /// Either way each line says where its codes are in decoding order ([`Line::code`]).
     fn lines(&self, memory: bool, mut line: impl FnMut(Line)) {
-        let (shape, strides, nd) = (&self.shape, &self.strides, self.nd);
+        let (strides, nd) = (&self.strides, self.nd);
+        self.passes(|pass| {
+            let (h, d, code) = (pass.h, pass.d, pass.code);
+            let (first, every, count, weight) = (pass.first, pass.every, pass.count, pass.weight);
+            let loops = if memory { [0, 1, 2] } else { pass.by_code };
+            let inner = loops[nd - 1];
+            let (s, n) = (strides[d], self.shape[d]);
+            // Lines along `d` (its last axis in memory order, or a 1-D grid): split into
+            // runs of points that share their edge case ([`reach`]): at most four (the
+            // first point, those with both neighbours at 3h, those without the far one,
+            // and the one past the far edge).
+            let mut runs = [(0usize, 0usize); 4];
+            let mut nruns = 0;
+            if inner == d {
+                let mut c = h;
+                while c < n {
+                    let (from, case) = (c, reach(c, n, h));
+                    while c < n && reach(c, n, h) == case {
+                        c += 2 * h;
+                    }
+                    runs[nruns] = (from, (c - from) / (2 * h));
+                    nruns += 1;
+                }
+            }
+            // The line at index `at[e]` on each axis but `inner`.
+            let mut emit = |at: [usize; MAX_AXES]| {
+                let (mut start, mut code) = (0, code);
+                for e in (0..nd).filter(|&e| e != inner) {
+                    start += (first[e] + at[e] * every[e]) * strides[e];
+                    code += at[e] * weight[e];
+                }
+                if inner == d {
+                    for &(from, points) in &runs[..nruns] {
+                        line(Line {
+                            start: start + from * s,
+                            count: points,
+                            stride: 2 * h * s,
+                            c: from,
+                            len: n,
+                            hs: h * s,
+                            h,
+                            code: code + (from - h) / (2 * h) * weight[d],
+                            code_stride: weight[d],
+                        });
+                    }
+                } else {
+                    line(Line {
+                        start: start + first[inner] * strides[inner],
+                        count: count[inner],
+                        stride: every[inner] * strides[inner],
+                        c: first[d] + at[d] * every[d],
+                        len: n,
+                        hs: h * s,
+                        h,
+                        code,
+                        code_stride: weight[inner],
+                    });
+                }
+            };
+            let mut at = [0; MAX_AXES];
+            match nd {
+                1 => emit(at),
+                2 => {
+                    for j in 0..count[loops[0]] {
+                        at[loops[0]] = j;
+                        emit(at);
+                    }
+                }
+                _ => {
+                    for j in 0..count[loops[0]] {
+                        at[loops[0]] = j;
+                        for k in 0..count[loops[1]] {
+                            at[loops[1]] = k;
+                            emit(at);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The walk's passes in decoding order ([`Pass`]): for each level `h` from the coarsest,
+    /// each axis in this order along which the grid is longer than `h`.
+    fn passes(&self, mut each: impl FnMut(&Pass)) {
+        let (shape, nd) = (&self.shape, self.nd);
         let longest = shape[..nd].iter().copied().max().unwrap_or(0);
         if longest < 2 {
             return;
@@ -520,112 +605,54 @@ impl Interp {
                     weight[e] = total;
                     total *= count[e];
                 }
-                let loops = if memory { [0, 1, 2] } else { by_code };
-                let inner = loops[nd - 1];
-                let (s, n) = (strides[d], shape[d]);
-                // Lines along `d` (its last axis in memory order, or a 1-D grid): split into
-                // runs of points that share their edge case ([`reach`]): at most four (the
-                // first point, those with both neighbours at 3h, those without the far one,
-                // and the one past the far edge).
-                let mut runs = [(0usize, 0usize); 4];
-                let mut nruns = 0;
-                if inner == d {
-                    let mut c = h;
-                    while c < n {
-                        let (from, case) = (c, reach(c, n, h));
-                        while c < n && reach(c, n, h) == case {
-                            c += 2 * h;
-                        }
-                        runs[nruns] = (from, (c - from) / (2 * h));
-                        nruns += 1;
-                    }
-                }
-                // The line at index `at[e]` on each axis but `inner`.
-                let mut emit = |at: [usize; MAX_AXES]| {
-                    let (mut start, mut code) = (0, code);
-                    for e in (0..nd).filter(|&e| e != inner) {
-                        start += (first[e] + at[e] * every[e]) * strides[e];
-                        code += at[e] * weight[e];
-                    }
-                    if inner == d {
-                        for &(from, points) in &runs[..nruns] {
-                            line(Line {
-                                start: start + from * s,
-                                count: points,
-                                stride: 2 * h * s,
-                                c: from,
-                                len: n,
-                                hs: h * s,
-                                h,
-                                code: code + (from - h) / (2 * h) * weight[d],
-                                code_stride: weight[d],
-                            });
-                        }
-                    } else {
-                        line(Line {
-                            start: start + first[inner] * strides[inner],
-                            count: count[inner],
-                            stride: every[inner] * strides[inner],
-                            c: first[d] + at[d] * every[d],
-                            len: n,
-                            hs: h * s,
-                            h,
-                            code,
-                            code_stride: weight[inner],
-                        });
-                    }
-                };
-                let mut at = [0; MAX_AXES];
-                match nd {
-                    1 => emit(at),
-                    2 => {
-                        for j in 0..count[loops[0]] {
-                            at[loops[0]] = j;
-                            emit(at);
-                        }
-                    }
-                    _ => {
-                        for j in 0..count[loops[0]] {
-                            at[loops[0]] = j;
-                            for k in 0..count[loops[1]] {
-                                at[loops[1]] = k;
-                                emit(at);
-                            }
-                        }
-                    }
-                }
+                each(&Pass {
+                    h,
+                    d,
+                    first,
+                    every,
+                    count,
+                    weight,
+                    by_code,
+                    code,
+                });
                 code += total;
             }
             h /= 2;
         }
     }
 
-    /// Reconstructs block `vb` (whose first value is at `base` in the column), a [`Line`] at a
-    /// time (in memory order or decoding order, [`lines`](Self::lines)): `value(base, l, j,
-    /// prediction)` gives the `j`-th point of line `l` its value from its prediction, computed
-    /// from the values already given. The block's first point comes alone, as a line of one
-    /// point at spacing [`FIRST`], predicted as `first`; a prediction from non-finite
-    /// neighbours is `first` too. For an exception (a value stored verbatim) `value` should
-    /// give its prediction, and the caller put the exceptions in place afterwards: so an
-    /// outlier or a NaN does not spoil the predictions of its neighbours.
-    fn run_block<T: Element>(
-        &self,
-        vb: &mut [T],
-        base: usize,
-        first: f64,
-        memory: bool,
-        value: &mut impl FnMut(usize, Line, usize, f64) -> T,
-    ) {
-        vb[0] = value(base, ALONE, 0, first);
-        self.lines(memory, |l| {
-            interpolate_line(vb, l, first, |j, p| value(base, l, j, p))
-        });
+    /// Where each point at `positions` (within a block, any order) comes in decoding order:
+    /// the index of its code among the block's, as [`lines`](Self::lines) numbers them.
+    fn code_indices(&self, positions: impl Iterator<Item = usize>, out: &mut Vec<usize>) {
+        let mut passes = Vec::new();
+        self.passes(|p| passes.push(*p));
+        let last = self.last_visited();
+        out.clear();
+        out.extend(positions.map(|i| {
+            let spot = self.spot(i);
+            if spot.h == 0 {
+                return 0;
+            }
+            let d = usize::from(last[usize::from(spot.axes)]);
+            let pass = passes
+                .iter()
+                .find(|p| p.h == spot.h && p.d == d)
+                .expect("every point but the first lies on a pass");
+            (0..self.nd).fold(pass.code, |code, e| {
+                code + (spot.coords[e] - pass.first[e]) / pass.every[e] * pass.weight[e]
+            })
+        }));
     }
 
-    /// As [`run_block`](Self::run_block) in memory order, each point's value `value(prediction,
-    /// code, h)` from its code in `kb` (the block's codes in decoding order, one per value: a
-    /// column without exceptions). Lines of neighbouring points ([`slice_line`]: most of the
-    /// finest level's) are read and written as slices.
+    /// Reconstructs block `vb` a [`Line`] at a time in memory order ([`lines`](Self::lines)),
+    /// each point's value `value(prediction, code, h)` from its prediction, computed from the
+    /// values already given, and its code in `kb` (the block's codes in decoding order, one
+    /// per value). The block's first point comes alone, at spacing [`FIRST`], predicted as
+    /// `first`; a prediction from non-finite neighbours is `first` too. For an exception (a
+    /// value stored verbatim; its code is a mark) `value` should give its prediction, and the
+    /// caller put the exceptions in place afterwards: so an outlier or a NaN does not spoil the
+    /// predictions of its neighbours. Lines of neighbouring points ([`slice_line`]: most of
+    /// the finest level's) are read and written as slices.
     fn run_codes_block<T: Element>(
         &self,
         vb: &mut [T],
@@ -646,8 +673,8 @@ impl Interp {
         });
     }
 
-    /// As [`run_block`](Self::run_block) in memory order, a line's points given their
-    /// values together: `line(vb, l, preds)` gives the points of line `l` their values from
+    /// As [`run_codes_block`](Self::run_codes_block), a line's points given their values
+    /// together: `line(vb, l, preds)` gives the points of line `l` their values from
     /// their predictions `preds` (one per point, in the line's order), all computed before any
     /// of them is given its value. `preds` is scratch.
     fn run_lines_block<T: Element>(
@@ -791,6 +818,22 @@ fn interpolate_values<T: Element>(
         (false, false) => (b + n) * 0.5,
     }
 }
+/// The points of one level and axis of an interpolation's walk ([`Interp::passes`]): along
+/// axis `d` the odd multiples of `h`, along each axis `e` the coordinates `first[e]`,
+/// `first[e] + every[e]`, … (`count[e]` of them); in decoding order from `code`, the axes in
+/// the order `by_code` (`d` first), consecutive points along `e` `weight[e]` codes apart.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    h: usize,
+    d: usize,
+    first: [usize; MAX_AXES],
+    every: [usize; MAX_AXES],
+    count: [usize; MAX_AXES],
+    weight: [usize; MAX_AXES],
+    by_code: [usize; MAX_AXES],
+    code: usize,
+}
+
 /// Points of one level and axis that read none of each other: `count` points from `start`,
 /// `stride` apart, each at coordinate `c` (an odd multiple of `h`) of an axis of `len` points
 /// whose neighbours are `hs` apart. They share their edge case ([`reach`]), so a line is
@@ -1349,46 +1392,50 @@ impl Interp {
                         level(p, c)
                     }
                 };
-                // The exceptions' places, a bit each.
-                let mut skip = vec![
-                    0u64;
-                    if exc.pos.is_empty() {
-                        0
-                    } else {
-                        self.out.len().div_ceil(64)
-                    }
-                ];
-                for &p in &exc.pos {
-                    skip[p as usize / 64] |= 1 << (p % 64);
-                }
                 // Blocks (the planes of `InterpPlanes`) are independent: each its own task,
                 // on an idle core where there is one.
                 let block = ip.block;
                 let blocks: Vec<_> = self.out.chunks_exact_mut(block).map(Mutex::new).collect();
-                let mut threads = vec![(); blocks.len().clamp(1, 16)];
-                self.spare.share(blocks.len(), &mut threads, |b, _| {
-                    let mut vb = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
-                    let base = b * block;
-                    if exc.pos.is_empty() {
-                        // Every point has a code: the walk in memory order takes each from
-                        // its place in decoding order.
-                        ip.run_codes_block(&mut vb, &k[base..base + block], self.fallback, one);
-                        return;
-                    }
-                    // In decoding order, taking the codes as they come: the block's first is
-                    // its first value's, less the exceptions before it.
-                    let mut next = base - exc.segment(0, base).1;
-                    let mut value = |base: usize, l: Line, j: usize, p: f64| {
-                        let pos = base + l.start + j * l.stride;
-                        if skip[pos / 64] >> (pos % 64) & 1 != 0 {
-                            T::from_f64(p)
-                        } else {
-                            next += 1;
-                            one(p, k[next - 1], l.h)
+                let mut threads: Vec<(Vec<i32>, Vec<usize>)> = Vec::new();
+                threads.resize_with(blocks.len().clamp(1, 16), Default::default);
+                self.spare
+                    .share(blocks.len(), &mut threads, |b, (full, at)| {
+                        let mut vb = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+                        let base = b * block;
+                        let (lo, hi) = exc.segment(base, base + block);
+                        if lo == hi {
+                            // Every point has a code: the walk in memory order takes each from
+                            // its place in decoding order.
+                            let kb = &k[base - lo..base - lo + block];
+                            ip.run_codes_block(&mut vb, kb, self.fallback, one);
+                            return;
                         }
-                    };
-                    ip.run_block(&mut vb, base, self.fallback, false, &mut value);
-                });
+                        // The block's codes leave out its exceptions: each gets a marked code at
+                        // its place in decoding order, so the same walk runs, and a marked point
+                        // takes its prediction, as the encoder gave it (its value goes in place
+                        // once every point is rebuilt).
+                        let dense = &k[base - lo..base + block - hi];
+                        let places = exc.pos[lo..hi].iter().map(|&p| p as usize - base);
+                        ip.code_indices(places, at);
+                        at.sort_unstable();
+                        full.clear();
+                        let mut from = 0;
+                        for &c in at.iter() {
+                            let run = c - full.len();
+                            full.extend_from_slice(&dense[from..from + run]);
+                            from += run;
+                            full.push(SKIPPED);
+                        }
+                        full.extend_from_slice(&dense[from..]);
+                        let value = |p: f64, c: i32, h: usize| {
+                            if c == SKIPPED {
+                                T::from_f64(p)
+                            } else {
+                                one(p, c, h)
+                            }
+                        };
+                        ip.run_codes_block(&mut vb, full, self.fallback, value);
+                    });
             }
         }
         debug_assert!(self.levels == 0 || !q.is_ordinal());
@@ -1608,6 +1655,15 @@ mod tests {
                         assert!(seen.iter().all(|&s| s), "{p:?} {grid:?} {ip:?}");
                     }
                     assert_eq!(codes[0], codes[1], "{p:?} {grid:?} {ip:?}");
+                    // Each point's place in decoding order from its position alone (how the
+                    // decoder places the exceptions), for every point of every block.
+                    let mut at = Vec::new();
+                    ip.code_indices((0..ip.block).rev(), &mut at);
+                    for b in (0..len).step_by(ip.block) {
+                        for (i, &c) in (0..ip.block).rev().zip(&at) {
+                            assert_eq!(b + c, codes[1][b + i], "{p:?} {grid:?} {ip:?} at {i}");
+                        }
+                    }
                     assert_eq!(ip.with_order_byte(ip.order_byte()), Some(ip));
                 }
             }
@@ -1627,7 +1683,16 @@ mod tests {
             let mut col: Vec<f64> = (0..len)
                 .map(|i| (i as f64 * 0.37).sin() * 3.0 + lcg(&mut seed) as f64 * 1e-9)
                 .collect();
+            // Exceptions anywhere: the first point, runs of neighbours, the last point, an
+            // infinity, a value beyond any code (each is rebuilt from its place in decoding
+            // order).
             col[len / 2] = f64::NAN;
+            col[0] = f64::NAN;
+            col[len - 1] = f64::INFINITY;
+            col[len / 3] = 1e300;
+            for i in (len / 5..len / 4).filter(|i| i % 3 != 0) {
+                col[i] = -f64::NAN;
+            }
             for p in [Predictor::Interp, Predictor::InterpPlanes] {
                 let Some(ip) = Interp::new(p, grid, len) else {
                     continue;
