@@ -200,6 +200,9 @@ fn decode_segment(
     base: usize,
     dst: &mut [i32],
 ) -> DecodeResult<()> {
+    if exc.is_empty() {
+        return mine.coder.decode_either_into(r, dst, &mut mine.codes);
+    }
     let n = dst.len() - exc.len();
     mine.coder.decode_either(r, n, &mut mine.codes)?;
     let rel = exc.iter().map(|&p| p as usize - base);
