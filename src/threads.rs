@@ -25,25 +25,49 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-/// How long a parked thread waits for work before it leaves.
-pub const IDLE_EXIT: Duration = Duration::from_secs(2);
+/// How long a parked thread waits for work before it leaves: long enough for a loop of calls
+/// (array after array, an HDF5 file's chunks), short enough that a program done compressing
+/// soon has no thread of ours (a Python program that forks then has one thread, as before).
+pub const IDLE_EXIT: Duration = Duration::from_secs(1);
 
 /// A unit of work for a parked thread; it catches its own panics.
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// The parked threads, each by its id and the channel it waits on.
-static PARKED: Mutex<Vec<(u64, Sender<Job>)>> = Mutex::new(Vec::new());
+/// The parked threads of process `pid`, each by its id and the channel it waits on.
+struct Parked {
+    pid: u32,
+    threads: Vec<(u64, Sender<Job>)>,
+}
+
+static PARKED: Mutex<Parked> = Mutex::new(Parked {
+    pid: 0,
+    threads: Vec::new(),
+});
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-fn parked() -> MutexGuard<'static, Vec<(u64, Sender<Job>)>> {
+/// The parked threads of this process.
+fn parked() -> MutexGuard<'static, Parked> {
+    parked_in(std::process::id())
+}
+
+/// The parked threads of process `pid`. A process made by `fork` has only the thread that
+/// forked: the list it inherited names its parent's threads, whose channels would take work
+/// nobody does, so it starts empty (the old entries are forgotten, not dropped: they point
+/// into the parent's threads).
+fn parked_in(pid: u32) -> MutexGuard<'static, Parked> {
     // Nothing panics while holding it; a poisoned list is still a valid list.
-    PARKED.lock().unwrap_or_else(|e| e.into_inner())
+    let mut p = PARKED.lock().unwrap_or_else(|e| e.into_inner());
+    if p.pid != pid {
+        std::mem::forget(std::mem::take(&mut p.threads));
+        p.pid = pid;
+    }
+    p
 }
 
 /// Runs `job` on a parked thread, or on a new one where none is parked.
 fn run(mut job: Job) -> io::Result<()> {
     loop {
-        let next = parked().pop();
+        let next = parked().threads.pop();
         let Some((_, tx)) = next else { break };
         match tx.send(job) {
             Ok(()) => return Ok(()),
@@ -65,13 +89,13 @@ fn serve(first: Job) {
     let mut job = first;
     loop {
         job();
-        parked().push((id, tx.clone()));
+        parked().threads.push((id, tx.clone()));
         job = match rx.recv_timeout(IDLE_EXIT) {
             Ok(next) => next,
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                 let mut list = parked();
-                if let Some(at) = list.iter().position(|w| w.0 == id) {
-                    list.swap_remove(at);
+                if let Some(at) = list.threads.iter().position(|w| w.0 == id) {
+                    list.threads.swap_remove(at);
                     return;
                 }
                 drop(list);
@@ -326,6 +350,24 @@ mod tests {
         ids.dedup();
         assert!(ids.len() < 50, "threads reused: {} for 50 jobs", ids.len());
         let _ = first;
+    }
+
+    #[test]
+    fn a_forked_process_forgets_its_parents_threads() {
+        // Parked threads, then the list as a child of a fork sees it (another process id):
+        // empty, so its work goes to threads of its own.
+        let h = spawn(|| 1).unwrap();
+        assert_eq!(h.join().unwrap(), 1);
+        let me = std::process::id();
+        let child = me.wrapping_add(1);
+        drop(parked_in(me));
+        assert!(
+            parked_in(child).threads.is_empty(),
+            "the parent's threads forgotten"
+        );
+        // Back in this process's view (as a later fork would see its own), work still runs.
+        drop(parked_in(me));
+        assert_eq!(spawn(|| 2).unwrap().join().unwrap(), 2);
     }
 
     #[test]
