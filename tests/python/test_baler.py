@@ -106,6 +106,33 @@ def test_calls_after_calls_give_the_same_bytes_and_scratch_can_be_freed():
     assert baler.release_scratch() is None
 
 
+def _compress_in_child(arr, q):
+    q.put(baler.decompress(baler.compress(arr, bound="rel:1e-3")).shape)
+
+
+def test_a_process_forked_after_a_call_compresses_on_its_own_threads():
+    # baler keeps its threads parked between calls; a child made by fork has none of them
+    # (multiprocessing's default on Linux), and must not wait on its parent's.
+    import multiprocessing
+    import warnings
+
+    arr = table(np.float32, rows=2000)
+    baler.compress(arr, bound="rel:1e-3")
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process with threads: ours may be parked.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        p = ctx.Process(target=_compress_in_child, args=(arr, q))
+        p.start()
+    p.join(30)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("the forked child hung")
+    assert p.exitcode == 0
+    assert q.get(timeout=5) == arr.shape
+
+
 def test_containers_are_the_command_lines_both_ways(tmp_path):
     t = table(np.float32)
     npy = tmp_path / "t.npy"
