@@ -2,6 +2,7 @@
 """baler next to SZ3, ZFP, zstd, lz4 and fpzip on the same files, at the same bounds, in one run.
 
     scripts/compare.sh [FILE.npy ...] [--rel 1e-2,1e-3,1e-4] [--threads 2] [--json OUT.json]
+    scripts/compare.sh --merge RUN1.json RUN2.json ...   # the summary of several runs
 
 For every file and bound it prints one table:
   * baler (in memory): `baler bench` — compress and decompress in memory with T threads, best of
@@ -12,7 +13,10 @@ For every file and bound it prints one table:
   * max err / bound for baler comes from the independent check (../shared/peers/check.py) run
     on the CLI's decompressed output;
   * the peers from ../shared/peers/run.sh, run in the same session.
-Without files, every .npy in ../shared/data is compared.
+Without files, every .npy in ../shared/data is compared. With --merge, no codec runs: the
+summary of the runs whose --json outputs are given, each speed the best over the runs, for
+every codec alike (on a machine whose speeds vary by a third between runs, each codec's best of
+3 per run is itself noisy); ratios must agree, as the containers do.
 """
 import argparse
 import glob
@@ -68,9 +72,32 @@ def summary(results, threads):
                   f"{r['cli_decomp_MBps']:.0f} | | {r['check']} |")
 
 
+def merge(paths):
+    """The rows of several runs' JSON, each speed the best over the runs (baler's and the
+    peers' alike); the ratios must be the same in every run."""
+    runs = [json.load(open(p)) for p in paths]
+    merged = json.loads(json.dumps(runs[0]))
+    speeds = ("baler_comp_MBps", "baler_decomp_MBps", "cli_comp_MBps", "cli_decomp_MBps")
+    for run_ in runs[1:]:
+        if [(r["file"], r["bound"]) for r in run_] != [(r["file"], r["bound"]) for r in merged]:
+            sys.exit("--merge: the runs compared other files or bounds")
+        for m, r in zip(merged, run_):
+            if abs(m["baler_ratio"] - r["baler_ratio"]) > 1e-9 * m["baler_ratio"]:
+                sys.exit(f"--merge: {m['file']} {m['bound']}: baler's ratio differs between runs")
+            for k in speeds:
+                m[k] = max(m[k], r[k])
+            theirs = {p["codec"]: p for p in r["peers"]}
+            for p in m["peers"]:
+                q = theirs[p["codec"]]
+                p["comp_MBps"] = max(p["comp_MBps"], q["comp_MBps"])
+                p["decomp_MBps"] = max(p["decomp_MBps"], q["decomp_MBps"])
+    return merged
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*")
+    ap.add_argument("--merge", nargs="+", metavar="RUN.json", help="print the summary of these runs, each speed the best over them")
     ap.add_argument("--rel", default="1e-2,1e-3,1e-4")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
@@ -78,6 +105,10 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--baler", default=os.path.join(ROOT, "target", "release", "baler"))
     a = ap.parse_args()
+    if a.merge:
+        merged = merge(a.merge)
+        summary(merged, merged[0]["threads"] if merged else a.threads)
+        return 0
     files = a.files or sorted(glob.glob(os.path.join(SHARED, "data", "*.npy")))
     py = run([os.path.join(PEERS, "venv.sh")]).stdout.strip()
     rels = [float(r) for r in a.rel.split(",")]

@@ -340,7 +340,11 @@ impl<T: Send + 'static> EncodePool<T> {
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, params);
                 codec.lending(&spare);
-                for job in jobs {
+                // While it waits for a chunk, its core too.
+                while let Ok(job) = {
+                    let _waiting = spare.waiting();
+                    jobs.recv()
+                } {
                     let mut payload = payloads.take().unwrap_or_default();
                     let r = guarded(job.chunk, "coding", || {
                         Ok(codec.encode(&job.data, &mut payload))
@@ -537,7 +541,11 @@ impl<T: Send + 'static> DecodePool<T> {
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
                 codec.lending(&spare);
-                for job in jobs {
+                // While it waits for a chunk, its core too.
+                while let Ok(job) = {
+                    let _waiting = spare.waiting();
+                    jobs.recv()
+                } {
                     let mut data = match bufs.data.take() {
                         Some(mut d) if d.dtype() == dtype => {
                             d.clear();

@@ -3,7 +3,10 @@
 //! A pipeline's workers each code whole chunks, and most files users compress one by one hold
 //! a few chunks: a 600 KB field is one chunk, three variables are three. With two workers and
 //! one chunk one core idles; with three chunks the last one runs alone. A worker that has no
-//! chunk left marks its core [`Spare`] (an [`IdleOnExit`] guard, dropped as it returns), and a
+//! chunk left marks its core [`Spare`] (an [`IdleOnExit`] guard, dropped as it returns), and so
+//! does one while it waits for a chunk (a [`Waiting`] guard: a file of one chunk lends the
+//! other core from its first task, not once the input is known to end; a worker that gets a
+//! chunk while its core is lent takes it back after the lent thread's current task), and a
 //! codec whose chunk is still running borrows it for the parts of its work that split into
 //! independent tasks ([`Spare::share`]): a column's segments, coded or decoded each on their
 //! own. The codec looks for an idle core before each task it takes, so a core that comes free
@@ -12,27 +15,45 @@
 //! count.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use crate::threads;
 
 /// Idle cores of one pipeline (or of one call's scoped workers), to lend.
+///
+/// `idle` counts the workers idle (out of chunks, or waiting for one) less the cores lent: it
+/// goes below zero where a worker that waited for a chunk got one while its core was lent,
+/// and a lent thread then gives the core back after its current task.
 #[derive(Debug, Default)]
 pub(crate) struct Spare {
-    idle: AtomicUsize,
+    idle: AtomicIsize,
 }
 
 impl Spare {
     /// A pool with `idle` cores idle from the start (more threads allowed than chunks).
     pub(crate) fn new(idle: usize) -> Arc<Self> {
         Arc::new(Spare {
-            idle: AtomicUsize::new(idle),
+            idle: AtomicIsize::new(idle as isize),
         })
     }
 
     /// A guard that marks one more core idle when dropped: a worker holds it while it runs.
     pub(crate) fn idle_on_exit(self: &Arc<Self>) -> IdleOnExit {
         IdleOnExit(Arc::clone(self))
+    }
+
+    /// A guard that marks one core idle while it lives: a worker holds it while it waits for
+    /// a chunk, so a single chunk's codec can borrow the other core from its first task on
+    /// (the worker that would have had a second chunk learns there is none only once the
+    /// input ends). A worker that gets a chunk takes its core back, lent or not.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.idle.fetch_add(1, Ordering::Release);
+        Waiting(self)
+    }
+
+    /// Whether a worker came back to a core that is lent: the lent thread should give it back.
+    fn reclaimed(&self) -> bool {
+        self.idle.load(Ordering::Relaxed) < 0
     }
 
     /// Runs `work(i, scratch)` for every task `i` in `0..tasks`, each exactly once: on the
@@ -68,7 +89,9 @@ impl Spare {
                         let theirs = others.next().expect("scratch left");
                         let helper = scope.try_spawn(move || {
                             let _lease = lease;
-                            while let Some(i) = take() {
+                            // Until the tasks run out, or the core's worker is back.
+                            while !self.reclaimed() {
+                                let Some(i) = take() else { break };
                                 work(i, theirs);
                             }
                         });
@@ -95,7 +118,7 @@ impl Spare {
     fn lend(&self, most: usize) -> Lease<'_> {
         let mut idle = self.idle.load(Ordering::Relaxed);
         loop {
-            let take = idle.min(most);
+            let take = (idle.max(0) as usize).min(most) as isize;
             if take == 0 {
                 return Lease {
                     spare: self,
@@ -111,7 +134,7 @@ impl Spare {
                 Ok(_) => {
                     return Lease {
                         spare: self,
-                        threads: take,
+                        threads: take as usize,
                     };
                 }
                 Err(now) => idle = now,
@@ -130,6 +153,16 @@ impl Drop for IdleOnExit {
     }
 }
 
+/// Marks one core of a [`Spare`] idle until dropped ([`Spare::waiting`]).
+#[derive(Debug)]
+pub(crate) struct Waiting<'a>(&'a Spare);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::Acquire);
+    }
+}
+
 /// Cores borrowed from a [`Spare`], given back when dropped.
 #[derive(Debug)]
 struct Lease<'a> {
@@ -140,7 +173,9 @@ struct Lease<'a> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if self.threads > 0 {
-            self.spare.idle.fetch_add(self.threads, Ordering::Release);
+            self.spare
+                .idle
+                .fetch_add(self.threads as isize, Ordering::Release);
         }
     }
 }
@@ -164,6 +199,44 @@ mod tests {
         }
         assert_eq!(spare.lend(8).threads, 2, "both back");
         assert_eq!(spare.lend(0).threads, 0);
+    }
+
+    #[test]
+    fn a_waiting_worker_lends_its_core_and_takes_it_back() {
+        let spare = Spare::new(0);
+        assert_eq!(spare.lend(1).threads, 0, "no core idle");
+        let waiting = spare.waiting();
+        let lease = spare.lend(2);
+        assert_eq!(lease.threads, 1, "the waiting worker's core");
+        assert!(!spare.reclaimed());
+        // The worker got a chunk while its core was lent: the lent thread should give it back.
+        drop(waiting);
+        assert!(spare.reclaimed());
+        assert_eq!(spare.lend(1).threads, 0);
+        drop(lease);
+        assert!(!spare.reclaimed());
+        assert_eq!(spare.lend(1).threads, 0, "busy again, nothing to lend");
+
+        // A core lent while its worker waits, the worker back halfway through the tasks: the
+        // lent thread stops after its current task, and every task still runs once.
+        for back_at in [0, 5, 39] {
+            let spare = Spare::new(0);
+            let waiting = Mutex::new(Some(spare.waiting()));
+            let mut scratch: Vec<Vec<usize>> = vec![Vec::new(); 2];
+            let done = Mutex::new(Vec::new());
+            spare.share(40, &mut scratch, |i, mine| {
+                if i == back_at {
+                    drop(waiting.lock().unwrap().take());
+                }
+                mine.push(i);
+                done.lock().unwrap().push(i);
+            });
+            let mut done = done.into_inner().unwrap();
+            done.sort();
+            assert_eq!(done, (0..40).collect::<Vec<_>>());
+            assert!(!spare.reclaimed(), "the lent core given back");
+            assert_eq!(spare.lend(1).threads, 0);
+        }
     }
 
     #[test]
