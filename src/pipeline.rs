@@ -125,11 +125,14 @@ const KEEP_CODECS: usize = 8;
 /// Largest chunk (bytes of values) a kept codec may have coded.
 const KEEP_CHUNK_BYTES: u64 = 2 << 20;
 
-/// Frees the scratch baler keeps between calls: the workers' codecs of compressions and
+/// Frees what baler keeps between calls: the workers' codecs of compressions and
 /// decompressions that ended, kept for the next (at most eight, each of chunks of at most
-/// 2 MiB of values: a few tens of MiB). The next call allocates its own again.
+/// 2 MiB of values: a few tens of MiB), and the threads parked for the next call (which
+/// otherwise leave after a second without work), waiting for them to end: a program that
+/// forks next does so with its own threads only. The next call starts its own again.
 pub fn release_scratch() {
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    threads::release();
 }
 
 impl AnyCodec {

@@ -30,18 +30,24 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 /// soon has no thread of ours (a Python program that forks then has one thread, as before).
 pub const IDLE_EXIT: Duration = Duration::from_secs(1);
 
-/// A unit of work for a parked thread; it catches its own panics.
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A unit of work for a parked thread: it catches its own panics, and returns how to hand
+/// its result over, which the thread does once it is parked again (so whoever waits for the
+/// result finds the thread parked: [`release`] then lets it go).
+type Job = Box<dyn FnOnce() -> Done + Send + 'static>;
+type Done = Box<dyn FnOnce() + Send + 'static>;
 
-/// The parked threads of process `pid`, each by its id and the channel it waits on.
+/// The threads of process `pid`: those parked, each by its id and the channel it waits on,
+/// and every one started, by id, to wait for ([`release`]).
 struct Parked {
     pid: u32,
     threads: Vec<(u64, Sender<Job>)>,
+    handles: Vec<(u64, thread::JoinHandle<()>)>,
 }
 
 static PARKED: Mutex<Parked> = Mutex::new(Parked {
     pid: 0,
     threads: Vec::new(),
+    handles: Vec::new(),
 });
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -51,14 +57,15 @@ fn parked() -> MutexGuard<'static, Parked> {
 }
 
 /// The parked threads of process `pid`. A process made by `fork` has only the thread that
-/// forked: the list it inherited names its parent's threads, whose channels would take work
-/// nobody does, so it starts empty (the old entries are forgotten, not dropped: they point
-/// into the parent's threads).
+/// forked: the lists it inherited name its parent's threads, whose channels would take work
+/// nobody does (and whose handles cannot be waited for), so they start empty (the old
+/// entries are forgotten, not dropped: they point into the parent's threads).
 fn parked_in(pid: u32) -> MutexGuard<'static, Parked> {
     // Nothing panics while holding it; a poisoned list is still a valid list.
     let mut p = PARKED.lock().unwrap_or_else(|e| e.into_inner());
     if p.pid != pid {
         std::mem::forget(std::mem::take(&mut p.threads));
+        std::mem::forget(std::mem::take(&mut p.handles));
         p.pid = pid;
     }
     p
@@ -75,37 +82,66 @@ fn run(mut job: Job) -> io::Result<()> {
             Err(e) => job = e.into_inner(),
         }
     }
-    thread::Builder::new()
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let handle = thread::Builder::new()
         .name("baler".into())
-        .spawn(move || serve(job))
-        .map(drop)
+        .spawn(move || serve(id, job))?;
+    parked().handles.push((id, handle));
+    Ok(())
 }
 
-/// A thread's life: `first`, then whatever it is given while parked, until [`IDLE_EXIT`]
-/// passes without work.
-fn serve(first: Job) {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx): (Sender<Job>, Receiver<Job>) = bounded(1);
+/// Thread `id`'s life: `first`, then whatever it is given while parked, until [`IDLE_EXIT`]
+/// passes without work or [`release`] lets it go.
+fn serve(id: u64, first: Job) {
     let mut job = first;
     loop {
-        job();
-        parked().threads.push((id, tx.clone()));
+        let done = job();
+        // A channel for each wait: dropping the parked list's end lets the thread go.
+        let (tx, rx): (Sender<Job>, Receiver<Job>) = bounded(1);
+        parked().threads.push((id, tx));
+        done();
         job = match rx.recv_timeout(IDLE_EXIT) {
             Ok(next) => next,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
                 let mut list = parked();
                 if let Some(at) = list.threads.iter().position(|w| w.0 == id) {
                     list.threads.swap_remove(at);
-                    return;
+                    break;
                 }
                 drop(list);
-                // Taken off the list by a caller whose work is on its way.
+                // Taken off the list: by a caller whose work is on its way, or by `release`.
                 match rx.recv() {
                     Ok(next) => next,
-                    Err(_) => return,
+                    Err(_) => break,
                 }
             }
         };
+    }
+    // Leaving on its own: nobody will wait for it.
+    let mut list = parked();
+    if let Some(at) = list.handles.iter().position(|h| h.0 == id) {
+        drop(list.handles.swap_remove(at));
+    }
+}
+
+/// Lets every parked thread go and waits for each to end, so the process runs on its own
+/// threads until the next call (before a `fork`, say). Work still running is not waited for.
+pub fn release() {
+    let (senders, handles) = {
+        let mut p = parked();
+        let senders = std::mem::take(&mut p.threads);
+        let ids: Vec<u64> = senders.iter().map(|w| w.0).collect();
+        let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut p.handles)
+            .into_iter()
+            .partition(|h| ids.contains(&h.0));
+        p.handles = stay;
+        (senders, go)
+    };
+    // Each parked thread's channel closes: it returns.
+    drop(senders);
+    for (_, h) in handles {
+        let _ = h.join();
     }
 }
 
@@ -164,7 +200,8 @@ pub fn spawn<T: Send + 'static>(
     let packet = Packet::new();
     let theirs = Arc::clone(&packet);
     run(Box::new(move || {
-        theirs.put(catch_unwind(AssertUnwindSafe(f)))
+        let r = catch_unwind(AssertUnwindSafe(f));
+        Box::new(move || theirs.put(r)) as Done
     }))?;
     Ok(JoinHandle { packet })
 }
@@ -269,21 +306,27 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         });
         let theirs = Arc::clone(&packet);
         let data = Arc::clone(&self.data);
-        let job = move || {
+        let job = move || -> Done {
             let r = catch_unwind(AssertUnwindSafe(f));
-            *theirs.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            // Nothing borrowed is touched after this: `f` has been consumed and the result
-            // handed over; only the scope's own counter (no borrow) is left.
-            drop(theirs);
-            // Taking the counter's lock orders the result before a joiner wakes.
-            data.finished();
+            let done = move || {
+                *theirs.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                // Nothing borrowed is touched after this: `f` has been consumed and the
+                // result handed over; only the scope's own counter (no borrow) is left.
+                drop(theirs);
+                // Taking the counter's lock orders the result before a joiner wakes.
+                data.finished();
+            };
+            let done: Box<dyn FnOnce() + Send + 'scope> = Box::new(done);
+            // SAFETY: as for the job, below: handing the result over is its last act.
+            unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Done>(done) }
         };
-        let job: Box<dyn FnOnce() + Send + 'scope> = Box::new(job);
-        // SAFETY: the job borrows for 'scope only, and `scope` does not return (nor unwind)
-        // before `running` is back to 0, which the job marks as its last act, after it has
-        // dropped everything it borrowed (`f`, through the call, and its packet).
+        let job: Box<dyn FnOnce() -> Done + Send + 'scope> = Box::new(job);
+        // SAFETY: the job and what it returns borrow for 'scope only, and `scope` does not
+        // return (nor unwind) before `running` is back to 0, which the returned part marks as
+        // its last act, after everything borrowed has been dropped (`f`, through the call,
+        // the result, handed over, and the packet).
         let job: Job =
-            unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Job>(job) };
+            unsafe { std::mem::transmute::<Box<dyn FnOnce() -> Done + Send + 'scope>, Job>(job) };
         self.data.started();
         if let Err(e) = run(job) {
             // Not started: the job was dropped unrun by `run`'s failed spawn.
@@ -368,6 +411,25 @@ mod tests {
         // Back in this process's view (as a later fork would see its own), work still runs.
         drop(parked_in(me));
         assert_eq!(spawn(|| 2).unwrap().join().unwrap(), 2);
+    }
+
+    #[test]
+    fn released_threads_end_and_work_goes_on() {
+        let ids: Vec<_> = (0..4)
+            .map(|_| spawn(|| thread::current().id()).unwrap().join().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 4);
+        release();
+        // Released again with nothing parked, and with scoped work running meanwhile.
+        scope(|s| {
+            let h = s.spawn(|| {
+                thread::sleep(Duration::from_millis(20));
+                3
+            });
+            release();
+            assert_eq!(h.join().unwrap(), 3);
+        });
+        assert_eq!(spawn(|| 5).unwrap().join().unwrap(), 5);
     }
 
     #[test]

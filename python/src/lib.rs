@@ -233,7 +233,9 @@ fn check_effort(effort: u8) -> PyResult<u8> {
     baler::model::budget::parse_effort(&effort.to_string()).map_err(BalerError::new_err)
 }
 
-/// Frees the scratch the engine keeps between calls (`baler::release_scratch`).
+/// Frees what the engine keeps between calls (`baler::release_scratch`): the codecs' scratch,
+/// and the threads parked for the next call (waited for until they end, so a `fork` after it
+/// copies a process with one thread).
 #[pyfunction]
 fn release_scratch() {
     baler::release_scratch();

@@ -131,6 +131,17 @@ def test_a_process_forked_after_a_call_compresses_on_its_own_threads():
         pytest.fail("the forked child hung")
     assert p.exitcode == 0
     assert q.get(timeout=5) == arr.shape
+    # release_scratch lets the parked threads go: the process is back to its own threads.
+    def threads():
+        with open("/proc/self/status") as fh:
+            return int(next(l for l in fh if l.startswith("Threads:")).split()[1])
+
+    baler.release_scratch()
+    before = threads()
+    baler.compress(arr, bound="rel:1e-3")
+    assert threads() > before, "the call's threads stay parked for the next"
+    baler.release_scratch()
+    assert threads() == before
 
 
 def test_containers_are_the_command_lines_both_ways(tmp_path):

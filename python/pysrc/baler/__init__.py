@@ -229,6 +229,11 @@ def release_scratch() -> None:
     calls left, so that compressing or decompressing array after array does not fault fresh
     memory in every time: at most eight of them, for chunks of up to 2 MiB of values, a few
     tens of MiB in all. This frees them; the next call allocates its own again.
+
+    The worker threads themselves stay parked for the next call, and leave after a second
+    without work; this also lets them go at once and waits for them to end, so a process
+    that forks next (``multiprocessing`` on Linux) copies one thread, not several. A process
+    forked while they are parked works too: it starts threads of its own.
     """
     _release_scratch()
 

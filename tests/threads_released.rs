@@ -1,0 +1,40 @@
+//! The threads baler parks between calls, and `release_scratch` letting them go: alone in its
+//! own test binary, so the process's thread count is this test's.
+
+#![cfg(target_os = "linux")]
+
+use baler::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType};
+
+/// The process's threads, as the kernel counts them (what a `fork` after the call would see).
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line["Threads:".len()..].trim().parse().unwrap()
+}
+
+#[test]
+fn released_threads_are_gone_and_calls_go_on() {
+    let before = threads();
+    let values: Vec<f32> = (0..300_000).map(|i| (i as f32 * 0.01).sin()).collect();
+    let mut spec = ArraySpec::new(DType::F32, vec![600, 500]);
+    spec.layout = baler::Layout::Field;
+    let options = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3))).threads(2);
+    let first = baler::compress_slice(&values, &spec, &options).unwrap();
+    assert!(
+        threads() > before,
+        "the call's threads stay parked for the next: {} then {}",
+        before,
+        threads()
+    );
+    baler::release_scratch();
+    assert_eq!(threads(), before, "every parked thread ended");
+    // Calls go on, with new threads, to the same bytes; released again, and again with
+    // nothing parked.
+    let again = baler::compress_slice(&values, &spec, &options).unwrap();
+    assert_eq!(first, again);
+    let (_, back) = baler::decompress_to_vec(&again).unwrap();
+    assert_eq!(back.len(), values.len());
+    baler::release_scratch();
+    baler::release_scratch();
+    assert_eq!(threads(), before);
+}
