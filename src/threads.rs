@@ -83,10 +83,12 @@ fn run(mut job: Job) -> io::Result<()> {
         }
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // Listed before the thread can look for itself on leaving (it parks under the same lock).
+    let mut list = parked();
     let handle = thread::Builder::new()
         .name("baler".into())
         .spawn(move || serve(id, job))?;
-    parked().handles.push((id, handle));
+    list.handles.push((id, handle));
     Ok(())
 }
 
