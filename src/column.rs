@@ -143,7 +143,7 @@ fn quantize_column<T: Element>(
         q.quantize(values, pred.segment(base, end), codes, seg_exc, rec);
         let rel = seg_exc.pos.iter().map(|&p| p as usize);
         k.resize(end, 0);
-        scatter(codes, rel, &mut k[base..]);
+        scatter(codes, rel, 0, &mut k[base..]);
         exc.pos.extend(seg_exc.pos.iter().map(|&p| p + base as u32));
         exc.val.extend_from_slice(&seg_exc.val);
     }

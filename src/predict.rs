@@ -53,6 +53,7 @@
 
 use crate::element::Element;
 use crate::residual::{Exceptions, MAX_CODE, Quantizer};
+use crate::segments::scatter;
 use crate::spare::Spare;
 use std::sync::Mutex;
 
@@ -1419,14 +1420,8 @@ impl Interp {
                         ip.code_indices(places, at);
                         at.sort_unstable();
                         full.clear();
-                        let mut from = 0;
-                        for &c in at.iter() {
-                            let run = c - full.len();
-                            full.extend_from_slice(&dense[from..from + run]);
-                            from += run;
-                            full.push(SKIPPED);
-                        }
-                        full.extend_from_slice(&dense[from..]);
+                        full.resize(block, 0);
+                        scatter(dense, at.iter().copied(), SKIPPED, full);
                         let value = |p: f64, c: i32, h: usize| {
                             if c == SKIPPED {
                                 T::from_f64(p)

@@ -58,14 +58,19 @@ fn gather(src: &[i32], positions: impl Iterator<Item = usize>, out: &mut Vec<i32
     out.extend_from_slice(&src[start..]);
 }
 
-/// Fills `out` with `codes` in order and a 0 at each of `positions` (relative to its start,
+/// Fills `out` with `codes` in order and `mark` at each of `positions` (relative to its start,
 /// increasing, and as many as `out` has room for beyond `codes`).
-pub(crate) fn scatter(codes: &[i32], positions: impl Iterator<Item = usize>, out: &mut [i32]) {
+pub(crate) fn scatter(
+    codes: &[i32],
+    positions: impl Iterator<Item = usize>,
+    mark: i32,
+    out: &mut [i32],
+) {
     let (mut k, mut at) = (0, 0);
     for p in positions {
         let run = p - at;
         out[at..p].copy_from_slice(&codes[k..k + run]);
-        out[p] = 0;
+        out[p] = mark;
         k += run;
         at = p + 1;
     }
@@ -206,7 +211,7 @@ fn decode_segment(
     let n = dst.len() - exc.len();
     mine.coder.decode_either(r, n, &mut mine.codes)?;
     let rel = exc.iter().map(|&p| p as usize - base);
-    scatter(&mine.codes, rel, dst);
+    scatter(&mine.codes, rel, 0, dst);
     Ok(())
 }
 
@@ -280,12 +285,14 @@ mod tests {
     }
 
     #[test]
-    fn scatter_puts_zeros_at_the_positions() {
+    fn scatter_puts_the_mark_at_the_positions() {
         let mut out = [7; 6];
-        scatter(&[1, 2, 3], [0, 2, 5].into_iter(), &mut out);
+        scatter(&[1, 2, 3], [0, 2, 5].into_iter(), 0, &mut out);
         assert_eq!(out, [0, 1, 0, 2, 3, 0]);
         let mut back = Vec::new();
         gather(&out, [0, 2, 5].into_iter(), &mut back);
         assert_eq!(back, [1, 2, 3]);
+        scatter(&[1, 2, 3], [1, 3, 4].into_iter(), -9, &mut out);
+        assert_eq!(out, [1, -9, 2, -9, -9, 3]);
     }
 }
