@@ -154,11 +154,11 @@ struct Packet<T> {
 }
 
 impl<T> Packet<T> {
-    fn new() -> Arc<Self> {
-        Arc::new(Packet {
+    fn new() -> Self {
+        Packet {
             result: Mutex::new(None),
             done: Condvar::new(),
-        })
+        }
     }
 
     fn put(&self, r: thread::Result<T>) {
@@ -199,7 +199,7 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 pub fn spawn<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<JoinHandle<T>> {
-    let packet = Packet::new();
+    let packet = Arc::new(Packet::new());
     let theirs = Arc::clone(&packet);
     run(Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
@@ -224,8 +224,9 @@ impl ScopeData {
     fn finished(&self) {
         let mut n = self.running.lock().unwrap_or_else(|e| e.into_inner());
         *n -= 1;
-        // Every end, not only the last: a joiner waits on the same signal.
-        self.ended.notify_all();
+        if *n == 0 {
+            self.ended.notify_all();
+        }
     }
 
     fn wait_all(&self) {
@@ -244,16 +245,21 @@ pub struct Scope<'scope, 'env: 'scope> {
     env: PhantomData<&'env mut &'env ()>,
 }
 
-/// A result of work spawned on a [`Scope`].
+/// A result of work spawned on a [`Scope`]: a [`Packet`] that tells the scope, when it goes,
+/// of a panic nobody joined.
 struct ScopedPacket<T> {
-    result: Mutex<Option<thread::Result<T>>>,
+    packet: Packet<T>,
     data: Arc<ScopeData>,
 }
 
 impl<T> Drop for ScopedPacket<T> {
     fn drop(&mut self) {
         // A panic nobody joined is the scope's to raise, as with `std::thread::scope`.
-        let r = self.result.get_mut().unwrap_or_else(|e| e.into_inner());
+        let r = self
+            .packet
+            .result
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
         if matches!(r, Some(Err(_))) {
             self.data.unjoined_panic.store(true, Ordering::Relaxed);
         }
@@ -269,20 +275,7 @@ pub struct ScopedJoinHandle<'scope, T> {
 impl<T> ScopedJoinHandle<'_, T> {
     /// Waits for the work to end: its result, or the payload of its panic.
     pub fn join(self) -> thread::Result<T> {
-        let data = &self.packet.data;
-        let mut n = data.running.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(r) = self
-                .packet
-                .result
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                return r;
-            }
-            n = data.ended.wait(n).unwrap_or_else(|e| e.into_inner());
-        }
+        self.packet.packet.wait()
     }
 }
 
@@ -303,7 +296,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         f: impl FnOnce() -> T + Send + 'scope,
     ) -> io::Result<ScopedJoinHandle<'scope, T>> {
         let packet = Arc::new(ScopedPacket {
-            result: Mutex::new(None),
+            packet: Packet::new(),
             data: Arc::clone(&self.data),
         });
         let theirs = Arc::clone(&packet);
@@ -311,11 +304,10 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let job = move || -> Done {
             let r = catch_unwind(AssertUnwindSafe(f));
             let done = move || {
-                *theirs.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                theirs.packet.put(r);
                 // Nothing borrowed is touched after this: `f` has been consumed and the
                 // result handed over; only the scope's own counter (no borrow) is left.
                 drop(theirs);
-                // Taking the counter's lock orders the result before a joiner wakes.
                 data.finished();
             };
             let done: Box<dyn FnOnce() + Send + 'scope> = Box::new(done);
