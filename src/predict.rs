@@ -343,42 +343,6 @@ pub(crate) const LEVEL_DIVISORS: [[f64; 5]; 3] = [
 /// level's.
 const FIRST: usize = 1 << (usize::BITS - 1);
 
-/// A block's first point, as the walks give it: a line of one point at spacing
-/// [`FIRST`], the first in decoding order.
-const ALONE: Line = Line {
-    start: 0,
-    count: 1,
-    stride: 1,
-    c: 0,
-    len: 1,
-    hs: 0,
-    h: FIRST,
-    code: 0,
-    code_stride: 1,
-};
-
-/// One thread's scratch for [`Interp::quantize`]: a line's values, codes, reconstructions,
-/// whether they clearly meet the bound, and predictions.
-struct LineScratch<T> {
-    xs: Vec<T>,
-    qs: Vec<i32>,
-    ys: Vec<T>,
-    clear: Vec<bool>,
-    preds: Vec<f64>,
-}
-
-impl<T> Default for LineScratch<T> {
-    fn default() -> Self {
-        LineScratch {
-            xs: Vec::new(),
-            qs: Vec::new(),
-            ys: Vec::new(),
-            clear: Vec::new(),
-            preds: Vec::new(),
-        }
-    }
-}
-
 /// The column of [`LEVEL_DIVISORS`] for a point of spacing `h` ([`FIRST`]: a block's first).
 #[inline(always)]
 fn level_index(h: usize) -> usize {
@@ -667,34 +631,40 @@ impl Interp {
                 let codes = &kb[l.code..l.code + l.count];
                 slice_line(vb, l, first, |y, j, p| *y = value(p, codes[j], l.h));
             } else {
-                interpolate_line(vb, l, first, |j, p| {
-                    value(p, kb[l.code + j * l.code_stride], l.h)
+                interpolate_line(vb, l, first, |y, j, p| {
+                    *y = value(p, kb[l.code + j * l.code_stride], l.h);
                 });
             }
         });
     }
 
-    /// As [`run_codes_block`](Self::run_codes_block), a line's points given their values
-    /// together: `line(vb, l, preds)` gives the points of line `l` their values from
-    /// their predictions `preds` (one per point, in the line's order), all computed before any
-    /// of them is given its value. `preds` is scratch.
-    fn run_lines_block<T: Element>(
+    /// The encoder's walk of [`run_codes_block`](Self::run_codes_block): `put(slot, point,
+    /// prediction, h)` turns each point's value (in `slot`, which it overwrites with the
+    /// reconstruction) into its code, stored in `kb` at the point's place in decoding order.
+    /// In place, as SZ3 does: a point's value is read where its reconstruction goes (the
+    /// points of a line read none of each other, and no point reads one not visited yet).
+    #[inline(always)]
+    fn run_quantize_block<T: Element>(
         &self,
         vb: &mut [T],
+        kb: &mut [i32],
         first: f64,
-        preds: &mut Vec<f64>,
-        mut line: impl FnMut(&mut [T], Line, &[f64]),
+        mut put: impl FnMut(&mut T, usize, f64, usize) -> i32,
     ) {
-        line(vb, ALONE, &[first]);
+        kb[0] = put(&mut vb[0], 0, first, FIRST);
         self.lines(true, |l| {
+            let at = |j: usize| (l.code + j * l.code_stride, l.start + j * l.stride);
             if l.stride == 1 && l.hs >= l.count {
-                preds.clear();
-                preds.resize(l.count, 0.0);
-                slice_line(vb, l, first, |_, j, p| preds[j] = p);
+                slice_line(vb, l, first, |y, j, p| {
+                    let (code, point) = at(j);
+                    kb[code] = put(y, point, p, l.h);
+                });
             } else {
-                line_predictions(vb, l, first, preds);
+                interpolate_line(vb, l, first, |y, j, p| {
+                    let (code, point) = at(j);
+                    kb[code] = put(y, point, p, l.h);
+                });
             }
-            line(vb, l, preds)
         });
     }
 
@@ -838,7 +808,7 @@ struct Pass {
 /// Points of one level and axis that read none of each other: `count` points from `start`,
 /// `stride` apart, each at coordinate `c` (an odd multiple of `h`) of an axis of `len` points
 /// whose neighbours are `hs` apart. They share their edge case ([`reach`]), so a line is
-/// predicted in one tight loop per case ([`line_predictions`]).
+/// predicted in one tight loop per case ([`interpolate_line`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Line {
     start: usize,
@@ -905,14 +875,14 @@ fn interpolate_line<T: Element>(
     v: &mut [T],
     l: Line,
     first: f64,
-    mut value: impl FnMut(usize, f64) -> T,
+    mut put: impl FnMut(&mut T, usize, f64),
 ) {
     macro_rules! each {
         ([$($n:ident),*] $e:expr) => {
             for (j, p) in l.points().enumerate() {
                 $(let $n = v[neighbour!($n, p, l.hs)].to_f64();)*
                 let x: f64 = $e;
-                v[p] = value(j, if x.is_finite() { x } else { first });
+                put(&mut v[p], j, if x.is_finite() { x } else { first });
             }
         };
     }
@@ -962,23 +932,6 @@ fn slice_line<T: Element>(
                 put(y, j, if x.is_finite() { x } else { first });
             }
         }};
-    }
-    by_edge_case!(l, each)
-}
-
-/// The predictions of line `l`'s points into `preds` (in the line's order), as
-/// [`interpolate_line`] computes them.
-#[inline(always)]
-fn line_predictions<T: Element>(v: &[T], l: Line, first: f64, preds: &mut Vec<f64>) {
-    preds.clear();
-    macro_rules! each {
-        ([$($n:ident),*] $e:expr) => {
-            preds.extend(l.points().map(|p| {
-                $(let $n = v[neighbour!($n, p, l.hs)].to_f64();)*
-                let x: f64 = $e;
-                if x.is_finite() { x } else { first }
-            }))
-        };
     }
     by_edge_case!(l, each)
 }
@@ -1275,63 +1228,69 @@ impl Interp {
         // exception's place is marked, and dropped at the end.
         k.clear();
         k.resize(n, SKIPPED);
-        // In place, as SZ3 does: a point's value is read where its reconstruction goes (the
-        // points of a line read none of each other, and no point reads one not visited yet).
+        // In place ([`run_quantize_block`](Self::run_quantize_block)).
         rec.clear();
         rec.extend_from_slice(col);
         exc.clear();
-        // Level-wise steps (linear columns only): a quantizer per level.
-        let scaled = self.levels != 0 && !q.is_ordinal();
+        // Level-wise steps (linear columns only): a step per level.
         let steps = self.level_steps(q.step);
         // Blocks (the planes of `InterpPlanes`) are independent: each its own task, on an idle
         // core where there is one, with its codes, reconstructions and exceptions.
-        let block = self.block;
-        let blocks: Vec<_> = (rec.chunks_exact_mut(block).zip(k.chunks_exact_mut(block)))
-            .map(|(vb, kb)| Mutex::new((vb, kb, Exceptions::<T>::default())))
-            .collect();
-        let mut threads: Vec<LineScratch<T>> = Vec::new();
-        threads.resize_with(blocks.len().clamp(1, 16), Default::default);
-        spare.share(blocks.len(), &mut threads, |b, scratch| {
-            let mut task = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
-            let (vb, kb, exc) = &mut *task;
-            let base = b * block;
-            // A line's values, codes, reconstructions and whether they clearly meet the bound.
-            let LineScratch {
-                xs,
-                qs,
-                ys,
-                clear,
-                preds,
-            } = scratch;
-            self.run_lines_block(vb, fallback, preds, |vb, l, preds| {
-                let level = level_index(l.h);
-                let q = if scaled && level > 0 {
-                    Quantizer {
-                        step: steps[level],
-                        ..q
-                    }
-                } else {
-                    q
-                };
-                xs.clear();
-                xs.extend(l.points().map(|p| vb[p]));
-                qs.resize(xs.len(), 0);
-                ys.resize(xs.len(), T::from_f64(0.0));
-                clear.resize(xs.len(), false);
-                let all_clear = q.quantize_many(xs, preds, (qs, ys, clear));
-                let codes = (0..l.count).map(|j| l.code + j * l.code_stride);
-                for ((j, p), at) in l.points().enumerate().zip(codes) {
-                    if all_clear || clear[j] || q.check(xs[j], ys[j]) {
-                        kb[at] = qs[j];
-                        vb[p] = ys[j];
-                    } else {
-                        exc.pos.push((base + p) as u32);
-                        exc.val.push(xs[j]);
-                        vb[p] = T::from_f64(preds[j]);
-                    }
-                }
-            });
-        });
+        let blocks: Vec<_> = (rec
+            .chunks_exact_mut(self.block)
+            .zip(k.chunks_exact_mut(self.block)))
+        .map(|(vb, kb)| Mutex::new((vb, kb, Exceptions::<T>::default())))
+        .collect();
+        /// A block's values (then reconstructions), codes and exceptions.
+        type Block<'b, T> = Mutex<(&'b mut [T], &'b mut [i32], Exceptions<T>)>;
+        struct Walk<'a, 'b, T> {
+            ip: Interp,
+            blocks: &'a [Block<'b, T>],
+            fallback: f64,
+            spare: &'a Spare,
+        }
+        impl<T: Element> crate::residual::CodeUser<T, ()> for Walk<'_, '_, T> {
+            fn run(self, code: impl Fn(T, f64, usize) -> Option<(i32, T)> + Copy + Sync) {
+                let Walk {
+                    ip,
+                    blocks,
+                    fallback,
+                    spare,
+                } = self;
+                let mut threads = vec![(); blocks.len().clamp(1, 16)];
+                spare.share(blocks.len(), &mut threads, |b, _| {
+                    let mut task = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+                    let (vb, kb, exc) = &mut *task;
+                    let base = b * ip.block;
+                    ip.run_quantize_block(vb, kb, fallback, |y, point, p, h| {
+                        let x = *y;
+                        match code(x, p, level_index(h)) {
+                            Some((q, r)) => {
+                                *y = r;
+                                q
+                            }
+                            None => exception(exc, base + point, y, p),
+                        }
+                    });
+                });
+            }
+        }
+        /// An exception: its value set aside, its prediction in its place (standing in for it
+        /// in its neighbours' predictions), its code a mark.
+        #[cold]
+        fn exception<T: Element>(exc: &mut Exceptions<T>, at: usize, y: &mut T, p: f64) -> i32 {
+            exc.pos.push(at as u32);
+            exc.val.push(*y);
+            *y = T::from_f64(p);
+            SKIPPED
+        }
+        let walk = Walk {
+            ip: self,
+            blocks: &blocks,
+            fallback,
+            spare,
+        };
+        q.code_fn(steps, walk);
         for task in blocks {
             let (_, _, e) = task.into_inner().unwrap_or_else(|e| e.into_inner());
             exc.pos.extend_from_slice(&e.pos);
@@ -1619,8 +1578,6 @@ mod tests {
                                 // predictions are recorded, by both of the line's loops.
                                 let mut block = vals[b..b + ip.block].to_vec();
                                 let mut got = Vec::new();
-                                let mut batch = Vec::new();
-                                line_predictions(&block, l, 0.0, &mut batch);
                                 // ... and by the slices of a line of neighbouring points.
                                 let mut sliced = Vec::new();
                                 if l.stride == 1 && l.hs >= l.count {
@@ -1628,18 +1585,13 @@ mod tests {
                                     slice_line(&mut copy, l, 0.0, |_, _, p| sliced.push(p));
                                     slices += 1;
                                 }
-                                interpolate_line(&mut block, l, 0.0, |j, p| {
+                                interpolate_line(&mut block, l, 0.0, |y, j, p| {
                                     got.push(p);
-                                    vals[b + l.start + j * l.stride]
+                                    *y = vals[b + l.start + j * l.stride];
                                 });
                                 for (j, pos) in l.points().enumerate() {
                                     let want = interpolate_values(&block, pos, c, n, hs, h);
                                     assert_eq!(got[j].to_bits(), want.to_bits(), "{ip:?} at {pos}");
-                                    assert_eq!(
-                                        batch[j].to_bits(),
-                                        want.to_bits(),
-                                        "{ip:?} at {pos}"
-                                    );
                                     if let Some(x) = sliced.get(j) {
                                         assert_eq!(x.to_bits(), want.to_bits(), "{ip:?} at {pos}");
                                     }

@@ -289,6 +289,13 @@ pub(crate) trait LevelUser<T, R> {
     fn run(self, level: impl Fn(f64, i32) -> T + Copy + Sync) -> R;
 }
 
+/// What [`Quantizer::code_fn`] hands a point-wise quantizer to.
+pub(crate) trait CodeUser<T, R> {
+    /// Runs with `code(value, prediction of the value, level)`: the code and reconstruction,
+    /// or `None` for an exception.
+    fn run(self, code: impl Fn(T, f64, usize) -> Option<(i32, T)> + Copy + Sync) -> R;
+}
+
 /// The domains' arithmetic, chosen once per call ([`dispatch!`]).
 #[derive(Clone, Copy)]
 enum Maps {
@@ -458,81 +465,37 @@ impl Quantizer {
         dispatch!(self, m => Map::<T>::level(m, p, q))
     }
 
-    /// Quantizes the values `xs` against their predictions `preds` (in value units, mapped
-    /// into the domain here; the interpolation's lines, whose points read none of each other),
-    /// with the arithmetic and check of [`quantize`](Self::quantize): each value's code into
-    /// `qs`, its reconstruction into `ys`, and into `clear` whether that clearly meets the
-    /// bound. A branch-free pass the compiler can vectorize; where it returns false (some
-    /// value not clear), the values not clear need [`check`](Self::check). Every slice as
-    /// long as `xs`.
-    #[allow(unsafe_code)]
-    pub(crate) fn quantize_many<T: Element>(
-        self,
-        xs: &[T],
-        preds: &[f64],
-        out: (&mut [i32], &mut [T], &mut [bool]),
-    ) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { self.quantize_many_avx2(xs, preds, out) };
-        }
-        self.quantize_many_body(xs, preds, out)
-    }
-
-    /// [`quantize_many`](Self::quantize_many) in AVX2's wider vectors: the same operations
-    /// in the same order (no fused multiply-add), so the same bits.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn quantize_many_avx2<T: Element>(
-        self,
-        xs: &[T],
-        preds: &[f64],
-        out: (&mut [i32], &mut [T], &mut [bool]),
-    ) -> bool {
-        self.quantize_many_body(xs, preds, out)
-    }
-
+    /// Runs `f` with a point-wise quantizer `code(value, prediction, level)`: the value's code
+    /// and reconstruction against its prediction (in value units, mapped into the domain
+    /// here), with the arithmetic and exact check of [`quantize`](Self::quantize), or `None`
+    /// where no code meets the bound (an exception). A linear column's level `l` (0–4)
+    /// quantizes with step `steps[l]` (the interpolation's level-wise steps); an ordinal
+    /// column's with this quantizer's step at every level.
     #[inline(always)]
-    fn quantize_many_body<T: Element>(
-        self,
-        xs: &[T],
-        preds: &[f64],
-        (qs, ys, clear): (&mut [i32], &mut [T], &mut [bool]),
-    ) -> bool {
+    pub(crate) fn code_fn<T: Element, R>(self, steps: [f64; 5], f: impl CodeUser<T, R>) -> R {
+        // `code_of`'s arithmetic, rounded by a scalar conversion (no call into libm without
+        // SSE4.1), which gives the same code (see `round_away`).
         #[inline(always)]
-        fn many<T: Element, M: Map<T>>(
-            m: M,
-            inv: f64,
-            domain: impl Fn(f64) -> f64,
-            (xs, preds): (&[T], &[f64]),
-            (qs, ys, clear): (&mut [i32], &mut [T], &mut [bool]),
-        ) -> bool {
-            let n = xs.len();
-            let (preds, qs, ys, clear) = (&preds[..n], &mut qs[..n], &mut ys[..n], &mut clear[..n]);
-            let mut all_clear = true;
-            for j in 0..n {
-                let (q, y, ok) = code_of(m, inv, xs[j], domain(preds[j]));
-                qs[j] = q;
-                ys[j] = y;
-                clear[j] = ok;
-                all_clear &= ok;
+        fn point<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> Option<(i32, T)> {
+            let lim = MAX_CODE as f64;
+            let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
+            let q = (v + 0.5f64.copysign(v)) as i32;
+            let y: T = m.level(p, q);
+            (m.clear(x, y) || m.check(x, y)).then_some((q, y))
+        }
+        match self.map() {
+            Maps::Linear(m) => {
+                let (ms, invs) = (
+                    steps.map(|step| Linear { step, ..m }),
+                    steps.map(|s| 1.0 / s),
+                );
+                f.run(move |x, p, l| point(ms[l], invs[l], x, p))
             }
-            all_clear
+            Maps::Ordinal(m) => {
+                let inv = 1.0 / self.step;
+                f.run(move |x, p, _| point(m, inv, x, self.predict::<T>(p)))
+            }
         }
-        let inv = 1.0 / self.step;
-        let out = (qs, ys, clear);
-        if self.is_ordinal() {
-            dispatch!(self, m => many(m, inv, |p| self.predict::<T>(p), (xs, preds), out))
-        } else {
-            dispatch!(self, m => many(m, inv, |p| p, (xs, preds), out))
-        }
-    }
-
-    /// Whether `y` may stand for `x` under this quantizer's bound, exactly (the check behind
-    /// [`quantize_many`](Self::quantize_many)'s values that are not clear).
-    pub(crate) fn check<T: Element>(self, x: T, y: T) -> bool {
-        dispatch!(self, m => m.check(x, y))
     }
 
     /// Quantizes `values`: fills `codes` for the values that meet the bound, `exc` with the
