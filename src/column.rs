@@ -30,7 +30,7 @@ use crate::relation::Relation;
 use crate::residual::{Exceptions, Prediction, Quantizer};
 use crate::segments::{Segments, Stream, scatter};
 use crate::spare::Spare;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Section kind of a quantized column.
 pub(crate) const KIND_QUANTIZED: u8 = 0;
@@ -102,7 +102,8 @@ pub(crate) struct ColumnCoder<T: Element> {
     model_exc: Exceptions<T>,
     model_recon: Vec<T>,
     exc: Exceptions<T>,
-    seg_exc: Exceptions<T>,
+    /// Each thread's codes of a segment, quantizing.
+    seg_codes: Vec<Vec<i32>>,
     /// The code streams by segment.
     segments: Segments,
     /// Idle cores to borrow ([`crate::spare`]).
@@ -122,29 +123,44 @@ pub(crate) struct ColumnCoder<T: Element> {
 }
 
 /// Quantizes a whole column under `pred`: one code per value into `k` (0 at exceptions), the
-/// exceptions into `exc`, and the reconstruction into `recon` if wanted. `scratch` is per
-/// segment.
+/// exceptions into `exc`, and the reconstruction into `recon` if wanted. Segment by segment,
+/// each a task on an idle core where there is one; `scratch` holds a segment's codes for each
+/// thread.
 fn quantize_column<T: Element>(
     q: Quantizer,
     col: &[T],
     pred: Prediction<'_>,
-    mut recon: Option<&mut [T]>,
-    scratch: (&mut Vec<i32>, &mut Exceptions<T>),
+    recon: Option<&mut [T]>,
+    (spare, scratch): (&Spare, &mut Vec<Vec<i32>>),
     k: &mut Vec<i32>,
     exc: &mut Exceptions<T>,
 ) {
-    let (codes, seg_exc) = scratch;
     exc.clear();
     k.clear();
-    for (s, values) in col.chunks(SEGMENT).enumerate() {
-        let base = s * SEGMENT;
-        let end = base + values.len();
-        let rec = recon.as_deref_mut().map(|r| &mut r[base..end]);
-        q.quantize(values, pred.segment(base, end), codes, seg_exc, rec);
-        let rel = seg_exc.pos.iter().map(|&p| p as usize);
-        k.resize(end, 0);
-        scatter(codes, rel, 0, &mut k[base..]);
-        exc.pos.extend(seg_exc.pos.iter().map(|&p| p + base as u32));
+    k.resize(col.len(), 0);
+    let segments = col.len().div_ceil(SEGMENT);
+    let mut recon = recon.map(|r| r.chunks_mut(SEGMENT));
+    let tasks: Vec<_> = k
+        .chunks_mut(SEGMENT)
+        .map(|ks| {
+            let rec = recon.as_mut().and_then(|r| r.next());
+            Mutex::new((ks, rec, Exceptions::<T>::default()))
+        })
+        .collect();
+    if scratch.len() < segments.clamp(1, 16) {
+        scratch.resize_with(segments.clamp(1, 16), Vec::new);
+    }
+    spare.share(segments, &mut scratch[..segments.clamp(1, 16)], |s, codes| {
+        let mut task = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
+        let (ks, rec, seg_exc) = &mut *task;
+        let (base, end) = (s * SEGMENT, s * SEGMENT + ks.len());
+        q.quantize(&col[base..end], pred.segment(base, end), codes, seg_exc, rec.as_deref_mut());
+        scatter(codes, seg_exc.pos.iter().map(|&p| p as usize), 0, ks);
+    });
+    for (s, task) in tasks.into_iter().enumerate() {
+        let (_, _, seg_exc) = task.into_inner().unwrap_or_else(|e| e.into_inner());
+        let base = (s * SEGMENT) as u32;
+        exc.pos.extend(seg_exc.pos.iter().map(|&p| p + base));
         exc.val.extend_from_slice(&seg_exc.val);
     }
 }
@@ -191,7 +207,7 @@ impl<T: Element> ColumnCoder<T> {
             model_exc: Exceptions::default(),
             model_recon: Vec::new(),
             exc: Exceptions::default(),
-            seg_exc: Exceptions::default(),
+            seg_codes: Vec::new(),
             segments: Segments::default(),
             spare: Arc::default(),
             alt: Vec::new(),
@@ -293,7 +309,7 @@ impl<T: Element> ColumnCoder<T> {
             col,
             pred,
             recon.as_deref_mut(),
-            (&mut self.codes, &mut self.seg_exc),
+            (&self.spare, &mut self.seg_codes),
             &mut self.k,
             &mut self.exc,
         );
@@ -500,7 +516,7 @@ impl<T: Element> ColumnCoder<T> {
             col,
             Prediction::Values(preds),
             rec,
-            (&mut self.codes, &mut self.seg_exc),
+            (&self.spare, &mut self.seg_codes),
             &mut self.model_k,
             &mut self.model_exc,
         );
