@@ -150,13 +150,23 @@ fn quantize_column<T: Element>(
     if scratch.len() < segments.clamp(1, 16) {
         scratch.resize_with(segments.clamp(1, 16), Vec::new);
     }
-    spare.share(segments, &mut scratch[..segments.clamp(1, 16)], |s, codes| {
-        let mut task = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
-        let (ks, rec, seg_exc) = &mut *task;
-        let (base, end) = (s * SEGMENT, s * SEGMENT + ks.len());
-        q.quantize(&col[base..end], pred.segment(base, end), codes, seg_exc, rec.as_deref_mut());
-        scatter(codes, seg_exc.pos.iter().map(|&p| p as usize), 0, ks);
-    });
+    spare.share(
+        segments,
+        &mut scratch[..segments.clamp(1, 16)],
+        |s, codes| {
+            let mut task = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
+            let (ks, rec, seg_exc) = &mut *task;
+            let (base, end) = (s * SEGMENT, s * SEGMENT + ks.len());
+            q.quantize(
+                &col[base..end],
+                pred.segment(base, end),
+                codes,
+                seg_exc,
+                rec.as_deref_mut(),
+            );
+            scatter(codes, seg_exc.pos.iter().map(|&p| p as usize), 0, ks);
+        },
+    );
     for (s, task) in tasks.into_iter().enumerate() {
         let (_, _, seg_exc) = task.into_inner().unwrap_or_else(|e| e.into_inner());
         let base = (s * SEGMENT) as u32;

@@ -59,6 +59,7 @@ pub mod column;
 pub mod compress;
 pub mod container;
 pub mod decompress;
+mod disjoint;
 pub(crate) mod entropy;
 pub mod error;
 pub mod evaluate;

@@ -51,6 +51,7 @@
 //! value from the columns already reconstructed, computed bit-identically by encoder and
 //! decoder, and the codes are `round((x − x̂) / s)`.
 
+use crate::disjoint::Disjoint;
 use crate::element::Element;
 use crate::residual::{Exceptions, MAX_CODE, Quantizer};
 use crate::segments::scatter;
@@ -339,6 +340,13 @@ pub(crate) const LEVEL_DIVISORS: [[f64; 5]; 3] = [
     [1.0, 1.5, 2.25, 3.0, 3.0],
 ];
 
+/// Passes of at least this many points are split into parts that run at the same time on idle
+/// cores ([`Interp::run_passes`]): a part costs a task's hand-over, a few microseconds.
+const SPLIT_PASS: usize = 1 << 14;
+
+/// Parts of a split pass, so a core that comes idle halfway still takes some.
+const PASS_PARTS: usize = 8;
+
 /// The spacing a block's first point is given ([`Interp::run_codes_block`]): above every
 /// level's.
 const FIRST: usize = 1 << (usize::BITS - 1);
@@ -447,86 +455,102 @@ impl Interp {
     /// goes down its columns (the telescope image, 1024 × 1024, and the vorticity, 32 × 256 ×
     /// 256 a chunk: 1.07x faster to code on one thread, with the line-wise quantization).
     /// Either way each line says where its codes are in decoding order ([`Line::code`]).
+    #[cfg(test)]
     fn lines(&self, memory: bool, mut line: impl FnMut(Line)) {
+        self.passes(|pass| self.pass_lines(pass, memory, 0..pass.outer(memory), &mut line));
+    }
+
+    /// The lines of one pass, as [`lines`](Self::lines) gives them, whose index on the pass's
+    /// outermost loop ([`Pass::outer`]) lies in `outer`: so a pass splits into parts with
+    /// points of their own.
+    fn pass_lines(
+        &self,
+        pass: &Pass,
+        memory: bool,
+        outer: std::ops::Range<usize>,
+        mut line: impl FnMut(Line),
+    ) {
         let (strides, nd) = (&self.strides, self.nd);
-        self.passes(|pass| {
-            let (h, d, code) = (pass.h, pass.d, pass.code);
-            let (first, every, count, weight) = (pass.first, pass.every, pass.count, pass.weight);
-            let loops = if memory { [0, 1, 2] } else { pass.by_code };
-            let inner = loops[nd - 1];
-            let (s, n) = (strides[d], self.shape[d]);
-            // Lines along `d` (its last axis in memory order, or a 1-D grid): split into
-            // runs of points that share their edge case ([`reach`]): at most four (the
-            // first point, those with both neighbours at 3h, those without the far one,
-            // and the one past the far edge).
-            let mut runs = [(0usize, 0usize); 4];
-            let mut nruns = 0;
-            if inner == d {
-                let mut c = h;
-                while c < n {
-                    let (from, case) = (c, reach(c, n, h));
-                    while c < n && reach(c, n, h) == case {
-                        c += 2 * h;
-                    }
-                    runs[nruns] = (from, (c - from) / (2 * h));
-                    nruns += 1;
+        let (h, d, code) = (pass.h, pass.d, pass.code);
+        let (first, every, count, weight) = (pass.first, pass.every, pass.count, pass.weight);
+        let loops = pass.loops(memory);
+        let inner = loops[nd - 1];
+        let (s, n) = (strides[d], self.shape[d]);
+        // Lines along `d` (its last axis in memory order, or a 1-D grid): split into
+        // runs of points that share their edge case ([`reach`]): at most four (the
+        // first point, those with both neighbours at 3h, those without the far one,
+        // and the one past the far edge).
+        let mut runs = [(0usize, 0usize); 4];
+        let mut nruns = 0;
+        if inner == d {
+            let mut c = h;
+            while c < n {
+                let (from, case) = (c, reach(c, n, h));
+                while c < n && reach(c, n, h) == case {
+                    c += 2 * h;
                 }
+                runs[nruns] = (from, (c - from) / (2 * h));
+                nruns += 1;
             }
-            // The line at index `at[e]` on each axis but `inner`.
-            let mut emit = |at: [usize; MAX_AXES]| {
-                let (mut start, mut code) = (0, code);
-                for e in (0..nd).filter(|&e| e != inner) {
-                    start += (first[e] + at[e] * every[e]) * strides[e];
-                    code += at[e] * weight[e];
-                }
-                if inner == d {
-                    for &(from, points) in &runs[..nruns] {
-                        line(Line {
-                            start: start + from * s,
-                            count: points,
-                            stride: 2 * h * s,
-                            c: from,
-                            len: n,
-                            hs: h * s,
-                            h,
-                            code: code + (from - h) / (2 * h) * weight[d],
-                            code_stride: weight[d],
-                        });
-                    }
-                } else {
+        }
+        // The line at index `at[e]` on each axis but `inner`.
+        let mut emit = |at: [usize; MAX_AXES]| {
+            let (mut start, mut code) = (0, code);
+            for e in (0..nd).filter(|&e| e != inner) {
+                start += (first[e] + at[e] * every[e]) * strides[e];
+                code += at[e] * weight[e];
+            }
+            if inner == d {
+                for &(from, points) in &runs[..nruns] {
                     line(Line {
-                        start: start + first[inner] * strides[inner],
-                        count: count[inner],
-                        stride: every[inner] * strides[inner],
-                        c: first[d] + at[d] * every[d],
+                        start: start + from * s,
+                        count: points,
+                        stride: 2 * h * s,
+                        c: from,
                         len: n,
                         hs: h * s,
                         h,
-                        code,
-                        code_stride: weight[inner],
+                        code: code + (from - h) / (2 * h) * weight[d],
+                        code_stride: weight[d],
                     });
                 }
-            };
-            let mut at = [0; MAX_AXES];
-            match nd {
-                1 => emit(at),
-                2 => {
-                    for j in 0..count[loops[0]] {
-                        at[loops[0]] = j;
+            } else {
+                line(Line {
+                    start: start + first[inner] * strides[inner],
+                    count: count[inner],
+                    stride: every[inner] * strides[inner],
+                    c: first[d] + at[d] * every[d],
+                    len: n,
+                    hs: h * s,
+                    h,
+                    code,
+                    code_stride: weight[inner],
+                });
+            }
+        };
+        let mut at = [0; MAX_AXES];
+        match nd {
+            1 => {
+                if outer.contains(&0) {
+                    emit(at)
+                }
+            }
+            2 => {
+                for j in outer {
+                    at[loops[0]] = j;
+                    emit(at);
+                }
+            }
+            _ => {
+                for j in outer {
+                    at[loops[0]] = j;
+                    for k in 0..count[loops[1]] {
+                        at[loops[1]] = k;
                         emit(at);
                     }
                 }
-                _ => {
-                    for j in 0..count[loops[0]] {
-                        at[loops[0]] = j;
-                        for k in 0..count[loops[1]] {
-                            at[loops[1]] = k;
-                            emit(at);
-                        }
-                    }
-                }
             }
-        });
+        }
     }
 
     /// The walk's passes in decoding order ([`Pass`]): for each level `h` from the coarsest,
@@ -609,6 +633,31 @@ impl Interp {
         }));
     }
 
+    /// Runs `line(l, scratch)` for every line of the walk in memory order, pass by pass; a
+    /// pass of at least [`SPLIT_PASS`] points in parts, each a task of `spare`
+    /// ([`Spare::share`], with its scratch), on an idle core where there is one. The points
+    /// of one pass read none of each other, so its parts give their points values at the same
+    /// time ([`Disjoint`]); a pass starts once the one before it has ended.
+    fn run_passes<S: Send>(
+        &self,
+        spare: &Spare,
+        scratch: &mut [S],
+        line: impl Fn(Line, &mut S) + Sync,
+    ) {
+        self.passes(|pass| {
+            let outer = pass.outer(true);
+            let parts = if pass.points() >= SPLIT_PASS {
+                outer.min(PASS_PARTS)
+            } else {
+                1
+            };
+            let range = |part: usize| part * outer / parts..(part + 1) * outer / parts;
+            spare.share(parts, scratch, |part, s| {
+                self.pass_lines(pass, true, range(part), |l| line(l, s))
+            });
+        });
+    }
+
     /// Reconstructs block `vb` a [`Line`] at a time in memory order ([`lines`](Self::lines)),
     /// each point's value `value(prediction, code, h)` from its prediction, computed from the
     /// values already given, and its code in `kb` (the block's codes in decoding order, one
@@ -617,21 +666,25 @@ impl Interp {
     /// value stored verbatim; its code is a mark) `value` should give its prediction, and the
     /// caller put the exceptions in place afterwards: so an outlier or a NaN does not spoil the
     /// predictions of its neighbours. Lines of neighbouring points ([`slice_line`]: most of
-    /// the finest level's) are read and written as slices.
+    /// the finest level's) are read and written as slices. Large passes are split among idle
+    /// cores ([`run_passes`](Self::run_passes)).
     fn run_codes_block<T: Element>(
         &self,
         vb: &mut [T],
         kb: &[i32],
         first: f64,
-        value: impl Fn(f64, i32, usize) -> T + Copy,
+        value: impl Fn(f64, i32, usize) -> T + Copy + Sync,
+        spare: &Spare,
     ) {
         vb[0] = value(first, kb[0], FIRST);
-        self.lines(true, |l| {
+        let v = Disjoint::new(vb);
+        let mut threads = [(); PASS_PARTS];
+        self.run_passes(spare, &mut threads, |l, _| {
             if l.stride == 1 && l.code_stride == 1 && l.hs >= l.count {
                 let codes = &kb[l.code..l.code + l.count];
-                slice_line(vb, l, first, |y, j, p| *y = value(p, codes[j], l.h));
+                slice_line(v, l, first, |y, j, p| *y = value(p, codes[j], l.h));
             } else {
-                interpolate_line(vb, l, first, |y, j, p| {
+                interpolate_line(v, l, first, |y, j, p| {
                     *y = value(p, kb[l.code + j * l.code_stride], l.h);
                 });
             }
@@ -639,31 +692,40 @@ impl Interp {
     }
 
     /// The encoder's walk of [`run_codes_block`](Self::run_codes_block): `put(slot, point,
-    /// prediction, h)` turns each point's value (in `slot`, which it overwrites with the
-    /// reconstruction) into its code, stored in `kb` at the point's place in decoding order.
-    /// In place, as SZ3 does: a point's value is read where its reconstruction goes (the
+    /// prediction, h, scratch)` turns each point's value (in `slot`, which it overwrites with
+    /// the reconstruction) into its code, stored in `kb` at the point's place in decoding
+    /// order. In place, as SZ3 does: a point's value is read where its reconstruction goes (the
     /// points of a line read none of each other, and no point reads one not visited yet).
+    /// `scratch` is each thread's.
     #[inline(always)]
-    fn run_quantize_block<T: Element>(
+    #[allow(unsafe_code)]
+    fn run_quantize_block<T: Element, S: Send>(
         &self,
-        vb: &mut [T],
-        kb: &mut [i32],
+        (vb, kb): (&mut [T], &mut [i32]),
         first: f64,
-        mut put: impl FnMut(&mut T, usize, f64, usize) -> i32,
+        (spare, scratch): (&Spare, &mut [S]),
+        put: impl Fn(&mut T, usize, f64, usize, &mut S) -> i32 + Sync,
     ) {
-        kb[0] = put(&mut vb[0], 0, first, FIRST);
-        self.lines(true, |l| {
-            let at = |j: usize| (l.code + j * l.code_stride, l.start + j * l.stride);
+        kb[0] = put(&mut vb[0], 0, first, FIRST, &mut scratch[0]);
+        let (v, k) = (Disjoint::new(vb), Disjoint::new(kb));
+        self.run_passes(spare, scratch, |l, s| {
+            // A point's code, at its place in decoding order: written by the task that gives
+            // the point its value, and read by none.
+            if l.count > 0 {
+                k.check(l.code, l.code + (l.count - 1) * l.code_stride);
+            }
+            let put = &put;
+            let code = move |y: &mut T, j: usize, p: f64, s: &mut S| {
+                let q = put(y, l.start + j * l.stride, p, l.h, s);
+                // SAFETY: in bounds (checked above), and this task's alone.
+                unsafe { *k.slot(l.code + j * l.code_stride) = q };
+            };
+            // Each loop its own closure, which the compiler inlines (one behind a reference it
+            // does not).
             if l.stride == 1 && l.hs >= l.count {
-                slice_line(vb, l, first, |y, j, p| {
-                    let (code, point) = at(j);
-                    kb[code] = put(y, point, p, l.h);
-                });
+                slice_line(v, l, first, |y, j, p| code(y, j, p, s));
             } else {
-                interpolate_line(vb, l, first, |y, j, p| {
-                    let (code, point) = at(j);
-                    kb[code] = put(y, point, p, l.h);
-                });
+                interpolate_line(v, l, first, |y, j, p| code(y, j, p, s));
             }
         });
     }
@@ -805,6 +867,24 @@ struct Pass {
     code: usize,
 }
 
+impl Pass {
+    /// The order of the loops over the axes that [`Interp::lines`] walks the pass in: memory
+    /// order, or decoding order.
+    fn loops(&self, memory: bool) -> [usize; MAX_AXES] {
+        if memory { [0, 1, 2] } else { self.by_code }
+    }
+
+    /// How many indices the pass's outermost loop takes (1 on a 1-D grid).
+    fn outer(&self, memory: bool) -> usize {
+        self.count[self.loops(memory)[0]]
+    }
+
+    /// How many points the pass predicts.
+    fn points(&self) -> usize {
+        self.count.iter().product()
+    }
+}
+
 /// Points of one level and axis that read none of each other: `count` points from `start`,
 /// `stride` apart, each at coordinate `c` (an odd multiple of `h`) of an axis of `len` points
 /// whose neighbours are `hs` apart. They share their edge case ([`reach`]), so a line is
@@ -868,23 +948,39 @@ macro_rules! neighbour {
     };
 }
 
-/// Gives every point of line `l` its value `value(j, prediction)` (`j` its index on the
-/// line), the prediction from the values in `v`, or `first` where that is not finite.
+/// Gives every point of line `l` its value: `put(slot, j, prediction)` for the point `j` on
+/// the line, with the prediction from the values in `v`, or `first` where that is not finite.
+/// The points may be given their values by other tasks' lines of the same pass meanwhile
+/// ([`Disjoint`]): a line reads and writes only its own points and reads their neighbours,
+/// which no line of its pass writes.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn interpolate_line<T: Element>(
-    v: &mut [T],
+    v: Disjoint<'_, T>,
     l: Line,
     first: f64,
     mut put: impl FnMut(&mut T, usize, f64),
 ) {
+    if l.count == 0 {
+        return;
+    }
+    let last = l.start + (l.count - 1) * l.stride;
     macro_rules! each {
-        ([$($n:ident),*] $e:expr) => {
+        ([$($n:ident),*] $e:expr) => {{
+            // The line's points and each neighbour's places run from the first point's to
+            // the last's.
+            v.check(l.start, last);
+            $(v.check(neighbour!($n, l.start, l.hs), neighbour!($n, last, l.hs));)*
             for (j, p) in l.points().enumerate() {
-                $(let $n = v[neighbour!($n, p, l.hs)].to_f64();)*
+                // SAFETY: in bounds (checked above); a neighbour is no point of this pass, so
+                // no task writes it now.
+                $(let $n = unsafe { v.get(neighbour!($n, p, l.hs)) }.to_f64();)*
                 let x: f64 = $e;
-                put(&mut v[p], j, if x.is_finite() { x } else { first });
+                // SAFETY: in bounds; the point is this line's alone, and no line of its pass
+                // reads it.
+                put(unsafe { v.slot(p) }, j, if x.is_finite() { x } else { first });
             }
-        };
+        }};
     }
     by_edge_case!(l, each)
 }
@@ -895,20 +991,23 @@ fn interpolate_line<T: Element>(
 /// prediction is not finite), the line and its neighbours as disjoint slices, which the
 /// compiler vectorizes.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn slice_line<T: Element>(
-    v: &mut [T],
+    v: Disjoint<'_, T>,
     l: Line,
     first: f64,
     mut put: impl FnMut(&mut T, usize, f64),
 ) {
     let (n, hs, s) = (l.count, l.hs, l.start);
     debug_assert!(l.stride == 1 && hs >= n);
-    let (before, rest) = v.split_at_mut(s);
-    let (line, after) = rest.split_at_mut(n);
-    // The line's neighbours `m·hs` back from its points, `before[s − m·hs..]`, and `m·hs` on,
-    // `after[m·hs − n..]`, as [`neighbour!`] names them.
-    let back = |m: usize| &before[s - m * hs..][..n];
-    let on = |m: usize| &after[m * hs - n..][..n];
+    // SAFETY: the line's points are its own (no other line of the pass writes or reads them),
+    // and its neighbours, `hs >= n` away, are none of them nor points of its pass, so nothing
+    // writes them while they are read.
+    let line = unsafe { v.slice_mut(s, n) };
+    // The line's neighbours `m·hs` back from its points, and `m·hs` on, as [`neighbour!`]
+    // names them.
+    let back = |m: usize| unsafe { v.slice(s - m * hs, n) };
+    let on = |m: usize| unsafe { v.slice(s + m * hs, n) };
     macro_rules! side {
         (b) => {
             back(1)
@@ -1262,16 +1361,24 @@ impl Interp {
                     let mut task = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
                     let (vb, kb, exc) = &mut *task;
                     let base = b * ip.block;
-                    ip.run_quantize_block(vb, kb, fallback, |y, point, p, h| {
-                        let x = *y;
-                        match code(x, p, level_index(h)) {
+                    // Each thread's exceptions, where large passes are split.
+                    let mut found: [Exceptions<T>; PASS_PARTS] = Default::default();
+                    ip.run_quantize_block(
+                        (vb, kb),
+                        fallback,
+                        (spare, &mut found),
+                        |y, point, p, h, exc| match code(*y, p, level_index(h)) {
                             Some((q, r)) => {
                                 *y = r;
                                 q
                             }
                             None => exception(exc, base + point, y, p),
-                        }
-                    });
+                        },
+                    );
+                    for f in found {
+                        exc.pos.extend_from_slice(&f.pos);
+                        exc.val.extend_from_slice(&f.val);
+                    }
                 });
             }
         }
@@ -1367,7 +1474,7 @@ impl Interp {
                             // Every point has a code: the walk in memory order takes each from
                             // its place in decoding order.
                             let kb = &k[base - lo..base - lo + block];
-                            ip.run_codes_block(&mut vb, kb, self.fallback, one);
+                            ip.run_codes_block(&mut vb, kb, self.fallback, one, self.spare);
                             return;
                         }
                         // The block's codes leave out its exceptions: each gets a marked code at
@@ -1388,7 +1495,7 @@ impl Interp {
                                 one(p, c, h)
                             }
                         };
-                        ip.run_codes_block(&mut vb, full, self.fallback, value);
+                        ip.run_codes_block(&mut vb, full, self.fallback, value, self.spare);
                     });
             }
         }
@@ -1582,10 +1689,12 @@ mod tests {
                                 let mut sliced = Vec::new();
                                 if l.stride == 1 && l.hs >= l.count {
                                     let mut copy = block.clone();
-                                    slice_line(&mut copy, l, 0.0, |_, _, p| sliced.push(p));
+                                    slice_line(Disjoint::new(&mut copy), l, 0.0, |_, _, p| {
+                                        sliced.push(p)
+                                    });
                                     slices += 1;
                                 }
-                                interpolate_line(&mut block, l, 0.0, |y, j, p| {
+                                interpolate_line(Disjoint::new(&mut block), l, 0.0, |y, j, p| {
                                     got.push(p);
                                     *y = vals[b + l.start + j * l.stride];
                                 });
@@ -1625,7 +1734,17 @@ mod tests {
         // finer steps show in their codes.
         let bound = 0.01;
         let q = Quantizer::for_bound(bound);
-        for (grid, len) in grids() {
+        // A grid whose finest passes hold more than `SPLIT_PASS` points, so with idle cores
+        // they run in parts at once.
+        let large = (
+            Grid {
+                row: 96,
+                plane: 96 * 64,
+            },
+            96 * 64 * 24,
+        );
+        assert!(large.1 / 2 >= SPLIT_PASS);
+        for (grid, len) in grids().into_iter().chain([large]) {
             let mut seed = 11;
             let mut col: Vec<f64> = (0..len)
                 .map(|i| (i as f64 * 0.37).sin() * 3.0 + lcg(&mut seed) as f64 * 1e-9)
@@ -1650,8 +1769,8 @@ mod tests {
                     assert_eq!(ip.with_order_byte(ip.order_byte()), Some(ip));
                     let (mut k, mut exc, mut rec) = (Vec::new(), Exceptions::default(), Vec::new());
                     ip.quantize(&col, (q, 0.0), (&mut k, &mut exc, &mut rec), &Spare::new(0));
-                    // Planes decoded on idle cores too (each a task), with and without
-                    // exceptions: the same bits.
+                    // Planes, and the parts of large passes, coded and decoded on idle cores
+                    // too (each a task), with and without exceptions: the same bits.
                     for idle in [0, 3] {
                         let mut shared = (Vec::new(), Exceptions::default(), Vec::new());
                         let parts = (&mut shared.0, &mut shared.1, &mut shared.2);

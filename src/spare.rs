@@ -9,7 +9,7 @@
 //! chunk while its core is lent takes it back after the lent thread's current task), and a
 //! codec whose chunk is still running borrows it for the parts of its work that split into
 //! independent tasks ([`Spare::share`]): a column's segments, coded or decoded each on their
-//! own. The codec looks for an idle core before each task it takes, so a core that comes free
+//! own, or the parts of an interpolation's pass. The codec looks for an idle core before each task it takes, so a core that comes free
 //! halfway (a worker that finished the file's other chunk) still joins in. The work is the
 //! same whoever does it, so the output does not depend on what was lent, nor on the thread
 //! count.
