@@ -124,6 +124,12 @@ impl Op {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            unsafe { self.factor_into_avx512(b, out) };
+            return true;
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { self.factor_into_avx2(b, out) };
@@ -136,6 +142,12 @@ impl Op {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn factor_into_avx2(self, b: &[f64], out: &mut [f64]) {
+        self.factor_into_body(b, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn factor_into_avx512(self, b: &[f64], out: &mut [f64]) {
         self.factor_into_body(b, out)
     }
 
@@ -164,6 +176,11 @@ impl Op {
     #[allow(unsafe_code)]
     pub fn eval_into(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { self.eval_into_avx512(a, b, c, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { self.eval_into_avx2(a, b, c, out) };
@@ -174,6 +191,12 @@ impl Op {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn eval_into_avx2(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
+        self.eval_into_body(a, b, c, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn eval_into_avx512(self, a: &[f64], b: &[f64], c: &[f64], out: &mut [f64]) {
         self.eval_into_body(a, b, c, out)
     }
 
@@ -865,13 +888,40 @@ mod tests {
             } else {
                 assert!(!op.factor_into(&b, &mut out));
             }
-            // Odd lengths and offsets: the vector loop's tail.
+            // Odd lengths and offsets: the vector loop's tail. Every instruction set this CPU
+            // has, each on its own.
             for (from, len) in [(0, n), (3, 1001), (7, 5)] {
                 let (a, b, c) = (&a[from..], &b[from..], &c[from..]);
-                op.eval_into(a, b, c, &mut out[..len]);
-                for k in 0..len {
-                    let want = op.eval(a[k], b[k], c[k]);
-                    assert!(same(out[k], want), "{op:?} {} {} {}", a[k], b[k], c[k]);
+                let mut tiers = vec![("dispatch", out[..len].to_vec()), ("base", vec![0.0; len])];
+                op.eval_into(a, b, c, &mut tiers[0].1);
+                op.eval_into_body(a, b, c, &mut tiers[1].1);
+                #[cfg(target_arch = "x86_64")]
+                #[allow(unsafe_code)]
+                {
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        let mut o = vec![0.0; len];
+                        // SAFETY: the CPU supports AVX2, checked just above.
+                        unsafe { op.eval_into_avx2(a, b, c, &mut o) };
+                        tiers.push(("avx2", o));
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        let mut o = vec![0.0; len];
+                        // SAFETY: the CPU supports AVX-512F, checked just above.
+                        unsafe { op.eval_into_avx512(a, b, c, &mut o) };
+                        tiers.push(("avx512", o));
+                    }
+                }
+                for (tier, out) in &tiers {
+                    for k in 0..len {
+                        let want = op.eval(a[k], b[k], c[k]);
+                        assert!(
+                            same(out[k], want),
+                            "{op:?} {tier} {} {} {}",
+                            a[k],
+                            b[k],
+                            c[k]
+                        );
+                    }
                 }
             }
         }

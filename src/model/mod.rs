@@ -514,6 +514,11 @@ impl Model {
             return;
         }
         #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { self.predict_avx512(c, cols, rows, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { self.predict_avx2(c, cols, rows, out) };
@@ -527,6 +532,19 @@ impl Model {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn predict_avx2<T: Element>(&self, c: &ColumnModel, cols: &[T], rows: usize, out: &mut [f64]) {
+        self.predict_body(c, cols, rows, out)
+    }
+
+    /// [`predict_body`](Self::predict_body) compiled for AVX-512 (the same operations).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn predict_avx512<T: Element>(
+        &self,
+        c: &ColumnModel,
+        cols: &[T],
+        rows: usize,
+        out: &mut [f64],
+    ) {
         self.predict_body(c, cols, rows, out)
     }
 
@@ -645,9 +663,21 @@ fn network_avx2(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
     network_body(c, u, n, y)
 }
 
+/// [`network_body`] compiled for AVX-512 (a block of [`LANES`] records in one register).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn network_avx512(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    network_body(c, u, n, y)
+}
+
 /// [`network_body`] with the widest vectors this CPU has.
 #[allow(unsafe_code)]
 fn network(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, checked just above.
+        return unsafe { network_avx512(c, u, n, y) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -782,7 +812,7 @@ mod tests {
 
     #[test]
     fn the_network_gives_the_same_bits_with_any_instruction_set() {
-        // `network` takes the AVX2 path where the CPU has it; `network_body` as called here is
+        // `network` takes the widest path the CPU has; `network_body` as called here is
         // compiled for the baseline instruction set.
         let m = random_model(6, 21, 5);
         let c = &m.columns[0]; // coded last: the most inputs
@@ -797,12 +827,32 @@ mod tests {
             let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
             network_body(c, &u, n, &mut a);
             network(c, &u, n, &mut b);
-            assert!(
-                a[..n]
-                    .iter()
-                    .zip(&b[..n])
-                    .all(|(x, y)| x.to_bits() == y.to_bits())
-            );
+            let mut tiers = vec![b];
+            // Every instruction set this CPU has, each on its own.
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut o = [0f32; BLOCK];
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    unsafe { network_avx2(c, &u, n, &mut o) };
+                    tiers.push(o);
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    let mut o = [0f32; BLOCK];
+                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                    unsafe { network_avx512(c, &u, n, &mut o) };
+                    tiers.push(o);
+                }
+            }
+            for b in &tiers {
+                assert!(
+                    a[..n]
+                        .iter()
+                        .zip(&b[..n])
+                        .all(|(x, y)| x.to_bits() == y.to_bits())
+                );
+            }
         }
     }
 
