@@ -746,6 +746,35 @@ impl Interp {
             *c = j / s;
             j %= s;
         }
+        self.spot_at(coords)
+    }
+
+    /// The [`spot`](Self::spot) of each of `positions` (below `n`, the column's length), into
+    /// `out`: the chooser's sample, thousands of points, whose coordinates the divisions by the
+    /// block and the strides cost most of (by multiplications where the column is shorter than
+    /// 2^32).
+    fn spots(&self, positions: &[usize], n: usize, out: &mut Vec<Spot>) {
+        out.clear();
+        if n > u32::MAX as usize {
+            out.extend(positions.iter().map(|&i| self.spot(i)));
+            return;
+        }
+        let block = Divisor::new(self.block);
+        let strides = self.strides.map(Divisor::new);
+        out.extend(positions.iter().map(|&i| {
+            let mut j = block.div_rem(i as u64).1;
+            let mut coords = [0usize; MAX_AXES];
+            for (c, s) in coords.iter_mut().zip(&strides[..self.nd]) {
+                let (q, r) = s.div_rem(j);
+                (*c, j) = (q as usize, r);
+            }
+            self.spot_at(coords)
+        }));
+    }
+
+    /// The [`spot`](Self::spot) of the point at `coords` within its block.
+    #[inline(always)]
+    fn spot_at(&self, coords: [usize; MAX_AXES]) -> Spot {
         let or = coords.iter().fold(0, |o, &c| o | c);
         let h = or & or.wrapping_neg();
         let axes = (0..self.nd).fold(0, |m, a| m | u8::from(coords[a] & h != 0) << a);
@@ -777,6 +806,36 @@ impl Interp {
         }
         let (d, h) = (usize::from(last[usize::from(spot.axes)]), spot.h);
         interpolate_codes(k, i, spot.coords[d], self.shape[d], h * self.strides[d], h)
+    }
+}
+
+/// Division of dividends below 2^32 by a fixed divisor below 2^32, by a multiplication
+/// (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019: with
+/// `m = ⌊(2^64 − 1)/d⌋ + 1`, `⌊m·x / 2^64⌋` is `⌊x/d⌋` for every such `x`).
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: u64,
+    m: u64,
+}
+
+impl Divisor {
+    fn new(d: usize) -> Self {
+        let d = d as u64;
+        debug_assert!(d >= 1 && d <= u64::from(u32::MAX));
+        // 1 has no such `m` below 2^64: its quotient is the dividend.
+        let m = if d > 1 { u64::MAX / d + 1 } else { 0 };
+        Divisor { d, m }
+    }
+
+    /// `(x / d, x % d)` for `x` below 2^32.
+    #[inline(always)]
+    fn div_rem(self, x: u64) -> (u64, u64) {
+        debug_assert!(x <= u64::from(u32::MAX));
+        if self.d == 1 {
+            return (x, 0);
+        }
+        let q = ((u128::from(self.m) * u128::from(x)) >> 64) as u64;
+        (q, x - q * self.d)
     }
 }
 
@@ -1211,7 +1270,9 @@ impl Chooser {
                 _ if whole => rule.push_residuals(k, 0, n, &mut self.sample),
                 Rule::Interp(ip) => {
                     if spots.as_ref().is_none_or(|s| s.0 != p) {
-                        spots = Some((p, self.positions.iter().map(|&i| ip.spot(i)).collect()));
+                        let mut at = Vec::with_capacity(self.positions.len());
+                        ip.spots(&self.positions, n, &mut at);
+                        spots = Some((p, at));
                     }
                     let (last, at) = (ip.last_visited(), &spots.as_ref().expect("just made").1);
                     let residual = |(&i, &s): (&usize, &Spot)| {
@@ -1725,6 +1786,51 @@ mod tests {
             }
         }
         assert!(slices > 100, "lines of neighbouring points: {slices}");
+    }
+
+    #[test]
+    fn divisions_by_multiplication_are_exact() {
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 32
+        };
+        let max = u64::from(u32::MAX);
+        let mut divisors = vec![1, 2, 3, 7, 50, 2500, 65536, 98304, max - 1, max];
+        divisors.extend((0..200).map(|_| next().max(1)));
+        divisors.extend((0..200).map(|_| next() % 5000 + 1));
+        for d in divisors {
+            let div = Divisor::new(d as usize);
+            let mut xs = vec![0, 1, d - 1, d, d + 1, max - 1, max];
+            xs.extend((0..200).map(|_| next()));
+            for x in xs.into_iter().filter(|&x| x <= max) {
+                assert_eq!(div.div_rem(x), (x / d, x % d), "{x} / {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn spots_of_a_sample_are_each_points_spot() {
+        for (grid, len) in grids() {
+            for p in [Predictor::Interp, Predictor::InterpPlanes] {
+                let Some(ip) = Interp::new(p, grid, len) else {
+                    continue;
+                };
+                let positions: Vec<usize> = (0..len).rev().collect();
+                let mut spots = Vec::new();
+                ip.spots(&positions, len, &mut spots);
+                for (&i, s) in positions.iter().zip(&spots) {
+                    let want = ip.spot(i);
+                    assert_eq!(
+                        (s.coords, s.h, s.axes),
+                        (want.coords, want.h, want.axes),
+                        "{p:?} {grid:?} at {i}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
