@@ -193,7 +193,8 @@ fn stages(c: &mut Criterion) {
         });
     }
     // One chunk on one thread and on two: the second worker has no chunk, and lends its core
-    // to the first one's segments (`src/spare.rs`).
+    // to the first one's segments and to the parts of its interpolation's large passes
+    // (`src/spare.rs`, `src/disjoint.rs`).
     for threads in [1, 2] {
         let opts = opts.clone().threads(threads);
         g.bench_function(format!("compress/{threads}-thread"), |b| {
