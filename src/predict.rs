@@ -445,24 +445,24 @@ impl Interp {
         LEVEL_DIVISORS[self.levels as usize].map(|d| step / d)
     }
 
-    /// Calls `line` for every [`Line`] of points predicted, a block's first point aside, level
-    /// by level (spacing `h`) and axis by axis. The points of one level and axis (a *pass*)
-    /// read none of each other, so the walk within a pass is free: in *decoding order*
-    /// (`memory` false), the order their codes are stored in: by coordinate `c` along the axis
-    /// (so points predicted alike, e.g. past the far edge, come together in the code stream),
-    /// then across the other axes in memory order, the last of them along the line; or in
-    /// *memory order* (`memory` true), which reads the grid row by row where decoding order
-    /// goes down its columns (the telescope image, 1024 × 1024, and the vorticity, 32 × 256 ×
-    /// 256 a chunk: 1.07x faster to code on one thread, with the line-wise quantization).
-    /// Either way each line says where its codes are in decoding order ([`Line::code`]).
+    /// Every pass's lines ([`pass_lines`](Self::pass_lines)), pass after pass: the walk the
+    /// tests check.
     #[cfg(test)]
     fn lines(&self, memory: bool, mut line: impl FnMut(Line)) {
         self.passes(|pass| self.pass_lines(pass, memory, 0..pass.outer(memory), &mut line));
     }
 
-    /// The lines of one pass, as [`lines`](Self::lines) gives them, whose index on the pass's
-    /// outermost loop ([`Pass::outer`]) lies in `outer`: so a pass splits into parts with
-    /// points of their own.
+    /// Calls `line` for every [`Line`] of points of `pass` (a level `h` and an axis, from
+    /// [`passes`](Self::passes)) whose index on the pass's outermost loop ([`Pass::outer`])
+    /// lies in `outer`: so a pass splits into parts with points of their own. The points of a
+    /// pass read none of each other, so the walk within it is free: in *decoding order*
+    /// (`memory` false), the order their codes are stored in: by coordinate `c` along the axis
+    /// (so points predicted alike, e.g. past the far edge, come together in the code stream),
+    /// then across the other axes in memory order, the last of them along the line; or in
+    /// *memory order* (`memory` true), which reads the grid row by row where decoding order
+    /// goes down its columns (the telescope image, 1024 × 1024, and the vorticity, 32 × 256 ×
+    /// 256 a chunk: 1.07x faster to code on one thread). Either way each line says where its
+    /// codes are in decoding order ([`Line::code`]).
     fn pass_lines(
         &self,
         pass: &Pass,
@@ -611,7 +611,8 @@ impl Interp {
     }
 
     /// Where each point at `positions` (within a block, any order) comes in decoding order:
-    /// the index of its code among the block's, as [`lines`](Self::lines) numbers them.
+    /// the index of its code among the block's, as [`pass_lines`](Self::pass_lines) numbers
+    /// them.
     fn code_indices(&self, positions: impl Iterator<Item = usize>, out: &mut Vec<usize>) {
         let mut passes = Vec::new();
         self.passes(|p| passes.push(*p));
@@ -658,16 +659,16 @@ impl Interp {
         });
     }
 
-    /// Reconstructs block `vb` a [`Line`] at a time in memory order ([`lines`](Self::lines)),
-    /// each point's value `value(prediction, code, h)` from its prediction, computed from the
-    /// values already given, and its code in `kb` (the block's codes in decoding order, one
-    /// per value). The block's first point comes alone, at spacing [`FIRST`], predicted as
-    /// `first`; a prediction from non-finite neighbours is `first` too. For an exception (a
-    /// value stored verbatim; its code is a mark) `value` should give its prediction, and the
-    /// caller put the exceptions in place afterwards: so an outlier or a NaN does not spoil the
-    /// predictions of its neighbours. Lines of neighbouring points ([`slice_line`]: most of
-    /// the finest level's) are read and written as slices. Large passes are split among idle
-    /// cores ([`run_passes`](Self::run_passes)).
+    /// Reconstructs block `vb` a [`Line`] at a time in memory order
+    /// ([`pass_lines`](Self::pass_lines)), each point's value `value(prediction, code, h)` from its
+    /// prediction, computed from the values already given, and its code in `kb` (the block's codes
+    /// in decoding order, one per value). The block's first point comes alone, at spacing
+    /// [`FIRST`], predicted as `first`; a prediction from non-finite neighbours is `first` too. For
+    /// an exception (a value stored verbatim; its code is a mark) `value` should give its
+    /// prediction, and the caller put the exceptions in place afterwards: so an outlier or a NaN
+    /// does not spoil the predictions of its neighbours. Lines of neighbouring points
+    /// ([`slice_line`]: most of the finest level's) are read and written as slices. Large passes
+    /// are split among idle cores ([`run_passes`](Self::run_passes)).
     fn run_codes_block<T: Element>(
         &self,
         vb: &mut [T],
@@ -927,7 +928,7 @@ struct Pass {
 }
 
 impl Pass {
-    /// The order of the loops over the axes that [`Interp::lines`] walks the pass in: memory
+    /// The order of the loops over the axes that [`Interp::pass_lines`] walks the pass in: memory
     /// order, or decoding order.
     fn loops(&self, memory: bool) -> [usize; MAX_AXES] {
         if memory { [0, 1, 2] } else { self.by_code }
