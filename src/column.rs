@@ -147,12 +147,9 @@ fn quantize_column<T: Element>(
             Mutex::new((ks, rec, Exceptions::<T>::default()))
         })
         .collect();
-    if scratch.len() < segments.clamp(1, 16) {
-        scratch.resize_with(segments.clamp(1, 16), Vec::new);
-    }
     spare.share(
         segments,
-        &mut scratch[..segments.clamp(1, 16)],
+        crate::segments::threads(scratch, segments),
         |s, codes| {
             let mut task = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
             let (ks, rec, seg_exc) = &mut *task;

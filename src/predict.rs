@@ -750,27 +750,28 @@ impl Interp {
         self.spot_at(coords)
     }
 
-    /// The [`spot`](Self::spot) of each of `positions` (below `n`, the column's length), into
-    /// `out`: the chooser's sample, thousands of points, whose coordinates the divisions by the
+    /// The [`spot`](Self::spot) of each of `positions` (below `n`, the column's length): the
+    /// chooser's sample, thousands of points, whose coordinates the divisions by the
     /// block and the strides cost most of (by multiplications where the column is shorter than
     /// 2^32).
-    fn spots(&self, positions: &[usize], n: usize, out: &mut Vec<Spot>) {
-        out.clear();
+    fn spots(&self, positions: &[usize], n: usize) -> Vec<Spot> {
         if n > u32::MAX as usize {
-            out.extend(positions.iter().map(|&i| self.spot(i)));
-            return;
+            return positions.iter().map(|&i| self.spot(i)).collect();
         }
         let block = Divisor::new(self.block);
         let strides = self.strides.map(Divisor::new);
-        out.extend(positions.iter().map(|&i| {
-            let mut j = block.div_rem(i as u64).1;
-            let mut coords = [0usize; MAX_AXES];
-            for (c, s) in coords.iter_mut().zip(&strides[..self.nd]) {
-                let (q, r) = s.div_rem(j);
-                (*c, j) = (q as usize, r);
-            }
-            self.spot_at(coords)
-        }));
+        positions
+            .iter()
+            .map(|&i| {
+                let mut j = block.div_rem(i as u64).1;
+                let mut coords = [0usize; MAX_AXES];
+                for (c, s) in coords.iter_mut().zip(&strides[..self.nd]) {
+                    let (q, r) = s.div_rem(j);
+                    (*c, j) = (q as usize, r);
+                }
+                self.spot_at(coords)
+            })
+            .collect()
     }
 
     /// The [`spot`](Self::spot) of the point at `coords` within its block.
@@ -1271,9 +1272,7 @@ impl Chooser {
                 _ if whole => rule.push_residuals(k, 0, n, &mut self.sample),
                 Rule::Interp(ip) => {
                     if spots.as_ref().is_none_or(|s| s.0 != p) {
-                        let mut at = Vec::with_capacity(self.positions.len());
-                        ip.spots(&self.positions, n, &mut at);
-                        spots = Some((p, at));
+                        spots = Some((p, ip.spots(&self.positions, n)));
                     }
                     let (last, at) = (ip.last_visited(), &spots.as_ref().expect("just made").1);
                     let residual = |(&i, &s): (&usize, &Spot)| {
@@ -1820,8 +1819,7 @@ mod tests {
                     continue;
                 };
                 let positions: Vec<usize> = (0..len).rev().collect();
-                let mut spots = Vec::new();
-                ip.spots(&positions, len, &mut spots);
+                let spots = ip.spots(&positions, len);
                 for (&i, s) in positions.iter().zip(&spots) {
                     let want = ip.spot(i);
                     assert_eq!(

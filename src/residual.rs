@@ -477,11 +477,9 @@ impl Quantizer {
         // SSE4.1), which gives the same code (see `round_away`).
         #[inline(always)]
         fn point<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> Option<(i32, T)> {
-            let lim = MAX_CODE as f64;
-            let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
-            let q = (v + 0.5f64.copysign(v)) as i32;
-            let y: T = m.level(p, q);
-            (m.clear(x, y) || m.check(x, y)).then_some((q, y))
+            let round = |v: f64| (v + 0.5f64.copysign(v)) as i32;
+            let (q, y, clear) = code_rounded(m, inv, x, p, round);
+            (clear || m.check(x, y)).then_some((q, y))
         }
         match self.map() {
             Maps::Linear(m) => {
@@ -607,9 +605,21 @@ impl Quantizer {
 /// largest code, and both fail the check.
 #[inline(always)]
 fn code_of<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> (i32, T, bool) {
+    code_rounded(m, inv, x, p, round_away)
+}
+
+/// [`code_of`] with the rounding `round`, which must give [`round_away`]'s code.
+#[inline(always)]
+fn code_rounded<T: Element, M: Map<T>>(
+    m: M,
+    inv: f64,
+    x: T,
+    p: f64,
+    round: impl Fn(f64) -> i32,
+) -> (i32, T, bool) {
     let lim = MAX_CODE as f64;
     let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
-    let q = round_away(v);
+    let q = round(v);
     let y: T = m.level(p, q);
     (q, y, m.clear(x, y))
 }

@@ -79,7 +79,7 @@ pub(crate) fn scatter(
 }
 
 /// Scratch for up to `segments` threads.
-fn threads(scratch: &mut Vec<Scratch>, segments: usize) -> &mut [Scratch] {
+pub(crate) fn threads<S: Default>(scratch: &mut Vec<S>, segments: usize) -> &mut [S] {
     let n = segments.clamp(1, MOST_THREADS);
     if scratch.len() < n {
         scratch.resize_with(n, Default::default);
