@@ -28,6 +28,8 @@ save("nexo_8k", np.load(os.path.join(data, "hep_nexo_g4_deposits.npy"))[:8192])
 # Fields: a CFD time series (3-D) and one ocean variable (a 2-D image).
 save("cfd_decay_ux", np.load(os.path.join(data, "cfd_ns2d_decay_50x50_t60_ux.npy")))
 save("ocean_temp", np.load(os.path.join(data, "ocean_pop_uvt.npy"))[2])
+# A telescope frame's science and error planes, stacked (2 x 128 x 128 around a cluster's core).
+save("hst_frame", np.load(os.path.join(data, "astro_hst_acs_47tuc.npy"))[:, 448:576, 448:576])
 # float64: tau pT values widened (a 1-D field).
 save("tau_pt_f64", np.load(os.path.join(data, "hep_tau_pt_1M.npy"))[:40000, 0].astype(np.float64))
 

@@ -132,6 +132,8 @@ save("ocean_48x96.npy", np.load(fx + "ocean_temp.npy")[112:160, 0:96])
 
 save("tau_1500_f64.npy", np.load(fx + "tau_pt_f64.npy")[:1500])
 
+save("hst_2x48x96.npy", np.load(fx + "hst_frame.npy")[:, 32:80, 16:112])
+
 nexo = np.load(fx + "nexo_8k.npy")
 save("nexo_2000.npy", nexo[:2000])
 save("nexo_1000_f64.npy", nexo[2000:3000].astype(np.float64))
@@ -564,6 +566,16 @@ fixture table_nexo_mixed_relation \
   "The same rows at \`rel:1e-3\` with the three energies lossless: the relation in a chunk of quantized columns (whose reconstructions the row keys hash)." \
   "$IN/nexo_2000.npy" \
   "$B compress $IN/nexo_2000.npy --bound rel:1e-3 --bound-col fEnergyDeposit=lossless --bound-col fPreEnergyDeposit=lossless --bound-col fPostEnergyDeposit=lossless --model none --names $nexo_names -T 1 -q -o $OUT/table_nexo_mixed_relation.baler"
+fi
+
+if [[ $version == 10 ]]; then
+# Version 10: a field's second stacked variable predicted from its first (ids 96-99).
+train_cmds="(none)"
+
+fixture field3d_hst_lossless_sigma \
+  "Field, f32, 2 × 48 × 96 (a corner of \`hst_frame.npy\`: a telescope frame's science and error planes), \`lossless\`, one chunk: the error plane predicted as the square root of the science plane times a gain plus the median of what its neighbours leave over (transform 96 and up)." \
+  "$IN/hst_2x48x96.npy" \
+  "$B compress $IN/hst_2x48x96.npy --bound lossless -T 1 -q -o $OUT/field3d_hst_lossless_sigma.baler"
 fi
 
 # ---------------------------------------------------------------------------------------------

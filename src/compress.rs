@@ -28,7 +28,7 @@ const MIN_FIELD_SPLIT: usize = 256 << 10;
 /// many (within four times the chunk size; `CompressOptions::min_chunk_records` 0 turns it off,
 /// as for tables): cut into 4 MiB chunks of 16 frames, the forced turbulence's vorticity came
 /// out 14% larger at `rel:1e-2` than in chunks of 32. Fewer slices (a few stacked variables)
-/// stay apart.
+/// stay apart (but two coded bit for bit: [`chunking`]).
 const MIN_FIELD_SLICES: usize = 32;
 /// The default [`CompressOptions::min_chunk_records`] (ATLAS's 141 columns × 9923 rows: an
 /// extra chunk costs 0.6% of the file at `bits:10`).
@@ -712,7 +712,16 @@ pub(crate) fn layout(spec: &ArraySpec, options: &CompressOptions) -> Result<(usi
              store such data as a field (--layout field)"
         )));
     }
-    Ok(chunking(spec, chunk_bytes, options.min_chunk_records))
+    let exact = matches!(
+        options.bounds.default,
+        BoundSpec::Lossless | BoundSpec::Abs(0.0)
+    );
+    Ok(chunking(
+        spec,
+        chunk_bytes,
+        options.min_chunk_records,
+        exact,
+    ))
 }
 
 /// The worker threads for `threads` (0: one per core) within the memory budget. Each worker
@@ -769,10 +778,23 @@ pub(crate) fn header_for(
 /// `min_records` records where four times the chunk size allows, and a field's chunks at least
 /// `MIN_FIELD_SLICES` slices where it has that many. A field's records are the largest slices
 /// along its slowest axes that fit in a chunk, and a chunk never splits such a slice, so chunk
-/// boundaries follow the array's own structure (stacked variables stay apart).
-fn chunking(spec: &ArraySpec, chunk_bytes: usize, min_records: u64) -> (usize, usize) {
+/// boundaries follow the array's own structure (stacked variables stay apart) — but for a
+/// field of two stacked variables coded bit for bit (`exact`), which is one chunk where it fits
+/// in four times the chunk size, so the second can be predicted from the first (a telescope
+/// frame's error plane from its science plane: the lossless coder's `SIGMA` transform).
+fn chunking(spec: &ArraySpec, chunk_bytes: usize, min_records: u64, exact: bool) -> (usize, usize) {
     let size = spec.dtype.size();
     let (record_len, chunk_records) = match spec.len() {
+        Some(total)
+            if exact
+                && min_records > 0
+                && spec.layout == Layout::Field
+                && spec.shape.len() >= 2
+                && spec.shape[0] == 2
+                && total * size as u64 <= 4 * chunk_bytes as u64 =>
+        {
+            ((total / 2) as usize, 2)
+        }
         Some(total) => {
             let bytes = total * size as u64;
             let mut n_chunks = bytes.div_ceil(chunk_bytes as u64).max(1);
@@ -915,7 +937,7 @@ mod tests {
     use crate::element::DType;
 
     fn chunks_of(spec: &ArraySpec, chunk_bytes: usize) -> (usize, usize, u64) {
-        let (record_len, chunk_records) = chunking(spec, chunk_bytes, MIN_TABLE_RECORDS);
+        let (record_len, chunk_records) = chunking(spec, chunk_bytes, MIN_TABLE_RECORDS, false);
         let records = spec.len().map_or(0, |n| n / record_len as u64);
         (
             record_len,
@@ -970,7 +992,24 @@ mod tests {
         // explicit chunk size).
         let vorticity = ArraySpec::new(DType::F32, vec![64, 256, 256]);
         assert_eq!(chunks_of(&vorticity, 4 << 20), (65536, 32, 2));
-        assert_eq!(chunking(&vorticity, 4 << 20, 0), (65536, 16));
+        assert_eq!(chunking(&vorticity, 4 << 20, 0, false), (65536, 16));
+        // Two stacked variables (a telescope frame's science and error planes), 8 MiB: one
+        // chunk coded bit for bit, where the second is predicted from the first; apart
+        // otherwise, and where they are larger than four chunks.
+        let frame = ArraySpec::new(DType::F32, vec![2, 1024, 1024]);
+        assert_eq!(
+            chunking(&frame, 4 << 20, MIN_TABLE_RECORDS, true),
+            (1 << 20, 2)
+        );
+        assert_eq!(
+            chunking(&frame, 4 << 20, MIN_TABLE_RECORDS, false),
+            (1 << 20, 1)
+        );
+        assert_ne!(
+            chunking(&frame, 1 << 20, MIN_TABLE_RECORDS, true),
+            (1 << 20, 2)
+        );
+        assert_eq!(chunking(&frame, 4 << 20, 0, true), (1 << 20, 1));
         // A 1-D series: records of one value, chunks of equal size.
         let (len, per, n) = chunks_of(&ArraySpec::new(DType::F64, vec![1_000_000]), 4 << 20);
         assert_eq!((len, n), (1, 2));

@@ -40,9 +40,11 @@ pub const FOOTER_MAGIC_V4: [u8; 8] = *b"BALERIX4";
 /// take the model's prediction or a lag (12 to 15, 28 to 31) and those whose streams are coded in
 /// segments (36 to 62, `src/lossless/ints.rs`), and values on an affine lattice coded as its
 /// integers (64, `src/lossless/lattice.rs`); version 9 bit-exact columns predicted by a
-/// relation to earlier columns (column section kind 2, `src/relation.rs`). Every file is
-/// written as version 9.
-pub const FORMAT_VERSION: u16 = 9;
+/// relation to earlier columns (column section kind 2, `src/relation.rs`); version 10 the
+/// lossless transform that predicts a field's second stacked variable from its first (an
+/// error plane from its science plane: 96 to 99, `src/lossless/ints.rs`). Every file is
+/// written as version 10.
+pub const FORMAT_VERSION: u16 = 10;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 

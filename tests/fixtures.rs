@@ -14,6 +14,7 @@ const FIXTURES: &[(&str, Option<Layout>)] = &[
     ("ocean_temp.npy", Some(Layout::Field)),
     ("ocean_temp.npy", Some(Layout::Table)),
     ("tau_pt_f64.npy", None),
+    ("hst_frame.npy", None),
 ];
 
 #[test]
@@ -69,6 +70,28 @@ fn every_fixture_at_every_bound() {
 }
 
 /// Order-0 entropy in bytes of `round(x / 2E)` per column, as the independent check computes it.
+#[test]
+fn a_frame_error_plane_coded_bit_for_bit_costs_less_beside_its_science_plane() {
+    // A telescope frame's science and error planes: one chunk by default, where the error
+    // plane is predicted from the science plane; apart (a chunk size asked for), each plane
+    // has only its own neighbours.
+    let (data, shape) = load_npy(&fixture("hst_frame.npy"));
+    let ArrayData::F32(v) = &data else {
+        panic!("f32 fixture")
+    };
+    let spec = ArraySpec::new(data.dtype(), shape);
+    let together = CompressOptions::new(Bounds::new(BoundSpec::Lossless));
+    let apart = together.clone().chunk_bytes(64 << 10);
+    let (paired, _) = round_trip(v, &spec, &together);
+    let (alone, _) = round_trip(v, &spec, &apart);
+    assert!(
+        paired.len() * 100 < alone.len() * 95,
+        "{} bytes beside the science plane, {} apart",
+        paired.len(),
+        alone.len()
+    );
+}
+
 fn plain_code_entropy(data: &[f32], width: usize, rel: f64) -> f64 {
     let mut total = 0.0;
     for j in 0..width {

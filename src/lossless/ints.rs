@@ -7,10 +7,12 @@
 //! Layout after the transform byte (one of [`VALUE`], [`DELTA`], [`DELTA_REF`],
 //! [`LORENZO_2`], [`LORENZO_3`], [`REF_BEFORE`], [`REF_AFTER`], [`LORENZO_3Q`], 4 to 11,
 //! [`REF_REPEAT`], [`ROW_REPEAT`], [`MODEL`], [`LAG`], 12 to 15 (format version 8); or one of
-//! them plus [`LOW_SPLIT`], 20 to 31 (20 to 27 from format version 7)):
+//! them plus [`LOW_SPLIT`], 20 to 31 (20 to 27 from format version 7); or [`SIGMA`], 96 to 99
+//! (format version 10: 96, plus 1 with low bits split off, plus 2 in segments)):
 //!
-//! `u8 shift`, [`u8 low` (1 to 8), for 20 to 31 only], [`uvarint lag` (1 to the column's
-//! length), for [`LAG`] only], `u8 classes`, `classes − 1` threshold
+//! `u8 shift`, [`u8 low` (1 to 8), for 20 to 31, 97 and 99 only], [`uvarint lag` (1 to the
+//! column's length), for [`LAG`] only], [`f64 gain` (finite, positive; little-endian), for
+//! [`SIGMA`] only], `u8 classes`, `classes − 1` threshold
 //! bytes (non-decreasing), one `uvarint` count per class (adding up to the column's length),
 //! then each non-empty class's codes as a [`CodeCoder`] stream, in class order; for 20 to 27,
 //! then the `low` bits of every value just above the shift, as one more stream. From format
@@ -39,6 +41,7 @@
 //! | the row's repeat | `v(x[j])`, `j` the last row before `i` with the same row key (0 where none) |
 //! | the model | `v(f32(p[i]))`, `p` the learned model's predictions for the column (from the columns coded before, as the lossy path computes them), or in a section of kind 2 its relation's sums ([`crate::relation`]) |
 //! | the lag | `v(x[i − lag])` (0 for the first `lag`) |
+//! | the error plane | in the second half of the column, `v(f32(√(a·u + d)))` with `u = x[i − n/2]` and `d` the median of `x[j]² − a·x[j − n/2]` over the neighbours `j` before `i` in its plane (W, N, NW, NE) whose `d` is finite (0 where none; 0 where `a·u + d` is not positive), in f64; in the first half, Lorenzo over 2 axes |
 //!
 //! A table's *row keys* ([`Reference::Column`](super::Reference::Column)) hash the bits of
 //! every column coded before this one in the chunk: a row whose key recurs is (but for a
@@ -108,6 +111,19 @@ const LAGS: [usize; 16] = [
     2, 3, 4, 5, 6, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
 ];
 
+/// Value words less a prediction of the chunk's second half from its first, for a field of
+/// two stacked variables (format version 10): in the second half, the square root of
+/// `a·u + d`, with `u` the value half the chunk before and `d` the median of `x² − a·u` over
+/// the neighbours before it in its plane (W, N, NW, NE) — the error plane of a telescope
+/// frame, whose variance is the science plane's counts times a gain `a` plus what varies
+/// slowly across the frame (read noise, dark current, sky); in the first half, the 2-axis
+/// Lorenzo prediction. Its transform bytes are [`SIGMA_BYTE`] and the next three.
+pub(super) const SIGMA: u8 = 96;
+/// The transform byte of [`SIGMA`]; plus 1 with the low bits split off ([`LOW_SPLIT`]), plus
+/// 2 coded in segments ([`SEGMENTED`]). Its gain `a` (f64, little-endian, finite and
+/// positive) follows the transform's header.
+const SIGMA_BYTE: u8 = 96;
+
 /// Added to a transform's id where the lowest bits of the values (above the shift) are coded
 /// as a stream of their own ([`LOW_BITS`] of them) and the prediction works on the bits above.
 pub(super) const LOW_SPLIT: u8 = 16;
@@ -121,6 +137,40 @@ const LOW_BITS: u32 = 8;
 pub(super) const SEGMENTED: u8 = 32;
 /// Codes per entropy-coded stream of a [`SEGMENTED`] column.
 pub(super) const STREAM_SEGMENT: usize = 1 << 18;
+
+/// The transform byte of transform `t`, its streams coded in segments or not, its low bits
+/// split off or not.
+fn id_byte(t: u8, segmented: bool, low: bool) -> u8 {
+    if t == SIGMA {
+        SIGMA_BYTE + u8::from(low) + 2 * u8::from(segmented)
+    } else {
+        t + if low { LOW_SPLIT } else { 0 } + if segmented { SEGMENTED } else { 0 }
+    }
+}
+
+/// The transform, whether its streams are coded in segments and whether its low bits are
+/// split off, of transform byte `b` (the inverse of [`id_byte`]; a byte no transform has
+/// gives an id none has).
+fn parse_id(b: u8) -> (u8, bool, bool) {
+    if (SIGMA_BYTE..SIGMA_BYTE + 4).contains(&b) {
+        let f = b - SIGMA_BYTE;
+        return (SIGMA, f & 2 != 0, f & 1 != 0);
+    }
+    if b >= 64 {
+        // Above every byte of the transforms below (LATTICE and up): none of them.
+        return (b, false, false);
+    }
+    let (t, segmented) = if b >= SEGMENTED {
+        (b - SEGMENTED, true)
+    } else {
+        (b, false)
+    };
+    if t >= VALUE + LOW_SPLIT {
+        (t - LOW_SPLIT, segmented, true)
+    } else {
+        (t, segmented, false)
+    }
+}
 
 /// Appends `codes` as entropy-coded streams: one, or one per [`STREAM_SEGMENT`] codes where
 /// `segmented`.
@@ -250,6 +300,103 @@ fn lorenzo(t: u8, x: &[f32], i: usize, (c, r): (usize, usize), row: usize, plane
     };
     let p = p as f32;
     if p.is_nan() { 0.0 } else { p }
+}
+
+/// The row length, the plane length the walk counts rows in, and the half of a column of `n`
+/// values on `grid` that [`SIGMA`] predicts across, or `None`: each half is whole rows, at
+/// least two of them, and whole planes where the grid has planes that fit it.
+fn sigma_axes(grid: Grid, n: usize) -> Option<(usize, usize, usize)> {
+    let row = grid.row;
+    if row < 2 || n % (2 * row) != 0 || n < 4 * row {
+        return None;
+    }
+    let half = n / 2;
+    let plane = if grid.plane >= row && grid.plane % row == 0 && half % grid.plane == 0 {
+        grid.plane
+    } else {
+        half
+    };
+    Some((row, plane, half))
+}
+
+/// The [`SIGMA`] prediction of value `i` of `x` (at column `c` of row `r` of its plane, rows
+/// of `row` values, planes of `plane`, halves of `half`) with gain `a`, from values before
+/// it. Exact IEEE arithmetic in f64 throughout (squares of f32 values are exact), so
+/// encoder and decoder compute the same prediction on every machine; neighbours whose `d` is
+/// not finite are left out, and a variance that is not positive predicts 0.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sigma(
+    x: &[f32],
+    i: usize,
+    (c, r): (usize, usize),
+    row: usize,
+    plane: usize,
+    half: usize,
+    a: f64,
+) -> f32 {
+    if i < half {
+        return lorenzo(LORENZO_2, x, i, (c, r), row, plane);
+    }
+    let d = |j: usize| {
+        let v = f64::from(x[j]);
+        v * v - a * f64::from(x[j - half])
+    };
+    let (w, n, e) = (c > 0, r > 0, c + 1 < row);
+    let mut ds = [0f64; 4];
+    let mut k = 0;
+    for (ok, back) in [(w, 1), (n, row), (w && n, row + 1), (n && e, row - 1)] {
+        if ok {
+            let v = d(i - back);
+            if v.is_finite() {
+                // Insertion in order (finite values: a total order).
+                let mut at = k;
+                while at > 0 && ds[at - 1] > v {
+                    ds[at] = ds[at - 1];
+                    at -= 1;
+                }
+                ds[at] = v;
+                k += 1;
+            }
+        }
+    }
+    let mid = match k {
+        0 => 0.0,
+        _ if k % 2 == 1 => ds[k / 2],
+        _ => (ds[k / 2 - 1] + ds[k / 2]) * 0.5,
+    };
+    let v = a * f64::from(x[i - half]) + mid;
+    if v > 0.0 { v.sqrt() as f32 } else { 0.0 }
+}
+
+/// Pairs of neighbours sampled for [`SIGMA`]'s gain.
+const GAIN_SAMPLE: usize = 4096;
+
+/// The gain `a` of [`SIGMA`] for `col` (halves of `half` values, rows of `row`), or `None`
+/// where it has none: the median over sampled neighbours in a row of the second half of how
+/// much the square of a value moves against its first-half counterpart, `Δ(x²) / Δu`, over the
+/// half of the samples where `u` moves most (where the slowly varying part of the variance
+/// moves least against it).
+fn sigma_gain(col: &[f32], row: usize, half: usize) -> Option<f64> {
+    let step = (half / GAIN_SAMPLE).max(1);
+    let mut pairs: Vec<(f64, f64)> = (half..col.len())
+        .step_by(step)
+        .filter(|&i| (i - half) % row > 0)
+        .filter_map(|i| {
+            let sq = |j: usize| f64::from(col[j]) * f64::from(col[j]);
+            let du = f64::from(col[i - half]) - f64::from(col[i - half - 1]);
+            let ratio = (sq(i) - sq(i - 1)) / du;
+            (du != 0.0 && ratio.is_finite()).then_some((du.abs(), ratio))
+        })
+        .collect();
+    if pairs.len() < 16 {
+        return None;
+    }
+    pairs.sort_by(|p, q| q.0.total_cmp(&p.0));
+    pairs.truncate(pairs.len() / 2);
+    pairs.sort_by(|p, q| p.1.total_cmp(&q.1));
+    let a = pairs[pairs.len() / 2].1;
+    (a.is_finite() && a > 0.0).then_some(a)
 }
 
 /// The column and row within its plane of each value in turn, without dividing.
@@ -401,6 +548,15 @@ fn transform(
                 range.map(|i| word(col[i].to_bits(), k).wrapping_sub(ref_word(t, r, i, k))),
             );
         }
+        SIGMA => {
+            let (row, plane, half) = sigma_axes(grid, col.len()).expect("checked axes");
+            let a = gain_of(reps);
+            let mut walk = Walk::at(start, row, plane);
+            codes.extend(range.map(|i| {
+                let p = sigma(col, i, walk.next(), row, plane, half, a);
+                word(col[i].to_bits(), k).wrapping_sub(word(p.to_bits(), k))
+            }));
+        }
         LORENZO_2 | LORENZO_3 | LORENZO_3Q => {
             let (row, plane) = lorenzo_axes(t, grid, col.len()).expect("checked axes");
             let mut walk = Walk::at(start, row, plane);
@@ -456,7 +612,7 @@ fn repeat_metric(m: u8, reps: &[u32], i: usize) -> u8 {
 /// the plane before, for the 3-axis transforms) on a field, two values before otherwise.
 fn neighbours(t: u8, grid: Grid) -> (usize, usize) {
     match t {
-        LORENZO_2 => (grid.row, 0),
+        LORENZO_2 | SIGMA => (grid.row, 0),
         LORENZO_3 | LORENZO_3Q => (grid.row, grid.plane),
         _ => (2, 0),
     }
@@ -695,28 +851,29 @@ fn candidates(
 /// Whether transform byte `t` (with any of [`LOW_SPLIT`] and [`SEGMENTED`] added) is
 /// [`MODEL`].
 pub(super) fn predicts_by_model(t: u8) -> bool {
-    let t = if t >= SEGMENTED { t - SEGMENTED } else { t };
-    let t = if t >= VALUE + LOW_SPLIT {
-        t - LOW_SPLIT
-    } else {
-        t
-    };
-    t == MODEL
+    parse_id(t).0 == MODEL
+}
+
+/// [`SIGMA`]'s gain from its side words (the f64's bits, low word first).
+fn gain_of(side: &[u32]) -> f64 {
+    f64::from_bits(u64::from(side[0]) | u64::from(side[1]) << 32)
 }
 
 /// What transform `t` predicts from besides the column: the repeated rows of the repeat
 /// transforms, the f32 bits of the model's predictions for [`MODEL`], the lag (one value) for
-/// [`LAG`] (empty for the others).
+/// [`LAG`], the gain's bits for [`SIGMA`] ([`gain_of`]; empty for the others).
 fn side_of<'a>(
     t: u8,
     reps: &'a [Vec<u32>; 2],
     model_bits: &'a [u32],
     lag: &'a [u32; 1],
+    gain: &'a [u32; 2],
 ) -> &'a [u32] {
     match t {
         REF_REPEAT | ROW_REPEAT => &reps[usize::from(t - REF_REPEAT)],
         MODEL => model_bits,
         LAG => lag,
+        SIGMA => gain,
         _ => &[],
     }
 }
@@ -780,6 +937,13 @@ pub(super) fn encode(
     if lag[0] > 0 {
         ts.push(LAG);
     }
+    // Two stacked variables: the second predicted from the first where it has a gain.
+    let mut gain = [0u32; 2];
+    if let Some(a) = sigma_axes(grid, n).and_then(|(row, _, half)| sigma_gain(col, row, half)) {
+        let b = a.to_bits();
+        gain = [b as u32, (b >> 32) as u32];
+        ts.push(SIGMA);
+    }
     let sampled = |t: u8, k: u32, ranges: &[Range<usize>], codes: &mut Vec<i32>| {
         codes.clear();
         for r in ranges {
@@ -793,7 +957,7 @@ pub(super) fn encode(
                 t,
                 col,
                 reference,
-                side_of(t, &reps, &model_bits, &lag),
+                side_of(t, &reps, &model_bits, &lag, &gain),
                 grid,
                 k,
                 r,
@@ -866,14 +1030,20 @@ pub(super) fn encode(
     let t = best.1;
     // The rows that repeat, for the classes of REF_REPEAT.
     let class_reps = match t {
-        REF_REPEAT | ROW_REPEAT => side_of(t, &reps, &model_bits, &lag),
+        REF_REPEAT | ROW_REPEAT => side_of(t, &reps, &model_bits, &lag, &gain),
         _ => &[],
     };
-    let lag = if t == LAG { lag[0] as usize } else { 0 };
+    // The transform's parameter, written after its header: the lag, the gain.
+    let mut param = Vec::new();
+    match t {
+        LAG => put_uvarint(&mut param, u64::from(lag[0])),
+        SIGMA => param.extend_from_slice(&gain_of(&gain).to_le_bytes()),
+        _ => {}
+    }
     sampled(t, k, std::slice::from_ref(&(0..n)), &mut s.codes);
     write_body(
         t,
-        lag,
+        &param,
         k,
         0,
         &s.codes,
@@ -892,7 +1062,7 @@ pub(super) fn encode(
     // where the low byte is noise: CFD decay +1.5%) and where the low byte has a shape.
     if k + LOW_BITS < 31 && {
         low_codes(col, k, LOW_BITS, &mut s.low);
-        matches!(t, LORENZO_2 | LORENZO_3 | LORENZO_3Q) || low_has_shape(&s.low)
+        matches!(t, LORENZO_2 | LORENZO_3 | LORENZO_3Q | SIGMA) || low_has_shape(&s.low)
     } {
         sampled(t, k + LOW_BITS, &priced, &mut s.codes);
         let high = price(&s.codes, coder, &mut s.out_b);
@@ -906,7 +1076,7 @@ pub(super) fn encode(
             s.out_a.clear();
             write_body(
                 t,
-                lag,
+                &param,
                 k,
                 LOW_BITS,
                 &s.codes,
@@ -930,14 +1100,14 @@ pub(super) fn encode(
     s.model_bits = model_bits;
 }
 
-/// Appends the body of transform `t` (lag `lag` for [`LAG`]) at shift `k` with `low_bits` split
-/// off: its header bytes,
+/// Appends the body of transform `t` (its parameter `param`: [`LAG`]'s lag, [`SIGMA`]'s gain)
+/// at shift `k` with `low_bits` split off: its header bytes, `param`,
 /// `codes` as one stream or in classes (whichever is smaller, classes coded only where
 /// [`classes_pay`]), then the `low` bits' stream. `tmp` is scratch.
 #[allow(clippy::too_many_arguments)]
 fn write_body(
     t: u8,
-    lag: usize,
+    param: &[u8],
     k: u32,
     low_bits: u32,
     codes: &[i32],
@@ -951,15 +1121,13 @@ fn write_body(
     out: &mut Vec<u8>,
 ) {
     let segmented = codes.len() > STREAM_SEGMENT;
-    let id = t + if segmented { SEGMENTED } else { 0 };
+    let id = id_byte(t, segmented, low_bits > 0);
     if low_bits > 0 {
-        out.extend_from_slice(&[id + LOW_SPLIT, k as u8, low_bits as u8]);
+        out.extend_from_slice(&[id, k as u8, low_bits as u8]);
     } else {
         out.extend_from_slice(&[id, k as u8]);
     }
-    if t == LAG {
-        put_uvarint(out, lag as u64);
-    }
+    out.extend_from_slice(param);
     let start = out.len();
     write_streams(codes, &[], &[], coder, split, out);
     if codes.len() >= MIN_SPLIT {
@@ -1019,23 +1187,19 @@ pub(super) fn decode(
     out: &mut [f32],
 ) -> DecodeResult<()> {
     let n = out.len();
-    let (t, segmented) = if t >= SEGMENTED {
-        (t - SEGMENTED, true)
-    } else {
-        (t, false)
-    };
+    let (t, segmented, low) = parse_id(t);
     let k = u32::from(r.u8()?);
     if k > MAX_SHIFT {
         return Err(Malformed(format!("lossless shift {k} above {MAX_SHIFT}")));
     }
-    let (t, low_bits) = if t >= VALUE + LOW_SPLIT {
+    let low_bits = if low {
         let l = u32::from(r.u8()?);
         if !(1..=LOW_BITS).contains(&l) || k + l >= 31 {
             return Err(Malformed(format!("{l} low bits split off at shift {k}")));
         }
-        (t - LOW_SPLIT, l)
+        l
     } else {
-        (t, 0)
+        0
     };
     // Value words are taken above the low bits.
     let kw = k + low_bits;
@@ -1072,7 +1236,22 @@ pub(super) fn decode(
         LORENZO_2 | LORENZO_3 | LORENZO_3Q => Some(lorenzo_axes(t, grid, n).ok_or_else(|| {
             Malformed::new("Lorenzo transform on a column that is not whole rows or planes")
         })?),
+        SIGMA => {
+            sigma_axes(grid, n).ok_or_else(|| {
+                Malformed::new("error-plane transform on a column that is not two halves of rows")
+            })?;
+            None
+        }
         _ => return Err(Malformed(format!("unknown lossless transform {t}"))),
+    };
+    let gain = if t == SIGMA {
+        let a = r.f64()?;
+        if !(a.is_finite() && a > 0.0) {
+            return Err(Malformed(format!("error-plane gain {a}")));
+        }
+        a
+    } else {
+        0.0
     };
     let classes = r.u8()? as usize;
     if !(1..=MAX_CLASSES).contains(&classes) {
@@ -1176,6 +1355,14 @@ pub(super) fn decode(
                 out[i] = f32::from_bits(bits(p.wrapping_add(codes[i]), i));
             }
         }
+        SIGMA => {
+            let (row, plane, half) = sigma_axes(grid, n).expect("checked");
+            let mut walk = Walk::new(row, plane);
+            for i in 0..n {
+                let p = sigma(out, i, walk.next(), row, plane, half, gain);
+                out[i] = f32::from_bits(bits(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
+            }
+        }
         _ => {
             let (row, plane) = axes.expect("checked");
             let mut walk = Walk::new(row, plane);
@@ -1224,9 +1411,9 @@ mod tests {
         let mut s = IntScratch::default();
         let k = common_shift(col);
         let segmented = col.len() > STREAM_SEGMENT;
-        let t_byte = t + if segmented { SEGMENTED } else { 0 };
+        let t_byte = id_byte(t, segmented, low_bits > 0);
         let mut buf = if low_bits > 0 {
-            vec![t_byte + LOW_SPLIT, k as u8, low_bits as u8]
+            vec![t_byte, k as u8, low_bits as u8]
         } else {
             vec![t_byte, k as u8]
         };
@@ -1245,9 +1432,15 @@ mod tests {
         if t == LAG {
             put_uvarint(&mut buf, 7);
         }
+        let gain = 1.25f64;
+        let gain_bits = vec![gain.to_bits() as u32, (gain.to_bits() >> 32) as u32];
+        if t == SIGMA {
+            buf.extend_from_slice(&gain.to_le_bytes());
+        }
         let side = match t {
             MODEL => &model_bits,
             LAG => &lag,
+            SIGMA => &gain_bits,
             _ => &reps,
         };
         transform(
@@ -1362,7 +1555,7 @@ mod tests {
         }
         for t in [
             VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
-            REF_REPEAT, ROW_REPEAT, MODEL, LAG,
+            REF_REPEAT, ROW_REPEAT, MODEL, LAG, SIGMA,
         ] {
             for col in [&f, &noise, &truncated, &copied] {
                 for classes in [1, 8, MAX_CLASSES] {
@@ -1425,13 +1618,17 @@ mod tests {
         let coarse: Vec<f32> = f.iter().map(|v| (v * 4.0).round()).collect();
         let mut reps = Vec::new();
         repeats(&coarse, &[], &mut reps);
+        let gain = [0u32, 0x3ff4_0000];
         for t in [
             VALUE, DELTA, DELTA_REF, REF_BEFORE, REF_AFTER, LORENZO_2, LORENZO_3, LORENZO_3Q,
-            REF_REPEAT,
+            REF_REPEAT, SIGMA,
         ] {
             for k in [0, 8] {
                 let mut whole = Vec::new();
-                let ctx = (Some(&other[..]), &reps[..]);
+                let ctx = (
+                    Some(&other[..]),
+                    if t == SIGMA { &gain[..] } else { &reps[..] },
+                );
                 transform(t, &f, ctx.0, ctx.1, grid, k, 0..n, &mut whole);
                 // Cuts inside rows, planes and the second plane of the quadratic predictor.
                 let mut parts = Vec::new();
@@ -1551,6 +1748,109 @@ mod tests {
     }
 
     #[test]
+    fn transform_bytes_name_one_transform_each() {
+        let mut seen = std::collections::HashSet::new();
+        for t in (VALUE..=LAG).chain([SIGMA]) {
+            for (segmented, low) in [(false, false), (false, true), (true, false), (true, true)] {
+                let b = id_byte(t, segmented, low);
+                assert_eq!(parse_id(b), (t, segmented, low), "byte {b}");
+                assert!(seen.insert(b), "byte {b} twice");
+                assert!(b > 3 && b != super::super::LATTICE, "byte {b}");
+            }
+        }
+        // No other byte reads as the error-plane transform.
+        assert!((0..=255u8).all(|b| parse_id(b).0 != SIGMA || (96..100).contains(&b)));
+    }
+
+    /// A telescope frame's science plane (counts of stars over a sky, with read noise) and
+    /// its error plane, `sqrt(gain · science + read noise² + a sky that drifts)` plus the
+    /// rounding of a pipeline's float arithmetic, stacked; and its grid.
+    fn frame(ny: usize, nx: usize, gain: f64) -> (Vec<f32>, Grid) {
+        let mut seed = 5;
+        let mut uniform = move || f64::from(lcg(&mut seed)) / f64::from(u32::MAX);
+        let mut sci = Vec::with_capacity(ny * nx);
+        for y in 0..ny {
+            for x in 0..nx {
+                let star = if (x * 7 + y * 13) % 97 == 0 {
+                    5000.0
+                } else {
+                    0.0
+                };
+                let sky = 200.0 + 40.0 * (x as f64 * 0.01).sin() + y as f64 * 0.1;
+                sci.push((sky + star + 15.0 * (uniform() - 0.5) * (sky + star).sqrt()) as f32);
+            }
+        }
+        let mut err: Vec<f32> = sci
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let drift = 120.0 + 10.0 * ((i % nx) as f64 * 0.003).cos() + 3.0 * uniform();
+                (gain * f64::from(s) + drift).max(1.0).sqrt() as f32
+            })
+            .collect();
+        err[nx + 3] = f32::NAN;
+        err[2 * nx] = f32::INFINITY;
+        err[5] = -0.0;
+        sci[7 * nx + 7] = f32::NAN;
+        sci.extend_from_slice(&err);
+        (
+            sci,
+            Grid {
+                row: nx,
+                plane: nx * ny,
+            },
+        )
+    }
+
+    #[test]
+    fn an_error_plane_is_predicted_from_its_science_plane() {
+        for (gain, ny, nx) in [(1.0, 96, 128), (0.37, 64, 200)] {
+            let (f, grid) = frame(ny, nx, gain);
+            let half = f.len() / 2;
+            let a = sigma_gain(&f, nx, half).expect("a gain");
+            assert!((a / gain - 1.0).abs() < 0.1, "gain {a} for {gain}");
+            let buf = chosen(&f, grid);
+            assert_eq!(parse_id(buf[0]).0, SIGMA, "transform {}", buf[0]);
+            let g = (None, &[][..], None);
+            let lorenzo = round_trip_as(LORENZO_2, &f, g, grid, 8, 0);
+            assert!(
+                buf.len() * 10 < lorenzo * 9,
+                "{} against {lorenzo}",
+                buf.len()
+            );
+        }
+        // A column that is not two halves of whole rows has no such transform.
+        let grid = Grid {
+            row: 10,
+            plane: 100,
+        };
+        assert!(sigma_axes(grid, 310).is_none() && sigma_axes(grid, 20).is_none());
+        assert_eq!(sigma_axes(grid, 400), Some((10, 100, 200)));
+        assert_eq!(sigma_axes(grid, 300), Some((10, 150, 150)));
+    }
+
+    /// Decodes `body` as transform byte `t`'s with no reference, keys or model.
+    fn decode_bare(
+        t: u8,
+        body: &[u8],
+        grid: Grid,
+        (coder, s): (&mut CodeCoder, &mut IntScratch),
+        out: &mut [f32],
+    ) -> DecodeResult<()> {
+        decode(
+            t,
+            &mut ByteReader::new(body),
+            None,
+            &[],
+            None,
+            grid,
+            coder,
+            s,
+            out,
+        )
+    }
+
+    #[test]
     fn forged_streams_are_errors_not_panics() {
         let (f, grid) = field(4, 30, 40);
         let mut coder = CodeCoder::new();
@@ -1591,6 +1891,20 @@ mod tests {
             (ROW_REPEAT, vec![0, 1]),
             (MODEL, vec![0, 1]),
             (MODEL + LOW_SPLIT + SEGMENTED, vec![0, 8, 1]),
+            (
+                SIGMA_BYTE,
+                [vec![0], 0f64.to_le_bytes().to_vec(), vec![1]].concat(),
+            ),
+            (
+                SIGMA_BYTE + 3,
+                [vec![0, 8], (-1f64).to_le_bytes().to_vec()].concat(),
+            ),
+            (
+                SIGMA_BYTE,
+                [vec![0], f64::NAN.to_le_bytes().to_vec(), vec![1]].concat(),
+            ),
+            (SIGMA_BYTE, vec![0, 0, 0, 0]),
+            (SIGMA_BYTE + 4, vec![0, 1]),
             (VALUE, vec![31, 1]),
             (VALUE, vec![0, 0]),
             (VALUE, vec![0, 17]),
@@ -1639,6 +1953,26 @@ mod tests {
                 grid,
                 &mut coder,
                 &mut s,
+                &mut out,
+            );
+        }
+        // The same for the error-plane transform, and it off a grid of two halves.
+        let (f, grid) = frame(48, 64, 1.0);
+        let good = chosen(&f, grid);
+        assert_eq!(parse_id(good[0]).0, SIGMA);
+        let mut out = vec![0f32; f.len()];
+        let off = Grid { row: 7, plane: 0 };
+        let cs = (&mut coder, &mut s);
+        assert!(decode_bare(good[0], &good[1..], off, (&mut *cs.0, &mut *cs.1), &mut out).is_err());
+        for i in 1..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= (lcg(&mut seed) as u8) | 1;
+            let _ = decode_bare(bad[0], &bad[1..], grid, (&mut *cs.0, &mut *cs.1), &mut out);
+            let _ = decode_bare(
+                good[0],
+                &good[1..i],
+                grid,
+                (&mut *cs.0, &mut *cs.1),
                 &mut out,
             );
         }

@@ -26,10 +26,12 @@
 //!
 //! From format version 5, f32 columns may instead be coded as one stream of integers
 //! (transforms 4 to 11, from version 7 20 to 27, from version 8 12 to 15, 28 to 31, and
-//! those plus 32 for long columns coded in segments, [`ints`]): value words less a prediction
-//! (the previous value or one a chosen lag before, the reference, an earlier row that repeats, the learned model's
-//! prediction, or a Lorenzo prediction on a field's grid), coded by the entropy stage. The
-//! encoder codes a column both ways and keeps the smaller.
+//! those plus 32 for long columns coded in segments, from version 10 96 to 99, [`ints`]):
+//! value words less a prediction (the previous value or one a chosen lag before, the
+//! reference, an earlier row that repeats, the learned model's prediction, a Lorenzo
+//! prediction on a field's grid, or for a field of two stacked variables the second from the
+//! first: an error plane from its science plane), coded by the entropy stage. The encoder
+//! codes a column both ways and keeps the smaller.
 //!
 //! From format version 8, transform byte 64 ([`LATTICE`]) marks f32 values that are points
 //! of an affine lattice per plane ([`lattice`]): the integer coder's transform byte follows,
