@@ -230,6 +230,7 @@ impl<T: Element> ColumnCoder<T> {
 
     /// Borrows idle cores from `spare` for the column's segments from now on.
     pub(crate) fn lending(&mut self, spare: Arc<Spare>) {
+        self.ll.lending(Arc::clone(&spare));
         self.spare = spare;
     }
 

@@ -165,34 +165,52 @@ impl Segments {
             let mine = &mut threads(&mut self.scratch, 1)[0];
             return decode_segment(mine, r, of(0), 0, k);
         }
-        // Where each segment's stream starts, found by stepping over the streams before it.
-        let mut tasks = Vec::with_capacity(segments);
-        for (s, dst) in k.chunks_mut(SEGMENT).enumerate() {
-            let start = r.clone();
-            skip_either(r, dst.len() - of(s).len())?;
-            tasks.push(Mutex::new(Task {
-                r: start,
-                end: r.remaining(),
-                dst,
-                result: Ok(()),
-            }));
-        }
         let threads = threads(&mut self.scratch, segments);
-        spare.share(segments, threads, |s, mine| {
-            let mut t = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
-            let Task { r, end, dst, .. } = &mut *t;
-            let mut result = decode_segment(mine, r, of(s), s * SEGMENT, dst);
-            if result.is_ok() && r.remaining() != *end {
-                result = Err(Malformed::new(
-                    "a segment's code stream does not end where the next one starts",
-                ));
-            }
-            t.result = result;
-        });
-        tasks
-            .into_iter()
-            .try_for_each(|t| t.into_inner().unwrap_or_else(|e| e.into_inner()).result)
+        decode_parts(
+            (r, k, SEGMENT),
+            |r, s, len| skip_either(r, len - of(s).len()),
+            (spare, threads),
+            |mine, r, s, dst| decode_segment(mine, r, of(s), s * SEGMENT, dst),
+        )
     }
+}
+
+/// Decodes one stream for each part of `len` codes of `k` (the last shorter) from `r`, each
+/// as a task: first steps over the streams to find where each starts (`skip(r, part, its
+/// length)`), then decodes each (`decode(scratch, r, part, its codes)`) on the calling thread
+/// or on idle cores from `spare`, each thread with its scratch in `threads`, and checks that
+/// each ends where the next starts.
+pub(crate) fn decode_parts<S: Send>(
+    (r, k, len): (&mut ByteReader<'_>, &mut [i32], usize),
+    skip: impl Fn(&mut ByteReader<'_>, usize, usize) -> DecodeResult<()>,
+    (spare, threads): (&Spare, &mut [S]),
+    decode: impl Fn(&mut S, &mut ByteReader<'_>, usize, &mut [i32]) -> DecodeResult<()> + Sync,
+) -> DecodeResult<()> {
+    let mut tasks = Vec::with_capacity(k.len().div_ceil(len));
+    for (s, dst) in k.chunks_mut(len).enumerate() {
+        let start = r.clone();
+        skip(r, s, dst.len())?;
+        tasks.push(Mutex::new(Task {
+            r: start,
+            end: r.remaining(),
+            dst,
+            result: Ok(()),
+        }));
+    }
+    spare.share(tasks.len(), threads, |s, mine| {
+        let mut t = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
+        let Task { r, end, dst, .. } = &mut *t;
+        let mut result = decode(mine, r, s, dst);
+        if result.is_ok() && r.remaining() != *end {
+            result = Err(Malformed::new(
+                "a segment's code stream does not end where the next one starts",
+            ));
+        }
+        t.result = result;
+    });
+    tasks
+        .into_iter()
+        .try_for_each(|t| t.into_inner().unwrap_or_else(|e| e.into_inner()).result)
 }
 
 /// Decodes the segment whose first value is at `base` from `r` into `dst`, its part of the
@@ -216,11 +234,11 @@ fn decode_segment(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Codes like a field's: runs of small codes and busier stretches.
-    fn codes(n: usize, seed: u64) -> Vec<i32> {
+    pub(crate) fn codes(n: usize, seed: u64) -> Vec<i32> {
         let mut x = seed;
         (0..n)
             .map(|i| {

@@ -65,6 +65,7 @@ use crate::bytes::put_ivarint;
 use choose::{BinPlan, Fine};
 pub(crate) use context::{CONTEXTS, skip_either};
 use hybrid::{Hybrid, TokenEntry};
+pub(crate) use read::skip;
 
 const MODE_CONST: u8 = 0;
 const MODE_DIRECT: u8 = 1;
@@ -165,6 +166,11 @@ impl CodeCoder {
     /// well under 1% (the jets at `rel:1e-3`: 0.07%).
     pub(crate) fn allow_binned(&mut self, on: bool) {
         self.binned = on;
+    }
+
+    /// Whether [`encode`](Self::encode) may plan binned streams.
+    pub(crate) fn binned(&self) -> bool {
+        self.binned
     }
 
     /// Appends the coded form of `codes` to `out`.

@@ -41,7 +41,7 @@
 //! | the row's repeat | `v(x[j])`, `j` the last row before `i` with the same row key (0 where none) |
 //! | the model | `v(f32(p[i]))`, `p` the learned model's predictions for the column (from the columns coded before, as the lossy path computes them), or in a section of kind 2 its relation's sums ([`crate::relation`]) |
 //! | the lag | `v(x[i − lag])` (0 for the first `lag`) |
-//! | the error plane | in the second half of the column, `v(f32(√(a·u + d)))` with `u = x[i − n/2]` and `d` the median of `x[j]² − a·x[j − n/2]` over the neighbours `j` before `i` in its plane (W, N, NW, NE) whose `d` is finite (0 where none; 0 where `a·u + d` is not positive), in f64; in the first half, Lorenzo over 2 axes |
+//! | the error plane | in the second half of the column, `v(f32(√(a·u + d)))` with `u = x[i − n/2]` and `d` the median of `x[j]² − a·x[j − n/2]` over the neighbours `j` whose `d` is finite — the row above's five values from two columns before to two after, on a plane's first row the value before — (the mean of the middle two of an even count; 0 where none; a prediction of 0 where `a·u + d` is not positive), in f64; in the first half, Lorenzo over 2 axes |
 //!
 //! A table's *row keys* ([`Reference::Column`](super::Reference::Column)) hash the bits of
 //! every column coded before this one in the chunk: a row whose key recurs is (but for a
@@ -67,6 +67,8 @@ use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::entropy::{CodeCoder, read_context_counts};
 use crate::predict::Grid;
 use std::ops::Range;
+
+use super::streams::{STREAM_SEGMENT, Streams};
 
 /// Value words, no prediction.
 pub(super) const VALUE: u8 = 4;
@@ -114,7 +116,7 @@ const LAGS: [usize; 16] = [
 /// Value words less a prediction of the chunk's second half from its first, for a field of
 /// two stacked variables (format version 10): in the second half, the square root of
 /// `a·u + d`, with `u` the value half the chunk before and `d` the median of `x² − a·u` over
-/// the neighbours before it in its plane (W, N, NW, NE) — the error plane of a telescope
+/// its neighbours in the row above ([`SIGMA_PLACES`]) — the error plane of a telescope
 /// frame, whose variance is the science plane's counts times a gain `a` plus what varies
 /// slowly across the frame (read noise, dark current, sky); in the first half, the 2-axis
 /// Lorenzo prediction. Its transform bytes are [`SIGMA_BYTE`] and the next three.
@@ -135,8 +137,6 @@ const LOW_BITS: u32 = 8;
 /// [`STREAM_SEGMENT`] codes (the last one shorter): set on columns longer than that, so the
 /// entropy stage's scratch stays bounded by a segment, not the chunk.
 pub(super) const SEGMENTED: u8 = 32;
-/// Codes per entropy-coded stream of a [`SEGMENTED`] column.
-pub(super) const STREAM_SEGMENT: usize = 1 << 18;
 
 /// The transform byte of transform `t`, its streams coded in segments or not, its low bits
 /// split off or not.
@@ -172,43 +172,6 @@ fn parse_id(b: u8) -> (u8, bool, bool) {
     }
 }
 
-/// Appends `codes` as entropy-coded streams: one, or one per [`STREAM_SEGMENT`] codes where
-/// `segmented`.
-fn encode_stream(codes: &[i32], segmented: bool, coder: &mut CodeCoder, out: &mut Vec<u8>) {
-    if segmented {
-        for seg in codes.chunks(STREAM_SEGMENT) {
-            coder.encode(seg, out);
-        }
-    } else {
-        coder.encode(codes, out);
-    }
-}
-
-/// Reads `n` codes written by [`encode_stream`] into `out` (replacing its contents).
-fn decode_stream(
-    r: &mut ByteReader<'_>,
-    n: usize,
-    segmented: bool,
-    coder: &mut CodeCoder,
-    out: &mut Vec<i32>,
-) -> DecodeResult<()> {
-    if !segmented || n <= STREAM_SEGMENT {
-        return coder.decode(r, n, out);
-    }
-    out.clear();
-    // One allocation for the whole stream, each segment decoded in place (a segment's copy,
-    // or a column grown segment by segment, maps and touches fresh pages that threads
-    // decoding at once pay for together: half the speed of two threads).
-    out.reserve(n);
-    let mut left = n;
-    while left > 0 {
-        let len = left.min(STREAM_SEGMENT);
-        coder.decode_append(r, len, out)?;
-        left -= len;
-    }
-    Ok(())
-}
-
 /// Most classes a column's codes are split in.
 const MAX_CLASSES: usize = 16;
 /// Classes tried by the encoder where a column is long enough.
@@ -233,6 +196,8 @@ pub(super) struct IntScratch {
     metric: Vec<u8>,
     sample: Vec<i32>,
     low: Vec<i32>,
+    /// Codes and decodes the streams, segments on idle cores.
+    pub(super) streams: Streams,
 }
 
 /// The value word of f32 bits `bits` at shift `k`: the bits above the shift, mapped to a signed
@@ -245,6 +210,13 @@ fn word(bits: u32, k: u32) -> i32 {
     let mask = (sign << 1) - 1;
     let o = if b & sign != 0 { !b & mask } else { b | sign };
     (o as i64 - sign as i64) as i32
+}
+
+/// The bits of value `i` from its value word `v` at shift `kw`, its low bits (where `low` has
+/// them) put back above shift `k`.
+#[inline(always)]
+fn value_bits(v: i32, i: usize, (kw, k): (u32, u32), low: &[i32]) -> u32 {
+    unword(v, kw) | low.get(i).map_or(0, |&b| (b as u32) << k)
 }
 
 /// The f32 bits of value word `v` at shift `k` (the inverse of [`word`] for bits whose low
@@ -319,13 +291,75 @@ fn sigma_axes(grid: Grid, n: usize) -> Option<(usize, usize, usize)> {
     Some((row, plane, half))
 }
 
+/// What a value `x` leaves over its first-half counterpart `u` under [`SIGMA`] with gain `a`:
+/// `x² − a·u`, in f64 (the square of an f32 is exact).
+#[inline(always)]
+fn sigma_d(x: f32, u: f32, a: f64) -> f64 {
+    let v = f64::from(x);
+    v * v - a * f64::from(u)
+}
+
+/// Places [`SIGMA`] takes its neighbours' `d` from: in the row above, the columns from two
+/// before to two after (a row's predictions depend on the row above alone, so the decoder
+/// computes them all before it adds the codes); in a plane's first row, the value before.
+const SIGMA_PLACES: usize = 5;
+
+/// The [`SIGMA`] prediction of a value whose first-half counterpart is `u`, from the `d`
+/// ([`sigma_d`]) of its neighbours, each where `has` says it exists: the square root of
+/// `a·u` plus the median of the finite ones (the mean of the middle two of an even count; 0
+/// where none), or 0 where that is not positive. Exact IEEE arithmetic in f64 throughout, so
+/// encoder and decoder compute the same prediction on every machine.
+#[inline(always)]
+fn sigma_from(u: f32, a: f64, d: [f64; SIGMA_PLACES], has: [bool; SIGMA_PLACES]) -> f32 {
+    let mid = if has == [true; SIGMA_PLACES] && d.iter().all(|v| v.is_finite()) {
+        // The median of five, selected by comparisons (the value sorting would put third).
+        let f = d[0].min(d[1]).max(d[2].min(d[3]));
+        let g = d[0].max(d[1]).min(d[2].max(d[3]));
+        d[4].min(f).max(d[4].max(f).min(g))
+    } else {
+        let mut ds = [0f64; SIGMA_PLACES];
+        let mut k = 0;
+        for (&v, &h) in d.iter().zip(&has) {
+            if h && v.is_finite() {
+                // Insertion in order (finite values: a total order).
+                let mut at = k;
+                while at > 0 && ds[at - 1] > v {
+                    ds[at] = ds[at - 1];
+                    at -= 1;
+                }
+                ds[at] = v;
+                k += 1;
+            }
+        }
+        match k {
+            0 => 0.0,
+            _ if k % 2 == 1 => ds[k / 2],
+            _ => (ds[k / 2 - 1] + ds[k / 2]) * 0.5,
+        }
+    };
+    // A median of ±0 adds nothing either way, so which zero a selection returns cannot
+    // matter.
+    let v = a * f64::from(u) + mid;
+    if v > 0.0 { v.sqrt() as f32 } else { 0.0 }
+}
+
+/// Which of [`SIGMA_PLACES`] exist for a value at column `c` of row `r` of its plane (rows of
+/// `row` values): the row above's columns `c − 2 ..= c + 2`, or on a plane's first row the
+/// value before (the first place).
+#[inline(always)]
+fn sigma_has(c: usize, r: usize, row: usize) -> [bool; SIGMA_PLACES] {
+    if r == 0 {
+        [c > 0, false, false, false, false]
+    } else {
+        [c >= 2, c >= 1, true, c + 1 < row, c + 2 < row]
+    }
+}
+
 /// The [`SIGMA`] prediction of value `i` of `x` (at column `c` of row `r` of its plane, rows
 /// of `row` values, planes of `plane`, halves of `half`) with gain `a`, from values before
-/// it. Exact IEEE arithmetic in f64 throughout (squares of f32 values are exact), so
-/// encoder and decoder compute the same prediction on every machine; neighbours whose `d` is
-/// not finite are left out, and a variance that is not positive predicts 0.
+/// it: in the first half the 2-axis Lorenzo prediction, in the second [`sigma_from`] its
+/// neighbours ([`sigma_has`]).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn sigma(
     x: &[f32],
     i: usize,
@@ -338,35 +372,16 @@ fn sigma(
     if i < half {
         return lorenzo(LORENZO_2, x, i, (c, r), row, plane);
     }
-    let d = |j: usize| {
-        let v = f64::from(x[j]);
-        v * v - a * f64::from(x[j - half])
-    };
-    let (w, n, e) = (c > 0, r > 0, c + 1 < row);
-    let mut ds = [0f64; 4];
-    let mut k = 0;
-    for (ok, back) in [(w, 1), (n, row), (w && n, row + 1), (n && e, row - 1)] {
-        if ok {
-            let v = d(i - back);
-            if v.is_finite() {
-                // Insertion in order (finite values: a total order).
-                let mut at = k;
-                while at > 0 && ds[at - 1] > v {
-                    ds[at] = ds[at - 1];
-                    at -= 1;
-                }
-                ds[at] = v;
-                k += 1;
-            }
+    let has = sigma_has(c, r, row);
+    let mut d = [0f64; SIGMA_PLACES];
+    for (k, (dk, &h)) in d.iter_mut().zip(&has).enumerate() {
+        if h {
+            // The value before on a first row; the row above's, two before to two after.
+            let j = if r == 0 { i - 1 } else { i - row + k - 2 };
+            *dk = sigma_d(x[j], x[j - half], a);
         }
     }
-    let mid = match k {
-        0 => 0.0,
-        _ if k % 2 == 1 => ds[k / 2],
-        _ => (ds[k / 2 - 1] + ds[k / 2]) * 0.5,
-    };
-    let v = a * f64::from(x[i - half]) + mid;
-    if v > 0.0 { v.sqrt() as f32 } else { 0.0 }
+    sigma_from(x[i - half], a, d, has)
 }
 
 /// Pairs of neighbours sampled for [`SIGMA`]'s gain.
@@ -658,7 +673,7 @@ fn write_streams(
     codes: &[i32],
     metric: &[u8],
     thresholds: &[u8],
-    coder: &mut CodeCoder,
+    (coder, streams): (&mut CodeCoder, &mut Streams),
     split: &mut Vec<Vec<i32>>,
     out: &mut Vec<u8>,
 ) {
@@ -667,7 +682,7 @@ fn write_streams(
     out.extend_from_slice(thresholds);
     if thresholds.is_empty() {
         put_uvarint(out, codes.len() as u64);
-        encode_stream(codes, segmented, coder, out);
+        streams.encode(codes, segmented, coder, out);
         return;
     }
     split.resize_with(thresholds.len() + 1, Vec::new);
@@ -685,7 +700,7 @@ fn write_streams(
         .take(thresholds.len() + 1)
         .filter(|s| !s.is_empty())
     {
-        encode_stream(s, segmented, coder, out);
+        streams.encode(s, segmented, coder, out);
     }
 }
 
@@ -1050,7 +1065,7 @@ pub(super) fn encode(
         &[],
         class_reps,
         grid,
-        coder,
+        (coder, &mut s.streams),
         &mut s.split,
         &mut s.metric,
         &mut s.out_b,
@@ -1083,7 +1098,7 @@ pub(super) fn encode(
                 &s.low,
                 class_reps,
                 grid,
-                coder,
+                (coder, &mut s.streams),
                 &mut s.split,
                 &mut s.metric,
                 &mut s.out_b,
@@ -1114,7 +1129,7 @@ fn write_body(
     low: &[i32],
     reps: &[u32],
     grid: Grid,
-    coder: &mut CodeCoder,
+    (coder, streams): (&mut CodeCoder, &mut Streams),
     split: &mut Vec<Vec<i32>>,
     metric: &mut Vec<u8>,
     tmp: &mut Vec<u8>,
@@ -1129,14 +1144,14 @@ fn write_body(
     }
     out.extend_from_slice(param);
     let start = out.len();
-    write_streams(codes, &[], &[], coder, split, out);
+    write_streams(codes, &[], &[], (&mut *coder, &mut *streams), split, out);
     if codes.len() >= MIN_SPLIT {
         metrics(codes, neighbours(t, grid), reps, metric);
         let th = class_thresholds(metric, CLASSES, reps);
         // Coded in classes too where their magnitudes promise a saving.
         if !th.is_empty() && classes_pay(codes, metric, &th, split) {
             tmp.clear();
-            write_streams(codes, metric, &th, coder, split, tmp);
+            write_streams(codes, metric, &th, (&mut *coder, &mut *streams), split, tmp);
             if tmp.len() < out.len() - start {
                 out.truncate(start);
                 out.extend_from_slice(tmp);
@@ -1144,7 +1159,7 @@ fn write_body(
         }
     }
     if low_bits > 0 {
-        encode_stream(low, segmented, coder, out);
+        streams.encode(low, segmented, coder, out);
     }
 }
 
@@ -1267,7 +1282,7 @@ pub(super) fn decode(
     for (j, &c) in counts.iter().enumerate().take(classes) {
         s.split[j].clear();
         if c > 0 {
-            decode_stream(r, c, segmented, coder, &mut s.split[j])?;
+            s.streams.decode(r, c, segmented, coder, &mut s.split[j])?;
         }
     }
     let reps = &mut s.reps[0];
@@ -1307,43 +1322,48 @@ pub(super) fn decode(
     let low = &mut s.low;
     low.clear();
     if low_bits > 0 {
-        decode_stream(r, n, segmented, coder, low)?;
+        s.streams.decode(r, n, segmented, coder, low)?;
         if low.iter().any(|&b| !(0..1 << low_bits).contains(&b)) {
             return Err(Malformed::new("lossless low bits out of range"));
         }
     }
     // The bits of value `i` from its value word.
-    let bits = |v: i32, i: usize| unword(v, kw) | low.get(i).map_or(0, |&b| (b as u32) << k);
+    // (A macro, not a closure: called from every transform's loop, a closure is not inlined.)
+    macro_rules! bits {
+        ($v:expr, $i:expr) => {
+            value_bits($v, $i, (kw, k), low)
+        };
+    }
     match t {
         VALUE => {
             for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
-                *o = f32::from_bits(bits(c, i));
+                *o = f32::from_bits(bits!(c, i));
             }
         }
         DELTA => {
             let mut prev = 0i32;
             for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
                 prev = prev.wrapping_add(c);
-                *o = f32::from_bits(bits(prev, i));
+                *o = f32::from_bits(bits!(prev, i));
             }
         }
         DELTA_REF | REF_BEFORE | REF_AFTER => {
             let rf = reference.expect("checked");
             for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
-                *o = f32::from_bits(bits(ref_word(t, rf, i, kw).wrapping_add(c), i));
+                *o = f32::from_bits(bits!(ref_word(t, rf, i, kw).wrapping_add(c), i));
             }
         }
         MODEL => {
             let p = model.expect("checked");
             for (i, (o, &c)) in out.iter_mut().zip(codes.iter()).enumerate() {
                 let w = word((p[i] as f32).to_bits(), kw);
-                *o = f32::from_bits(bits(w.wrapping_add(c), i));
+                *o = f32::from_bits(bits!(w.wrapping_add(c), i));
             }
         }
         LAG => {
             for i in 0..n {
                 let p = i.checked_sub(lag).map_or(0, |j| word(out[j].to_bits(), kw));
-                out[i] = f32::from_bits(bits(p.wrapping_add(codes[i]), i));
+                out[i] = f32::from_bits(bits!(p.wrapping_add(codes[i]), i));
             }
         }
         REF_REPEAT | ROW_REPEAT => {
@@ -1352,15 +1372,50 @@ pub(super) fn decode(
                 let p = reps[i]
                     .checked_sub(1)
                     .map_or(0, |j| word(out[j as usize].to_bits(), kw));
-                out[i] = f32::from_bits(bits(p.wrapping_add(codes[i]), i));
+                out[i] = f32::from_bits(bits!(p.wrapping_add(codes[i]), i));
             }
         }
         SIGMA => {
             let (row, plane, half) = sigma_axes(grid, n).expect("checked");
             let mut walk = Walk::new(row, plane);
-            for i in 0..n {
+            for i in 0..half {
                 let p = sigma(out, i, walk.next(), row, plane, half, gain);
-                out[i] = f32::from_bits(bits(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
+                out[i] = f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
+            }
+            // The second half a row at a time: the row's predictions from the d's of the row
+            // above (each value's computed once, after its row), then its values; a plane's
+            // first row value by value.
+            let mut above = vec![0f64; row];
+            let mut preds = vec![0f32; row];
+            for start in (half..n).step_by(row) {
+                let r = start / row % (plane / row);
+                let line = start..start + row;
+                if r == 0 {
+                    let mut before = 0.0;
+                    for (c, i) in line.clone().enumerate() {
+                        let d = [before, 0.0, 0.0, 0.0, 0.0];
+                        let p = sigma_from(out[i - half], gain, d, sigma_has(c, 0, row));
+                        out[i] =
+                            f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
+                        before = sigma_d(out[i], out[i - half], gain);
+                        above[c] = before;
+                    }
+                    continue;
+                }
+                for (c, p) in preds.iter_mut().enumerate() {
+                    let has = sigma_has(c, r, row);
+                    let mut d = [0f64; SIGMA_PLACES];
+                    for (k, (dk, &h)) in d.iter_mut().zip(&has).enumerate() {
+                        if h {
+                            *dk = above[c + k - 2];
+                        }
+                    }
+                    *p = sigma_from(out[start + c - half], gain, d, has);
+                }
+                for (c, (i, p)) in line.zip(&preds).enumerate() {
+                    out[i] = f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
+                    above[c] = sigma_d(out[i], out[i - half], gain);
+                }
             }
         }
         _ => {
@@ -1368,7 +1423,7 @@ pub(super) fn decode(
             let mut walk = Walk::new(row, plane);
             for i in 0..n {
                 let p = lorenzo(t, out, i, walk.next(), row, plane);
-                out[i] = f32::from_bits(bits(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
+                out[i] = f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
             }
         }
     }
@@ -1459,10 +1514,11 @@ mod tests {
         } else {
             Vec::new()
         };
-        write_streams(&s.codes, &s.metric, &th, &mut coder, &mut s.split, &mut buf);
+        let cs = (&mut coder, &mut s.streams);
+        write_streams(&s.codes, &s.metric, &th, cs, &mut s.split, &mut buf);
         if low_bits > 0 {
             low_codes(col, k, low_bits, &mut s.low);
-            encode_stream(&s.low, segmented, &mut coder, &mut buf);
+            s.streams.encode(&s.low, segmented, &mut coder, &mut buf);
         }
         let mut out = vec![0f32; col.len()];
         let mut r = ByteReader::new(&buf[1..]);
@@ -1865,7 +1921,7 @@ mod tests {
             &s.codes,
             &s.metric,
             &th,
-            &mut coder,
+            (&mut coder, &mut s.streams),
             &mut s.split,
             &mut good,
         );

@@ -40,6 +40,7 @@
 
 mod ints;
 mod lattice;
+mod streams;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, unzigzag64, zigzag64};
 use crate::element::{Element, as_f32};
@@ -80,6 +81,13 @@ pub(crate) struct LosslessScratch {
     ints: ints::IntScratch,
     int_out: Vec<u8>,
     lattice: lattice::Lattice,
+}
+
+impl LosslessScratch {
+    /// Borrows idle cores from `spare` for the segments of long columns' streams.
+    pub(crate) fn lending(&mut self, spare: std::sync::Arc<crate::spare::Spare>) {
+        self.ints.streams.lending(spare);
+    }
 }
 
 #[inline(always)]
