@@ -69,6 +69,7 @@ use crate::predict::Grid;
 use std::ops::Range;
 
 use super::streams::{STREAM_SEGMENT, Streams};
+use crate::disjoint::Disjoint;
 
 /// Value words, no prediction.
 pub(super) const VALUE: u8 = 4;
@@ -1376,47 +1377,8 @@ pub(super) fn decode(
             }
         }
         SIGMA => {
-            let (row, plane, half) = sigma_axes(grid, n).expect("checked");
-            let mut walk = Walk::new(row, plane);
-            for i in 0..half {
-                let p = sigma(out, i, walk.next(), row, plane, half, gain);
-                out[i] = f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
-            }
-            // The second half a row at a time: the row's predictions from the d's of the row
-            // above (each value's computed once, after its row), then its values; a plane's
-            // first row value by value.
-            let mut above = vec![0f64; row];
-            let mut preds = vec![0f32; row];
-            for start in (half..n).step_by(row) {
-                let r = start / row % (plane / row);
-                let line = start..start + row;
-                if r == 0 {
-                    let mut before = 0.0;
-                    for (c, i) in line.clone().enumerate() {
-                        let d = [before, 0.0, 0.0, 0.0, 0.0];
-                        let p = sigma_from(out[i - half], gain, d, sigma_has(c, 0, row));
-                        out[i] =
-                            f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
-                        before = sigma_d(out[i], out[i - half], gain);
-                        above[c] = before;
-                    }
-                    continue;
-                }
-                for (c, p) in preds.iter_mut().enumerate() {
-                    let has = sigma_has(c, r, row);
-                    let mut d = [0f64; SIGMA_PLACES];
-                    for (k, (dk, &h)) in d.iter_mut().zip(&has).enumerate() {
-                        if h {
-                            *dk = above[c + k - 2];
-                        }
-                    }
-                    *p = sigma_from(out[start + c - half], gain, d, has);
-                }
-                for (c, (i, p)) in line.zip(&preds).enumerate() {
-                    out[i] = f32::from_bits(bits!(word(p.to_bits(), kw).wrapping_add(codes[i]), i));
-                    above[c] = sigma_d(out[i], out[i - half], gain);
-                }
-            }
+            let axes = sigma_axes(grid, n).expect("checked");
+            sigma_rebuild(out, axes, gain, (codes, low), (kw, k), s.streams.spare());
         }
         _ => {
             let (row, plane) = axes.expect("checked");
@@ -1428,6 +1390,128 @@ pub(super) fn decode(
         }
     }
     Ok(())
+}
+
+/// Rebuilds the values of a [`SIGMA`] column (rows of `row`, planes of `plane`, halves of
+/// `half`, gain `a`) from their `codes` and `low` bits at shifts `(kw, k)`, into `out`.
+///
+/// The first half (Lorenzo over 2 axes) is rebuilt row by row, each row from the one before;
+/// the second a row at a time, its predictions from the d's of the row above (each value's
+/// computed once, after its row; a plane's first row value by value) and from the first
+/// half's row at the same place. The two halves are two tasks, the second on an idle core
+/// from `spare` where there is one: it waits for each first-half row it reads, which the
+/// first task publishes as it finishes it. Without an idle core they run one after the other.
+#[allow(unsafe_code)]
+fn sigma_rebuild(
+    out: &mut [f32],
+    (row, plane, half): (usize, usize, usize),
+    a: f64,
+    (codes, low): (&[i32], &[i32]),
+    (kw, k): (u32, u32),
+    spare: &crate::spare::Spare,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rows = half / row;
+    // First-half rows finished (and written to `out`).
+    let done = AtomicUsize::new(0);
+    // Publishes every row when the first task ends, however it ends, so the second never
+    // waits for a row that will not come.
+    struct Finish<'a>(&'a AtomicUsize, usize);
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.0.store(self.1, Ordering::Release);
+        }
+    }
+    let shared = Disjoint::new(out);
+    let rebuild = |v: i32, i: usize| f32::from_bits(value_bits(v, i, (kw, k), low));
+    let first = || {
+        let _finish = Finish(&done, rows);
+        // The row before and this one, as the Lorenzo prediction reads them.
+        let mut two = vec![0f32; 2 * row];
+        for r in 0..rows {
+            let rp = r % (plane / row);
+            let start = r * row;
+            for c in 0..row {
+                let p = lorenzo(LORENZO_2, &two, row + c, (c, rp), row, plane);
+                let i = start + c;
+                two[row + c] = rebuild(word(p.to_bits(), kw).wrapping_add(codes[i]), i);
+            }
+            // SAFETY: the second task reads a first-half row only once `done` counts it (the
+            // Release below); nothing else touches this row.
+            unsafe { shared.slice_mut(start, row) }.copy_from_slice(&two[row..]);
+            done.store(r + 1, Ordering::Release);
+            two.copy_within(row.., 0);
+        }
+    };
+    let second = || {
+        let mut above = vec![0f64; row];
+        let mut preds = vec![0f32; row];
+        for r2 in 0..rows {
+            let start = half + r2 * row;
+            let r = r2 % (plane / row);
+            // The first half's row at the same place, once the first task has written it.
+            let mut spins = 0u32;
+            while done.load(Ordering::Acquire) <= r2 {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            // SAFETY: the first task wrote this row before counting it in `done` (Acquire
+            // above) and writes it no more; this task alone writes the second half.
+            let (us, xs) = unsafe {
+                (
+                    shared.slice(start - half, row),
+                    shared.slice_mut(start, row),
+                )
+            };
+            if r == 0 {
+                let mut before = 0.0;
+                for (c, (x, &u)) in xs.iter_mut().zip(us).enumerate() {
+                    let d = [before, 0.0, 0.0, 0.0, 0.0];
+                    let p = sigma_from(u, a, d, sigma_has(c, 0, row));
+                    let i = start + c;
+                    *x = rebuild(word(p.to_bits(), kw).wrapping_add(codes[i]), i);
+                    before = sigma_d(*x, u, a);
+                    above[c] = before;
+                }
+                continue;
+            }
+            for (c, (p, &u)) in preds.iter_mut().zip(us).enumerate() {
+                *p = if c >= 2 && c + 2 < row {
+                    let d = [
+                        above[c - 2],
+                        above[c - 1],
+                        above[c],
+                        above[c + 1],
+                        above[c + 2],
+                    ];
+                    sigma_from(u, a, d, [true; SIGMA_PLACES])
+                } else {
+                    let has = sigma_has(c, r, row);
+                    let mut d = [0f64; SIGMA_PLACES];
+                    for (j, (dj, &h)) in d.iter_mut().zip(&has).enumerate() {
+                        if h {
+                            *dj = above[c + j - 2];
+                        }
+                    }
+                    sigma_from(u, a, d, has)
+                };
+            }
+            for (c, ((x, &p), &u)) in xs.iter_mut().zip(&preds).zip(us).enumerate() {
+                let i = start + c;
+                *x = rebuild(word(p.to_bits(), kw).wrapping_add(codes[i]), i);
+                above[c] = sigma_d(*x, u, a);
+            }
+        }
+    };
+    spare.share(
+        2,
+        &mut [(), ()],
+        |task, _| if task == 0 { first() } else { second() },
+    );
 }
 
 #[cfg(test)]
@@ -1867,6 +1951,17 @@ mod tests {
             assert!((a / gain - 1.0).abs() < 0.1, "gain {a} for {gain}");
             let buf = chosen(&f, grid);
             assert_eq!(parse_id(buf[0]).0, SIGMA, "transform {}", buf[0]);
+            // Rebuilt with the second half on a lent core (waiting for the first half's
+            // rows as they come): the same bits, however the two tasks interleave.
+            let mut s = IntScratch::default();
+            s.streams.lending(crate::spare::Spare::new(1));
+            let mut coder = CodeCoder::new();
+            for _ in 0..20 {
+                let mut out = vec![0f32; f.len()];
+                let cs = (&mut coder, &mut s);
+                decode_bare(buf[0], &buf[1..], grid, cs, &mut out).unwrap();
+                assert!(out.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
             let g = (None, &[][..], None);
             let lorenzo = round_trip_as(LORENZO_2, &f, g, grid, 8, 0);
             assert!(

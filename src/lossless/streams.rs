@@ -42,6 +42,11 @@ impl Streams {
         self.spare = spare;
     }
 
+    /// The idle cores lent (for the column's other tasks).
+    pub(super) fn spare(&self) -> &Spare {
+        &self.spare
+    }
+
     /// Appends `codes` as one stream with `coder`, or where `segmented` as one stream per
     /// [`STREAM_SEGMENT`] codes, binned streams allowed as `coder` allows them.
     pub(super) fn encode(
