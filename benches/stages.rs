@@ -11,7 +11,8 @@ use baler::stages::{Chunks, Entropy, Lossless, dequantize, quantize};
 use baler::{
     ArraySpec, Bound, BoundSpec, Bounds, CompressOptions, DType, compress_slice, decompress_to_vec,
 };
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
 use common::table;
@@ -45,6 +46,27 @@ fn field_group(c: &mut Criterion, name: &str, field: &[f32], row: usize, plane: 
         })
     });
     g.finish();
+}
+
+/// `compress/T-thread` and `decompress-into/T-thread` of `data` (of `spec`, one chunk) for 1
+/// and 2 threads, with `opts` and its container `packed`: with two, the second worker has no
+/// chunk and lends its core to the first one's tasks (`src/spare.rs`).
+fn by_threads(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    (data, spec): (&[f32], &ArraySpec),
+    opts: &CompressOptions,
+    packed: &[u8],
+) {
+    for threads in [1, 2] {
+        let opts = opts.clone().threads(threads);
+        g.bench_function(format!("compress/{threads}-thread"), |b| {
+            b.iter(|| compress_slice(black_box(data), spec, &opts).unwrap())
+        });
+        let mut out = vec![0f32; data.len()];
+        g.bench_function(format!("decompress-into/{threads}-thread"), |b| {
+            b.iter(|| baler::decompress_into(black_box(packed), &mut out, threads).unwrap())
+        });
+    }
 }
 
 fn stages(c: &mut Criterion) {
@@ -195,16 +217,19 @@ fn stages(c: &mut Criterion) {
     // One chunk on one thread and on two: the second worker has no chunk, and lends its core
     // to the first one's segments and to the parts of its interpolation's large passes
     // (`src/spare.rs`, `src/disjoint.rs`).
-    for threads in [1, 2] {
-        let opts = opts.clone().threads(threads);
-        g.bench_function(format!("compress/{threads}-thread"), |b| {
-            b.iter(|| compress_slice(black_box(&field), &spec, &opts).unwrap())
-        });
-        let mut out = vec![0f32; field.len()];
-        g.bench_function(format!("decompress-into/{threads}-thread"), |b| {
-            b.iter(|| baler::decompress_into(black_box(&packed), &mut out, threads).unwrap())
-        });
-    }
+    by_threads(&mut g, (&field, &spec), &opts, &packed);
+    g.finish();
+
+    // A telescope frame's science and error planes (fixtures/hst_frame.npy, 2 x 128 x 128),
+    // lossless: one chunk, the error plane predicted from the science plane, the two halves
+    // rebuilt as two tasks where a second core is idle.
+    let (frame, shape) = common::fixture("hst_frame");
+    let mut g = c.benchmark_group("pipeline-frame-lossless");
+    g.throughput(Throughput::Bytes((frame.len() * 4) as u64));
+    let spec = ArraySpec::new(DType::F32, shape.iter().map(|&d| d as u64).collect());
+    let lossless = CompressOptions::new(Bounds::new(BoundSpec::Lossless));
+    let packed = compress_slice(&frame, &spec, &lossless).unwrap();
+    by_threads(&mut g, (&frame, &spec), &lossless, &packed);
     g.finish();
 
     // A smooth 2-D field of 1024 x 1024 (a telescope image's size): the interpolation's passes
