@@ -167,7 +167,7 @@ impl Segments {
         }
         let threads = threads(&mut self.scratch, segments);
         decode_parts(
-            (r, k, SEGMENT),
+            (r, k.chunks_mut(SEGMENT)),
             |r, s, len| skip_either(r, len - of(s).len()),
             (spare, threads),
             |mine, r, s, dst| decode_segment(mine, r, of(s), s * SEGMENT, dst),
@@ -175,19 +175,19 @@ impl Segments {
     }
 }
 
-/// Decodes one stream for each part of `len` codes of `k` (the last shorter) from `r`, each
-/// as a task: first steps over the streams to find where each starts (`skip(r, part, its
-/// length)`), then decodes each (`decode(scratch, r, part, its codes)`) on the calling thread
-/// or on idle cores from `spare`, each thread with its scratch in `threads`, and checks that
-/// each ends where the next starts.
-pub(crate) fn decode_parts<S: Send>(
-    (r, k, len): (&mut ByteReader<'_>, &mut [i32], usize),
+/// Decodes one stream for each of `parts` (slices of codes to fill, in the order their streams
+/// follow each other in `r`), each as a task: first steps over the streams to find where each
+/// starts (`skip(r, part, its length)`), then decodes each (`decode(scratch, r, part, its
+/// codes)`) on the calling thread or on idle cores from `spare`, each thread with its scratch
+/// in `threads`, and checks that each ends where the next starts.
+pub(crate) fn decode_parts<'k, S: Send>(
+    (r, parts): (&mut ByteReader<'_>, impl Iterator<Item = &'k mut [i32]>),
     skip: impl Fn(&mut ByteReader<'_>, usize, usize) -> DecodeResult<()>,
     (spare, threads): (&Spare, &mut [S]),
     decode: impl Fn(&mut S, &mut ByteReader<'_>, usize, &mut [i32]) -> DecodeResult<()> + Sync,
 ) -> DecodeResult<()> {
-    let mut tasks = Vec::with_capacity(k.len().div_ceil(len));
-    for (s, dst) in k.chunks_mut(len).enumerate() {
+    let mut tasks = Vec::new();
+    for (s, dst) in parts.enumerate() {
         let start = r.clone();
         skip(r, s, dst.len())?;
         tasks.push(Mutex::new(Task {

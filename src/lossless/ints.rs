@@ -683,7 +683,7 @@ fn write_streams(
     out.extend_from_slice(thresholds);
     if thresholds.is_empty() {
         put_uvarint(out, codes.len() as u64);
-        streams.encode(codes, segmented, coder, out);
+        streams.encode(&[codes], segmented, coder, out);
         return;
     }
     split.resize_with(thresholds.len() + 1, Vec::new);
@@ -696,13 +696,13 @@ fn write_streams(
     for s in split.iter().take(thresholds.len() + 1) {
         put_uvarint(out, s.len() as u64);
     }
-    for s in split
+    let classes: Vec<&[i32]> = split
         .iter()
         .take(thresholds.len() + 1)
         .filter(|s| !s.is_empty())
-    {
-        streams.encode(s, segmented, coder, out);
-    }
+        .map(|s| &s[..])
+        .collect();
+    streams.encode(&classes, segmented, coder, out);
 }
 
 /// A quick estimate of what [`CodeCoder`] spends on `codes`, in bits: the order-0 entropy of
@@ -1160,7 +1160,7 @@ fn write_body(
         }
     }
     if low_bits > 0 {
-        streams.encode(low, segmented, coder, out);
+        streams.encode(&[low], segmented, coder, out);
     }
 }
 
@@ -1280,12 +1280,8 @@ pub(super) fn decode(
     let mut counts = [0usize; MAX_CLASSES];
     read_context_counts(r, n, &mut counts[..classes])?;
     s.split.resize_with(classes.max(s.split.len()), Vec::new);
-    for (j, &c) in counts.iter().enumerate().take(classes) {
-        s.split[j].clear();
-        if c > 0 {
-            s.streams.decode(r, c, segmented, coder, &mut s.split[j])?;
-        }
-    }
+    let split = (&counts[..classes], &mut s.split[..classes]);
+    s.streams.decode(r, split, segmented, coder)?;
     let reps = &mut s.reps[0];
     reps.clear();
     if t == REF_REPEAT || t == ROW_REPEAT {
@@ -1323,7 +1319,8 @@ pub(super) fn decode(
     let low = &mut s.low;
     low.clear();
     if low_bits > 0 {
-        s.streams.decode(r, n, segmented, coder, low)?;
+        s.streams
+            .decode(r, (&[n], std::slice::from_mut(low)), segmented, coder)?;
         if low.iter().any(|&b| !(0..1 << low_bits).contains(&b)) {
             return Err(Malformed::new("lossless low bits out of range"));
         }
@@ -1602,7 +1599,7 @@ mod tests {
         write_streams(&s.codes, &s.metric, &th, cs, &mut s.split, &mut buf);
         if low_bits > 0 {
             low_codes(col, k, low_bits, &mut s.low);
-            s.streams.encode(&s.low, segmented, &mut coder, &mut buf);
+            s.streams.encode(&[&s.low], segmented, &mut coder, &mut buf);
         }
         let mut out = vec![0f32; col.len()];
         let mut r = ByteReader::new(&buf[1..]);

@@ -1,8 +1,9 @@
-//! A bit-exact column's code streams: one [`CodeCoder`] stream, or (format version 8, a column
-//! longer than [`STREAM_SEGMENT`] codes) one per segment of that many codes, the last one
-//! shorter — coded and decoded each as a task, on the calling thread or on a core the
-//! pipeline's workers left idle ([`crate::spare`]): a file of one chunk, such as a telescope
-//! frame's two planes coded together, codes on both cores.
+//! A bit-exact column's code streams (one, or one per class of its codes): each one
+//! [`CodeCoder`] stream, or (format version 8, a column longer than [`STREAM_SEGMENT`] codes)
+//! one per segment of that many codes, the last one shorter — coded and decoded each as a
+//! task, on the calling thread or on a core the pipeline's workers left idle
+//! ([`crate::spare`]): a file of one chunk, such as a telescope frame's two planes coded
+//! together, codes on both cores.
 //!
 //! A segment's stream depends on its codes alone (and on whether binned streams are allowed,
 //! the same for the whole column), so the bytes are the same however the segments are shared
@@ -47,59 +48,90 @@ impl Streams {
         &self.spare
     }
 
-    /// Appends `codes` as one stream with `coder`, or where `segmented` as one stream per
-    /// [`STREAM_SEGMENT`] codes, binned streams allowed as `coder` allows them.
+    /// Appends each of `streams` in turn, each as one stream, or where `segmented` as one
+    /// per [`STREAM_SEGMENT`] codes (an empty one as one empty stream), binned streams
+    /// allowed as `coder` allows them. The streams and segments are tasks of their own.
     pub(super) fn encode(
         &mut self,
-        codes: &[i32],
+        streams: &[&[i32]],
         segmented: bool,
         coder: &mut CodeCoder,
         out: &mut Vec<u8>,
     ) {
-        let segments = codes.len().div_ceil(STREAM_SEGMENT);
-        if !segmented || segments <= 1 {
-            coder.encode(codes, out);
+        let parts: Vec<&[i32]> = streams
+            .iter()
+            .flat_map(|&codes| {
+                let len = if segmented && !codes.is_empty() {
+                    STREAM_SEGMENT
+                } else {
+                    codes.len().max(1)
+                };
+                codes.chunks(len).chain(codes.is_empty().then_some(codes))
+            })
+            .collect();
+        if let [one] = parts[..] {
+            coder.encode(one, out);
             return;
         }
-        if self.bytes.len() < segments {
-            self.bytes.resize_with(segments, Default::default);
+        if self.bytes.len() < parts.len() {
+            self.bytes.resize_with(parts.len(), Default::default);
         }
-        let bytes = &self.bytes[..segments];
+        let bytes = &self.bytes[..parts.len()];
         let binned = coder.binned();
-        let threads = threads(&mut self.scratch, segments);
-        self.spare.share(segments, threads, |s, mine| {
-            let seg = &codes[s * STREAM_SEGMENT..((s + 1) * STREAM_SEGMENT).min(codes.len())];
+        let threads = threads(&mut self.scratch, parts.len());
+        self.spare.share(parts.len(), threads, |s, mine| {
             let mut b = bytes[s].lock().unwrap_or_else(|e| e.into_inner());
             b.clear();
             mine.coder.allow_binned(binned);
-            mine.coder.encode(seg, &mut b);
+            mine.coder.encode(parts[s], &mut b);
         });
         for b in bytes {
             out.extend_from_slice(&b.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }
 
-    /// Reads `n` codes written by [`encode`](Self::encode) into `out` (replacing its
-    /// contents).
+    /// Reads streams written by [`encode`](Self::encode): `counts[j]` codes into `outs[j]`
+    /// (replacing its contents) for each `j` whose count is not 0, in turn.
     pub(super) fn decode(
         &mut self,
         r: &mut ByteReader<'_>,
-        n: usize,
+        (counts, outs): (&[usize], &mut [Vec<i32>]),
         segmented: bool,
         coder: &mut CodeCoder,
-        out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
-        if !segmented || n <= STREAM_SEGMENT {
-            return coder.decode(r, n, out);
+        let n_parts: usize = counts
+            .iter()
+            .map(|&c| match c {
+                0 => 0,
+                _ if segmented => c.div_ceil(STREAM_SEGMENT),
+                _ => 1,
+            })
+            .sum();
+        if n_parts <= 1 {
+            for (&c, out) in counts.iter().zip(outs.iter_mut()) {
+                if c > 0 {
+                    coder.decode(r, c, out)?;
+                } else {
+                    out.clear();
+                }
+            }
+            return Ok(());
         }
-        let segments = n.div_ceil(STREAM_SEGMENT);
-        // One allocation for the whole stream (a column grown segment by segment maps and
-        // touches fresh pages that threads decoding at once pay for together).
-        out.clear();
-        out.resize(n, 0);
-        let threads = threads(&mut self.scratch, segments);
+        // One allocation for each stream (a column grown segment by segment maps and touches
+        // fresh pages that threads decoding at once pay for together).
+        for (&c, out) in counts.iter().zip(outs.iter_mut()) {
+            out.clear();
+            out.resize(c, 0);
+        }
+        let len = if segmented {
+            STREAM_SEGMENT
+        } else {
+            usize::MAX
+        };
+        let parts = outs.iter_mut().flat_map(|o| o.chunks_mut(len));
+        let threads = threads(&mut self.scratch, n_parts);
         decode_parts(
-            (r, out, STREAM_SEGMENT),
+            (r, parts),
             |r, _, _| skip(r),
             (&self.spare, threads),
             |mine, r, _, dst| {
@@ -117,63 +149,69 @@ mod tests {
     use crate::segments::tests::codes;
 
     #[test]
-    fn segments_shared_out_code_and_decode_as_on_one_thread() {
+    fn streams_and_segments_shared_out_code_and_decode_as_on_one_thread() {
         let all = codes(3 * STREAM_SEGMENT + 4321, 5);
+        // Classes of a column: one long (segmented), one short, one empty (not written).
+        let classes: [&[i32]; 3] = [&all[..2 * STREAM_SEGMENT + 7], &all[100..9000], &[]];
         let spare = Spare::new(3);
         for binned in [false, true] {
             let mut coder = CodeCoder::new();
             coder.allow_binned(binned);
-            // One thread, segment by segment, as format version 8 defines the streams.
-            let mut want = Vec::new();
-            for seg in all.chunks(STREAM_SEGMENT) {
-                coder.encode(seg, &mut want);
-            }
-            for lent in [false, true] {
-                let mut st = Streams::default();
-                if lent {
-                    st.lending(Arc::clone(&spare));
+            for segmented in [true, false] {
+                // One thread, stream by stream and segment by segment, as the format defines
+                // them.
+                let mut want = Vec::new();
+                for c in classes.iter().filter(|c| !c.is_empty()) {
+                    let len = if segmented { STREAM_SEGMENT } else { c.len() };
+                    for seg in c.chunks(len) {
+                        coder.encode(seg, &mut want);
+                    }
                 }
-                let mut got = Vec::new();
-                st.encode(&all, true, &mut coder, &mut got);
-                assert_eq!(got, want, "binned {binned}, lent {lent}");
-                let mut back = vec![7; 3];
-                let mut r = ByteReader::new(&got);
-                st.decode(&mut r, all.len(), true, &mut coder, &mut back)
-                    .unwrap();
-                assert!(r.is_empty());
-                assert_eq!(back, all);
-                // Truncated or corrupted: errors, never a panic.
-                for cut in [1, got.len() / 3, got.len() - 1] {
-                    let mut r = ByteReader::new(&got[..cut]);
-                    assert!(
-                        st.decode(&mut r, all.len(), true, &mut coder, &mut back)
-                            .is_err()
+                let written: Vec<&[i32]> =
+                    classes.iter().copied().filter(|c| !c.is_empty()).collect();
+                let counts: Vec<usize> = classes.iter().map(|c| c.len()).collect();
+                for lent in [false, true] {
+                    let mut st = Streams::default();
+                    if lent {
+                        st.lending(Arc::clone(&spare));
+                    }
+                    let mut got = Vec::new();
+                    st.encode(&written, segmented, &mut coder, &mut got);
+                    assert_eq!(
+                        got, want,
+                        "binned {binned}, segmented {segmented}, lent {lent}"
                     );
+                    let mut back = vec![vec![7; 3]; 3];
+                    let mut r = ByteReader::new(&got);
+                    st.decode(&mut r, (&counts, &mut back), segmented, &mut coder)
+                        .unwrap();
+                    assert!(r.is_empty());
+                    for (b, c) in back.iter().zip(&classes) {
+                        assert_eq!(&b[..], *c);
+                    }
+                    // Truncated or corrupted: errors, never a panic.
+                    for cut in [1, got.len() / 3, got.len() - 1] {
+                        let mut r = ByteReader::new(&got[..cut]);
+                        let res = st.decode(&mut r, (&counts, &mut back), segmented, &mut coder);
+                        assert!(res.is_err());
+                    }
+                    let mut bad = got.clone();
+                    for i in (0..bad.len()).step_by(997) {
+                        bad[i] ^= 0x5a;
+                    }
+                    let mut r = ByteReader::new(&bad);
+                    let _ = st.decode(&mut r, (&counts, &mut back), segmented, &mut coder);
                 }
-                let mut bad = got.clone();
-                for i in (0..bad.len()).step_by(997) {
-                    bad[i] ^= 0x5a;
-                }
-                let _ = st.decode(
-                    &mut ByteReader::new(&bad),
-                    all.len(),
-                    true,
-                    &mut coder,
-                    &mut back,
-                );
             }
         }
-        // Short or unsegmented: one stream.
+        // One short stream, and an empty one: as the coder writes them.
         let mut st = Streams::default();
         let mut coder = CodeCoder::new();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        st.encode(&all[..1000], true, &mut coder, &mut a);
-        coder.encode(&all[..1000], &mut b);
-        assert_eq!(a, b);
-        let mut c = Vec::new();
-        st.encode(&all, false, &mut coder, &mut c);
-        let mut d = Vec::new();
-        coder.encode(&all, &mut d);
-        assert_eq!(c, d);
+        for c in [&all[..1000], &[][..]] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            st.encode(&[c], true, &mut coder, &mut a);
+            coder.encode(c, &mut b);
+            assert_eq!(a, b);
+        }
     }
 }
