@@ -113,35 +113,32 @@ impl Segments {
             Stream::ByPosition(c) => (c, true),
         };
         let segments = all.len().div_ceil(SEGMENT);
-        if self.streams.len() < segments {
-            self.streams.resize_with(segments, Default::default);
-        }
-        let streams = &self.streams[..segments];
         let threads = threads(&mut self.scratch, segments);
-        spare.share(segments, threads, |s, mine| {
-            let Scratch {
-                coder,
-                split,
-                codes,
-            } = mine;
-            let (base, end) = (s * SEGMENT, ((s + 1) * SEGMENT).min(all.len()));
-            let seg = if by_position {
-                let rel = exc[positions_within(exc, base, end)]
-                    .iter()
-                    .map(|&p| p as usize - base);
-                gather(&all[base..end], rel, codes);
-                &codes[..]
-            } else {
-                &all[base..end]
-            };
-            let mut bytes = streams[s].lock().unwrap_or_else(|e| e.into_inner());
-            bytes.clear();
-            coder.allow_binned(binned);
-            coder.encode_either(seg, split, &mut bytes);
-        });
-        for bytes in streams {
-            out.extend_from_slice(&bytes.lock().unwrap_or_else(|e| e.into_inner()));
-        }
+        encode_parts(
+            segments,
+            &mut self.streams,
+            (spare, threads),
+            out,
+            |s, mine, bytes| {
+                let Scratch {
+                    coder,
+                    split,
+                    codes,
+                } = mine;
+                let (base, end) = (s * SEGMENT, ((s + 1) * SEGMENT).min(all.len()));
+                let seg = if by_position {
+                    let rel = exc[positions_within(exc, base, end)]
+                        .iter()
+                        .map(|&p| p as usize - base);
+                    gather(&all[base..end], rel, codes);
+                    &codes[..]
+                } else {
+                    &all[base..end]
+                };
+                coder.allow_binned(binned);
+                coder.encode_either(seg, split, bytes);
+            },
+        );
     }
 
     /// Decodes the streams of the segments of `k` from `r` into `k`: for a
@@ -172,6 +169,31 @@ impl Segments {
             (spare, threads),
             |mine, r, s, dst| decode_segment(mine, r, of(s), s * SEGMENT, dst),
         )
+    }
+}
+
+/// Appends one stream for each of `parts` parts to `out`, in order, each coded as a task
+/// (`encode(part, scratch, its bytes)`, the bytes empty) on the calling thread or on idle cores
+/// from `spare`, each thread with its scratch in `threads`; `bytes` holds each part's stream
+/// meanwhile (kept, so its buffers serve the next column).
+pub(crate) fn encode_parts<S: Send>(
+    parts: usize,
+    bytes: &mut Vec<Mutex<Vec<u8>>>,
+    (spare, threads): (&Spare, &mut [S]),
+    out: &mut Vec<u8>,
+    encode: impl Fn(usize, &mut S, &mut Vec<u8>) + Sync,
+) {
+    if bytes.len() < parts {
+        bytes.resize_with(parts, Default::default);
+    }
+    let bytes = &bytes[..parts];
+    spare.share(parts, threads, |s, mine| {
+        let mut b = bytes[s].lock().unwrap_or_else(|e| e.into_inner());
+        b.clear();
+        encode(s, mine, &mut b);
+    });
+    for b in bytes {
+        out.extend_from_slice(&b.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
 

@@ -374,15 +374,18 @@ fn sigma(
         return lorenzo(LORENZO_2, x, i, (c, r), row, plane);
     }
     let has = sigma_has(c, r, row);
-    let mut d = [0f64; SIGMA_PLACES];
-    for (k, (dk, &h)) in d.iter_mut().zip(&has).enumerate() {
-        if h {
-            // The value before on a first row; the row above's, two before to two after.
-            let j = if r == 0 { i - 1 } else { i - row + k - 2 };
-            *dk = sigma_d(x[j], x[j - half], a);
-        }
-    }
+    let d = sigma_near(has, |k| {
+        // The value before on a first row; the row above's, two before to two after.
+        let j = if r == 0 { i - 1 } else { i - row + k - 2 };
+        sigma_d(x[j], x[j - half], a)
+    });
     sigma_from(x[i - half], a, d, has)
+}
+
+/// The `d` of each of [`SIGMA_PLACES`] that `has` says exists, `d_at(place)`; 0 elsewhere.
+#[inline(always)]
+fn sigma_near(has: [bool; SIGMA_PLACES], d_at: impl Fn(usize) -> f64) -> [f64; SIGMA_PLACES] {
+    std::array::from_fn(|k| if has[k] { d_at(k) } else { 0.0 })
 }
 
 /// Pairs of neighbours sampled for [`SIGMA`]'s gain.
@@ -1488,13 +1491,7 @@ fn sigma_rebuild(
                     sigma_from(u, a, d, [true; SIGMA_PLACES])
                 } else {
                     let has = sigma_has(c, r, row);
-                    let mut d = [0f64; SIGMA_PLACES];
-                    for (j, (dj, &h)) in d.iter_mut().zip(&has).enumerate() {
-                        if h {
-                            *dj = above[c + j - 2];
-                        }
-                    }
-                    sigma_from(u, a, d, has)
+                    sigma_from(u, a, sigma_near(has, |j| above[c + j - 2]), has)
                 };
             }
             for (c, ((x, &p), &u)) in xs.iter_mut().zip(&preds).zip(us).enumerate() {

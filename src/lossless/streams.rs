@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::bytes::{ByteReader, DecodeResult};
 use crate::entropy::{CodeCoder, skip};
-use crate::segments::{decode_parts, threads};
+use crate::segments::{decode_parts, encode_parts, threads};
 use crate::spare::Spare;
 
 /// Codes per entropy-coded stream of a segmented column.
@@ -73,21 +73,13 @@ impl Streams {
             coder.encode(one, out);
             return;
         }
-        if self.bytes.len() < parts.len() {
-            self.bytes.resize_with(parts.len(), Default::default);
-        }
-        let bytes = &self.bytes[..parts.len()];
         let binned = coder.binned();
         let threads = threads(&mut self.scratch, parts.len());
-        self.spare.share(parts.len(), threads, |s, mine| {
-            let mut b = bytes[s].lock().unwrap_or_else(|e| e.into_inner());
-            b.clear();
+        let lent = (&*self.spare, threads);
+        encode_parts(parts.len(), &mut self.bytes, lent, out, |s, mine, b| {
             mine.coder.allow_binned(binned);
-            mine.coder.encode(parts[s], &mut b);
+            mine.coder.encode(parts[s], b);
         });
-        for b in bytes {
-            out.extend_from_slice(&b.lock().unwrap_or_else(|e| e.into_inner()));
-        }
     }
 
     /// Reads streams written by [`encode`](Self::encode): `counts[j]` codes into `outs[j]`
