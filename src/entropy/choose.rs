@@ -19,34 +19,20 @@ const FINE_EXACT: usize = 1 << FINE_EXACT_BITS;
 /// Above the exact bins: one bin per (exponent, top 3 mantissa bits).
 const FINE_BINS: usize = FINE_EXACT + ((32 - FINE_EXACT_BITS as usize) << 3);
 
+/// Widths a bin may take: `2^0` to `2^32` values.
+const WIDTHS: usize = 33;
+/// [`WIDTHS`] padded to a whole number of vectors of eight.
+const LANES: usize = 40;
+
 /// Scratch of [`plan_bins`]: the dynamic program's table and the suffix sums of the counts.
 #[derive(Debug, Default)]
 pub(super) struct BinPlan {
-    /// `best[i]`: the cheapest plan for `vals[i..]`, and the width of its first bin.
-    best: Vec<(f64, u8)>,
+    /// `cost[i]`: the cost of the cheapest plan for `vals[i..]`; `width[i]`: the width of its
+    /// first bin.
+    cost: Vec<f64>,
+    width: Vec<u8>,
     /// `suffix[i] = Σ counts[i..]`.
     suffix: Vec<u64>,
-}
-
-/// Counts below this have their [`fast_log2`] tabled ([`log2_count`]): a segment's streams
-/// never count more codes.
-const LOG2_TABLE: usize = (1 << 16) + 1;
-
-/// `fast_log2(c)` for a count `c ≥ 1`, from a table where `c` is below [`LOG2_TABLE`] (the
-/// binning plan evaluates it tens of times per code). The table holds exactly what
-/// `fast_log2` computes, so plans do not depend on which path priced them.
-#[inline]
-fn log2_count(c: u64) -> f64 {
-    static TABLE: std::sync::OnceLock<Box<[f64]>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        (0..LOG2_TABLE)
-            .map(|c| fast_log2(c.max(1) as f64))
-            .collect()
-    });
-    match table.get(c as usize) {
-        Some(&l) => l,
-        None => fast_log2(c as f64),
-    }
 }
 
 /// Plans bins for a stream of `n` codes whose sorted distinct values are `vals` (with their
@@ -54,6 +40,7 @@ fn log2_count(c: u64) -> f64 {
 /// values into ranges of power-of-two widths: a dynamic program from the largest value down,
 /// one pointer per width, so `O(m · 33)` for `m` distinct values. Returns the planned cost in
 /// bits (tables approximated by `bin_bits` each).
+#[allow(unsafe_code)]
 fn plan_bins(
     vals: &[i32],
     counts: &[u32],
@@ -62,57 +49,136 @@ fn plan_bins(
     plan: &mut BinPlan,
     bins: &mut Vec<Bin>,
 ) -> f64 {
-    const WIDTHS: usize = 33;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, checked just above.
+        unsafe { plan_avx512(vals, counts, n, bin_bits, plan) };
+        return bins_of(vals, counts, plan, bins);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { plan_avx2(vals, counts, n, bin_bits, plan) };
+        return bins_of(vals, counts, plan, bins);
+    }
+    plan_body(vals, counts, n, bin_bits, plan);
+    bins_of(vals, counts, plan, bins)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn plan_avx2(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64, plan: &mut BinPlan) {
+    plan_body(vals, counts, n, bin_bits, plan)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn plan_avx512(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64, plan: &mut BinPlan) {
+    plan_body(vals, counts, n, bin_bits, plan)
+}
+
+/// The dynamic program of [`plan_bins`], into `plan`. Each value's candidate bins are priced
+/// all at once, width by width in fixed arrays so that they run as vector lanes, lane by lane
+/// the same operations whatever the vector width: the plan does not depend on the CPU.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn plan_body(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64, plan: &mut BinPlan) {
     let m = vals.len();
     let log_n = fast_log2(n as f64);
-    let BinPlan { best, suffix } = plan;
-    best.clear();
-    best.resize(m + 1, (0.0, 0));
+    let BinPlan {
+        cost,
+        width,
+        suffix,
+    } = plan;
+    cost.clear();
+    cost.resize(m + 1, 0.0);
+    width.clear();
+    width.resize(m + 1, 0);
     suffix.clear();
     suffix.resize(m + 1, 0);
     for i in (0..m).rev() {
         suffix[i] = suffix[i + 1] + counts[i] as u64;
     }
-    // fast_log2 errs by under 5e-5: on a count that is at most n, 1e-4·n bits.
-    let slack = 1e-4 * n as f64 + 1.0;
-    let mut ends = [m; WIDTHS];
+    // `ends[w]`: one past the last value a bin of width `w` from the current value holds (32
+    // bits, so that the walk below runs in twice the lanes). The widths are padded to a
+    // whole number of vectors; the padding's bins never end below `m`, and are never chosen.
+    let mut ends = [m as u32; LANES];
+    let mut prices = [0.0f64; LANES];
+    let span: [i64; LANES] = std::array::from_fn(|w| (1i64 << w) - 1);
+    let widths: [f64; LANES] = std::array::from_fn(|w| w as f64);
     for i in (0..m).rev() {
-        let lo = vals[i] as i64;
-        let mut b = (f64::INFINITY, 0u8);
-        let mut prev_end = usize::MAX;
-        for (w, end) in ends.iter_mut().enumerate() {
-            let hi = lo + (1i64 << w) - 1;
-            if hi > i32::MAX as i64 {
-                break;
-            }
-            while *end > i + 1 && vals[*end - 1] as i64 > hi {
+        let lo = vals[i];
+        // Every width up to the gap to the next value holds this value alone (and costs more
+        // than width 0 for it).
+        let alone = match vals.get(i + 1) {
+            Some(&next) => 63 - (next as i64 - lo as i64).leading_zeros() as usize,
+            None => WIDTHS - 1,
+        };
+        for end in &mut ends[..=alone] {
+            *end = i as u32 + 1;
+        }
+        // Each bin's last value; wider bins than `i32::MAX` allows are never planned, and
+        // their ends stay at `m`.
+        let his: [i32; LANES] =
+            std::array::from_fn(|w| (lo as i64 + span[w]).min(i32::MAX as i64) as i32);
+        let top = (64 - (i32::MAX as i64 - lo as i64 + 1).leading_zeros() as usize).min(WIDTHS);
+        // Each end moves down past the values beyond its bin (`vals[i] <= hi`: never past
+        // `i + 1`): a step for every width at once, then the widths that need more, one by
+        // one (an end moves `m` steps in all, most of them one at a time).
+        let mut more = 0u64;
+        for (w, (end, &hi)) in ends.iter_mut().zip(&his).enumerate() {
+            // SAFETY: `i + 1 <= *end <= m = vals.len()`, and an end moves only past a value
+            // above `hi`, which `vals[i]` is not.
+            let v = unsafe { *vals.get_unchecked(*end as usize - 1) };
+            *end -= (v > hi) as u32;
+            let v = unsafe { *vals.get_unchecked(*end as usize - 1) };
+            more |= ((v > hi) as u64) << w;
+        }
+        while more != 0 {
+            let w = more.trailing_zeros() as usize;
+            more &= more - 1;
+            let end = &mut ends[w];
+            while vals[*end as usize - 1] > his[w] {
                 *end -= 1;
             }
-            let k = *end;
-            // A wider bin holding the same values only costs more.
-            if k == prev_end {
-                continue;
-            }
-            prev_end = k;
-            let c = suffix[i] - suffix[k];
-            let own = c as f64 * (w as f64 + log_n - log2_count(c)) + bin_bits;
-            let cost = own + best[k].0;
-            if cost < b.0 {
-                b = (cost, w as u8);
-            }
-            // From width 2 on, a bin's own cost only grows with its width (by at least
-            // 0.55 bits per code it gains, beyond the log's error): once it alone exceeds
-            // the best plan, no wider bin can be better.
-            if k == m || (w >= 2 && own > b.0 + slack) {
-                break;
-            }
         }
-        best[i] = b;
+        let total = suffix[i];
+        for (w, ((p, &end), &width)) in prices.iter_mut().zip(&ends).zip(&widths).enumerate() {
+            let end = end as usize;
+            // SAFETY: `end <= m`, and `suffix` and `cost` hold `m + 1`.
+            let (after, rest) = unsafe { (*suffix.get_unchecked(end), *cost.get_unchecked(end)) };
+            let c = total - after;
+            let own = c as f64 * (width + log_n - fast_log2(c as f64)) + bin_bits;
+            *p = if w < top { own + rest } else { f64::INFINITY };
+        }
+        // The first of equal costs: the narrowest (the least of the costs' total-order keys,
+        // for all lanes at once, then where it is).
+        let least = prices
+            .iter()
+            .map(|&p| order_key(p))
+            .fold(i64::MAX, i64::min);
+        let w = prices
+            .iter()
+            .position(|&p| order_key(p) == least)
+            .expect("the least is one of them");
+        (cost[i], width[i]) = (prices[w], w as u8);
     }
+}
+
+/// `x`'s bits as an integer ordered as `x` is (for finite `x`; `-0.0` before `0.0`).
+#[inline(always)]
+fn order_key(x: f64) -> i64 {
+    let k = x.to_bits() as i64;
+    k ^ ((k >> 63) & i64::MAX)
+}
+
+/// The bins of the plan in `plan` (into `bins`); returns the plan's cost.
+fn bins_of(vals: &[i32], counts: &[u32], plan: &BinPlan, bins: &mut Vec<Bin>) -> f64 {
+    let m = vals.len();
     bins.clear();
     let mut i = 0;
     while i < m {
-        let w = best[i].1 as u32;
+        let w = plan.width[i] as u32;
         let lo = vals[i] as i64;
         let hi = lo + (1i64 << w) - 1;
         let mut k = i;
@@ -124,7 +190,7 @@ fn plan_bins(
         bins.push(Bin { lo, w, count });
         i = k;
     }
-    best[0].0
+    plan.cost[0]
 }
 
 /// Magnitude counts for pricing hybrid layouts: for a bias and a sign mode, every difference
@@ -738,5 +804,107 @@ mod tests {
             .collect();
         ends.extend([i32::MIN, i32::MAX, i32::MAX - 1, i32::MIN + 1]);
         round_trip(&ends);
+    }
+
+    /// The plan by exhaustive search: every width from every value, each bin's end found by
+    /// scanning, the first of equal costs kept.
+    fn exhaustive(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64) -> (Vec<f64>, Vec<u8>) {
+        let m = vals.len();
+        let log_n = fast_log2(n as f64);
+        let mut cost = vec![0.0; m + 1];
+        let mut width = vec![0u8; m + 1];
+        for i in (0..m).rev() {
+            let mut b = (f64::INFINITY, 0u8);
+            for w in 0..WIDTHS {
+                let hi = vals[i] as i64 + (1i64 << w) - 1;
+                if hi > i32::MAX as i64 {
+                    break;
+                }
+                let k = (i..m).find(|&k| vals[k] as i64 > hi).unwrap_or(m);
+                let c: u64 = counts[i..k].iter().map(|&c| c as u64).sum();
+                let own = c as f64 * (w as f64 + log_n - fast_log2(c as f64)) + bin_bits;
+                if own + cost[k] < b.0 {
+                    b = (own + cost[k], w as u8);
+                }
+            }
+            (cost[i], width[i]) = b;
+        }
+        (cost, width)
+    }
+
+    /// Sorted distinct values and their counts, of several shapes: dense, heavy-tailed,
+    /// spread over the whole i32 range with both ends present.
+    fn histograms() -> Vec<(Vec<i32>, Vec<u32>)> {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            seed >> 11
+        };
+        let mut out = Vec::new();
+        for shape in 0..6 {
+            let n = [1, 2, 300, 2000, 2000, 2000][shape];
+            let mut codes: Vec<i32> = (0..n)
+                .map(|_| {
+                    let u = (next() as f64 + 0.5) / (1u64 << 53) as f64;
+                    let sign = if next() & 1 == 1 { 1.0 } else { -1.0 };
+                    match shape {
+                        0..=2 => (sign * 40.0 * u) as i32,
+                        3 => (sign * 30.0 * ((1.0 / u).powf(1.3) - 1.0)).clamp(-1e9, 1e9) as i32,
+                        4 => (sign * u * 2.1e9) as i32,
+                        _ => (sign * 1e4 * u * u) as i32,
+                    }
+                })
+                .collect();
+            if shape == 4 {
+                codes.extend([i32::MIN, i32::MAX, i32::MIN + 1, i32::MAX - 3]);
+            }
+            codes.sort_unstable();
+            let (mut vals, mut counts) = (Vec::new(), Vec::new());
+            for run in codes.chunk_by(|a, b| a == b) {
+                vals.push(run[0]);
+                counts.push(run.len() as u32);
+            }
+            out.push((vals, counts));
+        }
+        out
+    }
+
+    #[test]
+    fn the_bin_plan_is_the_exhaustive_search_s_on_every_path() {
+        for (vals, counts) in histograms() {
+            let n: u64 = counts.iter().map(|&c| c as u64).sum();
+            for bin_bits in [BIN_BITS, 4.0 * BIN_BITS] {
+                let (cost, width) = exhaustive(&vals, &counts, n, bin_bits);
+                // The widest vectors this CPU has.
+                let mut plan = BinPlan::default();
+                let mut bins = Vec::new();
+                let total = plan_bins(&vals, &counts, n, bin_bits, &mut plan, &mut bins);
+                let m = vals.len();
+                assert_eq!(total.to_bits(), cost[0].to_bits(), "m {m}");
+                assert_eq!(plan.width[..m], width[..m], "m {m}");
+                for (a, b) in plan.cost.iter().zip(&cost) {
+                    assert_eq!(a.to_bits(), b.to_bits(), "m {m}");
+                }
+                // Without vectors wider than the target's baseline: the same bits.
+                let mut scalar = BinPlan::default();
+                plan_body(&vals, &counts, n, bin_bits, &mut scalar);
+                assert_eq!(scalar.width, plan.width);
+                assert!(
+                    scalar
+                        .cost
+                        .iter()
+                        .zip(&plan.cost)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
+                // The bins cover every value once, in order, within their widths.
+                let covered: u64 = bins.iter().map(|b| b.count as u64).sum();
+                assert_eq!(covered, n);
+                for pair in bins.windows(2) {
+                    assert!(pair[0].lo + (1i64 << pair[0].w) <= pair[1].lo);
+                }
+            }
+        }
     }
 }
