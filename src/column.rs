@@ -703,6 +703,8 @@ pub struct ColumnSection {
     pub relation: bool,
     /// The predictor of a quantized column.
     pub predictor: Option<Predictor>,
+    /// The transform of a column coded bit-exactly (`lorenzo-2d`, `sigma`, `delta`, ...).
+    pub transform: Option<&'static str>,
     /// Values stored verbatim.
     pub exceptions: u64,
 }
@@ -723,6 +725,7 @@ pub fn inspect_payload(
             lossless: false,
             relation: false,
             predictor: None,
+            transform: None,
             exceptions: 0,
         };
         order.len()
@@ -750,12 +753,23 @@ pub fn inspect_payload(
         } else {
             (None, 0)
         };
+        let transform = match kind {
+            KIND_LOSSLESS | KIND_RELATION => {
+                if kind == KIND_RELATION {
+                    Relation::read(&mut s, usize::MAX)
+                        .map_err(|e| format!("column {j}: {}", e.0))?;
+                }
+                Some(lossless::transform_name(&mut s).map_err(|e| format!("column {j}: {}", e.0))?)
+            }
+            _ => None,
+        };
         out[j] = ColumnSection {
             // The section and its length prefix.
             bytes: before - r.remaining(),
             lossless: kind == KIND_LOSSLESS || kind == KIND_RELATION,
             relation: kind == KIND_RELATION,
             predictor,
+            transform,
             exceptions,
         };
     }

@@ -579,6 +579,8 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let mut lossless = vec![0u64; ncols];
     let mut relations = vec![0u64; ncols];
     let mut predictors = vec![[0u64; Predictor::ALL.len()]; ncols];
+    // The bit-exact columns' transforms, in the order first met.
+    let mut transforms: Vec<Vec<(&'static str, u64)>> = vec![Vec::new(); ncols];
     let order = header.codec_params().column_order(ncols);
     let ordinal: Vec<bool> = header
         .bounds
@@ -612,6 +614,12 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
             if let Some(p) = c.predictor {
                 predictors[j][p.id() as usize] += 1;
             }
+            if let Some(t) = c.transform {
+                match transforms[j].iter_mut().find(|(name, _)| *name == t) {
+                    Some((_, count)) => *count += 1,
+                    None => transforms[j].push((t, 1)),
+                }
+            }
         }
     }
     let values_per_col = match header.spec.layout {
@@ -621,7 +629,7 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
     let total: u64 = bytes.iter().sum();
     writeln!(
         out,
-        "\n  {:>4}  {:<24} {:>12} {:>7} {:>10} {:>11} {:>9}  predictors (chunks)",
+        "\n  {:>4}  {:<24} {:>12} {:>7} {:>10} {:>11} {:>9}  predictors, lossless transforms (chunks)",
         "#", "column", "bytes", "share", "bits/value", "exceptions", "lossless"
     )?;
     for j in 0..ncols {
@@ -639,6 +647,11 @@ fn column_breakdown(out: &mut impl Write, path: &str, header: &Header) -> Result
         if relations[j] > 0 {
             used.push(format!("relation {}", relations[j]));
         }
+        used.extend(
+            transforms[j]
+                .iter()
+                .map(|(t, count)| format!("{t} {count}")),
+        );
         writeln!(
             out,
             "  {j:>4}  {name:<24} {:>12} {:>6.1}% {:>10.3} {:>11} {:>6}/{chunks}  {}",

@@ -877,6 +877,16 @@ fn info_describes_the_container() {
     }
     let info = String::from_utf8(ok(&["info", &fixture("cfd_decay_ux.npy")]).stdout).unwrap();
     assert!(info.contains("60 × 50 × 50"), "{info}");
+    // A bit-exact column's transform is named: the telescope frame's error plane from its
+    // science plane (format version 10).
+    let frame = fixture("format/v10/field3d_hst_lossless_sigma.baler");
+    let info = String::from_utf8(ok(&["info", &frame, "--columns"]).stdout).unwrap();
+    assert!(info.contains("lossless transforms"), "{info}");
+    assert!(
+        info.lines()
+            .any(|l| l.contains("1/1") && l.ends_with("sigma 1")),
+        "{info}"
+    );
 }
 
 #[test]

@@ -173,6 +173,29 @@ fn parse_id(b: u8) -> (u8, bool, bool) {
     }
 }
 
+/// The name of transform byte `b` (any of its segmented and low-split variants), on the
+/// values or (`lattice`) on their lattice integers, for `baler info`; `None` for a byte no
+/// transform has.
+pub(super) fn name(b: u8, lattice: bool) -> Option<&'static str> {
+    let (plain, on_lattice) = match parse_id(b).0 {
+        VALUE => ("value", "lattice+value"),
+        DELTA => ("delta", "lattice+delta"),
+        DELTA_REF => ("delta-ref", "lattice+delta-ref"),
+        LORENZO_2 => ("lorenzo-2d", "lattice+lorenzo-2d"),
+        LORENZO_3 => ("lorenzo-3d", "lattice+lorenzo-3d"),
+        REF_BEFORE => ("ref-before", "lattice+ref-before"),
+        REF_AFTER => ("ref-after", "lattice+ref-after"),
+        LORENZO_3Q => ("lorenzo-3d-moving", "lattice+lorenzo-3d-moving"),
+        REF_REPEAT => ("ref-repeat", "lattice+ref-repeat"),
+        ROW_REPEAT => ("row-repeat", "lattice+row-repeat"),
+        MODEL => ("model", "lattice+model"),
+        LAG => ("lag", "lattice+lag"),
+        SIGMA => ("sigma", "lattice+sigma"),
+        _ => return None,
+    };
+    Some(if lattice { on_lattice } else { plain })
+}
+
 /// Most classes a column's codes are split in.
 const MAX_CLASSES: usize = 16;
 /// Classes tried by the encoder where a column is long enough.
@@ -1884,16 +1907,22 @@ mod tests {
     #[test]
     fn transform_bytes_name_one_transform_each() {
         let mut seen = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
         for t in (VALUE..=LAG).chain([SIGMA]) {
+            // One name per transform, whatever its variant, on values or lattice integers.
+            let plain = name(t, false).expect("a name");
+            assert!(names.insert(plain) && names.insert(name(t, true).expect("a name")));
             for (segmented, low) in [(false, false), (false, true), (true, false), (true, true)] {
                 let b = id_byte(t, segmented, low);
                 assert_eq!(parse_id(b), (t, segmented, low), "byte {b}");
+                assert_eq!(name(b, false), Some(plain), "byte {b}");
                 assert!(seen.insert(b), "byte {b} twice");
                 assert!(b > 3 && b != super::super::LATTICE, "byte {b}");
             }
         }
-        // No other byte reads as the error-plane transform.
+        // No other byte reads as the error-plane transform, and no byte of none has a name.
         assert!((0..=255u8).all(|b| parse_id(b).0 != SIGMA || (96..100).contains(&b)));
+        assert!((0..=255u8).all(|b| name(b, false).is_none() || seen.contains(&b)));
     }
 
     /// A telescope frame's science plane (counts of stars over a sky, with read noise) and

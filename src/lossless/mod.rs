@@ -326,6 +326,26 @@ fn encode_planes<T: Element>(
     out.extend_from_slice(&s.out_a);
 }
 
+/// The name of the transform a lossless section (read from `r`, at its start) was coded
+/// with, for `baler info`: an integer transform (`lorenzo-2d`, `sigma`, ...; behind
+/// `lattice+` where the values are a lattice's points) or a byte transform (`bytes`,
+/// `bytes-delta`, `bytes-xor-ref`, `bytes-delta-ref`).
+pub(crate) fn transform_name(r: &mut ByteReader<'_>) -> DecodeResult<&'static str> {
+    let unknown = |t: u8| Malformed(format!("unknown lossless transform {t}"));
+    let t = r.u8()?;
+    Ok(match t {
+        IDENTITY => "bytes",
+        DELTA_ALONG => "bytes-delta",
+        XOR_REF => "bytes-xor-ref",
+        DELTA_REF => "bytes-delta-ref",
+        LATTICE => {
+            let inner = r.u8()?;
+            ints::name(inner, true).ok_or_else(|| unknown(inner))?
+        }
+        _ => ints::name(t, false).ok_or_else(|| unknown(t))?,
+    })
+}
+
 /// Decodes `out.len()` values written by [`encode`] (with the same `reference` and `grid`).
 pub(crate) fn decode<T: Element>(
     r: &mut ByteReader<'_>,
