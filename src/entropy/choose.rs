@@ -744,12 +744,20 @@ mod tests {
             .iter()
             .map(|&c| c.wrapping_mul(4099))
             .collect();
-        for codes in [broad(60_000, 7), far, wide] {
+        // A short stream over the whole span: a table of few cells, many bins starting in
+        // each.
+        let mut short = broad(1_500, 10);
+        short.extend([1 << 30, -(1 << 30), i32::MAX, i32::MIN]);
+        for codes in [broad(60_000, 7), far, wide, short] {
             let mut c = CodeCoder::new();
             c.allow_binned(true);
             let (min, max) = (*codes.iter().min().unwrap(), *codes.iter().max().unwrap());
             let choice = c.choose(&codes, min, max);
-            assert!(matches!(choice, Choice::Binned { .. }), "{choice:?}");
+            assert!(
+                matches!(choice, Choice::Binned { .. }),
+                "{} codes: {choice:?}",
+                codes.len()
+            );
             round_trip(&codes);
         }
     }

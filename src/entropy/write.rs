@@ -140,13 +140,15 @@ impl CodeCoder {
         put_section(out, &bw.finish());
         let mut raw = BitWriter::reusing(std::mem::take(&mut self.raw));
         self.symbols.clear();
-        // A code's bin by a coarse table over the span (at most 2^16 cells, each pointing at
-        // the first bin ending inside or after it), then a step or two forward: the bins
-        // cover every code of the stream, sorted.
+        // A code's bin by a coarse table over the span (at most 2^16 cells, and no more
+        // than about the codes: a short stream does not pay for a long table; each cell
+        // points at the first bin ending inside or after it), then a step or two forward:
+        // the bins cover every code of the stream, sorted.
         let bins = &self.bins;
         let min = bins[0].lo;
         let span = (*self.vals.last().expect("a non-empty stream") as i64 - min) as u64;
-        let shift = (64 - span.leading_zeros()).saturating_sub(16);
+        let cells = (usize::BITS - codes.len().leading_zeros()).clamp(4, 16);
+        let shift = (64 - span.leading_zeros()).saturating_sub(cells);
         self.dense.clear();
         let mut t = 0;
         for cell in 0..=(span >> shift) {
