@@ -49,18 +49,18 @@ fn plan_bins(
     plan: &mut BinPlan,
     bins: &mut Vec<Bin>,
 ) -> f64 {
+    // The widest vectors this CPU has.
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F, checked just above.
         unsafe { plan_avx512(vals, counts, n, bin_bits, plan) };
-        return bins_of(vals, counts, plan, bins);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    } else if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
         unsafe { plan_avx2(vals, counts, n, bin_bits, plan) };
-        return bins_of(vals, counts, plan, bins);
+    } else {
+        plan_body(vals, counts, n, bin_bits, plan);
     }
+    #[cfg(not(target_arch = "x86_64"))]
     plan_body(vals, counts, n, bin_bits, plan);
     bins_of(vals, counts, plan, bins)
 }
@@ -723,7 +723,7 @@ impl CodeCoder {
 mod tests {
     use super::*;
     use crate::entropy::order0_entropy_bits;
-    use crate::entropy::tests::{broad, round_trip};
+    use crate::entropy::tests::{broad, lcg, round_trip};
 
     #[test]
     fn fast_log2_is_accurate_enough_to_rank() {
@@ -844,12 +844,7 @@ mod tests {
     /// spread over the whole i32 range with both ends present.
     fn histograms() -> Vec<(Vec<i32>, Vec<u32>)> {
         let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            seed >> 11
-        };
+        let mut next = move || lcg(&mut seed);
         let mut out = Vec::new();
         for shape in 0..6 {
             let n = [1, 2, 300, 2000, 2000, 2000][shape];

@@ -1503,6 +1503,8 @@ fn sigma_rebuild(
                 continue;
             }
             for (c, (p, &u)) in preds.iter_mut().zip(us).enumerate() {
+                // Where all five neighbours exist, gathered directly (what `sigma_near` gives
+                // there, without its per-place tests: 10-20% of the decoding speed on one thread).
                 *p = if c >= 2 && c + 2 < row {
                     let d = [
                         above[c - 2],
