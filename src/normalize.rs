@@ -43,6 +43,23 @@ impl ColumnStats {
 
     /// Statistics of a slice of values.
     pub fn of<T: Element>(values: &[T]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            fn avx2<T: Element>(values: &[T]) -> ColumnStats {
+                ColumnStats::of_body(values)
+            }
+            // SAFETY: the CPU supports AVX2, checked just above.
+            #[allow(unsafe_code)]
+            return unsafe { avx2(values) };
+        }
+        Self::of_body(values)
+    }
+
+    /// [`of`](Self::of)'s loop, compiled for the baseline and for AVX2's wider vectors
+    /// (minima, maxima and counts do not depend on the vectors' width).
+    #[inline(always)]
+    fn of_body<T: Element>(values: &[T]) -> Self {
         let mut s = ColumnStats::default();
         // Eight running minima and maxima, branch-free, so the loop vectorizes.
         let mut lo = [f64::INFINITY; 8];

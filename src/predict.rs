@@ -692,42 +692,53 @@ impl Interp {
         });
     }
 
-    /// The encoder's walk of [`run_codes_block`](Self::run_codes_block): `put(slot, point,
-    /// prediction, h, scratch)` turns each point's value (in `slot`, which it overwrites with
-    /// the reconstruction) into its code, stored in `kb` at the point's place in decoding
-    /// order. In place, as SZ3 does: a point's value is read where its reconstruction goes (the
-    /// points of a line read none of each other, and no point reads one not visited yet).
-    /// `scratch` is each thread's.
+    /// The encoder's walk of [`run_codes_block`](Self::run_codes_block): each point's value
+    /// turned into its code against its prediction (`code` and `check`, as
+    /// [`Quantizer::code_fn`] gives them, at the level of the point's spacing), stored in `kb`
+    /// at the point's place in decoding order, and its value replaced by the reconstruction.
+    /// In place, as SZ3 does: a point's value is read where its reconstruction goes (the
+    /// points of a line read none of each other, and no point reads one not visited yet). A
+    /// point no code meets goes to `exception(scratch, point, value)`, takes its prediction
+    /// as its reconstruction, and its code is the mark [`SKIPPED`]. `scratch` is each thread's.
     #[inline(always)]
-    #[allow(unsafe_code)]
     fn run_quantize_block<T: Element, S: Send>(
         &self,
         (vb, kb): (&mut [T], &mut [i32]),
         first: f64,
-        (spare, scratch): (&Spare, &mut [S]),
-        put: impl Fn(&mut T, usize, f64, usize, &mut S) -> i32 + Sync,
+        (spare, scratch): (&Spare, &mut [(LineBlock<T>, S)]),
+        (code, check): (
+            impl Fn(T, f64, usize) -> (i32, T, bool) + Copy + Sync,
+            impl Fn(T, T, usize) -> bool + Copy + Sync,
+        ),
+        exception: impl Fn(&mut S, usize, T) + Sync,
     ) {
-        kb[0] = put(&mut vb[0], 0, first, FIRST, &mut scratch[0]);
+        let level = level_index(FIRST);
+        let x = vb[0];
+        kb[0] = match code(x, first, level) {
+            (q, y, ok) if ok || check(x, y, level) => {
+                vb[0] = y;
+                q
+            }
+            _ => {
+                exception(&mut scratch[0].1, 0, x);
+                vb[0] = T::from_f64(first);
+                SKIPPED
+            }
+        };
         let (v, k) = (Disjoint::new(vb), Disjoint::new(kb));
-        self.run_passes(spare, scratch, |l, s| {
-            // A point's code, at its place in decoding order: written by the task that gives
-            // the point its value, and read by none.
-            if l.count > 0 {
-                k.check(l.code, l.code + (l.count - 1) * l.code_stride);
-            }
-            let put = &put;
-            let code = move |y: &mut T, j: usize, p: f64, s: &mut S| {
-                let q = put(y, l.start + j * l.stride, p, l.h, s);
-                // SAFETY: in bounds (checked above), and this task's alone.
-                unsafe { *k.slot(l.code + j * l.code_stride) = q };
-            };
-            // Each loop its own closure, which the compiler inlines (one behind a reference it
-            // does not).
-            if l.stride == 1 && l.hs >= l.count {
-                slice_line(v, l, first, |y, j, p| code(y, j, p, s));
-            } else {
-                interpolate_line(v, l, first, |y, j, p| code(y, j, p, s));
-            }
+        self.run_passes(spare, scratch, |l, (block, s)| {
+            let level = level_index(l.h);
+            quantize_line(
+                (v, k),
+                l,
+                first,
+                (
+                    move |x, p| code(x, p, level),
+                    move |x, y| check(x, y, level),
+                ),
+                |j, x| exception(s, l.start + j * l.stride, x),
+                block,
+            );
         });
     }
 
@@ -887,7 +898,7 @@ fn interpolate_codes(k: &[i32], pos: usize, c: usize, len: usize, hs: usize, h: 
 
 /// The same interpolation on values, in `f64` with a fixed order of operations (no fused
 /// multiply-add), so encoder and decoder compute the same bits: the point-wise reference
-/// [`interpolate_line`] is tested against.
+/// [`predict_block`] is tested against.
 #[cfg(test)]
 fn interpolate_values<T: Element>(
     v: &[T],
@@ -949,7 +960,7 @@ impl Pass {
 /// Points of one level and axis that read none of each other: `count` points from `start`,
 /// `stride` apart, each at coordinate `c` (an odd multiple of `h`) of an axis of `len` points
 /// whose neighbours are `hs` apart. They share their edge case ([`reach`]), so a line is
-/// predicted in one tight loop per case ([`interpolate_line`]).
+/// predicted in one tight loop per case ([`predict_block`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Line {
     start: usize,
@@ -1007,6 +1018,199 @@ macro_rules! neighbour {
     (d, $p:expr, $hs:expr) => {
         $p + 3 * $hs
     };
+}
+
+/// Points of a line the encoder codes at a time ([`quantize_line`]).
+const LINE_BLOCK: usize = 64;
+
+/// Defines `fn $name(args)` as `$body(args)`, compiled for AVX2 where the CPU has it (the
+/// same operations in wider vectors, lane by lane, so the same bits), else for the baseline.
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* fn $name:ident<$t:ident>($($arg:ident: $ty:ty),* $(,)?) = $body:ident;) => {
+        $(#[$m])*
+        #[inline(always)]
+        fn $name<$t: Element>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                #[target_feature(enable = "avx2")]
+                fn avx2<$t: Element>($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: the CPU supports AVX2, checked just above.
+                #[allow(unsafe_code)]
+                return unsafe { avx2($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+/// The predictions of `n` points of line `l` from its point `j0` on, into `ps`: each point's
+/// interpolation from its neighbours ([`by_edge_case`]), or `first` where that is not finite.
+/// The neighbours are no point of the line's pass, so no task writes them meanwhile. On a
+/// line of points `stride` apart, each neighbour's values are gathered into `near` first, so
+/// the arithmetic runs in vector lanes either way.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn predict_block<T: Element>(
+    v: Disjoint<'_, T>,
+    (l, j0): (Line, usize),
+    first: f64,
+    ps: &mut [f64],
+    near: &mut [[T; LINE_BLOCK]; 4],
+) {
+    let (n, stride) = (ps.len(), l.stride);
+    let s0 = l.start + j0 * stride;
+    let last = s0 + (n - 1) * stride;
+    let [near_b, near_o, near_a, near_d] = near;
+    macro_rules! gathered {
+        (b) => {
+            near_b
+        };
+        (o) => {
+            near_o
+        };
+        (a) => {
+            near_a
+        };
+        (d) => {
+            near_d
+        };
+    }
+    macro_rules! each {
+        ([$($n:ident),*] $e:expr) => {{
+            $(v.check(neighbour!($n, s0, l.hs), neighbour!($n, last, l.hs));)*
+            // SAFETY: in bounds (checked above), and written by no task now.
+            $(let $n: &[T] = if stride == 1 {
+                unsafe { v.slice(neighbour!($n, s0, l.hs), n) }
+            } else {
+                let near = &mut gathered!($n)[..n];
+                for (i, x) in near.iter_mut().enumerate() {
+                    *x = unsafe { v.get(neighbour!($n, s0 + i * stride, l.hs)) };
+                }
+                near
+            };)*
+            for (i, p) in ps.iter_mut().enumerate() {
+                $(let $n = $n[i].to_f64();)*
+                let x: f64 = $e;
+                *p = if x.is_finite() { x } else { first };
+            }
+        }};
+    }
+    by_edge_case!(l, each)
+}
+
+with_avx2! {
+    /// The encoder's walk along a line: each point of line `l` coded against its prediction
+    /// (`first` where that is not finite), [`LINE_BLOCK`] points at a time — their predictions
+    /// ([`predict_block`]), then `code(value, prediction)` for all of them (branch-free, so it
+    /// runs in vector lanes), then `check(value, reconstruction)` for those `code` does not call
+    /// clear; one that fails goes to `exception(j, value)` and takes its prediction, its code the
+    /// mark [`SKIPPED`]. Each point's reconstruction goes in its place in `v`, its code at its
+    /// place in decoding order in `k`. The same predictions and codes as point by point, on
+    /// every path ([`with_avx2`]).
+    fn quantize_line<T>(
+        vk: (Disjoint<'_, T>, Disjoint<'_, i32>),
+        l: Line,
+        first: f64,
+        coding: (impl Fn(T, f64) -> (i32, T, bool), impl Fn(T, T) -> bool),
+        exception: impl FnMut(usize, T),
+        block: &mut LineBlock<T>,
+    ) = quantize_line_body;
+}
+
+#[inline(always)]
+#[allow(unsafe_code)]
+fn quantize_line_body<T: Element>(
+    (v, k): (Disjoint<'_, T>, Disjoint<'_, i32>),
+    l: Line,
+    first: f64,
+    (code, check): (impl Fn(T, f64) -> (i32, T, bool), impl Fn(T, T) -> bool),
+    mut exception: impl FnMut(usize, T),
+    block: &mut LineBlock<T>,
+) {
+    if l.count == 0 {
+        return;
+    }
+    let stride = l.stride;
+    v.check(l.start, l.start + (l.count - 1) * stride);
+    k.check(l.code, l.code + (l.count - 1) * l.code_stride);
+    let LineBlock {
+        ps,
+        xs,
+        ys,
+        qs,
+        clear,
+        near,
+    } = block;
+    for j0 in (0..l.count).step_by(LINE_BLOCK) {
+        let (n, s0) = ((l.count - j0).min(LINE_BLOCK), l.start + j0 * stride);
+        predict_block(v, (l, j0), first, &mut ps[..n], near);
+        // SAFETY (every access below): in bounds (checked above); the points and their codes
+        // are this line's alone, and no line of the pass reads them.
+        if stride == 1 {
+            xs[..n].copy_from_slice(unsafe { v.slice(s0, n) });
+        } else {
+            for (i, x) in xs[..n].iter_mut().enumerate() {
+                *x = unsafe { v.get(s0 + i * stride) };
+            }
+        }
+        let mut all = true;
+        for i in 0..n {
+            let (q, y, ok) = code(xs[i], ps[i]);
+            (qs[i], ys[i], clear[i]) = (q, y, ok);
+            all &= ok;
+        }
+        if !all {
+            for i in 0..n {
+                if !clear[i] && !check(xs[i], ys[i]) {
+                    exception(j0 + i, xs[i]);
+                    (qs[i], ys[i]) = (SKIPPED, T::from_f64(ps[i]));
+                }
+            }
+        }
+        if stride == 1 {
+            unsafe { v.slice_mut(s0, n) }.copy_from_slice(&ys[..n]);
+        } else {
+            for (i, &y) in ys[..n].iter().enumerate() {
+                unsafe { *v.slot(s0 + i * stride) = y };
+            }
+        }
+        let c0 = l.code + j0 * l.code_stride;
+        if l.code_stride == 1 {
+            unsafe { k.slice_mut(c0, n) }.copy_from_slice(&qs[..n]);
+        } else {
+            for (i, &q) in qs[..n].iter().enumerate() {
+                unsafe { *k.slot(c0 + i * l.code_stride) = q };
+            }
+        }
+    }
+}
+
+/// A block of a line's points in [`quantize_line`]: predictions, values, reconstructions,
+/// codes, and whether each is clear of the bound. A task's own, so no line pays to set it up.
+pub(crate) struct LineBlock<T> {
+    ps: [f64; LINE_BLOCK],
+    xs: [T; LINE_BLOCK],
+    ys: [T; LINE_BLOCK],
+    qs: [i32; LINE_BLOCK],
+    clear: [bool; LINE_BLOCK],
+    /// A strided line's neighbours, each gathered ([`predict_block`]).
+    near: [[T; LINE_BLOCK]; 4],
+}
+
+impl<T: Element> Default for LineBlock<T> {
+    fn default() -> Self {
+        let zero = T::from_f64(0.0);
+        LineBlock {
+            ps: [0.0; LINE_BLOCK],
+            xs: [zero; LINE_BLOCK],
+            ys: [zero; LINE_BLOCK],
+            qs: [0; LINE_BLOCK],
+            clear: [false; LINE_BLOCK],
+            near: [[zero; LINE_BLOCK]; 4],
+        }
+    }
 }
 
 /// Gives every point of line `l` its value: `put(slot, j, prediction)` for the point `j` on
@@ -1410,47 +1614,43 @@ impl Interp {
             spare: &'a Spare,
         }
         impl<T: Element> crate::residual::CodeUser<T, ()> for Walk<'_, '_, T> {
-            fn run(self, code: impl Fn(T, f64, usize) -> Option<(i32, T)> + Copy + Sync) {
+            fn run(
+                self,
+                code: impl Fn(T, f64, usize) -> (i32, T, bool) + Copy + Sync,
+                check: impl Fn(T, T, usize) -> bool + Copy + Sync,
+            ) {
                 let Walk {
                     ip,
                     blocks,
                     fallback,
                     spare,
                 } = self;
-                let mut threads = vec![(); blocks.len().clamp(1, 16)];
-                spare.share(blocks.len(), &mut threads, |b, _| {
+                // Each thread's line blocks and exceptions, for the parts of large passes:
+                // set up once, not for every block.
+                type Parts<T> = Box<[(LineBlock<T>, Exceptions<T>); PASS_PARTS]>;
+                let mut threads: Vec<Parts<T>> = Vec::new();
+                threads.resize_with(blocks.len().clamp(1, 16), Default::default);
+                spare.share(blocks.len(), &mut threads, |b, found| {
                     let mut task = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
                     let (vb, kb, exc) = &mut *task;
                     let base = b * ip.block;
-                    // Each thread's exceptions, where large passes are split.
-                    let mut found: [Exceptions<T>; PASS_PARTS] = Default::default();
                     ip.run_quantize_block(
                         (vb, kb),
                         fallback,
-                        (spare, &mut found),
-                        |y, point, p, h, exc| match code(*y, p, level_index(h)) {
-                            Some((q, r)) => {
-                                *y = r;
-                                q
-                            }
-                            None => exception(exc, base + point, y, p),
+                        (spare, &mut found[..]),
+                        (code, check),
+                        |exc, point, x| {
+                            exc.pos.push((base + point) as u32);
+                            exc.val.push(x);
                         },
                     );
-                    for f in found {
+                    for (_, f) in found.iter_mut() {
                         exc.pos.extend_from_slice(&f.pos);
                         exc.val.extend_from_slice(&f.val);
+                        f.clear();
                     }
                 });
             }
-        }
-        /// An exception: its value set aside, its prediction in its place (standing in for it
-        /// in its neighbours' predictions), its code a mark.
-        #[cold]
-        fn exception<T: Element>(exc: &mut Exceptions<T>, at: usize, y: &mut T, p: f64) -> i32 {
-            exc.pos.push(at as u32);
-            exc.val.push(*y);
-            *y = T::from_f64(p);
-            SKIPPED
         }
         let walk = Walk {
             ip: self,
@@ -1742,29 +1942,26 @@ mod tests {
                                         "{p:?} {grid:?} {ip:?} at {i}"
                                     );
                                 }
-                                // The values stay (each point is given its own), the
-                                // predictions are recorded, by both of the line's loops.
+                                // The predictions of the line's blocks of points, read as
+                                // slices where its points are neighbours, else gathered.
                                 let mut block = vals[b..b + ip.block].to_vec();
-                                let mut got = Vec::new();
-                                // ... and by the slices of a line of neighbouring points.
-                                let mut sliced = Vec::new();
-                                if l.stride == 1 && l.hs >= l.count {
-                                    let mut copy = block.clone();
-                                    slice_line(Disjoint::new(&mut copy), l, 0.0, |_, _, p| {
-                                        sliced.push(p)
-                                    });
-                                    slices += 1;
+                                let (mut got, mut near) =
+                                    (vec![0.0; l.count], [[0.0; LINE_BLOCK]; 4]);
+                                for (j0, ps) in
+                                    (0..).step_by(LINE_BLOCK).zip(got.chunks_mut(LINE_BLOCK))
+                                {
+                                    predict_block(
+                                        Disjoint::new(&mut block),
+                                        (l, j0),
+                                        0.0,
+                                        ps,
+                                        &mut near,
+                                    );
                                 }
-                                interpolate_line(Disjoint::new(&mut block), l, 0.0, |y, j, p| {
-                                    got.push(p);
-                                    *y = vals[b + l.start + j * l.stride];
-                                });
+                                slices += usize::from(l.stride == 1);
                                 for (j, pos) in l.points().enumerate() {
                                     let want = interpolate_values(&block, pos, c, n, hs, h);
                                     assert_eq!(got[j].to_bits(), want.to_bits(), "{ip:?} at {pos}");
-                                    if let Some(x) = sliced.get(j) {
-                                        assert_eq!(x.to_bits(), want.to_bits(), "{ip:?} at {pos}");
-                                    }
                                     seen[b + pos] = true;
                                 }
                             });
@@ -1786,6 +1983,106 @@ mod tests {
             }
         }
         assert!(slices > 100, "lines of neighbouring points: {slices}");
+    }
+
+    #[test]
+    fn lines_are_coded_as_point_by_point_on_every_path() {
+        // The encoder's lines, a block of points at a time (in AVX2's lanes where the CPU has
+        // them, and the baseline's), give each point the code, reconstruction and exception a
+        // point-by-point walk gives, and the decoder rebuilds those values: over every walk's
+        // lines, with NaN, infinities, −0.0, values
+        // no code reaches and points on the bound's edge, and long lines of several blocks.
+        let (step, bound) = (0.02, 0.01);
+        let code = move |x: f32, p: f64| {
+            let v = ((f64::from(x) - p) / step).clamp(-1e9, 1e9);
+            let q = if v.is_nan() { 0 } else { v.round() as i32 };
+            let y = (p + step * f64::from(q)) as f32;
+            (q, y, (f64::from(x) - f64::from(y)).abs() < 0.9 * bound)
+        };
+        let check = move |x: f32, y: f32| (f64::from(x) - f64::from(y)).abs() <= bound;
+        let mut seed = 3;
+        let mut exceptions = 0;
+        let wide = (Grid { row: 150, plane: 0 }, 150 * 6);
+        for (grid, len) in grids().into_iter().chain([wide]) {
+            let mut vals: Vec<f32> = (0..len)
+                .map(|i| (i as f32 * 0.11).sin() + (lcg(&mut seed) as f32) * 1e-8)
+                .collect();
+            for (i, v) in vals.iter_mut().enumerate().skip(1) {
+                *v = match i % 23 {
+                    3 => f32::NAN,
+                    5 => f32::INFINITY,
+                    7 => -0.0,
+                    11 => 1e30,
+                    13 => *v + 0.5 * bound as f32,
+                    _ => *v,
+                };
+            }
+            for p in [Predictor::Interp, Predictor::InterpPlanes] {
+                let Some(base) = Interp::new(p, grid, len) else {
+                    continue;
+                };
+                for ip in base.orders() {
+                    let first = 0.25;
+                    let mut want = (vals[..ip.block].to_vec(), vec![0; ip.block], Vec::new());
+                    // The block's first point, coded as the encoder's walk codes it.
+                    let (q, y, _) = code(vals[0], first);
+                    (want.0[0], want.1[0]) = (y, q);
+                    assert!(check(vals[0], y));
+                    let mut got = [want.clone(), want.clone()];
+                    let mut block = LineBlock::default();
+                    ip.lines(true, |l: Line| {
+                        let (v, k, e) = &mut want;
+                        for (j, pos) in l.points().enumerate() {
+                            let p = interpolate_values(v, pos, l.c, l.len, l.hs, l.h);
+                            let p = if p.is_finite() { p } else { first };
+                            let x = v[pos];
+                            let (q, y, ok) = code(x, p);
+                            let (q, y) = if ok || check(x, y) {
+                                (q, y)
+                            } else {
+                                e.push((pos, x.to_bits()));
+                                (SKIPPED, p as f32)
+                            };
+                            (v[pos], k[l.code + j * l.code_stride]) = (y, q);
+                        }
+                        for (path, (v, k, e)) in got.iter_mut().enumerate() {
+                            let vk = (Disjoint::new(v), Disjoint::new(k));
+                            let exc =
+                                |j: usize, x: f32| e.push((l.start + j * l.stride, x.to_bits()));
+                            if path == 0 {
+                                quantize_line(vk, l, first, (code, check), exc, &mut block);
+                            } else {
+                                quantize_line_body(vk, l, first, (code, check), exc, &mut block);
+                            }
+                        }
+                    });
+                    // The decoder's walk rebuilds the same values from the codes (an
+                    // exception's prediction in its place).
+                    let value = move |p: f64, c: i32, _| {
+                        if c == SKIPPED {
+                            p as f32
+                        } else {
+                            (p + step * f64::from(c)) as f32
+                        }
+                    };
+                    let mut v = vec![f32::NAN; ip.block];
+                    ip.run_codes_block(&mut v, &want.1, first, value, &Spare::new(0));
+                    let same = v
+                        .iter()
+                        .zip(&want.0)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{ip:?}: rebuilt");
+                    exceptions += want.2.len();
+                    for (path, (v, k, e)) in got.iter().enumerate() {
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(v), bits(&want.0), "{ip:?} path {path}: values");
+                        assert_eq!(k, &want.1, "{ip:?} path {path}: codes");
+                        assert_eq!(e, &want.2, "{ip:?} path {path}: exceptions");
+                    }
+                }
+            }
+        }
+        assert!(exceptions > 100, "{exceptions} exceptions");
     }
 
     #[test]

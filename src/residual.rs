@@ -291,12 +291,18 @@ pub(crate) trait LevelUser<T, R> {
 
 /// What [`Quantizer::code_fn`] hands a point-wise quantizer to.
 pub(crate) trait CodeUser<T, R> {
-    /// Runs with `code(value, prediction of the value, level)`: the code and reconstruction,
-    /// or `None` for an exception.
-    fn run(self, code: impl Fn(T, f64, usize) -> Option<(i32, T)> + Copy + Sync) -> R;
+    /// Runs with `code(value, prediction of the value, level)`: the code, the reconstruction
+    /// and whether it clearly meets the bound (branch-free, so a block of points vectorizes),
+    /// and `check(value, reconstruction, level)`, the exact check that decides where `code`
+    /// does not say clear: where it fails too, the value is an exception.
+    fn run(
+        self,
+        code: impl Fn(T, f64, usize) -> (i32, T, bool) + Copy + Sync,
+        check: impl Fn(T, T, usize) -> bool + Copy + Sync,
+    ) -> R;
 }
 
-/// The domains' arithmetic, chosen once per call ([`dispatch!`]).
+/// The domains' arithmetic, chosen once per call (`dispatch!`).
 #[derive(Clone, Copy)]
 enum Maps {
     Linear(Linear),
@@ -465,33 +471,31 @@ impl Quantizer {
         dispatch!(self, m => Map::<T>::level(m, p, q))
     }
 
-    /// Runs `f` with a point-wise quantizer `code(value, prediction, level)`: the value's code
-    /// and reconstruction against its prediction (in value units, mapped into the domain
-    /// here), with the arithmetic and exact check of [`quantize`](Self::quantize), or `None`
-    /// where no code meets the bound (an exception). A linear column's level `l` (0–4)
-    /// quantizes with step `steps[l]` (the interpolation's level-wise steps); an ordinal
-    /// column's with this quantizer's step at every level.
+    /// Runs `f` with a point-wise quantizer `code(value, prediction, level)` and its exact
+    /// check ([`CodeUser`]): the value's code and reconstruction against its prediction (in
+    /// value units, mapped into the domain here), with the arithmetic and exact check of
+    /// [`quantize`](Self::quantize). A linear column's level `l` (0–4) quantizes with step
+    /// `steps[l]` (the interpolation's level-wise steps); an ordinal column's with this
+    /// quantizer's step at every level.
     #[inline(always)]
     pub(crate) fn code_fn<T: Element, R>(self, steps: [f64; 5], f: impl CodeUser<T, R>) -> R {
-        // `code_of`'s arithmetic, rounded by a scalar conversion (no call into libm without
-        // SSE4.1), which gives the same code (see `round_away`).
-        #[inline(always)]
-        fn point<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> Option<(i32, T)> {
-            let round = |v: f64| (v + 0.5f64.copysign(v)) as i32;
-            let (q, y, clear) = code_rounded(m, inv, x, p, round);
-            (clear || m.check(x, y)).then_some((q, y))
-        }
         match self.map() {
             Maps::Linear(m) => {
                 let (ms, invs) = (
                     steps.map(|step| Linear { step, ..m }),
                     steps.map(|s| 1.0 / s),
                 );
-                f.run(move |x, p, l| point(ms[l], invs[l], x, p))
+                f.run(
+                    move |x, p, l| code_of(ms[l], invs[l], x, p),
+                    move |x, y, l| Map::<T>::check(ms[l], x, y),
+                )
             }
             Maps::Ordinal(m) => {
                 let inv = 1.0 / self.step;
-                f.run(move |x, p, _| point(m, inv, x, self.predict::<T>(p)))
+                f.run(
+                    move |x, p, _| code_of(m, inv, x, self.predict::<T>(p)),
+                    move |x, y, _| Map::<T>::check(m, x, y),
+                )
             }
         }
     }
@@ -605,21 +609,9 @@ impl Quantizer {
 /// largest code, and both fail the check.
 #[inline(always)]
 fn code_of<T: Element, M: Map<T>>(m: M, inv: f64, x: T, p: f64) -> (i32, T, bool) {
-    code_rounded(m, inv, x, p, round_away)
-}
-
-/// [`code_of`] with the rounding `round`, which must give [`round_away`]'s code.
-#[inline(always)]
-fn code_rounded<T: Element, M: Map<T>>(
-    m: M,
-    inv: f64,
-    x: T,
-    p: f64,
-    round: impl Fn(f64) -> i32,
-) -> (i32, T, bool) {
     let lim = MAX_CODE as f64;
     let v = ((m.value(x) - p) * inv).clamp(-lim, lim);
-    let q = round(v);
+    let q = round_away(v);
     let y: T = m.level(p, q);
     (q, y, m.clear(x, y))
 }
