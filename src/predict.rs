@@ -1959,9 +1959,30 @@ mod tests {
                                     );
                                 }
                                 slices += usize::from(l.stride == 1);
+                                // ... and the decoder's loops: point by point, and by the
+                                // slices of a line of neighbouring points.
+                                let (mut each, mut sliced) = (Vec::new(), Vec::new());
+                                if l.stride == 1 && l.hs >= l.count {
+                                    let mut copy = block.clone();
+                                    slice_line(Disjoint::new(&mut copy), l, 0.0, |_, _, p| {
+                                        sliced.push(p)
+                                    });
+                                }
+                                let mut copy = block.clone();
+                                interpolate_line(Disjoint::new(&mut copy), l, 0.0, |_, _, p| {
+                                    each.push(p)
+                                });
                                 for (j, pos) in l.points().enumerate() {
                                     let want = interpolate_values(&block, pos, c, n, hs, h);
                                     assert_eq!(got[j].to_bits(), want.to_bits(), "{ip:?} at {pos}");
+                                    assert_eq!(
+                                        each[j].to_bits(),
+                                        want.to_bits(),
+                                        "{ip:?} at {pos}"
+                                    );
+                                    if let Some(x) = sliced.get(j) {
+                                        assert_eq!(x.to_bits(), want.to_bits(), "{ip:?} at {pos}");
+                                    }
                                     seen[b + pos] = true;
                                 }
                             });
@@ -1990,8 +2011,8 @@ mod tests {
         // The encoder's lines, a block of points at a time (in AVX2's lanes where the CPU has
         // them, and the baseline's), give each point the code, reconstruction and exception a
         // point-by-point walk gives, and the decoder rebuilds those values: over every walk's
-        // lines, with NaN, infinities, −0.0, values
-        // no code reaches and points on the bound's edge, and long lines of several blocks.
+        // lines, with NaN, infinities, −0.0, values no code reaches and points on the bound's
+        // edge, and long lines of several blocks.
         let (step, bound) = (0.02, 0.01);
         let code = move |x: f32, p: f64| {
             let v = ((f64::from(x) - p) / step).clamp(-1e9, 1e9);
