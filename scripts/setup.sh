@@ -2,12 +2,12 @@
 # Installs what a fresh Debian machine lacks to build and test baler. Sourced by the other
 # scripts; safe to run again (it installs nothing that is already there).
 #
-# baler needs Rust >= 1.85 (edition 2024). Debian's own rustc is older, so Rust itself is not
+# baler needs Rust >= 1.89 (edition 2024). Debian's own rustc is older, so Rust itself is not
 # installed from apt: install it with rustup (https://rustup.rs) if `cargo` is missing.
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "baler: cargo not found. Install Rust >= 1.85 with rustup: https://rustup.rs" >&2
+  echo "baler: cargo not found. Install Rust >= 1.89 with rustup: https://rustup.rs" >&2
   exit 1
 fi
 

@@ -195,7 +195,7 @@ mod tests {
             }
         };
         assert!(
-            !p.is_null() && p as usize % 64 == 0,
+            !p.is_null() && (p as usize).is_multiple_of(64),
             "{size} bytes at {p:?}"
         );
         // SAFETY: the block holds `size` bytes.
@@ -227,7 +227,7 @@ mod tests {
                 let (p, layout) = filled(from, zeroed);
                 // SAFETY: `p` is a live block of `layout`; `to` is non-zero.
                 let q = unsafe { HugePages.realloc(p, layout, to) };
-                assert!(!q.is_null() && q as usize % 64 == 0);
+                assert!(!q.is_null() && (q as usize).is_multiple_of(64));
                 // SAFETY: the moved block holds `to` bytes, the first `from.min(to)` kept.
                 let kept = unsafe { std::slice::from_raw_parts(q, from.min(to)) };
                 assert!(

@@ -76,17 +76,18 @@ impl CodecParams {
         match self.layout {
             Layout::Table => Grid::default(),
             Layout::Field => {
-                let aligned = |u: usize| u >= 2 && self.record_len % u == 0;
+                let aligned = |u: usize| u >= 2 && self.record_len.is_multiple_of(u);
                 let row = if aligned(self.row_len) {
                     self.row_len
                 } else {
                     0
                 };
-                let plane = if row > 0 && aligned(self.plane_len) && self.plane_len % row == 0 {
-                    self.plane_len
-                } else {
-                    0
-                };
+                let plane =
+                    if row > 0 && aligned(self.plane_len) && self.plane_len.is_multiple_of(row) {
+                        self.plane_len
+                    } else {
+                        0
+                    };
                 Grid { row, plane }
             }
         }
@@ -451,7 +452,7 @@ impl<T: Element> ChunkCodec<T> {
     ) -> DecodeResult<()> {
         self.largest = self.largest.max((values * T::BYTES) as u64);
         let params = Arc::clone(&self.params);
-        if values % params.record_len.max(1) != 0 {
+        if !values.is_multiple_of(params.record_len.max(1)) {
             return Err(Malformed::new(
                 "value count is not a whole number of records",
             ));

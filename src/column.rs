@@ -334,14 +334,14 @@ impl<T: Element> ColumnCoder<T> {
         // Another column carried over one record, priced the same way against the best so far.
         let mut carry_dom = std::mem::take(&mut self.carry_dom);
         let mut carried_from = None;
-        if let Some(c) = carry {
-            if let Some(preds) = q.predictions::<T>(Some(c.preds), &mut carry_dom) {
-                let current = self.current_cost(bits, use_model);
-                if self.take_if_cheaper(q, col, preds, current, recon.as_deref_mut()) {
-                    use_model = true;
-                    predictor = Predictor::Carry;
-                    carried_from = Some((c.lag, c.column));
-                }
+        if let Some(c) = carry
+            && let Some(preds) = q.predictions::<T>(Some(c.preds), &mut carry_dom)
+        {
+            let current = self.current_cost(bits, use_model);
+            if self.take_if_cheaper(q, col, preds, current, recon.as_deref_mut()) {
+                use_model = true;
+                predictor = Predictor::Carry;
+                carried_from = Some((c.lag, c.column));
             }
         }
         self.carry_dom = carry_dom;
@@ -457,13 +457,13 @@ impl<T: Element> ColumnCoder<T> {
                 out,
             );
         }
-        if let Some(taken) = interp_taken {
-            if taken || self.interp_out.len() < out.len() - start {
-                out.truncate(start);
-                out.extend_from_slice(&self.interp_out);
-                if let Some(r) = recon.as_deref_mut() {
-                    r.copy_from_slice(&self.model_recon[..col.len()]);
-                }
+        if let Some(taken) = interp_taken
+            && (taken || self.interp_out.len() < out.len() - start)
+        {
+            out.truncate(start);
+            out.extend_from_slice(&self.interp_out);
+            if let Some(r) = recon.as_deref_mut() {
+                r.copy_from_slice(&self.model_recon[..col.len()]);
             }
         }
         // With many exceptions (a bound below the data's own precision), bit-exact coding can

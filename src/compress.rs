@@ -487,13 +487,13 @@ impl<W: Write + Send + 'static> Compressor<W> {
 
     /// Fails if `incoming` more values would exceed the declared shape.
     fn check_room(&self, incoming: u64) -> Result<()> {
-        if let Some(total) = self.expected_values {
-            if self.values_in() + incoming > total {
-                return Err(Error::InvalidInput(format!(
-                    "the input holds more than the {total} values its shape {} declares",
-                    self.spec.shape_string()
-                )));
-            }
+        if let Some(total) = self.expected_values
+            && self.values_in() + incoming > total
+        {
+            return Err(Error::InvalidInput(format!(
+                "the input holds more than the {total} values its shape {} declares",
+                self.spec.shape_string()
+            )));
         }
         Ok(())
     }
@@ -643,7 +643,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
         let slice = self.spec.slice_len().max(1);
         let values = self.records_in * self.record_len as u64;
         // (A known shape was checked above and by every write: exactly its values arrived.)
-        if self.spec.len().is_none() && values % slice != 0 {
+        if self.spec.len().is_none() && !values.is_multiple_of(slice) {
             return Err(Error::InvalidInput(format!(
                 "the input ends in the middle of a slice: {values} values is not a multiple of {slice}"
             )));

@@ -575,7 +575,7 @@ fn parse_body(body: &[u8], version: u16) -> DecodeResult<Header> {
     }
     let valid_record = match layout {
         Layout::Table => record_len == spec.shape[1],
-        Layout::Field => record_len >= 1 && spec.slice_len() % record_len == 0,
+        Layout::Field => record_len >= 1 && spec.slice_len().is_multiple_of(record_len),
     };
     if !valid_record || record_len == 0 || record_len > u32::MAX as u64 {
         return Err(Malformed(format!(
@@ -1024,12 +1024,12 @@ impl<R: Read> ContainerReader<R> {
                         self.chunks, self.records
                     )));
                 }
-                if let Some(expected) = self.header.records() {
-                    if expected != records {
-                        return Err(Error::CorruptTrailer(format!(
-                            "the header promises {expected} records but the file holds {records}"
-                        )));
-                    }
+                if let Some(expected) = self.header.records()
+                    && expected != records
+                {
+                    return Err(Error::CorruptTrailer(format!(
+                        "the header promises {expected} records but the file holds {records}"
+                    )));
                 }
                 self.done = true;
                 Ok(Frame::End { chunks, records })
@@ -1190,12 +1190,12 @@ pub fn read_chunk_at<R: Read + Seek>(r: &mut R, n: u64, entry: &IndexEntry) -> R
         )));
     }
     let (frame, _) = read_chunk_body(r, n, entry.first_record, Vec::new(), None)?;
-    if let Frame::Chunk { records, .. } = &frame {
-        if *records != entry.records {
-            return Err(Error::CorruptTrailer(format!(
-                "the index and chunk {n} disagree on its record count"
-            )));
-        }
+    if let Frame::Chunk { records, .. } = &frame
+        && *records != entry.records
+    {
+        return Err(Error::CorruptTrailer(format!(
+            "the index and chunk {n} disagree on its record count"
+        )));
     }
     Ok(frame)
 }
@@ -1332,12 +1332,12 @@ pub fn verify_trailer<R: Read + Seek>(r: &mut R, trailer: &Trailer) -> Result<()
             trailer.end_offset, trailer.records
         )));
     }
-    if let Some(stored) = trailer.content {
-        if content.value() != stored {
-            return Err(Error::CorruptTrailer(
-                "the chunks are not the ones this file was written with (content checksum)".into(),
-            ));
-        }
+    if let Some(stored) = trailer.content
+        && content.value() != stored
+    {
+        return Err(Error::CorruptTrailer(
+            "the chunks are not the ones this file was written with (content checksum)".into(),
+        ));
     }
     Ok(())
 }

@@ -419,10 +419,10 @@ impl<T: Send + 'static> EncodePool<T> {
     }
 
     fn shutdown(&mut self, finish: bool) -> Result<T> {
-        if let Some(order) = self.order.take() {
-            if finish {
-                let _ = order.send(WriterMsg::Finish);
-            }
+        if let Some(order) = self.order.take()
+            && finish
+        {
+            let _ = order.send(WriterMsg::Finish);
         }
         self.jobs.take();
         let result = match self.writer.take() {

@@ -151,14 +151,14 @@ impl Grid {
     fn has_planes(self, len: usize) -> bool {
         self.has_rows(len)
             && self.plane > self.row
-            && self.plane % self.row == 0
+            && self.plane.is_multiple_of(self.row)
             && fits(self.plane, len)
     }
 }
 
 /// Whether `len` values are at least two whole units of `unit ≥ 2` values.
 fn fits(unit: usize, len: usize) -> bool {
-    unit >= 2 && len % unit == 0 && len >= 2 * unit
+    unit >= 2 && len.is_multiple_of(unit) && len >= 2 * unit
 }
 
 /// An axis of the prediction grid: `(stride, period)`. A value at `i` has a neighbour along it

@@ -592,10 +592,10 @@ impl Quantizer {
                 positions.len()
             )));
         }
-        if let Prediction::Values(ps) = pred {
-            if ps.len() != n {
-                return Err(Malformed::new("prediction count does not match the column"));
-            }
+        if let Prediction::Values(ps) = pred
+            && ps.len() != n
+        {
+            return Err(Malformed::new("prediction count does not match the column"));
         }
         let args = (codes, positions, values, base, pred);
         dispatch!(self, m => dequantize_with(m, args, out));

@@ -35,7 +35,7 @@ struct Awkward<R> {
 impl<R: Read> Read for Awkward<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.calls % 3 == 0 {
+        if self.calls.is_multiple_of(3) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "try again"));
         }
         let n = buf.len().min(self.step);

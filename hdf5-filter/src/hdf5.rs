@@ -251,10 +251,10 @@ fn discover() -> Option<Api> {
         // SAFETY: RTLD_NOLOAD only returns a handle to a library already loaded (taking a
         // reference that is never dropped); it loads nothing.
         let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_NOW) };
-        if !handle.is_null() {
-            if let Some(api) = resolve(handle) {
-                return Some(api);
-            }
+        if !handle.is_null()
+            && let Some(api) = resolve(handle)
+        {
+            return Some(api);
         }
     }
     None

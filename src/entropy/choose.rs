@@ -667,12 +667,13 @@ impl CodeCoder {
                 best = (exact, choice);
             }
         }
-        if self.binned && m >= BINNED_MIN_DISTINCT && best.0 >= BINNED_MIN_BITS * n as f64 {
-            if let Some(binned) = self.price_binned(n) {
-                if binned.0 < best.0 {
-                    best = binned;
-                }
-            }
+        if self.binned
+            && m >= BINNED_MIN_DISTINCT
+            && best.0 >= BINNED_MIN_BITS * n as f64
+            && let Some(binned) = self.price_binned(n)
+            && binned.0 < best.0
+        {
+            best = binned;
         }
         best.1
     }

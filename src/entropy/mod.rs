@@ -338,16 +338,24 @@ mod tests {
         (0..n)
             .map(|_| {
                 let u = |s: &mut u64| (lcg(s) as f64 + 0.5) / (1u64 << 53) as f64;
-                if lcg(&mut seed) % 10 == 0 {
+                if lcg(&mut seed).is_multiple_of(10) {
                     return -(127 << 10);
                 }
                 let g = (-2.0 * u(&mut seed).ln()).sqrt()
                     * (std::f64::consts::TAU * u(&mut seed)).cos();
-                let bump = if lcg(&mut seed) % 3 == 0 { 9.0 } else { 0.0 };
+                let bump = if lcg(&mut seed).is_multiple_of(3) {
+                    9.0
+                } else {
+                    0.0
+                };
                 let e = (g * 6.0 + bump).round() as i32 + 100;
                 let m = (lcg(&mut seed) % 1024) as i32;
                 let v = (e << 10) | m;
-                if lcg(&mut seed) % 4 == 0 { -v } else { v }
+                if lcg(&mut seed).is_multiple_of(4) {
+                    -v
+                } else {
+                    v
+                }
             })
             .collect()
     }

@@ -229,7 +229,7 @@ impl Decoder {
             }
         }
         let words = &input[4 * N..];
-        if words.len() % 2 != 0 {
+        if !words.len().is_multiple_of(2) {
             return Err(Malformed::new("rANS word stream has an odd length"));
         }
         let prec = self.prec;
@@ -375,7 +375,7 @@ mod tests {
         let freqs = [100u32, 3996];
         let mut seed = 1;
         let symbols: Vec<u16> = (0..10_000)
-            .map(|_| (lcg(&mut seed) % 40 == 0) as u16)
+            .map(|_| lcg(&mut seed).is_multiple_of(40) as u16)
             .collect();
         let mut enc = Encoder::default();
         enc.set_table(&freqs, 12);

@@ -189,10 +189,8 @@ pub fn header_bytes(dtype: DType, shape: &[u64], reserve_first: bool) -> Vec<u8>
         DType::F64 => "<f8",
     };
     let mut dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    if reserve_first {
-        if let Some(first) = dims.first_mut() {
-            *first = format!("{first:>PLACEHOLDER_WIDTH$}");
-        }
+    if reserve_first && let Some(first) = dims.first_mut() {
+        *first = format!("{first:>PLACEHOLDER_WIDTH$}");
     }
     let shape_str = match dims.len() {
         1 => format!("({},)", dims[0]),

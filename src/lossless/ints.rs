@@ -303,15 +303,16 @@ fn lorenzo(t: u8, x: &[f32], i: usize, (c, r): (usize, usize), row: usize, plane
 /// least two of them, and whole planes where the grid has planes that fit it.
 fn sigma_axes(grid: Grid, n: usize) -> Option<(usize, usize, usize)> {
     let row = grid.row;
-    if row < 2 || n % (2 * row) != 0 || n < 4 * row {
+    if row < 2 || !n.is_multiple_of(2 * row) || n < 4 * row {
         return None;
     }
     let half = n / 2;
-    let plane = if grid.plane >= row && grid.plane % row == 0 && half % grid.plane == 0 {
-        grid.plane
-    } else {
-        half
-    };
+    let plane =
+        if grid.plane >= row && grid.plane.is_multiple_of(row) && half.is_multiple_of(grid.plane) {
+            grid.plane
+        } else {
+            half
+        };
     Some((row, plane, half))
 }
 
@@ -423,7 +424,7 @@ fn sigma_gain(col: &[f32], row: usize, half: usize) -> Option<f64> {
     let step = (half / GAIN_SAMPLE).max(1);
     let mut pairs: Vec<(f64, f64)> = (half..col.len())
         .step_by(step)
-        .filter(|&i| (i - half) % row > 0)
+        .filter(|&i| !(i - half).is_multiple_of(row))
         .filter_map(|i| {
             let sq = |j: usize| f64::from(col[j]) * f64::from(col[j]);
             let du = f64::from(col[i - half]) - f64::from(col[i - half - 1]);
@@ -508,13 +509,13 @@ fn repeats(r: &[f32], keys: &[u64], out: &mut Vec<u32>) {
 /// The row and plane lengths a Lorenzo transform `t` needs on `grid` for `n` values, or `None`.
 fn lorenzo_axes(t: u8, grid: Grid, n: usize) -> Option<(usize, usize)> {
     let row = grid.row;
-    if row < 2 || n % row != 0 || n < 2 * row {
+    if row < 2 || !n.is_multiple_of(row) || n < 2 * row {
         return None;
     }
     match t {
         LORENZO_2 => Some((
             row,
-            if grid.plane >= row && grid.plane % row == 0 {
+            if grid.plane >= row && grid.plane.is_multiple_of(row) {
                 grid.plane
             } else {
                 n
@@ -522,7 +523,7 @@ fn lorenzo_axes(t: u8, grid: Grid, n: usize) -> Option<(usize, usize)> {
         )),
         LORENZO_3 | LORENZO_3Q => {
             let plane = grid.plane;
-            (plane > row && plane % row == 0 && n % plane == 0 && n >= 2 * plane)
+            (plane > row && plane.is_multiple_of(row) && n.is_multiple_of(plane) && n >= 2 * plane)
                 .then_some((row, plane))
         }
         _ => None,

@@ -45,7 +45,7 @@ pub(super) struct Lattice {
 
 /// Values per lattice plane of a column of `n` values on `grid`.
 fn plane_len(grid: Grid, n: usize) -> usize {
-    if grid.plane >= MIN_PLANE && n % grid.plane == 0 {
+    if grid.plane >= MIN_PLANE && n.is_multiple_of(grid.plane) {
         grid.plane
     } else {
         n.max(1)

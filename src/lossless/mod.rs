@@ -403,12 +403,12 @@ pub(crate) fn decode<T: Element>(
             "lossless transform needs a reference column that does not exist",
         ));
     }
-    if let Reference::Column(c, _) = reference {
-        if c.len() != n {
-            return Err(Malformed::new(
-                "lossless reference column has the wrong length",
-            ));
-        }
+    if let Reference::Column(c, _) = reference
+        && c.len() != n
+    {
+        return Err(Malformed::new(
+            "lossless reference column has the wrong length",
+        ));
     }
     // The words are gathered in `out` itself (as bit patterns), then undone in place.
     match r.u8()? {

@@ -575,7 +575,7 @@ impl Source {
     /// little-endian bytes, filling `out` (a whole number of elements).
     pub fn read_values(&self, first_value: u64, out: &mut [u8]) -> Result<()> {
         let vpe = self.values_per_elem as u64;
-        if first_value % vpe != 0 || out.len() % self.elem_bytes != 0 {
+        if !first_value.is_multiple_of(vpe) || !out.len().is_multiple_of(self.elem_bytes) {
             return Err(Error::Internal(format!(
                 "{}: unaligned read of values from {first_value}",
                 self.name
@@ -600,7 +600,8 @@ impl Source {
     pub fn range_reader(&self, first: u64, count: u64) -> Result<H5Reader> {
         let vpe = self.values_per_elem as u64;
         let total: u64 = self.shape.iter().product();
-        if first % vpe != 0 || count % vpe != 0 || (first + count) / vpe > total {
+        if !first.is_multiple_of(vpe) || !count.is_multiple_of(vpe) || (first + count) / vpe > total
+        {
             return Err(Error::Internal(format!(
                 "{}: a range of values {first}..{} that is not whole elements of the dataset",
                 self.name,

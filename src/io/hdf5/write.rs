@@ -219,7 +219,7 @@ impl H5Writer {
             )));
         }
         let inner: u64 = self.shape[1..].iter().product::<u64>().max(1);
-        if self.growing && self.written % inner != 0 {
+        if self.growing && !self.written.is_multiple_of(inner) {
             return Err(Error::InvalidInput(format!(
                 "{}: {} values are not a whole number of slices of {inner}",
                 self.name, self.written
@@ -243,7 +243,7 @@ impl H5Writer {
 
 impl ValueSink for H5Writer {
     fn write_le(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.pending.is_empty() && bytes.len() % self.elem_bytes == 0 {
+        if self.pending.is_empty() && bytes.len().is_multiple_of(self.elem_bytes) {
             return self.write_elements(bytes);
         }
         // A record split between two writes: join it (rare: decoded chunks hold whole records).
