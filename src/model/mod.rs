@@ -624,16 +624,11 @@ const LANES: usize = 16;
 /// `r` at `k·BLOCK + r`. Every record's arithmetic is the same sequence of `f32` operations
 /// (output: `b2`, then `+ v_k·u_k` for each input in order, then `+ w2_h·relu(a_h)` for each
 /// unit in order, with `a_h = b1_h + W_h0·u_0 + W_h1·u_1 + …`), whatever the instruction set.
+/// `y` holds a whole block: the tiers may write past `n`.
 #[inline(always)]
 fn network_body(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    linear_part(c, u, n, y);
     let ni = c.inputs.len();
-    y[..n].fill(c.b2);
-    for (k, &v) in c.lin.iter().enumerate() {
-        let uk = &u[k * BLOCK..k * BLOCK + n];
-        for (o, &x) in y[..n].iter_mut().zip(uk) {
-            *o += v * x;
-        }
-    }
     for r0 in (0..n).step_by(LANES) {
         let m = (n - r0).min(LANES);
         let mut out = [0f32; LANES];
@@ -656,18 +651,129 @@ fn network_body(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
     }
 }
 
-/// [`network_body`] compiled for AVX2 (the same operations, wider registers).
+/// The linear term, `y = b2 + v_0·u_0 + v_1·u_1 + …` for the first `n` records (the compiler
+/// vectorizes it as written, across records).
+#[inline(always)]
+fn linear_part(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    y[..n].fill(c.b2);
+    for (k, &v) in c.lin.iter().enumerate() {
+        let uk = &u[k * BLOCK..k * BLOCK + n];
+        for (o, &x) in y[..n].iter_mut().zip(uk) {
+            *o += v * x;
+        }
+    }
+}
+
+/// Calls `$f::<NI>` with `NI` the column's input count (1 to [`MAX_INPUTS`]), so a record's
+/// inputs stay in registers across the hidden units.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_inputs {
+    ($ni:expr, $f:ident($($arg:expr),*)) => {
+        match $ni {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*),
+            9 => $f::<9>($($arg),*),
+            10 => $f::<10>($($arg),*),
+            11 => $f::<11>($($arg),*),
+            12 => $f::<12>($($arg),*),
+            _ => unreachable!("a column reads 1 to MAX_INPUTS inputs"),
+        }
+    };
+}
+
+/// [`network_body`] in AVX2 registers, eight records a register: the same operations (a
+/// multiply then an add, never fused), with the records' inputs held in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn network_avx2(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
-    network_body(c, u, n, y)
+    linear_part(c, u, n, y);
+    if c.hidden > 0 {
+        with_inputs!(c.inputs.len(), hidden_avx2(c, u, n, y));
+    }
 }
 
-/// [`network_body`] compiled for AVX-512 (a block of [`LANES`] records in one register).
+/// The hidden units' contributions added to `y` for the first `n` records (rounded up to
+/// eight), for a column of `NI` inputs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn hidden_avx2<const NI: usize>(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = 8;
+    let (w1, _) = c.w1[..c.hidden * NI].as_chunks::<NI>();
+    let (b1, w2) = (&c.b1[..c.hidden], &c.w2[..c.hidden]);
+    let zero = _mm256_setzero_ps();
+    for r0 in (0..n).step_by(L) {
+        let mut x = [zero; NI];
+        for (k, x) in x.iter_mut().enumerate() {
+            let s = &u[k * BLOCK + r0..k * BLOCK + r0 + L];
+            // SAFETY: `s` holds eight floats.
+            *x = unsafe { _mm256_loadu_ps(s.as_ptr()) };
+        }
+        let ys = &mut y[r0..r0 + L];
+        // SAFETY: `ys` holds eight floats.
+        let mut out = unsafe { _mm256_loadu_ps(ys.as_ptr()) };
+        for ((w, &b), &v) in w1.iter().zip(b1).zip(w2) {
+            let mut a = _mm256_set1_ps(b);
+            for k in 0..NI {
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(w[k]), x[k]));
+            }
+            // `max(a, 0)`: 0 where `a` is NaN or a zero of either sign, as `f32::max` here.
+            let relu = _mm256_max_ps(a, zero);
+            out = _mm256_add_ps(out, _mm256_mul_ps(_mm256_set1_ps(v), relu));
+        }
+        // SAFETY: `ys` holds eight floats.
+        unsafe { _mm256_storeu_ps(ys.as_mut_ptr(), out) };
+    }
+}
+
+/// [`network_body`] in AVX-512 registers, sixteen records a register (as [`network_avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn network_avx512(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
-    network_body(c, u, n, y)
+    linear_part(c, u, n, y);
+    if c.hidden > 0 {
+        with_inputs!(c.inputs.len(), hidden_avx512(c, u, n, y));
+    }
+}
+
+/// [`hidden_avx2`] sixteen records a register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(unsafe_code)]
+fn hidden_avx512<const NI: usize>(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    let (w1, _) = c.w1[..c.hidden * NI].as_chunks::<NI>();
+    let (b1, w2) = (&c.b1[..c.hidden], &c.w2[..c.hidden]);
+    let zero = _mm512_setzero_ps();
+    for r0 in (0..n).step_by(L) {
+        let mut x = [zero; NI];
+        for (k, x) in x.iter_mut().enumerate() {
+            let s = &u[k * BLOCK + r0..k * BLOCK + r0 + L];
+            // SAFETY: `s` holds sixteen floats.
+            *x = unsafe { _mm512_loadu_ps(s.as_ptr()) };
+        }
+        let ys = &mut y[r0..r0 + L];
+        // SAFETY: `ys` holds sixteen floats.
+        let mut out = unsafe { _mm512_loadu_ps(ys.as_ptr()) };
+        for ((w, &b), &v) in w1.iter().zip(b1).zip(w2) {
+            let mut a = _mm512_set1_ps(b);
+            for k in 0..NI {
+                a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(w[k]), x[k]));
+            }
+            let relu = _mm512_max_ps(a, zero);
+            out = _mm512_add_ps(out, _mm512_mul_ps(_mm512_set1_ps(v), relu));
+        }
+        // SAFETY: `ys` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(ys.as_mut_ptr(), out) };
+    }
 }
 
 /// [`network_body`] with the widest vectors this CPU has.
@@ -813,45 +919,71 @@ mod tests {
     #[test]
     fn the_network_gives_the_same_bits_with_any_instruction_set() {
         // `network` takes the widest path the CPU has; `network_body` as called here is
-        // compiled for the baseline instruction set.
-        let m = random_model(6, 21, 5);
-        let c = &m.columns[0]; // coded last: the most inputs
+        // compiled for the baseline instruction set. Every input count (each tier has a kernel
+        // per count), networks with and without hidden units, and units whose sum is -0.0 or
+        // +0.0 (zero inputs, a bias of -0.0) or overflows to ±Inf or NaN.
         let mut s = 3u64;
-        let u: Vec<f32> = (0..MAX_INPUTS * BLOCK)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 16.0 - 8.0
-            })
-            .collect();
-        for n in [BLOCK, 200, 7] {
-            let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
-            network_body(c, &u, n, &mut a);
-            network(c, &u, n, &mut b);
-            let mut tiers = vec![b];
-            // Every instruction set this CPU has, each on its own.
-            #[cfg(target_arch = "x86_64")]
-            #[allow(unsafe_code)]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    let mut o = [0f32; BLOCK];
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    unsafe { network_avx2(c, &u, n, &mut o) };
-                    tiers.push(o);
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut u: Vec<f32> = (0..MAX_INPUTS * BLOCK).map(|_| next() * 8.0).collect();
+        for k in 0..MAX_INPUTS {
+            u[k * BLOCK + 3] = 0.0; // record 3: every input 0
+            u[k * BLOCK + 5] = 8.0; // record 5: every input at the clamp
+        }
+        for ni in 1..=MAX_INPUTS {
+            for hidden in [0, 1, 5, 21] {
+                let mut c = ColumnModel {
+                    offset: 0.0,
+                    scale: 1.0,
+                    inputs: (0..ni as u32).collect(),
+                    lin: (0..ni).map(|_| next()).collect(),
+                    hidden,
+                    w1: (0..hidden * ni).map(|_| next()).collect(),
+                    b1: (0..hidden).map(|_| next() * 0.1).collect(),
+                    w2: (0..hidden).map(|_| next()).collect(),
+                    b2: next() * 0.1,
+                };
+                if hidden >= 5 {
+                    c.b1[1] = -0.0;
+                    c.b1[2] = 0.0;
+                    c.w1[3 * ni..4 * ni].fill(3e38); // record 5 overflows to +Inf
+                    c.w1[4 * ni] = -3e38; // and unit 4 to NaN where it meets +Inf
+                    c.w1[4 * ni + ni - 1] = 3e38;
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    let mut o = [0f32; BLOCK];
-                    // SAFETY: the CPU supports AVX-512F, checked just above.
-                    unsafe { network_avx512(c, &u, n, &mut o) };
-                    tiers.push(o);
+                for n in [BLOCK, 200, 7] {
+                    let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
+                    network_body(&c, &u, n, &mut a);
+                    network(&c, &u, n, &mut b);
+                    let mut tiers = vec![b];
+                    // Every instruction set this CPU has, each on its own.
+                    #[cfg(target_arch = "x86_64")]
+                    #[allow(unsafe_code)]
+                    {
+                        if std::arch::is_x86_feature_detected!("avx2") {
+                            let mut o = [0f32; BLOCK];
+                            // SAFETY: the CPU supports AVX2, checked just above.
+                            unsafe { network_avx2(&c, &u, n, &mut o) };
+                            tiers.push(o);
+                        }
+                        if std::arch::is_x86_feature_detected!("avx512f") {
+                            let mut o = [0f32; BLOCK];
+                            // SAFETY: the CPU supports AVX-512F, checked just above.
+                            unsafe { network_avx512(&c, &u, n, &mut o) };
+                            tiers.push(o);
+                        }
+                    }
+                    for b in &tiers {
+                        for r in 0..n {
+                            assert_eq!(
+                                a[r].to_bits(),
+                                b[r].to_bits(),
+                                "{ni} inputs, {hidden} units, record {r} of {n}"
+                            );
+                        }
+                    }
                 }
-            }
-            for b in &tiers {
-                assert!(
-                    a[..n]
-                        .iter()
-                        .zip(&b[..n])
-                        .all(|(x, y)| x.to_bits() == y.to_bits())
-                );
             }
         }
     }
