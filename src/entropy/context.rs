@@ -98,46 +98,18 @@ fn context(p1: i32, p2: i32) -> usize {
     class(p1) * 3 + class(p2)
 }
 
+/// Tokens of [`contexts_pay`]'s histograms: the codes below ±32 exactly, the others by sign
+/// and bit length.
+const BINS: usize = 64 + 2 * 33;
+
 /// Whether coding `codes` by context is estimated to save at least 3%: order-0 entropies of
 /// the codes' tokens (exact below ±32, else by sign and length, whose raw bits cost the same
 /// either way), with each non-empty stream charged for its table.
 fn contexts_pay(codes: &[i32]) -> bool {
-    const BINS: usize = 64 + 2 * 33;
     if codes.len() < 4096 {
         return false;
     }
-    let bin = |c: i32| {
-        if (-32..32).contains(&c) {
-            (c + 32) as usize
-        } else {
-            64 + 2 * (32 - c.unsigned_abs().leading_zeros()) as usize + usize::from(c < 0)
-        }
-    };
-    // Four histograms, a code to each in turn and summed after: runs of one code (zeros)
-    // would otherwise wait on their own count at every step. Each code's context is made from
-    // the two codes before it, not carried over from the last context, so no step waits on
-    // the one before.
-    let mut hists = [[[0u32; BINS]; CONTEXTS]; 4];
-    let (mut p1, mut p2) = (0, 0);
-    let mut quads = codes.chunks_exact(4);
-    for q in &mut quads {
-        for (h, &c) in hists.iter_mut().zip(q) {
-            h[context(p1, p2)][bin(c)] += 1;
-            (p2, p1) = (p1, c);
-        }
-    }
-    for (h, &c) in hists.iter_mut().zip(quads.remainder()) {
-        h[context(p1, p2)][bin(c)] += 1;
-        (p2, p1) = (p1, c);
-    }
-    let mut hist = hists[0];
-    for other in &hists[1..] {
-        for (h, o) in hist.iter_mut().zip(other) {
-            for (a, &b) in h.iter_mut().zip(o) {
-                *a += b;
-            }
-        }
-    }
+    let hist = context_histograms(codes);
     // Bits of the counts `h` at their order-0 entropy, and of a table for them.
     let cost = |h: &[u32; BINS]| {
         let n: u32 = h.iter().sum();
@@ -159,6 +131,62 @@ fn contexts_pay(codes: &[i32]) -> bool {
     }
     let split: f64 = hist.iter().map(cost).sum();
     split < 0.97 * cost(&whole)
+}
+
+/// Each context's histogram of [`contexts_pay`]'s tokens over `codes`, in blocks: the slots
+/// (context and token) of a block's codes in vector lanes first, each from the code and the
+/// two before it, then their counts, a slot to each of four histograms in turn (runs of one
+/// code, zeros, would otherwise wait on their own count at every step).
+#[allow(unsafe_code)]
+fn context_histograms(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
+    #[inline(always)]
+    fn body(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
+        const BLOCK: usize = 256;
+        let mut hists = [[0u32; CONTEXTS * BINS]; 4];
+        let mut slots = [0u32; BLOCK];
+        // Each block's codes with the two before them (0 before the first).
+        let mut window = [0i32; BLOCK + 2];
+        for block in codes.chunks(BLOCK) {
+            let n = block.len();
+            // The last two codes of the block before (only the last block is short).
+            window.copy_within(BLOCK..BLOCK + 2, 0);
+            window[2..2 + n].copy_from_slice(block);
+            for (s, w) in slots[..n].iter_mut().zip(window[..n + 2].windows(3)) {
+                let (p2, p1, c) = (w[0], w[1], w[2]);
+                let small = c.wrapping_add(32) as u32;
+                let m = c.unsigned_abs();
+                let large = 64 + 2 * (32 - m.leading_zeros()) + u32::from(c < 0);
+                let token = if small < 64 { small } else { large };
+                *s = context(p1, p2) as u32 * BINS as u32 + token;
+            }
+            let mut quads = slots[..n].chunks_exact(4);
+            for q in &mut quads {
+                for (h, &s) in hists.iter_mut().zip(q) {
+                    h[s as usize] += 1;
+                }
+            }
+            for (h, &s) in hists.iter_mut().zip(quads.remainder()) {
+                h[s as usize] += 1;
+            }
+        }
+        let mut out = [[0u32; BINS]; CONTEXTS];
+        for (k, o) in out.iter_mut().enumerate() {
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = hists.iter().map(|h| h[k * BINS + i]).sum();
+            }
+        }
+        out
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
+            body(codes)
+        }
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2(codes) };
+    }
+    body(codes)
 }
 
 impl CodeCoder {
@@ -621,6 +649,36 @@ mod tests {
     use super::*;
     use crate::entropy::order0_entropy_bits;
     use crate::entropy::tests::{laplace, lcg, round_trip};
+
+    #[test]
+    fn context_histograms_count_each_code_in_its_context_and_token() {
+        // The reference: one code at a time, its context from the two before (0 before the
+        // first), its token exact below ±32, else by sign and bit length.
+        let reference = |codes: &[i32]| {
+            let mut h = [[0u32; BINS]; CONTEXTS];
+            let (mut p1, mut p2) = (0, 0);
+            for &c in codes {
+                let token = if (-32..32).contains(&c) {
+                    (c + 32) as usize
+                } else {
+                    64 + 2 * (32 - c.unsigned_abs().leading_zeros()) as usize + usize::from(c < 0)
+                };
+                h[context(p1, p2)][token] += 1;
+                (p2, p1) = (p1, c);
+            }
+            h
+        };
+        let mut codes = laplace(5000, 20.0, 5);
+        codes.extend([i32::MIN, i32::MAX, -33, -32, 31, 32, 0, 0, 1, -1, 2, -2]);
+        // Block boundaries fall everywhere: every length from 0 to two blocks and more.
+        for n in (0..600).chain([codes.len() - 7, codes.len()]) {
+            assert_eq!(
+                context_histograms(&codes[..n]),
+                reference(&codes[..n]),
+                "{n} codes"
+            );
+        }
+    }
 
     #[test]
     fn streams_that_follow_a_pattern_are_coded_by_previous_code() {
