@@ -22,6 +22,7 @@ use crate::lossless::Reference;
 use crate::model::Model;
 use crate::predict::{Grid, Lag, Predictor, carried};
 use crate::relation::{self, Relation};
+use crate::transpose::{columns_to_rows, rows_to_columns};
 
 /// How a chunk's payload is stored (the low bits of the chunk flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,41 +264,6 @@ fn carry_candidate<T: Element>(
         }
     }
     if best.0 * 5 >= total { best.1 } else { None }
-}
-
-/// Rows per block of a transpose: the block's rows stay in L1 (16 KiB) however wide the table.
-fn transpose_block<T>(width: usize) -> usize {
-    ((16 << 10) / (width * std::mem::size_of::<T>()).max(1)).clamp(8, 256)
-}
-
-/// Copies row-major `data` (`width` values per row) into column-major `out`.
-fn rows_to_columns<T: Copy>(data: &[T], width: usize, out: &mut [T]) {
-    let rows = data.len() / width;
-    let block = transpose_block::<T>(width);
-    for r0 in (0..rows).step_by(block) {
-        let r1 = (r0 + block).min(rows);
-        for j in 0..width {
-            let col = &mut out[j * rows + r0..j * rows + r1];
-            for (k, o) in col.iter_mut().enumerate() {
-                *o = data[(r0 + k) * width + j];
-            }
-        }
-    }
-}
-
-/// Copies column-major `cols` back to row-major `out`.
-fn columns_to_rows<T: Copy>(cols: &[T], width: usize, out: &mut [T]) {
-    let rows = cols.len() / width;
-    let block = transpose_block::<T>(width);
-    for r0 in (0..rows).step_by(block) {
-        let r1 = (r0 + block).min(rows);
-        for j in 0..width {
-            let col = &cols[j * rows + r0..j * rows + r1];
-            for (k, &v) in col.iter().enumerate() {
-                out[(r0 + k) * width + j] = v;
-            }
-        }
-    }
 }
 
 impl<T: Element> ChunkCodec<T> {
@@ -1155,16 +1121,5 @@ mod tests {
         let (kind, size) = round_trip(params(Layout::Field, 1, &[0.0]), &data);
         assert_eq!(kind, PayloadKind::Raw);
         assert_eq!(size, data.len() * 4);
-    }
-
-    #[test]
-    fn transposes_are_inverse() {
-        let data: Vec<u32> = (0..999).collect();
-        let mut cols = vec![0; 999];
-        rows_to_columns(&data, 9, &mut cols);
-        assert_eq!(cols[1], 9);
-        let mut back = vec![0; 999];
-        columns_to_rows(&cols, 9, &mut back);
-        assert_eq!(back, data);
     }
 }

@@ -78,6 +78,7 @@ mod spare;
 #[doc(hidden)]
 pub mod stages;
 mod threads;
+mod transpose;
 
 pub use array::{ArraySpec, Layout, UNKNOWN};
 pub use bound::{Bound, BoundSpec, Bounds, BoundsFile, ColumnRef, ResolvedBound};
