@@ -74,6 +74,7 @@ mod relation;
 pub mod residual;
 mod segments;
 pub mod shard;
+mod simd;
 mod spare;
 #[doc(hidden)]
 pub mod stages;

@@ -7,6 +7,7 @@
 //! is stored in the container header for the decoder.
 
 use crate::element::Element;
+use crate::simd::with_avx2;
 
 /// Range statistics of one column, over its finite values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,19 +42,9 @@ impl ColumnStats {
         self.nonfinite += other.nonfinite;
     }
 
-    /// Statistics of a slice of values.
-    pub fn of<T: Element>(values: &[T]) -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            #[target_feature(enable = "avx2")]
-            fn avx2<T: Element>(values: &[T]) -> ColumnStats {
-                ColumnStats::of_body(values)
-            }
-            // SAFETY: the CPU supports AVX2, checked just above.
-            #[allow(unsafe_code)]
-            return unsafe { avx2(values) };
-        }
-        Self::of_body(values)
+    with_avx2! {
+        /// Statistics of a slice of values.
+        pub fn of<T>(values: &[T]) -> ColumnStats = ColumnStats::of_body;
     }
 
     /// [`of`](Self::of)'s loop, compiled for the baseline and for AVX2's wider vectors
@@ -103,6 +94,27 @@ pub struct StatsAccumulator {
     stats: Vec<ColumnStats>,
 }
 
+with_avx2! {
+    /// Each of `values`' records (as many values as `lo`) into its columns' minima, maxima and
+    /// non-finite counts.
+    fn table_rows<T>(values: &[T], acc: (&mut [f64], &mut [f64], &mut [u64])) = table_rows_body;
+}
+
+#[inline(always)]
+fn table_rows_body<T: Element>(values: &[T], (lo, hi, bad): (&mut [f64], &mut [f64], &mut [u64])) {
+    // Branch-free so it vectorizes: a non-finite value becomes NaN, which min/max ignore.
+    for row in values.chunks_exact(lo.len()) {
+        for (((&v, l), h), b) in row.iter().zip(&mut *lo).zip(&mut *hi).zip(&mut *bad) {
+            let x = v.to_f64();
+            let finite = x.is_finite();
+            let y = if finite { x } else { f64::NAN };
+            *l = l.min(y);
+            *h = h.max(y);
+            *b += !finite as u64;
+        }
+    }
+}
+
 impl StatsAccumulator {
     /// An accumulator for `columns` columns (tables) or 1 (fields: whole-array statistics).
     pub fn new(columns: usize) -> Self {
@@ -123,40 +135,7 @@ impl StatsAccumulator {
         let mut lo = vec![f64::INFINITY; c];
         let mut hi = vec![f64::NEG_INFINITY; c];
         let mut bad = vec![0u64; c];
-        /// Each record's values into its columns' minima, maxima and non-finite counts.
-        #[inline(always)]
-        fn rows<T: Element>(values: &[T], (lo, hi, bad): (&mut [f64], &mut [f64], &mut [u64])) {
-            // Branch-free so it vectorizes: a non-finite value becomes NaN, which min/max
-            // ignore.
-            for row in values.chunks_exact(lo.len()) {
-                for (((&v, l), h), b) in row.iter().zip(&mut *lo).zip(&mut *hi).zip(&mut *bad) {
-                    let x = v.to_f64();
-                    let finite = x.is_finite();
-                    let y = if finite { x } else { f64::NAN };
-                    *l = l.min(y);
-                    *h = h.max(y);
-                    *b += !finite as u64;
-                }
-            }
-        }
-        let acc = (&mut lo[..], &mut hi[..], &mut bad[..]);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // The same minima, maxima and counts in AVX2's wider vectors.
-            #[target_feature(enable = "avx2")]
-            fn avx2<T: Element>(values: &[T], acc: (&mut [f64], &mut [f64], &mut [u64])) {
-                rows(values, acc)
-            }
-            // SAFETY: the CPU supports AVX2, checked just above.
-            #[allow(unsafe_code)]
-            unsafe {
-                avx2(values, acc)
-            };
-        } else {
-            rows(values, acc);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        rows(values, acc);
+        table_rows(values, (&mut lo, &mut hi, &mut bad));
         let rows = (values.len() / c) as u64;
         for j in 0..c {
             self.stats[j].merge(&ColumnStats {

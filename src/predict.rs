@@ -55,6 +55,7 @@ use crate::disjoint::Disjoint;
 use crate::element::Element;
 use crate::residual::{Exceptions, MAX_CODE, Quantizer};
 use crate::segments::scatter;
+use crate::simd::with_avx2;
 use crate::spare::Spare;
 use std::sync::Mutex;
 
@@ -1022,28 +1023,6 @@ macro_rules! neighbour {
 
 /// Points of a line the encoder codes at a time ([`quantize_line`]).
 const LINE_BLOCK: usize = 64;
-
-/// Defines `fn $name(args)` as `$body(args)`, compiled for AVX2 where the CPU has it (the
-/// same operations in wider vectors, lane by lane, so the same bits), else for the baseline.
-macro_rules! with_avx2 {
-    ($(#[$m:meta])* fn $name:ident<$t:ident>($($arg:ident: $ty:ty),* $(,)?) = $body:ident;) => {
-        $(#[$m])*
-        #[inline(always)]
-        fn $name<$t: Element>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                fn avx2<$t: Element>($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                // SAFETY: the CPU supports AVX2, checked just above.
-                #[allow(unsafe_code)]
-                return unsafe { avx2($($arg),*) };
-            }
-            $body($($arg),*)
-        }
-    };
-}
 
 /// The predictions of `n` points of line `l` from its point `j0` on, into `ps`: each point's
 /// interpolation from its neighbours ([`by_edge_case`]), or `first` where that is not finite.

@@ -4,6 +4,7 @@
 use super::hybrid::{Hybrid, SPLITS};
 use super::table::{self, choose_prec, codes_bits, codes_for_counts, freqs_for_codes, gamma_bits};
 use super::{Bin, Choice, CodeCoder, DENSE_SPAN, MAX_BINS, MAX_DIRECT, rans};
+use crate::simd::with_avx512;
 
 /// Streams are planned in bins only where the best other mode spends at least this many bits
 /// per value and the stream has at least [`BINNED_MIN_DISTINCT`] distinct values: narrow
@@ -40,7 +41,6 @@ pub(super) struct BinPlan {
 /// values into ranges of power-of-two widths: a dynamic program from the largest value down,
 /// one pointer per width, so `O(m · 33)` for `m` distinct values. Returns the planned cost in
 /// bits (tables approximated by `bin_bits` each).
-#[allow(unsafe_code)]
 fn plan_bins(
     vals: &[i32],
     counts: &[u32],
@@ -49,32 +49,14 @@ fn plan_bins(
     plan: &mut BinPlan,
     bins: &mut Vec<Bin>,
 ) -> f64 {
-    // The widest vectors this CPU has.
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        unsafe { plan_avx512(vals, counts, n, bin_bits, plan) };
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { plan_avx2(vals, counts, n, bin_bits, plan) };
-    } else {
-        plan_body(vals, counts, n, bin_bits, plan);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    plan_body(vals, counts, n, bin_bits, plan);
+    plan_widest(vals, counts, n, bin_bits, plan);
     bins_of(vals, counts, plan, bins)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn plan_avx2(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64, plan: &mut BinPlan) {
-    plan_body(vals, counts, n, bin_bits, plan)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn plan_avx512(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64, plan: &mut BinPlan) {
-    plan_body(vals, counts, n, bin_bits, plan)
+with_avx512! {
+    /// [`plan_body`] in the widest vectors this CPU has.
+    fn plan_widest(vals: &[i32], counts: &[u32], n: u64, bin_bits: f64, plan: &mut BinPlan) =
+        plan_body;
 }
 
 /// The dynamic program of [`plan_bins`], into `plan`. Each value's candidate bins are priced

@@ -6,6 +6,7 @@ use super::choose::fast_log2;
 use super::read::skip;
 use super::{CodeCoder, DENSE_SPAN, range};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_ivarint, put_uvarint};
+use crate::simd::with_avx2;
 
 /// Most contexts of the by-previous-code layout ([`CodeCoder::encode_by_previous`]): the
 /// most frequent codes, each a context, and one context for every other code.
@@ -133,60 +134,51 @@ fn contexts_pay(codes: &[i32]) -> bool {
     split < 0.97 * cost(&whole)
 }
 
-/// Each context's histogram of [`contexts_pay`]'s tokens over `codes`, in blocks: the slots
-/// (context and token) of a block's codes in vector lanes first, each from the code and the
-/// two before it, then their counts, a slot to each of four histograms in turn (runs of one
-/// code, zeros, would otherwise wait on their own count at every step).
-#[allow(unsafe_code)]
-fn context_histograms(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
-    #[inline(always)]
-    fn body(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
-        const BLOCK: usize = 256;
-        let mut hists = [[0u32; CONTEXTS * BINS]; 4];
-        let mut slots = [0u32; BLOCK];
-        // Each block's codes with the two before them (0 before the first).
-        let mut window = [0i32; BLOCK + 2];
-        for block in codes.chunks(BLOCK) {
-            let n = block.len();
-            // The last two codes of the block before (only the last block is short).
-            window.copy_within(BLOCK..BLOCK + 2, 0);
-            window[2..2 + n].copy_from_slice(block);
-            for (s, w) in slots[..n].iter_mut().zip(window[..n + 2].windows(3)) {
-                let (p2, p1, c) = (w[0], w[1], w[2]);
-                let small = c.wrapping_add(32) as u32;
-                let m = c.unsigned_abs();
-                let large = 64 + 2 * (32 - m.leading_zeros()) + u32::from(c < 0);
-                let token = if small < 64 { small } else { large };
-                *s = context(p1, p2) as u32 * BINS as u32 + token;
-            }
-            let mut quads = slots[..n].chunks_exact(4);
-            for q in &mut quads {
-                for (h, &s) in hists.iter_mut().zip(q) {
-                    h[s as usize] += 1;
-                }
-            }
-            for (h, &s) in hists.iter_mut().zip(quads.remainder()) {
+with_avx2! {
+    /// Each context's histogram of [`contexts_pay`]'s tokens over `codes`, in blocks: the
+    /// slots (context and token) of a block's codes in vector lanes first, each from the code
+    /// and the two before it, then their counts, a slot to each of four histograms in turn
+    /// (runs of one code, zeros, would otherwise wait on their own count at every step).
+    fn context_histograms(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] = context_histograms_body;
+}
+
+#[inline(always)]
+fn context_histograms_body(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
+    const BLOCK: usize = 256;
+    let mut hists = [[0u32; CONTEXTS * BINS]; 4];
+    let mut slots = [0u32; BLOCK];
+    // Each block's codes with the two before them (0 before the first).
+    let mut window = [0i32; BLOCK + 2];
+    for block in codes.chunks(BLOCK) {
+        let n = block.len();
+        // The last two codes of the block before (only the last block is short).
+        window.copy_within(BLOCK..BLOCK + 2, 0);
+        window[2..2 + n].copy_from_slice(block);
+        for (s, w) in slots[..n].iter_mut().zip(window[..n + 2].windows(3)) {
+            let (p2, p1, c) = (w[0], w[1], w[2]);
+            let small = c.wrapping_add(32) as u32;
+            let m = c.unsigned_abs();
+            let large = 64 + 2 * (32 - m.leading_zeros()) + u32::from(c < 0);
+            let token = if small < 64 { small } else { large };
+            *s = context(p1, p2) as u32 * BINS as u32 + token;
+        }
+        let mut quads = slots[..n].chunks_exact(4);
+        for q in &mut quads {
+            for (h, &s) in hists.iter_mut().zip(q) {
                 h[s as usize] += 1;
             }
         }
-        let mut out = [[0u32; BINS]; CONTEXTS];
-        for (k, o) in out.iter_mut().enumerate() {
-            for (i, o) in o.iter_mut().enumerate() {
-                *o = hists.iter().map(|h| h[k * BINS + i]).sum();
-            }
+        for (h, &s) in hists.iter_mut().zip(quads.remainder()) {
+            h[s as usize] += 1;
         }
-        out
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(codes: &[i32]) -> [[u32; BINS]; CONTEXTS] {
-            body(codes)
+    let mut out = [[0u32; BINS]; CONTEXTS];
+    for (k, o) in out.iter_mut().enumerate() {
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = hists.iter().map(|h| h[k * BINS + i]).sum();
         }
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2(codes) };
     }
-    body(codes)
+    out
 }
 
 impl CodeCoder {
