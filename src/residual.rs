@@ -25,6 +25,7 @@
 use crate::bound::{Bound, Domain, from_gapped_ordinal, within_abs, within_pwrel};
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_section, put_uvarint};
 use crate::element::Element;
+use crate::simd::with_avx2;
 
 /// Largest magnitude of a quantization code.
 pub(crate) const MAX_CODE: i64 = 1 << 30;
@@ -515,22 +516,18 @@ impl Quantizer {
         exc.clear();
         codes.reserve(values.len());
         debug_assert!(recon.as_ref().is_none_or(|r| r.len() == values.len()));
-        let out = (codes, exc, recon);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            #[allow(unsafe_code)]
-            return unsafe { self.quantize_avx2(values, pred, out) };
-        }
-        self.quantize_body(values, pred, out)
+        Self::quantize_lanes(self, values, pred, (codes, exc, recon))
     }
 
-    /// [`quantize`](Self::quantize) in AVX2's wider vectors: the same operations in the same
-    /// order (no fused multiply-add), so the same bits.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn quantize_avx2<T: Element>(self, values: &[T], pred: Prediction<'_>, out: Quantized<'_, T>) {
-        self.quantize_body(values, pred, out)
+    with_avx2! {
+        /// [`quantize`](Self::quantize) in AVX2's wider vectors where the CPU has them: the
+        /// same operations in the same order (no fused multiply-add), so the same bits.
+        fn quantize_lanes<T>(
+            q: Quantizer,
+            values: &[T],
+            pred: Prediction<'_>,
+            out: Quantized<'_, T>,
+        ) = Quantizer::quantize_body;
     }
 
     #[inline(always)]

@@ -51,6 +51,7 @@ pub mod train;
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed, put_uvarint};
 use crate::element::Element;
+use crate::simd::with_avx512;
 pub use features::{Feature, Op};
 
 /// Most inputs one column's network reads.
@@ -498,7 +499,6 @@ impl Model {
     /// before it (`cols`: column-major, `width × rows` values, of which only those columns are
     /// read), into `out` (`rows` values). `centre` stands in for a prediction that is not
     /// finite.
-    #[allow(unsafe_code)]
     pub fn predict_column<T: Element>(
         &self,
         j: usize,
@@ -513,39 +513,20 @@ impl Model {
         if !c.is_active() {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { self.predict_avx512(c, cols, rows, out) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { self.predict_avx2(c, cols, rows, out) };
-        }
-        self.predict_body(c, cols, rows, out)
+        Self::predict_widest(self, c, cols, rows, out)
     }
 
-    /// [`predict_body`](Self::predict_body) compiled for AVX2 (the same operations, wider
-    /// registers: the inputs' normalization and the outputs' scaling, a fifth of a table's
-    /// decoding, were SSE2 code).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn predict_avx2<T: Element>(&self, c: &ColumnModel, cols: &[T], rows: usize, out: &mut [f64]) {
-        self.predict_body(c, cols, rows, out)
-    }
-
-    /// [`predict_body`](Self::predict_body) compiled for AVX-512 (the same operations).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn predict_avx512<T: Element>(
-        &self,
-        c: &ColumnModel,
-        cols: &[T],
-        rows: usize,
-        out: &mut [f64],
-    ) {
-        self.predict_body(c, cols, rows, out)
+    with_avx512! {
+        /// [`predict_body`](Self::predict_body) in the widest vectors this CPU has (the same
+        /// operations: the inputs' normalization and the outputs' scaling, a fifth of a
+        /// table's decoding, were SSE2 code).
+        fn predict_widest<T>(
+            model: &Model,
+            c: &ColumnModel,
+            cols: &[T],
+            rows: usize,
+            out: &mut [f64],
+        ) = Model::predict_body;
     }
 
     /// [`predict_column`](Self::predict_column) for an active column `c`, block by block.
