@@ -668,94 +668,75 @@ macro_rules! with_inputs {
     };
 }
 
-/// [`network_body`] in AVX2 registers, eight records a register: the same operations (a
-/// multiply then an add, never fused), with the records' inputs held in registers.
+/// Defines `$network`, [`network_body`] in registers of `$lanes` records (`$feature`'s), and
+/// its hidden layer `$hidden`: the same operations (a multiply then an add, never fused), with
+/// a block's inputs held in registers across the hidden units, one kernel per input count.
+/// `$v` names the register type's intrinsics: `_mm256_*_ps` or `_mm512_*_ps`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn network_avx2(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
-    linear_part(c, u, n, y);
-    if c.hidden > 0 {
-        with_inputs!(c.inputs.len(), hidden_avx2(c, u, n, y));
-    }
-}
-
-/// The hidden units' contributions added to `y` for the first `n` records (rounded up to
-/// eight), for a column of `NI` inputs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(unsafe_code)]
-fn hidden_avx2<const NI: usize>(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
-    use std::arch::x86_64::*;
-    const L: usize = 8;
-    let (w1, _) = c.w1[..c.hidden * NI].as_chunks::<NI>();
-    let (b1, w2) = (&c.b1[..c.hidden], &c.w2[..c.hidden]);
-    let zero = _mm256_setzero_ps();
-    for r0 in (0..n).step_by(L) {
-        let mut x = [zero; NI];
-        for (k, x) in x.iter_mut().enumerate() {
-            let s = &u[k * BLOCK + r0..k * BLOCK + r0 + L];
-            // SAFETY: `s` holds eight floats.
-            *x = unsafe { _mm256_loadu_ps(s.as_ptr()) };
-        }
-        let ys = &mut y[r0..r0 + L];
-        // SAFETY: `ys` holds eight floats.
-        let mut out = unsafe { _mm256_loadu_ps(ys.as_ptr()) };
-        for ((w, &b), &v) in w1.iter().zip(b1).zip(w2) {
-            let mut a = _mm256_set1_ps(b);
-            for k in 0..NI {
-                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(w[k]), x[k]));
+macro_rules! network_tier {
+    ($(#[$m:meta])* $network:ident, $hidden:ident, $feature:tt, $lanes:expr,
+     $zero:ident, $load:ident, $store:ident, $set1:ident, $add:ident, $mul:ident, $max:ident) => {
+        $(#[$m])*
+        #[target_feature(enable = $feature)]
+        fn $network(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+            linear_part(c, u, n, y);
+            if c.hidden > 0 {
+                with_inputs!(c.inputs.len(), $hidden(c, u, n, y));
             }
-            // `max(a, 0)`: 0 where `a` is NaN or a zero of either sign, as `f32::max` here.
-            let relu = _mm256_max_ps(a, zero);
-            out = _mm256_add_ps(out, _mm256_mul_ps(_mm256_set1_ps(v), relu));
         }
-        // SAFETY: `ys` holds eight floats.
-        unsafe { _mm256_storeu_ps(ys.as_mut_ptr(), out) };
-    }
-}
 
-/// [`network_body`] in AVX-512 registers, sixteen records a register (as [`network_avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn network_avx512(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
-    linear_part(c, u, n, y);
-    if c.hidden > 0 {
-        with_inputs!(c.inputs.len(), hidden_avx512(c, u, n, y));
-    }
-}
-
-/// [`hidden_avx2`] sixteen records a register.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(unsafe_code)]
-fn hidden_avx512<const NI: usize>(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
-    use std::arch::x86_64::*;
-    const L: usize = 16;
-    let (w1, _) = c.w1[..c.hidden * NI].as_chunks::<NI>();
-    let (b1, w2) = (&c.b1[..c.hidden], &c.w2[..c.hidden]);
-    let zero = _mm512_setzero_ps();
-    for r0 in (0..n).step_by(L) {
-        let mut x = [zero; NI];
-        for (k, x) in x.iter_mut().enumerate() {
-            let s = &u[k * BLOCK + r0..k * BLOCK + r0 + L];
-            // SAFETY: `s` holds sixteen floats.
-            *x = unsafe { _mm512_loadu_ps(s.as_ptr()) };
-        }
-        let ys = &mut y[r0..r0 + L];
-        // SAFETY: `ys` holds sixteen floats.
-        let mut out = unsafe { _mm512_loadu_ps(ys.as_ptr()) };
-        for ((w, &b), &v) in w1.iter().zip(b1).zip(w2) {
-            let mut a = _mm512_set1_ps(b);
-            for k in 0..NI {
-                a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(w[k]), x[k]));
+        /// The hidden units' contributions added to `y` for the first `n` records (rounded
+        /// up to a register), for a column of `NI` inputs.
+        #[target_feature(enable = $feature)]
+        #[allow(unsafe_code)]
+        fn $hidden<const NI: usize>(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+            use std::arch::x86_64::*;
+            const L: usize = $lanes;
+            let (w1, _) = c.w1[..c.hidden * NI].as_chunks::<NI>();
+            let (b1, w2) = (&c.b1[..c.hidden], &c.w2[..c.hidden]);
+            let zero = $zero();
+            for r0 in (0..n).step_by(L) {
+                let mut x = [zero; NI];
+                for (k, x) in x.iter_mut().enumerate() {
+                    let s = &u[k * BLOCK + r0..k * BLOCK + r0 + L];
+                    // SAFETY: `s` holds a register's floats.
+                    *x = unsafe { $load(s.as_ptr()) };
+                }
+                let ys = &mut y[r0..r0 + L];
+                // SAFETY: `ys` holds a register's floats.
+                let mut out = unsafe { $load(ys.as_ptr()) };
+                for ((w, &b), &v) in w1.iter().zip(b1).zip(w2) {
+                    let mut a = $set1(b);
+                    for k in 0..NI {
+                        a = $add(a, $mul($set1(w[k]), x[k]));
+                    }
+                    // `max(a, 0)`: 0 where `a` is NaN or a zero of either sign, as
+                    // `f32::max` here.
+                    let relu = $max(a, zero);
+                    out = $add(out, $mul($set1(v), relu));
+                }
+                // SAFETY: `ys` holds a register's floats.
+                unsafe { $store(ys.as_mut_ptr(), out) };
             }
-            let relu = _mm512_max_ps(a, zero);
-            out = _mm512_add_ps(out, _mm512_mul_ps(_mm512_set1_ps(v), relu));
         }
-        // SAFETY: `ys` holds sixteen floats.
-        unsafe { _mm512_storeu_ps(ys.as_mut_ptr(), out) };
-    }
+    };
 }
+
+#[cfg(target_arch = "x86_64")]
+network_tier!(
+    /// [`network_body`] in AVX2 registers, eight records a register.
+    network_avx2, hidden_avx2, "avx2", 8,
+    _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+    _mm256_add_ps, _mm256_mul_ps, _mm256_max_ps
+);
+
+#[cfg(target_arch = "x86_64")]
+network_tier!(
+    /// [`network_body`] in AVX-512 registers, sixteen records a register.
+    network_avx512, hidden_avx512, "avx512f", 16,
+    _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+    _mm512_add_ps, _mm512_mul_ps, _mm512_max_ps
+);
 
 /// [`network_body`] with the widest vectors this CPU has.
 #[allow(unsafe_code)]
