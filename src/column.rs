@@ -322,7 +322,7 @@ impl<T: Element> ColumnCoder<T> {
             &mut self.exc,
         );
         // The neighbour predictors transform the codes; the values are the same either way.
-        let (mut predictor, bits) = self.chooser.choose(grid, &self.k);
+        let (mut predictor, bits) = self.chooser.choose(grid, &self.k, &self.spare);
         let mut use_model = false;
         if let Some(preds) = model_pred {
             let current = self.current_cost(bits, false);

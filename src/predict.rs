@@ -57,7 +57,8 @@ use crate::residual::{Exceptions, MAX_CODE, Quantizer};
 use crate::segments::scatter;
 use crate::simd::with_avx2;
 use crate::spare::Spare;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// How a column's values are predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -786,6 +787,43 @@ impl Interp {
             .collect()
     }
 
+    /// For each of the sample's positions (below `n`; by place, each with its place in the
+    /// sample: [`Chooser::draw`]), in the sample's order, its level's axes (a bit per axis, 0 for a block's
+    /// first point) and its code's residual in `k` along each of them (0 along the others;
+    /// the code itself for a first point): [`predict_at`](Self::predict_at) for every order
+    /// of the axes at once, an order predicting along the last of them it visits.
+    fn residuals_along(
+        &self,
+        k: &[i32],
+        (places, draws): &(Vec<usize>, Vec<u32>),
+        n: usize,
+    ) -> AxisResiduals {
+        let spots = self.spots(places, n);
+        let mut out = vec![(0u8, [0i32; MAX_AXES]); places.len()];
+        for ((&i, s), &j) in places.iter().zip(&spots).zip(draws) {
+            let mut r = [0i32; MAX_AXES];
+            if s.h == 0 {
+                r = [k[i]; MAX_AXES];
+            } else {
+                for (d, r) in r.iter_mut().enumerate().take(self.nd) {
+                    if s.axes >> d & 1 != 0 {
+                        let p = interpolate_codes(
+                            k,
+                            i,
+                            s.coords[d],
+                            self.shape[d],
+                            s.h * self.strides[d],
+                            s.h,
+                        );
+                        *r = k[i].wrapping_sub(p);
+                    }
+                }
+            }
+            out[j as usize] = (s.axes, r);
+        }
+        out
+    }
+
     /// The [`spot`](Self::spot) of the point at `coords` within its block.
     #[inline(always)]
     fn spot_at(&self, coords: [usize; MAX_AXES]) -> Spot {
@@ -822,6 +860,9 @@ impl Interp {
         interpolate_codes(k, i, spot.coords[d], self.shape[d], h * self.strides[d], h)
     }
 }
+
+/// Each sample point's level axes and residual along each ([`Interp::residuals_along`]).
+type AxisResiduals = Vec<(u8, [i32; MAX_AXES])>;
 
 /// Division of dividends below 2^32 by a fixed divisor below 2^32, by a multiplication
 /// (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019: with
@@ -1286,6 +1327,9 @@ struct Stencil {
     axes: [Axis; MAX_AXES],
     n: usize,
     offs: [usize; 1 << MAX_AXES],
+    /// Each axis's period as a [`Divisor`], where it is below 2^32 (the others span the
+    /// column).
+    periods: [Option<Divisor>; MAX_AXES],
 }
 
 impl Stencil {
@@ -1294,17 +1338,48 @@ impl Stencil {
         for (m, off) in offs.iter_mut().enumerate() {
             *off = (0..n).filter(|a| m >> a & 1 == 1).map(|a| axes[a].0).sum();
         }
-        Stencil { axes, n, offs }
+        let periods = axes.map(|(_, period)| {
+            (1..=u32::MAX as usize)
+                .contains(&period)
+                .then(|| Divisor::new(period))
+        });
+        Stencil {
+            axes,
+            n,
+            offs,
+            periods,
+        }
     }
 
     /// The prediction of `k[i]` from the codes before it.
     #[inline]
     fn predict(&self, k: &[i32], i: usize) -> i32 {
         let mut valid = 0usize;
-        for (a, &(stride, period)) in self.axes[..self.n].iter().enumerate() {
-            if i % period >= stride {
+        for (a, (&(stride, period), div)) in
+            self.axes[..self.n].iter().zip(&self.periods).enumerate()
+        {
+            // `i % period`, by a multiplication where both are below 2^32 (the random
+            // positions of the chooser's sample, whose divisions cost most of its pricing).
+            let r = match div {
+                Some(d) if i <= u32::MAX as usize => d.div_rem(i as u64).1 as usize,
+                _ if period == usize::MAX => i,
+                _ => i % period,
+            };
+            if r >= stride {
                 valid |= 1 << a;
             }
+        }
+        let at = |mask: usize| k[i - self.offs[mask]];
+        // Inside the grid (most points) the whole stencil, its signs known.
+        match self.n {
+            1 if valid == 1 => return at(1),
+            2 if valid == 3 => return at(1).wrapping_add(at(2)).wrapping_sub(at(3)),
+            3 if valid == 7 => {
+                let faces = at(1).wrapping_add(at(2)).wrapping_add(at(4));
+                let edges = at(3).wrapping_add(at(5)).wrapping_add(at(6));
+                return faces.wrapping_sub(edges).wrapping_add(at(7));
+            }
+            _ => {}
         }
         let mut p = 0i32;
         for mask in 1..(1usize << self.n) {
@@ -1403,88 +1478,158 @@ pub(crate) struct Chooser {
     /// The cheapest interpolation (predictor, axis order, bits per value) of the last
     /// [`choose`](Self::choose), if one applied.
     interp: Option<(Predictor, Interp, f64)>,
+    /// Each thread's scratch for pricing ([`Pricing`]); the caller's first.
+    pricing: Vec<Pricing>,
+    /// The sample's positions, in the order drawn (the order its residuals are priced in).
+    positions: Vec<usize>,
+    /// The same positions in increasing order, each with its place in `positions`: residuals
+    /// are computed in memory order, each put at its place in the sample.
+    by_place: (Vec<usize>, Vec<u32>),
+    /// The column length `positions` were drawn for (0 for none).
+    drawn_for: usize,
+}
+
+/// One thread's scratch for pricing a predictor: its residuals on the sample, and a histogram.
+#[derive(Debug, Default)]
+struct Pricing {
+    sample: Vec<i32>,
     counts: Vec<u32>,
     touched: Vec<u32>,
-    sample: Vec<i32>,
-    positions: Vec<usize>,
 }
 
 impl Chooser {
+    /// Draws `m` positions below `n` uniformly (a fixed LCG, so the output is reproducible)
+    /// into `positions`, and sorts them into `by_place`: the same for every column of `n`
+    /// values, so a worker's chunks of one length draw once.
+    fn draw(&mut self, n: usize, m: usize) {
+        self.positions.clear();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..m {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.positions
+                .push(((u128::from(seed) * n as u128) >> 64) as usize);
+        }
+        let mut order: Vec<(usize, u32)> = (self.positions.iter())
+            .enumerate()
+            .map(|(j, &i)| (i, j as u32))
+            .collect();
+        order.sort_unstable();
+        let (places, draws) = &mut self.by_place;
+        places.clear();
+        draws.clear();
+        for (i, j) in order {
+            places.push(i);
+            draws.push(j);
+        }
+        self.drawn_for = n;
+    }
+
     /// The predictor for codes `k` (the plain codes; exceptions may hold any value) on
     /// `grid` among the centre and the neighbour predictors, and its estimated bits per value.
     /// Centre unless another is estimated at least 2% cheaper. The cheapest interpolation is
     /// kept aside ([`interp`](Self::interp)): it codes values, not `k`.
-    pub(crate) fn choose(&mut self, grid: Grid, k: &[i32]) -> (Predictor, f64) {
+    ///
+    /// Each stencil and each interpolation's axis order is priced on its own, on cores borrowed from `spare` where they are idle (a chunk left to code alone); the
+    /// choice is made from the prices afterwards in a fixed order, so it is the same whoever
+    /// priced what.
+    pub(crate) fn choose(&mut self, grid: Grid, k: &[i32], spare: &Spare) -> (Predictor, f64) {
         let n = k.len();
         self.interp = None;
         if n < 64 {
             return (Predictor::Centre, f64::INFINITY);
         }
-        // Positions drawn uniformly (a fixed LCG, so the output is reproducible): contiguous
-        // blocks would see only a few rows of a field, or its edges, where the neighbour
-        // predictors fall back to fewer neighbours.
+        // Positions drawn uniformly: contiguous blocks would see only a few rows of a field,
+        // or its edges, where the neighbour predictors fall back to fewer neighbours.
         let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
         let whole = n <= m;
-        if !whole {
-            self.positions.clear();
-            let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-            for _ in 0..m {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                self.positions
-                    .push(((u128::from(seed) * n as u128) >> 64) as usize);
-            }
+        if !whole && self.drawn_for != n {
+            self.draw(n, m);
         }
-        let mut best = (f64::INFINITY, Predictor::Centre);
+        let samples = if whole { n } else { m };
         let mut rules = Vec::new();
         for p in Predictor::ALL {
             match p.rule(grid, n) {
-                Some(Rule::Interp(ip)) => {
-                    rules.extend(ip.orders().map(|o| (p, Rule::Interp(o))));
-                }
+                Some(Rule::Interp(ip)) => rules.extend(ip.orders().map(|o| (p, Rule::Interp(o)))),
                 Some(rule) => rules.push((p, rule)),
                 None => {}
             }
         }
-        // The sample's places in an interpolation's walk, the same for every order of its axes.
-        let mut spots: Option<(Predictor, Vec<Spot>)> = None;
-        for (p, rule) in rules {
-            self.sample.clear();
+        // An interpolation's residuals on the sample, the same for every order of its axes:
+        // a point's prediction is along the last of its level's axes that the order visits,
+        // so each point's residual along each of those axes, computed once per predictor, by
+        // the first of its orders' tasks to need them.
+        let along: [(Predictor, OnceLock<AxisResiduals>); 2] =
+            [Predictor::Interp, Predictor::InterpPlanes].map(|p| (p, OnceLock::new()));
+        // A task per rule, each interpolation's first order first (they compute the
+        // residuals), then the stencils, then the other orders.
+        let mut tasks: Vec<usize> = (0..rules.len()).collect();
+        let first_order = |r: usize| {
+            let (p, rule) = rules[r];
             match rule {
-                _ if whole => rule.push_residuals(k, 0, n, &mut self.sample),
+                Rule::Interp(_) => rules[..r].iter().all(|q| q.0 != p),
+                Rule::Stencil(_) => false,
+            }
+        };
+        tasks.sort_by_key(|&r| match rules[r].1 {
+            _ if first_order(r) => 0,
+            Rule::Stencil(_) => 1,
+            Rule::Interp(_) => 2,
+        });
+        // Each rule's estimated bits, as `f64` bits.
+        let bits: Vec<AtomicU64> = rules.iter().map(|_| AtomicU64::new(0)).collect();
+        let by_place = &self.by_place;
+        let scratch = crate::segments::threads(&mut self.pricing, tasks.len());
+        spare.share(tasks.len(), scratch, |t, pricing| {
+            let r = tasks[t];
+            let (p, rule) = rules[r];
+            let sample = &mut pricing.sample;
+            sample.clear();
+            match rule {
+                _ if whole => rule.push_residuals(k, 0, n, sample),
                 Rule::Interp(ip) => {
-                    if spots.as_ref().is_none_or(|s| s.0 != p) {
-                        spots = Some((p, ip.spots(&self.positions, n)));
-                    }
-                    let (last, at) = (ip.last_visited(), &spots.as_ref().expect("just made").1);
-                    let residual = |(&i, &s): (&usize, &Spot)| {
-                        k[i].wrapping_sub(ip.predict_at(k, i, s, &last))
+                    let at = along
+                        .iter()
+                        .find(|a| a.0 == p)
+                        .expect("an interpolation predictor")
+                        .1
+                        .get_or_init(|| ip.residuals_along(k, by_place, n));
+                    let last = ip.last_visited();
+                    let pick = |&(axes, r): &(u8, [i32; MAX_AXES])| {
+                        r[usize::from(last[usize::from(axes)])]
                     };
-                    self.sample
-                        .extend(self.positions.iter().zip(at).map(residual));
+                    sample.extend(at.iter().map(pick));
                 }
                 Rule::Stencil(st) => {
-                    let residual = |&i: &usize| k[i].wrapping_sub(st.predict(k, i));
-                    self.sample.extend(self.positions.iter().map(residual));
+                    let (places, draws) = by_place;
+                    sample.resize(places.len(), 0);
+                    for (&i, &j) in places.iter().zip(draws) {
+                        sample[j as usize] = k[i].wrapping_sub(st.predict(k, i));
+                    }
                 }
             }
-            let bits = self.estimate_bits() * if p == Predictor::Centre { 0.98 } else { 1.0 };
-            let per_value = bits / self.sample.len() as f64;
+            let b = pricing.estimate_bits() * if p == Predictor::Centre { 0.98 } else { 1.0 };
+            bits[r].store(b.to_bits(), Ordering::Relaxed);
+        });
+        let mut best = (f64::INFINITY, Predictor::Centre);
+        for ((p, rule), b) in rules.into_iter().zip(bits) {
+            let b = f64::from_bits(b.into_inner());
+            let per_value = b / samples as f64;
             match rule {
                 Rule::Interp(ip) => {
-                    if self.interp.is_none_or(|(_, _, b)| per_value < b) {
+                    if self.interp.is_none_or(|(_, _, x)| per_value < x) {
                         self.interp = Some((p, ip, per_value));
                     }
                 }
                 Rule::Stencil(_) => {
-                    if bits < best.0 {
-                        best = (bits, p);
+                    if b < best.0 {
+                        best = (b, p);
                     }
                 }
             }
         }
-        (best.1, best.0 / self.sample.len() as f64)
+        (best.1, best.0 / samples as f64)
     }
 
     /// The cheapest interpolation found by the last [`choose`](Self::choose): predictor, axis
@@ -1497,16 +1642,21 @@ impl Chooser {
     /// positions as the last [`choose`](Self::choose) of a column of the same length).
     pub(crate) fn estimate(&mut self, k: &[i32]) -> f64 {
         let n = k.len();
-        self.sample.clear();
-        if n <= (n / 64).clamp(SAMPLE.0, SAMPLE.1) || self.positions.is_empty() {
-            self.sample.extend_from_slice(k);
+        let positions = &self.positions;
+        let pricing = &mut crate::segments::threads(&mut self.pricing, 1)[0];
+        pricing.sample.clear();
+        if n <= (n / 64).clamp(SAMPLE.0, SAMPLE.1) || positions.is_empty() {
+            pricing.sample.extend_from_slice(k);
         } else {
-            self.sample
-                .extend(self.positions.iter().map(|&i| k[i.min(n - 1)]));
+            pricing
+                .sample
+                .extend(positions.iter().map(|&i| k[i.min(n - 1)]));
         }
-        self.estimate_bits() / self.sample.len().max(1) as f64
+        pricing.estimate_bits() / pricing.sample.len().max(1) as f64
     }
+}
 
+impl Pricing {
     /// Estimated bits to code `self.sample` at its order-0 entropy (with the Miller–Madow
     /// correction for the unseen part of the alphabet, and codes beyond `±EXACT` priced by
     /// their length).
@@ -2242,7 +2392,7 @@ mod tests {
             .collect();
         let grid = Grid { row: w, plane: 0 };
         let mut ch = Chooser::default();
-        let (best, bits) = ch.choose(grid, &k);
+        let (best, bits) = ch.choose(grid, &k, &Spare::default());
         let (p, ip, ibits) = ch.interp().expect("an interpolation applies");
         assert_eq!(p, Predictor::Interp);
         assert!(ibits < bits, "{ibits} vs {best:?} {bits}");
@@ -2253,6 +2403,112 @@ mod tests {
         // Invalid orders are refused.
         assert_eq!(ip.with_order_byte(0b0101), None);
         assert_eq!(ip.with_order_byte(0b0010_0001), None);
+    }
+
+    #[test]
+    fn the_chooser_prices_the_same_on_any_threads_as_point_by_point() {
+        // The reference: each rule's residuals at the positions in the order drawn, each
+        // from its own point's prediction (`predict_at` for every axis order), priced one
+        // rule after another; the chooser prices them in memory order, an interpolation's
+        // orders from residuals shared between them, the rules on borrowed threads.
+        let mut seed = 5;
+        let cases = [
+            (Grid::default(), 50_000),
+            (Grid { row: 120, plane: 0 }, 120 * 90),
+            (
+                Grid {
+                    row: 24,
+                    plane: 24 * 20,
+                },
+                24 * 20 * 30,
+            ),
+            (
+                Grid {
+                    row: 33,
+                    plane: 33 * 7,
+                },
+                33 * 7 * 9,
+            ),
+            (Grid { row: 40, plane: 0 }, 40 * 50),
+        ];
+        for (grid, n) in cases {
+            let k: Vec<i32> = (0..n)
+                .map(|i| {
+                    let smooth = (300.0 * ((i % 97) as f64 * 0.07).sin()) as i32;
+                    smooth + (lcg(&mut seed) >> 28)
+                })
+                .collect();
+            let mut reference = Chooser::default();
+            let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
+            let whole = n <= m;
+            if !whole {
+                reference.draw(n, m);
+            }
+            let mut pricing = Pricing::default();
+            let (mut best, mut interp) = ((f64::INFINITY, Predictor::Centre), None);
+            for p in Predictor::ALL {
+                let rules: Vec<Rule> = match p.rule(grid, n) {
+                    Some(Rule::Interp(ip)) => ip.orders().map(Rule::Interp).collect(),
+                    Some(rule) => vec![rule],
+                    None => continue,
+                };
+                for rule in rules {
+                    pricing.sample.clear();
+                    let points: Vec<usize> = if whole {
+                        (0..n).collect()
+                    } else {
+                        reference.positions.clone()
+                    };
+                    for i in points {
+                        let prediction = match rule {
+                            Rule::Stencil(st) => st.predict(&k, i),
+                            Rule::Interp(ip) => {
+                                ip.predict_at(&k, i, ip.spot(i), &ip.last_visited())
+                            }
+                        };
+                        pricing.sample.push(k[i].wrapping_sub(prediction));
+                    }
+                    let bits =
+                        pricing.estimate_bits() * if p == Predictor::Centre { 0.98 } else { 1.0 };
+                    let per_value = bits / pricing.sample.len() as f64;
+                    match rule {
+                        Rule::Interp(ip) => {
+                            if interp.is_none_or(|(_, _, b)| per_value < b) {
+                                interp = Some((p, ip, per_value));
+                            }
+                        }
+                        Rule::Stencil(_) => {
+                            if bits < best.0 {
+                                best = (bits, p);
+                            }
+                        }
+                    }
+                }
+            }
+            let want = (best.1, best.0 / pricing.sample.len() as f64);
+            for idle in [0, 1, 3] {
+                let mut ch = Chooser::default();
+                let got = ch.choose(grid, &k, &Spare::new(idle));
+                assert_eq!(got.0, want.0, "{grid:?} {n} idle {idle}");
+                assert_eq!(
+                    got.1.to_bits(),
+                    want.1.to_bits(),
+                    "{grid:?} {n} idle {idle}"
+                );
+                let (gi, wi) = (ch.interp(), interp);
+                assert_eq!(gi.map(|x| (x.0, x.1)), wi.map(|x| (x.0, x.1)), "{grid:?}");
+                assert_eq!(
+                    gi.map(|x| x.2.to_bits()),
+                    wi.map(|x| x.2.to_bits()),
+                    "{grid:?}"
+                );
+                // Twice: the positions drawn for this length are kept.
+                assert_eq!(
+                    ch.choose(grid, &k, &Spare::new(idle)).1.to_bits(),
+                    want.1.to_bits()
+                );
+            }
+        }
     }
 
     #[test]
@@ -2274,7 +2530,10 @@ mod tests {
         let (fx, fy) = (walk(w, &mut seed), walk(h, &mut seed));
         let field: Vec<i32> = (0..w * h).map(|i| fx[i % w] + fy[i / w]).collect();
         let grid = Grid { row: w, plane: 0 };
-        assert_eq!(ch.choose(grid, &field).0, Predictor::Lorenzo2);
+        assert_eq!(
+            ch.choose(grid, &field, &Spare::default()).0,
+            Predictor::Lorenzo2
+        );
         let mut acc = 0;
         let walk: Vec<i32> = (0..50_000)
             .map(|_| {
@@ -2282,8 +2541,14 @@ mod tests {
                 acc
             })
             .collect();
-        assert_eq!(ch.choose(Grid::default(), &walk).0, Predictor::Previous);
+        assert_eq!(
+            ch.choose(Grid::default(), &walk, &Spare::default()).0,
+            Predictor::Previous
+        );
         let noise: Vec<i32> = (0..50_000).map(|_| lcg(&mut seed) >> 14).collect();
-        assert_eq!(ch.choose(Grid::default(), &noise).0, Predictor::Centre);
+        assert_eq!(
+            ch.choose(Grid::default(), &noise, &Spare::default()).0,
+            Predictor::Centre
+        );
     }
 }
