@@ -57,7 +57,7 @@ use crate::residual::{Exceptions, MAX_CODE, Quantizer};
 use crate::segments::scatter;
 use crate::simd::with_avx2;
 use crate::spare::Spare;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// How a column's values are predicted.
@@ -637,27 +637,61 @@ impl Interp {
     }
 
     /// Runs `line(l, scratch)` for every line of the walk in memory order, pass by pass; a
-    /// pass of at least [`SPLIT_PASS`] points in parts, each a task of `spare`
-    /// ([`Spare::share`], with its scratch), on an idle core where there is one. The points
-    /// of one pass read none of each other, so its parts give their points values at the same
-    /// time ([`Disjoint`]); a pass starts once the one before it has ended.
+    /// pass of at least [`SPLIT_PASS`] points in parts, the parts of all such passes tasks of
+    /// one [`Spare::share`] (each with its scratch), on an idle core where there is one. The
+    /// points of one pass read none of each other, so its parts give their points values at
+    /// the same time ([`Disjoint`]); a part waits until every part of the passes before its
+    /// own has ended.
     fn run_passes<S: Send>(
         &self,
         spare: &Spare,
         scratch: &mut [S],
         line: impl Fn(Line, &mut S) + Sync,
     ) {
+        // Every pass's parts, in order, each with the number of parts before its pass: one
+        // task each, of one call to `share`, so a core lent to the walk stays for all of it
+        // (handing a core over for each pass cost more than the pass saved).
+        let mut parts = Vec::new();
         self.passes(|pass| {
             let outer = pass.outer(true);
-            let parts = if pass.points() >= SPLIT_PASS {
+            let n = if pass.points() >= SPLIT_PASS {
                 outer.min(PASS_PARTS)
             } else {
                 1
             };
-            let range = |part: usize| part * outer / parts..(part + 1) * outer / parts;
-            spare.share(parts, scratch, |part, s| {
-                self.pass_lines(pass, true, range(part), |l| line(l, s))
-            });
+            let before = parts.len();
+            parts.extend(
+                (0..n).map(|part| (*pass, part * outer / n..(part + 1) * outer / n, before)),
+            );
+        });
+        // The passes before the first that splits (the coarse levels, a few points each) on
+        // this thread, without a core waiting for each.
+        let serial = parts
+            .iter()
+            .position(|p| p.1.len() < p.0.outer(true))
+            .unwrap_or(parts.len());
+        let Some(first) = scratch.first_mut() else {
+            return;
+        };
+        for (pass, outer, _) in &parts[..serial] {
+            self.pass_lines(pass, true, outer.clone(), |l| line(l, first));
+        }
+        // Parts done, of every pass: a part starts once every part of the passes before its
+        // own is done (they are taken in order, so those are all taken, by threads at work).
+        let done = AtomicUsize::new(serial);
+        spare.share(parts.len() - serial, scratch, |i, s| {
+            let (pass, outer, before) = &parts[serial + i];
+            let mut spins = 0u32;
+            while done.load(Ordering::Acquire) < *before {
+                spins += 1;
+                if spins < 1 << 12 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            self.pass_lines(pass, true, outer.clone(), |l| line(l, s));
+            done.fetch_add(1, Ordering::Release);
         });
     }
 
