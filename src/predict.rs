@@ -801,24 +801,22 @@ impl Interp {
     /// chooser's sample, thousands of points, whose coordinates the divisions by the
     /// block and the strides cost most of (by multiplications where the column is shorter than
     /// 2^32).
-    fn spots(&self, positions: &[usize], n: usize) -> Vec<Spot> {
-        if n > u32::MAX as usize {
-            return positions.iter().map(|&i| self.spot(i)).collect();
-        }
-        let block = Divisor::new(self.block);
-        let strides = self.strides.map(Divisor::new);
-        positions
-            .iter()
-            .map(|&i| {
-                let mut j = block.div_rem(i as u64).1;
-                let mut coords = [0usize; MAX_AXES];
-                for (c, s) in coords.iter_mut().zip(&strides[..self.nd]) {
-                    let (q, r) = s.div_rem(j);
-                    (*c, j) = (q as usize, r);
-                }
-                self.spot_at(coords)
-            })
-            .collect()
+    fn spots<'a>(&'a self, positions: &'a [usize], n: usize) -> impl Iterator<Item = Spot> + 'a {
+        let fast = n <= u32::MAX as usize;
+        let block = Divisor::new(if fast { self.block } else { 1 });
+        let strides = self.strides.map(|s| Divisor::new(if fast { s } else { 1 }));
+        positions.iter().map(move |&i| {
+            if !fast {
+                return self.spot(i);
+            }
+            let mut j = block.div_rem(i as u64).1;
+            let mut coords = [0usize; MAX_AXES];
+            for (c, s) in coords.iter_mut().zip(&strides[..self.nd]) {
+                let (q, r) = s.div_rem(j);
+                (*c, j) = (q as usize, r);
+            }
+            self.spot_at(coords)
+        })
     }
 
     /// For each of the sample's positions (below `n`; by place, each with its place in the
@@ -832,9 +830,8 @@ impl Interp {
         (places, draws): &(Vec<usize>, Vec<u32>),
         n: usize,
     ) -> AxisResiduals {
-        let spots = self.spots(places, n);
         let mut out = vec![(0u8, [0i32; MAX_AXES]); places.len()];
-        for ((&i, s), &j) in places.iter().zip(&spots).zip(draws) {
+        for ((&i, s), &j) in places.iter().zip(self.spots(places, n)).zip(draws) {
             let mut r = [0i32; MAX_AXES];
             if s.h == 0 {
                 r = [k[i]; MAX_AXES];
@@ -1697,7 +1694,10 @@ impl Pricing {
     fn estimate_bits(&mut self) -> f64 {
         let wide = 2 * EXACT as usize;
         // Only the bins touched are read and reset, so a wide histogram costs nothing extra.
-        self.counts.resize(wide + 2 * 33 * 4, 0);
+        // Zeroed by the allocator (untouched pages cost nothing), and kept zero after use.
+        if self.counts.is_empty() {
+            self.counts = vec![0; wide + 2 * 33 * 4];
+        }
         self.touched.clear();
         let mut extra = 0.0;
         for &c in &self.sample {
@@ -2300,8 +2300,7 @@ mod tests {
                     continue;
                 };
                 let positions: Vec<usize> = (0..len).rev().collect();
-                let spots = ip.spots(&positions, len);
-                for (&i, s) in positions.iter().zip(&spots) {
+                for (&i, s) in positions.iter().zip(ip.spots(&positions, len)) {
                     let want = ip.spot(i);
                     assert_eq!(
                         (s.coords, s.h, s.axes),
