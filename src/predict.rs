@@ -57,7 +57,7 @@ use crate::residual::{Exceptions, MAX_CODE, Quantizer};
 use crate::segments::scatter;
 use crate::simd::with_avx2;
 use crate::spare::Spare;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// How a column's values are predicted.
@@ -679,10 +679,15 @@ impl Interp {
         // Parts done, of every pass: a part starts once every part of the passes before its
         // own is done (they are taken in order, so those are all taken, by threads at work).
         let done = AtomicUsize::new(serial);
+        // Set by a part that panicked, so no thread waits for it: the panic is the caller's.
+        let failed = AtomicBool::new(false);
         spare.share(parts.len() - serial, scratch, |i, s| {
             let (pass, outer, before) = &parts[serial + i];
             let mut spins = 0u32;
             while done.load(Ordering::Acquire) < *before {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
                 spins += 1;
                 if spins < 1 << 12 {
                     std::hint::spin_loop();
@@ -690,7 +695,9 @@ impl Interp {
                     std::thread::yield_now();
                 }
             }
+            let flag = PanicFlag(&failed);
             self.pass_lines(pass, true, outer.clone(), |l| line(l, s));
+            std::mem::forget(flag);
             done.fetch_add(1, Ordering::Release);
         });
     }
@@ -820,10 +827,10 @@ impl Interp {
     }
 
     /// For each of the sample's positions (below `n`; by place, each with its place in the
-    /// sample: [`Chooser::draw`]), in the sample's order, its level's axes (a bit per axis, 0 for a block's
-    /// first point) and its code's residual in `k` along each of them (0 along the others;
-    /// the code itself for a first point): [`predict_at`](Self::predict_at) for every order
-    /// of the axes at once, an order predicting along the last of them it visits.
+    /// sample: [`Chooser::draw`]), in the sample's order, its level's axes (a bit per axis, 0
+    /// for a block's first point) and its code's residual in `k` along each of them (0 along
+    /// the others; the code itself for a first point): [`predict_at`](Self::predict_at) for
+    /// every order of the axes at once, an order predicting along the last of them it visits.
     fn residuals_along(
         &self,
         k: &[i32],
@@ -889,6 +896,16 @@ impl Interp {
         }
         let (d, h) = (usize::from(last[usize::from(spot.axes)]), spot.h);
         interpolate_codes(k, i, spot.coords[d], self.shape[d], h * self.strides[d], h)
+    }
+}
+
+/// Sets its flag when dropped, which happens only while a panic unwinds through its holder
+/// (it is forgotten otherwise): see [`Interp::run_passes`].
+struct PanicFlag<'a>(&'a AtomicBool);
+
+impl Drop for PanicFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -1562,9 +1579,9 @@ impl Chooser {
     /// Centre unless another is estimated at least 2% cheaper. The cheapest interpolation is
     /// kept aside ([`interp`](Self::interp)): it codes values, not `k`.
     ///
-    /// Each stencil and each interpolation's axis order is priced on its own, on cores borrowed from `spare` where they are idle (a chunk left to code alone); the
-    /// choice is made from the prices afterwards in a fixed order, so it is the same whoever
-    /// priced what.
+    /// Each stencil and each interpolation's axis order is priced on its own, on cores
+    /// borrowed from `spare` where they are idle (a chunk left to code alone); the choice is
+    /// made from the prices afterwards in a fixed order, so it is the same whoever priced what.
     pub(crate) fn choose(&mut self, grid: Grid, k: &[i32], spare: &Spare) -> (Predictor, f64) {
         let n = k.len();
         self.interp = None;
@@ -2436,6 +2453,38 @@ mod tests {
         // Invalid orders are refused.
         assert_eq!(ip.with_order_byte(0b0101), None);
         assert_eq!(ip.with_order_byte(0b0010_0001), None);
+    }
+
+    #[test]
+    fn a_panic_in_a_pass_part_reaches_the_caller_and_no_thread_waits_for_it() {
+        // Parts of later passes wait for the parts before; a part that panics must not leave
+        // them waiting (the call would hang), and its panic is the caller's.
+        let grid = Grid {
+            row: 96,
+            plane: 96 * 64,
+        };
+        let len = 96 * 64 * 24;
+        let ip = Interp::new(Predictor::Interp, grid, len).expect("a 3-D grid");
+        for idle in [0, 1, 3] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let lines = AtomicUsize::new(0);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut scratch = [(); PASS_PARTS];
+                    ip.run_passes(&Spare::new(idle), &mut scratch, |l, _| {
+                        // A line of the finest level, in a pass that is split.
+                        if l.h == 1 && lines.fetch_add(1, Ordering::Relaxed) == 100 {
+                            panic!("a part fails");
+                        }
+                    });
+                }));
+                let _ = tx.send(r.is_err());
+            });
+            let panicked = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the walk returned");
+            assert!(panicked, "idle {idle}");
+        }
     }
 
     #[test]
