@@ -9,10 +9,13 @@
 //! chunk while its core is lent takes it back after the lent thread's current task), and a
 //! codec whose chunk is still running borrows it for the parts of its work that split into
 //! independent tasks ([`Spare::share`]): a column's segments, coded or decoded each on their
-//! own, or the parts of an interpolation's pass. The codec looks for an idle core before each task it takes, so a core that comes free
-//! halfway (a worker that finished the file's other chunk) still joins in. The work is the
-//! same whoever does it, so the output does not depend on what was lent, nor on the thread
-//! count.
+//! own, or the parts of an interpolation's pass. The codec looks for an idle core before each
+//! task it takes, so a core that comes free halfway (a worker that finished the file's other
+//! chunk) still joins in. A helper whose thread has not started by the time every task is
+//! taken (waking a parked thread took up to milliseconds on a virtual machine, or with every
+//! core busy) is called off, not waited for ([`threads::Scope::try_spawn_callable`]). The work
+//! is the same whoever does it, so the output does not depend on what was lent, nor on the
+//! thread count.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -87,7 +90,7 @@ impl Spare {
                     let lease = self.lend(1);
                     if lease.threads == 1 {
                         let theirs = others.next().expect("scratch left");
-                        let helper = scope.try_spawn(move || {
+                        let helper = scope.try_spawn_callable(move || {
                             let _lease = lease;
                             // Until the tasks run out, or the core's worker is back.
                             while !self.reclaimed() {
@@ -105,8 +108,13 @@ impl Spare {
                 let Some(i) = take() else { break };
                 work(i, mine);
             }
+            // The tasks are all taken: a helper its thread has not started yet (waking a
+            // thread can take milliseconds) is called off rather than waited for, and its
+            // core given back here (its lease, never run, is forgotten with it).
             for h in handles {
-                if let Err(panic) = h.join() {
+                if h.call_off() {
+                    self.idle.fetch_add(1, Ordering::Release);
+                } else if let Err(panic) = h.join() {
                     std::panic::resume_unwind(panic);
                 }
             }

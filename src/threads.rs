@@ -18,7 +18,7 @@ use std::any::Any;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -290,10 +290,35 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     }
 
     /// [`spawn`](Self::spawn), or the error where no thread can be started.
-    #[allow(unsafe_code)]
     pub fn try_spawn<T: Send + 'scope>(
         &'scope self,
         f: impl FnOnce() -> T + Send + 'scope,
+    ) -> io::Result<ScopedJoinHandle<'scope, T>> {
+        self.start(f, None)
+    }
+
+    /// [`try_spawn`](Self::try_spawn) for work that may be called off while it waits for its
+    /// thread ([`Callable::call_off`]): a thread woken from sleep can take milliseconds to start
+    /// (on a virtual machine, or where every core is busy), and whoever lent it work that is
+    /// all done meanwhile need not wait for it.
+    pub fn try_spawn_callable<T: Send + 'scope>(
+        &'scope self,
+        f: impl FnOnce() -> T + Send + 'scope,
+    ) -> io::Result<Callable<'scope, T>> {
+        let state = Arc::new(AtomicU8::new(WAITING));
+        let handle = self.start(f, Some(Arc::clone(&state)))?;
+        Ok(Callable {
+            handle,
+            state,
+            data: Arc::clone(&self.data),
+        })
+    }
+
+    #[allow(unsafe_code)]
+    fn start<T: Send + 'scope>(
+        &'scope self,
+        f: impl FnOnce() -> T + Send + 'scope,
+        callable: Option<Arc<AtomicU8>>,
     ) -> io::Result<ScopedJoinHandle<'scope, T>> {
         let packet = Arc::new(ScopedPacket {
             packet: Packet::new(),
@@ -302,6 +327,16 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let theirs = Arc::clone(&packet);
         let data = Arc::clone(&self.data);
         let job = move || -> Done {
+            if let Some(state) = callable
+                && state
+                    .compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                // Called off, and no longer counted by the scope, which may have ended: what
+                // `f` holds may be gone, so it is neither run nor dropped (what it owns leaks).
+                std::mem::forget(f);
+                return Box::new(|| {});
+            }
             let r = catch_unwind(AssertUnwindSafe(f));
             let done = move || {
                 theirs.packet.put(r);
@@ -318,7 +353,8 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // SAFETY: the job and what it returns borrow for 'scope only, and `scope` does not
         // return (nor unwind) before `running` is back to 0, which the returned part marks as
         // its last act, after everything borrowed has been dropped (`f`, through the call,
-        // the result, handed over, and the packet).
+        // the result, handed over, and the packet). Work called off is no longer counted, and
+        // when its thread comes to it, touches nothing borrowed (`f` forgotten unrun).
         let job: Job =
             unsafe { std::mem::transmute::<Box<dyn FnOnce() -> Done + Send + 'scope>, Job>(job) };
         self.data.started();
@@ -331,6 +367,39 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             packet,
             scope: PhantomData,
         })
+    }
+}
+
+/// States of work that may be called off ([`Scope::try_spawn_callable`]).
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const CALLED_OFF: u8 = 2;
+
+/// Work spawned on a [`Scope`] that may be called off until its thread starts it.
+pub struct Callable<'scope, T> {
+    handle: ScopedJoinHandle<'scope, T>,
+    state: Arc<AtomicU8>,
+    data: Arc<ScopeData>,
+}
+
+impl<T> Callable<'_, T> {
+    /// Calls the work off where its thread has not started it yet: `true`, and it never runs
+    /// (nor does the scope wait for it); `false` where it has started, to be joined.
+    pub fn call_off(&self) -> bool {
+        let off = self
+            .state
+            .compare_exchange(WAITING, CALLED_OFF, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if off {
+            self.data.finished();
+        }
+        off
+    }
+
+    /// Waits for the work to end (it must not have been called off): its result, or the
+    /// payload of its panic.
+    pub fn join(self) -> thread::Result<T> {
+        self.handle.join()
     }
 }
 
@@ -370,6 +439,46 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn work_called_off_before_its_thread_starts_it_never_runs_nor_drops() {
+        // Called off at once, most jobs have not been started yet (a parked thread takes
+        // microseconds to wake): those never run, what they hold is not dropped (it may be
+        // gone: here it is not, so it can be counted), and the scope ends without them. The
+        // others run and are joined.
+        struct Held<'a>(&'a AtomicUsize);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (ran, dropped) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut off = 0;
+        for _ in 0..200 {
+            scope(|s| {
+                let held = Held(&dropped);
+                let h = s
+                    .try_spawn_callable(|| {
+                        let _held = held;
+                        ran.fetch_add(1, Ordering::Relaxed);
+                        7
+                    })
+                    .unwrap();
+                if h.call_off() {
+                    off += 1;
+                    assert!(!h.call_off(), "called off once");
+                } else {
+                    assert_eq!(h.join().unwrap(), 7);
+                }
+            });
+        }
+        // Any thread that comes to a job called off has had time to.
+        thread::sleep(Duration::from_millis(50));
+        let ran = ran.load(Ordering::Relaxed);
+        assert_eq!(ran + off, 200);
+        assert_eq!(dropped.load(Ordering::Relaxed), ran);
+        assert!(off > 0, "none called off in time");
+    }
 
     #[test]
     fn threads_are_reused_and_results_come_back() {
