@@ -19,35 +19,37 @@
 /// Defines `fn $name(args) -> R` as `$body(args)` compiled for AVX2 where the CPU has it, else
 /// for the baseline (see the [module](self)).
 macro_rules! with_avx2 {
-    ($(#[$m:meta])* $vis:vis fn $name:ident $(<$t:ident>)? ($($arg:ident: $ty:ty),* $(,)?)
-        $(-> $ret:ty)? = $body:path;) => {
-        $(#[$m])*
-        #[inline(always)]
-        $vis fn $name $(<$t: $crate::element::Element>)? ($($arg: $ty),*) $(-> $ret)? {
-            $crate::simd::tier!("avx2", avx2 $(<$t>)? ($($arg: $ty),*) $(-> $ret)? = $body);
-            $body($($arg),*)
-        }
-    };
+    ($($def:tt)*) => { $crate::simd::tiered!([("avx2", avx2)] $($def)*); };
 }
 
 /// [`with_avx2`] with an AVX-512 path first, where the CPU has AVX-512F.
 macro_rules! with_avx512 {
-    ($(#[$m:meta])* $vis:vis fn $name:ident $(<$t:ident>)? ($($arg:ident: $ty:ty),* $(,)?)
+    ($($def:tt)*) => { $crate::simd::tiered!([("avx512f", avx512), ("avx2", avx2)] $($def)*); };
+}
+
+/// The function of [`with_avx2`] and [`with_avx512`]: a [`tier`] for each `(feature, name)`,
+/// the first the CPU has taken, else the baseline.
+macro_rules! tiered {
+    ([$(($feature:tt, $tier:ident)),*]
+        $(#[$m:meta])* $vis:vis fn $name:ident $(<$t:ident>)? ($($arg:ident: $ty:ty),* $(,)?)
         $(-> $ret:ty)? = $body:path;) => {
         $(#[$m])*
         #[inline(always)]
         $vis fn $name $(<$t: $crate::element::Element>)? ($($arg: $ty),*) $(-> $ret)? {
-            $crate::simd::tier!("avx512f", avx512 $(<$t>)? ($($arg: $ty),*) $(-> $ret)? = $body);
-            $crate::simd::tier!("avx2", avx2 $(<$t>)? ($($arg: $ty),*) $(-> $ret)? = $body);
+            $crate::simd::tiered!(@tiers [$(($feature, $tier)),*]
+                { $(<$t>)? ($($arg: $ty),*) $(-> $ret)? = $body });
             $body($($arg),*)
         }
+    };
+    (@tiers [$(($feature:tt, $tier:ident)),*] $sig:tt) => {
+        $($crate::simd::tier!($feature, $tier $sig);)*
     };
 }
 
 /// Returns `$body(args)` compiled for `$feature` from the enclosing function, where the CPU
 /// has that feature.
 macro_rules! tier {
-    ($feature:tt, $tier:ident $(<$t:ident>)? ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:path) => {
+    ($feature:tt, $tier:ident { $(<$t:ident>)? ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:path }) => {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!($feature) {
             #[target_feature(enable = $feature)]
@@ -61,4 +63,4 @@ macro_rules! tier {
     };
 }
 
-pub(crate) use {tier, with_avx2, with_avx512};
+pub(crate) use {tier, tiered, with_avx2, with_avx512};
