@@ -1,4 +1,4 @@
-//! Each stage on real data, in MB/s of raw input: residual (quantize/dequantize), entropy
+//! Each stage on real data, in MB/s of raw input: the range pass (as a field, by column), residual (quantize/dequantize), entropy
 //! (encode/decode), lossless, the chunk codec on a table and on a field, and the whole
 //! pipeline at 1 and 2 threads (and on a small field, call after call, its scratch kept or not).
 //!
@@ -7,6 +7,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use baler::normalize::{ColumnStats, StatsAccumulator};
 use baler::stages::{Chunks, Entropy, Lossless, dequantize, quantize};
 use baler::{
     ArraySpec, Bound, BoundSpec, Bounds, CompressOptions, DType, compress_slice, decompress_to_vec,
@@ -76,6 +77,22 @@ fn stages(c: &mut Criterion) {
     let (bound, centre, half) = column_stats(&data, width, 5);
     let bound = Bound::Abs(bound);
     let bytes = (col.len() * 4) as u64;
+
+    // The range pass before coding (a `rel` bound's range, the normalization): the table's
+    // values as one field, and by column.
+    let mut g = c.benchmark_group("range");
+    g.throughput(Throughput::Bytes((data.len() * 4) as u64));
+    g.bench_function("field", |b| {
+        b.iter(|| ColumnStats::of(black_box(&data[..])))
+    });
+    g.bench_function("table", |b| {
+        b.iter(|| {
+            let mut acc = StatsAccumulator::new(width);
+            acc.add(black_box(&data[..]));
+            acc.finish()
+        })
+    });
+    g.finish();
 
     let mut g = c.benchmark_group("residual");
     g.throughput(Throughput::Bytes(bytes));

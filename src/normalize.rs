@@ -42,47 +42,188 @@ impl ColumnStats {
         self.nonfinite += other.nonfinite;
     }
 
-    with_avx2! {
-        /// Statistics of a slice of values.
-        pub fn of<T>(values: &[T]) -> ColumnStats = ColumnStats::of_body;
+    /// Statistics of a slice of values: eight running minima and maxima (value `i` in lane
+    /// `i % 8`), in AVX2 registers where the CPU has them, then merged.
+    #[allow(unsafe_code)]
+    pub fn of<T: Element>(values: &[T]) -> ColumnStats {
+        let mut lanes = Lanes::<T>::new();
+        let (blocks, rest) = values.split_at(values.len() / 8 * 8);
+        // The whole blocks the vector path leaves to the loop below: none, or all of them.
+        #[cfg(target_arch = "x86_64")]
+        let blocks = if std::arch::is_x86_feature_detected!("avx2") {
+            for run in blocks.chunks(Lanes::<T>::RUN) {
+                let Lanes { lo, hi, bad, .. } = &mut lanes;
+                let acc = (&mut lo[..], &mut hi[..], bad);
+                match T::BYTES {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    4 => unsafe { range_f32_avx2(bytemuck::cast_slice(run), acc) },
+                    // SAFETY: as above.
+                    _ => unsafe { range_f64_avx2(bytemuck::cast_slice(run), acc) },
+                }
+                lanes.end_run();
+            }
+            &[]
+        } else {
+            blocks
+        };
+        for run in blocks.chunks(Lanes::<T>::RUN) {
+            lanes.add(run);
+        }
+        lanes.add(rest);
+        lanes.finish(values.len())
+    }
+}
+
+/// The running statistics of [`ColumnStats::of`]: eight minima and maxima in the values' own
+/// type (its order is that of the `f64`s they widen to), and non-finite counts. A lane keeps
+/// the first of equal values (of `-0.0` and `0.0`, the one it met first), as `f64::min` and
+/// `f64::max` kept over `f64` lanes in versions before: the same range, zeros' signs
+/// included, so the same header.
+struct Lanes<T> {
+    lo: [T; 8],
+    hi: [T; 8],
+    /// Non-finite values per lane, in this run.
+    bad: [u32; 8],
+    /// Non-finite values of the runs before.
+    nonfinite: u64,
+}
+
+impl<T: Element> Lanes<T> {
+    /// Values counted in 32-bit lanes before they are added up.
+    const RUN: usize = 8 << 28;
+
+    fn new() -> Self {
+        Lanes {
+            lo: [T::from_f64(f64::INFINITY); 8],
+            hi: [T::from_f64(f64::NEG_INFINITY); 8],
+            bad: [0; 8],
+            nonfinite: 0,
+        }
     }
 
-    /// [`of`](Self::of)'s loop, compiled for the baseline and for AVX2's wider vectors
-    /// (minima, maxima and counts do not depend on the vectors' width).
-    #[inline(always)]
-    fn of_body<T: Element>(values: &[T]) -> Self {
-        let mut s = ColumnStats::default();
-        // Eight running minima and maxima, branch-free, so the loop vectorizes.
-        let mut lo = [f64::INFINITY; 8];
-        let mut hi = [f64::NEG_INFINITY; 8];
-        let mut bad = [0u64; 8];
-        let mut blocks = values.chunks_exact(8);
-        for block in &mut blocks {
-            for k in 0..8 {
-                let x = block[k].to_f64();
-                let finite = x.is_finite();
-                let y = if finite { x } else { f64::NAN };
-                lo[k] = lo[k].min(y);
-                hi[k] = hi[k].max(y);
-                bad[k] += !finite as u64;
+    /// Adds up to [`RUN`](Self::RUN) values, value `i` into lane `i % 8`: branch-free, a
+    /// non-finite value as NaN, which no comparison lets in.
+    fn add(&mut self, values: &[T]) {
+        let nan = T::from_f64(f64::NAN);
+        for (i, &x) in values.iter().enumerate() {
+            let k = i % 8;
+            let finite = x.is_finite();
+            let y = if finite { x } else { nan };
+            self.lo[k] = if y < self.lo[k] { y } else { self.lo[k] };
+            self.hi[k] = if y > self.hi[k] { y } else { self.hi[k] };
+            self.bad[k] += !finite as u32;
+        }
+        self.end_run();
+    }
+
+    /// Moves the run's counts into the total.
+    fn end_run(&mut self) {
+        self.nonfinite += self.bad.iter().map(|&b| b as u64).sum::<u64>();
+        self.bad = [0; 8];
+    }
+
+    /// The statistics of the `n` values added.
+    fn finish(self, n: usize) -> ColumnStats {
+        ColumnStats {
+            min: self
+                .lo
+                .iter()
+                .fold(f64::INFINITY, |a, &b| a.min(b.to_f64())),
+            max: self
+                .hi
+                .iter()
+                .fold(f64::NEG_INFINITY, |a, &b| a.max(b.to_f64())),
+            finite: n as u64 - self.nonfinite,
+            nonfinite: self.nonfinite,
+        }
+    }
+}
+
+/// Eight lanes of `T` as the `U` they are.
+#[cfg(target_arch = "x86_64")]
+fn as_lanes<T: Element, U: bytemuck::Pod>(lanes: &mut [T]) -> &mut [U; 8] {
+    bytemuck::cast_slice_mut::<T, U>(lanes)
+        .try_into()
+        .expect("eight lanes")
+}
+
+/// [`Lanes::add`] of whole blocks of eight `f32` (at most [`Lanes::RUN`] values) in one AVX2
+/// register each: `MINPS(y, lo)` is `y < lo ? y : lo`, the same choice, NaN included.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn range_f32_avx2<T: Element>(values: &[f32], (lo, hi, bad): (&mut [T], &mut [T], &mut [u32; 8])) {
+    use std::arch::x86_64::*;
+    let (lo_out, hi_out) = (as_lanes::<T, f32>(lo), as_lanes::<T, f32>(hi));
+    let bad_out = bad;
+    // SAFETY: loads and stores of eight `f32` or `u32` within `values` and the lanes.
+    unsafe {
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let nan = _mm256_set1_ps(f32::NAN);
+        let ones = _mm256_set1_epi32(-1);
+        let mut lo = _mm256_loadu_ps(lo_out.as_ptr());
+        let mut hi = _mm256_loadu_ps(hi_out.as_ptr());
+        let mut bad = _mm256_loadu_si256(bad_out.as_ptr().cast());
+        for block in values.chunks_exact(8) {
+            let x = _mm256_loadu_ps(block.as_ptr());
+            let finite = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_and_ps(x, abs), inf);
+            let y = _mm256_blendv_ps(nan, x, finite);
+            lo = _mm256_min_ps(y, lo);
+            hi = _mm256_max_ps(y, hi);
+            // A lane not finite is all ones: -1.
+            bad = _mm256_sub_epi32(bad, _mm256_xor_si256(_mm256_castps_si256(finite), ones));
+        }
+        _mm256_storeu_ps(lo_out.as_mut_ptr(), lo);
+        _mm256_storeu_ps(hi_out.as_mut_ptr(), hi);
+        _mm256_storeu_si256(bad_out.as_mut_ptr().cast(), bad);
+    }
+}
+
+/// [`range_f32_avx2`] for `f64`: lanes 0–3 and 4–7 in two registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+fn range_f64_avx2<T: Element>(values: &[f64], (lo, hi, bad): (&mut [T], &mut [T], &mut [u32; 8])) {
+    use std::arch::x86_64::*;
+    let (lo_out, hi_out) = (as_lanes::<T, f64>(lo), as_lanes::<T, f64>(hi));
+    let bad_out = bad;
+    // SAFETY: loads and stores of four `f64` or eight `u32` within `values` and the lanes.
+    unsafe {
+        let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+        let inf = _mm256_set1_pd(f64::INFINITY);
+        let nan = _mm256_set1_pd(f64::NAN);
+        let ones = _mm256_set1_epi32(-1);
+        let mut lo = [
+            _mm256_loadu_pd(lo_out.as_ptr()),
+            _mm256_loadu_pd(lo_out.as_ptr().add(4)),
+        ];
+        let mut hi = [
+            _mm256_loadu_pd(hi_out.as_ptr()),
+            _mm256_loadu_pd(hi_out.as_ptr().add(4)),
+        ];
+        // Each lane's count in the low half of a 64-bit lane (the high half counts the same).
+        let mut bad = [_mm256_setzero_si256(); 2];
+        for block in values.chunks_exact(8) {
+            for h in 0..2 {
+                let x = _mm256_loadu_pd(block.as_ptr().add(4 * h));
+                let finite = _mm256_cmp_pd::<_CMP_LT_OQ>(_mm256_and_pd(x, abs), inf);
+                let y = _mm256_blendv_pd(nan, x, finite);
+                lo[h] = _mm256_min_pd(y, lo[h]);
+                hi[h] = _mm256_max_pd(y, hi[h]);
+                bad[h] =
+                    _mm256_sub_epi32(bad[h], _mm256_xor_si256(_mm256_castpd_si256(finite), ones));
             }
         }
-        for (k, &v) in blocks.remainder().iter().enumerate() {
-            let x = v.to_f64();
-            let finite = x.is_finite();
-            let y = if finite { x } else { f64::NAN };
-            lo[k] = lo[k].min(y);
-            hi[k] = hi[k].max(y);
-            bad[k] += !finite as u64;
+        for h in 0..2 {
+            _mm256_storeu_pd(lo_out.as_mut_ptr().add(4 * h), lo[h]);
+            _mm256_storeu_pd(hi_out.as_mut_ptr().add(4 * h), hi[h]);
+            let mut counts = [0u32; 8];
+            _mm256_storeu_si256(counts.as_mut_ptr().cast(), bad[h]);
+            for k in 0..4 {
+                bad_out[4 * h + k] += counts[2 * k];
+            }
         }
-        let lo = lo.iter().fold(f64::INFINITY, |a, &b| a.min(b));
-        let hi = hi.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        let nonfinite: u64 = bad.iter().sum();
-        s.min = lo;
-        s.max = hi;
-        s.nonfinite = nonfinite;
-        s.finite = values.len() as u64 - nonfinite;
-        s
     }
 }
 
@@ -96,21 +237,25 @@ pub struct StatsAccumulator {
 
 with_avx2! {
     /// Each of `values`' records (as many values as `lo`) into its columns' minima, maxima and
-    /// non-finite counts.
-    fn table_rows<T>(values: &[T], acc: (&mut [f64], &mut [f64], &mut [u64])) = table_rows_body;
+    /// non-finite counts (at most [`RECORDS`] records: the counts are 32-bit).
+    fn table_rows<T>(values: &[T], acc: (&mut [T], &mut [T], &mut [u32])) = table_rows_body;
 }
 
+/// Records a table's range pass counts in 32-bit lanes before it adds them up.
+const RECORDS: usize = 1 << 28;
+
+/// Branch-free so it vectorizes: a non-finite value becomes NaN, which no comparison lets in;
+/// each column keeps the first of equal values, as [`Lanes`] does.
 #[inline(always)]
-fn table_rows_body<T: Element>(values: &[T], (lo, hi, bad): (&mut [f64], &mut [f64], &mut [u64])) {
-    // Branch-free so it vectorizes: a non-finite value becomes NaN, which min/max ignore.
+fn table_rows_body<T: Element>(values: &[T], (lo, hi, bad): (&mut [T], &mut [T], &mut [u32])) {
+    let nan = T::from_f64(f64::NAN);
     for row in values.chunks_exact(lo.len()) {
-        for (((&v, l), h), b) in row.iter().zip(&mut *lo).zip(&mut *hi).zip(&mut *bad) {
-            let x = v.to_f64();
+        for (((&x, l), h), b) in row.iter().zip(&mut *lo).zip(&mut *hi).zip(&mut *bad) {
             let finite = x.is_finite();
-            let y = if finite { x } else { f64::NAN };
-            *l = l.min(y);
-            *h = h.max(y);
-            *b += !finite as u64;
+            let y = if finite { x } else { nan };
+            *l = if y < *l { y } else { *l };
+            *h = if y > *h { y } else { *h };
+            *b += !finite as u32;
         }
     }
 }
@@ -132,17 +277,24 @@ impl StatsAccumulator {
             return;
         }
         let c = self.columns;
-        let mut lo = vec![f64::INFINITY; c];
-        let mut hi = vec![f64::NEG_INFINITY; c];
-        let mut bad = vec![0u64; c];
-        table_rows(values, (&mut lo, &mut hi, &mut bad));
+        let mut lo = vec![T::from_f64(f64::INFINITY); c];
+        let mut hi = vec![T::from_f64(f64::NEG_INFINITY); c];
+        let mut bad = vec![0u32; c];
+        let mut nonfinite = vec![0u64; c];
+        for run in values.chunks(RECORDS * c) {
+            table_rows(run, (&mut lo, &mut hi, &mut bad));
+            for (n, b) in nonfinite.iter_mut().zip(&mut bad) {
+                *n += *b as u64;
+                *b = 0;
+            }
+        }
         let rows = (values.len() / c) as u64;
         for j in 0..c {
             self.stats[j].merge(&ColumnStats {
-                min: lo[j],
-                max: hi[j],
-                finite: rows - bad[j],
-                nonfinite: bad[j],
+                min: lo[j].to_f64(),
+                max: hi[j].to_f64(),
+                finite: rows - nonfinite[j],
+                nonfinite: nonfinite[j],
             });
         }
     }
@@ -244,6 +396,94 @@ impl Normalization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The range pass as it was up to format version 10 (eight `f64` lanes, `f64::min`).
+    fn of_before<T: Element>(values: &[T]) -> ColumnStats {
+        let mut lo = [f64::INFINITY; 8];
+        let mut hi = [f64::NEG_INFINITY; 8];
+        let mut bad = [0u64; 8];
+        for (i, &v) in values.iter().enumerate() {
+            let k = i % 8;
+            let x = v.to_f64();
+            let finite = x.is_finite();
+            let y = if finite { x } else { f64::NAN };
+            lo[k] = lo[k].min(y);
+            hi[k] = hi[k].max(y);
+            bad[k] += !finite as u64;
+        }
+        let nonfinite: u64 = bad.iter().sum();
+        ColumnStats {
+            min: lo.iter().fold(f64::INFINITY, |a, &b| a.min(b)),
+            max: hi.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)),
+            finite: values.len() as u64 - nonfinite,
+            nonfinite,
+        }
+    }
+
+    #[test]
+    fn the_range_pass_keeps_the_same_zeros_and_counts_as_before() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for n in (0..70).chain([1000, 4097]) {
+            for _ in 0..40 {
+                let v: Vec<f32> = (0..n)
+                    .map(|_| match next() % 8 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 => f32::NAN,
+                        3 => f32::INFINITY,
+                        4 => f32::NEG_INFINITY,
+                        _ => (next() % 5) as f32 - 2.0,
+                    })
+                    .collect();
+                let w: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+                let scalar = |v: &[f32]| {
+                    let mut lanes = Lanes::new();
+                    lanes.add(v);
+                    lanes.finish(v.len())
+                };
+                let scalar64 = |v: &[f64]| {
+                    let mut lanes = Lanes::new();
+                    lanes.add(v);
+                    lanes.finish(v.len())
+                };
+                for (new, old) in [
+                    (ColumnStats::of(&v), of_before(&v)),
+                    (scalar(&v), of_before(&v)),
+                    (ColumnStats::of(&w), of_before(&w)),
+                    (scalar64(&w), of_before(&w)),
+                ] {
+                    assert_eq!(new.min.to_bits(), old.min.to_bits(), "{v:?}");
+                    assert_eq!(new.max.to_bits(), old.max.to_bits(), "{v:?}");
+                    assert_eq!((new.finite, new.nonfinite), (old.finite, old.nonfinite));
+                }
+                // The same values as a table of 3 columns: each column one running minimum
+                // and maximum in `f64`, as before.
+                let c = 3;
+                let whole = &v[..v.len() / c * c];
+                let mut acc = StatsAccumulator::new(c);
+                acc.add(whole);
+                for (j, new) in acc.finish().iter().enumerate() {
+                    let column: Vec<f32> = whole.iter().skip(j).step_by(c).copied().collect();
+                    let (mut lo, mut hi, mut bad) = (f64::INFINITY, f64::NEG_INFINITY, 0);
+                    for &x in &column {
+                        let x = x as f64;
+                        let y = if x.is_finite() { x } else { f64::NAN };
+                        (lo, hi) = (lo.min(y), hi.max(y));
+                        bad += !x.is_finite() as u64;
+                    }
+                    assert_eq!(new.min.to_bits(), lo.to_bits(), "{column:?}");
+                    assert_eq!(new.max.to_bits(), hi.to_bits(), "{column:?}");
+                    assert_eq!(new.nonfinite, bad);
+                }
+            }
+        }
+    }
 
     #[test]
     fn statistics_on_threads_are_those_of_one_pass() {

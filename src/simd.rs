@@ -10,7 +10,7 @@
 //!     /// Docs of the function.
 //!     fn histograms(codes: &[i32]) -> Counts = histograms_body;
 //! }
-//! with_avx2! { fn stats<T>(values: &[T]) -> ColumnStats = ColumnStats::of_body; }
+//! with_avx2! { fn table_rows<T>(values: &[T], acc: (&mut [T], &mut [T], &mut [u32])) = table_rows_body; }
 //! with_avx512! { fn plan(vals: &[i32], plan: &mut BinPlan) = plan_body; }
 //! ```
 //!
