@@ -99,6 +99,94 @@ fn context(p1: i32, p2: i32) -> usize {
     class(p1) * 3 + class(p2)
 }
 
+/// Splits `codes` by context into `split` (each replaced): each code, in order, into the stream
+/// of its context. With AVX-512, sixteen codes at a time: their contexts computed from the
+/// two codes before each, then each context's codes packed to the front of a register
+/// (`VPCOMPRESSD`) and stored at its stream's end; value by value otherwise. The same streams
+/// either way.
+#[allow(unsafe_code)]
+fn split_by_context(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) {
+    for s in split.iter_mut() {
+        s.clear();
+    }
+    let done = split_blocks(codes, split);
+    let (mut p2, mut p1) = match done {
+        0 => (0, 0),
+        d => (codes[d - 2], codes[d - 1]),
+    };
+    for &c in &codes[done..] {
+        split[context(p1, p2)].push(c);
+        (p2, p1) = (p1, c);
+    }
+}
+
+/// The first codes of [`split_by_context`] into their streams (all but a few), where the CPU
+/// has AVX-512; returns how many.
+#[allow(unsafe_code)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn split_blocks(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if codes.len() >= 64 && std::arch::is_x86_feature_detected!("avx512f") {
+        // The first two codes value by value (the codes before them are taken as 0), then
+        // whole blocks; a block's sixteen lanes are stored whole, past a stream's end too.
+        let (mut p1, mut p2) = (0, 0);
+        for &c in &codes[..2] {
+            split[context(p1, p2)].push(c);
+            (p2, p1) = (p1, c);
+        }
+        // Room for every code in each stream (a segment's 64 Ki codes at most, in this
+        // crate): only the pages written are ever touched, as many as the codes.
+        for s in split.iter_mut() {
+            s.reserve(codes.len() + 16);
+        }
+        // SAFETY: the CPU has AVX-512F, checked just above; each stream has room for every
+        // code and sixteen more.
+        return unsafe { scatter_avx512(codes, split) };
+    }
+    0
+}
+
+/// The blocks of [`split_by_context`]: codes from 2 on, sixteen at a time, appended to the
+/// streams. Returns where the codes it left begin.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and each stream of `split` room for `codes.len() + 16` codes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(unsafe_code)]
+unsafe fn scatter_avx512(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usize {
+    use std::arch::x86_64::*;
+    let starts: [*mut i32; CONTEXTS] = std::array::from_fn(|x| split[x].as_mut_ptr());
+    let mut lens: [usize; CONTEXTS] = std::array::from_fn(|x| split[x].len());
+    let end = 2 + (codes.len() - 2) / 16 * 16;
+    // SAFETY: loads of sixteen codes within `codes` (from `i - 2 >= 0` to `i + 16 <= end`);
+    // each stream's stores end at most sixteen past its codes, which it has room for.
+    unsafe {
+        let two = _mm512_set1_epi32(2);
+        let class = |at: usize| {
+            let c = _mm512_loadu_si512(codes.as_ptr().add(at).cast());
+            // `|c|` as unsigned (`i32::MIN` is 2^31), at most 2.
+            _mm512_min_epu32(_mm512_abs_epi32(c), two)
+        };
+        for i in (2..end).step_by(16) {
+            let c = _mm512_loadu_si512(codes.as_ptr().add(i).cast());
+            let (c1, c2) = (class(i - 1), class(i - 2));
+            let x = _mm512_add_epi32(_mm512_add_epi32(c1, _mm512_add_epi32(c1, c1)), c2);
+            for (k, (&start, len)) in starts.iter().zip(&mut lens).enumerate() {
+                let mine = _mm512_cmpeq_epi32_mask(x, _mm512_set1_epi32(k as i32));
+                let at = start.add(*len).cast();
+                _mm512_storeu_si512(at, _mm512_maskz_compress_epi32(mine, c));
+                *len += mine.count_ones() as usize;
+            }
+        }
+        for (s, &len) in split.iter_mut().zip(&lens) {
+            debug_assert!(len <= s.capacity());
+            s.set_len(len);
+        }
+    }
+    end
+}
+
 /// Tokens of [`contexts_pay`]'s histograms: the codes below ±32 exactly, the others by sign
 /// and bit length.
 const BINS: usize = 64 + 2 * 33;
@@ -193,14 +281,7 @@ impl CodeCoder {
         split: &mut [Vec<i32>; CONTEXTS],
         out: &mut Vec<u8>,
     ) {
-        for s in split.iter_mut() {
-            s.clear();
-        }
-        let (mut p1, mut p2) = (0, 0);
-        for &c in codes {
-            split[context(p1, p2)].push(c);
-            (p2, p1) = (p1, c);
-        }
+        split_by_context(codes, split);
         for s in split.iter() {
             put_uvarint(out, s.len() as u64);
         }
@@ -641,6 +722,37 @@ mod tests {
     use super::*;
     use crate::entropy::order0_entropy_bits;
     use crate::entropy::tests::{laplace, lcg, round_trip};
+
+    #[test]
+    fn streams_split_by_context_are_those_of_one_code_at_a_time() {
+        let reference = |codes: &[i32]| {
+            let mut split: [Vec<i32>; CONTEXTS] = Default::default();
+            let (mut p1, mut p2) = (0, 0);
+            for &c in codes {
+                split[context(p1, p2)].push(c);
+                (p2, p1) = (p1, c);
+            }
+            split
+        };
+        // Runs of zeros, small codes of both signs and large ones, every length around the
+        // blocks of sixteen; the scratch reused from call to call, with streams left longer.
+        let mut seed = 3;
+        let mut codes: Vec<i32> = laplace(20_000, 1.5, 9);
+        for c in codes.iter_mut() {
+            match lcg(&mut seed) % 9 {
+                0..=3 => *c = 0,
+                4 => *c = i32::MIN,
+                5 => *c = i32::MAX,
+                _ => {}
+            }
+        }
+        codes[0] = 5;
+        let mut split: [Vec<i32>; CONTEXTS] = Default::default();
+        for n in (0..200).chain([1000, 4095, 4096, 4097, 20_000]).rev() {
+            split_by_context(&codes[..n], &mut split);
+            assert_eq!(split, reference(&codes[..n]), "{n} codes");
+        }
+    }
 
     #[test]
     fn context_histograms_count_each_code_in_its_context_and_token() {
