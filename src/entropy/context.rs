@@ -104,7 +104,6 @@ fn context(p1: i32, p2: i32) -> usize {
 /// two codes before each, then each context's codes packed to the front of a register
 /// (`VPCOMPRESSD`) and stored at its stream's end; value by value otherwise. The same streams
 /// either way.
-#[allow(unsafe_code)]
 fn split_by_context(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) {
     for s in split.iter_mut() {
         s.clear();
