@@ -42,13 +42,19 @@ struct Parked {
     pid: u32,
     threads: Vec<(u64, Sender<Job>)>,
     handles: Vec<(u64, thread::JoinHandle<()>)>,
+    /// Threads given work that was called off before they started it
+    /// ([`Callable::call_off`]), not parked again yet: [`release`] waits for them.
+    returning: usize,
 }
 
 static PARKED: Mutex<Parked> = Mutex::new(Parked {
     pid: 0,
     threads: Vec::new(),
     handles: Vec::new(),
+    returning: 0,
 });
+/// Signalled as a thread whose work was called off parks again.
+static RETURNED: Condvar = Condvar::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// The parked threads of this process.
@@ -66,6 +72,7 @@ fn parked_in(pid: u32) -> MutexGuard<'static, Parked> {
     if p.pid != pid {
         std::mem::forget(std::mem::take(&mut p.threads));
         std::mem::forget(std::mem::take(&mut p.handles));
+        p.returning = 0;
         p.pid = pid;
     }
     p
@@ -132,6 +139,11 @@ fn serve(id: u64, first: Job) {
 pub fn release() {
     let (senders, handles) = {
         let mut p = parked();
+        // Threads on their way back from work called off are parked again first (they only
+        // have to wake), so that they are let go too.
+        while p.returning > 0 {
+            p = RETURNED.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
         let senders = std::mem::take(&mut p.threads);
         let ids: Vec<u64> = senders.iter().map(|w| w.0).collect();
         let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut p.handles)
@@ -334,8 +346,13 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             {
                 // Called off, and no longer counted by the scope, which may have ended: what
                 // `f` holds may be gone, so it is neither run nor dropped (what it owns leaks).
+                // Back on the parked list when this returns: counted out of the returning.
                 std::mem::forget(f);
-                return Box::new(|| {});
+                return Box::new(|| {
+                    let mut p = parked();
+                    p.returning = p.returning.saturating_sub(1);
+                    RETURNED.notify_all();
+                });
             }
             let r = catch_unwind(AssertUnwindSafe(f));
             let done = move || {
@@ -386,12 +403,19 @@ impl<T> Callable<'_, T> {
     /// Calls the work off where its thread has not started it yet: `true`, and it never runs
     /// (nor does the scope wait for it); `false` where it has started, to be joined.
     pub fn call_off(&self) -> bool {
+        // Counted as returning before its thread can see the work called off (and count
+        // itself out once parked again).
+        parked().returning += 1;
         let off = self
             .state
             .compare_exchange(WAITING, CALLED_OFF, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if off {
             self.data.finished();
+        } else {
+            let mut p = parked();
+            p.returning = p.returning.saturating_sub(1);
+            RETURNED.notify_all();
         }
         off
     }
