@@ -101,17 +101,11 @@ impl<T: Element> Lanes<T> {
         }
     }
 
-    /// Adds up to [`RUN`](Self::RUN) values, value `i` into lane `i % 8`: branch-free, a
-    /// non-finite value as NaN, which no comparison lets in.
+    /// Adds up to [`RUN`](Self::RUN) values, value `i` into lane `i % 8` ([`fold`]).
     fn add(&mut self, values: &[T]) {
-        let nan = T::from_f64(f64::NAN);
         for (i, &x) in values.iter().enumerate() {
             let k = i % 8;
-            let finite = x.is_finite();
-            let y = if finite { x } else { nan };
-            self.lo[k] = if y < self.lo[k] { y } else { self.lo[k] };
-            self.hi[k] = if y > self.hi[k] { y } else { self.hi[k] };
-            self.bad[k] += !finite as u32;
+            fold(x, (&mut self.lo[k], &mut self.hi[k], &mut self.bad[k]));
         }
         self.end_run();
     }
@@ -244,20 +238,26 @@ with_avx2! {
 /// Records a table's range pass counts in 32-bit lanes before it adds them up.
 const RECORDS: usize = 1 << 28;
 
-/// Branch-free so it vectorizes: a non-finite value becomes NaN, which no comparison lets in;
-/// each column keeps the first of equal values, as [`Lanes`] does.
+/// Each value into its column's [`fold`], branch-free so that the columns vectorize.
 #[inline(always)]
 fn table_rows_body<T: Element>(values: &[T], (lo, hi, bad): (&mut [T], &mut [T], &mut [u32])) {
-    let nan = T::from_f64(f64::NAN);
     for row in values.chunks_exact(lo.len()) {
         for (((&x, l), h), b) in row.iter().zip(&mut *lo).zip(&mut *hi).zip(&mut *bad) {
-            let finite = x.is_finite();
-            let y = if finite { x } else { nan };
-            *l = if y < *l { y } else { *l };
-            *h = if y > *h { y } else { *h };
-            *b += !finite as u32;
+            fold(x, (l, h, b));
         }
     }
+}
+
+/// One value into a running minimum, maximum and non-finite count, branch-free: a non-finite
+/// value becomes NaN, which no comparison lets in, and of equal values the first is kept
+/// (the rule of [`Lanes`], and of each column of a table).
+#[inline(always)]
+fn fold<T: Element>(x: T, (lo, hi, bad): (&mut T, &mut T, &mut u32)) {
+    let finite = x.is_finite();
+    let y = if finite { x } else { T::from_f64(f64::NAN) };
+    *lo = if y < *lo { y } else { *lo };
+    *hi = if y > *hi { y } else { *hi };
+    *bad += !finite as u32;
 }
 
 impl StatsAccumulator {
