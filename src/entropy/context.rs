@@ -119,22 +119,16 @@ fn split_by_context(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) {
     }
 }
 
-/// The first codes of [`split_by_context`] into their streams (all but a few), where the CPU
-/// has AVX-512; returns how many.
+/// The first codes of [`split_by_context`] into their streams, whole blocks of sixteen, where
+/// the CPU has AVX-512; returns how many.
 #[allow(unsafe_code)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn split_blocks(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if codes.len() >= 64 && std::arch::is_x86_feature_detected!("avx512f") {
-        // The first two codes value by value (the codes before them are taken as 0), then
-        // whole blocks; a block's sixteen lanes are stored whole, past a stream's end too.
-        let (mut p1, mut p2) = (0, 0);
-        for &c in &codes[..2] {
-            split[context(p1, p2)].push(c);
-            (p2, p1) = (p1, c);
-        }
         // Room for every code in each stream (a segment's 64 Ki codes at most, in this
-        // crate): only the pages written are ever touched, as many as the codes.
+        // crate), since a block's sixteen lanes are stored whole, past a stream's end too:
+        // only the pages written are ever touched, as many as the codes.
         for s in split.iter_mut() {
             s.reserve(codes.len() + 16);
         }
@@ -145,7 +139,7 @@ fn split_blocks(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usize {
     0
 }
 
-/// The blocks of [`split_by_context`]: codes from 2 on, sixteen at a time, appended to the
+/// The blocks of [`split_by_context`]: sixteen codes at a time, appended to the (empty)
 /// streams. Returns where the codes it left begin.
 ///
 /// # Safety
@@ -156,20 +150,22 @@ fn split_blocks(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usize {
 unsafe fn scatter_avx512(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usize {
     use std::arch::x86_64::*;
     let starts: [*mut i32; CONTEXTS] = std::array::from_fn(|x| split[x].as_mut_ptr());
-    let mut lens: [usize; CONTEXTS] = std::array::from_fn(|x| split[x].len());
-    let end = 2 + (codes.len() - 2) / 16 * 16;
-    // SAFETY: loads of sixteen codes within `codes` (from `i - 2 >= 0` to `i + 16 <= end`);
-    // each stream's stores end at most sixteen past its codes, which it has room for.
+    let mut lens = [0usize; CONTEXTS];
+    let end = codes.len() / 16 * 16;
+    // SAFETY: loads of sixteen codes within `codes`; each stream's stores end at most sixteen
+    // past its codes, which it has room for.
     unsafe {
         let two = _mm512_set1_epi32(2);
-        let class = |at: usize| {
-            let c = _mm512_loadu_si512(codes.as_ptr().add(at).cast());
-            // `|c|` as unsigned (`i32::MIN` is 2^31), at most 2.
-            _mm512_min_epu32(_mm512_abs_epi32(c), two)
-        };
-        for i in (2..end).step_by(16) {
+        // `|c|` as unsigned (`i32::MIN` is 2^31), at most 2.
+        let class = |c| _mm512_min_epu32(_mm512_abs_epi32(c), two);
+        // The block before (zeros before the first: the codes before the stream are 0).
+        let mut before = _mm512_setzero_si512();
+        for i in (0..end).step_by(16) {
             let c = _mm512_loadu_si512(codes.as_ptr().add(i).cast());
-            let (c1, c2) = (class(i - 1), class(i - 2));
+            // Each lane's code one and two places back, from this block and the one before.
+            let c1 = class(_mm512_alignr_epi32::<15>(c, before));
+            let c2 = class(_mm512_alignr_epi32::<14>(c, before));
+            before = c;
             let x = _mm512_add_epi32(_mm512_add_epi32(c1, _mm512_add_epi32(c1, c1)), c2);
             for (k, (&start, len)) in starts.iter().zip(&mut lens).enumerate() {
                 let mine = _mm512_cmpeq_epi32_mask(x, _mm512_set1_epi32(k as i32));
