@@ -228,6 +228,18 @@ pub(crate) struct BitReader<'a> {
     loaded: u64,
 }
 
+/// The last bytes of a bit stream as a word (zeros past the end), and how many there were: a
+/// function of its own, out of the reading loops, that leaves their reader's state in
+/// registers (a call taking the reader would keep it in memory, a store and a load a read).
+#[cold]
+fn tail_word(rest: &[u8]) -> (u32, usize) {
+    let mut w = 0u32;
+    for (i, &b) in rest.iter().take(4).enumerate() {
+        w |= (b as u32) << (8 * i);
+    }
+    (w, rest.len().min(4))
+}
+
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader {
@@ -241,29 +253,17 @@ impl<'a> BitReader<'a> {
 
     #[inline(always)]
     fn refill(&mut self) {
-        if let Some(w) = self.data.get(self.pos..self.pos + 4) {
-            let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            self.acc |= (w as u64) << self.fill;
-            self.pos += 4;
-            self.fill += 32;
-            self.loaded += 32;
-        } else {
-            self.refill_tail();
-        }
-    }
-
-    #[cold]
-    fn refill_tail(&mut self) {
-        let mut w = 0u32;
-        for i in 0..4 {
-            match self.data.get(self.pos) {
-                Some(&b) => {
-                    w |= (b as u32) << (8 * i);
-                    self.pos += 1;
-                }
-                None => break,
+        let w = match self.data.get(self.pos..self.pos + 4) {
+            Some(w) => {
+                self.pos += 4;
+                u32::from_le_bytes([w[0], w[1], w[2], w[3]])
             }
-        }
+            None => {
+                let (w, taken) = tail_word(&self.data[self.pos.min(self.data.len())..]);
+                self.pos += taken;
+                w
+            }
+        };
         self.acc |= (w as u64) << self.fill;
         self.fill += 32;
         self.loaded += 32;

@@ -155,27 +155,43 @@ impl CodeCoder {
                 let mut raw = BitReader::new(r.section()?);
                 out.resize(start + n, 0);
                 let out = &mut out[start..];
-                // Decoded tokens always have a frequency, so they are below `alphabet`. One
-                // loop per kind of layout keeps the per-value work branch-free.
+                // Decoded tokens always have a frequency, so they are below `alphabet`. Each
+                // token's code where it has no raw bits (most tokens of most streams: a field's
+                // are within the exact ones), looked up; the others read their raw bits.
+                self.vals.clear();
+                self.vals.extend(entries.iter().map(|&e| {
+                    bias.wrapping_add(if layout.signed {
+                        Hybrid::decode::<true>(e, 0)
+                    } else {
+                        Hybrid::decode::<false>(e, 0)
+                    })
+                }));
+                // One loop per kind of layout.
                 fn map<const SIGNED: bool>(
                     out: &mut [i32],
                     symbols: &[u16],
-                    entries: &[TokenEntry],
+                    (entries, vals): (&[TokenEntry], &[i32]),
                     raw: &mut BitReader<'_>,
                     bias: i32,
                 ) {
+                    // The reader as a local: its state in registers, not stored every read.
+                    let mut bits = std::mem::replace(raw, BitReader::new(&[]));
                     for (o, &t) in out.iter_mut().zip(symbols) {
                         let e = entries[t as usize];
-                        *o = bias.wrapping_add(Hybrid::decode::<SIGNED>(
-                            e,
-                            raw.read(Hybrid::raw_bits(e)),
-                        ));
+                        let nbits = Hybrid::raw_bits(e);
+                        *o = if nbits == 0 {
+                            vals[t as usize]
+                        } else {
+                            bias.wrapping_add(Hybrid::decode::<SIGNED>(e, bits.read(nbits)))
+                        };
                     }
+                    *raw = bits;
                 }
+                let tables = (entries, &self.vals[..]);
                 if layout.signed {
-                    map::<true>(out, &self.symbols, entries, &mut raw, bias);
+                    map::<true>(out, &self.symbols, tables, &mut raw, bias);
                 } else {
-                    map::<false>(out, &self.symbols, entries, &mut raw, bias);
+                    map::<false>(out, &self.symbols, tables, &mut raw, bias);
                 }
                 raw.finish()?;
             }
