@@ -726,7 +726,7 @@ impl Interp {
         self.run_passes(spare, &mut threads, |l, _| {
             if l.stride == 1 && l.code_stride == 1 && l.hs >= l.count {
                 let codes = &kb[l.code..l.code + l.count];
-                slice_line(v, l, first, |y, j, p| *y = value(p, codes[j], l.h));
+                rebuild_slice(v, l, first, codes, move |p, c| value(p, c, l.h));
             } else {
                 interpolate_line(v, l, first, |y, j, p| {
                     *y = value(p, kb[l.code + j * l.code_stride], l.h);
@@ -1366,6 +1366,31 @@ fn slice_line<T: Element>(
         }};
     }
     by_edge_case!(l, each)
+}
+
+with_avx2! {
+    /// The decoder's [`slice_line`]: each point `j` of line `l` given `value(prediction,
+    /// codes[j])`, in vector lanes as wide as the CPU has ([`with_avx2`]; the same values on
+    /// every path).
+    fn rebuild_slice<T>(
+        v: Disjoint<'_, T>,
+        l: Line,
+        first: f64,
+        codes: &[i32],
+        value: impl Fn(f64, i32) -> T,
+    ) = rebuild_slice_body;
+}
+
+#[inline(always)]
+fn rebuild_slice_body<T: Element>(
+    v: Disjoint<'_, T>,
+    l: Line,
+    first: f64,
+    codes: &[i32],
+    value: impl Fn(f64, i32) -> T,
+) {
+    let codes = &codes[..l.count];
+    slice_line(v, l, first, |y, j, p| *y = value(p, codes[j]));
 }
 
 /// A predictor's neighbours: `k[i]`'s prediction is the alternating sum of `k[i − offs[m]]`
@@ -2245,6 +2270,34 @@ mod tests {
                                 (SKIPPED, p as f32)
                             };
                             (v[pos], k[l.code + j * l.code_stride]) = (y, q);
+                        }
+                        // The decoder's line of neighbouring points, on both paths, rebuilds
+                        // them (from NaN) as the reference gave them.
+                        if l.stride == 1 && l.code_stride == 1 && l.hs >= l.count {
+                            let value = move |p: f64, c: i32| {
+                                if c == SKIPPED {
+                                    p as f32
+                                } else {
+                                    (p + step * f64::from(c)) as f32
+                                }
+                            };
+                            let codes = &k[l.code..l.code + l.count];
+                            let line = l.start..l.start + l.count;
+                            for path in 0..2 {
+                                let mut rebuilt = v.clone();
+                                rebuilt[line.clone()].fill(f32::NAN);
+                                let d = Disjoint::new(&mut rebuilt);
+                                if path == 0 {
+                                    rebuild_slice(d, l, first, codes, value);
+                                } else {
+                                    rebuild_slice_body(d, l, first, codes, value);
+                                }
+                                let same = rebuilt[line.clone()]
+                                    .iter()
+                                    .zip(&v[line.clone()])
+                                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                                assert!(same, "{ip:?}: line {l:?} rebuilt on path {path}");
+                            }
                         }
                         for (path, (v, k, e)) in got.iter_mut().enumerate() {
                             let vk = (Disjoint::new(v), Disjoint::new(k));
