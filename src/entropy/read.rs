@@ -9,6 +9,11 @@ use super::{
 };
 use crate::bytes::{BitReader, ByteReader, DecodeResult, Malformed};
 
+/// A hybrid stream's symbols with raw bits are rare below one in `2^RARE_RAW_BITS` (by their
+/// table's frequencies): then the others' codes are looked up, behind a branch that rarely
+/// mispredicts ([`CodeCoder::decode_append`]).
+const RARE_RAW_BITS: u32 = 5;
+
 /// Steps over one stream without decoding it: its mode's header fields, then its sections
 /// (every mode's bytes past its header are sections, which start with their length).
 pub(crate) fn skip(r: &mut ByteReader<'_>) -> DecodeResult<()> {
@@ -155,19 +160,30 @@ impl CodeCoder {
                 let mut raw = BitReader::new(r.section()?);
                 out.resize(start + n, 0);
                 let out = &mut out[start..];
-                // Decoded tokens always have a frequency, so they are below `alphabet`. Each
-                // token's code where it has no raw bits (most tokens of most streams: a field's
-                // are within the exact ones), looked up; the others read their raw bits.
+                // Decoded tokens always have a frequency, so they are below `alphabet`.
+                // Where few symbols have raw bits (a field's streams, most of them: their codes
+                // within the exact tokens), each token's code is looked up and only the others
+                // read their raw bits, a branch that rarely goes the other way; where more do
+                // (a table's wide columns), every symbol takes the same branch-free steps.
+                let with_raw: u64 = self.freqs[..alphabet.min(self.freqs.len())]
+                    .iter()
+                    .zip(entries)
+                    .filter(|&(_, &e)| Hybrid::raw_bits(e) > 0)
+                    .map(|(&f, _)| u64::from(f))
+                    .sum();
+                let rare = with_raw << RARE_RAW_BITS < 1u64 << prec;
                 self.vals.clear();
-                self.vals.extend(entries.iter().map(|&e| {
-                    bias.wrapping_add(if layout.signed {
-                        Hybrid::decode::<true>(e, 0)
-                    } else {
-                        Hybrid::decode::<false>(e, 0)
-                    })
-                }));
-                // One loop per kind of layout.
-                fn map<const SIGNED: bool>(
+                if rare {
+                    self.vals.extend(entries.iter().map(|&e| {
+                        bias.wrapping_add(if layout.signed {
+                            Hybrid::decode::<true>(e, 0)
+                        } else {
+                            Hybrid::decode::<false>(e, 0)
+                        })
+                    }));
+                }
+                // One loop per kind of layout and per way.
+                fn map<const SIGNED: bool, const RARE: bool>(
                     out: &mut [i32],
                     symbols: &[u16],
                     (entries, vals): (&[TokenEntry], &[i32]),
@@ -179,7 +195,7 @@ impl CodeCoder {
                     for (o, &t) in out.iter_mut().zip(symbols) {
                         let e = entries[t as usize];
                         let nbits = Hybrid::raw_bits(e);
-                        *o = if nbits == 0 {
+                        *o = if RARE && nbits == 0 {
                             vals[t as usize]
                         } else {
                             bias.wrapping_add(Hybrid::decode::<SIGNED>(e, bits.read(nbits)))
@@ -188,10 +204,12 @@ impl CodeCoder {
                     *raw = bits;
                 }
                 let tables = (entries, &self.vals[..]);
-                if layout.signed {
-                    map::<true>(out, &self.symbols, tables, &mut raw, bias);
-                } else {
-                    map::<false>(out, &self.symbols, tables, &mut raw, bias);
+                let symbols = &self.symbols;
+                match (layout.signed, rare) {
+                    (true, true) => map::<true, true>(out, symbols, tables, &mut raw, bias),
+                    (true, false) => map::<true, false>(out, symbols, tables, &mut raw, bias),
+                    (false, true) => map::<false, true>(out, symbols, tables, &mut raw, bias),
+                    (false, false) => map::<false, false>(out, symbols, tables, &mut raw, bias),
                 }
                 raw.finish()?;
             }
@@ -264,6 +282,40 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn hybrid_streams_decode_alike_with_rare_and_common_raw_bits() {
+        // Small codes with a share of large ones (raw bits) from none to half: the symbols
+        // with raw bits rare (looked-up codes) and common (every symbol read alike).
+        let mut seen = [false; 2];
+        for (k, per_mille) in [0u64, 2, 10, 25, 40, 100, 500].into_iter().enumerate() {
+            let mut seed = 9 + k as u64;
+            let codes: Vec<i32> = laplace(20_000, 1.5, 3 + k as u64)
+                .into_iter()
+                .map(|c| {
+                    let r = crate::entropy::tests::lcg(&mut seed);
+                    if r % 1000 < per_mille {
+                        (c + 1) * 5000 + (r >> 20) as i32 % 4000
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let mut c = CodeCoder::new();
+            let mut buf = Vec::new();
+            c.encode(&codes, &mut buf);
+            let mut out = Vec::new();
+            c.decode(&mut ByteReader::new(&buf), codes.len(), &mut out)
+                .unwrap();
+            assert_eq!(out, codes, "{per_mille}‰ large");
+            if buf[0] == MODE_HYBRID {
+                // Whether this stream's raw-bit symbols were rare, as the decoder decides.
+                let share = codes.iter().filter(|&&x| x.unsigned_abs() > 1000).count();
+                seen[usize::from(share << RARE_RAW_BITS < codes.len())] = true;
+            }
+        }
+        assert_eq!(seen, [true, true], "both ways taken by a hybrid stream");
     }
 
     #[test]
