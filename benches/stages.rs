@@ -1,6 +1,7 @@
-//! Each stage on real data, in MB/s of raw input: the range pass (as a field, by column), residual (quantize/dequantize), entropy
-//! (encode/decode), lossless, the chunk codec on a table and on a field, and the whole
-//! pipeline at 1 and 2 threads (and on a small field, call after call, its scratch kept or not).
+//! Each stage on real data, in MB/s of raw input: the range pass (as a field, by column),
+//! residual (quantize/dequantize), entropy (encode/decode), lossless, the chunk codec on a
+//! table and on a field, and the whole pipeline at 1 and 2 threads (and on a small field,
+//! call after call, its scratch kept or not).
 //!
 //!     cargo bench --bench stages
 

@@ -420,6 +420,13 @@ mod tests {
         }
     }
 
+    /// [`ColumnStats::of`] without the vector path.
+    fn lane_by_lane<T: Element>(values: &[T]) -> ColumnStats {
+        let mut lanes = Lanes::new();
+        lanes.add(values);
+        lanes.finish(values.len())
+    }
+
     #[test]
     fn the_range_pass_keeps_the_same_zeros_and_counts_as_before() {
         let mut seed = 7u64;
@@ -442,21 +449,11 @@ mod tests {
                     })
                     .collect();
                 let w: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-                let scalar = |v: &[f32]| {
-                    let mut lanes = Lanes::new();
-                    lanes.add(v);
-                    lanes.finish(v.len())
-                };
-                let scalar64 = |v: &[f64]| {
-                    let mut lanes = Lanes::new();
-                    lanes.add(v);
-                    lanes.finish(v.len())
-                };
                 for (new, old) in [
                     (ColumnStats::of(&v), of_before(&v)),
-                    (scalar(&v), of_before(&v)),
+                    (lane_by_lane(&v), of_before(&v)),
                     (ColumnStats::of(&w), of_before(&w)),
-                    (scalar64(&w), of_before(&w)),
+                    (lane_by_lane(&w), of_before(&w)),
                 ] {
                     assert_eq!(new.min.to_bits(), old.min.to_bits(), "{v:?}");
                     assert_eq!(new.max.to_bits(), old.max.to_bits(), "{v:?}");

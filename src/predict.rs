@@ -2226,6 +2226,15 @@ mod tests {
             (q, y, (f64::from(x) - f64::from(y)).abs() < 0.9 * bound)
         };
         let check = move |x: f32, y: f32| (f64::from(x) - f64::from(y)).abs() <= bound;
+        // The decoder's value of a point from its prediction and code (an exception's
+        // prediction for its mark).
+        let rebuilt = move |p: f64, c: i32, _: usize| {
+            if c == SKIPPED {
+                p as f32
+            } else {
+                (p + step * f64::from(c)) as f32
+            }
+        };
         let mut seed = 3;
         let mut exceptions = 0;
         let wide = (Grid { row: 150, plane: 0 }, 150 * 6);
@@ -2274,13 +2283,7 @@ mod tests {
                         // The decoder's line of neighbouring points, on both paths, rebuilds
                         // them (from NaN) as the reference gave them.
                         if l.stride == 1 && l.code_stride == 1 && l.hs >= l.count {
-                            let value = move |p: f64, c: i32| {
-                                if c == SKIPPED {
-                                    p as f32
-                                } else {
-                                    (p + step * f64::from(c)) as f32
-                                }
-                            };
+                            let value = move |p: f64, c: i32| rebuilt(p, c, 0);
                             let codes = &k[l.code..l.code + l.count];
                             let line = l.start..l.start + l.count;
                             for path in 0..2 {
@@ -2312,15 +2315,8 @@ mod tests {
                     });
                     // The decoder's walk rebuilds the same values from the codes (an
                     // exception's prediction in its place).
-                    let value = move |p: f64, c: i32, _| {
-                        if c == SKIPPED {
-                            p as f32
-                        } else {
-                            (p + step * f64::from(c)) as f32
-                        }
-                    };
                     let mut v = vec![f32::NAN; ip.block];
-                    ip.run_codes_block(&mut v, &want.1, first, value, &Spare::new(0));
+                    ip.run_codes_block(&mut v, &want.1, first, rebuilt, &Spare::new(0));
                     let same = v
                         .iter()
                         .zip(&want.0)

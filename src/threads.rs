@@ -55,6 +55,14 @@ static PARKED: Mutex<Parked> = Mutex::new(Parked {
 });
 /// Signalled as a thread whose work was called off parks again.
 static RETURNED: Condvar = Condvar::new();
+
+/// Counts one thread out of those returning from called-off work ([`Parked::returning`]),
+/// waking a [`release`] that waits for them.
+fn returned() {
+    let mut p = parked();
+    p.returning = p.returning.saturating_sub(1);
+    RETURNED.notify_all();
+}
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// The parked threads of this process.
@@ -348,11 +356,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 // `f` holds may be gone, so it is neither run nor dropped (what it owns leaks).
                 // Back on the parked list when this returns: counted out of the returning.
                 std::mem::forget(f);
-                return Box::new(|| {
-                    let mut p = parked();
-                    p.returning = p.returning.saturating_sub(1);
-                    RETURNED.notify_all();
-                });
+                return Box::new(returned);
             }
             let r = catch_unwind(AssertUnwindSafe(f));
             let done = move || {
@@ -413,9 +417,7 @@ impl<T> Callable<'_, T> {
         if off {
             self.data.finished();
         } else {
-            let mut p = parked();
-            p.returning = p.returning.saturating_sub(1);
-            RETURNED.notify_all();
+            returned();
         }
         off
     }
