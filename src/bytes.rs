@@ -193,6 +193,36 @@ impl BitWriter {
         }
     }
 
+    /// Writes each `(v, nbits)` of `fields` as [`write`](Self::write) would, their widths
+    /// summing to `total` bits: into room made for them beforehand, so the loop has no growth
+    /// check and keeps the writer's state in registers (a hybrid stream's raw bits: a field a
+    /// code, most of them empty on a field's streams).
+    ///
+    /// # Panics
+    /// If the widths sum to more than `total`.
+    #[inline(always)]
+    pub(crate) fn write_each(&mut self, total: u64, fields: impl Iterator<Item = (u32, u32)>) {
+        let mut pos = self.out.len();
+        // Whole words of the pending bits and the fields'.
+        let words = (u64::from(self.fill) + total) / 32;
+        self.out.resize(pos + 4 * words as usize, 0);
+        let buf = &mut self.out[..];
+        let (mut acc, mut fill) = (self.acc, self.fill);
+        for (v, nbits) in fields {
+            debug_assert!(nbits <= 32 && (nbits == 32 || v >> nbits == 0));
+            acc |= u64::from(v) << fill;
+            fill += nbits;
+            if fill >= 32 {
+                buf[pos..pos + 4].copy_from_slice(&(acc as u32).to_le_bytes());
+                pos += 4;
+                acc >>= 32;
+                fill -= 32;
+            }
+        }
+        debug_assert_eq!(pos, buf.len());
+        (self.acc, self.fill) = (acc, fill);
+    }
+
     /// Elias-gamma code of `v + 1`, for small non-negative integers.
     pub(crate) fn write_gamma(&mut self, v: u32) {
         let x = v as u64 + 1;
@@ -373,5 +403,41 @@ mod tests {
         let _ = r.read(32);
         let _ = r.read(32);
         assert!(r.finish().is_err());
+    }
+
+    /// `write_each` writes the bytes `write` does, after any pending bits and before any
+    /// written after it, for fields of every width (0–32).
+    #[test]
+    fn fields_written_at_once_are_the_fields_written_one_by_one() {
+        let mut seed = 5u32;
+        let fields: Vec<(u32, u32)> = (0..3000u32)
+            .map(|i| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let n = if i % 7 == 0 { 32 } else { seed >> 27 };
+                (if n == 32 { seed } else { seed & ((1 << n) - 1) }, n)
+            })
+            .collect();
+        for pending in [0u32, 1, 7, 8, 13, 31] {
+            for len in [0usize, 1, 2, 5, 100, 3000] {
+                let fields = &fields[..len];
+                let total: u64 = fields.iter().map(|&(_, n)| u64::from(n)).sum();
+                let (mut one, mut all) = (BitWriter::new(), BitWriter::new());
+                for w in [&mut one, &mut all] {
+                    w.write(0x5555_5555 & ((1u64 << pending) - 1) as u32, pending);
+                }
+                for &(v, n) in fields {
+                    one.write(v, n);
+                }
+                all.write_each(total, fields.iter().copied());
+                for w in [&mut one, &mut all] {
+                    w.write(0b101, 3);
+                }
+                assert_eq!(
+                    one.finish(),
+                    all.finish(),
+                    "{pending} bits pending, {len} fields"
+                );
+            }
+        }
     }
 }

@@ -46,6 +46,9 @@ struct EncSym {
 pub(crate) struct Encoder {
     prec: u32,
     syms: Vec<EncSym>,
+    /// The same table for the vector encoder ([`encode_groups_avx2`]): each symbol's magic
+    /// number for dividing by its frequency, and `cmpl | start << 16`.
+    lanes: (Vec<u32>, Vec<u32>),
     words: Vec<u16>,
 }
 
@@ -57,6 +60,9 @@ impl Encoder {
         debug_assert_eq!(freqs.iter().map(|&f| f as u64).sum::<u64>(), 1u64 << prec);
         self.prec = prec;
         self.syms.clear();
+        let (magics, cmpl_starts) = &mut self.lanes;
+        magics.clear();
+        cmpl_starts.clear();
         let mut start = 0u32;
         for &f in freqs {
             // A lone symbol (freq = 2^prec) would overflow x_max; streams of one value are
@@ -73,6 +79,13 @@ impl Encoder {
                 bias: bias as u16,
                 cmpl: ((1u32 << prec) - f) as u16,
             });
+            // The vector encoder's division by f (absent symbols: by 1, never used).
+            let (d, l) = (
+                u64::from(f.max(1)),
+                32 - f.max(1).wrapping_sub(1).leading_zeros(),
+            );
+            magics.push(((1u64 << 32) * ((1u64 << l) - d) / d + 1) as u32);
+            cmpl_starts.push(((1u32 << prec) - f) | start << 16);
             start += f;
         }
     }
@@ -80,9 +93,9 @@ impl Encoder {
     /// Encodes `symbols` (each must have a non-zero frequency) and appends the stream to `out`.
     pub(crate) fn encode(&mut self, symbols: &[u16], out: &mut Vec<u8>) {
         match lanes_for(symbols.len()) {
-            8 => self.encode_lanes::<8>(symbols, out),
-            4 => self.encode_lanes::<4>(symbols, out),
-            _ => self.encode_lanes::<1>(symbols, out),
+            8 => self.encode_lanes::<8>(symbols, out, vector_encoder()),
+            4 => self.encode_lanes::<4>(symbols, out, false),
+            _ => self.encode_lanes::<1>(symbols, out, false),
         }
     }
 
@@ -102,7 +115,9 @@ impl Encoder {
             .wrapping_add(q.wrapping_mul(sym.cmpl as u32));
     }
 
-    fn encode_lanes<const N: usize>(&mut self, symbols: &[u16], out: &mut Vec<u8>) {
+    /// Encodes with `N` lanes, eight at once in vector registers where `vector` (the CPU must
+    /// have AVX2 then: [`vector_encoder`]).
+    fn encode_lanes<const N: usize>(&mut self, symbols: &[u16], out: &mut Vec<u8>, vector: bool) {
         let syms = &self.syms[..];
         let words = &mut self.words;
         // At most one word per symbol.
@@ -115,7 +130,25 @@ impl Encoder {
         for (lane, &s) in symbols[whole..].iter().enumerate().rev() {
             Self::put(syms, s, &mut state[lane], words, &mut pos);
         }
-        for group in symbols[..whole].chunks_exact(N).rev() {
+        let mut groups = &symbols[..whole];
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (vector, &self.lanes);
+        #[cfg(target_arch = "x86_64")]
+        if N == 8 && vector {
+            // Room for a whole group's words past the last.
+            words.resize(symbols.len() + 8, 0);
+            let table = (&self.lanes.0[..], &self.lanes.1[..]);
+            let state8: &mut [u32; 8] = (&mut state[..]).try_into().expect("eight lanes");
+            // SAFETY: the CPU has AVX2 (the caller checked); every symbol has a
+            // frequency (the caller's promise), so each is below the columns' length; `words`
+            // has room for one word a symbol and eight more.
+            #[allow(unsafe_code)]
+            unsafe {
+                encode_groups_avx2(table, self.prec, groups, state8, words, &mut pos)
+            };
+            groups = &[];
+        }
+        for group in groups.chunks_exact(N).rev() {
             for lane in (0..N).rev() {
                 Self::put(syms, group[lane], &mut state[lane], words, &mut pos);
             }
@@ -125,10 +158,138 @@ impl Encoder {
         for s in state {
             out.extend_from_slice(&s.to_le_bytes());
         }
-        for &w in words.iter().rev() {
-            out.extend_from_slice(&w.to_le_bytes());
+        let at = out.len();
+        out.resize(at + 2 * words.len(), 0);
+        for (o, &w) in out[at..].chunks_exact_mut(2).zip(words.iter().rev()) {
+            o.copy_from_slice(&w.to_le_bytes());
         }
     }
+}
+
+/// Whether [`Encoder::encode`] takes eight lanes at a time in vector registers: where the
+/// CPU has AVX2.
+fn vector_encoder() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Each byte pair of a group's eight words that a mask of shedding lanes keeps, moved to the
+/// front in order: the shuffle that packs the words those lanes write.
+#[cfg(target_arch = "x86_64")]
+const PACK_WORDS: [[u8; 16]; 256] = {
+    let mut table = [[0x80u8; 16]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut lane, mut out) = (0, 0);
+        while lane < 8 {
+            if mask & (1 << lane) != 0 {
+                table[mask][2 * out] = 2 * lane as u8;
+                table[mask][2 * out + 1] = 2 * lane as u8 + 1;
+                out += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
+/// [`Encoder::encode`]'s groups of eight symbols, from the last group back, the eight lanes at
+/// once: the same words and states as [`Encoder::put`] lane by lane (from lane 7 down). Each
+/// quotient `y / freq` is exact by Granlund and Montgomery's division by an invariant
+/// integer (1994, figure 4.1): with `l = ceil(log2 freq)` and the magic number
+/// `m = floor(2^32 (2^l − freq) / freq) + 1`, `t = (m · y) >> 32`, the quotient is
+/// `(t + ((y − t) >> min(l, 1))) >> (max(l, 1) − 1)` for every 32-bit `y`; `x_max` and `l`
+/// follow from `cmpl` (`l` from the exponent of `freq − 1` as an `f32`, exact below 2^24).
+///
+/// # Safety
+/// The CPU must have AVX2; every symbol must be below the length of the columns of `table`
+/// (`m`, `cmpl | start << 16`) and have a frequency; `words` must have room for a word a
+/// symbol and eight more past `pos`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+unsafe fn encode_groups_avx2(
+    (magics, cmpl_starts): (&[u32], &[u32]),
+    prec: u32,
+    groups: &[u16],
+    state: &mut [u32; 8],
+    words: &mut [u16],
+    pos: &mut usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(groups.len().is_multiple_of(8));
+    debug_assert!(*pos + groups.len() + 8 <= words.len());
+    let mut at = *pos;
+    // SAFETY: loads of eight symbols within `groups`; gathers at symbols below the columns'
+    // length (the caller's promise); a store of eight words at `at`, which stays at most one
+    // word a symbol past `pos` (the caller's room).
+    unsafe {
+        // Lane j holds lane 7 − j of the scalar encoder, so the words come out in its order.
+        let reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        let reverse_words = _mm_setr_epi8(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1);
+        // The low word of each 32-bit lane, packed into each half's low eight bytes.
+        let low_words = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1,
+            -1, -1, -1, -1, -1, -1, -1,
+        );
+        let sign = _mm256_set1_epi32(i32::MIN);
+        let low16 = _mm256_set1_epi32(0xffff);
+        let (zero, one) = (_mm256_setzero_si256(), _mm256_set1_epi32(1));
+        let bias = _mm256_set1_epi32(126);
+        let total = _mm256_set1_epi32(1 << prec);
+        let up = _mm_cvtsi32_si128(32 - prec as i32);
+        let mut x = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(state.as_ptr().cast()), reverse);
+        for g in (0..groups.len() / 8).rev() {
+            let s16 = _mm_loadu_si128(groups.as_ptr().add(8 * g).cast());
+            let s = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(s16, reverse_words));
+            let cs = _mm256_i32gather_epi32::<4>(cmpl_starts.as_ptr().cast(), s);
+            let m = _mm256_i32gather_epi32::<4>(magics.as_ptr().cast(), s);
+            let cmpl = _mm256_and_si256(cs, low16);
+            let freq = _mm256_sub_epi32(total, cmpl);
+            let x_max = _mm256_sll_epi32(freq, up);
+            // l = ceil(log2 freq): the exponent of freq − 1 plus one, 0 for freq = 1 (whose
+            // freq − 1 is 0.0, biased exponent 0).
+            let below = _mm256_cvtepi32_ps(_mm256_sub_epi32(freq, one));
+            let e = _mm256_srli_epi32::<23>(_mm256_castps_si256(below));
+            let l = _mm256_max_epi32(_mm256_sub_epi32(e, bias), zero);
+            let (sh1, sh2) = (
+                _mm256_min_epi32(l, one),
+                _mm256_sub_epi32(_mm256_max_epi32(l, one), one),
+            );
+            // x < x_max, unsigned: the lanes that keep their state whole.
+            let keep = _mm256_cmpgt_epi32(_mm256_xor_si256(x_max, sign), _mm256_xor_si256(x, sign));
+            let shed = !(_mm256_movemask_ps(_mm256_castsi256_ps(keep)) as u32) & 0xff;
+            let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(x, low_words));
+            let out = _mm_shuffle_epi8(
+                _mm256_castsi256_si128(packed),
+                _mm_loadu_si128(PACK_WORDS[shed as usize].as_ptr().cast()),
+            );
+            _mm_storeu_si128(words.as_mut_ptr().add(at).cast(), out);
+            at += shed.count_ones() as usize;
+            let y = _mm256_blendv_epi8(_mm256_srli_epi32::<16>(x), x, keep);
+            // t = (m · y) >> 32, the even lanes' and the odd lanes' products.
+            let even = _mm256_srli_epi64::<32>(_mm256_mul_epu32(y, m));
+            let odd = _mm256_mul_epu32(_mm256_srli_epi64::<32>(y), _mm256_srli_epi64::<32>(m));
+            let t = _mm256_blend_epi32::<0b1010_1010>(even, odd);
+            let q = _mm256_srlv_epi32(
+                _mm256_add_epi32(t, _mm256_srlv_epi32(_mm256_sub_epi32(y, t), sh1)),
+                sh2,
+            );
+            // x = q · 2^prec + (y − q · freq) + start.
+            x = _mm256_add_epi32(
+                _mm256_add_epi32(y, _mm256_srli_epi32::<16>(cs)),
+                _mm256_mullo_epi32(q, cmpl),
+            );
+        }
+        _mm256_storeu_si256(
+            state.as_mut_ptr().cast(),
+            _mm256_permutevar8x32_epi32(x, reverse),
+        );
+    }
+    *pos = at;
 }
 
 /// A decoder's view of a normalized table: per slot, the symbol, and `freq << 16 | (slot −
@@ -321,25 +482,88 @@ mod tests {
         (*seed >> 33) as u32
     }
 
+    /// A symbol drawn by the frequencies `freqs` (summing to `2^prec`).
+    fn draw(freqs: &[u32], prec: u32, seed: &mut u64) -> u16 {
+        let r = lcg(seed) % (1 << prec);
+        let mut acc = 0;
+        freqs
+            .iter()
+            .position(|&f| {
+                acc += f;
+                r < acc
+            })
+            .expect("frequencies summing to 2^prec") as u16
+    }
+
     #[test]
     fn round_trips_for_all_lane_counts() {
         let freqs = [1u32 << 14, 1 << 13, 1 << 12, (1 << 12) - 1, 1];
         for n in [0usize, 1, 2, 7, 8, 9, 63, 64, 65, 4095, 4096, 4097, 100_000] {
             let mut seed = n as u64;
-            let symbols: Vec<u16> = (0..n)
-                .map(|_| {
-                    let r = lcg(&mut seed) % (1 << 15);
-                    let mut acc = 0;
-                    freqs
-                        .iter()
-                        .position(|&f| {
-                            acc += f;
-                            r < acc
-                        })
-                        .unwrap() as u16
-                })
-                .collect();
+            let symbols: Vec<u16> = (0..n).map(|_| draw(&freqs, 15, &mut seed)).collect();
             round_trip(&freqs, 15, &symbols);
+        }
+    }
+
+    /// The vector encoder's words and states are the scalar encoder's, byte for byte: every
+    /// precision, frequencies of one, of powers of two and of every size between (the
+    /// division's edge cases and its magic numbers), of nearly all the table (states shed on
+    /// most symbols), and lengths around the groups of eight.
+    #[test]
+    fn vector_lanes_encode_as_the_scalar_lanes() {
+        if !vector_encoder() {
+            return;
+        }
+        let mut seed = 11u64;
+        for prec in 1..=MAX_PREC {
+            for shape in 0..5 {
+                // A table of `m` symbols summing to 2^prec.
+                let m = match shape {
+                    0 => 2,
+                    1 => 3.min(1 << prec),
+                    2 => (1usize << prec).min(300),
+                    3 => (1usize << prec).min(40),
+                    _ => prec as usize + 1,
+                };
+                let mut freqs = vec![1u32; m];
+                let rest = (1u32 << prec) - m as u32;
+                match shape {
+                    0 | 2 => freqs[0] += rest,
+                    // 2^(prec − 1), 2^(prec − 2), …, 2, 1, 1.
+                    4 => {
+                        for (i, f) in freqs.iter_mut().enumerate().take(m - 1) {
+                            *f = 1 << (prec as usize - 1 - i);
+                        }
+                    }
+                    _ => {
+                        for _ in 0..rest {
+                            freqs[lcg(&mut seed) as usize % m] += 1;
+                        }
+                    }
+                }
+                if freqs.iter().any(|&f| f >= 1 << prec) {
+                    continue;
+                }
+                let mut enc = Encoder::default();
+                enc.set_table(&freqs, prec);
+                for n in [4096usize, 4097, 4103, 4104, 20_000] {
+                    // Drawn by frequency half the time, uniformly over the symbols else.
+                    let symbols: Vec<u16> = (0..n)
+                        .map(|_| match lcg(&mut seed) % 2 {
+                            0 => (lcg(&mut seed) as usize % m) as u16,
+                            _ => draw(&freqs, prec, &mut seed),
+                        })
+                        .collect();
+                    let (mut scalar, mut vector) = (Vec::new(), Vec::new());
+                    enc.encode_lanes::<8>(&symbols, &mut scalar, false);
+                    enc.encode_lanes::<8>(&symbols, &mut vector, true);
+                    assert_eq!(
+                        scalar, vector,
+                        "precision {prec}, table {shape}, {n} symbols"
+                    );
+                    assert_eq!(round_trip(&freqs, prec, &symbols), vector.len());
+                }
+            }
         }
     }
 

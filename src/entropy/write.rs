@@ -86,6 +86,10 @@ impl CodeCoder {
                 self.symbols.clear();
                 self.symbols.resize(codes.len(), 0);
                 let span = (self.vals[self.vals.len() - 1] as i64 - min as i64) as usize + 1;
+                // The raw bits of every code, by the distinct values' counts.
+                let total = (self.vals.iter().zip(&self.counts))
+                    .map(|(&v, &c)| u64::from(layout.encode(v.wrapping_sub(bias)).1) * u64::from(c))
+                    .sum();
                 if span <= DENSE_SPAN as usize && span <= 4 * codes.len() {
                     // Tokenize each distinct value once: token | raw-bit count << 16 | raw bits << 32.
                     self.lut.clear();
@@ -96,17 +100,27 @@ impl CodeCoder {
                             t as u64 | (nb as u64) << 16 | (bits as u64) << 32;
                     }
                     let lut = &self.lut[..];
-                    for (s, &c) in self.symbols.iter_mut().zip(codes) {
-                        let e = lut[(c as i64 - min as i64) as usize];
-                        *s = e as u16;
-                        raw.write((e >> 32) as u32, (e >> 16) as u32 & 0xff);
+                    let at = |c: i32| (c as i64 - min as i64) as usize;
+                    if total == 0 {
+                        // Every code within the exact tokens (most of a field's streams).
+                        for (s, &c) in self.symbols.iter_mut().zip(codes) {
+                            *s = lut[at(c)] as u16;
+                        }
+                    } else {
+                        let fields = self.symbols.iter_mut().zip(codes).map(|(s, &c)| {
+                            let e = lut[at(c)];
+                            *s = e as u16;
+                            ((e >> 32) as u32, (e >> 16) as u32 & 0xff)
+                        });
+                        raw.write_each(total, fields);
                     }
                 } else {
-                    for (s, &c) in self.symbols.iter_mut().zip(codes) {
+                    let fields = self.symbols.iter_mut().zip(codes).map(|(s, &c)| {
                         let (t, nb, bits) = layout.encode(c.wrapping_sub(bias));
                         *s = t as u16;
-                        raw.write(bits, nb);
-                    }
+                        (bits, nb)
+                    });
+                    raw.write_each(total, fields);
                 }
                 self.write_rans(prec, out);
                 self.raw = raw.finish();
