@@ -46,8 +46,11 @@ struct EncSym {
 pub(crate) struct Encoder {
     prec: u32,
     syms: Vec<EncSym>,
-    /// The same table for the vector encoder ([`encode_groups_avx2`]): each symbol's magic
-    /// number for dividing by its frequency, and `cmpl | start << 16`.
+    /// The frequencies of the table, from which the vector encoder's is made where it runs.
+    freqs: Vec<u32>,
+    /// The vector encoder's table ([`encode_groups_avx2`]), made from `freqs` when an 8-lane
+    /// stream is encoded so: each symbol's magic number for dividing by its frequency, and
+    /// `cmpl | start << 16`.
     lanes: (Vec<u32>, Vec<u32>),
     words: Vec<u16>,
 }
@@ -60,9 +63,9 @@ impl Encoder {
         debug_assert_eq!(freqs.iter().map(|&f| f as u64).sum::<u64>(), 1u64 << prec);
         self.prec = prec;
         self.syms.clear();
-        let (magics, cmpl_starts) = &mut self.lanes;
-        magics.clear();
-        cmpl_starts.clear();
+        self.freqs.clear();
+        self.freqs.extend_from_slice(freqs);
+        self.lanes.0.clear();
         let mut start = 0u32;
         for &f in freqs {
             // A lone symbol (freq = 2^prec) would overflow x_max; streams of one value are
@@ -79,13 +82,6 @@ impl Encoder {
                 bias: bias as u16,
                 cmpl: ((1u32 << prec) - f) as u16,
             });
-            // The vector encoder's division by f (absent symbols: by 1, never used).
-            let (d, l) = (
-                u64::from(f.max(1)),
-                32 - f.max(1).wrapping_sub(1).leading_zeros(),
-            );
-            magics.push(((1u64 << 32) * ((1u64 << l) - d) / d + 1) as u32);
-            cmpl_starts.push(((1u32 << prec) - f) | start << 16);
             start += f;
         }
     }
@@ -96,6 +92,26 @@ impl Encoder {
             8 => self.encode_lanes::<8>(symbols, out, vector_encoder()),
             4 => self.encode_lanes::<4>(symbols, out, false),
             _ => self.encode_lanes::<1>(symbols, out, false),
+        }
+    }
+
+    /// Makes the vector encoder's table from the frequencies, once a table: each symbol's
+    /// division by its frequency (absent symbols: by 1, never used) and `cmpl | start << 16`.
+    fn make_vector_table(&mut self) {
+        let (magics, cmpl_starts) = &mut self.lanes;
+        if !magics.is_empty() {
+            return;
+        }
+        cmpl_starts.clear();
+        let mut start = 0u32;
+        for &f in &self.freqs {
+            let (d, l) = (
+                u64::from(f.max(1)),
+                32 - f.max(1).wrapping_sub(1).leading_zeros(),
+            );
+            magics.push(((1u64 << 32) * ((1u64 << l) - d) / d + 1) as u32);
+            cmpl_starts.push(((1u32 << self.prec) - f) | start << 16);
+            start += f;
         }
     }
 
@@ -118,6 +134,10 @@ impl Encoder {
     /// Encodes with `N` lanes, eight at once in vector registers where `vector` (the CPU must
     /// have AVX2 then: [`vector_encoder`]).
     fn encode_lanes<const N: usize>(&mut self, symbols: &[u16], out: &mut Vec<u8>, vector: bool) {
+        let vector = N == 8 && vector;
+        if vector {
+            self.make_vector_table();
+        }
         let syms = &self.syms[..];
         let words = &mut self.words;
         // At most one word per symbol.
@@ -132,9 +152,9 @@ impl Encoder {
         }
         let mut groups = &symbols[..whole];
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (vector, &self.lanes);
+        let _ = vector;
         #[cfg(target_arch = "x86_64")]
-        if N == 8 && vector {
+        if vector {
             // Room for a whole group's words past the last.
             words.resize(symbols.len() + 8, 0);
             let table = (&self.lanes.0[..], &self.lanes.1[..]);
