@@ -750,3 +750,26 @@ fn h5repack_stores_a_model_for_the_tables_of_its_width() {
         "the model is for tables of 4 columns",
     );
 }
+
+/// The command line links HDF5's static library where the installation has one
+/// (`cli/build.rs`): none of the shared libraries Debian's `libhdf5_serial` pulls in (curl,
+/// OpenSSL, GnuTLS, Kerberos…) is then loaded, and the `H5…` functions stay visible to the
+/// filter plugins (registering baler's own filter looks them up by name). This test binary is
+/// linked the way the command line is.
+#[test]
+fn hdf5_is_linked_as_the_build_script_chose() {
+    register();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let loaded = |name: &str| maps.lines().any(|l| l.contains(name));
+    match env!("BALER_HDF5_LINKED") {
+        "static" => {
+            for lib in ["libhdf5", "libcurl", "libcrypto", "libgnutls", "libkrb5"] {
+                assert!(!loaded(lib), "{lib} is loaded with HDF5 linked statically");
+            }
+        }
+        linked => {
+            assert_eq!(linked, "dynamic");
+            assert!(loaded("libhdf5"), "HDF5's shared library is not loaded");
+        }
+    }
+}
