@@ -167,6 +167,8 @@ pub(crate) struct ChunkCodec<T: Element> {
     col_out: Vec<u8>,
     /// The learned predictor's predictions for the current column.
     preds: Vec<f64>,
+    /// The chunk's columns the model reads, normalized once.
+    inputs: crate::model::ChunkInputs,
     /// A carried column's values for the current column ([`Predictor::Carry`]).
     carry_preds: Vec<f64>,
     /// A relation's sums for the current column ([`crate::relation`]), and the chunk's search.
@@ -276,6 +278,7 @@ impl<T: Element> ChunkCodec<T> {
             recon: Vec::new(),
             col_out: Vec::new(),
             preds: Vec::new(),
+            inputs: Default::default(),
             carry_preds: Vec::new(),
             relation_preds: Vec::new(),
             relations: relation::Search::default(),
@@ -326,6 +329,7 @@ impl<T: Element> ChunkCodec<T> {
         let order = params.column_order(ncols);
         self.keys.start(&params, &order, rows);
         self.relations.start(rows, ncols);
+        self.inputs.start(ncols, rows);
         for (p, &j) in order.iter().enumerate() {
             let col = &source[j * rows..(j + 1) * rows];
             let cp = &params.columns[j];
@@ -337,7 +341,15 @@ impl<T: Element> ChunkCodec<T> {
                         && (!cp.bound.is_lossless() || T::DTYPE == crate::element::DType::F32)
                         && m.columns[j].is_active() =>
                 {
-                    m.predict_column(j, &self.recon, rows, cp.norm.offset, &mut self.preds);
+                    let (recon, preds) = (&self.recon, &mut self.preds);
+                    m.predict_column(
+                        j,
+                        recon,
+                        rows,
+                        cp.norm.offset,
+                        preds,
+                        Some(&mut self.inputs),
+                    );
                     Some(&self.preds[..])
                 }
                 _ => None,
@@ -447,6 +459,7 @@ impl<T: Element> ChunkCodec<T> {
         };
         let order = params.column_order(ncols);
         self.keys.start(&params, &order, rows);
+        self.inputs.start(ncols, rows);
         for (p, &j) in order.iter().enumerate() {
             let section = r
                 .section()
@@ -475,7 +488,8 @@ impl<T: Element> ChunkCodec<T> {
                     Some(&self.preds[..])
                 }
                 Some(m) if wants_model && m.columns[j].is_active() => {
-                    m.predict_column(j, dest, rows, cp.norm.offset, &mut self.preds);
+                    let (preds, inputs) = (&mut self.preds, &mut self.inputs);
+                    m.predict_column(j, dest, rows, cp.norm.offset, preds, Some(inputs));
                     Some(&self.preds[..])
                 }
                 _ if wants_carry => {
@@ -650,6 +664,49 @@ mod tests {
             }
         }
         (kind, payload.len())
+    }
+
+    #[test]
+    fn a_codec_codes_a_chunk_alike_after_another() {
+        // A worker's codec keeps scratch across chunks (the model's normalized inputs among
+        // it): a chunk coded after another of the same length gives the bytes a fresh codec
+        // gives, and decodes alike.
+        let (rows, width) = (3000, 6);
+        let model = crate::model::tests::random_model(width, 3, 5);
+        let mut rnd = uniform(77);
+        // Records the model predicts well (each column its prediction from the columns
+        // coded before it, plus a little noise), so its codes are taken.
+        let mut chunk = || -> Vec<f32> {
+            let mut cols = vec![0f32; rows * width];
+            let mut row = vec![0f64; width];
+            for r in 0..rows {
+                for &j in &model.order {
+                    let j = j as usize;
+                    let p = model.predict_one(j, &row, 0.0);
+                    row[j] = f64::from((p + 0.05 * rnd()) as f32);
+                    cols[r * width + j] = row[j] as f32;
+                }
+            }
+            cols
+        };
+        let mut p = (*params(Layout::Table, width, &[1e-3; 6])).clone();
+        p.model = Some(Arc::new(model.clone()));
+        let p = Arc::new(p);
+        let (a, b) = (chunk(), chunk());
+        let mut worker = ChunkCodec::<f32>::new(Arc::clone(&p));
+        let (mut first, mut second, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+        worker.encode(&a, &mut first);
+        let kind = worker.encode(&b, &mut second);
+        ChunkCodec::<f32>::new(Arc::clone(&p)).encode(&b, &mut fresh);
+        assert_eq!(second, fresh);
+        let (mut back, mut alone) = (Vec::new(), Vec::new());
+        worker.decode(kind, &first, a.len(), &mut back).unwrap();
+        back.clear();
+        worker.decode(kind, &second, b.len(), &mut back).unwrap();
+        let mut dec = ChunkCodec::<f32>::new(Arc::clone(&p));
+        dec.decode(kind, &second, b.len(), &mut alone).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&alone));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
 use crate::predict::{Chooser, Grid, Interp, LEVEL_DIVISORS, Lag, Predictor, codes_in_range};
 use crate::relation::Relation;
-use crate::residual::{Exceptions, Prediction, Quantizer};
+use crate::residual::{Exceptions, Prediction, Quantizer, SampleScratch};
 use crate::segments::{Segments, Stream, scatter};
 use crate::spare::Spare;
 use std::sync::{Arc, Mutex};
@@ -101,6 +101,10 @@ pub(crate) struct ColumnCoder<T: Element> {
     model_k: Vec<i32>,
     model_exc: Exceptions<T>,
     model_recon: Vec<T>,
+    /// Where the chooser reads the plain codes, when only there ([`Chooser::sampled_reads`]),
+    /// and the scratch of quantizing them.
+    reads: Vec<usize>,
+    sample: SampleScratch<T>,
     exc: Exceptions<T>,
     /// Each thread's codes of a segment, quantizing.
     seg_codes: Vec<Vec<i32>>,
@@ -172,6 +176,15 @@ fn quantize_column<T: Element>(
     }
 }
 
+/// Whether codes estimated at `cost` bits replace codes at `current`: at least 2% cheaper (or
+/// an estimate not a number).
+fn cheaper(cost: f64, current: f64) -> bool {
+    !matches!(
+        cost.partial_cmp(&(current * 0.98)),
+        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    )
+}
+
 /// Appends a quantized column section: `head` (kind, predictor id, any predictor parameter),
 /// the step, the exceptions and the code streams of `stream` by segment.
 fn write_quantized<T: Element>(
@@ -213,6 +226,8 @@ impl<T: Element> ColumnCoder<T> {
             model_k: Vec::new(),
             model_exc: Exceptions::default(),
             model_recon: Vec::new(),
+            reads: Vec::new(),
+            sample: SampleScratch::default(),
             exc: Exceptions::default(),
             seg_codes: Vec::new(),
             segments: Segments::default(),
@@ -311,22 +326,38 @@ impl<T: Element> ColumnCoder<T> {
         // The model's predictions in value units, for the bit-exact fallback below.
         let value_preds = model_pred;
         let model_pred = q.predictions::<T>(model_pred, &mut dom_preds);
-        let pred = Prediction::Constant(centre);
-        quantize_column(
-            q,
-            col,
-            pred,
-            recon.as_deref_mut(),
-            (&self.spare, &mut self.seg_codes),
-            &mut self.k,
-            &mut self.exc,
-        );
+        // Where a model predicts the column and the chooser prices a sample of it, the plain
+        // codes are first quantized at the positions the chooser reads only: the model's codes
+        // mostly win by more than the plain codes' exceptions could change, and then the rest
+        // of them is never needed.
+        let mut partial = false;
+        if model_pred.is_some()
+            && let Some(reads) = self.chooser.sampled_reads(grid, col.len())
+        {
+            self.reads.clear();
+            self.reads.extend(reads);
+            self.k.truncate(col.len());
+            self.k.resize(col.len(), 0);
+            self.exc.clear();
+            q.codes_at(col, centre, &self.reads, &mut self.sample, &mut self.k);
+            partial = true;
+        }
+        if !partial {
+            self.quantize_plain(q, col, centre, recon.as_deref_mut());
+        }
         // The neighbour predictors transform the codes; the values are the same either way.
         let (mut predictor, bits) = self.chooser.choose(grid, &self.k, &self.spare);
         let mut use_model = false;
         if let Some(preds) = model_pred {
-            let current = self.current_cost(bits, false);
-            if self.take_if_cheaper(q, col, preds, current, recon.as_deref_mut()) {
+            let cost = self.quantize_against(q, col, preds, recon.is_some());
+            // The plain codes' exceptions only add to their cost: below their estimate alone,
+            // the model's codes are taken whatever those are (the same decision as below).
+            let sure = partial && cheaper(cost, bits * col.len() as f64);
+            if partial && !sure {
+                self.quantize_plain(q, col, centre, recon.as_deref_mut());
+            }
+            if sure || cheaper(cost, self.current_cost(bits, false)) {
+                self.take_quantized(recon.as_deref_mut());
                 use_model = true;
                 predictor = Predictor::Model;
             }
@@ -338,7 +369,9 @@ impl<T: Element> ColumnCoder<T> {
             && let Some(preds) = q.predictions::<T>(Some(c.preds), &mut carry_dom)
         {
             let current = self.current_cost(bits, use_model);
-            if self.take_if_cheaper(q, col, preds, current, recon.as_deref_mut()) {
+            let cost = self.quantize_against(q, col, preds, recon.is_some());
+            if cheaper(cost, current) {
+                self.take_quantized(recon.as_deref_mut());
                 use_model = true;
                 predictor = Predictor::Carry;
                 carried_from = Some((c.lag, c.column));
@@ -503,19 +536,27 @@ impl<T: Element> ColumnCoder<T> {
         per_value * self.k.len() as f64 + self.exc.len() as f64 * (T::BYTES * 8 + 8) as f64
     }
 
+    /// The plain codes of `col` (against the constant prediction `centre`) into `self.k`,
+    /// their exceptions into `self.exc` and their reconstruction into `recon`.
+    fn quantize_plain(&mut self, q: Quantizer, col: &[T], centre: f64, recon: Option<&mut [T]>) {
+        quantize_column(
+            q,
+            col,
+            Prediction::Constant(centre),
+            recon,
+            (&self.spare, &mut self.seg_codes),
+            &mut self.k,
+            &mut self.exc,
+        );
+    }
+
     /// Quantizes `col` against value predictions `preds` (the model's, or a carried column's,
-    /// in the quantizer's domain) and takes those codes, exceptions and reconstruction in place
-    /// of the current ones where they are estimated at 2% below `current` bits (exceptions at
-    /// their raw size). Returns whether it did.
-    fn take_if_cheaper(
-        &mut self,
-        q: Quantizer,
-        col: &[T],
-        preds: &[f64],
-        current: f64,
-        recon: Option<&mut [T]>,
-    ) -> bool {
-        let rec = recon.is_some().then(|| {
+    /// in the quantizer's domain) aside, with its reconstruction where `recon`, and returns
+    /// their estimated bits (exceptions at their raw size). Taken with
+    /// [`take_quantized`](Self::take_quantized) where that is at least 2% below the current
+    /// codes' [`current_cost`](Self::current_cost).
+    fn quantize_against(&mut self, q: Quantizer, col: &[T], preds: &[f64], recon: bool) -> f64 {
+        let rec = recon.then(|| {
             self.model_recon.resize(col.len(), T::from_f64(0.0));
             &mut self.model_recon[..]
         });
@@ -528,17 +569,18 @@ impl<T: Element> ColumnCoder<T> {
             &mut self.model_k,
             &mut self.model_exc,
         );
-        let cost = self.chooser.estimate(&self.model_k) * col.len() as f64
-            + self.model_exc.len() as f64 * (T::BYTES * 8 + 8) as f64;
-        if cost >= current * 0.98 {
-            return false;
-        }
+        self.chooser.estimate(&self.model_k) * col.len() as f64
+            + self.model_exc.len() as f64 * (T::BYTES * 8 + 8) as f64
+    }
+
+    /// Takes the codes, exceptions and reconstruction of the last
+    /// [`quantize_against`](Self::quantize_against) in place of the current ones.
+    fn take_quantized(&mut self, recon: Option<&mut [T]>) {
         std::mem::swap(&mut self.k, &mut self.model_k);
         std::mem::swap(&mut self.exc, &mut self.model_exc);
         if let Some(r) = recon {
-            r.copy_from_slice(&self.model_recon[..col.len()]);
+            r.copy_from_slice(&self.model_recon[..r.len()]);
         }
-        true
     }
 
     /// Decodes a column section into `out` (the column's length).

@@ -1599,6 +1599,35 @@ impl Chooser {
         self.drawn_for = n;
     }
 
+    /// The positions [`choose`](Self::choose) reads the codes of a column of `n` values on
+    /// `grid` at, where that is a sample and not the whole column (a column of a table: only
+    /// the centre and the previous value apply there): each sampled position and the one
+    /// before it, some more than once. Draws the sample if not yet drawn. `None` where
+    /// `choose` reads the whole column or other neighbours.
+    pub(crate) fn sampled_reads(
+        &mut self,
+        grid: Grid,
+        n: usize,
+    ) -> Option<impl Iterator<Item = usize> + '_> {
+        let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
+        let mut stencils = Predictor::ALL.into_iter().filter(|p| p.applies(grid, n));
+        if n < 64
+            || n <= m
+            || !stencils.all(|p| matches!(p, Predictor::Centre | Predictor::Previous))
+        {
+            return None;
+        }
+        if self.drawn_for != n {
+            self.draw(n, m);
+        }
+        Some(
+            self.by_place
+                .0
+                .iter()
+                .flat_map(|&i| [i.saturating_sub(1), i]),
+        )
+    }
+
     /// The predictor for codes `k` (the plain codes; exceptions may hold any value) on
     /// `grid` among the centre and the neighbour predictors, and its estimated bits per value.
     /// Centre unless another is estimated at least 2% cheaper. The cheapest interpolation is
@@ -2534,6 +2563,42 @@ mod tests {
                 .expect("the walk returned");
             assert!(panicked, "idle {idle}");
         }
+    }
+
+    #[test]
+    fn the_chooser_reads_only_its_sampled_reads() {
+        // Codes given at the sampled reads only (the rest garbage) choose and price as the
+        // whole column; the grids where other neighbours apply, or the column is not
+        // sampled, have none.
+        let mut seed = 11;
+        let spare = Spare::new(2);
+        for n in [4097 * 64, 300_000, 50_000, 4097] {
+            let k: Vec<i32> = (0..n)
+                .map(|i| (40.0 * ((i % 89) as f64 * 0.1).sin()) as i32 + (lcg(&mut seed) >> 30))
+                .collect();
+            let mut whole = Chooser::default();
+            let want = whole.choose(Grid::default(), &k, &spare);
+            let mut chooser = Chooser::default();
+            let reads: Vec<usize> = chooser
+                .sampled_reads(Grid::default(), n)
+                .expect("a table's column is sampled")
+                .collect();
+            let mut partial: Vec<i32> = (0..n).map(|_| lcg(&mut seed)).collect();
+            for &i in &reads {
+                partial[i] = k[i];
+            }
+            let got = chooser.choose(Grid::default(), &partial, &spare);
+            assert_eq!(
+                (got.0, got.1.to_bits()),
+                (want.0, want.1.to_bits()),
+                "n {n}"
+            );
+        }
+        let mut chooser = Chooser::default();
+        assert!(chooser.sampled_reads(Grid::default(), 4096).is_none());
+        assert!(chooser.sampled_reads(Grid::default(), 100).is_none());
+        let rows = Grid { row: 120, plane: 0 };
+        assert!(chooser.sampled_reads(rows, 120 * 900).is_none());
     }
 
     #[test]

@@ -519,6 +519,38 @@ impl Quantizer {
         Self::quantize_lanes(self, values, pred, (codes, exc, recon))
     }
 
+    /// The codes [`quantize`](Self::quantize) gives `values` against the constant prediction
+    /// `p` (in the domain), at `positions` only, each into `codes` at its position; 0 where
+    /// the value is an exception, as a column's plain codes hold there. The values are
+    /// gathered into `scratch` and quantized there, in the same vectors.
+    pub(crate) fn codes_at<T: Element>(
+        self,
+        values: &[T],
+        p: f64,
+        positions: &[usize],
+        scratch: &mut SampleScratch<T>,
+        codes: &mut [i32],
+    ) {
+        let SampleScratch {
+            values: gathered,
+            codes: got,
+            exc,
+        } = scratch;
+        gathered.clear();
+        gathered.extend(positions.iter().map(|&i| values[i]));
+        self.quantize(gathered, Prediction::Constant(p), got, exc, None);
+        let mut got = got.iter();
+        let mut exceptions = exc.pos.iter().peekable();
+        for (j, &i) in positions.iter().enumerate() {
+            codes[i] = if exceptions.next_if(|&&e| e as usize == j).is_some() {
+                0
+            } else {
+                *got.next()
+                    .expect("a code for every value but the exceptions")
+            };
+        }
+    }
+
     with_avx2! {
         /// [`quantize`](Self::quantize) in AVX2's wider vectors where the CPU has them: the
         /// same operations in the same order (no fused multiply-add), so the same bits.
@@ -624,6 +656,24 @@ fn round_away(v: f64) -> i32 {
     let t = (v + 0.5f64.copysign(v)).trunc();
     let t = if t.is_nan() { 0.0 } else { t };
     (t + MAGIC).to_bits() as u32 as i32
+}
+
+/// Scratch of [`Quantizer::codes_at`]: the values gathered, their codes and exceptions.
+#[derive(Debug)]
+pub(crate) struct SampleScratch<T> {
+    values: Vec<T>,
+    codes: Vec<i32>,
+    exc: Exceptions<T>,
+}
+
+impl<T> Default for SampleScratch<T> {
+    fn default() -> Self {
+        SampleScratch {
+            values: Vec::new(),
+            codes: Vec::new(),
+            exc: Exceptions::default(),
+        }
+    }
 }
 
 /// Where [`Quantizer::quantize`] puts its codes, exceptions and reconstruction.
@@ -860,6 +910,63 @@ mod tests {
                     .collect::<Vec<_>>(),
                 exc.val.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
+        }
+    }
+
+    #[test]
+    fn codes_at_positions_are_the_plain_codes() {
+        // Against `quantize` with a constant prediction: the same code at every position, 0
+        // where the value is an exception; a linear and a point-wise relative (ordinal)
+        // quantizer, values beyond the codes' range, not finite, or below the bound's grain.
+        let mut values: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1e30,
+            -1e30,
+            f32::NAN,
+            f32::INFINITY,
+            1e-40,
+            f32::MAX,
+        ];
+        let mut seed = 3u64;
+        for _ in 0..2000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            values.push(((u - 0.5) * 2000.0) as f32);
+        }
+        let norm = crate::normalize::Normalization {
+            offset: 1.5,
+            scale: 1000.0,
+        };
+        let quantizers = [
+            Quantizer::for_bound(1e-3),
+            Quantizer::for_bound(7.0),
+            Quantizer::new::<f32>(Bound::PwRel(1e-3), &norm),
+        ];
+        for q in quantizers {
+            let centre = q.centre::<f32>(&norm);
+            let (mut codes, mut exc) = (Vec::new(), Exceptions::default());
+            q.quantize(
+                &values,
+                Prediction::Constant(centre),
+                &mut codes,
+                &mut exc,
+                None,
+            );
+            let mut want = vec![0; values.len()];
+            crate::segments::scatter(&codes, exc.pos.iter().map(|&p| p as usize), 0, &mut want);
+            assert!(!exc.pos.is_empty());
+            let mut scratch = SampleScratch::default();
+            let mut got = vec![7; values.len()];
+            let all: Vec<usize> = (0..values.len()).collect();
+            q.codes_at(&values, centre, &all, &mut scratch, &mut got);
+            assert_eq!(got, want, "{:?}", q.domain);
+            let mut some = vec![7; values.len()];
+            let thirds: Vec<usize> = (0..values.len()).step_by(3).collect();
+            q.codes_at(&values, centre, &thirds, &mut scratch, &mut some);
+            for (i, (&g, &w)) in some.iter().zip(&want).enumerate() {
+                assert_eq!(g, if i % 3 == 0 { w } else { 7 }, "at {i}");
+            }
         }
     }
 

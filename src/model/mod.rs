@@ -251,6 +251,31 @@ impl ColumnModel {
     }
 }
 
+/// The columns of one chunk that its predictions read, normalized as the networks read them
+/// ([`ColumnModel::normalize`]): each the first time a column's prediction needs it, then
+/// copied from here for the chunk's later columns (a column is an input of several; the
+/// normalization was most of a linear model's kernel). Kept by a worker across its chunks.
+#[derive(Debug, Default)]
+pub struct ChunkInputs {
+    rows: usize,
+    /// Whether column `i` is normalized in `values[i·rows..(i + 1)·rows]`.
+    done: Vec<bool>,
+    values: Vec<f32>,
+}
+
+impl ChunkInputs {
+    /// Forgets the last chunk's columns: a chunk of `rows` records of `width` columns starts.
+    pub fn start(&mut self, width: usize, rows: usize) {
+        self.rows = rows;
+        self.done.clear();
+        self.done.resize(width, false);
+        // Every value is written before it is read (`done`): grown only, never cleared.
+        if self.values.len() < width * rows {
+            self.values.resize(width * rows, 0.0);
+        }
+    }
+}
+
 /// A learned predictor for a table: a coding order, derived features and one [`ColumnModel`]
 /// per column.
 #[derive(Debug, Clone, PartialEq)]
@@ -498,7 +523,9 @@ impl Model {
     /// Predicts column `j` of a chunk of `rows` records from the reconstructed columns coded
     /// before it (`cols`: column-major, `width × rows` values, of which only those columns are
     /// read), into `out` (`rows` values). `centre` stands in for a prediction that is not
-    /// finite.
+    /// finite. Where the chunk's columns are predicted in turn, `inputs` (started for the
+    /// chunk, [`ChunkInputs::start`]) keeps the columns read, normalized once, for the later
+    /// columns: the same predictions.
     pub fn predict_column<T: Element>(
         &self,
         j: usize,
@@ -506,14 +533,20 @@ impl Model {
         rows: usize,
         centre: f64,
         out: &mut Vec<f64>,
+        mut inputs: Option<&mut ChunkInputs>,
     ) {
+        if let Some(ci) = inputs.as_deref_mut()
+            && (ci.rows, ci.done.len()) != (rows, self.columns.len())
+        {
+            ci.start(self.columns.len(), rows);
+        }
         out.clear();
         out.resize(rows, centre);
         let c = &self.columns[j];
         if !c.is_active() {
             return;
         }
-        Self::predict_widest(self, c, cols, rows, out)
+        Self::predict_widest(self, c, cols, rows, out, inputs)
     }
 
     with_avx512! {
@@ -526,12 +559,36 @@ impl Model {
             cols: &[T],
             rows: usize,
             out: &mut [f64],
+            inputs: Option<&mut ChunkInputs>,
         ) = Model::predict_body;
     }
 
-    /// [`predict_column`](Self::predict_column) for an active column `c`, block by block.
+    /// [`predict_column`](Self::predict_column) for an active column `c`, block by block,
+    /// the columns it reads normalized once into `inputs` where given.
     #[inline(always)]
-    fn predict_body<T: Element>(&self, c: &ColumnModel, cols: &[T], rows: usize, out: &mut [f64]) {
+    fn predict_body<T: Element>(
+        &self,
+        c: &ColumnModel,
+        cols: &[T],
+        rows: usize,
+        out: &mut [f64],
+        mut inputs: Option<&mut ChunkInputs>,
+    ) {
+        let w = self.columns.len();
+        if let Some(ci) = inputs.as_deref_mut() {
+            for &i in c.inputs.iter().filter(|&&i| (i as usize) < w) {
+                let i = i as usize;
+                if !ci.done[i] {
+                    let norm = &self.columns[i];
+                    let to = &mut ci.values[i * rows..(i + 1) * rows];
+                    for (d, &x) in to.iter_mut().zip(&cols[i * rows..(i + 1) * rows]) {
+                        *d = norm.normalize(x.to_f64());
+                    }
+                    ci.done[i] = true;
+                }
+            }
+        }
+        let normalized = inputs.map(|ci| &ci.values[..]);
         let mut u = [0f32; MAX_INPUTS * BLOCK];
         let mut y = [0f32; BLOCK];
         let mut args = [[0f64; BLOCK]; 3];
@@ -540,6 +597,13 @@ impl Model {
             let n = (rows - r0).min(BLOCK);
             for (k, &input) in c.inputs.iter().enumerate() {
                 let u = &mut u[k * BLOCK..k * BLOCK + n];
+                if let Some(values) = normalized
+                    && (input as usize) < w
+                {
+                    let at = input as usize * rows + r0;
+                    u.copy_from_slice(&values[at..at + n]);
+                    continue;
+                }
                 self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
             }
             network(c, &u, n, &mut y);
@@ -755,7 +819,7 @@ fn network(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -846,6 +910,39 @@ mod tests {
             order,
             features,
             columns,
+        }
+    }
+
+    #[test]
+    fn a_chunks_normalized_inputs_give_the_same_predictions() {
+        // Columns predicted in coding order through one `ChunkInputs`, over two chunks of the
+        // same length and one of another: the bits of `predict_column` (which normalizes
+        // every input anew), non-finite and huge inputs included.
+        let width = 7;
+        for hidden in [0, 5] {
+            let m = random_model(width, hidden, 21);
+            let mut inputs = ChunkInputs::default();
+            let mut s = 3u64;
+            for (chunk, rows) in [(0, 700), (1, 700), (2, 90)] {
+                let mut cols: Vec<f32> = (0..width * rows)
+                    .map(|_| {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        ((s >> 11) as f64 / (1u64 << 53) as f64 * 40.0 - 20.0) as f32
+                    })
+                    .collect();
+                cols[6 * rows + 3] = f32::NAN;
+                cols[5 * rows + chunk] = f32::INFINITY;
+                cols[4 * rows + 8] = 3e38;
+                inputs.start(width, rows);
+                for &j in &m.order {
+                    let j = j as usize;
+                    let (mut want, mut got) = (Vec::new(), Vec::new());
+                    m.predict_column(j, &cols, rows, -1.25, &mut want, None);
+                    m.predict_column(j, &cols, rows, -1.25, &mut got, Some(&mut inputs));
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "chunk {chunk} column {j}");
+                }
+            }
         }
     }
 
@@ -967,7 +1064,7 @@ mod tests {
         cols[3 * rows + 9] = 1e300;
         for j in 0..width {
             let mut out = Vec::new();
-            m.predict_column(j, &cols, rows, -1.25, &mut out);
+            m.predict_column(j, &cols, rows, -1.25, &mut out, None);
             for r in 0..rows {
                 let row: Vec<f64> = (0..width).map(|i| cols[i * rows + r]).collect();
                 let want = m.predict_one(j, &row, -1.25);
@@ -978,7 +1075,7 @@ mod tests {
             let sub: Vec<f64> = (0..width)
                 .flat_map(|i| cols[i * rows + 100..i * rows + 137].to_vec())
                 .collect();
-            m.predict_column(j, &sub, 37, -1.25, &mut part);
+            m.predict_column(j, &sub, 37, -1.25, &mut part, None);
             for r in 0..37 {
                 assert_eq!(part[r].to_bits(), out[100 + r].to_bits());
             }

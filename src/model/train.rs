@@ -793,7 +793,7 @@ pub fn train(
         let errs = super::par_map(&active, threads, |&j| {
             let c = &m.columns[j];
             let mut preds = Vec::new();
-            m.predict_column(j, &val_cols, nval, 0.0, &mut preds);
+            m.predict_column(j, &val_cols, nval, 0.0, &mut preds, None);
             let mut err = 0.0;
             for (&r, &p) in val_idx.iter().zip(&preds) {
                 let x = c.offset + c.scale * f64::from(targets[j * rows + r]);
