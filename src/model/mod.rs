@@ -258,9 +258,10 @@ impl ColumnModel {
 #[derive(Debug, Default)]
 pub struct ChunkInputs {
     rows: usize,
-    /// Whether column `i` is normalized in `values[i·rows..(i + 1)·rows]`.
+    /// Column `i` normalized where `done[i]` (each written whole before it is read, so never
+    /// zeroed: a worker's first chunk touches only the columns read).
     done: Vec<bool>,
-    values: Vec<f32>,
+    values: Vec<Vec<f32>>,
 }
 
 impl ChunkInputs {
@@ -269,10 +270,7 @@ impl ChunkInputs {
         self.rows = rows;
         self.done.clear();
         self.done.resize(width, false);
-        // Every value is written before it is read (`done`): grown only, never cleared.
-        if self.values.len() < width * rows {
-            self.values.resize(width * rows, 0.0);
-        }
+        self.values.resize_with(width, Vec::new);
     }
 }
 
@@ -580,10 +578,10 @@ impl Model {
                 let i = i as usize;
                 if !ci.done[i] {
                     let norm = &self.columns[i];
-                    let to = &mut ci.values[i * rows..(i + 1) * rows];
-                    for (d, &x) in to.iter_mut().zip(&cols[i * rows..(i + 1) * rows]) {
-                        *d = norm.normalize(x.to_f64());
-                    }
+                    let to = &mut ci.values[i];
+                    to.clear();
+                    let from = &cols[i * rows..(i + 1) * rows];
+                    to.extend(from.iter().map(|&x| norm.normalize(x.to_f64())));
                     ci.done[i] = true;
                 }
             }
@@ -600,8 +598,7 @@ impl Model {
                 if let Some(values) = normalized
                     && (input as usize) < w
                 {
-                    let at = input as usize * rows + r0;
-                    u.copy_from_slice(&values[at..at + n]);
+                    u.copy_from_slice(&values[input as usize][r0..r0 + n]);
                     continue;
                 }
                 self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
