@@ -352,7 +352,7 @@ impl<T: Element> ColumnCoder<T> {
             let cost = self.quantize_against(q, col, preds, recon.is_some());
             // The plain codes' exceptions only add to their cost: below their estimate alone,
             // the model's codes are taken whatever those are (the same decision as below).
-            let sure = partial && cheaper(cost, bits * col.len() as f64);
+            let sure = partial && bits.is_finite() && cheaper(cost, bits * col.len() as f64);
             if partial && !sure {
                 self.quantize_plain(q, col, centre, recon.as_deref_mut());
             }
