@@ -61,7 +61,7 @@ fn link_static() -> Option<&'static str> {
 }
 
 /// Where the shared library may be, in the order `hdf5-sys` looks on Linux: `HDF5_DIR`,
-/// pkg-config, Debian's and Ubuntu's folder.
+/// pkg-config, then its default folders (Debian's and Ubuntu's first).
 fn library_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(root) = env::var_os("HDF5_DIR") {
@@ -78,8 +78,13 @@ fn library_dirs() -> Vec<PathBuf> {
             }
         }
     }
-    dirs.push("/usr/lib/x86_64-linux-gnu/hdf5/serial".into());
-    dirs.push("/usr/lib/aarch64-linux-gnu/hdf5/serial".into());
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu/hdf5/serial",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+    ] {
+        dirs.push(dir.into());
+    }
     dirs
 }
 

@@ -224,9 +224,10 @@ impl RowKeys {
 }
 
 /// The rows [`carry_candidate`] samples in a chunk of `rows` records (256 or a few more,
-/// none the first or the last).
+/// none the first or the last; none at all in a chunk under 64 records).
 fn carry_sample(rows: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
-    (1..rows.max(1) - 1).step_by((rows / CARRY_SAMPLE).max(1))
+    let end = if rows < 64 { 1 } else { rows - 1 };
+    (1..end).step_by((rows / CARRY_SAMPLE).max(1))
 }
 
 /// Rows sampled by [`carry_candidate`].
@@ -259,11 +260,7 @@ impl<T: Element> CarryRows<T> {
 
     /// A chunk of `rows` records of `width` columns starts.
     fn start(&mut self, width: usize, rows: usize) {
-        self.total = if rows < 64 {
-            0
-        } else {
-            carry_sample(rows).len()
-        };
+        self.total = carry_sample(rows).len();
         let zero = T::from_f64(0.0);
         self.before.resize(width * self.total, zero);
         self.after.resize(width * self.total, zero);
@@ -294,12 +291,12 @@ fn carry_candidate<T: Element>(
     earlier: &[usize],
     bound: crate::bound::Bound,
 ) -> Option<(usize, Lag)> {
-    if col.len() < 64 {
-        return None;
-    }
     let sample = carry_sample(col.len());
     let total = sample.len();
     debug_assert_eq!(total, rows.total);
+    if total == 0 {
+        return None;
+    }
     rows.values.clear();
     rows.values.extend(sample.clone().map(|i| col[i]));
     let xs = &rows.values;
@@ -764,12 +761,12 @@ mod tests {
         let (a, b) = (chunk(), chunk());
         let mut worker = ChunkCodec::<f32>::new(Arc::clone(&p));
         let (mut first, mut second, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
-        worker.encode(&a, &mut first);
+        let kind_a = worker.encode(&a, &mut first);
         let kind = worker.encode(&b, &mut second);
         ChunkCodec::<f32>::new(Arc::clone(&p)).encode(&b, &mut fresh);
         assert_eq!(second, fresh);
         let (mut back, mut alone) = (Vec::new(), Vec::new());
-        worker.decode(kind, &first, a.len(), &mut back).unwrap();
+        worker.decode(kind_a, &first, a.len(), &mut back).unwrap();
         back.clear();
         worker.decode(kind, &second, b.len(), &mut back).unwrap();
         let mut dec = ChunkCodec::<f32>::new(Arc::clone(&p));

@@ -1540,6 +1540,11 @@ fn prefix_sum(a: &mut [i32], stride: usize, period: usize) {
 /// Values sampled from a column when estimating a predictor's cost: 1/64 of the column, at
 /// least 4096 (or all of it) and at most 16384.
 const SAMPLE: (usize, usize) = (4096, 16384);
+
+/// Values sampled from a column of `n` values ([`SAMPLE`]).
+fn sample_len(n: usize) -> usize {
+    (n / 64).clamp(SAMPLE.0, SAMPLE.1)
+}
 /// Codes below this magnitude get a histogram bin each; larger ones are priced as the entropy
 /// stage's hybrid tokens (a bin per sign, length and two leading bits, the other bits raw).
 const EXACT: i32 = 1 << 16;
@@ -1599,6 +1604,19 @@ impl Chooser {
         self.drawn_for = n;
     }
 
+    /// The size of the sample of a column of `n` values, drawn here if not yet; `None` where
+    /// the whole column is priced.
+    fn draw_for(&mut self, n: usize) -> Option<usize> {
+        let m = sample_len(n);
+        if n <= m {
+            return None;
+        }
+        if self.drawn_for != n {
+            self.draw(n, m);
+        }
+        Some(m)
+    }
+
     /// The positions [`choose`](Self::choose) reads the codes of a column of `n` values on
     /// `grid` at, where that is a sample and not the whole column (a column of a table: only
     /// the centre and the previous value apply there): each sampled position and the one
@@ -1609,17 +1627,11 @@ impl Chooser {
         grid: Grid,
         n: usize,
     ) -> Option<impl Iterator<Item = usize> + '_> {
-        let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
         let mut stencils = Predictor::ALL.into_iter().filter(|p| p.applies(grid, n));
-        if n < 64
-            || n <= m
-            || !stencils.all(|p| matches!(p, Predictor::Centre | Predictor::Previous))
-        {
+        if n < 64 || !stencils.all(|p| matches!(p, Predictor::Centre | Predictor::Previous)) {
             return None;
         }
-        if self.drawn_for != n {
-            self.draw(n, m);
-        }
+        self.draw_for(n)?;
         Some(
             self.by_place
                 .0
@@ -1644,12 +1656,9 @@ impl Chooser {
         }
         // Positions drawn uniformly: contiguous blocks would see only a few rows of a field,
         // or its edges, where the neighbour predictors fall back to fewer neighbours.
-        let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
-        let whole = n <= m;
-        if !whole && self.drawn_for != n {
-            self.draw(n, m);
-        }
-        let samples = if whole { n } else { m };
+        let drawn = self.draw_for(n);
+        let whole = drawn.is_none();
+        let samples = drawn.unwrap_or(n);
         let mut rules = Vec::new();
         for p in Predictor::ALL {
             match p.rule(grid, n) {
@@ -1747,7 +1756,7 @@ impl Chooser {
         let positions = &self.positions;
         let pricing = &mut crate::segments::threads(&mut self.pricing, 1)[0];
         pricing.sample.clear();
-        if n <= (n / 64).clamp(SAMPLE.0, SAMPLE.1) || positions.is_empty() {
+        if n <= sample_len(n) || positions.is_empty() {
             pricing.sample.extend_from_slice(k);
         } else {
             pricing
@@ -2635,7 +2644,7 @@ mod tests {
                 })
                 .collect();
             let mut reference = Chooser::default();
-            let m = (n / 64).clamp(SAMPLE.0, SAMPLE.1);
+            let m = sample_len(n);
             let whole = n <= m;
             if !whole {
                 reference.draw(n, m);
