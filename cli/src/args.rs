@@ -358,9 +358,11 @@ pub struct CodecArgs {
     /// like zstd's levels: 2 fits linear predictors on a small sample, 3 on a larger one, and
     /// from 4 on a network is trained too, given more of the input's records to learn from at
     /// each level (it costs time at both ends: its predictions are computed for every record
-    /// when compressing and decompressing). --sample and --epochs, given, win.
-    #[arg(short = 'e', long, value_name = "1-9", default_value_t = baler::model::budget::DEFAULT_EFFORT, value_parser = baler::model::budget::parse_effort)]
-    pub effort: u8,
+    /// when compressing and decompressing). --sample and --epochs, given, win. `train` uses
+    /// the same budget where it is given (2 or more), and its own thorough one (200,000
+    /// records, 12 epochs) where not [default: 3].
+    #[arg(short = 'e', long, value_name = "1-9", value_parser = baler::model::budget::parse_effort)]
+    pub effort: Option<u8>,
 
     #[command(flatten)]
     pub train: TrainFlags,

@@ -129,7 +129,8 @@ fn prepare_model(
                 return Ok(None);
             }
             let records = spec.shape[0];
-            let budget = baler::model::budget::TrainBudget::new(args.effort, records);
+            let effort = args.effort.unwrap_or(baler::model::budget::DEFAULT_EFFORT);
+            let budget = baler::model::budget::TrainBudget::new(effort, records);
             let sample = args.train.sample.unwrap_or(budget.sample);
             let epochs = args.train.epochs.unwrap_or(budget.epochs);
             if sample == 0 {
@@ -333,12 +334,25 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     let reserved = [out, curve.as_path(), png.as_path()].map(|p| OutputPath::new(p, args.force));
     let [out_model, out_curve, out_png] = reserved;
     let (out_model, out_curve, out_png) = (out_model?, out_curve?, out_png?);
-    // A model trained once for many files: the thorough defaults, whatever --effort says,
-    // and networks kept wherever they predict better (their weights are paid once).
+    // A model trained once for many files: the thorough defaults unless --effort says
+    // otherwise (then the sample and epochs `compress` would train at that level), and
+    // networks kept wherever they predict better (their weights are paid once).
     let f = &codec.train;
+    let (sample, epochs) = match codec.effort {
+        None => (200_000, 12),
+        Some(effort) => {
+            let b = baler::model::budget::TrainBudget::new(effort, spec.shape[0]);
+            if b.sample == 0 && f.sample.is_none() {
+                bail!(
+                    "--effort {effort} trains no model (it compresses with the plain and neighbour predictors): give 2 or more, or leave --effort out for train's thorough defaults"
+                );
+            }
+            (b.sample, b.epochs)
+        }
+    };
     let budget = (
-        f.sample.unwrap_or(200_000),
-        f.epochs.unwrap_or(12),
+        f.sample.unwrap_or(sample),
+        f.epochs.unwrap_or(epochs),
         u64::MAX,
     );
     let (model, report) = train_on(&input, &spec, &options, &codec, budget, !args.quiet)?

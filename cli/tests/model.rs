@@ -262,6 +262,83 @@ fn train_then_compress_with_the_model_file() {
     }
 }
 
+/// `train --effort N` trains the model `compress --effort N` would (the same sample and
+/// epochs: compressing with it gives the same file byte for byte), `--sample` still wins, and
+/// effort 1, which trains nothing, is refused with nothing written; without `--effort`, train
+/// keeps its own thorough budget (200,000 records, here the whole table).
+#[test]
+fn train_follows_an_effort_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = &common::fixture("delphes_16k.npy");
+    let train = |name: &str, extra: &[&str]| {
+        let model = dir.path().join(name);
+        let out = baler()
+            .args(["train", fixture, "--bound", "rel:1e-3", "-q", "-o"])
+            .arg(&model)
+            .args(extra)
+            .output()
+            .unwrap();
+        let curve = std::fs::read_to_string(dir.path().join(format!("{name}.json")));
+        (out, model, curve.unwrap_or_default())
+    };
+    let packed = |name: &str, extra: &[&std::ffi::OsStr]| {
+        let out = dir.path().join(name);
+        succeed(
+            baler()
+                .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "-f", "-o"])
+                .arg(&out)
+                .args(extra),
+        );
+        std::fs::read(&out).unwrap()
+    };
+    let records = |curve: &str| -> usize {
+        let at = curve.find("\"records\": ").expect("a records field") + 11;
+        curve[at..]
+            .split(',')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{curve}"))
+    };
+    for effort in ["2", "3"] {
+        let (out, model, curve) = train(&format!("e{effort}.bmdl"), &["-e", effort]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            curve.contains("\"epochs\": [\n    \n  ]"),
+            "no network: {curve}"
+        );
+        assert_eq!(
+            packed("with_model.baler", &["--model".as_ref(), model.as_os_str()]),
+            packed("inline.baler", &["-e".as_ref(), effort.as_ref()]),
+            "effort {effort}"
+        );
+    }
+    let (_, _, two) = train("e2.bmdl", &["-e", "2", "-f"]);
+    let (out, _, curve) = train("e2s.bmdl", &["-e", "2", "--sample", "14000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(records(&curve) > records(&two), "{curve}");
+    let (out, _, _) = train("e1.bmdl", &["-e", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--effort 1 trains no model"), "{err}");
+    assert!(!dir.path().join("e1.bmdl").exists());
+    assert!(!dir.path().join("e1.bmdl.json").exists());
+    let (out, _, curve) = train("thorough.bmdl", &["--epochs", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(records(&curve) > records(&two), "{curve}");
+}
+
 /// `--effort` decides how much the inline training does: none at 1 (the same file as
 /// `--model none`), linear predictors only at the default for a table of thousands of
 /// records, and levels outside 1–9 are refused.
