@@ -89,13 +89,16 @@ fn library_dirs() -> Vec<PathBuf> {
 }
 
 /// The libraries named on the `Extra libraries:` line of HDF5's build summary (e.g.
-/// `-lcrypto -lcurl -lpthread -lsz -lz -ldl -lm`), without the `-l`.
+/// `-lcrypto -lcurl -lpthread -lsz -lz -ldl -lm`), without the `-l`; and its `HDF5 Version:`
+/// (for `baler licenses`, as `BALER_HDF5_VERSION`).
 fn extra_libraries(settings: &Path) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(settings).ok()?;
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Extra libraries:"))?;
-    line.split_whitespace()
+    let field = |name: &str| text.lines().find_map(|l| l.trim().strip_prefix(name));
+    if let Some(version) = field("HDF5 Version:") {
+        println!("cargo::rustc-env=BALER_HDF5_VERSION={}", version.trim());
+    }
+    field("Extra libraries:")?
+        .split_whitespace()
         .map(|w| w.strip_prefix("-l").map(str::to_string))
         .collect()
 }

@@ -59,6 +59,9 @@ pub enum Command {
     /// Join the shards of one plan into one container, copying their chunks (no
     /// recompression): the same bytes as `compress --plan` in one process.
     Concat(ConcatArgs),
+    /// Print the licence of baler and the notices of what this binary links in (HDF5's, where
+    /// it is linked statically), as a redistribution of the binary must carry them.
+    Licenses,
 }
 
 /// `baler h5repack`.

@@ -1089,3 +1089,28 @@ fn worst_error_ratio(
         _ => bail!("decoded type differs from the input"),
     }
 }
+
+/// `baler licenses`: baler's licence, then each notice of what is compiled or linked into
+/// this binary: the plots' font, and HDF5's where the build script linked its static library
+/// (a shared HDF5 carries its own).
+pub fn licenses() -> String {
+    let mut text = format!(
+        "baler {}: Apache License, Version 2.0 (the LICENSE file of its source,\nhttps://www.apache.org/licenses/LICENSE-2.0). The Rust crates compiled in carry\npermissive licences (MIT, Apache-2.0, Zlib, Unicode-3.0; `cargo tree -e normal -f\n'{{p}} {{l}}'` lists them).\n\nThe plots' font, DejaVu Sans, is compiled in. Its notice:\n\n{}",
+        env!("CARGO_PKG_VERSION"),
+        include_str!("../assets/DejaVuSans.LICENSE")
+    );
+    match option_env!("BALER_HDF5_LINKED") {
+        Some("static") => {
+            let version = option_env!("BALER_HDF5_VERSION").unwrap_or("(version unknown)");
+            text.push_str(&format!(
+                "\nThis binary contains HDF5 {version}, linked statically. Its notice:\n\n"
+            ));
+            text.push_str(include_str!("../licenses/HDF5.txt"));
+        }
+        Some(_) => text.push_str(
+            "\nHDF5 is loaded from the system's shared library, which carries its own notice.\n",
+        ),
+        None => text.push_str("\nThis binary is built without HDF5.\n"),
+    }
+    text
+}

@@ -55,6 +55,10 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate::evaluate(a),
         Command::Plan(a) => commands::plan(a),
         Command::Concat(a) => commands::concat(a),
+        Command::Licenses => {
+            print!("{}", commands::licenses());
+            Ok(())
+        }
         Command::H5repack(a) => h5repack::h5repack(a),
     };
     match result {

@@ -773,3 +773,33 @@ fn hdf5_is_linked_as_the_build_script_chose() {
         }
     }
 }
+
+/// `baler licenses` carries the notices a redistribution of the binary must: baler's licence,
+/// the compiled-in font's, and where HDF5 is linked statically its notice with the version
+/// of the HDF5 actually linked (the one this test binary calls); a shared HDF5 is only named.
+#[test]
+fn licenses_carry_the_notices_of_what_is_linked_in() {
+    let out = ok(&["licenses"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Apache License, Version 2.0"), "{text}");
+    assert!(
+        text.contains("DejaVu") && text.contains("Bitstream"),
+        "{text}"
+    );
+    let (major, minor, release) = hdf5::library_version();
+    let statically = format!("HDF5 {major}.{minor}.{release}, linked statically");
+    match env!("BALER_HDF5_LINKED") {
+        "static" => {
+            assert!(text.contains(&statically), "{text}");
+            assert!(
+                text.contains("Redistributions in binary form must reproduce the above copyright"),
+                "{text}"
+            );
+            assert!(text.contains("Lawrence Berkeley"), "{text}");
+        }
+        _ => {
+            assert!(!text.contains("linked statically"), "{text}");
+            assert!(text.contains("shared library"), "{text}");
+        }
+    }
+}
