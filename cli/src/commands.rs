@@ -56,7 +56,7 @@ fn open_input(
     scan: bool,
 ) -> Result<(Input, baler::ArraySpec, CompressOptions)> {
     let bounds = bounds_from(&args.bound_args)?;
-    let input = Input::open(path, &args.source.raw_format()?)?;
+    let mut input = Input::open(path, &args.source.raw_format()?)?;
     let layout = args.layout.map(|l| match l {
         LayoutArg::Table => Layout::Table,
         LayoutArg::Field => Layout::Field,
@@ -73,6 +73,12 @@ fn open_input(
     }
     options.source = input.format;
     options.source_path = input.source_path.clone();
+    // A stream's model learns from its first records, read ahead (they stay in front of the
+    // rest): it cannot be sampled whole.
+    let head = match auto_plan(&spec, args) {
+        Some((sample, _, _)) if !input.can_scan() => Some(stream_head(&mut input, &spec, sample)?),
+        _ => None,
+    };
     let scanner = if scan && input.can_scan() && options.bounds.needs_range() {
         // On one thread beside a model's training (which uses every core, for tens of
         // milliseconds), else on all: a file of 64 MiB or more takes the pass longer than the
@@ -94,7 +100,7 @@ fn open_input(
                 .name("baler-ranges".into())
                 .spawn_scoped(s, f)
         });
-        let model = prepare_model(&input, &spec, &options, args, show);
+        let model = prepare_model(&input, head, &spec, &options, args, show);
         let stats = match stats {
             None => Ok(None),
             Some(spawned) => spawned
@@ -113,10 +119,38 @@ fn open_input(
     Ok((input, spec, options))
 }
 
-/// The learned predictor for `compress` and `bench`: none for fields, streams or `--model
-/// none`; a model file; or (`auto`) one trained on a sample of a table file's records.
+/// What `--model auto` trains on a table (`None`: no model, for fields and effort 1): the
+/// sample's records, the network's epochs, and the records the model will code (0 where a
+/// stream does not say).
+fn auto_plan(spec: &baler::ArraySpec, args: &CodecArgs) -> Option<(usize, usize, u64)> {
+    if args.model != "auto" || spec.layout != Layout::Table {
+        return None;
+    }
+    let records = spec.shape[0];
+    let effort = args.effort.unwrap_or(baler::model::budget::DEFAULT_EFFORT);
+    let budget = baler::model::budget::TrainBudget::new(effort, records);
+    let sample = args.train.sample.unwrap_or(budget.sample);
+    let epochs = args.train.epochs.unwrap_or(budget.epochs);
+    let records = if records == baler::UNKNOWN {
+        0
+    } else {
+        records
+    };
+    (sample > 0).then_some((sample, epochs, records))
+}
+
+/// The first records of a stream (`sample` of them at most, and at most
+/// [`baler::io::STREAM_HEAD_BYTES`]), for its training sample.
+fn stream_head(input: &mut Input, spec: &baler::ArraySpec, sample: usize) -> Result<Vec<f64>> {
+    Ok(input.head_records(spec.shape[1] as usize, sample)?)
+}
+
+/// The learned predictor for `compress` and `bench`: none for fields or `--model none`; a
+/// model file; or (`auto`) one trained on a sample of a table file's records, or on a
+/// stream's first records (`head`).
 fn prepare_model(
     input: &Input,
+    head: Option<Vec<f64>>,
     spec: &baler::ArraySpec,
     options: &CompressOptions,
     args: &CodecArgs,
@@ -125,19 +159,10 @@ fn prepare_model(
     match args.model.as_str() {
         "none" => Ok(None),
         "auto" => {
-            if spec.layout != Layout::Table || !input.can_scan() {
+            let Some(plan) = auto_plan(spec, args) else {
                 return Ok(None);
-            }
-            let records = spec.shape[0];
-            let effort = args.effort.unwrap_or(baler::model::budget::DEFAULT_EFFORT);
-            let budget = baler::model::budget::TrainBudget::new(effort, records);
-            let sample = args.train.sample.unwrap_or(budget.sample);
-            let epochs = args.train.epochs.unwrap_or(budget.epochs);
-            if sample == 0 {
-                return Ok(None);
-            }
-            let plan = (sample, epochs, records);
-            let trained = train_on(input, spec, options, args, plan, show)?;
+            };
+            let trained = train_on(input, head, spec, options, args, plan, show)?;
             Ok(trained.map(|(m, _)| m).filter(|m| m.active_columns() > 0))
         }
         path => {
@@ -159,10 +184,11 @@ fn prepare_model(
     }
 }
 
-/// Trains on `sample` of `input`'s records for at most `epochs`, for a model that will code
-/// `records` (`None` for a stream or a table too small).
+/// Trains on `sample` of `input`'s records (a stream's `head` where given) for at most
+/// `epochs`, for a model that will code `records` (`None` for a stream without a head).
 fn train_on(
     input: &Input,
+    head: Option<Vec<f64>>,
     spec: &baler::ArraySpec,
     options: &CompressOptions,
     args: &CodecArgs,
@@ -171,11 +197,15 @@ fn train_on(
 ) -> Result<Option<(baler::model::Model, baler::model::train::TrainReport)>> {
     let width = spec.shape[1] as usize;
     let f = &args.train;
-    let Some(sample) = input
-        .sample_records(width, sample, f.seed)
-        .with_context(|| format!("sampling {} for training", input.name))?
-    else {
-        return Ok(None);
+    let sample = match head {
+        Some(h) => h,
+        None => match input
+            .sample_records(width, sample, f.seed)
+            .with_context(|| format!("sampling {} for training", input.name))?
+        {
+            Some(s) => s,
+            None => return Ok(None),
+        },
     };
     let specs = options.bounds.per_column(width, &spec.column_names, true)?;
     let opts = baler::model::train::TrainOptions {
@@ -188,7 +218,10 @@ fn train_on(
         ..Default::default()
     };
     let bar = progress::epochs(epochs as u64, show);
-    let raw = input.data_bytes.unwrap_or(sample.len() as u64 * 8);
+    // A stream of unknown length is at least its head.
+    let raw = input
+        .data_bytes
+        .unwrap_or((sample.len() * input.dtype.size()) as u64);
     let (model, report) =
         baler::model::train::fit_table(&sample, spec, options, &specs, raw, &opts, |e, t, v| {
             bar.set_position(e as u64 + 1);
@@ -313,7 +346,7 @@ fn training_json(
 pub fn train(args: super::args::TrainArgs) -> Result<()> {
     let mut codec = args.codec;
     codec.model = "none".into();
-    let (input, spec, options) = open_input(&args.input, &codec, false, false)?;
+    let (mut input, spec, options) = open_input(&args.input, &codec, false, false)?;
     if spec.layout != Layout::Table {
         bail!(
             "{}: the learned predictor is for tables (rows × columns); this input is a field",
@@ -355,7 +388,13 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
         f.epochs.unwrap_or(epochs),
         u64::MAX,
     );
-    let (model, report) = train_on(&input, &spec, &options, &codec, budget, !args.quiet)?
+    // A stream: its first records.
+    let head = if input.can_scan() {
+        None
+    } else {
+        Some(stream_head(&mut input, &spec, budget.0)?)
+    };
+    let (model, report) = train_on(&input, head, &spec, &options, &codec, budget, !args.quiet)?
         .filter(|(m, _)| m.active_columns() > 0)
         .with_context(|| {
             format!(

@@ -339,6 +339,71 @@ fn train_follows_an_effort_it_is_given() {
     assert!(records(&curve) > records(&two), "{curve}");
 }
 
+/// A table through a pipe (a `.npy` or raw values of unknown length) gets a model trained on
+/// its first records, read ahead and compressed with the rest: about as small as the file
+/// compressed from disk (a uniform sample), clearly smaller than without a model, within the
+/// bound; `baler train -` learns from a pipe the same way.
+#[test]
+fn a_table_through_a_pipe_gets_a_model_from_its_first_records() {
+    use common::cli::piped;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = &common::fixture("delphes_16k.npy");
+    let npy = std::fs::read(fixture).unwrap();
+    let from_file = dir.path().join("file.baler");
+    succeed(
+        baler()
+            .args(["compress", fixture, "--bound", "rel:1e-3", "-q", "-o"])
+            .arg(&from_file),
+    );
+    let from_file = std::fs::read(&from_file).unwrap().len();
+    let compress = ["compress", "-", "--bound", "rel:1e-3", "-q", "-o", "-"];
+    let none = piped(&[&compress[..], &["--model", "none"]].concat(), &npy).len();
+    // The raw values after the .npy header (its length in bytes 8-9, version 1).
+    let header = 10 + usize::from(u16::from_le_bytes([npy[8], npy[9]]));
+    let raw_args = [&compress[..], &["--dtype", "f32", "--shape", "-1,16"]].concat();
+    for (name, args, input) in [
+        ("npy", &compress[..], &npy[..]),
+        ("raw", &raw_args[..], &npy[header..]),
+    ] {
+        let packed = piped(args, input);
+        assert!(
+            packed.len() * 10 < none * 9,
+            "{name}: {} bytes with a model, {none} without",
+            packed.len()
+        );
+        assert!(
+            packed.len() * 100 <= from_file * 101,
+            "{name}: {} bytes through a pipe, {from_file} from the file",
+            packed.len()
+        );
+        let path = dir.path().join(format!("{name}.baler"));
+        std::fs::write(&path, &packed).unwrap();
+        let info = baler().arg("info").arg(&path).output().unwrap();
+        let info = String::from_utf8_lossy(&info.stdout);
+        assert!(info.contains("conditional MLP"), "{name}: {info}");
+        succeed(baler().arg("evaluate").arg(fixture).arg(&path).arg("-q"));
+    }
+    let model = dir.path().join("piped.bmdl");
+    let out = common::cli::piped_output(
+        &[
+            "train",
+            "-",
+            "--bound",
+            "rel:1e-3",
+            "-q",
+            "-o",
+            &model.to_string_lossy(),
+        ],
+        &npy,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Model::load(&model).unwrap().active_columns() > 0);
+}
+
 /// `--effort` decides how much the inline training does: none at 1 (the same file as
 /// `--model none`), linear predictors only at the default for a table of thousands of
 /// records, and levels outside 1–9 are refused.

@@ -186,7 +186,7 @@ fn run<'py>(
     } = job;
     let started = Instant::now();
     let done = py.detach(|| -> PyResult<_> {
-        let input = open()?;
+        let mut input = open()?;
         let spec = input.spec(layout, names.unwrap_or_default()).map_err(err)?;
         let mut options = CompressOptions::new(bounds).threads(threads.unwrap_or(0));
         if let Some(n) = chunk_size {
@@ -200,17 +200,26 @@ fn run<'py>(
                 ModelArg::check(&m, &name, &spec)?;
                 options = options.model(m);
             }
-            // As `baler compress`: a table file's records sampled where they lie.
-            Some(ModelArg::Auto)
-                if spec.layout == Layout::Table && spec.shape.len() == 2 && input.can_scan() =>
-            {
-                let t = Training::for_effort(effort, spec.shape[0]);
+            // As `baler compress`: a table file's records sampled where they lie, a stream's
+            // first records read ahead.
+            Some(ModelArg::Auto) if spec.layout == Layout::Table && spec.shape.len() == 2 => {
+                let mut t = Training::for_effort(effort, spec.shape[0]);
+                if t.records == baler::UNKNOWN {
+                    t.records = 0;
+                }
                 let width = spec.shape[1] as usize;
-                if t.sample > 0
-                    && let Some(sample) =
-                        input.sample_records(width, t.sample, t.seed).map_err(err)?
-                {
-                    let raw_bytes = input.data_bytes.unwrap_or(0);
+                let sample = if t.sample == 0 {
+                    None
+                } else if input.can_scan() {
+                    input.sample_records(width, t.sample, t.seed).map_err(err)?
+                } else {
+                    Some(input.head_records(width, t.sample).map_err(err)?)
+                };
+                if let Some(sample) = sample {
+                    // A stream of unknown length is at least its head.
+                    let raw_bytes = input
+                        .data_bytes
+                        .unwrap_or((sample.len() * input.dtype.size()) as u64);
                     options.model =
                         train_sample(&sample, &spec, &options, raw_bytes, &t).map_err(err)?;
                 }

@@ -506,17 +506,7 @@ impl Input {
                         self.name,
                     ))
                 })?;
-            // The element type chosen once per block, so the conversion loop vectorizes.
-            match self.dtype {
-                DType::F32 => out.extend(
-                    buf.chunks_exact(4)
-                        .map(|v| f64::from(f32::from_le_bytes([v[0], v[1], v[2], v[3]]))),
-                ),
-                DType::F64 => out.extend(
-                    buf.chunks_exact(8)
-                        .map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))),
-                ),
-            }
+            extend_as_f64(self.dtype, &buf, &mut out);
         }
         Ok(Some(out))
     }
@@ -610,9 +600,58 @@ impl Input {
         }
     }
 
+    /// The first records of the input (at most `max_records` of `record_len` values, and at
+    /// most [`STREAM_HEAD_BYTES`] of them as `f64`; fewer where it ends sooner), as `f64`,
+    /// row-major: a stream's training sample, which cannot be drawn from the whole of it.
+    /// They stay in front of the rest, so the values are still read once, in order, whole;
+    /// memory holds those records only.
+    pub fn head_records(&mut self, record_len: usize, max_records: usize) -> Result<Vec<f64>> {
+        let size = self.dtype.size();
+        let max_records = max_records.min(STREAM_HEAD_BYTES / (8 * record_len.max(1)));
+        let want = max_records.saturating_mul(record_len).saturating_mul(size);
+        let mut head = Vec::new();
+        let reader = std::mem::replace(&mut self.reader, Box::new(io::empty()));
+        let mut reader = reader.take(want as u64);
+        let read = reader.read_to_end(&mut head);
+        let rest = reader.into_inner();
+        let whole = head.len() - head.len() % (record_len * size).max(1);
+        let mut out = Vec::with_capacity(whole / size);
+        extend_as_f64(self.dtype, &head[..whole], &mut out);
+        // Whatever was read goes back in front, even on an error (the next read reports it).
+        self.reader = Box::new(io::Cursor::new(head).chain(rest));
+        read.map_err(|e| {
+            Error::InvalidInput(format!(
+                "{}: reading its first records for the training sample: {e}",
+                self.name
+            ))
+        })?;
+        Ok(out)
+    }
+
     /// The reader of the values, little-endian.
     pub fn into_reader(self) -> Box<dyn Read + Send> {
         self.reader
+    }
+}
+
+/// Most bytes of a stream's first records [`Input::head_records`] holds (as `f64`): the default
+/// effort's 25,000 records of a 24-column table take 4.8 MB.
+pub const STREAM_HEAD_BYTES: usize = 64 << 20;
+
+/// Appends the little-endian values of `dtype` in `bytes` to `out` as `f64` (the element type
+/// chosen once per call, so the conversion loop vectorizes).
+fn extend_as_f64(dtype: DType, bytes: &[u8], out: &mut Vec<f64>) {
+    match dtype {
+        DType::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|v| f64::from(f32::from_le_bytes([v[0], v[1], v[2], v[3]]))),
+        ),
+        DType::F64 => out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes"))),
+        ),
     }
 }
 
@@ -759,4 +798,43 @@ pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
 /// Whether `path` names standard input or output.
 pub fn is_std(path: &Path) -> bool {
     path.as_os_str() == "-"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_stream(bytes: Vec<u8>, dtype: DType) -> Input {
+        let raw = RawFormat {
+            dtype: Some(dtype),
+            shape: Some(vec![-1, 3]),
+            dataset: None,
+        };
+        Input::from_stream("test".into(), Box::new(io::Cursor::new(bytes)), &raw).unwrap()
+    }
+
+    /// A stream's first records come back as `f64` (whole records only, fewer where the
+    /// stream is shorter), and the stream still reads whole afterwards, byte for byte.
+    #[test]
+    fn a_streams_head_is_read_ahead_and_kept_in_front() {
+        let values: Vec<f64> = (0..1000).map(|i| f64::from(i) * 0.5 - 7.0).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for (records, expect) in [(10, 30), (0, 0), (5000, 999)] {
+            let mut input = raw_stream(bytes.clone(), DType::F64);
+            let head = input.head_records(3, records).unwrap();
+            assert_eq!(head, values[..expect], "{records} records");
+            let mut all = Vec::new();
+            input.into_reader().read_to_end(&mut all).unwrap();
+            assert_eq!(all, bytes);
+        }
+        let narrow: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        let mut input = raw_stream(narrow.clone(), DType::F32);
+        assert_eq!(input.head_records(3, 2).unwrap(), values[..6]);
+        let mut all = Vec::new();
+        input.into_reader().read_to_end(&mut all).unwrap();
+        assert_eq!(all, narrow);
+    }
 }
