@@ -186,7 +186,20 @@ def main():
             [baler, "compress", table, "--plan", plan, "--shard", "0/1", "-o", killed, "-q", "-T", "1"],
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(0.5)
+        # Killed once its temporary file holds something (a fixed delay of 0.5 s once
+        # outlasted the whole shard on a quiet host).
+        def started():
+            for x in os.listdir(tmp):
+                try:
+                    if x.startswith(".killed") and os.path.getsize(os.path.join(tmp, x)) > 0:
+                        return True
+                except OSError:
+                    pass
+            return False
+
+        deadline = time.monotonic() + 30
+        while not started() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if os.path.exists(killed):
