@@ -352,8 +352,9 @@ pub struct CodecArgs {
     pub threads: usize,
 
     /// Learned predictor for a table: `auto` trains one on a random sample of the input first
-    /// (files; kept only for the columns and chunks where it pays), `none` uses the plain and
-    /// neighbour predictors only, or a model file from `baler train`.
+    /// (standard input: on its first records; kept only for the columns and chunks where it
+    /// pays), `none` uses the plain and neighbour predictors only, or a model file from `baler
+    /// train`.
     #[arg(long, value_name = "auto|none|FILE", default_value = "auto")]
     pub model: String,
 
