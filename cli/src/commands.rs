@@ -73,12 +73,6 @@ fn open_input(
     }
     options.source = input.format;
     options.source_path = input.source_path.clone();
-    // A stream's model learns from its first records, read ahead (they stay in front of the
-    // rest): it cannot be sampled whole.
-    let head = match auto_plan(&spec, args) {
-        Some((sample, _, _)) if !input.can_scan() => Some(stream_head(&mut input, &spec, sample)?),
-        _ => None,
-    };
     let scanner = if scan && input.can_scan() && options.bounds.needs_range() {
         // On one thread beside a model's training (which uses every core, for tens of
         // milliseconds), else on all: a file of 64 MiB or more takes the pass longer than the
@@ -100,7 +94,7 @@ fn open_input(
                 .name("baler-ranges".into())
                 .spawn_scoped(s, f)
         });
-        let model = prepare_model(&input, head, &spec, &options, args, show);
+        let model = prepare_model(&mut input, &spec, &options, args, show);
         let stats = match stats {
             None => Ok(None),
             Some(spawned) => spawned
@@ -119,38 +113,11 @@ fn open_input(
     Ok((input, spec, options))
 }
 
-/// What `--model auto` trains on a table (`None`: no model, for fields and effort 1): the
-/// sample's records, the network's epochs, and the records the model will code (0 where a
-/// stream does not say).
-fn auto_plan(spec: &baler::ArraySpec, args: &CodecArgs) -> Option<(usize, usize, u64)> {
-    if args.model != "auto" || spec.layout != Layout::Table {
-        return None;
-    }
-    let records = spec.shape[0];
-    let effort = args.effort.unwrap_or(baler::model::budget::DEFAULT_EFFORT);
-    let budget = baler::model::budget::TrainBudget::new(effort, records);
-    let sample = args.train.sample.unwrap_or(budget.sample);
-    let epochs = args.train.epochs.unwrap_or(budget.epochs);
-    let records = if records == baler::UNKNOWN {
-        0
-    } else {
-        records
-    };
-    (sample > 0).then_some((sample, epochs, records))
-}
-
-/// The first records of a stream (`sample` of them at most, and at most
-/// [`baler::io::STREAM_HEAD_BYTES`]), for its training sample.
-fn stream_head(input: &mut Input, spec: &baler::ArraySpec, sample: usize) -> Result<Vec<f64>> {
-    Ok(input.head_records(spec.shape[1] as usize, sample)?)
-}
-
 /// The learned predictor for `compress` and `bench`: none for fields or `--model none`; a
 /// model file; or (`auto`) one trained on a sample of a table file's records, or on a
-/// stream's first records (`head`).
+/// stream's first records (read ahead, they stay in front of the rest).
 fn prepare_model(
-    input: &Input,
-    head: Option<Vec<f64>>,
+    input: &mut Input,
     spec: &baler::ArraySpec,
     options: &CompressOptions,
     args: &CodecArgs,
@@ -159,11 +126,26 @@ fn prepare_model(
     match args.model.as_str() {
         "none" => Ok(None),
         "auto" => {
-            let Some(plan) = auto_plan(spec, args) else {
+            if spec.layout != Layout::Table {
                 return Ok(None);
+            }
+            let records = spec.shape[0];
+            let effort = args.effort.unwrap_or(baler::model::budget::DEFAULT_EFFORT);
+            let budget = baler::model::budget::TrainBudget::new(effort, records);
+            let sample = args.train.sample.unwrap_or(budget.sample);
+            let epochs = args.train.epochs.unwrap_or(budget.epochs);
+            if sample == 0 {
+                return Ok(None);
+            }
+            // A stream that does not say how long it is: the model is priced on its sample.
+            let records = if records == baler::UNKNOWN {
+                0
+            } else {
+                records
             };
-            let trained = train_on(input, head, spec, options, args, plan, show)?;
-            Ok(trained.map(|(m, _)| m).filter(|m| m.active_columns() > 0))
+            let plan = (sample, epochs, records);
+            let (model, _) = train_on(input, spec, options, args, plan, show)?;
+            Ok(Some(model).filter(|m| m.active_columns() > 0))
         }
         path => {
             if spec.layout != Layout::Table {
@@ -184,29 +166,21 @@ fn prepare_model(
     }
 }
 
-/// Trains on `sample` of `input`'s records (a stream's `head` where given) for at most
-/// `epochs`, for a model that will code `records` (`None` for a stream without a head).
+/// Trains on `sample` of `input`'s records ([`Input::training_sample`]) for at most `epochs`,
+/// for a model that will code `records`.
 fn train_on(
-    input: &Input,
-    head: Option<Vec<f64>>,
+    input: &mut Input,
     spec: &baler::ArraySpec,
     options: &CompressOptions,
     args: &CodecArgs,
     (sample, epochs, records): (usize, usize, u64),
     show: bool,
-) -> Result<Option<(baler::model::Model, baler::model::train::TrainReport)>> {
+) -> Result<(baler::model::Model, baler::model::train::TrainReport)> {
     let width = spec.shape[1] as usize;
     let f = &args.train;
-    let sample = match head {
-        Some(h) => h,
-        None => match input
-            .sample_records(width, sample, f.seed)
-            .with_context(|| format!("sampling {} for training", input.name))?
-        {
-            Some(s) => s,
-            None => return Ok(None),
-        },
-    };
+    let sample = input
+        .training_sample(width, sample, f.seed)
+        .with_context(|| format!("sampling {} for training", input.name))?;
     let specs = options.bounds.per_column(width, &spec.column_names, true)?;
     let opts = baler::model::train::TrainOptions {
         hidden: f.hidden.unwrap_or(0),
@@ -244,7 +218,7 @@ fn train_on(
             report.val_loss.len()
         );
     }
-    Ok(Some((model, report)))
+    Ok((model, report))
 }
 
 /// A JSON string literal.
@@ -388,20 +362,13 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
         f.epochs.unwrap_or(epochs),
         u64::MAX,
     );
-    // A stream: its first records.
-    let head = if input.can_scan() {
-        None
-    } else {
-        Some(stream_head(&mut input, &spec, budget.0)?)
-    };
-    let (model, report) = train_on(&input, head, &spec, &options, &codec, budget, !args.quiet)?
-        .filter(|(m, _)| m.active_columns() > 0)
-        .with_context(|| {
-            format!(
-                "{}: no column could be predicted from the others (too few records, or nothing to learn)",
-                input.name
-            )
-        })?;
+    let (model, report) = train_on(&mut input, &spec, &options, &codec, budget, !args.quiet)?;
+    if model.active_columns() == 0 {
+        bail!(
+            "{}: no column could be predicted from the others (too few records, or nothing to learn)",
+            input.name
+        );
+    }
     model
         .save(out_model.tmp())
         .with_context(|| format!("writing {}", out.display()))?;

@@ -208,14 +208,10 @@ fn run<'py>(
                     t.records = 0;
                 }
                 let width = spec.shape[1] as usize;
-                let sample = if t.sample == 0 {
-                    None
-                } else if input.can_scan() {
-                    input.sample_records(width, t.sample, t.seed).map_err(err)?
-                } else {
-                    Some(input.head_records(width, t.sample).map_err(err)?)
-                };
-                if let Some(sample) = sample {
+                if t.sample > 0 {
+                    let sample = input
+                        .training_sample(width, t.sample, t.seed)
+                        .map_err(err)?;
                     // A stream of unknown length is at least its head.
                     let raw_bytes = input
                         .data_bytes

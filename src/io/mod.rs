@@ -628,6 +628,21 @@ impl Input {
         Ok(out)
     }
 
+    /// The training sample of about `max_records` records of `record_len` values, as `f64`,
+    /// row-major: drawn from the whole of a file ([`sample_records`](Self::sample_records)),
+    /// a stream's first records ([`head_records`](Self::head_records)).
+    pub fn training_sample(
+        &mut self,
+        record_len: usize,
+        max_records: usize,
+        seed: u64,
+    ) -> Result<Vec<f64>> {
+        match self.sample_records(record_len, max_records, seed)? {
+            Some(sample) => Ok(sample),
+            None => self.head_records(record_len, max_records),
+        }
+    }
+
     /// The reader of the values, little-endian.
     pub fn into_reader(self) -> Box<dyn Read + Send> {
         self.reader
