@@ -345,8 +345,13 @@ impl<W: Write + Send + 'static> Compressor<W> {
         };
         let params = Arc::new(header.codec_params());
         let progress = Arc::clone(&self.progress);
+        // The chunks the input is known to hold (a stream's are not known).
+        let chunks = self
+            .expected_values
+            .map(|v| v.div_ceil((self.chunk_records * self.record_len).max(1) as u64));
         let pool = EncodePool::start(
             self.threads,
+            chunks,
             self.spec.dtype,
             params,
             move |order, buffers| {
@@ -935,6 +940,41 @@ pub fn compress_slice<T: Element>(
 mod tests {
     use super::*;
     use crate::element::DType;
+
+    #[test]
+    fn workers_start_for_the_chunks_there_are() {
+        // A field of one chunk, and a table of four: at most a worker a chunk, the same bytes
+        // on any thread count.
+        let field: Vec<f32> = (0..60 * 50 * 50).map(|i| (i as f32 * 0.01).sin()).collect();
+        let table: Vec<f32> = (0..4000 * 4).map(|i| (i as f32 * 0.3).cos()).collect();
+        let cases = [
+            (ArraySpec::new(DType::F32, vec![60, 50, 50]), &field, 1),
+            (ArraySpec::new(DType::F32, vec![4000, 4]), &table, 4),
+        ];
+        for (spec, data, chunks) in cases {
+            let table = spec.layout == Layout::Table;
+            let mut bytes = Vec::new();
+            for threads in [1, 2, 3, 8] {
+                let stats = StatsAccumulator::of(data, spec.bound_columns(), 1);
+                let mut options = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
+                    .threads(threads)
+                    .stats(stats);
+                if table {
+                    options = options.chunk_bytes(16 << 10);
+                }
+                let mut c = Compressor::new(Vec::new(), spec.clone(), options).unwrap();
+                let State::Running(pool) = &c.state else {
+                    panic!("started with its statistics")
+                };
+                assert_eq!(pool.started, threads.min(chunks), "{threads} threads");
+                c.write_values(data).unwrap();
+                let out = c.finish_detailed().unwrap();
+                assert_eq!(out.chunks, chunks as u64);
+                bytes.push(out.writer);
+            }
+            assert!(bytes.iter().all(|b| *b == bytes[0]));
+        }
+    }
 
     fn chunks_of(spec: &ArraySpec, chunk_bytes: usize) -> (usize, usize, u64) {
         let (record_len, chunk_records) = chunking(spec, chunk_bytes, MIN_TABLE_RECORDS, false);

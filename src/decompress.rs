@@ -114,7 +114,7 @@ impl<R: Read + Send + 'static> Decompressor<R> {
             limit,
             dtype,
             params,
-            move |jobs, order, payloads, budget| {
+            move |mut jobs, order, payloads, budget| {
                 loop {
                     match cr.next_frame_reusing(payloads.take().unwrap_or_default()) {
                         Ok(Frame::Chunk {
@@ -484,4 +484,49 @@ pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
         header.spec.shape[0] = all.len() as u64 / header.spec.slice_len().max(1);
     }
     Ok((header, all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ArraySpec, BoundSpec, Bounds, CompressOptions, DType, compress_slice};
+
+    #[test]
+    fn workers_start_as_chunks_come() {
+        // Containers of one and of four chunks, decoded on 1 to 8 threads: a worker a chunk
+        // at most, started as the chunks are read, and the same values.
+        let table: Vec<f32> = (0..4000 * 4).map(|i| (i as f32 * 0.3).cos()).collect();
+        let spec = ArraySpec::new(DType::F32, vec![4000, 4]);
+        for (chunk_bytes, chunks) in [(4 << 20, 1), (16 << 10, 4)] {
+            let options = CompressOptions::new(Bounds::new(BoundSpec::Rel(1e-3)))
+                .chunk_bytes(chunk_bytes)
+                .threads(1);
+            let packed: Arc<[u8]> = compress_slice(&table, &spec, &options).unwrap().into();
+            let mut first = None;
+            for threads in [1, 2, 3, 8] {
+                let mut d =
+                    Decompressor::with_threads(io::Cursor::new(Arc::clone(&packed)), threads)
+                        .unwrap();
+                let mut values = Vec::new();
+                for _ in 0..chunks {
+                    let chunk = d.next_chunk().unwrap().expect("a chunk");
+                    let ArrayData::F32(c) = &chunk else {
+                        panic!("f32")
+                    };
+                    values.extend_from_slice(c);
+                }
+                // Every chunk read, the last one decoded: the workers are all started.
+                let started = d.pool.as_ref().expect("not ended").workers_started();
+                assert_eq!(
+                    started,
+                    threads.min(chunks),
+                    "{threads} threads, {chunks} chunks"
+                );
+                assert!(d.next_chunk().unwrap().is_none());
+                d.finish().unwrap();
+                let first = first.get_or_insert_with(|| values.clone());
+                assert_eq!(*first, values);
+            }
+        }
+    }
 }

@@ -307,6 +307,8 @@ pub(crate) enum WriterMsg {
 
 /// The compressing side: workers plus a writer thread running `write`.
 pub(crate) struct EncodePool<T: Send + 'static> {
+    #[cfg(test)]
+    pub(crate) started: usize,
     jobs: Option<Sender<EncodeJob>>,
     order: Option<Sender<WriterMsg>>,
     writer: Option<JoinHandle<Result<T>>>,
@@ -317,9 +319,14 @@ pub(crate) struct EncodePool<T: Send + 'static> {
 
 impl<T: Send + 'static> EncodePool<T> {
     /// Starts `threads` workers and a writer thread. `write` is handed each chunk's reply
-    /// receiver in order, then `Finish`; it returns what `finish` gives back.
+    /// receiver in order, then `Finish`; it returns what `finish` gives back. Where the input
+    /// is known to hold fewer `chunks`, only that many workers start, and the other cores are
+    /// lent to their chunks from the first task on (a worker that waits for a chunk lends its
+    /// core only once its thread runs, which on a virtual machine took up to milliseconds:
+    /// longer than a small field's whole coding).
     pub(crate) fn start(
         threads: usize,
+        chunks: Option<u64>,
         dtype: DType,
         params: Arc<CodecParams>,
         write: impl FnOnce(Receiver<WriterMsg>, EncodeBuffers) -> Result<T> + Send + 'static,
@@ -331,9 +338,10 @@ impl<T: Send + 'static> EncodePool<T> {
             data: Pool::new(2 * threads + 2),
             payload: Pool::new(2 * threads + 2),
         };
-        let mut workers = Vec::with_capacity(threads);
-        let spare = Spare::new(0);
-        for _ in 0..threads {
+        let started = chunks.map_or(threads, |c| (c.max(1) as usize).min(threads));
+        let mut workers = Vec::with_capacity(started);
+        let spare = Spare::new(threads - started);
+        for _ in 0..started {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
             let payloads = buffers.payload.clone();
@@ -371,6 +379,8 @@ impl<T: Send + 'static> EncodePool<T> {
         let for_writer = buffers.clone();
         let writer = spawn("writer", move || write(order_rx, for_writer))?;
         Ok(EncodePool {
+            #[cfg(test)]
+            started,
             jobs: Some(jobs_tx),
             order: Some(order_tx),
             writer: Some(writer),
@@ -493,10 +503,51 @@ pub(crate) struct DecodeBuffers {
     pub data: Pool<ArrayData>,
 }
 
+/// The reader's end of the decoding workers' jobs: [`send`](Self::send) starts another
+/// worker where the chunks queued outnumber those started, up to the thread count.
+pub(crate) struct Jobs {
+    tx: Sender<DecodeJob>,
+    sent: usize,
+    started: usize,
+    threads: usize,
+    spare: Arc<Spare>,
+    start_worker: Box<dyn Fn() -> Result<JoinHandle<()>> + Send>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Jobs {
+    /// Queues `job` for the workers, after starting one more where every worker started has
+    /// a chunk already (its core, lent meanwhile, is taken back: the lent thread gives it up
+    /// after its current task). Fails where the workers have all stopped.
+    pub(crate) fn send(&mut self, job: DecodeJob) -> std::result::Result<(), DecodeJob> {
+        if self.sent >= self.started && self.started < self.threads {
+            self.spare.take_back();
+            match (self.start_worker)() {
+                Ok(h) => {
+                    self.workers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(h);
+                    self.started += 1;
+                }
+                // A thread that cannot start (a process at its limit): the workers started
+                // decode every chunk, and the core stays idle, to lend.
+                Err(_) => {
+                    self.spare.give_back();
+                    self.threads = self.started;
+                }
+            }
+        }
+        self.sent += 1;
+        self.tx.send(job).map_err(|e| e.into_inner())
+    }
+}
+
 /// The decompressing side: a reader thread and workers feeding the consumer in order.
 pub(crate) struct DecodePool<T: Send + 'static> {
     order: Receiver<DecodeMsg>,
-    workers: Vec<JoinHandle<()>>,
+    /// The workers started so far (the reader starts more: [`Jobs`]).
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// The reader thread; it returns its input when done.
     reader: Option<JoinHandle<T>>,
     buffers: DecodeBuffers,
@@ -506,18 +557,20 @@ pub(crate) struct DecodePool<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> DecodePool<T> {
-    /// Starts `threads` workers and a reader thread running `read`, which sends jobs and order
-    /// messages until the end of the input or an error, then returns its input. Chunk buffers
-    /// stay within `memory_limit` bytes (see the module docs): `read` reserves each chunk's
-    /// share of the [`Budget`] it is given before queuing it.
+    /// Starts a reader thread running `read`, which sends jobs and order messages until the
+    /// end of the input or an error, then returns its input, and up to `threads` workers: one
+    /// now, another each time `read` queues more chunks than there are workers ([`Jobs`]), so
+    /// a file of one chunk starts one and lends the other cores to it from its first task on
+    /// (a worker started to wait lends its core only once its thread runs, which on a virtual
+    /// machine took up to milliseconds: longer than a small field's whole decoding). Chunk
+    /// buffers stay within `memory_limit` bytes (see the module docs): `read` reserves each
+    /// chunk's share of the [`Budget`] it is given before queuing it.
     pub(crate) fn start(
         threads: usize,
         memory_limit: u64,
         dtype: DType,
         params: Arc<CodecParams>,
-        read: impl FnOnce(Sender<DecodeJob>, Sender<DecodeMsg>, Pool<Vec<u8>>, Arc<Budget>) -> T
-        + Send
-        + 'static,
+        read: impl FnOnce(Jobs, Sender<DecodeMsg>, Pool<Vec<u8>>, Arc<Budget>) -> T + Send + 'static,
     ) -> Result<Self> {
         let threads = threads.clamp(1, MAX_THREADS);
         let (jobs_tx, jobs_rx) = bounded::<DecodeJob>(threads);
@@ -532,14 +585,16 @@ impl<T: Send + 'static> DecodePool<T> {
         let budget = Arc::new(Budget::new(memory_limit / 2));
         let scratch_keep = memory_limit / 4 / threads as u64;
         let keep = memory_limit / 8 / pooled as u64;
-        let mut workers = Vec::with_capacity(threads);
-        let spare = Spare::new(0);
-        for _ in 0..threads {
+        // The cores of the workers not started yet are idle.
+        let spare = Spare::new(threads - 1);
+        let bufs = buffers.clone();
+        let worker_spare = Arc::clone(&spare);
+        let start_worker = move || {
             let jobs = jobs_rx.clone();
             let params = Arc::clone(&params);
-            let bufs = buffers.clone();
-            let spare = Arc::clone(&spare);
-            workers.push(spawn("decoding workers", move || {
+            let bufs = bufs.clone();
+            let spare = Arc::clone(&worker_spare);
+            spawn("decoding workers", move || {
                 // Once out of chunks, this worker's core is lent to the others' chunks.
                 let _idle = spare.idle_on_exit();
                 let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
@@ -574,13 +629,21 @@ impl<T: Send + 'static> DecodePool<T> {
                     }
                 }
                 codec.keep();
-            })?);
-        }
+            })
+        };
+        let workers = Arc::new(Mutex::new(vec![start_worker()?]));
+        let jobs = Jobs {
+            tx: jobs_tx,
+            sent: 0,
+            started: 1,
+            threads,
+            spare,
+            start_worker: Box::new(start_worker),
+            workers: Arc::clone(&workers),
+        };
         let payloads = buffers.payload.clone();
         let for_reader = Arc::clone(&budget);
-        let reader = spawn("reader", move || {
-            read(jobs_tx, order_tx, payloads, for_reader)
-        })?;
+        let reader = spawn("reader", move || read(jobs, order_tx, payloads, for_reader))?;
         Ok(DecodePool {
             order: order_rx,
             workers,
@@ -589,6 +652,12 @@ impl<T: Send + 'static> DecodePool<T> {
             budget,
             keep,
         })
+    }
+
+    /// The workers started so far.
+    #[cfg(test)]
+    pub(crate) fn workers_started(&self) -> usize {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Hands a decoded chunk's buffer back for reuse (kept only if small enough).
@@ -613,7 +682,9 @@ impl<T: Send + 'static> DecodePool<T> {
         self.budget.close();
         drop(std::mem::replace(&mut self.order, bounded(0).1));
         let reader = self.reader.take().and_then(|h| h.join().ok());
-        for h in self.workers.drain(..) {
+        // The reader has ended, so it starts no more.
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in workers {
             let _ = h.join();
         }
         reader

@@ -54,6 +54,17 @@ impl Spare {
         Waiting(self)
     }
 
+    /// Takes an idle core back for a worker about to start (lent or not: a lent thread then
+    /// gives it back after its current task, as for [`waiting`](Self::waiting)'s worker).
+    pub(crate) fn take_back(&self) {
+        self.idle.fetch_sub(1, Ordering::Acquire);
+    }
+
+    /// Gives back a core [`take_back`](Self::take_back) took for a worker that did not start.
+    pub(crate) fn give_back(&self) {
+        self.idle.fetch_add(1, Ordering::Release);
+    }
+
     /// Whether a worker came back to a core that is lent: the lent thread should give it back.
     fn reclaimed(&self) -> bool {
         self.idle.load(Ordering::Relaxed) < 0

@@ -519,8 +519,14 @@ impl CodeCoder {
 
     /// Picks the cheapest mode for `codes` (assumed non-empty and not constant).
     pub(super) fn choose(&mut self, codes: &[i32], min: i32, max: i32) -> Choice {
-        let n = codes.len() as u64;
         self.histogram(codes, min, max);
+        self.choose_counted(codes, min, max)
+    }
+
+    /// [`choose`](Self::choose) with the histogram of `codes` already in `vals` and `counts`
+    /// (as [`histogram`](Self::histogram) leaves it).
+    pub(super) fn choose_counted(&mut self, codes: &[i32], min: i32, max: i32) -> Choice {
+        let n = codes.len() as u64;
         let span = max as i64 - min as i64;
         let width = 64 - (span as u64).leading_zeros();
         let packed = (n as f64 * width as f64 + 16.0, Choice::Packed { width });

@@ -184,14 +184,17 @@ unsafe fn scatter_avx512(codes: &[i32], split: &mut [Vec<i32>; CONTEXTS]) -> usi
 
 /// Tokens of [`contexts_pay`]'s histograms: the codes below ±32 exactly, the others by sign
 /// and bit length.
-const BINS: usize = 64 + 2 * 33;
+const BINS: usize = SMALL + 2 * 33;
+/// The codes [`contexts_pay`]'s histograms count exactly: `−32 … 31`.
+const SMALL: usize = 64;
 
 /// Whether coding `codes` by context is estimated to save at least 3%: order-0 entropies of
 /// the codes' tokens (exact below ±32, else by sign and length, whose raw bits cost the same
-/// either way), with each non-empty stream charged for its table.
-fn contexts_pay(codes: &[i32]) -> bool {
+/// either way), with each non-empty stream charged for its table. The histograms too (none
+/// for a stream too short to split), which are the streams' own where their codes are small.
+fn contexts_pay(codes: &[i32]) -> (bool, Option<Histograms>) {
     if codes.len() < 4096 {
-        return false;
+        return (false, None);
     }
     let hist = context_histograms(codes);
     // Bits of the counts `h` at their order-0 entropy, and of a table for them.
@@ -214,7 +217,21 @@ fn contexts_pay(codes: &[i32]) -> bool {
         }
     }
     let split: f64 = hist.iter().map(cost).sum();
-    split < 0.97 * cost(&whole)
+    (split < 0.97 * cost(&whole), Some(hist))
+}
+
+/// Each context's histogram of [`contexts_pay`]'s tokens.
+type Histograms = [[u32; BINS]; CONTEXTS];
+
+/// The counts of the codes `−32 … 31` of a histogram of [`contexts_pay`]'s tokens, where it
+/// holds no other code: the histogram of the codes themselves, which the coder then need not
+/// count again ([`CodeCoder::encode_counted`]).
+fn small_counts(h: &[u32; BINS]) -> Option<&[u32; SMALL]> {
+    let (small, large) = h.split_at(SMALL);
+    large
+        .iter()
+        .all(|&c| c == 0)
+        .then(|| small.try_into().expect("the small codes' bins"))
 }
 
 with_avx2! {
@@ -269,19 +286,25 @@ impl CodeCoder {
     /// magnitudes of the two codes before it, 0 before the first), so where neighbouring
     /// residuals are alike (the smooth and the busy regions of a field) each stream is
     /// narrower than the whole. Layout: one `uvarint` count per context, then the stream of
-    /// each non-empty context, in context order. `split` is scratch.
+    /// each non-empty context, in context order. `split` is scratch; `hist`, where given, is
+    /// each context's histogram of [`contexts_pay`]'s tokens, so that a stream of small codes
+    /// is not counted again.
     pub(crate) fn encode_in_context(
         &mut self,
         codes: &[i32],
         split: &mut [Vec<i32>; CONTEXTS],
+        hist: Option<&Histograms>,
         out: &mut Vec<u8>,
     ) {
         split_by_context(codes, split);
         for s in split.iter() {
             put_uvarint(out, s.len() as u64);
         }
-        for s in split.iter().filter(|s| !s.is_empty()) {
-            self.encode(s, out);
+        for (x, s) in split.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            match hist.and_then(|h| small_counts(&h[x])) {
+                Some(counts) => self.encode_counted(s, counts, out),
+                None => self.encode(s, out),
+            }
         }
     }
 
@@ -299,12 +322,24 @@ impl CodeCoder {
         out: &mut Vec<u8>,
     ) {
         let start = out.len();
-        if contexts_pay(codes) {
-            out.push(1);
-            self.encode_in_context(codes, split, out);
-        } else {
-            out.push(0);
-            self.encode(codes, out);
+        match contexts_pay(codes) {
+            (true, hist) => {
+                out.push(1);
+                self.encode_in_context(codes, split, hist.as_ref(), out);
+            }
+            (false, hist) => {
+                out.push(0);
+                let mut whole = [0u32; BINS];
+                for h in hist.iter().flatten() {
+                    for (w, &c) in whole.iter_mut().zip(h) {
+                        *w += c;
+                    }
+                }
+                match hist.and_then(|_| small_counts(&whole)) {
+                    Some(counts) => self.encode_counted(codes, counts, out),
+                    None => self.encode(codes, out),
+                }
+            }
         }
         // Probed on a prefix: where the code before promises to save 5% there, against both
         // plain coding and what the stream costs now (by context, its magnitudes may have
@@ -748,6 +783,53 @@ mod tests {
     use crate::entropy::tests::{laplace, lcg, round_trip};
 
     #[test]
+    fn streams_counted_by_context_code_as_streams_counted_again() {
+        // Small codes (every context's histogram exact), a few large ones among them (those
+        // contexts counted again), runs of zeros, a constant stream; as one stream and split.
+        let mut seed = 5;
+        let mut cases = vec![
+            laplace(20_000, 1.5, 1),
+            laplace(9000, 6.0, 2),
+            vec![0; 5000],
+        ];
+        let mut mixed = laplace(30_000, 2.0, 3);
+        for _ in 0..4 {
+            let at = (lcg(&mut seed) % 30_000) as usize;
+            mixed[at] = [33, -33, 1000, i32::MIN][at % 4];
+        }
+        cases.push(mixed);
+        let mut c = CodeCoder::new();
+        let mut split: [Vec<i32>; CONTEXTS] = Default::default();
+        for codes in &cases {
+            let hist = context_histograms(codes);
+            let (mut counted, mut again) = (Vec::new(), Vec::new());
+            c.encode_in_context(codes, &mut split, Some(&hist), &mut counted);
+            c.encode_in_context(codes, &mut split, None, &mut again);
+            assert_eq!(counted, again);
+            let mut whole = [0u32; BINS];
+            for h in &hist {
+                for (w, &n) in whole.iter_mut().zip(h) {
+                    *w += n;
+                }
+            }
+            assert_eq!(
+                small_counts(&whole).is_some(),
+                codes.iter().all(|c| (-32..32).contains(c))
+            );
+            if let Some(counts) = small_counts(&whole) {
+                let (mut counted, mut again) = (Vec::new(), Vec::new());
+                c.encode_counted(codes, counts, &mut counted);
+                c.encode(codes, &mut again);
+                assert_eq!(counted, again);
+            }
+        }
+        // Some contexts of the mixed stream were counted again, others not.
+        let hist = context_histograms(&cases[3]);
+        assert!(hist.iter().any(|h| small_counts(h).is_some()));
+        assert!(hist.iter().any(|h| small_counts(h).is_none()));
+    }
+
+    #[test]
     fn merged_streams_are_the_codes_they_were_split_from() {
         // Runs of zeros of every length around the merge's steps of sixteen, at every offset,
         // runs of ±1 and of large codes, streams ending in a run.
@@ -1153,7 +1235,7 @@ mod tests {
         let mut split: [Vec<i32>; CONTEXTS] = Default::default();
         for n in [0, 1, 2, 3, 100, codes.len()] {
             let mut buf = Vec::new();
-            c.encode_in_context(&codes[..n], &mut split, &mut buf);
+            c.encode_in_context(&codes[..n], &mut split, None, &mut buf);
             let mut out = vec![7];
             let mut r = ByteReader::new(&buf);
             c.decode_in_context(&mut r, n, &mut out).unwrap();

@@ -187,6 +187,35 @@ impl CodeCoder {
         };
         self.write(codes, min, choice, out);
     }
+
+    /// [`encode`](Self::encode) for `codes` whose histogram is known: `counts[i]` of them
+    /// are `i − 32`, and there are no others. The same bytes, without counting them again.
+    pub(crate) fn encode_counted(&mut self, codes: &[i32], counts: &[u32; 64], out: &mut Vec<u8>) {
+        debug_assert_eq!(
+            counts.iter().map(|&c| c as usize).sum::<usize>(),
+            codes.len()
+        );
+        let code = |i: usize| i as i32 - 32;
+        let (Some(lo), Some(hi)) = (
+            counts.iter().position(|&c| c > 0),
+            counts.iter().rposition(|&c| c > 0),
+        ) else {
+            return self.encode(codes, out);
+        };
+        let (min, max) = (code(lo), code(hi));
+        let choice = if min == max {
+            Choice::Const(min)
+        } else {
+            self.vals.clear();
+            self.counts.clear();
+            for (i, &c) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+                self.vals.push(code(i));
+                self.counts.push(c);
+            }
+            self.choose_counted(codes, min, max)
+        };
+        self.write(codes, min, choice, out);
+    }
 }
 
 /// Order-0 entropy of `codes` in bits (for tests and diagnostics).
