@@ -253,8 +253,9 @@ impl ColumnModel {
 
 /// The columns of one chunk that its predictions read, normalized as the networks read them
 /// ([`ColumnModel::normalize`]): each the first time a column's prediction needs it, then
-/// copied from here for the chunk's later columns (a column is an input of several; the
-/// normalization was most of a linear model's kernel). Kept by a worker across its chunks.
+/// read from here by the chunk's later columns (a column is an input of several; the
+/// normalization was most of a linear model's kernel): a linear column's term reads them in
+/// place, a network's block copies them. Kept by a worker across its chunks.
 #[derive(Debug, Default)]
 pub struct ChunkInputs {
     rows: usize,
@@ -593,17 +594,36 @@ impl Model {
         let mut v = [0f64; BLOCK];
         for r0 in (0..rows).step_by(BLOCK) {
             let n = (rows - r0).min(BLOCK);
-            for (k, &input) in c.inputs.iter().enumerate() {
-                let u = &mut u[k * BLOCK..k * BLOCK + n];
-                if let Some(values) = normalized
-                    && (input as usize) < w
-                {
-                    u.copy_from_slice(&values[input as usize][r0..r0 + n]);
-                    continue;
+            if c.hidden == 0 {
+                // The linear term alone, [`linear_part`]'s operations, each column read where
+                // the chunk holds it normalized rather than copied into the block first.
+                y[..n].fill(c.b2);
+                for (k, (&input, &lin)) in c.inputs.iter().zip(&c.lin).enumerate() {
+                    let uk: &[f32] = match normalized {
+                        Some(values) if (input as usize) < w => &values[input as usize][r0..r0 + n],
+                        _ => {
+                            let u = &mut u[k * BLOCK..k * BLOCK + n];
+                            self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
+                            u
+                        }
+                    };
+                    for (o, &x) in y[..n].iter_mut().zip(uk) {
+                        *o += lin * x;
+                    }
                 }
-                self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
+            } else {
+                for (k, &input) in c.inputs.iter().enumerate() {
+                    let u = &mut u[k * BLOCK..k * BLOCK + n];
+                    if let Some(values) = normalized
+                        && (input as usize) < w
+                    {
+                        u.copy_from_slice(&values[input as usize][r0..r0 + n]);
+                        continue;
+                    }
+                    self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
+                }
+                network(c, &u, n, &mut y);
             }
-            network(c, &u, n, &mut y);
             for (o, &v) in out[r0..r0 + n].iter_mut().zip(&y[..n]) {
                 let p = c.offset + c.scale * f64::from(v);
                 if p.is_finite() {
@@ -1046,8 +1066,15 @@ pub(crate) mod tests {
 
     #[test]
     fn kernel_matches_the_scalar_reference_bit_for_bit() {
+        // With hidden units, and the linear term alone (read from the chunk's normalized
+        // columns where they are kept, or from the block).
+        for hidden in [13, 0] {
+            kernel_matches_for(random_model(6, hidden, 3));
+        }
+    }
+
+    fn kernel_matches_for(m: Model) {
         let width = 6;
-        let m = random_model(width, 13, 3);
         let rows = 1000; // several blocks and a partial one
         let mut s = 9u64;
         let mut cols: Vec<f64> = (0..width * rows)
@@ -1059,13 +1086,17 @@ pub(crate) mod tests {
         cols[5 * rows + 5] = f64::NAN;
         cols[4 * rows + 7] = f64::INFINITY;
         cols[3 * rows + 9] = 1e300;
+        let mut kept = ChunkInputs::default();
         for j in 0..width {
             let mut out = Vec::new();
             m.predict_column(j, &cols, rows, -1.25, &mut out, None);
+            let mut from_kept = Vec::new();
+            m.predict_column(j, &cols, rows, -1.25, &mut from_kept, Some(&mut kept));
             for r in 0..rows {
                 let row: Vec<f64> = (0..width).map(|i| cols[i * rows + r]).collect();
                 let want = m.predict_one(j, &row, -1.25);
                 assert_eq!(out[r].to_bits(), want.to_bits(), "column {j} row {r}");
+                assert_eq!(from_kept[r].to_bits(), want.to_bits(), "column {j} row {r}");
             }
             // Any split of the records gives the same bits (threads see different chunks).
             let mut part = Vec::new();
