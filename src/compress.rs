@@ -927,19 +927,200 @@ pub fn compress_slice<T: Element>(
         )));
     }
     let mut options = options.clone();
-    if options.stats.is_none() {
-        let stats = StatsAccumulator::of(data, spec.bound_columns(), options.threads);
-        options.stats = Some(stats);
+    let stats = match options.stats.take() {
+        Some(stats) => stats,
+        None => StatsAccumulator::of(data, spec.bound_columns(), options.threads),
+    };
+    compress_in_memory(data, spec, options, stats)
+}
+
+/// The header of a compression of a whole input of `spec` (statistics of all of it), as
+/// bytes too, and the records a chunk holds: what a [`Plan`] records, and what
+/// [`compress_slice`] writes.
+pub(crate) fn whole_header(
+    spec: &ArraySpec,
+    options: &CompressOptions,
+    stats: Vec<ColumnStats>,
+) -> Result<(Header, Vec<u8>, usize)> {
+    let bound_specs = column_bounds(spec, options, Some(&stats))?;
+    let (record_len, chunk_records) = layout(spec, options)?;
+    let header = header_for(
+        spec,
+        options,
+        &bound_specs,
+        record_len,
+        stats,
+        StatsSource::Whole,
+    );
+    let mut header_bytes = Vec::new();
+    header.write_to(&mut header_bytes);
+    Ok((header, header_bytes, chunk_records))
+}
+
+/// [`compress_slice`]'s engine: the container [`Compressor`] writes for `data`, its chunks
+/// coded straight from `data` by scoped workers (a chunk to each in turn, as the pipeline's
+/// do), each chunk's payload then written in order. The pipeline copies the values into its
+/// chunks on the caller's thread and appends the payloads to the output on a writer's, two
+/// threads beside the workers on two cores, and wakes each for every chunk. Without them,
+/// in memory on 2 threads (`baler bench`, best of 20): the CFD decay (one chunk) 311–315 →
+/// 383–387 MB/s, CMIP5 350–389 → 406–419, the jets (19.2 MB, six chunks) 442–468 → 492–498.
+/// The same bytes.
+fn compress_in_memory<T: Element>(
+    data: &[T],
+    spec: &ArraySpec,
+    options: CompressOptions,
+    stats: Vec<ColumnStats>,
+) -> Result<Vec<u8>> {
+    use crate::pipeline::{AnyCodec, guarded};
+    use crate::spare::Spare;
+    use std::sync::Mutex;
+    spec.validate()?;
+    let (header, header_bytes, chunk_records) = whole_header(spec, &options, stats)?;
+    let record_len = header.record_len as usize;
+    let chunk_bytes = options.chunk_bytes.max(MIN_CHUNK_BYTES);
+    let threads = fit_threads(options.threads, chunk_bytes, options.memory_budget);
+    let params = Arc::new(header.codec_params());
+    // The chunks the pipeline would cut: whole records, `chunk_records` a chunk.
+    let chunk_len = (chunk_records * record_len).max(1);
+    let chunks: Vec<&[T]> = data.chunks(chunk_len).collect();
+    type Coded = Mutex<Option<(crate::chunk::PayloadKind, Vec<u8>)>>;
+    let coded: Vec<Coded> = chunks.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicU64::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = threads.clamp(1, chunks.len().max(1));
+    // Threads beyond the chunks, and each worker once out of chunks, are lent to the chunks
+    // still being coded.
+    let spare = Spare::new(threads - workers);
+    crate::threads::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let _idle = spare.idle_on_exit();
+                let mut codec = AnyCodec::take(T::DTYPE, Arc::clone(&params));
+                codec.lending(&spare);
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if k >= chunks.len() || failed.lock().expect("the error slot").is_some() {
+                        codec.keep();
+                        return;
+                    }
+                    let mut payload = Vec::new();
+                    match guarded(k as u64, "coding", || {
+                        Ok(codec.encode_values(chunks[k], &mut payload))
+                    }) {
+                        Ok(kind) => {
+                            *coded[k].lock().expect("a chunk's slot") = Some((kind, payload))
+                        }
+                        Err(e) => {
+                            failed.lock().expect("the error slot").get_or_insert(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("the error slot") {
+        return Err(e);
     }
-    let mut c = Compressor::new(Vec::new(), spec.clone(), options)?;
-    c.write_values(data)?;
-    c.finish()
+    let size: usize = coded
+        .iter()
+        .map(|c| {
+            c.lock()
+                .expect("a chunk's slot")
+                .as_ref()
+                .map_or(0, |p| p.1.len() + 64)
+        })
+        .sum();
+    let out = Vec::with_capacity(header_bytes.len() + size + 64);
+    let mut cw = ContainerWriter::with_header_bytes(out, &[], &header_bytes, 0, 0)?;
+    for (chunk, slot) in chunks.iter().zip(coded) {
+        let (kind, payload) = slot
+            .into_inner()
+            .expect("a chunk's slot")
+            .ok_or_else(|| Error::Internal("a chunk was not coded".into()))?;
+        cw.write_chunk((chunk.len() / record_len.max(1)) as u32, kind, &payload)?;
+    }
+    cw.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::element::DType;
+
+    #[test]
+    fn slices_code_as_the_stream_does() {
+        // `compress_slice` codes its chunks straight from the slice; the streaming compressor
+        // writes the same bytes: a field of one chunk, tables of several, f64, a learned
+        // model (linear, and with hidden units), bit-exact columns, no records at all.
+        let field: Vec<f32> = (0..60 * 50 * 50).map(|i| (i as f32 * 0.01).sin()).collect();
+        let table: Vec<f32> = (0..4000 * 6)
+            .map(|i| (i as f32 * 0.37).cos() * 3.0)
+            .collect();
+        let wide: Vec<f64> = (0..3000 * 5)
+            .map(|i| (i as f64 * 0.11).sin() * 1e3)
+            .collect();
+        let rel = Bounds::new(BoundSpec::Rel(1e-3));
+        let f32_table = ArraySpec::new(DType::F32, vec![4000, 6]);
+        let cases: Vec<(ArraySpec, ArrayData, CompressOptions)> = vec![
+            (
+                ArraySpec::new(DType::F32, vec![60, 50, 50]),
+                ArrayData::F32(field),
+                CompressOptions::new(rel.clone()),
+            ),
+            (
+                f32_table.clone(),
+                ArrayData::F32(table.clone()),
+                CompressOptions::new(rel.clone()).chunk_bytes(16 << 10),
+            ),
+            (
+                ArraySpec::new(DType::F64, vec![3000, 5]),
+                ArrayData::F64(wide),
+                CompressOptions::new(Bounds::new(BoundSpec::Abs(1e-2))).chunk_bytes(32 << 10),
+            ),
+            (
+                f32_table.clone(),
+                ArrayData::F32(table.clone()),
+                CompressOptions::new(rel.clone())
+                    .chunk_bytes(16 << 10)
+                    .model(crate::model::tests::random_model(6, 0, 5)),
+            ),
+            (
+                f32_table.clone(),
+                ArrayData::F32(table.clone()),
+                CompressOptions::new(rel.clone())
+                    .chunk_bytes(32 << 10)
+                    .model(crate::model::tests::random_model(6, 4, 7)),
+            ),
+            (
+                f32_table,
+                ArrayData::F32(table),
+                CompressOptions::new(Bounds::new(BoundSpec::Lossless)).chunk_bytes(16 << 10),
+            ),
+            (
+                ArraySpec::new(DType::F32, vec![0, 6]),
+                ArrayData::F32(Vec::new()),
+                CompressOptions::new(rel),
+            ),
+        ];
+        for (spec, data, options) in cases {
+            for threads in [1, 2, 3] {
+                let stats = crate::with_array!(&data, v => StatsAccumulator::of(
+                    v.as_slice(),
+                    spec.bound_columns(),
+                    1
+                ));
+                let options = options.clone().threads(threads).stats(stats);
+                let slice =
+                    crate::with_array!(&data, v => compress_slice(v.as_slice(), &spec, &options))
+                        .unwrap();
+                let mut c = Compressor::new(Vec::new(), spec.clone(), options).unwrap();
+                crate::with_array!(&data, v => c.write_values(v.as_slice())).unwrap();
+                let stream = c.finish().unwrap();
+                assert_eq!(slice, stream, "{spec:?}, {threads} threads");
+            }
+        }
+    }
 
     #[test]
     fn workers_start_for_the_chunks_there_are() {

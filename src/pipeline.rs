@@ -189,6 +189,19 @@ impl AnyCodec {
         }
     }
 
+    /// Codes one chunk of values of either type, borrowed (the codec's own type: checked at
+    /// the API).
+    pub(crate) fn encode_values<T: crate::Element>(
+        &mut self,
+        data: &[T],
+        out: &mut Vec<u8>,
+    ) -> PayloadKind {
+        match self {
+            AnyCodec::F32(c) => c.encode(bytemuck::cast_slice(data), out),
+            AnyCodec::F64(c) => c.encode(bytemuck::cast_slice(data), out),
+        }
+    }
+
     pub(crate) fn encode(&mut self, data: &ArrayData, out: &mut Vec<u8>) -> PayloadKind {
         match (self, data) {
             (AnyCodec::F32(c), ArrayData::F32(v)) => c.encode(v, out),

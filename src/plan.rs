@@ -13,8 +13,8 @@ use std::path::Path;
 
 use crate::array::ArraySpec;
 use crate::bytes::{ByteReader, put_uvarint};
-use crate::compress::{CompressOptions, column_bounds, header_for, layout};
-use crate::container::{Header, MAX_CHUNK_BYTES, StatsSource};
+use crate::compress::{CompressOptions, whole_header};
+use crate::container::{Header, MAX_CHUNK_BYTES};
 use crate::error::{Error, Result};
 use crate::normalize::ColumnStats;
 use crate::shard::ShardRange;
@@ -65,18 +65,7 @@ impl Plan {
                 "a plan needs an input of known size (a file, not a stream)".into(),
             ));
         }
-        let bound_specs = column_bounds(&spec, options, Some(&stats))?;
-        let (record_len, chunk_records) = layout(&spec, options)?;
-        let header = header_for(
-            &spec,
-            options,
-            &bound_specs,
-            record_len,
-            stats,
-            StatsSource::Whole,
-        );
-        let mut header_bytes = Vec::new();
-        header.write_to(&mut header_bytes);
+        let (header, header_bytes, chunk_records) = whole_header(&spec, options, stats)?;
         Ok(Plan {
             header,
             header_bytes,
