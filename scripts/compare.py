@@ -73,15 +73,22 @@ def summary(results, threads):
 
 
 def merge(paths):
-    """The rows of several runs' JSON, each speed the best over the runs (baler's and the
-    peers' alike); the ratios must be the same in every run."""
+    """The rows of several runs' JSON, each speed the best over the runs that measured it
+    (baler's and the peers' alike; a run may cover some of the files and bounds only, e.g.
+    more runs of `--rel 1e-3` beside one of every bound); the ratios must be the same in every
+    run."""
     runs = [json.load(open(p)) for p in paths]
-    merged = json.loads(json.dumps(runs[0]))
+    merged = []
+    at = {}
     speeds = ("baler_comp_MBps", "baler_decomp_MBps", "cli_comp_MBps", "cli_decomp_MBps")
-    for run_ in runs[1:]:
-        if [(r["file"], r["bound"]) for r in run_] != [(r["file"], r["bound"]) for r in merged]:
-            sys.exit("--merge: the runs compared other files or bounds")
-        for m, r in zip(merged, run_):
+    for run_ in runs:
+        for r in run_:
+            key = (r["file"], r["bound"])
+            if key not in at:
+                at[key] = len(merged)
+                merged.append(json.loads(json.dumps(r)))
+                continue
+            m = merged[at[key]]
             if abs(m["baler_ratio"] - r["baler_ratio"]) > 1e-9 * m["baler_ratio"]:
                 sys.exit(f"--merge: {m['file']} {m['bound']}: baler's ratio differs between runs")
             for k in speeds:
