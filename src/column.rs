@@ -209,7 +209,8 @@ impl<T: Element> ColumnCoder<T> {
     /// Decodes the code streams of a column of `n` values into `self.k`, one code per value
     /// (0 at the exceptions, `self.exc`, already read).
     fn read_codes(&mut self, r: &mut ByteReader<'_>, n: usize) -> DecodeResult<()> {
-        self.k.clear();
+        // Not cleared first: a segment decoded writes each of its codes (or fails), and the
+        // codes of the last column were last written by whichever core decoded them.
         self.k.resize(n, 0);
         self.segments
             .decode(r, &self.exc.pos, &self.spare, &mut self.k)
@@ -666,8 +667,8 @@ impl<T: Element> ColumnCoder<T> {
                 };
                 if let Some(ip) = interp {
                     // The codes in decoding order, in segments of SEGMENT codes.
+                    // Not cleared first, as in `read_codes`.
                     let m = out.len() - self.exc.len();
-                    self.k.clear();
                     self.k.resize(m, 0);
                     self.segments
                         .decode(&mut r, &[], &self.spare, &mut self.k)?;

@@ -1989,7 +1989,7 @@ impl Interp {
                         let places = exc.pos[lo..hi].iter().map(|&p| p as usize - base);
                         ip.code_indices(places, at);
                         at.sort_unstable();
-                        full.clear();
+                        // Every place is written: a code or the mark.
                         full.resize(block, 0);
                         scatter(dense, at.iter().copied(), SKIPPED, full);
                         let value = |p: f64, c: i32, h: usize| {
