@@ -971,8 +971,6 @@ fn compress_in_memory<T: Element>(
     options: CompressOptions,
     stats: Vec<ColumnStats>,
 ) -> Result<Vec<u8>> {
-    use crate::pipeline::{AnyCodec, guarded};
-    use crate::spare::Spare;
     use std::sync::Mutex;
     spec.validate()?;
     let (header, header_bytes, chunk_records) = whole_header(spec, &options, stats)?;
@@ -981,64 +979,33 @@ fn compress_in_memory<T: Element>(
     let threads = fit_threads(options.threads, chunk_bytes, options.memory_budget);
     let params = Arc::new(header.codec_params());
     // The chunks the pipeline would cut: whole records, `chunk_records` a chunk.
-    let chunk_len = (chunk_records * record_len).max(1);
-    let chunks: Vec<&[T]> = data.chunks(chunk_len).collect();
-    type Coded = Mutex<Option<(crate::chunk::PayloadKind, Vec<u8>)>>;
-    let coded: Vec<Coded> = chunks.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicU64::new(0);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = threads.clamp(1, chunks.len().max(1));
-    // Threads beyond the chunks, and each worker once out of chunks, are lent to the chunks
-    // still being coded.
-    let spare = Spare::new(threads - workers);
-    crate::threads::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                let _idle = spare.idle_on_exit();
-                let mut codec = AnyCodec::take(T::DTYPE, Arc::clone(&params));
-                codec.lending(&spare);
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if k >= chunks.len() || failed.lock().expect("the error slot").is_some() {
-                        codec.keep();
-                        return;
-                    }
-                    let mut payload = Vec::new();
-                    match guarded(k as u64, "coding", || {
-                        Ok(codec.encode_values(chunks[k], &mut payload))
-                    }) {
-                        Ok(kind) => {
-                            *coded[k].lock().expect("a chunk's slot") = Some((kind, payload))
-                        }
-                        Err(e) => {
-                            failed.lock().expect("the error slot").get_or_insert(e);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().expect("the error slot") {
-        return Err(e);
-    }
-    let size: usize = coded
+    let chunks: Vec<&[T]> = data.chunks((chunk_records * record_len).max(1)).collect();
+    let coded: Vec<Mutex<(crate::chunk::PayloadKind, Vec<u8>)>> = chunks
         .iter()
-        .map(|c| {
-            c.lock()
-                .expect("a chunk's slot")
-                .as_ref()
-                .map_or(0, |p| p.1.len() + 64)
-        })
-        .sum();
+        .map(|_| Mutex::new((crate::chunk::PayloadKind::Raw, Vec::new())))
+        .collect();
+    crate::pipeline::scoped_chunks(
+        "coding",
+        threads,
+        chunks.len(),
+        (T::DTYPE, &params),
+        || (),
+        |codec, (), k| {
+            let mut slot = coded[k].lock().expect("a chunk's slot");
+            let (kind, payload) = &mut *slot;
+            *kind = codec.encode_values(chunks[k], payload);
+            Ok(())
+        },
+    )?;
+    let coded: Vec<_> = coded
+        .into_iter()
+        .map(|c| c.into_inner().expect("a chunk's slot"))
+        .collect();
+    let size: usize = coded.iter().map(|(_, p)| p.len() + 64).sum();
     let out = Vec::with_capacity(header_bytes.len() + size + 64);
     let mut cw = ContainerWriter::with_header_bytes(out, &[], &header_bytes, 0, 0)?;
-    for (chunk, slot) in chunks.iter().zip(coded) {
-        let (kind, payload) = slot
-            .into_inner()
-            .expect("a chunk's slot")
-            .ok_or_else(|| Error::Internal("a chunk was not coded".into()))?;
-        cw.write_chunk((chunk.len() / record_len.max(1)) as u32, kind, &payload)?;
+    for (chunk, (kind, payload)) in chunks.iter().zip(&coded) {
+        cw.write_chunk((chunk.len() / record_len.max(1)) as u32, *kind, payload)?;
     }
     cw.finish()
 }

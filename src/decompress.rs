@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::pipeline::{
     AnyCodec, DEFAULT_MEMORY_LIMIT, DecodeJob, DecodeMsg, DecodePool, chunk_cost, wait_reply,
 };
-use crate::spare::Spare;
 
 /// How to decompress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,67 +391,39 @@ pub fn decompress_into<T: crate::Element>(
             ));
         }
         let (part, tail) = rest.split_at_mut(n);
-        parts.push((k, part));
+        parts.push(Mutex::new(part));
         rest = tail;
     }
-    parts.reverse();
-    let queue = Mutex::new(parts);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
     let params = Arc::new(header.codec_params());
-    let threads = resolve_threads(threads);
-    let workers = threads.clamp(1, trailer.index.len().max(1));
-    // Threads beyond the chunks, and each worker once out of chunks, are lent to the chunks
-    // still being decoded.
-    let spare = Spare::new(threads - workers);
-    crate::threads::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                let _idle = spare.idle_on_exit();
-                let dtype = header.spec.dtype;
-                let mut codec = AnyCodec::take(dtype, Arc::clone(&params));
-                codec.lending(&spare);
-                let mut buf = ArrayData::with_capacity(dtype, 0);
-                let mut reader = io::Cursor::new(bytes);
-                loop {
-                    if failed.lock().expect("the error slot").is_some() {
-                        return;
-                    }
-                    let Some((k, part)) = queue.lock().expect("the queue").pop() else {
-                        // Done: the codec is kept for the next call.
-                        codec.keep();
-                        return;
-                    };
-                    let done = crate::pipeline::guarded(k as u64, "decoding", || {
-                        let Frame::Chunk {
-                            index,
-                            kind,
-                            payload,
-                            ..
-                        } = read_chunk_at(&mut reader, k as u64, &trailer.index[k])?
-                        else {
-                            return Err(Error::chunk(k as u64, "the index points at no chunk"));
-                        };
-                        match &mut buf {
-                            ArrayData::F32(v) => v.clear(),
-                            ArrayData::F64(v) => v.clear(),
-                        }
-                        codec.decode(index, kind, &payload, part.len(), &mut buf)?;
-                        let v: &[T] = buf.values().expect("the container's element type");
-                        part.copy_from_slice(v);
-                        Ok(())
-                    });
-                    if let Err(e) = done {
-                        failed.lock().expect("the error slot").get_or_insert(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    match failed.into_inner().expect("the error slot") {
-        Some(e) => Err(e),
-        None => Ok(header),
-    }
+    let dtype = header.spec.dtype;
+    crate::pipeline::scoped_chunks(
+        "decoding",
+        resolve_threads(threads),
+        parts.len(),
+        (dtype, &params),
+        || (ArrayData::with_capacity(dtype, 0), io::Cursor::new(bytes)),
+        |codec, (buf, reader), k| {
+            let mut part = parts[k].lock().expect("a chunk's part");
+            let Frame::Chunk {
+                index,
+                kind,
+                payload,
+                ..
+            } = read_chunk_at(reader, k as u64, &trailer.index[k])?
+            else {
+                return Err(Error::chunk(k as u64, "the index points at no chunk"));
+            };
+            match buf {
+                ArrayData::F32(v) => v.clear(),
+                ArrayData::F64(v) => v.clear(),
+            }
+            codec.decode(index, kind, &payload, part.len(), buf)?;
+            let v: &[T] = buf.values().expect("the container's element type");
+            part.copy_from_slice(v);
+            Ok(())
+        },
+    )?;
+    Ok(header)
 }
 
 /// Decompresses a whole container held in memory: its header and all its values.

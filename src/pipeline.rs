@@ -227,6 +227,54 @@ impl AnyCodec {
     }
 }
 
+/// Codes or decodes `chunks` chunks of a whole array in memory on up to `threads` scoped
+/// workers (`decompress_into`, `compress_slice`): `work(codec, state, k)` for each chunk `k`,
+/// taken in order by whichever worker is free, each worker with a codec of its own and a
+/// `state()`. Threads beyond the chunks, and each worker once out of chunks, are lent to the
+/// chunks still running; a worker out of chunks leaves its codec for the next call. The first
+/// error (or panic, as an error about `what` its chunk) stops the workers and is returned.
+pub(crate) fn scoped_chunks<S>(
+    what: &str,
+    threads: usize,
+    chunks: usize,
+    (dtype, params): (DType, &Arc<CodecParams>),
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut AnyCodec, &mut S, usize) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = threads.clamp(1, chunks.max(1));
+    let spare = Spare::new(threads.max(workers) - workers);
+    threads::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let _idle = spare.idle_on_exit();
+                let mut codec = AnyCodec::take(dtype, Arc::clone(params));
+                codec.lending(&spare);
+                let mut state = state();
+                loop {
+                    if failed.lock().expect("the error slot").is_some() {
+                        return;
+                    }
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= chunks {
+                        codec.keep();
+                        return;
+                    }
+                    if let Err(e) = guarded(k as u64, what, || work(&mut codec, &mut state, k)) {
+                        failed.lock().expect("the error slot").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("the error slot") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Runs `f`, turning a panic into an internal error about `chunk`.
 pub(crate) fn guarded<T>(chunk: u64, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {

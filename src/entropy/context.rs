@@ -192,7 +192,7 @@ const SMALL: usize = 64;
 /// the codes' tokens (exact below ±32, else by sign and length, whose raw bits cost the same
 /// either way), with each non-empty stream charged for its table. The histograms too (none
 /// for a stream too short to split), which are the streams' own where their codes are small.
-fn contexts_pay(codes: &[i32]) -> (bool, Option<Histograms>) {
+fn contexts_pay(codes: &[i32]) -> (bool, Option<Counted>) {
     if codes.len() < 4096 {
         return (false, None);
     }
@@ -210,29 +210,42 @@ fn contexts_pay(codes: &[i32]) -> (bool, Option<Histograms>) {
         }
         bits
     };
-    let mut whole = [0u32; BINS];
-    for h in &hist {
-        for (w, &c) in whole.iter_mut().zip(h) {
-            *w += c;
-        }
-    }
-    let split: f64 = hist.iter().map(cost).sum();
-    (split < 0.97 * cost(&whole), Some(hist))
+    let counted = Counted::of(hist);
+    let split: f64 = counted.each.iter().map(cost).sum();
+    (split < 0.97 * cost(&counted.whole), Some(counted))
 }
 
 /// Each context's histogram of [`contexts_pay`]'s tokens.
 type Histograms = [[u32; BINS]; CONTEXTS];
 
+/// [`contexts_pay`]'s histograms: each context's, and the whole stream's.
+struct Counted {
+    each: Histograms,
+    whole: [u32; BINS],
+}
+
+impl Counted {
+    fn of(each: Histograms) -> Self {
+        let mut whole = [0u32; BINS];
+        for h in &each {
+            for (w, &c) in whole.iter_mut().zip(h) {
+                *w += c;
+            }
+        }
+        Counted { each, whole }
+    }
+}
+
 /// The counts of the codes `−32 … 31` of a histogram of [`contexts_pay`]'s tokens, where it
 /// holds no other code: the histogram of the codes themselves, which the coder then need not
 /// count again ([`CodeCoder::encode_counted`]).
-fn small_counts(h: &[u32; BINS]) -> Option<&[u32; SMALL]> {
+fn small_counts(h: &[u32; BINS]) -> Option<&[u32]> {
     let (small, large) = h.split_at(SMALL);
-    large
-        .iter()
-        .all(|&c| c == 0)
-        .then(|| small.try_into().expect("the small codes' bins"))
+    large.iter().all(|&c| c == 0).then_some(small)
 }
+
+/// The code that [`small_counts`]' first count is of.
+const SMALLEST: i32 = -(SMALL as i32) / 2;
 
 with_avx2! {
     /// Each context's histogram of [`contexts_pay`]'s tokens over `codes`, in blocks: the
@@ -302,7 +315,7 @@ impl CodeCoder {
         }
         for (x, s) in split.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             match hist.and_then(|h| small_counts(&h[x])) {
-                Some(counts) => self.encode_counted(s, counts, out),
+                Some(counts) => self.encode_counted(s, SMALLEST, counts, out),
                 None => self.encode(s, out),
             }
         }
@@ -323,20 +336,14 @@ impl CodeCoder {
     ) {
         let start = out.len();
         match contexts_pay(codes) {
-            (true, hist) => {
+            (true, counted) => {
                 out.push(1);
-                self.encode_in_context(codes, split, hist.as_ref(), out);
+                self.encode_in_context(codes, split, counted.as_ref().map(|c| &c.each), out);
             }
-            (false, hist) => {
+            (false, counted) => {
                 out.push(0);
-                let mut whole = [0u32; BINS];
-                for h in hist.iter().flatten() {
-                    for (w, &c) in whole.iter_mut().zip(h) {
-                        *w += c;
-                    }
-                }
-                match hist.and_then(|_| small_counts(&whole)) {
-                    Some(counts) => self.encode_counted(codes, counts, out),
+                match counted.as_ref().and_then(|c| small_counts(&c.whole)) {
+                    Some(counts) => self.encode_counted(codes, SMALLEST, counts, out),
                     None => self.encode(codes, out),
                 }
             }
@@ -801,24 +808,18 @@ mod tests {
         let mut c = CodeCoder::new();
         let mut split: [Vec<i32>; CONTEXTS] = Default::default();
         for codes in &cases {
-            let hist = context_histograms(codes);
+            let hist = Counted::of(context_histograms(codes));
             let (mut counted, mut again) = (Vec::new(), Vec::new());
-            c.encode_in_context(codes, &mut split, Some(&hist), &mut counted);
+            c.encode_in_context(codes, &mut split, Some(&hist.each), &mut counted);
             c.encode_in_context(codes, &mut split, None, &mut again);
             assert_eq!(counted, again);
-            let mut whole = [0u32; BINS];
-            for h in &hist {
-                for (w, &n) in whole.iter_mut().zip(h) {
-                    *w += n;
-                }
-            }
             assert_eq!(
-                small_counts(&whole).is_some(),
+                small_counts(&hist.whole).is_some(),
                 codes.iter().all(|c| (-32..32).contains(c))
             );
-            if let Some(counts) = small_counts(&whole) {
+            if let Some(counts) = small_counts(&hist.whole) {
                 let (mut counted, mut again) = (Vec::new(), Vec::new());
-                c.encode_counted(codes, counts, &mut counted);
+                c.encode_counted(codes, SMALLEST, counts, &mut counted);
                 c.encode(codes, &mut again);
                 assert_eq!(counted, again);
             }

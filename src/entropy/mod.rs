@@ -189,13 +189,19 @@ impl CodeCoder {
     }
 
     /// [`encode`](Self::encode) for `codes` whose histogram is known: `counts[i]` of them
-    /// are `i − 32`, and there are no others. The same bytes, without counting them again.
-    pub(crate) fn encode_counted(&mut self, codes: &[i32], counts: &[u32; 64], out: &mut Vec<u8>) {
+    /// are `lowest + i`, and there are no others. The same bytes, without counting them again.
+    pub(crate) fn encode_counted(
+        &mut self,
+        codes: &[i32],
+        lowest: i32,
+        counts: &[u32],
+        out: &mut Vec<u8>,
+    ) {
         debug_assert_eq!(
             counts.iter().map(|&c| c as usize).sum::<usize>(),
             codes.len()
         );
-        let code = |i: usize| i as i32 - 32;
+        let code = |i: usize| lowest + i as i32;
         let (Some(lo), Some(hi)) = (
             counts.iter().position(|&c| c > 0),
             counts.iter().rposition(|&c| c > 0),

@@ -594,34 +594,25 @@ impl Model {
         let mut v = [0f64; BLOCK];
         for r0 in (0..rows).step_by(BLOCK) {
             let n = (rows - r0).min(BLOCK);
+            // The columns the chunk holds normalized are read where they are, by the linear
+            // term alone; a network's block has them copied in.
+            let kept = |input: u32| match normalized {
+                Some(values) if (input as usize) < w => Some(&values[input as usize][r0..r0 + n]),
+                _ => None,
+            };
+            for (k, &input) in c.inputs.iter().enumerate() {
+                let u = &mut u[k * BLOCK..k * BLOCK + n];
+                match kept(input) {
+                    Some(_) if c.hidden == 0 => {}
+                    Some(values) => u.copy_from_slice(values),
+                    None => self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u),
+                }
+            }
             if c.hidden == 0 {
-                // The linear term alone, [`linear_part`]'s operations, each column read where
-                // the chunk holds it normalized rather than copied into the block first.
-                y[..n].fill(c.b2);
-                for (k, (&input, &lin)) in c.inputs.iter().zip(&c.lin).enumerate() {
-                    let uk: &[f32] = match normalized {
-                        Some(values) if (input as usize) < w => &values[input as usize][r0..r0 + n],
-                        _ => {
-                            let u = &mut u[k * BLOCK..k * BLOCK + n];
-                            self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
-                            u
-                        }
-                    };
-                    for (o, &x) in y[..n].iter_mut().zip(uk) {
-                        *o += lin * x;
-                    }
-                }
+                linear_from(c, n, &mut y, |k| {
+                    kept(c.inputs[k]).unwrap_or(&u[k * BLOCK..k * BLOCK + n])
+                });
             } else {
-                for (k, &input) in c.inputs.iter().enumerate() {
-                    let u = &mut u[k * BLOCK..k * BLOCK + n];
-                    if let Some(values) = normalized
-                        && (input as usize) < w
-                    {
-                        u.copy_from_slice(&values[input as usize][r0..r0 + n]);
-                        continue;
-                    }
-                    self.fill_input(input, cols, (rows, r0), (&mut args, &mut v), u);
-                }
                 network(c, &u, n, &mut y);
             }
             for (o, &v) in out[r0..r0 + n].iter_mut().zip(&y[..n]) {
@@ -717,10 +708,16 @@ fn network_body(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
 /// vectorizes it as written, across records).
 #[inline(always)]
 fn linear_part(c: &ColumnModel, u: &[f32], n: usize, y: &mut [f32]) {
+    linear_from(c, n, y, |k| &u[k * BLOCK..k * BLOCK + n]);
+}
+
+/// [`linear_part`] with input `k`'s values for the `n` records from `input(k)`, wherever
+/// they are.
+#[inline(always)]
+fn linear_from<'a>(c: &ColumnModel, n: usize, y: &mut [f32], input: impl Fn(usize) -> &'a [f32]) {
     y[..n].fill(c.b2);
     for (k, &v) in c.lin.iter().enumerate() {
-        let uk = &u[k * BLOCK..k * BLOCK + n];
-        for (o, &x) in y[..n].iter_mut().zip(uk) {
+        for (o, &x) in y[..n].iter_mut().zip(input(k)) {
             *o += v * x;
         }
     }
