@@ -494,6 +494,24 @@ impl<T: Element> ChunkCodec<T> {
         values: usize,
         out: &mut Vec<T>,
     ) -> DecodeResult<()> {
+        let start = out.len();
+        out.resize(start + values, T::from_f64(0.0));
+        let r = self.decode_into(kind, payload, &mut out[start..]);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    /// Decodes a payload holding `out.len()` values into `out`, row-major: a field's values
+    /// go straight to their place (a caller's array), a table's through the codec's columns.
+    pub(crate) fn decode_into(
+        &mut self,
+        kind: PayloadKind,
+        payload: &[u8],
+        out: &mut [T],
+    ) -> DecodeResult<()> {
+        let values = out.len();
         self.largest = self.largest.max((values * T::BYTES) as u64);
         let params = Arc::clone(&self.params);
         if !values.is_multiple_of(params.record_len.max(1)) {
@@ -502,26 +520,25 @@ impl<T: Element> ChunkCodec<T> {
             ));
         }
         match kind {
-            PayloadKind::Raw => return push_le_values(payload, values, out),
+            PayloadKind::Raw => return le_values(payload, out),
             PayloadKind::Lz4 => {
                 let size = values
                     .checked_mul(T::BYTES)
                     .ok_or_else(|| Malformed::new("chunk size overflows"))?;
                 let raw = lz4_flex::block::decompress(payload, size)
                     .map_err(|e| Malformed(format!("LZ4 payload: {e}")))?;
-                return push_le_values(&raw, values, out);
+                return le_values(&raw, out);
             }
             PayloadKind::Coded => {}
         }
         let (ncols, rows) = params.geometry(values);
         let mut r = ByteReader::new(payload);
-        let start = out.len();
-        out.resize(start + values, T::from_f64(0.0));
-        let dest: &mut [T] = if params.layout == Layout::Table {
+        let table = params.layout == Layout::Table;
+        let dest: &mut [T] = if table {
             self.cols.resize(values, T::from_f64(0.0));
             &mut self.cols
         } else {
-            &mut out[start..]
+            &mut *out
         };
         let order = params.column_order(ncols);
         self.keys.start(&params, &order, rows);
@@ -597,8 +614,8 @@ impl<T: Element> ChunkCodec<T> {
                 r.remaining()
             )));
         }
-        if params.layout == Layout::Table {
-            columns_to_rows(&self.cols, ncols, &mut out[start..]);
+        if table {
+            columns_to_rows(&self.cols, ncols, out);
         }
         Ok(())
     }
@@ -615,18 +632,18 @@ pub(crate) fn le_bytes<T: Element>(data: &[T]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-fn push_le_values<T: Element>(bytes: &[u8], values: usize, out: &mut Vec<T>) -> DecodeResult<()> {
-    if Some(bytes.len()) != values.checked_mul(T::BYTES) {
+/// Fills `out` with the little-endian values `bytes` (exactly as many).
+fn le_values<T: Element>(bytes: &[u8], out: &mut [T]) -> DecodeResult<()> {
+    if Some(bytes.len()) != out.len().checked_mul(T::BYTES) {
         return Err(Malformed(format!(
-            "raw payload has {} bytes for {values} values of {} bytes",
+            "raw payload has {} bytes for {} values of {} bytes",
             bytes.len(),
+            out.len(),
             T::BYTES
         )));
     }
-    let start = out.len();
-    out.resize(start + values, T::from_f64(0.0));
-    bytemuck::cast_slice_mut::<T, u8>(&mut out[start..]).copy_from_slice(bytes);
-    T::from_le_in_place(&mut out[start..]);
+    bytemuck::cast_slice_mut::<T, u8>(out).copy_from_slice(bytes);
+    T::from_le_in_place(out);
     Ok(())
 }
 

@@ -25,7 +25,9 @@ use crate::element::Element;
 use crate::entropy::CodeCoder;
 use crate::lossless::{self, LosslessScratch, Reference};
 use crate::normalize::Normalization;
-use crate::predict::{Chooser, Grid, Interp, LEVEL_DIVISORS, Lag, Predictor, codes_in_range};
+use crate::predict::{
+    BlockScratch, Chooser, Grid, Interp, LEVEL_DIVISORS, Lag, Predictor, codes_in_range,
+};
 use crate::relation::Relation;
 use crate::residual::{Exceptions, Prediction, Quantizer, SampleScratch};
 use crate::segments::{Segments, Stream, scatter};
@@ -110,6 +112,8 @@ pub(crate) struct ColumnCoder<T: Element> {
     seg_codes: Vec<Vec<i32>>,
     /// The code streams by segment.
     segments: Segments,
+    /// Each thread's scratch, rebuilding an interpolated column.
+    blocks: BlockScratch,
     /// Idle cores to borrow ([`crate::spare`]).
     spare: Arc<Spare>,
     alt: Vec<u8>,
@@ -232,6 +236,7 @@ impl<T: Element> ColumnCoder<T> {
             exc: Exceptions::default(),
             seg_codes: Vec::new(),
             segments: Segments::default(),
+            blocks: BlockScratch::default(),
             spare: Arc::default(),
             alt: Vec::new(),
             interp_out: Vec::new(),
@@ -673,7 +678,13 @@ impl<T: Element> ColumnCoder<T> {
                     self.segments
                         .decode(&mut r, &[], &self.spare, &mut self.k)?;
                     let fallback = q.fallback::<T>(&cp.norm);
-                    ip.dequantize(&self.k, &self.exc, (q, fallback), &self.spare, out);
+                    ip.dequantize(
+                        &self.k,
+                        &self.exc,
+                        (q, fallback),
+                        (&self.spare, &mut self.blocks),
+                        out,
+                    );
                 } else if !matches!(
                     predictor,
                     Predictor::Centre | Predictor::Model | Predictor::Carry

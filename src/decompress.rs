@@ -7,7 +7,7 @@ use crossbeam_channel::bounded;
 
 use crate::compress::resolve_threads;
 use crate::container::{ContainerReader, Frame, Header, MAX_CHUNK_BYTES};
-use crate::element::ArrayData;
+use crate::element::{ArrayData, DType};
 use crate::error::{Error, Result};
 use crate::pipeline::{
     AnyCodec, DEFAULT_MEMORY_LIMIT, DecodeJob, DecodeMsg, DecodePool, chunk_cost, wait_reply,
@@ -401,8 +401,8 @@ pub fn decompress_into<T: crate::Element>(
         resolve_threads(threads),
         parts.len(),
         (dtype, &params),
-        || (ArrayData::with_capacity(dtype, 0), io::Cursor::new(bytes)),
-        |codec, (buf, reader), k| {
+        || io::Cursor::new(bytes),
+        |codec, reader, k| {
             let mut part = parts[k].lock().expect("a chunk's part");
             let Frame::Chunk {
                 index,
@@ -413,21 +413,56 @@ pub fn decompress_into<T: crate::Element>(
             else {
                 return Err(Error::chunk(k as u64, "the index points at no chunk"));
             };
-            match buf {
-                ArrayData::F32(v) => v.clear(),
-                ArrayData::F64(v) => v.clear(),
-            }
-            codec.decode(index, kind, &payload, part.len(), buf)?;
-            let v: &[T] = buf.values().expect("the container's element type");
-            part.copy_from_slice(v);
-            Ok(())
+            codec.decode_values(index, kind, &payload, &mut part)
         },
     )?;
     Ok(header)
 }
 
-/// Decompresses a whole container held in memory: its header and all its values.
+/// An array sized up front from a container's footer holds at most this many times the
+/// container's bytes: a forged index may promise anything, and the streaming path grows only
+/// with what it decodes.
+const MOST_EXPANSION: u64 = 64;
+
+/// The header and the number of values of a whole container held in memory, where its
+/// footer index tells them, checked against every chunk's own header (so an array can be sized
+/// by what the chunks say, not by a header alone): what [`decompress_into`] needs its
+/// destination to hold. `None` where the footer cannot tell (a stream cut short, a damaged
+/// index: the streaming [`Decompressor`] then finds the error, or the end), or where the values
+/// would take more than 64 times the container's bytes (decode those as a stream, which
+/// allocates only as it decodes).
+pub fn container_values(bytes: &[u8]) -> Option<(Header, u64)> {
+    use crate::container::{read_trailer, verify_trailer};
+    let mut c = io::Cursor::new(bytes);
+    let header = Header::read_from(&mut c).ok()?;
+    let trailer = read_trailer(&mut c).ok()?;
+    verify_trailer(&mut c, &trailer).ok()?;
+    let values = trailer.records.checked_mul(header.record_len)?;
+    let slice = header.spec.slice_len().max(1);
+    let known = header.spec.len();
+    let size = values.checked_mul(header.spec.dtype.size() as u64)?;
+    (values % slice == 0
+        && known.is_none_or(|n| n == values)
+        && size <= (bytes.len() as u64).saturating_mul(MOST_EXPANSION))
+    .then_some((header, values))
+}
+
+/// Decompresses a whole container held in memory: its header and all its values. Where the
+/// footer index tells how many ([`container_values`]), they are decoded straight into the
+/// array returned ([`decompress_into`]), each chunk on whichever core is free; otherwise
+/// through the streaming [`Decompressor`].
 pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
+    if let Some((mut header, values)) = container_values(bytes) {
+        let mut all = match header.spec.dtype {
+            DType::F32 => ArrayData::F32(vec![0.0; values as usize]),
+            DType::F64 => ArrayData::F64(vec![0.0; values as usize]),
+        };
+        crate::with_array!(&mut all, v => decompress_into(bytes, v, 0))?;
+        if header.spec.shape[0] == crate::array::UNKNOWN {
+            header.spec.shape[0] = values / header.spec.slice_len().max(1);
+        }
+        return Ok((header, all));
+    }
     let mut d = Decompressor::new(io::Cursor::new(bytes.to_vec()))?;
     let dtype = d.header.spec.dtype;
     // Reserve what the header promises, but never more than the container could possibly
@@ -437,7 +472,7 @@ pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
         .spec
         .len()
         .unwrap_or(0)
-        .min(bytes.len() as u64 * 64) as usize;
+        .min(bytes.len() as u64 * MOST_EXPANSION) as usize;
     let mut all = ArrayData::with_capacity(dtype, cap);
     while let Some(chunk) = d.next_chunk()? {
         match (&mut all, &chunk) {
@@ -499,5 +534,103 @@ mod tests {
                 assert_eq!(*first, values);
             }
         }
+    }
+
+    /// The values and header of a container, through the streaming decoder alone.
+    fn streamed(bytes: &[u8]) -> (Header, ArrayData) {
+        let mut d = Decompressor::new(io::Cursor::new(bytes.to_vec())).unwrap();
+        let mut all = ArrayData::with_capacity(d.header.spec.dtype, 0);
+        while let Some(chunk) = d.next_chunk().unwrap() {
+            crate::with_array!((&mut all, &chunk), (a, c) => a.extend_from_slice(c));
+        }
+        let header = d.header.clone();
+        d.finish().unwrap();
+        (header, all)
+    }
+
+    #[test]
+    fn whole_containers_decode_in_place_as_streamed() {
+        // `decompress_to_vec` decodes a sized container into its array (each chunk straight
+        // to its place: fields, tables through their columns, lossless noise) and any other
+        // through the stream: the same values either way, bit for bit.
+        let field: Vec<f64> = (0..30_000)
+            .map(|i| (i as f64 * 0.01).sin() * 40.0)
+            .collect();
+        let table: Vec<f32> = (0..6000 * 5).map(|i| (i as f32 * 0.37).cos()).collect();
+        // Noise, kept bit for bit.
+        let mut x = 1u32;
+        let noise: Vec<f32> = (0..8000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                f32::from_bits(x & 0x3fff_ffff)
+            })
+            .collect();
+        let opts = |b: BoundSpec| {
+            CompressOptions::new(Bounds::new(b))
+                .chunk_bytes(16 << 10)
+                .threads(2)
+        };
+        let containers = [
+            (
+                compress_slice(
+                    &field,
+                    &ArraySpec::new(DType::F64, vec![300, 100]),
+                    &opts(BoundSpec::Rel(1e-4)),
+                )
+                .unwrap(),
+                true,
+            ),
+            (
+                compress_slice(
+                    &table,
+                    &ArraySpec::new(DType::F32, vec![6000, 5]),
+                    &opts(BoundSpec::Rel(1e-3)),
+                )
+                .unwrap(),
+                true,
+            ),
+            (
+                compress_slice(
+                    &noise,
+                    &ArraySpec::new(DType::F32, vec![8000]),
+                    &opts(BoundSpec::Lossless),
+                )
+                .unwrap(),
+                true,
+            ),
+            // Constant: far more than 64 times its container's size, so decoded as a stream.
+            (
+                compress_slice(
+                    &vec![2.5f32; 400_000],
+                    &ArraySpec::new(DType::F32, vec![400_000]),
+                    &opts(BoundSpec::Rel(1e-3)),
+                )
+                .unwrap(),
+                false,
+            ),
+        ];
+        for (bytes, sized) in &containers {
+            assert_eq!(container_values(bytes).is_some(), *sized);
+            let (h, values) = decompress_to_vec(bytes).unwrap();
+            let (want_h, want) = streamed(bytes);
+            assert_eq!(h.spec.shape, want_h.spec.shape);
+            crate::with_array!((&values, &want), (a, b) => {
+                assert_eq!(a.len(), b.len());
+                assert!(a.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+            });
+        }
+        // A stream of unknown length: its footer tells the records, and the shape.
+        let spec = ArraySpec::new(DType::F32, vec![crate::array::UNKNOWN, 5]);
+        let mut c = crate::Compressor::new(Vec::new(), spec, opts(BoundSpec::Rel(1e-3))).unwrap();
+        c.write_values(&table).unwrap();
+        let bytes = c.finish().unwrap();
+        let (n, values) = (container_values(&bytes).expect("sized").1, 6000 * 5);
+        assert_eq!(n, values);
+        let (h, all) = decompress_to_vec(&bytes).unwrap();
+        assert_eq!(h.spec.shape, vec![6000, 5]);
+        let (_, want) = streamed(&bytes);
+        assert_eq!(all.values::<f32>().unwrap(), want.values::<f32>().unwrap());
     }
 }

@@ -86,7 +86,8 @@ pub use bound::{Bound, BoundSpec, Bounds, BoundsFile, ColumnRef, ResolvedBound};
 pub use compress::{CompressOptions, Compressor, Finished, compress_slice};
 pub use container::Header;
 pub use decompress::{
-    DecompressOptions, Decompressor, decompress_chunk, decompress_into, decompress_to_vec,
+    DecompressOptions, Decompressor, container_values, decompress_chunk, decompress_into,
+    decompress_to_vec,
 };
 pub use element::{ArrayData, DType, Element};
 pub use error::{Error, Result};

@@ -202,6 +202,22 @@ impl AnyCodec {
         }
     }
 
+    /// Decodes one chunk's payload into `out`, its values, of either type (the codec's own
+    /// type: checked at the API).
+    pub(crate) fn decode_values<T: crate::Element>(
+        &mut self,
+        chunk: u64,
+        kind: PayloadKind,
+        payload: &[u8],
+        out: &mut [T],
+    ) -> Result<()> {
+        let r = match self {
+            AnyCodec::F32(c) => c.decode_into(kind, payload, bytemuck::cast_slice_mut(out)),
+            AnyCodec::F64(c) => c.decode_into(kind, payload, bytemuck::cast_slice_mut(out)),
+        };
+        r.map_err(|m| Error::chunk(chunk, m.0))
+    }
+
     pub(crate) fn encode(&mut self, data: &ArrayData, out: &mut Vec<u8>) -> PayloadKind {
         match (self, data) {
             (AnyCodec::F32(c), ArrayData::F32(v)) => c.encode(v, out),

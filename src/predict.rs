@@ -344,7 +344,7 @@ pub(crate) const LEVEL_DIVISORS: [[f64; 5]; 3] = [
 
 /// Passes of at least this many points are split into parts that run at the same time on idle
 /// cores ([`Interp::run_passes`]): a part costs a task's hand-over, a few microseconds.
-const SPLIT_PASS: usize = 1 << 14;
+const SPLIT_PASS: usize = 1 << 12;
 
 /// Parts of a split pass, so a core that comes idle halfway still takes some.
 const PASS_PARTS: usize = 8;
@@ -368,6 +368,11 @@ const ORDERS: [[usize; MAX_AXES]; 6] = [
     [2, 0, 1],
     [2, 1, 0],
 ];
+
+/// Each thread's scratch for [`Interp::dequantize`], kept by the caller from one column to
+/// the next: a block's codes with its exceptions' marks, and their places.
+#[derive(Debug, Default)]
+pub(crate) struct BlockScratch(Vec<(Vec<i32>, Vec<usize>)>);
 
 impl Interp {
     /// The interpolation of predictor `p` (`Interp` or `InterpPlanes`) on `grid`, axes in
@@ -1938,7 +1943,7 @@ impl Interp {
         k: &[i32],
         exc: &Exceptions<T>,
         (q, fallback): (Quantizer, f64),
-        spare: &Spare,
+        (spare, scratch): (&Spare, &mut BlockScratch),
         out: &mut [T],
     ) {
         struct Walk<'a, T> {
@@ -1947,6 +1952,7 @@ impl Interp {
             exc: &'a Exceptions<T>,
             fallback: f64,
             spare: &'a Spare,
+            threads: &'a mut BlockScratch,
             out: &'a mut [T],
             steps: [f64; 5],
         }
@@ -1967,10 +1973,13 @@ impl Interp {
                 // on an idle core where there is one.
                 let block = ip.block;
                 let blocks: Vec<_> = self.out.chunks_exact_mut(block).map(Mutex::new).collect();
-                let mut threads: Vec<(Vec<i32>, Vec<usize>)> = Vec::new();
-                threads.resize_with(blocks.len().clamp(1, 16), Default::default);
+                let threads = &mut self.threads.0;
+                let n = blocks.len().clamp(1, 16);
+                if threads.len() < n {
+                    threads.resize_with(n, Default::default);
+                }
                 self.spare
-                    .share(blocks.len(), &mut threads, |b, (full, at)| {
+                    .share(blocks.len(), &mut threads[..n], |b, (full, at)| {
                         let mut vb = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
                         let base = b * block;
                         let (lo, hi) = exc.segment(base, base + block);
@@ -2010,6 +2019,7 @@ impl Interp {
             exc,
             fallback,
             spare,
+            threads: scratch,
             out: &mut *out,
             steps: self.level_steps(q.step),
         });
@@ -2481,7 +2491,13 @@ mod tests {
                                 .all(|(a, b)| a.to_bits() == b.to_bits())
                         );
                         let mut out = vec![0.0; len];
-                        ip.dequantize(&k, &exc, (q, 0.0), &Spare::new(idle), &mut out);
+                        ip.dequantize(
+                            &k,
+                            &exc,
+                            (q, 0.0),
+                            (&Spare::new(idle), &mut BlockScratch::default()),
+                            &mut out,
+                        );
                         for i in 0..len {
                             assert_eq!(out[i].to_bits(), rec[i].to_bits(), "{ip:?} at {i}");
                             if col[i].is_finite() {
@@ -2500,7 +2516,13 @@ mod tests {
                             (&mut k2, &mut exc2, &mut rec2),
                             &Spare::new(idle),
                         );
-                        ip.dequantize(&k2, &exc2, (q, 0.0), &Spare::new(idle), &mut out);
+                        ip.dequantize(
+                            &k2,
+                            &exc2,
+                            (q, 0.0),
+                            (&Spare::new(idle), &mut BlockScratch::default()),
+                            &mut out,
+                        );
                         assert!(
                             out.iter()
                                 .zip(&rec2)

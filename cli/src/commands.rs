@@ -137,13 +137,7 @@ fn prepare_model(
             if sample == 0 {
                 return Ok(None);
             }
-            // A stream that does not say how long it is: the model is priced on its sample.
-            let records = if records == baler::UNKNOWN {
-                0
-            } else {
-                records
-            };
-            let plan = (sample, epochs, records);
+            let plan = (sample, epochs, None);
             let (model, _) = train_on(input, spec, options, args, plan, show)?;
             Ok(Some(model).filter(|m| m.active_columns() > 0))
         }
@@ -167,13 +161,13 @@ fn prepare_model(
 }
 
 /// Trains on `sample` of `input`'s records ([`Input::training_sample`]) for at most `epochs`,
-/// for a model that will code `records`.
+/// for a model that will code `records` (`None`: this input's, [`Input::coded_extent`]).
 fn train_on(
     input: &mut Input,
     spec: &baler::ArraySpec,
     options: &CompressOptions,
     args: &CodecArgs,
-    (sample, epochs, records): (usize, usize, u64),
+    (sample, epochs, records): (usize, usize, Option<u64>),
     show: bool,
 ) -> Result<(baler::model::Model, baler::model::train::TrainReport)> {
     let width = spec.shape[1] as usize;
@@ -181,6 +175,8 @@ fn train_on(
     let sample = input
         .training_sample(width, sample, f.seed)
         .with_context(|| format!("sampling {} for training", input.name))?;
+    let (coded, raw) = input.coded_extent(sample.len());
+    let records = records.unwrap_or(coded);
     let specs = options.bounds.per_column(width, &spec.column_names, true)?;
     let opts = baler::model::train::TrainOptions {
         hidden: f.hidden.unwrap_or(0),
@@ -192,10 +188,6 @@ fn train_on(
         ..Default::default()
     };
     let bar = progress::epochs(epochs as u64, show);
-    // A stream of unknown length is at least its head.
-    let raw = input
-        .data_bytes
-        .unwrap_or((sample.len() * input.dtype.size()) as u64);
     let (model, report) =
         baler::model::train::fit_table(&sample, spec, options, &specs, raw, &opts, |e, t, v| {
             bar.set_position(e as u64 + 1);
@@ -360,7 +352,7 @@ pub fn train(args: super::args::TrainArgs) -> Result<()> {
     let budget = (
         f.sample.unwrap_or(sample),
         f.epochs.unwrap_or(epochs),
-        u64::MAX,
+        Some(u64::MAX),
     );
     let (model, report) = train_on(&mut input, &spec, &options, &codec, budget, !args.quiet)?;
     if model.active_columns() == 0 {
@@ -1017,26 +1009,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             baler::with_array!(&data, v => baler::compress_slice(v.as_slice(), &spec, &options))?;
         best_c = best_c.min(t.elapsed().as_secs_f64());
     }
-    // Timed runs hand every chunk back for reuse, as a streaming consumer would; a last,
-    // untimed run keeps the values for the check.
+    // In memory, as the compression: the one-shot decompression into a new array
+    // (`decompress_to_vec`, which the Python module's `decompress` also takes), as SZ3's
+    // decompression returns a new array.
     let mut best_d = f64::INFINITY;
-    let shared: std::sync::Arc<[u8]> = packed.clone().into();
+    let mut decoded = None;
     for _ in 0..repeat {
+        drop(decoded.take());
         let t = Instant::now();
-        let mut d =
-            Decompressor::with_threads(io::Cursor::new(std::sync::Arc::clone(&shared)), threads)?;
-        while let Some(chunk) = d.next_chunk()? {
-            d.recycle(chunk);
-        }
+        decoded = Some(baler::decompress_to_vec(&packed)?);
         best_d = best_d.min(t.elapsed().as_secs_f64());
     }
-    let mut decoded = baler::ArrayData::with_capacity(dtype, data.len());
-    let mut d =
-        Decompressor::with_threads(io::Cursor::new(std::sync::Arc::clone(&shared)), threads)?;
-    while let Some(chunk) = d.next_chunk()? {
-        baler::with_array!((&mut decoded, &chunk), (a, c) => a.extend_from_slice(c));
-    }
-    let header = d.header().clone();
+    let (header, decoded) = decoded.expect("at least one run");
     let worst = worst_error_ratio(&data, &decoded, &header)?;
     let mb = len as f64 / 1e6;
     let ratio = len as f64 / packed.len() as f64;

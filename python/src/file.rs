@@ -204,18 +204,13 @@ fn run<'py>(
             // first records read ahead.
             Some(ModelArg::Auto) if spec.layout == Layout::Table && spec.shape.len() == 2 => {
                 let mut t = Training::for_effort(effort, spec.shape[0]);
-                if t.records == baler::UNKNOWN {
-                    t.records = 0;
-                }
                 let width = spec.shape[1] as usize;
                 if t.sample > 0 {
                     let sample = input
                         .training_sample(width, t.sample, t.seed)
                         .map_err(err)?;
-                    // A stream of unknown length is at least its head.
-                    let raw_bytes = input
-                        .data_bytes
-                        .unwrap_or((sample.len() * input.dtype.size()) as u64);
+                    let raw_bytes;
+                    (t.records, raw_bytes) = input.coded_extent(sample.len());
                     options.model =
                         train_sample(&sample, &spec, &options, raw_bytes, &t).map_err(err)?;
                 }

@@ -251,7 +251,7 @@ fn train_budget(effort: u8, records: u64) -> PyResult<(usize, usize)> {
 
 #[pyfunction]
 fn decompress<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    if let Some((header, values)) = sized(data) {
+    if let Some((header, values)) = baler::container_values(data) {
         // Decoded straight into NumPy's own buffer (which NumPy allocates with huge pages),
         // each worker writing its chunks' part.
         let mut shape: Vec<usize> = header.spec.shape.iter().map(|&d| d as usize).collect();
@@ -267,22 +267,6 @@ fn decompress<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> 
         ArrayData::F32(v) => PyArray1::from_vec(py, v).reshape(shape)?.into_any(),
         ArrayData::F64(v) => PyArray1::from_vec(py, v).reshape(shape)?.into_any(),
     })
-}
-
-/// The header and the number of values of a container whose footer index holds, checked
-/// against every chunk's own header (so the array is sized by what the chunks say, not by a
-/// header alone); `None` where the footer cannot tell (the streaming decoder then finds the
-/// error, or the end).
-fn sized(data: &[u8]) -> Option<(baler::Header, u64)> {
-    use baler::container::{read_trailer, verify_trailer};
-    let mut c = std::io::Cursor::new(data);
-    let header = baler::Header::read_from(&mut c).ok()?;
-    let trailer = read_trailer(&mut c).ok()?;
-    verify_trailer(&mut c, &trailer).ok()?;
-    let values = trailer.records.checked_mul(header.record_len)?;
-    let slice = header.spec.slice_len().max(1);
-    let known = header.spec.len();
-    (values % slice == 0 && known.is_none_or(|n| n == values)).then_some((header, values))
 }
 
 /// Decodes `data` into a new NumPy array of `shape`, the GIL released.

@@ -628,6 +628,23 @@ impl Input {
         Ok(out)
     }
 
+    /// What a model trained on `sample` values of this input, to compress it, is priced on:
+    /// the input's records and its bytes of values, where it tells them. A stream that does
+    /// not say how long it is gives no records (the model is priced on its sample alone) and
+    /// the sample's bytes (it is at least its head).
+    pub fn coded_extent(&self, sample: usize) -> (u64, u64) {
+        let records = self
+            .shape
+            .first()
+            .copied()
+            .filter(|&n| n != UNKNOWN)
+            .unwrap_or(0);
+        let bytes = self
+            .data_bytes
+            .unwrap_or((sample * self.dtype.size()) as u64);
+        (records, bytes)
+    }
+
     /// The training sample of about `max_records` records of `record_len` values, as `f64`,
     /// row-major: drawn from the whole of a file ([`sample_records`](Self::sample_records)),
     /// a stream's first records ([`head_records`](Self::head_records)).
@@ -851,5 +868,21 @@ mod tests {
         let mut all = Vec::new();
         input.into_reader().read_to_end(&mut all).unwrap();
         assert_eq!(all, narrow);
+    }
+
+    /// A model for a stream of unknown length is priced on its sample; one for an input that
+    /// says how long it is, on the whole of it.
+    #[test]
+    fn models_are_priced_on_what_the_input_tells() {
+        let bytes = vec![0u8; 4 * 3 * 100];
+        let stream = raw_stream(bytes.clone(), DType::F32);
+        assert_eq!(stream.coded_extent(3 * 40), (0, 4 * 3 * 40));
+        let raw = RawFormat {
+            dtype: Some(DType::F32),
+            shape: Some(vec![100, 3]),
+            dataset: None,
+        };
+        let sized = Input::from_stream("test".into(), Box::new(io::Cursor::new(bytes)), &raw);
+        assert_eq!(sized.unwrap().coded_extent(3 * 40), (100, 4 * 3 * 100));
     }
 }
