@@ -5,9 +5,10 @@
     scripts/compare.sh --merge RUN1.json RUN2.json ...   # the summary of several runs
 
 For every file and bound it prints one table:
-  * baler (in memory): `baler bench` — compress and decompress in memory with T threads, best of
-    3, every value checked against its bound; directly comparable to the peers' figures, which
-    are in-memory, single-threaded, best of 3;
+  * baler (in memory): `baler bench` — compress (`compress_slice`) and decompress
+    (`decompress_to_vec`, a new array each time, as SZ3's decompression returns one) in memory
+    with T threads, best of 3, every value checked against its bound; directly comparable to
+    the peers' figures, which are in-memory, single-threaded, best of 3;
   * baler CLI: `baler compress` / `baler decompress` file to file (page cache warm), wall time
     of the whole process (start-up, range pre-pass, reading and writing included), best of 3;
   * max err / bound for baler comes from the independent check (../shared/peers/check.py) run
