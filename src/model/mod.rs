@@ -178,7 +178,7 @@ pub(crate) fn fold_lanes<T: Copy + std::ops::Add<Output = T>>(acc: [T; 8]) -> T 
 
 /// The threads training and selection use: every core.
 pub(crate) fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    crate::compress::default_threads()
 }
 
 /// `x` normalized by `offset` and `scale` as a network input: `(x − offset) · (1 / scale)`,
