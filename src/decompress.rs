@@ -450,20 +450,26 @@ pub fn container_values(bytes: &[u8]) -> Option<(Header, u64)> {
 /// Decompresses a whole container held in memory: its header and all its values. Where the
 /// footer index tells how many ([`container_values`]), they are decoded straight into the
 /// array returned ([`decompress_into`]), each chunk on whichever core is free; otherwise
-/// through the streaming [`Decompressor`].
+/// through the streaming [`Decompressor`]. On every core: [`decompress_to_vec_with_threads`]
+/// takes a number.
 pub fn decompress_to_vec(bytes: &[u8]) -> Result<(Header, ArrayData)> {
+    decompress_to_vec_with_threads(bytes, 0)
+}
+
+/// [`decompress_to_vec`] on `threads` workers (0: one per core).
+pub fn decompress_to_vec_with_threads(bytes: &[u8], threads: usize) -> Result<(Header, ArrayData)> {
     if let Some((mut header, values)) = container_values(bytes) {
         let mut all = match header.spec.dtype {
             DType::F32 => ArrayData::F32(vec![0.0; values as usize]),
             DType::F64 => ArrayData::F64(vec![0.0; values as usize]),
         };
-        crate::with_array!(&mut all, v => decompress_into(bytes, v, 0))?;
+        crate::with_array!(&mut all, v => decompress_into(bytes, v, threads))?;
         if header.spec.shape[0] == crate::array::UNKNOWN {
             header.spec.shape[0] = values / header.spec.slice_len().max(1);
         }
         return Ok((header, all));
     }
-    let mut d = Decompressor::new(io::Cursor::new(bytes.to_vec()))?;
+    let mut d = Decompressor::with_threads(io::Cursor::new(bytes.to_vec()), threads)?;
     let dtype = d.header.spec.dtype;
     // Reserve what the header promises, but never more than the container could possibly
     // hold (a forged header may promise anything).
@@ -613,13 +619,15 @@ mod tests {
         ];
         for (bytes, sized) in &containers {
             assert_eq!(container_values(bytes).is_some(), *sized);
-            let (h, values) = decompress_to_vec(bytes).unwrap();
             let (want_h, want) = streamed(bytes);
-            assert_eq!(h.spec.shape, want_h.spec.shape);
-            crate::with_array!((&values, &want), (a, b) => {
-                assert_eq!(a.len(), b.len());
-                assert!(a.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
-            });
+            for threads in [0, 1, 3] {
+                let (h, values) = decompress_to_vec_with_threads(bytes, threads).unwrap();
+                assert_eq!(h.spec.shape, want_h.spec.shape);
+                crate::with_array!((&values, &want), (a, b) => {
+                    assert_eq!(a.len(), b.len());
+                    assert!(a.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+                });
+            }
         }
         // A stream of unknown length: its footer tells the records, and the shape.
         let spec = ArraySpec::new(DType::F32, vec![crate::array::UNKNOWN, 5]);

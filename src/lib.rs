@@ -87,7 +87,7 @@ pub use compress::{CompressOptions, Compressor, Finished, compress_slice};
 pub use container::Header;
 pub use decompress::{
     DecompressOptions, Decompressor, container_values, decompress_chunk, decompress_into,
-    decompress_to_vec,
+    decompress_to_vec, decompress_to_vec_with_threads,
 };
 pub use element::{ArrayData, DType, Element};
 pub use error::{Error, Result};

@@ -1010,14 +1010,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         best_c = best_c.min(t.elapsed().as_secs_f64());
     }
     // In memory, as the compression: the one-shot decompression into a new array
-    // (`decompress_to_vec`, which the Python module's `decompress` also takes), as SZ3's
-    // decompression returns a new array.
+    // (`decompress_to_vec`, as the Python module's `decompress` decodes), as SZ3's
+    // decompression returns a new array; on the threads asked.
     let mut best_d = f64::INFINITY;
     let mut decoded = None;
     for _ in 0..repeat {
         drop(decoded.take());
         let t = Instant::now();
-        decoded = Some(baler::decompress_to_vec(&packed)?);
+        decoded = Some(baler::decompress_to_vec_with_threads(&packed, threads)?);
         best_d = best_d.min(t.elapsed().as_secs_f64());
     }
     let (header, decoded) = decoded.expect("at least one run");
