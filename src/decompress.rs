@@ -573,47 +573,22 @@ mod tests {
                 f32::from_bits(x & 0x3fff_ffff)
             })
             .collect();
-        let opts = |b: BoundSpec| {
-            CompressOptions::new(Bounds::new(b))
+        fn options(bound: BoundSpec) -> CompressOptions {
+            CompressOptions::new(Bounds::new(bound))
                 .chunk_bytes(16 << 10)
                 .threads(2)
-        };
+        }
+        fn packed<T: crate::Element>(data: &[T], shape: &[u64], bound: BoundSpec) -> Vec<u8> {
+            let spec = ArraySpec::new(T::DTYPE, shape.to_vec());
+            compress_slice(data, &spec, &options(bound)).unwrap()
+        }
         let containers = [
-            (
-                compress_slice(
-                    &field,
-                    &ArraySpec::new(DType::F64, vec![300, 100]),
-                    &opts(BoundSpec::Rel(1e-4)),
-                )
-                .unwrap(),
-                true,
-            ),
-            (
-                compress_slice(
-                    &table,
-                    &ArraySpec::new(DType::F32, vec![6000, 5]),
-                    &opts(BoundSpec::Rel(1e-3)),
-                )
-                .unwrap(),
-                true,
-            ),
-            (
-                compress_slice(
-                    &noise,
-                    &ArraySpec::new(DType::F32, vec![8000]),
-                    &opts(BoundSpec::Lossless),
-                )
-                .unwrap(),
-                true,
-            ),
+            (packed(&field, &[300, 100], BoundSpec::Rel(1e-4)), true),
+            (packed(&table, &[6000, 5], BoundSpec::Rel(1e-3)), true),
+            (packed(&noise, &[8000], BoundSpec::Lossless), true),
             // Constant: far more than 64 times its container's size, so decoded as a stream.
             (
-                compress_slice(
-                    &vec![2.5f32; 400_000],
-                    &ArraySpec::new(DType::F32, vec![400_000]),
-                    &opts(BoundSpec::Rel(1e-3)),
-                )
-                .unwrap(),
+                packed(&vec![2.5f32; 400_000], &[400_000], BoundSpec::Rel(1e-3)),
                 false,
             ),
         ];
@@ -631,11 +606,11 @@ mod tests {
         }
         // A stream of unknown length: its footer tells the records, and the shape.
         let spec = ArraySpec::new(DType::F32, vec![crate::array::UNKNOWN, 5]);
-        let mut c = crate::Compressor::new(Vec::new(), spec, opts(BoundSpec::Rel(1e-3))).unwrap();
+        let mut c =
+            crate::Compressor::new(Vec::new(), spec, options(BoundSpec::Rel(1e-3))).unwrap();
         c.write_values(&table).unwrap();
         let bytes = c.finish().unwrap();
-        let (n, values) = (container_values(&bytes).expect("sized").1, 6000 * 5);
-        assert_eq!(n, values);
+        assert_eq!(container_values(&bytes).expect("sized").1, 6000 * 5);
         let (h, all) = decompress_to_vec(&bytes).unwrap();
         assert_eq!(h.spec.shape, vec![6000, 5]);
         let (_, want) = streamed(&bytes);
