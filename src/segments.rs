@@ -1,6 +1,7 @@
 //! A quantized column's code streams, one per segment of [`SEGMENT`] values: coded and decoded
 //! each as a task, on the calling thread or on a core the pipeline's workers left idle
-//! ([`crate::spare`]).
+//! ([`crate::spare`]); in a column of few segments, a segment split by context is decoded by
+//! parts, its context streams in groups and then their merge ([`SPLIT_CODES`]).
 //!
 //! A segment's stream depends on its codes alone (and on whether binned streams are allowed,
 //! the same for the whole column), so the bytes are the same however the segments are shared
@@ -9,10 +10,14 @@
 //! lengths per stream.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::bytes::{ByteReader, DecodeResult, Malformed};
 use crate::column::SEGMENT;
-use crate::entropy::{CONTEXTS, CodeCoder, skip_either};
+use crate::disjoint::Disjoint;
+use crate::entropy::{
+    CONTEXTS, CodeCoder, ContextStreams, merge_contexts, open_contexts, skip_either,
+};
 use crate::residual::positions_within;
 use crate::spare::Spare;
 
@@ -45,6 +50,63 @@ pub(crate) struct Segments {
     scratch: Vec<Scratch>,
     /// Each segment's stream, while a column is coded.
     streams: Vec<Mutex<Vec<u8>>>,
+    /// The context streams of the segments decoded by parts ([`Job::Streams`]), one segment
+    /// after another, each followed by one code more.
+    flat: Vec<i32>,
+}
+
+/// Segments of at least this many codes split by context, in a column of at most
+/// [`SPLIT_MOST`] segments, are decoded by parts: their context streams in [`PARTS`] groups,
+/// each a task ([`Job::Streams`]), then merged, a task of its own ([`Job::Merge`]). The merge
+/// is serial, and a segment's streams take about as long to decode as their merge, so where a
+/// column has few segments for its cores (a small field's three on two cores: the first, the
+/// coarse levels' codes, twice as costly as the others) the tasks come out more even. A
+/// column of more segments keeps its cores busy with whole ones, each decoded in its thread's
+/// scratch, which stays in cache (split ones hold their streams until merged).
+const SPLIT_CODES: usize = 16 << 10;
+const SPLIT_MOST: usize = 8;
+/// Groups of a split segment's context streams.
+const PARTS: usize = 3;
+
+/// A segment decoded by parts ([`SPLIT_CODES`]).
+struct Split {
+    counts: [usize; CONTEXTS],
+    /// Where its streams start in [`Segments::flat`].
+    at: usize,
+    /// Groups of its streams not decoded yet.
+    left: AtomicUsize,
+}
+
+/// One task of [`Segments::decode`].
+enum Job<'a, 'b> {
+    /// A whole segment, the `usize`th.
+    Whole(usize, Task<'a, 'b>),
+    /// A group of a split segment's context streams: where the first starts, each one's
+    /// place in its segment's flat streams and count, and how many bytes remain after the
+    /// last.
+    Streams {
+        split: usize,
+        r: ByteReader<'b>,
+        streams: Vec<(usize, usize)>,
+        end: usize,
+        result: DecodeResult<()>,
+    },
+    /// A split segment's merge, once its streams are decoded, into its part of the codes.
+    Merge {
+        split: usize,
+        dst: &'a mut [i32],
+        result: DecodeResult<()>,
+    },
+}
+
+/// Counts a group of a split segment's streams done when dropped: decoded, failed, or
+/// unwound by a panic (so its merge never waits for it forever).
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
@@ -145,6 +207,7 @@ impl Segments {
     /// [`Stream::Dense`] column (`exc` empty) the codes in decoding order, for a
     /// [`Stream::ByPosition`] one code per value, 0 at the exceptions at `exc` (increasing
     /// positions below `k.len()`); idle cores borrowed from `spare`.
+    #[allow(unsafe_code)]
     pub(crate) fn decode(
         &mut self,
         r: &mut ByteReader<'_>,
@@ -158,18 +221,153 @@ impl Segments {
         if segments == 0 {
             return Ok(());
         }
-        if segments == 1 {
+        if segments == 1 && k.len() < SPLIT_CODES {
             let mine = &mut threads(&mut self.scratch, 1)[0];
             return decode_segment(mine, r, of(0), 0, k);
         }
-        let threads = threads(&mut self.scratch, segments);
-        decode_parts(
-            (r, k.chunks_mut(SEGMENT)),
-            |r, s, len| skip_either(r, len - of(s).len()),
-            (spare, threads),
-            |mine, r, s, dst| decode_segment(mine, r, of(s), s * SEGMENT, dst),
+        // Each segment's job, or jobs where it is decoded by parts: the streams stepped over
+        // to find where each starts.
+        let mut splits = Vec::new();
+        let mut jobs = Vec::new();
+        let mut flat_len = 0;
+        for (s, dst) in k.chunks_mut(SEGMENT).enumerate() {
+            let start = r.clone();
+            let n = dst.len() - of(s).len();
+            if of(s).is_empty()
+                && n >= SPLIT_CODES
+                && segments <= SPLIT_MOST
+                && let Some(streams) = open_contexts(r, n)?
+            {
+                let groups = split_jobs(splits.len(), &streams, r.remaining(), &mut jobs);
+                jobs.push(Mutex::new(Job::Merge {
+                    split: splits.len(),
+                    dst,
+                    result: Ok(()),
+                }));
+                splits.push(Split {
+                    counts: streams.counts,
+                    at: flat_len,
+                    left: AtomicUsize::new(groups),
+                });
+                flat_len += n + 1;
+                continue;
+            }
+            skip_either(r, n)?;
+            let end = r.remaining();
+            let task = Task {
+                r: start,
+                end,
+                dst,
+                result: Ok(()),
+            };
+            jobs.push(Mutex::new(Job::Whole(s, task)));
+        }
+        // Every place is written before it is read (a group's streams, or the code after
+        // each segment's streams here).
+        self.flat.resize(flat_len, 0);
+        for sp in &splits {
+            self.flat[sp.at + sp.counts.iter().sum::<usize>()] = 0;
+        }
+        let flat = Disjoint::new(&mut self.flat);
+        let threads = threads(&mut self.scratch, jobs.len());
+        spare.share(jobs.len(), threads, |j, mine| {
+            let mut job = jobs[j].lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *job {
+                Job::Whole(s, t) => {
+                    t.result = decode_segment(mine, &mut t.r, of(*s), *s * SEGMENT, t.dst)
+                        .and_then(|()| ends(&t.r, t.end));
+                }
+                Job::Streams {
+                    split,
+                    r,
+                    streams,
+                    end,
+                    result,
+                } => {
+                    let sp = &splits[*split];
+                    let _done = Done(&sp.left);
+                    *result = streams
+                        .iter()
+                        .try_for_each(|&(place, count)| {
+                            // SAFETY: each group decodes into its own streams' places, which
+                            // nothing reads until every group of the segment is done (its
+                            // merge waits for them).
+                            let into = unsafe { flat.slice_mut(sp.at + place, count) };
+                            mine.coder.decode_into(r, into)
+                        })
+                        .and_then(|()| ends(r, *end));
+                }
+                Job::Merge { split, dst, result } => {
+                    let sp = &splits[*split];
+                    // The groups were all taken before this job (tasks are taken in order), so
+                    // each is running or done.
+                    while sp.left.load(Ordering::Acquire) != 0 {
+                        std::hint::spin_loop();
+                    }
+                    let n: usize = sp.counts.iter().sum();
+                    // SAFETY: every group of the segment is done (the load above acquires
+                    // their writes), and nothing writes these places any more.
+                    let streams = unsafe { flat.slice(sp.at, n + 1) };
+                    *result = merge_contexts(streams, &sp.counts, dst);
+                }
+            }
+        });
+        jobs.into_iter().try_for_each(
+            |j| match j.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Job::Whole(_, t) => t.result,
+                Job::Streams { result, .. } | Job::Merge { result, .. } => result,
+            },
         )
     }
+}
+
+/// Appends the jobs of split segment `split`'s context `streams` to `jobs`: groups of about
+/// `1 / PARTS` of its codes each, in order, the last ending where `end` bytes remain; returns
+/// how many.
+fn split_jobs<'b>(
+    split: usize,
+    streams: &ContextStreams<'b>,
+    end: usize,
+    jobs: &mut Vec<Mutex<Job<'_, 'b>>>,
+) -> usize {
+    let ContextStreams { counts, streams } = streams;
+    let n: usize = counts.iter().sum();
+    // Where each context's stream goes in the segment's flat streams.
+    let mut places = [0; CONTEXTS];
+    for x in 1..CONTEXTS {
+        places[x] = places[x - 1] + counts[x - 1];
+    }
+    let mut groups = 0;
+    let mut i = 0;
+    while i < streams.len() {
+        let first = streams[i].0.clone();
+        let (mut group, mut codes) = (Vec::new(), 0);
+        while i < streams.len() && (codes == 0 || codes < n / PARTS) {
+            let x = streams[i].1;
+            group.push((places[x], counts[x]));
+            codes += counts[x];
+            i += 1;
+        }
+        jobs.push(Mutex::new(Job::Streams {
+            split,
+            r: first,
+            streams: group,
+            end: streams.get(i).map_or(end, |(r, _)| r.remaining()),
+            result: Ok(()),
+        }));
+        groups += 1;
+    }
+    groups
+}
+
+/// Checks that a segment's streams end where the next segment's start.
+fn ends(r: &ByteReader<'_>, end: usize) -> DecodeResult<()> {
+    if r.remaining() != end {
+        return Err(Malformed::new(
+            "a segment's code stream does not end where the next one starts",
+        ));
+    }
+    Ok(())
 }
 
 /// Appends one stream for each of `parts` parts to `out`, in order, each coded as a task
@@ -319,6 +517,56 @@ pub(crate) mod tests {
                     let mut k = vec![0; n];
                     let _ = shared.decode(&mut ByteReader::new(&bad), exc, &spare, &mut k);
                     let _ = shared.decode(&mut ByteReader::new(&bytes[..i]), exc, &spare, &mut k);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segments_split_by_context_decode_by_parts_as_whole() {
+        // Whole segments and a last one just long enough are decoded by parts (their context
+        // streams in groups, then merged), a short last one whole, a column of one segment by
+        // parts; on every number of cores.
+        for (whole, last, split) in [(2, SPLIT_CODES, true), (2, 700, false), (0, 40_000, true)] {
+            let n = whole * SEGMENT + last;
+            let mut all = codes(whole * SEGMENT, 5);
+            all.extend(codes(last, 6));
+            let (mut coder, none) = (Segments::default(), Spare::new(0));
+            let mut bytes = Vec::new();
+            coder.encode(Stream::Dense(&all), &[], false, &none, &mut bytes);
+            // Which segments are split by context (the long ones), or this tests nothing.
+            let mut r = ByteReader::new(&bytes);
+            let mut by_context = Vec::new();
+            for seg in all.chunks(SEGMENT) {
+                let mut probe = r.clone();
+                by_context.push(matches!(open_contexts(&mut probe, seg.len()), Ok(Some(_))));
+                skip_either(&mut r, seg.len()).unwrap();
+            }
+            assert_eq!(by_context[..whole], [true; 2][..whole]);
+            assert_eq!(by_context[whole], split);
+            assert!(r.is_empty());
+            for idle in [0, 1, 2, 7] {
+                let (mut decoder, spare) = (Segments::default(), Spare::new(idle));
+                for _ in 0..3 {
+                    let mut k = vec![9; n];
+                    let mut r = ByteReader::new(&bytes);
+                    decoder.decode(&mut r, &[], &spare, &mut k).unwrap();
+                    assert!(r.is_empty());
+                    assert_eq!(k, all, "{idle} lent");
+                }
+                // Damaged anywhere (a group's streams, a head, a count): errors, never a
+                // panic or a merge left waiting.
+                for i in (0..bytes.len()).step_by(bytes.len() / 150 + 1) {
+                    let mut bad = bytes.clone();
+                    bad[i] ^= 0x5a;
+                    let mut k = vec![0; n];
+                    let _ = decoder.decode(&mut ByteReader::new(&bad), &[], &spare, &mut k);
+                    let cut = ByteReader::new(&bytes[..i]);
+                    assert!(
+                        decoder
+                            .decode(&mut cut.clone(), &[], &spare, &mut k)
+                            .is_err()
+                    );
                 }
             }
         }

@@ -83,6 +83,40 @@ pub(crate) fn skip_either(r: &mut ByteReader<'_>, n: usize) -> DecodeResult<()> 
     Ok(())
 }
 
+/// Codes split by context ([`CodeCoder::encode_in_context`]), read as far as their streams:
+/// each context's count, and where each non-empty context's stream starts, so the streams can
+/// be decoded as tasks of their own ([`CodeCoder::decode_into`]), one after another in a flat
+/// buffer, then merged ([`merge_contexts`]).
+pub(crate) struct ContextStreams<'b> {
+    pub(crate) counts: [usize; CONTEXTS],
+    /// Each non-empty context's stream: where it starts, and its context.
+    pub(crate) streams: Vec<(ByteReader<'b>, usize)>,
+}
+
+/// Reads the head of `n` codes written by [`CodeCoder::encode_either`] where they were split
+/// by context, and steps over each context's stream, leaving `r` after the last; `None`, with
+/// `r` as it was, for the other layouts.
+pub(crate) fn open_contexts<'b>(
+    r: &mut ByteReader<'b>,
+    n: usize,
+) -> DecodeResult<Option<ContextStreams<'b>>> {
+    let mut head = r.clone();
+    if head.u8()? != 1 {
+        return Ok(None);
+    }
+    let mut counts = [0; CONTEXTS];
+    read_context_counts(&mut head, n, &mut counts)?;
+    let mut streams = Vec::with_capacity(CONTEXTS);
+    for (x, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            streams.push((head.clone(), x));
+            skip(&mut head)?;
+        }
+    }
+    *r = head;
+    Ok(Some(ContextStreams { counts, streams }))
+}
+
 /// Contexts of [`CodeCoder::encode_in_context`]: the magnitudes (0, 1, 2 or more) of the two
 /// codes before.
 pub(crate) const CONTEXTS: usize = 9;
@@ -714,7 +748,11 @@ impl CodeCoder {
 /// the stream is), so the chain from one step to the next is one load, not the stream's
 /// position, then its code, then arithmetic. Long runs of zeros (the smooth parts of a field) keep context 0 and are copied at once
 /// ([`zero_run`]).
-fn merge_contexts(flat: &[i32], counts: &[usize; CONTEXTS], out: &mut [i32]) -> DecodeResult<()> {
+pub(crate) fn merge_contexts(
+    flat: &[i32],
+    counts: &[usize; CONTEXTS],
+    out: &mut [i32],
+) -> DecodeResult<()> {
     let n = out.len();
     // Sixteen places, so that a context masked to four bits indexes them without a check.
     let mut pos = [0usize; 16];

@@ -63,7 +63,7 @@ pub(crate) use context::read_context_counts;
 
 use crate::bytes::put_ivarint;
 use choose::{BinPlan, Fine};
-pub(crate) use context::{CONTEXTS, skip_either};
+pub(crate) use context::{CONTEXTS, ContextStreams, merge_contexts, open_contexts, skip_either};
 use hybrid::{Hybrid, TokenEntry};
 pub(crate) use read::skip;
 

@@ -85,13 +85,25 @@ impl CodeCoder {
         out: &mut Vec<i32>,
     ) -> DecodeResult<()> {
         let start = out.len();
+        out.resize(start + n, 0);
+        self.decode_into(r, &mut out[start..])
+    }
+
+    /// Decodes `out.len()` codes from `r` into `out` (a context's stream into its place
+    /// among the others, [`super::context`]).
+    pub(crate) fn decode_into(
+        &mut self,
+        r: &mut ByteReader<'_>,
+        out: &mut [i32],
+    ) -> DecodeResult<()> {
+        let n = out.len();
         let mode = r.u8()?;
         match mode {
             MODE_CONST => {
                 let v = r.ivarint()?;
                 let v =
                     i32::try_from(v).map_err(|_| Malformed::new("constant code out of range"))?;
-                out.resize(start + n, v);
+                out.fill(v);
             }
             MODE_PACKED => {
                 let min = r.ivarint()?;
@@ -100,11 +112,9 @@ impl CodeCoder {
                     return Err(Malformed::new("packed width above 32 bits"));
                 }
                 let mut br = BitReader::new(r.section()?);
-                out.reserve(n);
-                for _ in 0..n {
-                    let v = i32::try_from(min.saturating_add(br.read(width) as i64))
+                for o in out.iter_mut() {
+                    *o = i32::try_from(min.saturating_add(br.read(width) as i64))
                         .map_err(|_| Malformed::new("packed code out of range"))?;
-                    out.push(v);
                 }
                 br.finish()?;
             }
@@ -132,7 +142,9 @@ impl CodeCoder {
                 self.read_rans(r, prec, n)?;
                 let vals = &self.vals;
                 // Symbols decoded by rANS always have a frequency, so they index `vals`.
-                out.extend(self.symbols.iter().map(|&s| vals[s as usize]));
+                for (o, &s) in out.iter_mut().zip(&self.symbols) {
+                    *o = vals[s as usize];
+                }
             }
             MODE_HYBRID => {
                 let prec = r.u8()? as u32;
@@ -158,8 +170,6 @@ impl CodeCoder {
                 layout.entries(alphabet, &mut self.entries);
                 let entries = &self.entries[..];
                 let mut raw = BitReader::new(r.section()?);
-                out.resize(start + n, 0);
-                let out = &mut out[start..];
                 // Decoded tokens always have a frequency, so they are below `alphabet`.
                 // Where few symbols have raw bits (a field's streams, most of them: their codes
                 // within the exact tokens), each token's code is looked up and only the others
@@ -241,10 +251,10 @@ impl CodeCoder {
                 let mut raw = BitReader::new(r.section()?);
                 let bins = &self.bins;
                 // Decoded symbols always have a frequency, so they index `bins`.
-                out.extend(self.symbols.iter().map(|&t| {
+                for (o, &t) in out.iter_mut().zip(&self.symbols) {
                     let b = bins[t as usize];
-                    (b.lo + raw.read(b.w) as i64) as i32
-                }));
+                    *o = (b.lo + raw.read(b.w) as i64) as i32;
+                }
                 raw.finish()?;
             }
             other => return Err(Malformed(format!("unknown code stream mode {other}"))),
