@@ -57,8 +57,8 @@ pub(crate) struct Segments {
 
 /// Segments of at least this many codes split by context, in a column of at most
 /// [`SPLIT_MOST`] segments, are decoded by parts: their context streams in [`PARTS`] groups,
-/// each a task ([`Job::Streams`]), then merged, a task of its own ([`Job::Merge`]). The merge
-/// is serial, and a segment's streams take about as long to decode as their merge, so where a
+/// each a task ([`Job::Streams`]), then merged by the thread that decodes the last group (so
+/// no thread waits for another). The merge is serial, and a segment's streams take about as long to decode as their merge, so where a
 /// column has few segments for its cores (a small field's three on two cores: the first, the
 /// coarse levels' codes, twice as costly as the others) the tasks come out more even. A
 /// column of more segments keeps its cores busy with whole ones, each decoded in its thread's
@@ -69,12 +69,14 @@ const SPLIT_MOST: usize = 8;
 const PARTS: usize = 3;
 
 /// A segment decoded by parts ([`SPLIT_CODES`]).
-struct Split {
+struct Split<'a> {
     counts: [usize; CONTEXTS],
     /// Where its streams start in [`Segments::flat`].
     at: usize,
-    /// Groups of its streams not decoded yet.
+    /// Groups of its streams not decoded yet: the one that decodes the last merges them.
     left: AtomicUsize,
+    /// Its part of the codes, and how its merge went.
+    merge: Mutex<(&'a mut [i32], DecodeResult<()>)>,
 }
 
 /// One task of [`Segments::decode`].
@@ -91,22 +93,6 @@ enum Job<'a, 'b> {
         end: usize,
         result: DecodeResult<()>,
     },
-    /// A split segment's merge, once its streams are decoded, into its part of the codes.
-    Merge {
-        split: usize,
-        dst: &'a mut [i32],
-        result: DecodeResult<()>,
-    },
-}
-
-/// Counts a group of a split segment's streams done when dropped: decoded, failed, or
-/// unwound by a panic (so its merge never waits for it forever).
-struct Done<'a>(&'a AtomicUsize);
-
-impl Drop for Done<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
-    }
 }
 
 /// Replaces `out` with the codes of `src` that are not at `positions` (relative, increasing).
@@ -239,15 +225,12 @@ impl Segments {
                 && let Some(streams) = open_contexts(r, n)?
             {
                 let groups = split_jobs(splits.len(), &streams, r.remaining(), &mut jobs);
-                jobs.push(Mutex::new(Job::Merge {
-                    split: splits.len(),
-                    dst,
-                    result: Ok(()),
-                }));
+                let unmerged = Err(Malformed::new("a segment's streams were not merged"));
                 splits.push(Split {
                     counts: streams.counts,
                     at: flat_len,
                     left: AtomicUsize::new(groups),
+                    merge: Mutex::new((dst, unmerged)),
                 });
                 flat_len += n + 1;
                 continue;
@@ -285,40 +268,53 @@ impl Segments {
                     result,
                 } => {
                     let sp = &splits[*split];
-                    let _done = Done(&sp.left);
                     *result = streams
                         .iter()
                         .try_for_each(|&(place, count)| {
                             // SAFETY: each group decodes into its own streams' places, which
-                            // nothing reads until every group of the segment is done (its
-                            // merge waits for them).
+                            // nothing reads until every group of the segment is done (the
+                            // last one merges them).
                             let into = unsafe { flat.slice_mut(sp.at + place, count) };
                             mine.coder.decode_into(r, into)
                         })
                         .and_then(|()| ends(r, *end));
-                }
-                Job::Merge { split, dst, result } => {
-                    let sp = &splits[*split];
-                    // The groups were all taken before this job (tasks are taken in order), so
-                    // each is running or done.
-                    while sp.left.load(Ordering::Acquire) != 0 {
-                        std::hint::spin_loop();
+                    // The last group done merges the segment's streams, on its thread (a
+                    // merge waits for nothing); where a group failed, its error is the one
+                    // reported.
+                    if sp.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let n: usize = sp.counts.iter().sum();
+                        // SAFETY: every group of the segment is done (their decrements are
+                        // acquired above), and nothing writes these places any more.
+                        let streams = unsafe { flat.slice(sp.at, n + 1) };
+                        let mut merge = sp.merge.lock().unwrap_or_else(|e| e.into_inner());
+                        let (dst, merged) = &mut *merge;
+                        *merged = merge_contexts(streams, &sp.counts, dst);
                     }
-                    let n: usize = sp.counts.iter().sum();
-                    // SAFETY: every group of the segment is done (the load above acquires
-                    // their writes), and nothing writes these places any more.
-                    let streams = unsafe { flat.slice(sp.at, n + 1) };
-                    *result = merge_contexts(streams, &sp.counts, dst);
                 }
             }
         });
-        jobs.into_iter().try_for_each(
-            |j| match j.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        // A group's error, else a merge's.
+        jobs.into_iter().try_for_each(|j| {
+            match j.into_inner().unwrap_or_else(|e| e.into_inner()) {
                 Job::Whole(_, t) => t.result,
-                Job::Streams { result, .. } | Job::Merge { result, .. } => result,
-            },
-        )
+                Job::Streams { result, .. } => result,
+            }
+        })?;
+        splits.into_iter().try_for_each(|sp| {
+            let (_, merged) = sp.merge.into_inner().unwrap_or_else(|e| e.into_inner());
+            merged
+        })
     }
+}
+
+/// Checks that a segment's streams end where the next segment's start.
+fn ends(r: &ByteReader<'_>, end: usize) -> DecodeResult<()> {
+    if r.remaining() != end {
+        return Err(Malformed::new(
+            "a segment's code stream does not end where the next one starts",
+        ));
+    }
+    Ok(())
 }
 
 /// Appends the jobs of split segment `split`'s context `streams` to `jobs`: groups of about
@@ -358,16 +354,6 @@ fn split_jobs<'b>(
         groups += 1;
     }
     groups
-}
-
-/// Checks that a segment's streams end where the next segment's start.
-fn ends(r: &ByteReader<'_>, end: usize) -> DecodeResult<()> {
-    if r.remaining() != end {
-        return Err(Malformed::new(
-            "a segment's code stream does not end where the next one starts",
-        ));
-    }
-    Ok(())
 }
 
 /// Appends one stream for each of `parts` parts to `out`, in order, each coded as a task
@@ -555,7 +541,7 @@ pub(crate) mod tests {
                     assert_eq!(k, all, "{idle} lent");
                 }
                 // Damaged anywhere (a group's streams, a head, a count): errors, never a
-                // panic or a merge left waiting.
+                // panic.
                 for i in (0..bytes.len()).step_by(bytes.len() / 150 + 1) {
                     let mut bad = bytes.clone();
                     bad[i] ^= 0x5a;
