@@ -116,18 +116,21 @@ pub(crate) enum AnyCodec {
 /// streams: several times a chunk), for the next pipeline's workers. A program that compresses
 /// or decompresses array after array (a Python loop, the HDF5 filter, `baler bench`) starts
 /// every call with new workers; with fresh scratch each would fault it in page by page again,
-/// a third of a small field's time. Only codecs whose chunks were small are kept, and few:
-/// at most [`KEEP_CODECS`] codecs of chunks of at most [`KEEP_CHUNK_BYTES`] bytes of values, a
-/// few tens of MiB at most; [`release_scratch`] frees them.
+/// a third of a small field's time (and of a 5 MB table's two chunks, 1,700 page faults a
+/// call). Only codecs whose chunks were at most the default size are kept, and few: at most
+/// [`KEEP_CODECS`] codecs of chunks of at most [`KEEP_CHUNK_BYTES`] bytes of values, of at most
+/// [`KEEP_BYTES`] in all; [`release_scratch`] frees them.
 static KEPT: Mutex<Vec<AnyCodec>> = Mutex::new(Vec::new());
 /// Most codecs kept.
 const KEEP_CODECS: usize = 8;
-/// Largest chunk (bytes of values) a kept codec may have coded.
-const KEEP_CHUNK_BYTES: u64 = 2 << 20;
+/// Largest chunk (bytes of values) a kept codec may have coded: a field's default chunk.
+const KEEP_CHUNK_BYTES: u64 = crate::compress::DEFAULT_CHUNK_BYTES as u64;
+/// Most bytes of values of the kept codecs' largest chunks together.
+const KEEP_BYTES: u64 = 4 * KEEP_CHUNK_BYTES;
 
 /// Frees what baler keeps between calls: the workers' codecs of compressions and
 /// decompressions that ended, kept for the next (at most eight, each of chunks of at most
-/// 2 MiB of values: a few tens of MiB), and the threads parked for the next call (which
+/// 4 MiB of values, 16 MiB of chunks in all: a few tens of MiB), and the threads parked for the next call (which
 /// otherwise leave after a second without work), waiting for them to end: a program that
 /// forks next does so with its own threads only. The next call starts its own again.
 pub fn release_scratch() {
@@ -161,15 +164,13 @@ impl AnyCodec {
     /// Keeps this codec for a later pipeline ([`KEPT`]) if the largest chunk it coded or
     /// decoded held at most [`KEEP_CHUNK_BYTES`] bytes of values and there is room.
     pub(crate) fn keep(self) {
-        let largest = match &self {
-            AnyCodec::F32(c) => c.largest(),
-            AnyCodec::F64(c) => c.largest(),
-        };
+        let largest = self.largest();
         if largest > KEEP_CHUNK_BYTES {
             return;
         }
         let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-        if k.len() < KEEP_CODECS {
+        let kept: u64 = k.iter().map(AnyCodec::largest).sum();
+        if k.len() < KEEP_CODECS && kept + largest <= KEEP_BYTES {
             k.push(self);
         }
     }
@@ -179,6 +180,14 @@ impl AnyCodec {
         match self {
             AnyCodec::F32(c) => c.lending(Arc::clone(spare)),
             AnyCodec::F64(c) => c.lending(Arc::clone(spare)),
+        }
+    }
+
+    /// The largest chunk (bytes of values) this codec coded or decoded.
+    fn largest(&self) -> u64 {
+        match self {
+            AnyCodec::F32(c) => c.largest(),
+            AnyCodec::F64(c) => c.largest(),
         }
     }
 
