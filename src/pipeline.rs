@@ -130,9 +130,10 @@ const KEEP_BYTES: u64 = 4 * KEEP_CHUNK_BYTES;
 
 /// Frees what baler keeps between calls: the workers' codecs of compressions and
 /// decompressions that ended, kept for the next (at most eight, each of chunks of at most
-/// 4 MiB of values, 16 MiB of chunks in all: a few tens of MiB), and the threads parked for the next call (which
-/// otherwise leave after a second without work), waiting for them to end: a program that
-/// forks next does so with its own threads only. The next call starts its own again.
+/// 4 MiB of values, 16 MiB of chunks in all: a few tens of MiB), and the threads parked for
+/// the next call (which otherwise leave after a second without work), waiting for them to
+/// end: a program that forks next does so with its own threads only. The next call starts its
+/// own again.
 pub fn release_scratch() {
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     threads::release();

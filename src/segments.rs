@@ -58,12 +58,14 @@ pub(crate) struct Segments {
 /// Segments of at least this many codes split by context, in a column of at most
 /// [`SPLIT_MOST`] segments, are decoded by parts: their context streams in [`PARTS`] groups,
 /// each a task ([`Job::Streams`]), then merged by the thread that decodes the last group (so
-/// no thread waits for another). The merge is serial, and a segment's streams take about as long to decode as their merge, so where a
-/// column has few segments for its cores (a small field's three on two cores: the first, the
-/// coarse levels' codes, twice as costly as the others) the tasks come out more even. A
-/// column of more segments keeps its cores busy with whole ones, each decoded in its thread's
-/// scratch, which stays in cache (split ones hold their streams until merged).
+/// no thread waits for another). The merge is serial, and a segment's streams take about as
+/// long to decode as their merge, so where a column has few segments for its cores (a small
+/// field's three on two cores: the first, the coarse levels' codes, twice as costly as the
+/// others) the tasks come out more even.
 const SPLIT_CODES: usize = 16 << 10;
+/// Most segments of a column decoded by parts: a column of more keeps its cores busy with
+/// whole ones, each decoded in its thread's scratch, which stays in cache (split ones hold
+/// their streams until merged; splitting the image's sixteen cost it 3%).
 const SPLIT_MOST: usize = 8;
 /// Groups of a split segment's context streams.
 const PARTS: usize = 3;
