@@ -73,6 +73,8 @@ const PARTS: usize = 3;
 /// A segment decoded by parts ([`SPLIT_CODES`]).
 struct Split<'a> {
     counts: [usize; CONTEXTS],
+    /// Its codes (the counts' sum).
+    n: usize,
     /// Where its streams start in [`Segments::flat`].
     at: usize,
     /// Groups of its streams not decoded yet: the one that decodes the last merges them.
@@ -230,6 +232,7 @@ impl Segments {
                 let unmerged = Err(Malformed::new("a segment's streams were not merged"));
                 splits.push(Split {
                     counts: streams.counts,
+                    n,
                     at: flat_len,
                     left: AtomicUsize::new(groups),
                     merge: Mutex::new((dst, unmerged)),
@@ -251,7 +254,7 @@ impl Segments {
         // each segment's streams here).
         self.flat.resize(flat_len, 0);
         for sp in &splits {
-            self.flat[sp.at + sp.counts.iter().sum::<usize>()] = 0;
+            self.flat[sp.at + sp.n] = 0;
         }
         let flat = Disjoint::new(&mut self.flat);
         let threads = threads(&mut self.scratch, jobs.len());
@@ -284,10 +287,9 @@ impl Segments {
                     // merge waits for nothing); where a group failed, its error is the one
                     // reported.
                     if sp.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        let n: usize = sp.counts.iter().sum();
                         // SAFETY: every group of the segment is done (their decrements are
                         // acquired above), and nothing writes these places any more.
-                        let streams = unsafe { flat.slice(sp.at, n + 1) };
+                        let streams = unsafe { flat.slice(sp.at, sp.n + 1) };
                         let mut merge = sp.merge.lock().unwrap_or_else(|e| e.into_inner());
                         let (dst, merged) = &mut *merge;
                         *merged = merge_contexts(streams, &sp.counts, dst);
@@ -407,14 +409,13 @@ pub(crate) fn decode_parts<'k, S: Send>(
     }
     spare.share(tasks.len(), threads, |s, mine| {
         let mut t = tasks[s].lock().unwrap_or_else(|e| e.into_inner());
-        let Task { r, end, dst, .. } = &mut *t;
-        let mut result = decode(mine, r, s, dst);
-        if result.is_ok() && r.remaining() != *end {
-            result = Err(Malformed::new(
-                "a segment's code stream does not end where the next one starts",
-            ));
-        }
-        t.result = result;
+        let Task {
+            r,
+            end,
+            dst,
+            result,
+        } = &mut *t;
+        *result = decode(mine, r, s, dst).and_then(|()| ends(r, *end));
     });
     tasks
         .into_iter()

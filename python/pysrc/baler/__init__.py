@@ -228,7 +228,8 @@ def release_scratch() -> None:
     Each call's worker threads take the codecs (and their warm scratch buffers) that earlier
     calls left, so that compressing or decompressing array after array does not fault fresh
     memory in every time: at most eight of them, for chunks of up to 4 MiB of values and
-    16 MiB of chunks in all, a few tens of MiB. This frees them; the next call allocates its own again.
+    16 MiB of chunks in all, a few tens of MiB. This frees them; the next call allocates its
+    own again.
 
     The worker threads themselves stay parked for the next call, and leave after a second
     without work; this also lets them go at once and waits for them to end, so a process
